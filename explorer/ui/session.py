@@ -1,0 +1,51 @@
+"""What a page asks for: the loaded model and the capture of the current text, or a clear message."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from explorer.errors import ExplorerError
+from explorer.models import Capture, LoadedModel
+from explorer.models.catalogue import CATALOGUE
+from explorer.ui.cache import cached_capture, cached_model
+from explorer.ui.sidebar import Selection
+
+
+def selection() -> Selection:
+    return st.session_state["selection"]
+
+
+def _loading_message(model_id: str) -> str:
+    if model_id == "smollm2-135m":
+        return (
+            "Loading SmolLM2-135M… (the very first load de-quantizes the 4-bit GGUF and saves it to the "
+            "cache, about 30 s; later loads take about a second)"
+        )
+    spec = CATALOGUE.get(model_id)
+    return f"Loading {spec.label if spec else model_id}…"
+
+
+def require_model() -> LoadedModel:
+    """The selected model, loaded and cached; on failure show what to do and stop this page."""
+    sel = selection()
+    try:
+        with st.spinner(_loading_message(sel.model_id)):
+            return cached_model(*sel.model_key)
+    except ExplorerError as err:
+        st.error(str(err), icon=":material/error:")
+        st.stop()
+
+
+def require_capture() -> tuple[LoadedModel, Capture]:
+    """Model and capture of the sidebar text; shows truncation notes; stops the page with a message on bad input."""
+    loaded = require_model()
+    sel = selection()
+    try:
+        with st.spinner("Running the model on the text…"):
+            cap = cached_capture(sel.model_key, sel.text, sel.max_tokens)
+    except ExplorerError as err:
+        st.error(str(err), icon=":material/error:")
+        st.stop()
+    for message in cap.messages:
+        st.info(message, icon=":material/content_cut:")
+    return loaded, cap

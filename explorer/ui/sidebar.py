@@ -1,0 +1,184 @@
+"""The sidebar shared by every page: model, device, text. Mirrored in st.query_params (model, text)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from explorer.models.capture import DEFAULT_MAX_TOKENS
+from explorer.models.catalogue import CATALOGUE, DEFAULT_MODEL_ID, PICKER_IDS
+from explorer.models.device import DTYPES, available_devices
+from explorer.texts import DEFAULT_EXAMPLE, EXAMPLE_TITLES, example_name_for, example_texts
+from explorer.ui import params, settings
+
+CUSTOM = "__custom__"
+# Texts longer than this are not written into the link (URLs get unwieldy); the example name is, when it is one.
+MAX_TEXT_IN_URL = 2000
+MAX_TOKEN_CHOICES = [64, 128, 256, 512, 1024]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What every page analyses: the model (and how to load it) and the text."""
+
+    model_id: str
+    device: str
+    dtype: str
+    trust_remote_code: bool
+    allow_pickle: bool
+    allow_external: bool
+    text: str
+    max_tokens: int
+
+    @property
+    def model_key(self) -> tuple:
+        """The arguments of ui.cache.cached_model, in order."""
+        return (
+            self.model_id,
+            self.device,
+            self.dtype,
+            self.trust_remote_code,
+            self.allow_pickle,
+            self.allow_external,
+        )
+
+
+def _init_from_query_params() -> None:
+    """First run of a browser session: seed the widgets from the link."""
+    state = st.session_state
+    if state.get("sidebar_initialized"):
+        return
+    state.sidebar_initialized = True
+    model = st.query_params.get("model", DEFAULT_MODEL_ID)
+    if model in PICKER_IDS:
+        state.sidebar_model = model
+    elif settings.allow_external_models() and model:
+        state.sidebar_model = CUSTOM
+        state.sidebar_model_path = model
+    else:
+        state.sidebar_model = DEFAULT_MODEL_ID
+        if model:
+            state.sidebar_notice = (
+                f"Model '{model}' from the link is not available here; showing {DEFAULT_MODEL_ID}."
+            )
+    examples = example_texts()
+    text = st.query_params.get("text")
+    example = st.query_params.get("example")
+    if text:
+        state.sidebar_text = text[: settings.max_text_chars()]
+    elif example in examples:
+        state.sidebar_text = examples[example]
+    else:
+        state.sidebar_text = examples.get(DEFAULT_EXAMPLE, "")
+    state.sidebar_max_tokens = params.get_choice(
+        "max_tokens", str(DEFAULT_MAX_TOKENS), [str(v) for v in MAX_TOKEN_CHOICES]
+    )
+    state.sidebar_max_tokens = int(state.sidebar_max_tokens)
+
+
+def _load_example() -> None:
+    name = st.session_state.get("sidebar_example")
+    if name in example_texts():
+        st.session_state.sidebar_text = example_texts()[name]
+
+
+def render_sidebar() -> Selection:
+    """Draw the shared sidebar and return the current selection (also kept in session_state.selection)."""
+    _init_from_query_params()
+    state = st.session_state
+    allow_external = settings.allow_external_models()
+    with st.sidebar:
+        notice = state.pop("sidebar_notice", None)
+        if notice:
+            st.warning(notice)
+        options = list(PICKER_IDS) + ([CUSTOM] if allow_external else [])
+        st.selectbox(
+            "Model",
+            options,
+            key="sidebar_model",
+            format_func=lambda mid: "Local folder or hub id…" if mid == CUSTOM else CATALOGUE[mid].label,
+            help="SmolLM2 (causal) and MiniLM (encoder) ship with the app; tiny random models are for tests.",
+        )
+        model_id = state.sidebar_model
+        if model_id == CUSTOM:
+            model_id = st.text_input(
+                "Model folder or hub id",
+                key="sidebar_model_path",
+                placeholder="/path/to/saved_model  or  org/name",
+                help="A folder written by save_pretrained (config.json + safetensors), or a hub id (needs internet).",
+            ).strip()
+        with st.expander("Device and loading", expanded=False):
+            device = st.selectbox(
+                "Device",
+                ["auto", *available_devices()],
+                key="sidebar_device",
+                help="auto picks cuda, then mps, then cpu.",
+            )
+            dtype = st.selectbox(
+                "Weights dtype",
+                list(DTYPES),
+                key="sidebar_dtype",
+                help="float32 is exact for the maths; half precision saves memory on GPUs.",
+            )
+            max_tokens = st.select_slider(
+                "Max tokens",
+                MAX_TOKEN_CHOICES,
+                key="sidebar_max_tokens",
+                help="Longer texts are cut to this many tokens (and the page says so).",
+            )
+            trust_remote_code = st.checkbox(
+                "Trust remote code",
+                key="sidebar_trust_remote_code",
+                disabled=not allow_external,
+                help="Runs Python code from the model's repository. Leave off unless you trust its authors.",
+            )
+            allow_pickle = st.checkbox(
+                "Allow pickle weights (*.bin)",
+                key="sidebar_allow_pickle",
+                disabled=not allow_external,
+                help="Pickle files can run arbitrary code when loaded; safetensors are always preferred.",
+            )
+        st.divider()
+        examples = example_texts()
+        st.selectbox(
+            "Example text",
+            list(examples),
+            index=None,
+            key="sidebar_example",
+            placeholder="Load an example…",
+            format_func=lambda name: EXAMPLE_TITLES.get(name, name),
+            on_change=_load_example,
+        )
+        text = st.text_area(
+            "Text",
+            key="sidebar_text",
+            height=180,
+            max_chars=settings.max_text_chars(),
+            help="Press Ctrl+Enter (or click outside) to analyse the new text.",
+        )
+
+    selection = Selection(
+        model_id=model_id,
+        device=device,
+        dtype=dtype,
+        trust_remote_code=bool(trust_remote_code) and allow_external,
+        allow_pickle=bool(allow_pickle) and allow_external,
+        allow_external=allow_external,
+        text=text or "",
+        max_tokens=int(max_tokens),
+    )
+    state.selection = selection
+    _mirror_to_query_params(selection)
+    return selection
+
+
+def _mirror_to_query_params(selection: Selection) -> None:
+    example = example_name_for(selection.text)
+    in_url = selection.text if (example is None and len(selection.text) <= MAX_TEXT_IN_URL) else None
+    params.set_params(
+        model=selection.model_id or None,
+        example=example,
+        text=in_url,
+        max_tokens=None if selection.max_tokens == DEFAULT_MAX_TOKENS else selection.max_tokens,
+    )

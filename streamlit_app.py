@@ -1,0 +1,19 @@
+"""eigen-explorer: entry point. The shared sidebar, then the page the navigation picks."""
+
+import streamlit as st
+
+from explorer.paths import ASSETS_DIR
+from explorer.ui.navigation import PAGES
+from explorer.ui.sidebar import render_sidebar
+
+st.set_page_config(page_title="eigen-explorer", page_icon=":material/scatter_plot:", layout="wide")
+st.logo(str(ASSETS_DIR / "logo.svg"))
+
+sections: dict[str, list] = {}
+for i, page in enumerate(PAGES):
+    sections.setdefault(page.section, []).append(
+        st.Page(page.file, title=page.title, icon=page.icon, url_path=page.url_path, default=(i == 0))
+    )
+navigation = st.navigation(sections)
+render_sidebar()
+navigation.run()

@@ -1,0 +1,37 @@
+"""Run a page of the real app (streamlit_app.py with its sidebar and navigation) under AppTest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+APP = str(REPO_ROOT / "streamlit_app.py")
+
+
+def run_page(
+    page: str, *, model: str = "tiny-gpt2", text: str | None = None, timeout: float = 180, **query_params
+) -> AppTest:
+    """Open ``page`` (e.g. "pages/attention.py") as a link with these query params would, run it, return it.
+
+    ``at.exception`` holds uncaught exceptions; ``at.error`` the st.error boxes.
+    """
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.query_params["model"] = model
+    if text is not None:
+        at.query_params["text"] = text
+    for key, value in query_params.items():
+        at.query_params[key] = str(value)
+    at.run()  # the entry point first: it registers the pages (st.navigation) and draws the sidebar
+    if page != "pages/home.py":
+        at.switch_page(page)
+        at.run()
+    return at
+
+
+def plotly_specs(at: AppTest) -> list[dict]:
+    """The Plotly figure JSON of every chart on the page (data and layout), in page order."""
+    import json
+
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]

@@ -1,0 +1,51 @@
+"""Shared fixtures: models are loaded once per test session (loading is the slow part)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# No test may reach the hub: fail fast instead of waiting on the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+TINY_IDS = ["tiny-gpt2", "tiny-bert", "tiny-llama"]
+EMBEDDED_IDS = ["minilm-l6", "smollm2-135m"]
+SAMPLE_TEXT = "The quick brown fox jumps over the lazy dog. Then the fox sleeps."
+
+_loaded: dict = {}
+
+
+def get_model(model_id: str):
+    """A LoadedModel shared by all tests in the session. Tests must not mutate it."""
+    from explorer.models import load_model
+
+    if model_id not in _loaded:
+        _loaded[model_id] = load_model(model_id, device="cpu")
+    return _loaded[model_id]
+
+
+@pytest.fixture(scope="session")
+def load():
+    return get_model
+
+
+@pytest.fixture(scope="session", params=TINY_IDS)
+def tiny_model(request):
+    return get_model(request.param)
+
+
+@pytest.fixture(scope="session", params=EMBEDDED_IDS)
+def embedded_model(request):
+    return get_model(request.param)
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    return get_model("minilm-l6")
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    return get_model("smollm2-135m")
