@@ -4,7 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import streamlit.testing.v1.app_test as _app_test_module
+from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
+
+
+class _NavigationPagesManager(PagesManager):
+    """AppTest resets PagesManager.uses_pages_directory before every run, and a `pages/` folder beside the
+    entry script then switches Streamlit to its legacy folder-based multipage mode, which on reruns runs the
+    page file without the entry script (no sidebar). The app always calls st.navigation, which turns that mode
+    off in a real server after the first run; here it is turned off from the start, as the app intends."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+
+_app_test_module.PagesManager = _NavigationPagesManager
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP = str(REPO_ROOT / "streamlit_app.py")
@@ -30,8 +46,28 @@ def run_page(
     return at
 
 
+def _decode_typed_arrays(value):
+    """Plotly 7 serializes numeric arrays as {"dtype": "f8", "bdata": base64, "shape": "r, c"}: decode them to
+    numpy arrays so tests read numbers, not encodings."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(value, dict):
+        if "bdata" in value and "dtype" in value:
+            array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+            if "shape" in value:
+                array = array.reshape([int(n) for n in str(value["shape"]).split(",")])
+            return array
+        return {key: _decode_typed_arrays(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_decode_typed_arrays(item) for item in value]
+    return value
+
+
 def plotly_specs(at: AppTest) -> list[dict]:
-    """The Plotly figure JSON of every chart on the page (data and layout), in page order."""
+    """The Plotly figure JSON of every chart on the page (data and layout), in page order, with numeric
+    arrays decoded to numpy."""
     import json
 
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    return [_decode_typed_arrays(json.loads(chart.proto.spec)) for chart in at.get("plotly_chart")]

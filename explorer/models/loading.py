@@ -284,6 +284,13 @@ def _friendly_load_error(model_id: str, err: Exception) -> ModelLoadError:
             "embedded models or a local directory that holds a saved model."
         )
     first_line = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    if any(
+        word in text.lower() for word in ("deserializ", "header", "invalid load key", "unpickling", "corrupt")
+    ):
+        return ModelLoadError(
+            f"The weight files of '{model_id}' cannot be read: they look damaged or incompletely copied "
+            f"({first_line[:200]}). Save or copy the model again."
+        )
     return ModelLoadError(f"Could not load '{model_id}': {first_line[:300]}")
 
 

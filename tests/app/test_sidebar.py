@@ -1,0 +1,54 @@
+"""The shared sidebar: model and text come from the link, survive page switches, and bad input is explained."""
+
+from explorer.texts import example_texts
+from tests.apptest import run_page
+
+
+def test_query_params_restore_model_and_text():
+    at = run_page("pages/home.py", model="tiny-bert", text="shared link text")
+    assert at.sidebar.selectbox(key="sidebar_model").value == "tiny-bert"
+    assert at.sidebar.text_area(key="sidebar_text").value == "shared link text"
+    assert at.metric[0].value == "2"
+
+
+def test_selection_is_mirrored_into_query_params():
+    at = run_page("pages/home.py", model="tiny-gpt2")
+    at.sidebar.text_area(key="sidebar_text").set_value("a new text").run()
+    assert at.query_params["text"] == "a new text" and "example" not in at.query_params
+    at.sidebar.selectbox(key="sidebar_model").set_value("tiny-bert").run()
+    assert "tiny-bert" in str(at.query_params["model"])
+
+
+def test_example_text_by_name():
+    at = run_page("pages/home.py", model="tiny-gpt2", example="code")
+    assert at.sidebar.text_area(key="sidebar_text").value == example_texts()["code"]
+
+
+def test_empty_text_gives_a_message_not_a_traceback():
+    at = run_page("pages/home.py", model="tiny-gpt2")
+    at.sidebar.text_area(key="sidebar_text").set_value("   ").run()
+    assert not at.exception
+    assert any("empty" in e.value for e in at.error)
+    # The sidebar still works: a real text brings the page back.
+    at.sidebar.text_area(key="sidebar_text").set_value("back again").run()
+    assert not at.error and at.metric
+
+
+def test_unknown_model_in_link_falls_back_with_a_notice(monkeypatch):
+    monkeypatch.setenv("EIGEN_EXPLORER_ALLOW_EXTERNAL", "0")
+    at = run_page("pages/home.py", model="no-such-model")
+    assert not at.exception
+    assert any("not available" in w.value for w in at.sidebar.warning)
+
+
+def test_bad_local_path_explained_and_recoverable():
+    at = run_page("pages/home.py", model="/no/such/folder")
+    assert not at.exception
+    assert any("not a directory" in e.value for e in at.error)
+    at.sidebar.selectbox(key="sidebar_model").set_value("tiny-llama").run()
+    assert not at.error
+
+
+def test_long_text_truncation_is_announced():
+    at = run_page("pages/home.py", model="tiny-gpt2", text="many words " * 300)
+    assert any("only the first" in i.value for i in at.info)
