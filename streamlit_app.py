@@ -3,11 +3,11 @@
 import streamlit as st
 
 from explorer.paths import ASSETS_DIR
-from explorer.ui.navigation import PAGES
-from explorer.ui.sidebar import render_sidebar
+from explorer.ui.navigation import PAGES, leave_legacy_pages_mode
 
+leave_legacy_pages_mode()
 st.set_page_config(page_title="eigen-explorer", page_icon=":material/scatter_plot:", layout="wide")
-st.logo(str(ASSETS_DIR / "logo.svg"))
+st.logo(str(ASSETS_DIR / "logo.svg"), size="large")
 
 sections: dict[str, list] = {}
 for i, page in enumerate(PAGES):
@@ -15,5 +15,10 @@ for i, page in enumerate(PAGES):
         st.Page(page.file, title=page.title, icon=page.icon, url_path=page.url_path, default=(i == 0))
     )
 navigation = st.navigation(sections)
+
+# torch and transformers take seconds to import on a cold server: show that something is happening.
+with st.spinner("Starting eigen-explorer (loading torch and transformers)…"):
+    from explorer.ui.sidebar import render_sidebar
+
 render_sidebar()
 navigation.run()

@@ -15,9 +15,14 @@ def _serve(args: argparse.Namespace) -> int:
     if not app.is_file():
         print(f"error: {app} not found; run from a source checkout (pip install -e .).", file=sys.stderr)
         return 2
-    command = [
-        sys.executable,
-        "-m",
+    os.chdir(REPO_ROOT)  # so .streamlit/config.toml applies
+    from streamlit.web import cli as streamlit_cli
+
+    from explorer.ui.navigation import disable_legacy_pages_mode
+
+    # In-process, so the first visitor already gets the app's own navigation (see disable_legacy_pages_mode).
+    disable_legacy_pages_mode()
+    sys.argv = [
         "streamlit",
         "run",
         str(app),
@@ -27,9 +32,7 @@ def _serve(args: argparse.Namespace) -> int:
         args.address,
         *args.streamlit_args,
     ]
-    os.chdir(REPO_ROOT)  # so .streamlit/config.toml applies
-    os.execv(sys.executable, command)
-    return 0  # not reached
+    return streamlit_cli.main()
 
 
 def _report(args: argparse.Namespace) -> int:

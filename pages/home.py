@@ -14,8 +14,9 @@ st.markdown(
     "attention, the singular values of its weights, its circuits and hidden-state directions, and what "
     "compressing it costs. Pick a model and a text in the sidebar; every page analyses that pair."
 )
-with st.expander("Pages", expanded=False):
-    for page in PAGES:
+page_columns = st.columns(2)
+for i, page in enumerate(p for p in PAGES if p.path != "pages/home.py"):
+    with page_columns[i % 2]:
         st.page_link(page.file, label=f"**{page.title}**: {page.summary}", icon=page.icon)
 
 loaded, cap = require_capture()
@@ -23,7 +24,7 @@ card = loaded.card
 
 st.subheader("Model card")
 st.caption(f"`{card.id}` · {card.architecture}")
-cols = st.columns(6)
+cols = [*st.columns(3), *st.columns(3)]
 cols[0].metric("Layers", card.n_layers)
 cols[1].metric("Heads", card.n_heads, help="Query heads per layer.")
 cols[2].metric(

@@ -24,7 +24,7 @@ CATALOGUE: dict[str, ModelSpec] = {
     for spec in [
         ModelSpec(
             "smollm2-135m",
-            "SmolLM2-135M-Instruct (causal LM, 30 layers x 9 heads)",
+            "SmolLM2-135M (causal LM)",
             "embedded",
             "Llama-style decoder, 30 layers, 9 query heads sharing 3 key/value heads (GQA), d_model 576. "
             "Shipped as a 4-bit GGUF: weights are de-quantized from 4-bit, so they differ slightly from "
@@ -32,7 +32,7 @@ CATALOGUE: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "minilm-l6",
-            "all-MiniLM-L6-v2 (encoder, 6 layers x 12 heads)",
+            "MiniLM-L6 (encoder)",
             "embedded",
             "BERT sentence-embedding encoder, 6 layers, 12 heads, d_model 384. Bidirectional attention, "
             "no language-model head.",

@@ -8,10 +8,17 @@ from explorer.errors import ExplorerError
 from explorer.models import Capture, LoadedModel
 from explorer.models.catalogue import CATALOGUE
 from explorer.ui.cache import cached_capture, cached_model
-from explorer.ui.sidebar import Selection
+from explorer.ui.navigation import leave_legacy_pages_mode
+from explorer.ui.sidebar import Selection, render_sidebar
 
 
 def selection() -> Selection:
+    """The sidebar's selection. A page reached without the entry script (Streamlit's legacy multipage mode on
+    the first visit to a server started with plain `streamlit run`, or `streamlit run pages/x.py`) reruns
+    through the entry script, or failing that draws the sidebar itself."""
+    if "selection" not in st.session_state:
+        leave_legacy_pages_mode()
+        return render_sidebar()
     return st.session_state["selection"]
 
 

@@ -1,0 +1,45 @@
+"""Waiting on a Streamlit page in a real browser: the script has finished, and Plotly has drawn."""
+
+from __future__ import annotations
+
+import time
+
+BUSY_TEXTS = ("Loading ", "Running the model", "Starting eigen-explorer", "Computing")
+
+
+def wait_until_settled(page, timeout: float = 240.0) -> None:
+    """Wait until the page's text stops changing, no spinner shows, and every Plotly chart is drawn."""
+    page.wait_for_selector("[data-testid=stApp]", timeout=60_000)
+    start, last, stable = time.time(), None, 0
+    while time.time() - start < timeout:
+        main = page.locator("[data-testid=stMain]")
+        text = main.inner_text() if main.count() else ""
+        busy = (
+            page.locator("[data-testid=stSpinner]").count() + page.locator("[data-testid=stSkeleton]").count()
+            > 0
+        )
+        busy = busy or any(t in text for t in BUSY_TEXTS)
+        charts = page.locator("[data-testid=stPlotlyChart]").count()
+        drawn = page.locator("[data-testid=stPlotlyChart] .js-plotly-plot").count()
+        if text and text == last and not busy and drawn >= charts:
+            stable += 1
+            if stable >= 4:
+                return
+        else:
+            stable = 0
+        last = text
+        time.sleep(0.5)
+    raise TimeoutError(f"page did not settle within {timeout:.0f} s")
+
+
+def plotly_trace_data(page, index: int = 0) -> str:
+    """A fingerprint of the index-th drawn chart's data (changes when the chart is redrawn with new data)."""
+    return page.evaluate(
+        "(i) => { const el = document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot')[i];"
+        " return el ? JSON.stringify(el.data.map(t => [t.x, t.y, t.z])) : null; }",
+        index,
+    )
+
+
+def exceptions(page) -> list[str]:
+    return [e.inner_text()[:500] for e in page.locator("[data-testid=stException]").all()]

@@ -1,0 +1,64 @@
+"""Every page in a real browser on the default model: loads with no exception box, draws at least one Plotly
+chart, and one interaction per page redraws a chart. Screenshots go to tests/e2e/screenshots/."""
+
+from __future__ import annotations
+
+import pytest
+
+from explorer.ui.navigation import PAGES
+from tests.e2e.streamlit_page import exceptions, plotly_trace_data, wait_until_settled
+
+pytestmark = pytest.mark.e2e
+
+TEXT = "The cat sat on the mat because the cat was tired."
+
+
+def _open(browser, url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(url)
+    wait_until_settled(page)
+    return page
+
+
+def _type_text(page, text: str) -> None:
+    area = page.locator("[data-testid=stSidebar] textarea").first
+    area.fill(text)
+    area.press("Control+Enter")
+
+
+def _interact_home(page) -> None:
+    _type_text(page, "A different sentence, long enough to change every bar of the chart.")
+
+
+# page path -> an interaction that must change the first chart's data
+INTERACTIONS = {
+    "pages/home.py": _interact_home,
+}
+
+
+@pytest.mark.parametrize("info", PAGES, ids=[p.url_path or "home" for p in PAGES])
+def test_page_loads_and_draws(browser, server_url, screenshot_dir, info):
+    page = _open(browser, f"{server_url}/{info.url_path}?text={TEXT.replace(' ', '+')}")
+    try:
+        assert exceptions(page) == []
+        assert page.locator("[data-testid=stPlotlyChart] .js-plotly-plot").count() >= 1, (
+            "no Plotly chart drawn"
+        )
+        page.screenshot(path=str(screenshot_dir / f"{info.url_path or 'home'}.png"), full_page=True)
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("info", PAGES, ids=[p.url_path or "home" for p in PAGES])
+def test_one_interaction_redraws_a_chart(browser, server_url, screenshot_dir, info):
+    assert info.path in INTERACTIONS, f"no browser interaction written for {info.path}"
+    page = _open(browser, f"{server_url}/{info.url_path}?text={TEXT.replace(' ', '+')}")
+    try:
+        before = plotly_trace_data(page)
+        INTERACTIONS[info.path](page)
+        wait_until_settled(page)
+        assert exceptions(page) == []
+        assert plotly_trace_data(page) != before, "the chart did not change after the interaction"
+        page.screenshot(path=str(screenshot_dir / f"{info.url_path or 'home'}-after.png"), full_page=True)
+    finally:
+        page.close()
