@@ -51,7 +51,7 @@ chips = " ".join(
     f'<span title="position {i} · id {int(tid)} · {html.escape(tok)}" style="display:inline-block;margin:2px;'
     f"padding:1px 5px;border-radius:4px;background:{'#e7ecfb' if i % 2 else '#fdf0dc'};font-family:monospace;"
     f'white-space:pre">{html.escape(text)}</span>'
-    for i, (text, tok, tid) in enumerate(zip(cap.token_texts, cap.tokens, cap.token_ids))
+    for i, (text, tok, tid) in enumerate(zip(cap.token_texts, cap.tokens, cap.token_ids, strict=True))
 )
 st.markdown(f'<div style="line-height:2">{chips}</div>', unsafe_allow_html=True)
 st.caption("Hover a token for its position, id and the tokenizer's own spelling (Ġ marks a leading space).")
