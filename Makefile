@@ -9,13 +9,21 @@ PORT    ?= 8501
 TORCH_PIN ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: app test install lint clean-cache bench
+.PHONY: app test install browser lint clean-cache bench
 
 app: $(STAMP)
 	$(VENV)/bin/eigen-explorer serve --port $(PORT)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+	@echo "Browser screenshots (tests/e2e/screenshots):" && ls -l tests/e2e/screenshots 2>/dev/null || true
+
+# The browser tests drive Debian's chromium (never a browser download); install it when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium for the browser tests..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 install: $(STAMP)
 
