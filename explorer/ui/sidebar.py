@@ -66,7 +66,12 @@ def _init_from_query_params() -> None:
     text = st.query_params.get("text")
     example = st.query_params.get("example")
     if text:
-        state.sidebar_text = text[: settings.max_text_chars()]
+        limit = settings.max_text_chars()
+        if len(text) > limit:
+            state.sidebar_notice = (
+                f"The text in the link has {len(text):,} characters; only the first {limit:,} are used."
+            )
+        state.sidebar_text = text[:limit]
     elif example in examples:
         state.sidebar_text = examples[example]
     else:

@@ -52,3 +52,11 @@ def test_bad_local_path_explained_and_recoverable():
 def test_long_text_truncation_is_announced():
     at = run_page("pages/home.py", model="tiny-gpt2", text="many words " * 300)
     assert any("only the first" in i.value for i in at.info)
+
+
+def test_text_longer_than_the_size_limit_is_cut_with_a_notice(monkeypatch):
+    monkeypatch.setenv("EIGEN_EXPLORER_MAX_TEXT_CHARS", "500")
+    at = run_page("pages/home.py", model="tiny-gpt2", text="word " * 20_000)
+    assert not at.exception
+    assert len(at.sidebar.text_area(key="sidebar_text").value) == 500
+    assert any("only the first 500" in w.value for w in at.sidebar.warning)
