@@ -3,36 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from explorer.paths import REPO_ROOT
-
 
 def _serve(args: argparse.Namespace) -> int:
-    app = REPO_ROOT / "streamlit_app.py"
-    if not app.is_file():
-        print(f"error: {app} not found; run from a source checkout (pip install -e .).", file=sys.stderr)
-        return 2
-    os.chdir(REPO_ROOT)  # so .streamlit/config.toml applies
-    from streamlit.web import cli as streamlit_cli
+    from explorer.ui.serve import serve
 
-    from explorer.ui.navigation import disable_legacy_pages_mode
-
-    # In-process, so the first visitor already gets the app's own navigation (see disable_legacy_pages_mode).
-    disable_legacy_pages_mode()
-    sys.argv = [
-        "streamlit",
-        "run",
-        str(app),
-        "--server.port",
-        str(args.port),
-        "--server.address",
-        args.address,
-        *args.streamlit_args,
-    ]
-    return streamlit_cli.main()
+    return serve(args.port, args.address, args.streamlit_args)
 
 
 def _report(args: argparse.Namespace) -> int:

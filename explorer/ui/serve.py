@@ -1,0 +1,32 @@
+"""Start the Streamlit server for streamlit_app.py in this process (what `eigen-explorer serve` runs)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from explorer.paths import REPO_ROOT
+from explorer.ui.navigation import disable_legacy_pages_mode
+
+
+def serve(port: int, address: str, extra_args: list[str]) -> int:
+    app = REPO_ROOT / "streamlit_app.py"
+    if not app.is_file():
+        print(f"error: {app} not found; run from a source checkout (pip install -e .).", file=sys.stderr)
+        return 2
+    from streamlit.web import cli as streamlit_cli
+
+    os.chdir(REPO_ROOT)  # so .streamlit/config.toml applies
+    # In-process, so the first visitor already gets the app's own navigation (see disable_legacy_pages_mode).
+    disable_legacy_pages_mode()
+    sys.argv = [
+        "streamlit",
+        "run",
+        str(app),
+        "--server.port",
+        str(port),
+        "--server.address",
+        address,
+        *extra_args,
+    ]
+    return streamlit_cli.main()

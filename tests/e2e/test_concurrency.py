@@ -1,0 +1,77 @@
+"""Eight browser sessions at once on one server (one shared cached model): each sees only its own text and
+state, none shows an exception, every one draws its charts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+
+from explorer.ui.navigation import PAGES
+
+pytestmark = pytest.mark.e2e
+N_SESSIONS = 8
+BUSY = ("Loading ", "Running the model", "Starting eigen-explorer", "Computing")
+
+
+async def _settle(page, timeout=300.0):
+    start, last, stable = time.time(), None, 0
+    while time.time() - start < timeout:
+        main = page.locator("[data-testid=stMain]")
+        text = await main.inner_text() if await main.count() else ""
+        busy = await page.locator("[data-testid=stSpinner]").count() + await page.locator("[data-testid=stSkeleton]").count()
+        busy = busy or any(b in text for b in BUSY)
+        charts = await page.locator("[data-testid=stPlotlyChart]").count()
+        drawn = await page.locator("[data-testid=stPlotlyChart] .js-plotly-plot").count()
+        stable = stable + 1 if (text and text == last and not busy and drawn >= charts) else 0
+        if stable >= 4:
+            return
+        last = text
+        await asyncio.sleep(0.5)
+    raise TimeoutError("session did not settle")
+
+
+async def _session(browser, url: str, index: int) -> dict:
+    page_info = PAGES[index % len(PAGES)]
+    text = f"Session number {index} writes about apples and pears, {index} times."
+    context = await browser.new_context(viewport={"width": 1300, "height": 1400})
+    page = await context.new_page()
+    await page.goto(f"{url}/{page_info.url_path}?model=smollm2-135m&text={text.replace(' ', '+')}")
+    await _settle(page)
+    result = {
+        "page": page_info.path,
+        "text": await page.locator("[data-testid=stSidebar] textarea").first.input_value(),
+        "expected": text,
+        "exceptions": await page.locator("[data-testid=stException]").count(),
+        "charts": await page.locator("[data-testid=stPlotlyChart] .js-plotly-plot").count(),
+        "url": page.url,
+    }
+    await context.close()
+    return result
+
+
+async def _run_all(url: str) -> list[dict]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            return await asyncio.gather(*(_session(browser, url, i) for i in range(N_SESSIONS)))
+        finally:
+            await browser.close()
+
+
+def test_eight_simultaneous_sessions_keep_their_own_state(chromium, server_url):
+    # The async API runs in its own thread, away from the sync Playwright of the other browser tests.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        results = pool.submit(asyncio.run, _run_all(server_url)).result()
+    for result in results:
+        assert result["exceptions"] == 0, result
+        assert result["text"] == result["expected"], f"a session saw another's text: {result}"
+        assert result["expected"].replace(" ", "+").split(",")[0] in result["url"].replace("%2C", ","), result
+        assert result["charts"] >= 1, result
