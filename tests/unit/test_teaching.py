@@ -1,0 +1,427 @@
+"""The Learn page's maths, checked against numpy/scipy and theorems (never against numbers from the code itself)."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from explorer.analysis import teaching
+from explorer.analysis.matrices import weight_matrices, weights_checksum
+from explorer.models import capture
+from tests.conftest import SAMPLE_TEXT
+
+RNG = np.random.default_rng(1234)
+
+
+def _sorted(z):
+    """Order complex numbers canonically for comparison (real part, then imaginary part)."""
+    z = np.asarray(z, dtype=np.complex128)
+    return z[np.lexsort((np.round(z.imag, 9), np.round(z.real, 9)))]
+
+
+def _softmax(S):
+    S = S - S.max(axis=1, keepdims=True)
+    E = np.exp(S)
+    return E / E.sum(axis=1, keepdims=True)
+
+
+# ------------------------------------------------------------------------------------------------- 2x2
+
+EXPECTED_KIND = {
+    "rotation": "complex",
+    "shear": "defective",
+    "symmetric": "distinct",
+    "projection": "distinct",
+    "reflection": "distinct",
+    "jordan": "defective",
+    "stochastic": "distinct",
+}
+
+
+@pytest.mark.parametrize("name", list(teaching.PRESETS_2X2))
+def test_presets_eigen_decomposition(name):
+    M = np.array(teaching.PRESETS_2X2[name][1])
+    res = teaching.plane_2x2(M)
+    assert res.kind == EXPECTED_KIND[name]
+    np.testing.assert_allclose(_sorted(res.eigvals), _sorted(np.linalg.eigvals(M)), atol=1e-7)
+    np.testing.assert_allclose(_sorted(np.roots(res.charpoly)), _sorted(np.linalg.eigvals(M)), atol=1e-7)
+    assert res.trace == pytest.approx(np.trace(M)) and res.det == pytest.approx(np.linalg.det(M))
+    assert res.eigvals.sum() == pytest.approx(np.trace(M)) and res.eigvals.prod() == pytest.approx(
+        np.linalg.det(M)
+    )
+    for v, lam in zip(res.eigvecs, res.eigvec_values, strict=True):
+        assert np.linalg.norm(v) == pytest.approx(1.0)
+        np.testing.assert_allclose(M @ v, lam * v, atol=1e-9)
+    expected_vectors = {"complex": 0, "defective": 1, "distinct": 2}[res.kind]
+    assert len(res.eigvecs) == expected_vectors
+
+
+def test_preset_facts():
+    rot = teaching.plane_2x2(teaching.PRESETS_2X2["rotation"][1])
+    np.testing.assert_allclose(np.abs(rot.eigvals), 1.0)  # a rotation keeps lengths
+    sto = teaching.plane_2x2(teaching.PRESETS_2X2["stochastic"][1])
+    assert sto.eigvec_values[0] == pytest.approx(1.0)
+    np.testing.assert_allclose(np.abs(sto.eigvecs[0]), [2**-0.5, 2**-0.5])  # the all-ones direction
+    sym = teaching.plane_2x2(teaching.PRESETS_2X2["symmetric"][1])
+    assert abs(sym.eigvecs[0] @ sym.eigvecs[1]) < 1e-12  # orthogonal eigenvectors
+    proj = teaching.plane_2x2(teaching.PRESETS_2X2["projection"][1])
+    assert proj.det == pytest.approx(0.0) and proj.singular_values[1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_scalar_and_random_matrices():
+    scalar = teaching.plane_2x2([[1.5, 0], [0, 1.5]])
+    assert scalar.kind == "scalar" and len(scalar.eigvecs) == 2
+    for _ in range(20):
+        M = RNG.normal(size=(2, 2))
+        res = teaching.plane_2x2(M)
+        np.testing.assert_allclose(_sorted(res.eigvals), _sorted(np.linalg.eigvals(M)), atol=1e-9)
+        assert res.kind == ("complex" if np.trace(M) ** 2 < 4 * np.linalg.det(M) else "distinct")
+        np.testing.assert_allclose(res.singular_values, scipy.linalg.svdvals(M))
+        np.testing.assert_allclose(res.circle_image, M @ res.circle)
+        np.testing.assert_allclose(res.grid_image[3], M @ res.grid[3])
+        # The unit circle maps to an ellipse with semi-axes sigma_1, sigma_2.
+        radii = np.linalg.norm(teaching.plane_2x2(M, circle_points=20001).circle_image, axis=0)
+        assert radii.max() == pytest.approx(res.singular_values[0], rel=1e-6)
+        assert radii.min() == pytest.approx(res.singular_values[1], abs=1e-6 * res.singular_values[0])
+
+
+# ------------------------------------------------------------------------------------- power iteration
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.8, 0.95])
+def test_example_symmetric_spectrum(ratio):
+    S = teaching.example_symmetric(40, ratio)
+    np.testing.assert_allclose(S, S.T)
+    w = np.linalg.eigvalsh(S)
+    assert w[-1] == pytest.approx(1.0) and w[-2] == pytest.approx(ratio)
+    assert np.abs(w[:-1]).max() == pytest.approx(ratio)
+
+
+@pytest.mark.parametrize("ratio", [0.5, 0.8, 0.95])
+def test_power_iteration_obeys_the_symmetric_bounds(ratio):
+    S = teaching.example_symmetric(40, ratio)
+    res = teaching.power_iteration(S, 300)
+    assert res.symmetric and res.rate == pytest.approx(ratio)
+    assert res.lambda1 == pytest.approx(np.linalg.eigvalsh(S)[-1])
+    np.testing.assert_allclose(res.rayleigh, np.einsum("ki,ij,kj->k", res.iterates, S, res.iterates))
+    # Golub & Van Loan 8.2.1: tan theta_k <= rate^k tan theta_0 and the Rayleigh bound with rate^(2k).
+    assert np.all(res.tan_angle <= res.vector_line * (1 + 1e-9) + 1e-13)
+    assert np.all(res.value_error <= res.value_line * (1 + 1e-9) + 1e-14)
+    # The observed asymptotic rate is |lambda2/lambda1| (eigenvector) and its square (Rayleigh quotient).
+    # (Read where the error is ~1e-6 for the vector, ~1e-12 for r_k: past the transient, above rounding noise.)
+    k = int(np.log(1e-6) / np.log(ratio))
+    assert res.tan_angle[k + 1] / res.tan_angle[k] == pytest.approx(ratio, rel=1e-2)
+    k = int(np.log(1e-12) / np.log(ratio**2))
+    assert res.value_error[k + 1] / res.value_error[k] == pytest.approx(ratio**2, rel=3e-2)
+    # The iterates are unit vectors and v1 is the top eigenvector of eigh.
+    np.testing.assert_allclose(np.linalg.norm(res.iterates, axis=1), 1.0)
+    top = np.linalg.eigh(S)[1][:, -1]
+    assert abs(top @ res.v1) == pytest.approx(1.0)
+
+
+def _attention(loaded, text=SAMPLE_TEXT):
+    return capture(loaded, text).attentions
+
+
+def _check_attention_power(A, causal):
+    A = A.astype(np.float64)
+    res = teaching.power_iteration(A.T, 200)
+    assert not res.symmetric
+    assert res.lambda1 == pytest.approx(1.0, abs=1e-5)  # Perron root of a row-stochastic matrix
+    np.testing.assert_allclose(_sorted(res.eigvals), _sorted(np.linalg.eigvals(A.T)), atol=1e-6)
+    if causal:  # lower-triangular: the eigenvalues are the diagonal
+        np.testing.assert_allclose(np.sort(np.abs(res.eigvals)), np.sort(np.abs(np.diag(A))), atol=1e-6)
+        np.testing.assert_allclose(
+            np.abs(res.v1), np.eye(len(A))[0], atol=1e-6
+        )  # everything flows to token 0
+    # v1 is the stationary distribution: pi A = pi.
+    pi = res.v1 / res.v1.sum()
+    np.testing.assert_allclose(pi @ A, pi, atol=1e-6)
+    if res.rate < 0.85:  # converged after 200 steps
+        assert res.tan_angle[-1] < 1e-6 and res.rayleigh[-1] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_power_iteration_on_tiny_heads(tiny_model):
+    att = _attention(tiny_model)
+    for layer, head in [(0, 0), (1, 3)]:
+        _check_attention_power(att[layer, head], tiny_model.causal)
+
+
+def test_power_iteration_rejects_tiny_matrices():
+    with pytest.raises(ValueError):
+        teaching.power_iteration(np.ones((1, 1)), 3)
+
+
+# -------------------------------------------------------------------------------------------- Lanczos
+
+
+def test_lanczos_full_run_reproduces_the_spectrum():
+    S = teaching.example_symmetric(30, 0.9)
+    run = teaching.lanczos(S, 30)
+    w = np.linalg.eigvalsh(S)
+    np.testing.assert_allclose(run.ritz[-1], w, atol=1e-10)
+    Q = run.basis
+    np.testing.assert_allclose(Q.T @ Q, np.eye(run.steps), atol=1e-12)  # full reorthogonalization
+    T = np.diag(run.alpha) + np.diag(run.beta, 1) + np.diag(run.beta, -1)
+    np.testing.assert_allclose(Q.T @ S @ Q, T, atol=1e-12)
+    np.testing.assert_allclose(run.eigvals, w)
+    np.testing.assert_allclose(run.eigsh_largest, w[-3:], atol=1e-10)
+    np.testing.assert_allclose(run.eigsh_smallest, w[:3], atol=1e-10)
+
+
+def _check_interlacing(run):
+    lo, hi = run.eigvals[0], run.eigvals[-1]
+    for j in range(1, run.steps):
+        prev, cur = run.ritz[j - 1, :j], run.ritz[j, : j + 1]
+        tol = 1e-9 * max(1.0, abs(hi))
+        assert np.all(cur[:-1] <= prev + tol) and np.all(prev <= cur[1:] + tol)  # Cauchy interlacing
+        assert cur[0] >= lo - tol and cur[-1] <= hi + tol
+
+
+def test_lanczos_ritz_values_interlace_and_converge_fast():
+    S = teaching.example_symmetric(200, 0.99, seed=3)
+    run = teaching.lanczos(S, 40)
+    _check_interlacing(run)
+    # Power iteration needs ~log(1e-8)/log(0.99^2) ~ 900 steps for this accuracy on lambda_1; Lanczos far fewer.
+    assert abs(run.ritz[39, 39] - 1.0) < 1e-8
+
+
+def test_lanczos_on_attention_heads(tiny_model):
+    att = _attention(tiny_model)
+    S = teaching.symmetric_part(att[1, 0])
+    run = teaching.lanczos(S, 40)
+    _check_interlacing(run)
+    np.testing.assert_allclose(run.eigvals, np.linalg.eigvalsh(S.astype(np.float64)), atol=1e-12)
+    assert run.ritz[run.steps - 1, run.steps - 1] == pytest.approx(run.eigsh_largest[-1], abs=1e-8)
+
+
+# -------------------------------------------------------------------------------------- gradient descent
+
+
+@pytest.mark.parametrize(
+    ("l1", "l2", "eta"), [(4.0, 0.5, 0.3), (10.0, 0.1, 0.15), (1.0, 3.0, 0.7), (4.0, 0.5, 0.52)]
+)
+def test_gd_iterates_match_the_closed_form(l1, l2, eta):
+    res = teaching.gradient_descent(l1, l2, eta, steps=40)
+    np.testing.assert_allclose(np.linalg.eigvalsh(res.hessian), sorted([l1, l2]))
+    step = np.eye(2) - eta * res.hessian
+    for t in (0, 1, 7, 40):
+        expected = np.linalg.matrix_power(step, t) @ res.x0
+        np.testing.assert_allclose(res.iterates[t], expected, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(res.closed_form[t], expected, rtol=1e-10, atol=1e-12)
+    # Each eigen-coordinate is multiplied by (1 - eta lambda_i) per step.
+    lam, V = np.linalg.eigh(res.hessian)
+    c0 = V.T @ res.x0
+    for i in range(2):
+        coord = res.iterates @ V[:, i]
+        np.testing.assert_allclose(
+            np.abs(coord), np.abs(c0[i] * (1 - eta * lam[i]) ** np.arange(41)), atol=1e-12
+        )
+    np.testing.assert_allclose(
+        res.loss, 0.5 * np.einsum("ti,ij,tj->t", res.iterates, res.hessian, res.iterates)
+    )
+
+
+def test_gd_divergence_threshold_and_optimal_step():
+    l1, l2 = 4.0, 0.5
+    base = teaching.gradient_descent(l1, l2, 0.1)
+    assert base.eta_max == pytest.approx(2 / 4.0) and base.eta_opt == pytest.approx(2 / 4.5)
+    below = teaching.gradient_descent(l1, l2, 0.99 * base.eta_max, steps=3000)
+    above = teaching.gradient_descent(l1, l2, 1.01 * base.eta_max, steps=300)
+    assert not below.diverges and np.linalg.norm(below.iterates[-1]) < 1e-6
+    assert np.all(np.diff(below.loss) <= 1e-15)  # f decreases monotonically below 2/lambda_max
+    assert above.diverges and np.linalg.norm(above.iterates[-1]) > 1e2 * np.linalg.norm(above.x0)
+    # The optimal step minimises max_i |1 - eta lambda_i|, with value (kappa - 1) / (kappa + 1).
+    etas = np.linspace(1e-4, base.eta_max, 20001)
+    rates = np.abs(1 - etas[:, None] * np.array([l1, l2])).max(axis=1)
+    assert etas[np.argmin(rates)] == pytest.approx(base.eta_opt, abs=1e-3)
+    best = teaching.gradient_descent(l1, l2, base.eta_opt)
+    assert best.rate <= rates.min() + 1e-12  # no step on a fine grid does better
+    assert best.rate == pytest.approx((8 - 1) / (8 + 1)) and best.rate_opt == pytest.approx(7 / 9)
+
+
+def test_gd_rejects_non_positive_curvature():
+    with pytest.raises(ValueError):
+        teaching.gradient_descent(1.0, 0.0, 0.1)
+
+
+# ------------------------------------------------------------------------------------------ temperature
+
+
+def test_temperature_softmax_equals_softmax_of_scaled_scores():
+    n = 12
+    scores = RNG.normal(scale=3, size=(n, n))
+    for causal in (False, True):
+        masked = np.where(np.tril(np.ones((n, n), bool)) | (not causal), scores, -np.inf)
+        A = _softmax(masked)
+        for tau in (0.1, 0.5, 1.0, 3.0, 10.0):
+            At = teaching.temperature_softmax(A, tau)
+            np.testing.assert_allclose(At, _softmax(masked / tau), atol=1e-12)
+            np.testing.assert_allclose(At.sum(axis=1), 1.0)
+            if causal:
+                assert np.all(np.triu(At, 1) == 0)  # masked entries stay exactly zero
+        np.testing.assert_allclose(teaching.temperature_softmax(A, 1.0), A, atol=1e-14)
+
+
+def test_temperature_limits():
+    A = _softmax(RNG.normal(scale=2, size=(8, 8)))
+    cold = teaching.temperature_softmax(A, 1e-3)
+    np.testing.assert_allclose(cold, np.eye(8)[A.argmax(axis=1)], atol=1e-12)  # one-hot rows
+    hot = teaching.temperature_softmax(A, 1e4)
+    np.testing.assert_allclose(hot, np.full((8, 8), 1 / 8), atol=1e-3)  # uniform, rank 1
+    assert sorted(np.abs(np.linalg.eigvals(hot)))[-2] < 1e-3
+    with pytest.raises(ValueError):
+        teaching.temperature_softmax(A, 0.0)
+
+
+def _check_sweep(A, causal):
+    sweep = teaching.temperature_sweep(A, causal=causal, taus=[0.1, 1.0, 10.0, 1e4], max_tokens=40)
+    block = teaching.leading_tokens(A, sweep.n)
+    np.testing.assert_allclose(block.sum(axis=1), 1.0)
+    if causal:
+        np.testing.assert_allclose(block, A[: sweep.n, : sweep.n], atol=1e-6)
+    for i, tau in enumerate(sweep.taus):
+        At = teaching.temperature_softmax(block, tau)
+        expected = np.linalg.eigvals(At)
+        np.testing.assert_allclose(np.sort(np.abs(sweep.eigvals[i])), np.sort(np.abs(expected)), atol=1e-8)
+        assert sweep.eigvals[i].sum() == pytest.approx(np.trace(At), abs=1e-8)  # trace = sum of eigenvalues
+        assert np.abs(sweep.eigvals[i][0]) == pytest.approx(1.0, abs=1e-8)  # Perron root
+        if causal:
+            np.testing.assert_allclose(np.sort(sweep.eigvals[i].real), np.sort(np.diag(At)), atol=1e-8)
+            np.testing.assert_allclose(sweep.eigvals[i].imag, 0.0, atol=1e-8)
+    if causal:  # tau -> infinity: uniform over i + 1 visible tokens, eigenvalues 1/(i+1)
+        np.testing.assert_allclose(
+            np.sort(sweep.eigvals[-1].real), np.sort(1 / np.arange(1, sweep.n + 1)), atol=1e-3
+        )
+    else:  # rank-1 uniform limit
+        assert sweep.second_modulus[-1] < 1e-3
+    assert sweep.entropy[-1] == pytest.approx(1.0, abs=1e-3)
+    assert sweep.entropy[0] < sweep.entropy[1] < sweep.entropy[2]
+    return sweep
+
+
+def test_temperature_sweep_on_tiny_heads(tiny_model):
+    att = _attention(tiny_model)
+    _check_sweep(att[0, 1].astype(np.float64), tiny_model.causal)
+
+
+def test_sweep_truncates_and_finds_frames():
+    A = _softmax(RNG.normal(size=(50, 50)))
+    sweep = teaching.temperature_sweep(A, causal=False, max_tokens=20)
+    assert sweep.n == 20 and sweep.n_total == 50 and sweep.eigvals.shape == (25, 20)
+    assert sweep.taus[sweep.index_of(1.0)] == pytest.approx(1.0)
+    assert sweep.taus[0] == pytest.approx(0.1) and sweep.taus[-1] == pytest.approx(10.0)
+
+
+# ------------------------------------------------------------------------------------------ non-normal
+
+
+@pytest.mark.parametrize(
+    ("n", "rho", "coupling"), [(2, 0.9, 1.0), (6, 0.95, 1.0), (8, 1.05, 2.0), (5, 0.7, 0.3)]
+)
+def test_transient_growth_bounds_and_schur(n, rho, coupling):
+    J = teaching.nonnormal_matrix(n, rho, coupling)
+    res = teaching.transient_growth(J, steps=50)
+    expected_eigs = rho * (1 - 0.4 * np.arange(n) / (n - 1))
+    np.testing.assert_allclose(np.sort(res.eigvals.real), np.sort(expected_eigs), atol=1e-6)
+    assert res.rho == pytest.approx(np.abs(np.linalg.eigvals(J)).max())
+    for t in (0, 1, 5, 50):
+        direct = np.linalg.norm(np.linalg.matrix_power(J, t), 2)
+        assert res.norms[t] == pytest.approx(direct, rel=1e-6)  # rounding differs from repeated squaring
+    assert np.all(res.norms >= res.rho_powers * (1 - 1e-9))  # spectral radius <= any induced norm
+    _, V = np.linalg.eig(J)
+    assert res.kappa_V == pytest.approx(np.linalg.cond(V), rel=1e-9)
+    assert np.all(res.norms <= res.bound * (1 + 1e-9))  # ||V Lambda^t V^-1|| <= kappa(V) rho^t
+    T, Q = res.schur_T, res.schur_Q
+    np.testing.assert_allclose(Q @ T @ Q.T, J, atol=1e-12)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(n), atol=1e-12)
+    assert np.allclose(np.tril(T, -1), 0, atol=1e-12)  # real eigenvalues: triangular
+    np.testing.assert_allclose(np.sort(np.diag(T)), np.sort(expected_eigs), atol=1e-8)
+    # Henrici: ||N||_F^2 = ||J||_F^2 - sum |lambda|^2, and it is invariant: equal to coupling^2 (n - 1).
+    assert res.departure**2 == pytest.approx(
+        np.linalg.norm(J) ** 2 - (np.abs(expected_eigs) ** 2).sum(), abs=1e-9
+    )
+    assert res.departure == pytest.approx(coupling * np.sqrt(n - 1))
+    assert res.peak_norm == pytest.approx(res.norms.max())
+
+
+def test_normal_case_has_no_transient():
+    res = teaching.transient_growth(teaching.nonnormal_matrix(6, 0.9, 0.0), steps=30)
+    np.testing.assert_allclose(res.norms, res.rho_powers, rtol=1e-9)
+    assert res.kappa_V == pytest.approx(1.0, abs=1e-9) and res.departure == pytest.approx(0.0, abs=1e-12)
+    assert res.peak_t == 0
+
+
+def test_defective_matrix_has_infinite_kappa():
+    res = teaching.transient_growth(np.array([[0.8, 1.0], [0.0, 0.8]]), steps=20)
+    assert np.isinf(res.kappa_V)
+    assert np.all(res.norms >= res.rho_powers * (1 - 1e-9))
+
+
+# -------------------------------------------------------------------------------------------------- SVD
+
+
+@pytest.mark.parametrize("k", [0, 1, 4, 17, 72])
+def test_eckart_young_on_the_picture(k):
+    W = teaching.image_matrix()
+    assert W.shape == (72, 96) and W.min() >= 0 and W.max() <= 1
+    factors = teaching.svd_factors(W)
+    S = scipy.linalg.svdvals(W)
+    np.testing.assert_allclose(factors.S, S, rtol=1e-10, atol=1e-12)
+    res = teaching.best_rank_k(factors, k)
+    expected = np.sqrt((S[k:] ** 2).sum())
+    assert res.error_fro == pytest.approx(expected, rel=1e-8, abs=1e-10)
+    assert res.error_eckart_young == pytest.approx(expected, rel=1e-8, abs=1e-10)
+    assert np.linalg.norm(res.residual, 2) == pytest.approx(S[k] if k < len(S) else 0.0, rel=1e-8, abs=1e-10)
+    assert np.linalg.matrix_rank(res.approx) == min(k, np.linalg.matrix_rank(W))
+    assert res.params_low == k * (72 + 96) and res.params_full == 72 * 96
+    assert res.break_even == pytest.approx(72 * 96 / (72 + 96))
+    energy = np.cumsum(S**2) / (S**2).sum()
+    assert res.k90 == int(np.argmax(energy >= 0.9 - 1e-12) + 1)
+    np.testing.assert_allclose(res.errors_by_k[k], expected, rtol=1e-8, atol=1e-10)
+
+
+def test_no_rank_k_matrix_beats_the_truncated_svd():
+    W = RNG.normal(size=(30, 20))
+    factors = teaching.svd_factors(W)
+    k = 5
+    best = teaching.best_rank_k(factors, k).error_fro
+    for _ in range(50):
+        other = teaching.svd_factors(W + 0.3 * RNG.normal(size=W.shape))
+        candidate = (other.U[:, :k] * other.S[:k]) @ other.Vh[:k]
+        assert np.linalg.norm(W - candidate) >= best - 1e-12
+        random = RNG.normal(size=(30, k)) @ RNG.normal(size=(k, 20))
+        assert np.linalg.norm(W - random) >= best
+
+
+def test_pick_weight_is_a_copy(load):
+    loaded = load("tiny-llama")
+    before = weights_checksum(loaded.model)
+    name, W = teaching.pick_weight(loaded.model, 1, "attn_k")
+    ref = next(m for m in weight_matrices(loaded.model) if m.name == name)
+    np.testing.assert_array_equal(W, ref.weight.double().numpy())
+    assert W.shape == (32, 64)  # 2 KV heads x d_head 16, d_model 64: (out, in)
+    W[:] = 0
+    assert weights_checksum(loaded.model) == before
+    with pytest.raises(ValueError):
+        teaching.pick_weight(loaded.model, 99, "attn_q")
+
+
+# ------------------------------------------------------------------------------------- embedded models
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_id", ["minilm-l6", "smollm2-135m"])
+def test_walkthroughs_on_embedded_models(load, model_id):
+    loaded = load(model_id)
+    att = _attention(loaded)
+    layer, head = loaded.card.n_layers // 2, 1
+    A = att[layer, head].astype(np.float64)
+    _check_attention_power(A, loaded.causal)
+    run = teaching.lanczos(teaching.symmetric_part(A), 40)
+    _check_interlacing(run)
+    assert run.ritz[run.steps - 1, run.steps - 1] == pytest.approx(run.eigsh_largest[-1], abs=1e-8)
+    _check_sweep(A, loaded.causal)
+    name, W = teaching.pick_weight(loaded.model, layer, "attn_q")
+    res = teaching.best_rank_k(teaching.svd_factors(W), 32)
+    S = scipy.linalg.svdvals(W)
+    assert res.error_fro == pytest.approx(np.sqrt((S[32:] ** 2).sum()), rel=1e-8)
