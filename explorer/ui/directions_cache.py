@@ -1,0 +1,106 @@
+"""Cached wrappers for the PCA & directions page, keyed by plain values (model key tuple, text, settings).
+
+Word vectors (up to ~30 MB for SmolLM2's 31 layers) are shared read-only through st.cache_resource; the
+small analysis results go through st.cache_data (each caller gets its own copy).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from explorer.analysis import directions as dirs
+from explorer.ui.cache import cached_capture, cached_model
+
+
+def _hidden(model_key: tuple, text: str, max_tokens: int) -> np.ndarray:
+    return cached_capture(model_key, text, max_tokens).hidden_states
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_hidden_pca(
+    model_key: tuple, text: str, max_tokens: int, layer: int, n_components: int, skip_first: bool
+) -> dirs.PCAResult:
+    return dirs.hidden_state_pca(
+        _hidden(model_key, text, max_tokens), layer, n_components=n_components, skip_first=skip_first
+    )
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_layerwise_pca(model_key: tuple, text: str, max_tokens: int, skip_first: bool) -> dirs.LayerwisePCA:
+    return dirs.layerwise_pca(_hidden(model_key, text, max_tokens), n_components=2, skip_first=skip_first)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_umap(
+    model_key: tuple,
+    text: str,
+    max_tokens: int,
+    layer: int,
+    n_neighbors: int,
+    min_dist: float,
+    n_components: int,
+    skip_first: bool,
+) -> dirs.UMAPResult:
+    return dirs.hidden_state_umap(
+        _hidden(model_key, text, max_tokens),
+        layer,
+        n_neighbors=n_neighbors,
+        min_dist=min_dist,
+        n_components=n_components,
+        skip_first=skip_first,
+    )
+
+
+@st.cache_resource(max_entries=12, show_spinner=False)
+def cached_word_vectors(
+    model_key: tuple, words: tuple[str, ...], method: str, template: str
+) -> dirs.WordVectors:
+    vectors = dirs.embed_words(cached_model(*model_key), list(words), method=method, template=template)
+    vectors.vectors.setflags(write=False)  # shared by every session
+    return vectors
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_embedding_pca(model_key: tuple, words: tuple[str, ...], n_components: int, unit: bool):
+    """(PCAResult, known words, unknown words) for the input-embedding rows of ``words``."""
+    vectors = cached_word_vectors(model_key, words, "static", dirs.DEFAULT_TEMPLATE)
+    rows = dirs.unit_rows(vectors.vectors[0]) if unit else vectors.vectors[0]
+    return dirs.pca(rows, n_components), vectors.words, vectors.unknown
+
+
+def _vectors_for(model_key: tuple, pairs, targets, method: str, template: str) -> dirs.WordVectors:
+    """Pair and target words, then the control vocabulary (cached on its own: it is the same every time)."""
+    own = tuple(dict.fromkeys([w for p in pairs for w in p] + list(targets)))
+    template = template if method == "contextual" else dirs.DEFAULT_TEMPLATE  # only contextual reads it
+    vocab = tuple(dirs.control_vocabulary())
+    a = cached_word_vectors(model_key, own, method, template)
+    b = cached_word_vectors(model_key, vocab, method, template)
+    return dirs.merge_word_vectors(a, b)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_directions(
+    model_key: tuple,
+    pairs: tuple[tuple[str, str], ...],
+    targets: tuple[str, ...],
+    method: str,
+    layer: int | None,
+    template: str,
+) -> dirs.DirectionAnalysis:
+    """Direction, control, bias and debias from the chosen embedding (static: no forward pass at all)."""
+    dirs.check_direction_inputs(pairs, targets)
+    if method == "contextual":
+        template = dirs.check_template(template)
+    chosen = _vectors_for(model_key, pairs, targets, method, template)
+    return dirs.combine_directions(list(pairs), list(targets), chosen, layer=layer)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def cached_layer_profile(
+    model_key: tuple, pairs: tuple[tuple[str, str], ...], targets: tuple[str, ...], template: str
+) -> dirs.LayerProfile:
+    """The share at every layer (contextual states of the pairs and the control vocabulary)."""
+    dirs.check_direction_inputs(pairs, targets)
+    contextual = _vectors_for(model_key, pairs, targets, "contextual", dirs.check_template(template))
+    return dirs.layer_profile(list(pairs), list(targets), contextual)
