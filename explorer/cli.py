@@ -33,7 +33,12 @@ def _report(args: argparse.Namespace) -> int:
         cap = capture(loaded, text, args.max_tokens)
         for message in cap.messages:
             print(f"note: {message}", file=sys.stderr)
-        metrics, report = write_report(loaded, cap, args.out)
+        metrics, report = write_report(
+            loaded,
+            cap,
+            args.out,
+            progress=lambda name: print(f"computing {name}...", file=sys.stderr, flush=True),
+        )
     except ExplorerError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -64,8 +64,14 @@ def model_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
     return ReportSection("Model and tokens", None, data, figures, text)
 
 
-# Sections in report order; each capability appends its builder here.
-SECTIONS: list[Callable[[LoadedModel, Capture], ReportSection]] = [model_section]
+def default_sections() -> list[Callable[[LoadedModel, Capture], ReportSection]]:
+    """Every capability's section, in report order (imported here: the section modules import this one)."""
+    from explorer.report.attention import attention_section
+    from explorer.report.compression import compression_section
+    from explorer.report.directions import directions_section
+    from explorer.report.weights import weights_section
+
+    return [model_section, attention_section, weights_section, directions_section, compression_section]
 
 
 def _jsonable(value):
@@ -97,13 +103,16 @@ def write_report(
     cap: Capture,
     out_dir: str | Path,
     sections: list[Callable[[LoadedModel, Capture], ReportSection]] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``out_dir/metrics.json`` and ``out_dir/report.html``; return their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics: dict = {}
     parts = [f"<h1>eigen-explorer report: {html.escape(loaded.id)}</h1>"]
-    for build in sections or SECTIONS:
+    for build in sections or default_sections():
+        if progress is not None:
+            progress(build.__name__.removesuffix("_section"))
         section = build(loaded, cap)
         if section.key is None:
             metrics.update(section.data)

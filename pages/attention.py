@@ -1,0 +1,204 @@
+"""Attention spectra: a metric over every layer and head; click a head for its attention, eigenvalues, singular
+values, symmetric part, Laplacian and a temperature what-if."""
+
+import streamlit as st
+
+from explorer.analysis.attention import COLLAPSED_STABLE_RANK, GRID_METRICS, SINK_MASS
+from explorer.figures.attention import (
+    head_title,
+    make_attention_grid_figure,
+    make_attention_heatmap_figure,
+    make_eigenvalue_plane_figure,
+    make_spectrum_figure,
+    make_symmetric_laplacian_figure,
+)
+from explorer.ui.attention_cache import (
+    apply_grid_click,
+    bound_choice,
+    bound_float,
+    cached_attention_grid,
+    cached_head_spectrum,
+    head_picker,
+    remember,
+)
+from explorer.ui.navigation import PAGES
+from explorer.ui.session import require_capture, selection
+
+GRID_KEY = "attention_grid"
+EIGENVECTORS_PAGE = next((p.file for p in PAGES if p.path == "pages/eigenvectors.py"), None)
+DAMPING = 0.85
+
+st.title("Attention spectra")
+st.caption(
+    "Every attention head is a row-stochastic matrix A (each query's weights over the keys sum to 1). Its "
+    "eigenvalues lie in the unit disc with λ₁ = 1; |λ₂| says how slowly repeated attention mixes, the singular "
+    "values how many independent mixtures the head forms. Pick a metric, click a head."
+)
+
+loaded, cap = require_capture()
+sel = selection()
+n_layers, n_heads, n_tokens = cap.attentions.shape[0], cap.attentions.shape[1], cap.n_tokens
+if n_tokens < 2:
+    st.warning(
+        "The text is a single token: attention is the 1 x 1 matrix [1]. Add some words in the sidebar."
+    )
+    st.stop()
+
+if cap.causal:
+    st.info(
+        f"**{loaded.card.id} is causal:** each token attends only to itself and earlier tokens, so every "
+        "attention matrix is **lower-triangular** and its **eigenvalues are exactly its diagonal entries** "
+        "a_ii (how much token i attends to itself; λ = 1 always comes from the first token). The complex plane "
+        "therefore says little here: the singular values, the symmetric part and the Laplacian carry the "
+        "structure, so they come first.",
+        icon=":material/change_history:",
+    )
+
+with st.spinner(f"Summarising {n_layers * n_heads} heads of {n_tokens} tokens…"):
+    grid = cached_attention_grid(sel.model_key, sel.text, sel.max_tokens)
+
+apply_grid_click(GRID_KEY, n_layers, n_heads)
+
+controls, picker = st.columns([2, 3])
+with controls:
+    metric = bound_choice("attention_metric", "metric", "lambda2_abs", GRID_METRICS)
+    st.selectbox(
+        "Grid metric",
+        list(GRID_METRICS),
+        key="attention_metric",
+        format_func=lambda name: GRID_METRICS[name].label,
+        on_change=remember("attention_metric", "metric"),
+        help=GRID_METRICS[metric].help,
+    )
+with picker:
+    layer, head = head_picker("attention", n_layers, n_heads)
+
+info = GRID_METRICS[metric]
+st.plotly_chart(
+    make_attention_grid_figure(
+        grid, metric, label=info.label, selected=(layer, head), low_is_notable=info.low_is_notable
+    ),
+    width="stretch",
+    key=GRID_KEY,
+    on_select="rerun",
+    selection_mode="points",
+)
+st.caption(info.help)
+
+n_collapsed, n_sink = int(grid.collapsed.sum()), int(grid.sink.sum())
+st.markdown(
+    f"**Flags:** {n_collapsed} of {n_layers * n_heads} heads look **collapsed** (×: stable rank < "
+    f"{COLLAPSED_STABLE_RANK:g}, every query reads nearly the same mixture) · {n_sink} are **attention sinks** "
+    f"(○: at least {SINK_MASS:.0%} of the attention goes to the first token)."
+)
+if n_collapsed or n_sink:
+    with st.expander("Which heads are flagged"):
+        for name, mask in (("Collapsed", grid.collapsed), ("Sinks", grid.sink)):
+            names = [f"L{i}·H{j}" for i, j in grid.heads_where(mask)]
+            st.markdown(f"**{name}** ({len(names)}): " + (", ".join(names) if names else "none"))
+
+
+@st.fragment
+def head_views(layer: int, head: int) -> None:
+    """The selected head's views; moving the temperature slider reruns only this part."""
+    st.subheader(f"Layer {layer} · head {head}")
+    tau_col, log_col = st.columns([3, 1])
+    bound_float("attention_tau", "tau", 1.0, 0.1, 5.0)
+    tau = tau_col.slider(
+        "Temperature τ (what-if)",
+        0.1,
+        5.0,
+        step=0.05,
+        key="attention_tau",
+        on_change=remember("attention_tau", "tau"),
+        help="A_τ = row-softmax(log A / τ): exactly what the head would do with its scores divided by τ. "
+        "τ < 1 sharpens, τ > 1 flattens towards uniform; τ = 1 is the captured head.",
+    )
+    log_color = log_col.toggle(
+        "Log colour", key="attention_log_color", help="Colour the heatmap by log₁₀ of the attention."
+    )
+    with st.spinner("Computing the full spectrum of this head…"):
+        spectrum = cached_head_spectrum(
+            sel.model_key, sel.text, sel.max_tokens, layer, head, float(tau), DAMPING
+        )
+
+    cols = st.columns(6)
+    cols[0].metric("|λ₂|", f"{spectrum.lambda2_abs:.3f}", help=GRID_METRICS["lambda2_abs"].help)
+    cols[1].metric("Spectral gap", f"{spectrum.spectral_gap:.3f}", help=GRID_METRICS["spectral_gap"].help)
+    cols[2].metric("Entropy", f"{spectrum.entropy:.2f}", help=GRID_METRICS["entropy"].help)
+    cols[3].metric(
+        "Effective rank", f"{spectrum.effective_rank:.1f}", help=GRID_METRICS["effective_rank"].help
+    )
+    cols[4].metric("Stable rank", f"{spectrum.stable_rank:.2f}", help=GRID_METRICS["stable_rank"].help)
+    cols[5].metric("Sink mass", f"{spectrum.sink_mass:.2f}", help=GRID_METRICS["sink_mass"].help)
+    if spectrum.collapsed:
+        st.warning(
+            f"This head looks **collapsed**: stable rank {spectrum.stable_rank:.2f} (< {COLLAPSED_STABLE_RANK:g}), "
+            "so nearly every query reads the same mixture of keys and the head passes on almost one vector.",
+            icon=":material/compress:",
+        )
+    if spectrum.sink:
+        st.warning(
+            f"This head is an **attention sink**: on average {spectrum.sink_mass:.0%} of each query's attention "
+            "goes to the first token (a common way for a head to do 'nothing').",
+            icon=":material/vertical_align_bottom:",
+        )
+    labels = cap.labels()
+    heatmap = make_attention_heatmap_figure(
+        spectrum.attention, labels, title=head_title(spectrum, "attention weights"), log_color=log_color
+    )
+    plane = make_eigenvalue_plane_figure(
+        spectrum.eigvals,
+        title=head_title(spectrum, "diagonal = eigenvalues" if spectrum.triangular else "eigenvalues"),
+        triangular=spectrum.triangular,
+    )
+    spectra = make_spectrum_figure(
+        spectrum.eigvals, spectrum.singular_values, title=head_title(spectrum, "sorted spectra")
+    )
+    sym_lap = make_symmetric_laplacian_figure(
+        spectrum.sym_eigvals,
+        spectrum.laplacian_eigvals,
+        title=head_title(spectrum, "symmetric part and Laplacian"),
+    )
+    lap_caption = (
+        "Laplacian L = D − A with d_jj = (Σ_u a_uj)/(T − j), the attention key j receives per query that can see "
+        "it (LapEigvals, 2025: its top eigenvalues are features for hallucination detection). "
+        + (
+            "L is lower-triangular here, so its eigenvalues are d_jj − a_jj."
+            if spectrum.triangular
+            else "For a bidirectional head L is a general matrix; its eigenvalues come from a full solver."
+        )
+    )
+    if spectrum.triangular:
+        st.plotly_chart(spectra, width="stretch", key="attention_spectra")
+        st.caption(
+            "Left: for a triangular head these are the sorted |a_ii|. Right: singular values, which do see "
+            "the off-diagonal structure (effective rank, collapse)."
+        )
+        st.plotly_chart(sym_lap, width="stretch", key="attention_sym_lap")
+        st.caption(lap_caption)
+        left, right = st.columns([3, 2])
+        left.plotly_chart(heatmap, width="stretch", key="attention_heatmap")
+        right.plotly_chart(plane, width="stretch", key="attention_plane")
+        right.caption("Every point is a diagonal entry a_ii (a triangular matrix's eigenvalues), all real.")
+    else:
+        left, right = st.columns([3, 2])
+        left.plotly_chart(heatmap, width="stretch", key="attention_heatmap")
+        right.plotly_chart(plane, width="stretch", key="attention_plane")
+        right.caption(
+            "λ₁ = 1 (Perron root); complex eigenvalues come in conjugate pairs. Hover for index and |λ|."
+        )
+        st.plotly_chart(spectra, width="stretch", key="attention_spectra")
+        st.plotly_chart(sym_lap, width="stretch", key="attention_sym_lap")
+        st.caption(lap_caption)
+    if EIGENVECTORS_PAGE is None:
+        return
+    st.page_link(
+        EIGENVECTORS_PAGE,
+        label=f"Eigenvectors and stationary distribution of layer {layer} · head {head}",
+        icon=":material/stacked_line_chart:",
+        query_params={**st.query_params.to_dict(), "layer": str(layer), "head": str(head)},
+    )
+
+
+head_views(layer, head)

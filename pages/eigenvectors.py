@@ -1,0 +1,138 @@
+"""Eigenvectors of one attention head over the tokens, and its stationary distribution: the tokens the head
+keeps returning to."""
+
+import numpy as np
+import streamlit as st
+
+from explorer.analysis.attention import VECTOR_KINDS
+from explorer.figures.eigenvectors import (
+    make_eigenvector_heatmap_figure,
+    make_stationary_figure,
+    top_tokens_table,
+)
+from explorer.ui.attention_cache import (
+    bound_choice,
+    bound_float,
+    bound_int,
+    cached_head_eigenvectors,
+    head_picker,
+    remember,
+)
+from explorer.ui.session import require_capture, selection
+
+COLOR_MODES = {"signed": "signed value (sign / phase)", "magnitude": "magnitude |vᵢ|"}
+MAX_K = 12
+
+st.title("Eigenvectors")
+st.caption(
+    "Where in the text each spectral direction of a head lives: the top vectors over the tokens, and the "
+    "stationary distribution π of the head read as a random walk (follow attention from token to token; π is "
+    "where you end up most often)."
+)
+
+loaded, cap = require_capture()
+sel = selection()
+n_layers, n_heads, n_tokens = cap.attentions.shape[0], cap.attentions.shape[1], cap.n_tokens
+if n_tokens < 2:
+    st.warning(
+        "The text is a single token: there is only one eigenvector, [1]. Add some words in the sidebar."
+    )
+    st.stop()
+
+left, right = st.columns([3, 2])
+with left:
+    layer, head = head_picker("eigenvectors", n_layers, n_heads)
+with right:
+    kind = bound_choice("eigenvectors_kind", "vectors", "symmetric" if cap.causal else "right", VECTOR_KINDS)
+    st.selectbox(
+        "Vectors",
+        list(VECTOR_KINDS),
+        key="eigenvectors_kind",
+        format_func=lambda name: VECTOR_KINDS[name],
+        on_change=remember("eigenvectors_kind", "vectors"),
+        help="Right eigenvectors can be complex (then colour = the part in phase with the largest entry); the "
+        "symmetric part and the singular vectors are real and orthonormal.",
+    )
+
+a, b, c, d = st.columns(4)
+bound_int("eigenvectors_k", "k", 6, 1, min(MAX_K, n_tokens))
+k = a.slider(
+    "How many vectors (k)",
+    1,
+    min(MAX_K, n_tokens),
+    key="eigenvectors_k",
+    on_change=remember("eigenvectors_k", "k"),
+    help="The top k, ordered by |eigenvalue| (or singular value).",
+)
+bound_choice("eigenvectors_color", "color", "signed", COLOR_MODES)
+mode = b.radio(
+    "Colour",
+    list(COLOR_MODES),
+    key="eigenvectors_color",
+    format_func=COLOR_MODES.get,
+    on_change=remember("eigenvectors_color", "color"),
+)
+bound_float("eigenvectors_tau", "tau", 1.0, 0.1, 5.0)
+tau = c.slider(
+    "Temperature τ",
+    0.1,
+    5.0,
+    step=0.05,
+    key="eigenvectors_tau",
+    on_change=remember("eigenvectors_tau", "tau"),
+    help="A_τ = row-softmax(log A / τ); 1 is the captured head.",
+)
+bound_float("eigenvectors_damping", "damping", 0.85, 0.5, 0.99)
+damping = d.slider(
+    "PageRank damping",
+    0.5,
+    0.99,
+    step=0.01,
+    key="eigenvectors_damping",
+    on_change=remember("eigenvectors_damping", "damping"),
+    help="π = damping · πA + (1 − damping)/T: with probability 1 − damping the walk restarts at a random token.",
+)
+
+if cap.causal:
+    st.info(
+        "**Causal head:** A is lower-triangular, so the right eigenvector of the diagonal entry a_kk is zero "
+        "on every token before k, and these vectors are nearly parallel (A is far from normal). The symmetric "
+        "part and the singular vectors are orthonormal bases and usually read better. Without a teleport the "
+        "walk would end on token 0 (it attends only to itself), hence the PageRank damping.",
+        icon=":material/change_history:",
+    )
+
+with st.spinner("Computing eigenvectors…"):
+    result = cached_head_eigenvectors(
+        sel.model_key, sel.text, sel.max_tokens, layer, head, kind, int(k), float(tau), float(damping)
+    )
+
+labels = cap.labels()
+st.plotly_chart(
+    make_eigenvector_heatmap_figure(result, labels, mode=mode), width="stretch", key="eigenvectors_heatmap"
+)
+if kind == "right" and not result.is_real.all():
+    st.caption(
+        f"{int((~result.is_real).sum())} of these vectors are complex (conjugate pairs of eigenvalues): "
+        "each is scaled so its largest entry is real and positive; hover for magnitude and phase."
+    )
+else:
+    st.caption(
+        "Signs are fixed so each vector's largest entry is positive (an eigenvector's sign is arbitrary)."
+    )
+
+st.subheader("Top tokens per vector")
+st.dataframe(top_tokens_table(result, labels), hide_index=True, width="stretch", key="eigenvectors_top")
+
+st.subheader("Stationary distribution")
+st.plotly_chart(
+    make_stationary_figure(result.stationary, labels, damping=result.damping),
+    width="stretch",
+    key="eigenvectors_stationary",
+)
+order = np.argsort(-result.stationary, kind="stable")[:5]
+st.markdown(
+    "The head keeps returning to: "
+    + ", ".join(f"**{labels[i]}** (π = {result.stationary[i]:.3f})" for i in order)
+    + f" · uniform would be {1 / n_tokens:.3f}."
+)
