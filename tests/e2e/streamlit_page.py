@@ -32,12 +32,11 @@ def wait_until_settled(page, timeout: float = 240.0) -> None:
     raise TimeoutError(f"page did not settle within {timeout:.0f} s")
 
 
-def plotly_trace_data(page, index: int = 0) -> str:
-    """A fingerprint of the index-th drawn chart's data (changes when the chart is redrawn with new data)."""
+def plotly_trace_data(page) -> str:
+    """A fingerprint of every drawn chart's data (changes when any chart is redrawn with new data)."""
     return page.evaluate(
-        "(i) => { const el = document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot')[i];"
-        " return el ? JSON.stringify(el.data.map(t => [t.x, t.y, t.z])) : null; }",
-        index,
+        "() => JSON.stringify(Array.from(document.querySelectorAll('[data-testid=stPlotlyChart] .js-plotly-plot'))"
+        ".map(el => (el.data || []).map(t => [t.x, t.y, t.z, t.r, t.theta])))"
     )
 
 

@@ -26,13 +26,34 @@ def _type_text(page, text: str) -> None:
     area.press("Control+Enter")
 
 
-def _interact_home(page) -> None:
+def _change_text(page) -> None:
     _type_text(page, "A different sentence, long enough to change every bar of the chart.")
 
 
-# page path -> an interaction that must change the first chart's data
+def _nudge_first_slider(page) -> None:
+    """Move the first slider of the page (not the sidebar) two steps right with the keyboard."""
+    slider = page.locator("[data-testid=stMain] [data-testid=stSlider] [role=slider]").first
+    slider.focus()
+    slider.press("ArrowRight")
+    slider.press("ArrowRight")
+
+
+def _pick_gradient_descent(page) -> None:
+    page.get_by_text("3 · Gradient descent", exact=True).click()
+
+
+# page path -> an interaction that must change a chart's data. Pages that analyse the text get a new text;
+# the model-only pages (weights, circuits) get their first slider moved; Learn switches walkthrough.
 INTERACTIONS = {
-    "pages/home.py": _interact_home,
+    "pages/home.py": _change_text,
+    "pages/attention.py": _change_text,
+    "pages/eigenvectors.py": _change_text,
+    "pages/directions.py": _change_text,
+    "pages/gershgorin.py": _change_text,
+    "pages/compression.py": _change_text,
+    "pages/weights.py": _nudge_first_slider,
+    "pages/circuits.py": _nudge_first_slider,
+    "pages/learn.py": _pick_gradient_descent,
 }
 
 

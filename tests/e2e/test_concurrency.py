@@ -8,9 +8,8 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
-
 from explorer.ui.navigation import PAGES
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.e2e
 N_SESSIONS = 8
@@ -22,7 +21,10 @@ async def _settle(page, timeout=300.0):
     while time.time() - start < timeout:
         main = page.locator("[data-testid=stMain]")
         text = await main.inner_text() if await main.count() else ""
-        busy = await page.locator("[data-testid=stSpinner]").count() + await page.locator("[data-testid=stSkeleton]").count()
+        busy = (
+            await page.locator("[data-testid=stSpinner]").count()
+            + await page.locator("[data-testid=stSkeleton]").count()
+        )
         busy = busy or any(b in text for b in BUSY)
         charts = await page.locator("[data-testid=stPlotlyChart]").count()
         drawn = await page.locator("[data-testid=stPlotlyChart] .js-plotly-plot").count()
