@@ -1,0 +1,797 @@
+"""Compression what-if: replace chosen weight groups by low-rank factors and measure what it costs.
+
+The cached model is never modified. ``compressed_model`` builds a *structural* copy: ``copy.deepcopy`` with
+every parameter and buffer pre-seeded in the memo, so the copy shares the original's tensors (no weight is
+copied, nothing is written) and only its module tree is new; the chosen Linear / Conv1D / Embedding modules
+of the copy are then swapped for factored modules that compute A_k (B_k x). The forward pass of the copy is
+therefore the forward pass a deployed low-rank model would run, so its measured latency is meaningful.
+Calibration hooks go on such a copy too, never on the cached model.
+
+Quality (DESIGN.md section 3): causal LM: perplexity on the text and mean KL(original || compressed) of the
+next-token distributions (nats per token); encoder: mean cosine between original and compressed sentence
+embeddings (mean pooling over the attention mask) over [the text] + the shipped sentence set, and the Spearman
+correlation of the pairwise cosine similarities of the shipped sentences. Latency: wall-clock time of the one
+forward pass that produces those numbers (milliseconds, on the model's device).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.stats import spearmanr
+from transformers.pytorch_utils import Conv1D
+
+from explorer.analysis.lowrank import (
+    METHOD_LABELS,
+    METHODS,
+    ActivationStats,
+    Factorization,
+    MatrixFactors,
+    factorize,
+)
+from explorer.analysis.matrices import weight_matrices
+from explorer.errors import InputError
+from explorer.models.capture import tokenize
+from explorer.models.loading import LoadedModel
+from explorer.paths import ASSETS_DIR
+from explorer.spectra.ranks import energy_rank
+
+GROUP_KINDS = ("attn_q", "attn_k", "attn_v", "attn_o", "mlp_gate", "mlp_up", "mlp_down", "embed")
+GROUP_LABELS = {
+    "attn_q": "Attention W_Q",
+    "attn_k": "Attention W_K",
+    "attn_v": "Attention W_V",
+    "attn_o": "Attention W_O",
+    "mlp_gate": "MLP gate",
+    "mlp_up": "MLP up",
+    "mlp_down": "MLP down",
+    "embed": "Embeddings",
+}
+DEFAULT_KINDS = ("mlp_gate", "mlp_up", "mlp_down")
+MODES = ("rank", "energy", "share")
+MODE_LABELS = {"rank": "Rank per group", "energy": "Energy kept", "share": "Share of parameters"}
+# Sweep points: each matrix at this share of its break-even rank mn/(m+n) (1.0 = break-even: nothing saved).
+SWEEP_SHARES = (0.25, 0.5, 0.75, 1.0)
+CALIBRATION_CHUNK_TOKENS = 256
+CALIBRATION_FILE = ASSETS_DIR / "calibration" / "calibration.txt"
+HELDOUT_FILE = ASSETS_DIR / "calibration" / "heldout.txt"
+SENTENCES_FILE = ASSETS_DIR / "sentences" / "sentences.txt"
+
+
+# ----------------------------------------------------------------------------------------------- assets
+
+
+def shipped_calibration_text() -> str:
+    """About 900 words of plain English (several topics, some dialogue and code), written for this app."""
+    return CALIBRATION_FILE.read_text(encoding="utf-8").strip()
+
+
+def heldout_text() -> str:
+    """About 500 words of plain English never used for calibration: an honest evaluation passage."""
+    return HELDOUT_FILE.read_text(encoding="utf-8").strip()
+
+
+def sentence_set() -> tuple[str, ...]:
+    """32 short sentences in topical groups (music, cooking, weather, ...), for the encoder similarity check."""
+    lines = SENTENCES_FILE.read_text(encoding="utf-8").splitlines()
+    return tuple(line.strip() for line in lines if line.strip())
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def available_kinds(model: torch.nn.Module) -> tuple[str, ...]:
+    present = {m.kind for m in weight_matrices(model)}
+    return tuple(k for k in GROUP_KINDS if k in present)
+
+
+# ----------------------------------------------------------------------------------------- calibration
+
+
+def calibration_chunks(loaded: LoadedModel, text: str, chunk_tokens: int = CALIBRATION_CHUNK_TOKENS):
+    """Token-id lists of at most ``chunk_tokens`` (and the model's limit): paragraphs packed greedily."""
+    limit = max(2, min(chunk_tokens, loaded.card.max_positions))
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    for paragraph in (p.strip() for p in text.split("\n\n")):
+        if not paragraph:
+            continue
+        ids = loaded.tokenizer(paragraph, add_special_tokens=True, verbose=False)["input_ids"]
+        for start in range(0, len(ids), limit):
+            piece = ids[start : start + limit]
+            if current and len(current) + len(piece) > limit:
+                chunks.append(current)
+                current = []
+            current = current + piece
+    if current:
+        chunks.append(current)
+    if not chunks:
+        raise InputError(
+            "The calibration text is empty: choose the shipped calibration set or type some text."
+        )
+    return chunks
+
+
+def _structural_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A new module tree that shares every parameter and buffer of ``model`` (nothing copied or written)."""
+    memo = {id(t): t for t in model.parameters()}
+    memo.update({id(t): t for t in model.buffers()})
+    return copy.deepcopy(model, memo)
+
+
+def _tied_output_module(model: torch.nn.Module, embed_module: str) -> str | None:
+    """Name of the output layer that shares the embedding's weight (tied lm_head), if any."""
+    embedding = model.get_submodule(embed_module)
+    for name, module in model.named_modules():
+        if module is not embedding and getattr(module, "weight", None) is embedding.weight:
+            return name
+    return None
+
+
+@torch.no_grad()
+def collect_activation_stats(
+    loaded: LoadedModel,
+    chunks: list[list[int]],
+    kinds,
+    progress: Callable[[float, str], None] | None = None,
+) -> tuple[dict[str, ActivationStats], int]:
+    """Run the calibration chunks and gather, per chosen matrix's module, mean |x| and X^T X of its input.
+
+    An embedding's statistics come from the input of its tied output layer (the final hidden states), the
+    one place where it multiplies activations; without a tied output layer it has none. Modules that read the
+    same tensor (q/k/v, gate/up) share one accumulator. Returns (module name -> stats, tokens seen).
+    """
+    model = _structural_copy(loaded.model)
+    targets: dict[str, str] = {}  # module whose input we hook -> module name the stats belong to
+    for mat in weight_matrices(model):
+        if mat.kind not in kinds:
+            continue
+        if mat.kind == "embed":
+            tied = _tied_output_module(model, mat.module)
+            if tied is not None:
+                targets[tied] = mat.module
+        else:
+            targets[mat.module] = mat.module
+
+    accs: dict[str, dict] = {}  # first hooked module reading a tensor -> float64 sums over tokens
+    alias: dict[str, str] = {}  # hooked module -> the accumulator it shares
+    seen: dict[tuple, str] = {}  # (data_ptr, shape) -> accumulator, within one forward pass
+    keep_alive: list[torch.Tensor] = []  # hold the inputs so no address is reused within a pass
+
+    def hook_for(hooked: str):
+        def hook(_module, args):
+            x = args[0].detach()
+            key = (x.data_ptr(), tuple(x.shape))
+            first = seen.get(key)
+            if first is None:
+                seen[key] = first = hooked
+                keep_alive.append(x)
+                x2 = x.reshape(-1, x.shape[-1]).to("cpu", torch.float32)
+                acc = accs.get(hooked)
+                if acc is None:
+                    n = x2.shape[1]
+                    accs[hooked] = acc = {
+                        "abs": torch.zeros(n, dtype=torch.float64),
+                        "gram": torch.zeros(n, n, dtype=torch.float64),
+                        "n": 0,
+                    }
+                acc["abs"] += x2.abs().sum(0).to(torch.float64)
+                acc["gram"] += (x2.T @ x2).to(torch.float64)  # float32 per chunk, float64 across chunks
+                acc["n"] += x2.shape[0]
+            alias[hooked] = first
+
+        return hook
+
+    handles = [model.get_submodule(name).register_forward_pre_hook(hook_for(name)) for name in targets]
+    n_tokens = 0
+    try:
+        for i, chunk in enumerate(chunks):
+            if progress is not None:
+                progress(i / len(chunks), f"Calibration activations: chunk {i + 1} of {len(chunks)}")
+            seen.clear()
+            keep_alive.clear()
+            model(input_ids=torch.tensor([chunk], device=loaded.device))
+            n_tokens += len(chunk)
+    finally:
+        for handle in handles:
+            handle.remove()
+        keep_alive.clear()
+    shared = {
+        key: ActivationStats((acc["abs"] / acc["n"]).numpy(), acc["gram"].to(torch.float32), int(acc["n"]))
+        for key, acc in accs.items()
+        if acc["n"] > 0
+    }
+    accs.clear()
+    stats = {owner: shared[alias[hooked]] for hooked, owner in targets.items() if alias.get(hooked) in shared}
+    if progress is not None:
+        progress(1.0, "Calibration activations: done")
+    return stats, n_tokens
+
+
+def factorize_model(
+    loaded: LoadedModel,
+    method: str,
+    kinds,
+    stats: dict[str, ActivationStats] | None,
+    calibration_tokens: int = 0,
+    progress: Callable[[float, str], None] | None = None,
+) -> Factorization:
+    return factorize(
+        loaded.model, method, kinds, stats, calibration_tokens=calibration_tokens, progress=progress
+    )
+
+
+# ------------------------------------------------------------------------------------ factored modules
+
+
+class LowRankLinear(torch.nn.Module):
+    """y = A (B x) + bias for x of shape (..., in): A (out, k), B (k, in). Replaces Linear and Conv1D."""
+
+    def __init__(self, A: torch.Tensor, B: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.register_buffer("A", A, persistent=False)
+        self.register_buffer("B", B, persistent=False)
+        self.bias = bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.linear(x, self.B), self.A, self.bias)
+
+
+class DenseLinear(torch.nn.Module):
+    """y = W x (+ bias) with W (out, in): an untouched slice of a fused module."""
+
+    def __init__(self, W: torch.Tensor, bias: torch.Tensor | None = None):
+        super().__init__()
+        self.W = W
+        self.bias = bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.W, self.bias)
+
+
+class ConcatLinear(torch.nn.Module):
+    """GPT-2's fused c_attn: q, k, v parts (each low-rank or dense), outputs concatenated, plus the bias."""
+
+    def __init__(self, parts: list[torch.nn.Module], bias: torch.Tensor | None):
+        super().__init__()
+        self.parts = torch.nn.ModuleList(parts)
+        self.bias = bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.cat([part(x) for part in self.parts], dim=-1)
+        return y if self.bias is None else y + self.bias
+
+
+class LowRankEmbedding(torch.nn.Module):
+    """E_k[ids] = A[ids] @ B with A (vocab, k), B (k, d_model)."""
+
+    def __init__(self, A: torch.Tensor, B: torch.Tensor, padding_idx: int | None = None):
+        super().__init__()
+        self.register_buffer("A", A, persistent=False)
+        self.register_buffer("B", B, persistent=False)
+        self.padding_idx = padding_idx
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.A) @ self.B
+
+
+def _set_submodule(root: torch.nn.Module, name: str, module: torch.nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, module)
+
+
+def compressed_model(
+    loaded: LoadedModel, factorization: Factorization, ranks: dict[str, int]
+) -> torch.nn.Module:
+    """A structural copy of the cached model with each matrix in ``ranks`` (name -> k) factored at rank k.
+
+    The cached model is only read. A tied output layer follows a compressed embedding.
+    """
+    model = loaded.model
+    clone = _structural_copy(model)
+    ref = next(model.parameters())
+    dtype, device = ref.dtype, ref.device
+
+    def factors(f: MatrixFactors):
+        A, B = f.factors(ranks[f.name])
+        return A.to(device, dtype), B.to(device, dtype)
+
+    chosen = {f.name: f for f in factorization.matrices if f.name in ranks}
+    all_mats = weight_matrices(model)
+    by_module: dict[str, list] = {}
+    for mat in all_mats:
+        by_module.setdefault(mat.module, []).append(mat)
+    for module_name, mats in by_module.items():
+        if not any(m.name in chosen for m in mats):
+            continue
+        original = model.get_submodule(module_name)
+        if not isinstance(original, (torch.nn.Linear, Conv1D, torch.nn.Embedding)):
+            raise TypeError(f"Cannot factor module {module_name} of type {type(original).__name__}.")
+        bias = getattr(original, "bias", None)
+        if isinstance(original, torch.nn.Embedding):
+            A, B = factors(chosen[mats[0].name])
+            _set_submodule(clone, module_name, LowRankEmbedding(A, B, original.padding_idx))
+            tied = _tied_output_module(model, module_name)
+            if tied is not None:
+                _set_submodule(
+                    clone, tied, LowRankLinear(A, B, getattr(model.get_submodule(tied), "bias", None))
+                )
+        elif len(mats) == 1:
+            A, B = factors(chosen[mats[0].name])
+            _set_submodule(clone, module_name, LowRankLinear(A, B, bias))
+        else:  # fused module (GPT-2 c_attn): factor the chosen parts, keep the others dense
+            parts = []
+            for mat in mats:
+                if mat.name in chosen:
+                    parts.append(LowRankLinear(*factors(chosen[mat.name]), None))
+                else:
+                    parts.append(DenseLinear(mat.weight))
+            _set_submodule(clone, module_name, ConcatLinear(parts, bias))
+    return clone.eval()
+
+
+# -------------------------------------------------------------------------------------- rank choice
+
+
+@dataclass(frozen=True)
+class RankSetting:
+    """How ranks are chosen. ``mode``: "rank" (``ranks``: (kind, k) pairs, clipped to each matrix),
+    "energy" (keep k_p of the method's singular values, p = ``energy``), or "share" (each matrix keeps
+    about ``share`` of its dense parameters: k = floor(share * mn / (m + n)); share 1 is break-even)."""
+
+    mode: str = "share"
+    ranks: tuple[tuple[str, int], ...] = ()
+    energy: float = 0.9
+    share: float = 0.5
+
+
+def choose_ranks(factorization: Factorization, setting: RankSetting) -> dict[str, int]:
+    """Matrix name -> rank in [1, min(m, n)]."""
+    by_kind = dict(setting.ranks)
+    out: dict[str, int] = {}
+    for f in factorization.matrices:
+        if setting.mode == "rank":
+            k = by_kind.get(f.kind, round(f.break_even / 2))
+        elif setting.mode == "energy":
+            k = int(energy_rank(f.sigma, float(setting.energy)))
+        elif setting.mode == "share":
+            k = int(np.floor(float(setting.share) * f.break_even))
+        else:
+            raise ValueError(f"Unknown mode '{setting.mode}'; choose one of {', '.join(MODES)}.")
+        out[f.name] = f.clamp(k)
+    return out
+
+
+def kind_shapes(model: torch.nn.Module, kinds=GROUP_KINDS) -> dict[str, tuple[tuple[int, int], float, int]]:
+    """kind -> ((m, n), break-even rank mn/(m+n), max rank min(m, n)) of its first matrix, before any SVD
+    (every layer of the supported models shares the shape); what the rank sliders need."""
+    out = {}
+    for mat in weight_matrices(model):
+        if mat.kind in kinds and mat.kind not in out:
+            m, n = mat.shape
+            out[mat.kind] = ((m, n), m * n / (m + n), min(m, n))
+    return {k: out[k] for k in kinds if k in out}
+
+
+def break_even_by_kind(factorization: Factorization) -> dict[str, tuple[tuple[int, int], float, int]]:
+    """kind -> (shape, break-even rank mn/(m+n), max rank) of its first matrix (all layers share the shape)."""
+    out = {}
+    for f in factorization.matrices:
+        out.setdefault(f.kind, (f.shape, f.break_even, f.max_rank))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- quality
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """What quality is measured on. ``ids``: the text's token ids (token,), already truncated. Encoders also
+    embed ``sentences`` (the shipped set, one padded batch); their items are [the text] + the sentences."""
+
+    causal: bool
+    ids: tuple[int, ...]
+    sentences: tuple[str, ...] = ()
+    messages: tuple[str, ...] = ()
+
+    @property
+    def items(self) -> int:
+        return 1 + len(self.sentences)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Measured quality of one model on an EvalSet. perplexity: exp(mean next-token loss); kl: mean
+    KL(original || this) in nats per token (0 for the original); embedding_cosine: mean cosine with the
+    original's embeddings; similarity_spearman: rank correlation of pairwise similarities with the original's.
+    latency_ms: wall-clock ms of the forward pass."""
+
+    causal: bool
+    perplexity: float | None
+    kl: float | None
+    embedding_cosine: float | None
+    similarity_spearman: float | None
+    latency_ms: float
+    n_tokens: int
+
+    @property
+    def headline(self) -> float | None:
+        return self.perplexity if self.causal else self.embedding_cosine
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The original model's outputs on an EvalSet: logprobs (token, vocab) float32 for causal models,
+    embeddings (item, d_model) float32 for encoders, and its Quality."""
+
+    quality: Quality
+    logprobs: torch.Tensor | None
+    embeddings: torch.Tensor | None
+
+
+def make_eval_set(loaded: LoadedModel, text: str, max_tokens: int | None) -> EvalSet:
+    ids, _n, messages = tokenize(loaded, text, max_tokens)
+    if loaded.causal and len(ids) < 2:
+        raise InputError("Perplexity needs at least two tokens: type a longer text.")
+    sentences = () if loaded.causal else sentence_set()
+    return EvalSet(loaded.causal, tuple(int(i) for i in ids), sentences, tuple(messages))
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+@torch.no_grad()
+def _forward(loaded: LoadedModel, module: torch.nn.Module, evalset: EvalSet) -> tuple[torch.Tensor, float]:
+    """(log-probs (token, vocab), or mean-pooled embeddings (item, d_model) of [text] + sentences; float32 CPU)
+    and the wall-clock ms of the forward passes: the text, and for encoders also the sentence batch."""
+    device = loaded.device
+    ids = torch.tensor([evalset.ids], device=device)
+    _sync(device)
+    start = time.perf_counter()
+    out = module(input_ids=ids)
+    if evalset.causal:
+        _sync(device)
+        latency = (time.perf_counter() - start) * 1e3
+        return torch.log_softmax(out.logits[0].float(), dim=-1).cpu(), latency
+    # Sentences in one padded batch of their own (padding them to the text's length would waste compute).
+    batch = loaded.tokenizer(
+        list(evalset.sentences),
+        padding=True,
+        truncation=True,
+        max_length=loaded.card.max_positions,
+        return_tensors="pt",
+    )
+    batch = {
+        k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")
+    }
+    hidden = module(**batch).last_hidden_state.float()
+    _sync(device)
+    latency = (time.perf_counter() - start) * 1e3
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)
+    text = out.last_hidden_state[0].float().mean(0, keepdim=True)  # one sequence, no padding
+    return torch.cat([text, pooled]).cpu(), latency
+
+
+def _perplexity(logprobs: torch.Tensor, ids: tuple[int, ...]) -> float:
+    target = torch.tensor(ids[1:])
+    nll = -logprobs[:-1].gather(-1, target[:, None])[:, 0].double()
+    return float(torch.exp(nll.mean()))
+
+
+def _kl(ref: torch.Tensor, other: torch.Tensor) -> float:
+    """mean_t sum_v p_t (log p_t - log q_t), nats per token."""
+    p = ref.exp().double()
+    # KL >= 0 (Gibbs); clamp the -1e-8 that rounding leaves when the two distributions are equal.
+    return max(float((p * (ref - other).double()).sum(-1).mean()), 0.0)
+
+
+def _pairwise_upper(emb: torch.Tensor) -> np.ndarray:
+    unit = F.normalize(emb.double(), dim=-1)
+    sims = (unit @ unit.T).numpy()
+    return sims[np.triu_indices(len(sims), k=1)]
+
+
+def reference(loaded: LoadedModel, evalset: EvalSet) -> Reference:
+    out, latency = _forward(loaded, loaded.model, evalset)
+    if evalset.causal:
+        q = Quality(True, _perplexity(out, evalset.ids), 0.0, None, None, latency, evalset.n_tokens)
+        return Reference(q, out, None)
+    q = Quality(False, None, None, 1.0, 1.0, latency, evalset.n_tokens)
+    return Reference(q, None, out)
+
+
+def evaluate(loaded: LoadedModel, module: torch.nn.Module, evalset: EvalSet, ref: Reference) -> Quality:
+    out, latency = _forward(loaded, module, evalset)
+    if not torch.isfinite(out).all():
+        nan = float("nan")
+        return Quality(evalset.causal, nan, nan, nan, nan, latency, evalset.n_tokens)
+    if evalset.causal:
+        return Quality(
+            True, _perplexity(out, evalset.ids), _kl(ref.logprobs, out), None, None, latency, evalset.n_tokens
+        )
+    cosine = float(F.cosine_similarity(out.double(), ref.embeddings.double(), dim=-1).mean())
+    # Pairwise similarities over the shipped sentences (items[1:]; items[0] is the text).
+    rho = spearmanr(_pairwise_upper(ref.embeddings[1:]), _pairwise_upper(out[1:])).statistic
+    return Quality(False, None, None, cosine, float(rho), latency, evalset.n_tokens)
+
+
+# -------------------------------------------------------------------------------------------- outcome
+
+
+@dataclass(frozen=True)
+class MatrixRow:
+    """One matrix of the per-matrix table. Errors are relative (divided by ||W||_F or ||W X^T||_F)."""
+
+    name: str
+    kind: str
+    layer: int | None
+    shape: tuple[int, int]
+    rank: int
+    break_even: float
+    params_before: int
+    params_after: int
+    eckart_young_error: float
+    weight_error: float
+    output_error: float | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A setting's cost and effect. params_*: counts (model = every parameter, tied ones once; chosen = the
+    chosen matrices and their biases). before/after: measured Quality of the original and the compressed model."""
+
+    method: str
+    kinds: tuple[str, ...]
+    params_model_before: int
+    params_model_after: int
+    params_chosen_before: int
+    params_chosen_after: int
+    before: Quality
+    after: Quality
+    rows: tuple[MatrixRow, ...]
+
+    @property
+    def share_kept(self) -> float:
+        return self.params_model_after / self.params_model_before
+
+    @property
+    def mean_rank(self) -> float:
+        return float(np.mean([r.rank for r in self.rows])) if self.rows else 0.0
+
+    def megabytes(self, bytes_per_param: int, after: bool) -> float:
+        return (self.params_model_after if after else self.params_model_before) * bytes_per_param / 1e6
+
+
+def matrix_rows(factorization: Factorization, ranks: dict[str, int]) -> tuple[MatrixRow, ...]:
+    rows = []
+    for f in factorization.matrices:
+        if f.name not in ranks:
+            continue
+        k = f.clamp(ranks[f.name])
+        rows.append(
+            MatrixRow(
+                f.name,
+                f.kind,
+                f.layer,
+                f.shape,
+                k,
+                f.break_even,
+                f.dense_params,
+                f.params(k),
+                f.eckart_young_error(k),
+                f.weight_error(k),
+                f.output_error(k),
+            )
+        )
+    return tuple(rows)
+
+
+def evaluate_ranks(
+    loaded: LoadedModel,
+    factorization: Factorization,
+    ranks: dict[str, int],
+    evalset: EvalSet,
+    ref: Reference,
+) -> Outcome:
+    """Build the compressed copy at ``ranks``, measure it, count parameters."""
+    rows = matrix_rows(factorization, ranks)
+    before_chosen = sum(r.params_before for r in rows)
+    after_chosen = sum(r.params_after for r in rows)
+    total = loaded.card.n_params
+    quality = evaluate(loaded, compressed_model(loaded, factorization, ranks), evalset, ref)
+    return Outcome(
+        factorization.method,
+        factorization.kinds,
+        total,
+        total - before_chosen + after_chosen,
+        before_chosen,
+        after_chosen,
+        ref.quality,
+        quality,
+        rows,
+    )
+
+
+def verdict(before: Quality, after: Quality) -> str:
+    """A plain-language judgement of the quality change (thresholds are conventions, stated on the page)."""
+    if after.causal:
+        if after.perplexity is None or not np.isfinite(after.perplexity):
+            return "the compressed model produces no usable numbers"
+        ratio = after.perplexity / before.perplexity
+        for limit, words in (
+            (1.05, "barely changes"),
+            (1.5, "is slightly worse"),
+            (3, "is noticeably worse"),
+        ):
+            if ratio <= limit:
+                return words
+        return "is much worse" if ratio <= 10 else "is broken (it has lost the language)"
+    cosine = after.embedding_cosine
+    if cosine is None or not np.isfinite(cosine):
+        return "the compressed model produces no usable numbers"
+    for limit, words in ((0.99, "barely changes"), (0.95, "changes a little"), (0.85, "changes noticeably")):
+        if cosine >= limit:
+            return words
+    return "changes a lot (similarity rankings are no longer trustworthy)"
+
+
+def summary_sentences(outcome: Outcome) -> tuple[str, str]:
+    """Two sentences a non-specialist can read (Markdown, key numbers in bold): what it saves, what it costs."""
+    n = len(outcome.rows)
+    groups = ", ".join(GROUP_LABELS.get(k, k) for k in outcome.kinds)
+    change = outcome.params_model_after - outcome.params_model_before
+    size = (
+        f"Replacing {n} matrices ({groups}) by {METHOD_LABELS[outcome.method]} factors of mean rank "
+        f"{outcome.mean_rank:.0f} keeps **{outcome.share_kept:.0%} of the model's parameters** "
+        f"({outcome.params_model_before / 1e6:.1f} M → {outcome.params_model_after / 1e6:.1f} M; "
+        f"{abs(change) * 2 / 1e6:.0f} MB {'less' if change <= 0 else 'more'} at fp16)."
+    )
+    b, a = outcome.before, outcome.after
+    if a.causal:
+        quality = f"Perplexity on the text goes from **{b.perplexity:,.4g}** to **{a.perplexity:,.4g}**"
+    else:
+        quality = f"Sentence embeddings keep a mean cosine of **{a.embedding_cosine:.3f}** with the original"
+    return size, f"{quality}: quality **{verdict(b, a)}**."
+
+
+# ---------------------------------------------------------------------------------------------- sweep
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One point of the Pareto chart: ``method`` with every chosen matrix at ``share`` of its break-even rank."""
+
+    method: str
+    share: float
+    mean_rank: float
+    params_model_after: int
+    params_model_before: int
+    quality: Quality
+
+    @property
+    def share_kept(self) -> float:
+        return self.params_model_after / self.params_model_before
+
+
+def sweep_point(
+    loaded: LoadedModel, factorization: Factorization, share: float, evalset: EvalSet, ref: Reference
+) -> SweepPoint:
+    ranks = choose_ranks(factorization, RankSetting(mode="share", share=share))
+    outcome = evaluate_ranks(loaded, factorization, ranks, evalset, ref)
+    return SweepPoint(
+        factorization.method,
+        float(share),
+        outcome.mean_rank,
+        outcome.params_model_after,
+        outcome.params_model_before,
+        outcome.after,
+    )
+
+
+def sweep(
+    loaded: LoadedModel,
+    factorizations: dict[str, Factorization],
+    evalset: EvalSet,
+    ref: Reference,
+    shares=SWEEP_SHARES,
+    progress: Callable[[float, str], None] | None = None,
+) -> list[SweepPoint]:
+    """Every method in ``factorizations`` at every share of break-even rank; ``progress(fraction, message)``."""
+    plan = [(method, share) for method in factorizations for share in shares]
+    points = []
+    for i, (method, share) in enumerate(plan):
+        if progress is not None:
+            progress(i / len(plan), f"{METHOD_LABELS[method]} at {share:.0%} of break-even rank")
+        points.append(sweep_point(loaded, factorizations[method], share, evalset, ref))
+    if progress is not None:
+        progress(1.0, "Sweep done")
+    return points
+
+
+def sweep_records(points: list[SweepPoint], kinds) -> list[dict]:
+    """The report's rows: method, groups, params_total, params_kept, perplexity/embedding_cosine, kl, latency_ms."""
+    records = []
+    for p in points:
+        row = {
+            "method": p.method,
+            "groups": list(kinds),
+            "share_of_break_even": p.share,
+            "mean_rank": p.mean_rank,
+            "params_total": p.params_model_before,
+            "params_kept": p.params_model_after,
+        }
+        if p.quality.causal:
+            row["perplexity"] = p.quality.perplexity
+            row["kl"] = p.quality.kl
+        else:
+            row["embedding_cosine"] = p.quality.embedding_cosine
+            row["similarity_spearman"] = p.quality.similarity_spearman
+        row["latency_ms"] = p.quality.latency_ms
+        records.append(row)
+    return records
+
+
+# ----------------------------------------------------------------------------------------- generation
+
+
+@torch.no_grad()
+def greedy_continuation(
+    loaded: LoadedModel, module: torch.nn.Module, prompt_ids: tuple[int, ...], n_new: int = 32
+) -> str:
+    """Greedy decoding of ``n_new`` tokens after ``prompt_ids`` with ``module`` (KV cache); the new text only."""
+    ids = torch.tensor([prompt_ids], device=loaded.device)
+    eos = loaded.tokenizer.eos_token_id
+    out = module(input_ids=ids, use_cache=True)
+    new: list[int] = []
+    for _ in range(n_new):
+        token = int(out.logits[0, -1].argmax())
+        if eos is not None and token == eos:
+            break
+        new.append(token)
+        out = module(
+            input_ids=torch.tensor([[token]], device=loaded.device),
+            past_key_values=out.past_key_values,
+            use_cache=True,
+        )
+    return loaded.tokenizer.decode(new, skip_special_tokens=True)
+
+
+__all__ = [
+    "DEFAULT_KINDS",
+    "GROUP_KINDS",
+    "GROUP_LABELS",
+    "METHODS",
+    "MODES",
+    "SWEEP_SHARES",
+    "EvalSet",
+    "Outcome",
+    "Quality",
+    "RankSetting",
+    "Reference",
+    "SweepPoint",
+    "choose_ranks",
+    "collect_activation_stats",
+    "compressed_model",
+    "evaluate",
+    "evaluate_ranks",
+    "factorize_model",
+    "make_eval_set",
+    "reference",
+    "sweep",
+]

@@ -1,0 +1,422 @@
+"""Weight spectra: singular values and their summaries for every 2-D weight of a model, cached on disk.
+
+Every matrix from ``explorer.analysis.matrices.weight_matrices`` (oriented (out, in)) is decomposed once.
+Matrices of one shape are stacked and decomposed in one batched torch call on the chosen device (CPU,
+CUDA; MPS falls back to CPU, it has no float64), in chunks that bound memory. Two routes, same result:
+
+- ``"gram"``: eigenvalues of the smaller Gram matrix W^T W (or W W^T) in float64, sigma = sqrt(lambda).
+  Fast (one matmul and a symmetric eigensolver on a min(m, n) square) and accurate to ~1e-13 * sigma_1
+  in lambda, i.e. better than float32 SVD for every sigma_i above ~1e-7 * sigma_1, which is as far as
+  float32 weights can resolve anyway.
+- ``"svd"``: torch.linalg.svdvals in float32 (abs. error ~1e-7 * sigma_1).
+
+Metrics are those of ``explorer.spectra.ranks`` (defined once) and the heavy-tail statistics of
+``explorer.spectra.heavy_tail``. Numerical rank and condition number use float32's machine epsilon,
+because the weights are stored in float32 (or coarser): singular values below sigma_1 * max(m, n) * eps32
+are rounding noise of the stored numbers, not structure.
+
+The result depends on the weights only, so it is written to ``cache_dir("weights")`` under a model
+fingerprint (see ``model_fingerprint``) and a second visit, even from a new process, reads it back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from explorer.analysis.matrices import KINDS, WeightMatrix, weight_matrices
+from explorer.models.device import linalg_device
+from explorer.paths import cache_dir
+from explorer.spectra import ranks
+from explorer.spectra.heavy_tail import element_variance, esd, fit_power_law, mp_bulk_edge
+
+# Bump when the computation or the file layout changes: old cache files are then ignored.
+CACHE_VERSION = 1
+METHODS = ("gram", "svd")
+# Largest stack (in float64 bytes) decomposed in one call.
+_CHUNK_BYTES = 256 * 2**20
+EPS32 = float(np.finfo(np.float32).eps)
+
+ProgressCallback = Callable[[float, str], None]
+
+# Metric name -> (label, help). The single list the heatmap, the table and the report use.
+METRICS: dict[str, tuple[str, str]] = {
+    "spectral_norm": (
+        "spectral norm σ₁",
+        "Largest singular value: the most any input direction is stretched.",
+    ),
+    "frobenius_norm": ("Frobenius norm", "sqrt(Σσᵢ²): the overall size of the matrix."),
+    "stable_rank": ("stable rank", "‖W‖_F² / ‖W‖₂²: how many directions carry comparable energy."),
+    "effective_rank": ("effective rank", "exp(entropy of σᵢ/Σσ) (Roy & Vetterli 2007)."),
+    "numerical_rank": ("numerical rank", "#σᵢ above σ₁·max(m,n)·ε (float32 ε)."),
+    "condition_number": ("condition number", "σ₁ / smallest numerically nonzero σ."),
+    "k90": ("energy rank k₉₀", "Fewest singular values holding 90% of Σσᵢ²."),
+    "k99": ("energy rank k₉₉", "Fewest singular values holding 99% of Σσᵢ²."),
+    "k90_fraction": ("k₉₀ / min(m,n)", "Energy rank k₉₀ as a share of the full rank."),
+    "alpha": (
+        "power-law α",
+        "Tail exponent of the ESD of WᵀW/N (≈2-6 for trained layers; smaller = heavier tail).",
+    ),
+    "alpha_ks": ("KS distance D", "Kolmogorov-Smirnov distance of the power-law fit (smaller = better fit)."),
+    "n_spikes": ("MP spikes", "ESD eigenvalues above the Marchenko-Pastur bulk edge λ₊."),
+}
+LOG_METRICS = {"condition_number", "spectral_norm", "frobenius_norm"}
+
+
+@dataclass(frozen=True)
+class WeightSpectra:
+    """Singular values and metrics of every 2-D weight of a model, in ``weight_matrices`` order.
+
+    names, kinds: tuples of length ``matrix``. layers: (matrix,) int64, -1 where the matrix belongs to no
+    block (embeddings, lm_head). shapes: (matrix, 2) int64, (out, in). sigma: tuple of (min(m, n),)
+    float64 arrays, decreasing. Metric arrays (spectral_norm ... n_spikes): (matrix,) float64;
+    k90/k99/numerical_rank are counts, alpha_xmin and mp_edge are ESD eigenvalues (units of sigma^2 / N),
+    element_variance is the mean squared entry. fingerprint: the model fingerprint; seconds: time of the
+    computation (not of the cache read); method, device: how it was computed; from_cache: read from disk.
+    """
+
+    names: tuple[str, ...]
+    kinds: tuple[str, ...]
+    layers: np.ndarray
+    shapes: np.ndarray
+    sigma: tuple[np.ndarray, ...]
+    spectral_norm: np.ndarray
+    frobenius_norm: np.ndarray
+    stable_rank: np.ndarray
+    effective_rank: np.ndarray
+    numerical_rank: np.ndarray
+    condition_number: np.ndarray
+    k90: np.ndarray
+    k99: np.ndarray
+    alpha: np.ndarray
+    alpha_xmin: np.ndarray
+    alpha_ks: np.ndarray
+    alpha_n_tail: np.ndarray
+    mp_edge: np.ndarray
+    n_spikes: np.ndarray
+    element_variance: np.ndarray
+    fingerprint: str
+    seconds: float
+    method: str
+    device: str
+    from_cache: bool = False
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.layers.max()) + 1 if len(self) and self.layers.max() >= 0 else 0
+
+    @property
+    def kinds_present(self) -> list[str]:
+        """Kinds in the canonical order of ``matrices.KINDS``."""
+        present = set(self.kinds)
+        return [k for k in KINDS if k in present]
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+    def find(self, kind: str, layer: int | None) -> int | None:
+        """Index of the first matrix of ``kind`` in ``layer`` (None: outside any block), or None."""
+        want = -1 if layer is None else layer
+        for i, (k, lay) in enumerate(zip(self.kinds, self.layers, strict=True)):
+            if k == kind and lay == want:
+                return i
+        return None
+
+    def of_kind(self, kind: str) -> np.ndarray:
+        """Indices of every matrix of ``kind``, in layer order."""
+        idx = [i for i, k in enumerate(self.kinds) if k == kind]
+        return np.asarray(sorted(idx, key=lambda i: (self.layers[i], i)), dtype=int)
+
+    def metric(self, name: str) -> np.ndarray:
+        """(matrix,) float64 values of one of METRICS."""
+        if name == "k90_fraction":
+            return self.k90 / self.shapes.min(axis=1)
+        if name not in METRICS:
+            raise KeyError(f"Unknown metric '{name}'; choose one of {list(METRICS)}.")
+        return np.asarray(getattr(self, name), dtype=np.float64)
+
+    def esd(self, i: int) -> np.ndarray:
+        """(min(m, n),) float64 eigenvalues of W^T W / N of matrix i, decreasing."""
+        return esd(self.sigma[i], tuple(self.shapes[i]))
+
+    def break_even_rank(self, i: int) -> float:
+        """mn / (m + n): below this rank a factorisation U_k (m x k) V_k (k x n) stores fewer numbers."""
+        m, n = (int(v) for v in self.shapes[i])
+        return m * n / (m + n)
+
+    def rows(self) -> list[dict]:
+        """One plain dict per matrix (name, layer, kind, shape and every metric), for tables and JSON."""
+        out = []
+        for i, name in enumerate(self.names):
+            row = {
+                "name": name,
+                "layer": None if self.layers[i] < 0 else int(self.layers[i]),
+                "kind": self.kinds[i],
+                "shape": [int(v) for v in self.shapes[i]],
+            }
+            for key in _ARRAY_FIELDS:
+                value = float(getattr(self, key)[i])
+                row[key] = int(value) if key in _COUNTS and np.isfinite(value) else value
+            out.append(row)
+        return out
+
+
+_COUNTS = {"numerical_rank", "k90", "k99", "alpha_n_tail", "n_spikes"}
+_ARRAY_FIELDS = (
+    "spectral_norm",
+    "frobenius_norm",
+    "stable_rank",
+    "effective_rank",
+    "numerical_rank",
+    "condition_number",
+    "k90",
+    "k99",
+    "alpha",
+    "alpha_xmin",
+    "alpha_ks",
+    "alpha_n_tail",
+    "mp_edge",
+    "n_spikes",
+    "element_variance",
+)
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    a.setflags(write=False)
+    return a
+
+
+def _raw_bytes(W: torch.Tensor) -> np.ndarray:
+    """The stored bytes of a weight, without a copy when it is (or is the transpose of) a contiguous tensor."""
+    if not W.is_contiguous():
+        W = W.mT if W.mT.is_contiguous() else W.contiguous()
+    return W.detach().to("cpu").reshape(-1).view(torch.uint8).numpy()
+
+
+def model_fingerprint(model: torch.nn.Module, mats: list[WeightMatrix] | None = None) -> str:
+    """A fingerprint of everything the weight spectra depend on: the model class, its config (minus paths
+    and versions), and every weight matrix's name, kind, shape, dtype and stored bytes.
+
+    SHA-1 over the bytes (an identity check, not security): about 0.4 s for SmolLM2's 540 MB on one core,
+    where the full ``matrices.weights_checksum`` (float64 copies, every parameter) takes several seconds.
+    """
+    mats = weight_matrices(model) if mats is None else mats
+    digest = hashlib.sha1(usedforsecurity=False)
+    digest.update(f"v{CACHE_VERSION}:{type(model).__module__}.{type(model).__name__}".encode())
+    config = getattr(model, "config", None)
+    if config is not None:
+        settings = {
+            k: v
+            for k, v in config.to_dict().items()
+            if k not in ("_name_or_path", "transformers_version", "_commit_hash")
+        }
+        digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    with torch.no_grad():
+        for m in mats:
+            W = m.weight
+            digest.update(f"{m.name}|{m.kind}|{tuple(W.shape)}|{W.dtype}|{W.is_contiguous()}".encode())
+            digest.update(_raw_bytes(W))
+    return digest.hexdigest()[:32]
+
+
+def _singular_values(stack: torch.Tensor, method: str, device: torch.device) -> np.ndarray:
+    """(batch, m, n) weights -> (batch, min(m, n)) float64 singular values, decreasing."""
+    if method == "svd":
+        S = torch.linalg.svdvals(stack.to(device, torch.float32))
+        return S.to("cpu", torch.float64).numpy()
+    X = stack.to(device, torch.float64)
+    m, n = X.shape[-2:]
+    gram = X.mT @ X if m >= n else X @ X.mT  # (batch, min, min), symmetric PSD
+    lam = torch.linalg.eigvalsh(gram).flip(-1).clamp_min(0)
+    return lam.sqrt().to("cpu", torch.float64).numpy()
+
+
+def _group_metrics(S: np.ndarray, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Every metric for a stack of spectra S (batch, k) of matrices of ``shape``."""
+    lam = esd(S, shape)
+    fit = fit_power_law(lam)
+    var = element_variance(S, shape)
+    edge = mp_bulk_edge(shape, var)
+    return {
+        "spectral_norm": ranks.spectral_norm(S),
+        "frobenius_norm": ranks.frobenius_norm(S),
+        "stable_rank": ranks.stable_rank(S),
+        "effective_rank": ranks.effective_rank(S),
+        "numerical_rank": ranks.numerical_rank(S, shape, eps=EPS32),
+        "condition_number": ranks.condition_number(S, shape, eps=EPS32),
+        "k90": ranks.energy_rank(S, 0.9),
+        "k99": ranks.energy_rank(S, 0.99),
+        "alpha": fit.alpha,
+        "alpha_xmin": fit.xmin,
+        "alpha_ks": fit.ks,
+        "alpha_n_tail": fit.n_tail,
+        "mp_edge": edge,
+        "n_spikes": (lam > edge[:, None]).sum(axis=1).astype(np.float64),
+        "element_variance": var,
+    }
+
+
+def compute_weight_spectra(
+    model: torch.nn.Module,
+    *,
+    device: str = "cpu",
+    method: str = "gram",
+    progress: ProgressCallback | None = None,
+    mats: list[WeightMatrix] | None = None,
+    fingerprint: str | None = None,
+) -> WeightSpectra:
+    """Decompose every weight matrix (no disk cache). See the module docstring for ``method``."""
+    if method not in METHODS:
+        raise ValueError(f"Unknown method '{method}'; choose one of {METHODS}.")
+    start = time.perf_counter()
+    mats = weight_matrices(model) if mats is None else mats
+    lin_device = linalg_device(device)
+    by_shape: dict[tuple[int, int], list[int]] = {}
+    for i, m in enumerate(mats):
+        by_shape.setdefault(m.shape, []).append(i)
+    # Progress weighted by work: an SVD of (m, n) costs about m * n * min(m, n).
+    costs = {shape: len(idx) * shape[0] * shape[1] * min(shape) for shape, idx in by_shape.items()}
+    total_cost, done = float(sum(costs.values())) or 1.0, 0.0
+    sigma: list[np.ndarray | None] = [None] * len(mats)
+    columns: dict[str, np.ndarray] = {f: np.full(len(mats), np.nan) for f in _ARRAY_FIELDS}
+
+    def report(message: str) -> None:
+        if progress is not None:
+            progress(min(done / total_cost, 1.0), message)
+
+    with torch.no_grad():
+        for shape, idx in by_shape.items():
+            per_matrix = shape[0] * shape[1] * 8
+            chunk = max(1, _CHUNK_BYTES // per_matrix)
+            spectra = []
+            for lo in range(0, len(idx), chunk):
+                part = idx[lo : lo + chunk]
+                report(f"Singular values of {len(idx)} matrices of shape {shape[0]}×{shape[1]}…")
+                stack = torch.stack([mats[i].weight for i in part])
+                spectra.append(_singular_values(stack, method, lin_device))
+                del stack
+                done += costs[shape] * len(part) / len(idx) * 0.9
+            S = np.concatenate(spectra, axis=0)
+            report(f"Power-law fits for {len(idx)} matrices of shape {shape[0]}×{shape[1]}…")
+            for field, values in _group_metrics(S, shape).items():
+                columns[field][idx] = values
+            for row, i in enumerate(idx):
+                sigma[i] = _frozen(S[row].copy())
+            done += costs[shape] * 0.1
+    report("Done.")
+    return WeightSpectra(
+        names=tuple(m.name for m in mats),
+        kinds=tuple(m.kind for m in mats),
+        layers=_frozen(np.array([-1 if m.layer is None else m.layer for m in mats], dtype=np.int64)),
+        shapes=_frozen(np.array([m.shape for m in mats], dtype=np.int64).reshape(-1, 2)),
+        sigma=tuple(sigma),  # type: ignore[arg-type]
+        **{f: _frozen(v) for f, v in columns.items()},
+        fingerprint=fingerprint or "",
+        seconds=time.perf_counter() - start,
+        method=method,
+        device=str(lin_device),
+    )
+
+
+def cache_path(fingerprint: str, method: str) -> Path:
+    return cache_dir("weights") / f"weights-v{CACHE_VERSION}-{method}-{fingerprint}.npz"
+
+
+def save_spectra(result: WeightSpectra, path: Path) -> None:
+    """Write ``result`` as one .npz (no pickle), atomically (temp file, then rename)."""
+    lengths = np.array([s.size for s in result.sigma], dtype=np.int64)
+    payload = {
+        "names": np.array(result.names, dtype=str),
+        "kinds": np.array(result.kinds, dtype=str),
+        "layers": result.layers,
+        "shapes": result.shapes,
+        "sigma": np.concatenate(result.sigma) if result.sigma else np.zeros(0),
+        "lengths": lengths,
+        "meta": np.array(
+            json.dumps(
+                {
+                    "version": CACHE_VERSION,
+                    "fingerprint": result.fingerprint,
+                    "seconds": result.seconds,
+                    "method": result.method,
+                    "device": result.device,
+                }
+            )
+        ),
+        **{f: getattr(result, f) for f in _ARRAY_FIELDS},
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, **payload)
+    os.replace(tmp, path)
+
+
+def load_spectra(path: Path) -> WeightSpectra | None:
+    """Read a file written by ``save_spectra``; None if it is missing, of another version or unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            if meta.get("version") != CACHE_VERSION:
+                return None
+            lengths = data["lengths"]
+            flat = data["sigma"]
+            bounds = np.concatenate([[0], np.cumsum(lengths)])
+            sigma = tuple(_frozen(flat[a:b].copy()) for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+            return WeightSpectra(
+                names=tuple(str(n) for n in data["names"]),
+                kinds=tuple(str(k) for k in data["kinds"]),
+                layers=_frozen(data["layers"]),
+                shapes=_frozen(data["shapes"].reshape(-1, 2)),
+                sigma=sigma,
+                **{f: _frozen(data[f]) for f in _ARRAY_FIELDS},
+                fingerprint=meta["fingerprint"],
+                seconds=float(meta["seconds"]),
+                method=meta["method"],
+                device=meta["device"],
+                from_cache=True,
+            )
+    except (OSError, KeyError, ValueError, json.JSONDecodeError):
+        return None
+
+
+def weight_spectra(
+    model: torch.nn.Module,
+    *,
+    device: str = "cpu",
+    method: str = "gram",
+    progress: ProgressCallback | None = None,
+    use_cache: bool = True,
+) -> WeightSpectra:
+    """The model's weight spectra: read from the disk cache when this model was analysed before, else
+    computed (``compute_weight_spectra``) and written there. ``progress(fraction, message)`` is called
+    while computing."""
+    mats = weight_matrices(model)
+    fingerprint = model_fingerprint(model, mats)
+    path = cache_path(fingerprint, method)
+    if use_cache:
+        cached = load_spectra(path)
+        if cached is not None and cached.names == tuple(m.name for m in mats):
+            if progress is not None:
+                progress(1.0, "Read from the cache.")
+            return cached
+    result = compute_weight_spectra(
+        model, device=device, method=method, progress=progress, mats=mats, fingerprint=fingerprint
+    )
+    if use_cache:
+        try:
+            save_spectra(result, path)
+        except OSError:
+            pass  # a read-only cache dir only costs the next visit a recomputation
+    return result

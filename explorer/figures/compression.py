@@ -1,0 +1,206 @@
+"""Figures of the compression what-if: the Pareto chart (parameters kept vs measured quality) and the
+per-matrix error profile. Inputs are the result dataclasses of explorer.analysis.compression."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import plotly.graph_objects as go
+
+if TYPE_CHECKING:  # typing only: figures never need torch at run time
+    from explorer.analysis.compression import MatrixRow, Outcome, Quality, SweepPoint
+
+# Display names (the same as explorer.analysis.lowrank.METHOD_LABELS; a test keeps them equal).
+METHOD_LABELS = {"svd": "Plain SVD", "asvd": "ASVD (activation-aware)", "svdllm": "SVD-LLM (whitened)"}
+METHOD_COLORS = {"svd": "#e8590c", "asvd": "#1c7ed6", "svdllm": "#2f9e44"}
+KIND_LABELS = {
+    "attn_q": "W_Q",
+    "attn_k": "W_K",
+    "attn_v": "W_V",
+    "attn_o": "W_O",
+    "mlp_gate": "MLP gate",
+    "mlp_up": "MLP up",
+    "mlp_down": "MLP down",
+    "embed": "embeddings",
+}
+
+
+def quality_axis(causal: bool) -> tuple[str, str]:
+    """(attribute of Quality plotted, axis title)."""
+    if causal:
+        return "perplexity", "perplexity on the text (log scale, lower is better)"
+    return "embedding_cosine", "mean cosine to the original embeddings (higher is better)"
+
+
+def _value(q: Quality, attr: str) -> float:
+    v = getattr(q, attr)
+    return float(v) if v is not None and np.isfinite(v) else float("nan")
+
+
+def make_pareto_figure(
+    points: list[SweepPoint],
+    *,
+    original: Quality,
+    current: Outcome | None = None,
+    break_even: dict | None = None,
+) -> go.Figure:
+    """Parameters kept (% of the model) against measured quality, one line per method.
+
+    Args:
+        points: sweep points (each method at a few shares of its break-even rank).
+        original: the uncompressed model's quality (a dashed horizontal line).
+        current: the page's current setting, marked with a star.
+        break_even: kind -> ((m, n), break-even rank mn/(m+n), max rank), noted beside the 100 % line.
+    """
+    attr, y_title = quality_axis(original.causal)
+    fig = go.Figure()
+    for method in METHOD_LABELS:
+        pts = sorted((p for p in points if p.method == method), key=lambda p: p.share_kept)
+        if not pts:
+            continue
+        q = [p.quality for p in pts]
+        extra = (
+            [f"KL {p.quality.kl:.3g} nats/token" if p.quality.kl is not None else "" for p in pts]
+            if original.causal
+            else [f"similarity Spearman {_value(p.quality, 'similarity_spearman'):.3f}" for p in pts]
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[100 * p.share_kept for p in pts],
+                y=[_value(x, attr) for x in q],
+                mode="lines+markers",
+                name=METHOD_LABELS[method],
+                line=dict(color=METHOD_COLORS[method], width=2),
+                marker=dict(size=9),
+                customdata=np.array(
+                    [
+                        [
+                            100 * p.share,
+                            p.mean_rank,
+                            p.params_model_after / 1e6,
+                            p.quality.latency_ms,
+                            e,
+                        ]
+                        for p, e in zip(pts, extra, strict=True)
+                    ],
+                    dtype=object,
+                ),
+                hovertemplate=(
+                    f"<b>{METHOD_LABELS[method]}</b><br>ranks at %{{customdata[0]:.0f}} % of break-even "
+                    "(mean rank %{customdata[1]:.0f})<br>%{x:.1f} % of parameters kept "
+                    "(%{customdata[2]:.1f} M)<br>quality %{y:.4g}<br>%{customdata[4]}"
+                    "<br>latency %{customdata[3]:.0f} ms<extra></extra>"
+                ),
+            )
+        )
+    # The original model as a dashed line (a trace, not an hline annotation: annotations on a log axis take
+    # log10 coordinates, which would stretch the axis).
+    base = _value(original, attr)
+    xs = [100 * p.share_kept for p in points] + [100.0]
+    if current is not None:
+        xs.append(100 * current.share_kept)
+    fig.add_trace(
+        go.Scatter(
+            x=[min(xs), 100.0],
+            y=[base, base],
+            mode="lines",
+            name=f"original model ({base:.4g})",
+            line=dict(color="#495057", dash="dash", width=1.5),
+            hovertemplate=f"original model: {base:.4g}<extra></extra>",
+        )
+    )
+    fig.add_vline(x=100, line=dict(color="#868e96", dash="dot", width=1))
+    if break_even:
+        lines = [
+            f"{KIND_LABELS.get(kind, kind)} {m}×{n}: k* = {k_star:.0f}"
+            for kind, ((m, n), k_star, _r) in break_even.items()
+        ]
+        fig.add_annotation(  # outside the plotting area, right of it: never over the data
+            x=1.01,
+            xref="paper",
+            y=1,
+            yref="paper",
+            xanchor="left",
+            yanchor="top",
+            align="left",
+            showarrow=False,
+            text="<b>break-even rank</b><br>k* = mn/(m+n), the dotted<br>line at 100 %: nothing saved<br>"
+            + "<br>".join(lines[:8]),
+            font=dict(size=11, color="#495057"),
+            bgcolor="rgba(255,255,255,0.8)",
+        )
+    if current is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=[100 * current.share_kept],
+                y=[_value(current.after, attr)],
+                mode="markers",
+                name=f"current setting ({METHOD_LABELS.get(current.method, current.method)})",
+                marker=dict(
+                    symbol="star",
+                    size=18,
+                    color=METHOD_COLORS.get(current.method, "#000"),
+                    line=dict(color="black", width=1),
+                ),
+                hovertemplate="<b>current setting</b><br>%{x:.1f} % of parameters kept<br>quality %{y:.4g}"
+                "<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title="Parameters kept against measured quality",
+        xaxis_title="parameters kept (% of the whole model)",
+        yaxis_title=y_title,
+        legend=dict(x=1.01, xanchor="left", y=0.5 if break_even else 1, yanchor="top", font=dict(size=11)),
+        margin=dict(l=60, r=20, t=60, b=50),
+        height=480,
+    )
+    if original.causal:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def make_matrix_error_figure(rows: list[MatrixRow] | tuple[MatrixRow, ...], *, method: str) -> go.Figure:
+    """Relative errors per matrix at the chosen ranks, by layer: this method's weight error, the Eckart-Young
+    floor, and the output error on the calibration inputs (when there is one). One panel-free chart, one
+    marker symbol per kind."""
+    fig = go.Figure()
+    kinds = list(dict.fromkeys(r.kind for r in rows))
+    symbols = ["circle", "square", "diamond", "triangle-up", "cross", "x", "star", "hexagon"]
+    series = [
+        ("eckart_young_error", "Eckart-Young floor ||W−W_k||/||W|| (best possible)", "#adb5bd"),
+        ("weight_error", f"{METHOD_LABELS.get(method, method)}: ||W−W_k||/||W||", "#e8590c"),
+        (
+            "output_error",
+            f"{METHOD_LABELS.get(method, method)}: ||(W−W_k)X||/||WX|| on calibration",
+            "#2f9e44",
+        ),
+    ]
+    for attr, label, color in series:
+        for i, kind in enumerate(kinds):
+            sel = [r for r in rows if r.kind == kind and getattr(r, attr) is not None]
+            if not sel:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=[-1 if r.layer is None else r.layer for r in sel],
+                    y=[getattr(r, attr) for r in sel],
+                    mode="markers",
+                    name=f"{label} · {KIND_LABELS.get(kind, kind)}",
+                    legendgroup=attr,
+                    marker=dict(color=color, symbol=symbols[i % len(symbols)], size=8, opacity=0.85),
+                    customdata=[[r.name, r.rank, r.break_even] for r in sel],
+                    hovertemplate="%{customdata[0]}<br>rank %{customdata[1]} (break-even %{customdata[2]:.0f})"
+                    "<br>relative error %{y:.3f}<extra></extra>",
+                )
+            )
+    fig.update_layout(
+        title="Relative error of each compressed matrix",
+        xaxis_title="layer (−1: embeddings)",
+        yaxis_title="relative Frobenius error",
+        yaxis=dict(rangemode="tozero"),
+        legend=dict(font=dict(size=10)),
+        margin=dict(l=60, r=20, t=50, b=40),
+        height=420,
+    )
+    return fig

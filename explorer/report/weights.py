@@ -1,0 +1,88 @@
+"""Report section for the weight pages: weight spectra, OV copying scores, and Gershgorin discs of one head.
+
+metrics.json gains, at the top level:
+    "weights": [{"name", "layer", "kind", "shape", "spectral_norm", "stable_rank", "effective_rank",
+                 "condition_number", "k90", "k99", "alpha", "alpha_xmin", "alpha_ks"}, ...]  (one per matrix;
+                 alpha_xmin in units of the ESD of W^T W / N, N = max(m, n); alpha NaN -> null when no fit)
+    "circuits": {"copying_score": [[...] * n_heads] * n_layers}
+    "gershgorin": {"layer", "head", "all_inside": bool, "groups": [{"discs", "n_discs", "n_eigenvalues"}, ...]}
+        for the row discs of that attention head on the report's text.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from explorer.analysis.circuits import circuit_spectra
+from explorer.analysis.weights import weight_spectra
+from explorer.figures.circuits import make_copying_heatmap_figure
+from explorer.figures.gershgorin import make_gershgorin_figure
+from explorer.figures.weights import make_esd_figure, make_weight_heatmap_figure
+from explorer.models import Capture, LoadedModel
+from explorer.report.build import ReportSection
+from explorer.spectra.gershgorin import analyse_gershgorin
+
+WEIGHT_KEYS = (
+    "name",
+    "layer",
+    "kind",
+    "shape",
+    "spectral_norm",
+    "stable_rank",
+    "effective_rank",
+    "condition_number",
+    "k90",
+    "k99",
+    "alpha",
+    "alpha_xmin",
+    "alpha_ks",
+)
+
+
+def weights_section(
+    loaded: LoadedModel, cap: Capture, layer: int | None = None, head: int | None = None
+) -> ReportSection:
+    """Weight spectra of every matrix, copying scores of every head, and the Gershgorin discs of attention
+    head (layer, head) on the captured text (default: the middle layer, head 0)."""
+    card = loaded.card
+    spectra = weight_spectra(loaded.model, device=loaded.device)
+    circuits = circuit_spectra(loaded.model, card.n_layers, card.n_heads, card.n_kv_heads)
+    layer = card.n_layers // 2 if layer is None else int(np.clip(layer, 0, card.n_layers - 1))
+    head = 0 if head is None else int(np.clip(head, 0, card.n_heads - 1))
+    gersh = analyse_gershgorin(np.asarray(cap.attentions[layer, head], dtype=np.float64))
+
+    data = {
+        "weights": [{key: row[key] for key in WEIGHT_KEYS} for row in spectra.rows()],
+        "circuits": {"copying_score": circuits.copying_score},
+        "gershgorin": {
+            "layer": layer,
+            "head": head,
+            "all_inside": gersh.all_inside,
+            "groups": [
+                {"discs": g["discs"], "n_discs": g["n_discs"], "n_eigenvalues": g["n_eigenvalues"]}
+                for g in gersh.group_summary()
+            ],
+        },
+    }
+    embed = spectra.find("embed", None)
+    figures = [
+        ("Power-law exponent α of every weight matrix", make_weight_heatmap_figure(spectra, "alpha")),
+        ("Stable rank of every weight matrix", make_weight_heatmap_figure(spectra, "stable_rank")),
+    ]
+    if embed is not None:
+        figures.append(("Spectral density of the token embedding", make_esd_figure(spectra, embed)))
+    figures += [
+        ("OV copying score of every head", make_copying_heatmap_figure(circuits)),
+        (
+            f"Gershgorin discs of attention layer {layer} head {head}",
+            make_gershgorin_figure(gersh, labels=cap.labels()),
+        ),
+    ]
+    median_alpha = float(np.nanmedian(spectra.alpha)) if np.isfinite(spectra.alpha).any() else float("nan")
+    text = (
+        f"<p>{len(spectra)} weight matrices; median power-law α {median_alpha:.2f}. Copying scores range "
+        f"{np.nanmin(circuits.copying_score):+.2f} to {np.nanmax(circuits.copying_score):+.2f}. "
+        f"Gershgorin (layer {layer}, head {head}): every eigenvalue inside the row discs: "
+        f"{'yes' if gersh.all_inside else 'NO'}; {len(gersh.row_groups)} connected group(s).</p>"
+    )
+    return ReportSection("Weights, circuits and Gershgorin discs", None, data, figures, text)

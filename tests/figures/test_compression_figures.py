@@ -1,0 +1,108 @@
+"""The compression figures on hand-made results (no model): traces, axes, markers and notes."""
+
+import math
+
+from explorer.analysis.compression import MatrixRow, Outcome, Quality, SweepPoint
+from explorer.analysis.lowrank import METHOD_LABELS
+from explorer.figures import compression as figures
+from explorer.figures.compression import make_matrix_error_figure, make_pareto_figure
+
+TOTAL = 1_000_000
+
+
+def _quality(causal, value, kl=0.1):
+    if causal:
+        return Quality(True, value, kl, None, None, 12.0, 64)
+    return Quality(False, None, None, value, 0.9, 12.0, 64)
+
+
+def _points(causal):
+    points = []
+    for method, worst in (("svd", 900.0 if causal else 0.5), ("asvd", 60.0 if causal else 0.9)):
+        for share in (0.25, 0.5, 0.75, 1.0):
+            kept = TOTAL - int((1 - share) * 400_000)
+            value = worst / (1 + 4 * share) if causal else 1 - (1 - worst) * (1 - share)
+            points.append(SweepPoint(method, share, 100 * share, kept, TOTAL, _quality(causal, value)))
+    return points
+
+
+def _outcome(causal):
+    rows = tuple(
+        MatrixRow(f"layers.{i}.mlp.up", "mlp_up", i, (64, 32), 10, 21.3, 2048, 960, 0.3, 0.35, 0.2)
+        for i in range(3)
+    ) + (MatrixRow("embed", "embed", None, (100, 32), 10, 24.2, 3200, 1320, 0.4, 0.4, None),)
+    return Outcome(
+        "asvd",
+        ("mlp_up", "embed"),
+        TOTAL,
+        800_000,
+        200_000,
+        0,
+        _quality(causal, 20.0 if causal else 1.0, 0.0),
+        _quality(causal, 35.0 if causal else 0.97),
+        rows,
+    )
+
+
+def test_pareto_causal_has_a_line_per_method_log_axis_star_and_break_even():
+    points = _points(True)
+    fig = make_pareto_figure(
+        points,
+        original=_quality(True, 20.0, 0.0),
+        current=_outcome(True),
+        break_even={"mlp_up": ((64, 32), 21.33, 32)},
+    )
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    assert [t.name for t in lines] == ["Plain SVD", "ASVD (activation-aware)"]
+    for trace in lines:
+        assert list(trace.x) == sorted(trace.x)  # drawn left to right
+        assert max(trace.x) == 100.0  # the break-even point keeps every parameter
+    svd = lines[0]
+    expected = [p.quality.perplexity for p in sorted(points[:4], key=lambda p: p.share_kept)]
+    assert list(svd.y) == expected
+    star = [t for t in fig.data if t.marker.symbol == "star"]
+    assert len(star) == 1 and star[0].x[0] == 80.0 and star[0].y[0] == 35.0
+    assert fig.layout.yaxis.type == "log"
+    assert "parameters kept" in fig.layout.xaxis.title.text and "perplexity" in fig.layout.yaxis.title.text
+    shapes = fig.layout.shapes
+    assert any(s.x0 == 100 and s.x1 == 100 for s in shapes)  # break-even line
+    original = next(t for t in fig.data if t.name.startswith("original model"))
+    assert list(original.y) == [20.0, 20.0] and original.x[1] == 100  # the original model's line
+    assert not [a for a in fig.layout.annotations if a.yref != "paper"]  # nothing in log10 coordinates
+    assert any("k* = 21" in (a.text or "") for a in fig.layout.annotations)
+
+
+def test_pareto_encoder_plots_cosine_on_a_linear_axis():
+    fig = make_pareto_figure(_points(False), original=_quality(False, 1.0))
+    assert fig.layout.yaxis.type != "log"
+    assert "cosine" in fig.layout.yaxis.title.text
+    assert all(0 < y <= 1 for t in fig.data for y in t.y)
+    assert "Spearman" in str(fig.data[0].customdata[0][4])
+
+
+def test_pareto_shows_nan_for_a_broken_model_not_an_error():
+    points = _points(True)
+    broken = Quality(True, float("nan"), float("nan"), None, None, 1.0, 64)
+    points[0] = SweepPoint("svd", 0.25, 25.0, 900_000, TOTAL, broken)
+    fig = make_pareto_figure(points, original=_quality(True, 20.0))
+    assert any(math.isnan(y) for y in fig.data[0].y)
+
+
+def test_matrix_error_figure_series_and_layers():
+    outcome = _outcome(True)
+    fig = make_matrix_error_figure(outcome.rows, method="asvd")
+    names = [t.name for t in fig.data]
+    assert any(n.startswith("Eckart-Young") and "MLP up" in n for n in names)
+    weight = next(
+        t for t in fig.data if "||W−W_k||/||W||" in t.name and "MLP up" in t.name and "ASVD" in t.name
+    )
+    assert list(weight.x) == [0, 1, 2] and list(weight.y) == [0.35] * 3
+    embed = [t for t in fig.data if "embeddings" in t.name]
+    assert all(list(t.x) == [-1] for t in embed)
+    # No calibration for the embedding row: no output-error marker for it.
+    assert not any("calibration" in t.name and "embeddings" in t.name for t in fig.data)
+    assert fig.layout.yaxis.title.text == "relative Frobenius error"
+
+
+def test_method_names_match_the_analysis():
+    assert figures.METHOD_LABELS == METHOD_LABELS

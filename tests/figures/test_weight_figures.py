@@ -1,0 +1,143 @@
+"""Figures of the weight pages: the data they draw is the data they were given, axes are labelled."""
+
+import numpy as np
+import pytest
+
+from explorer.analysis.circuits import circuit_spectra
+from explorer.analysis.weights import METRICS, compute_weight_spectra
+from explorer.figures.circuits import (
+    make_circuit_singular_values_figure,
+    make_copying_heatmap_figure,
+    make_ov_eigenvalue_figure,
+)
+from explorer.figures.gershgorin import make_gershgorin_figure
+from explorer.figures.weights import (
+    OUTSIDE,
+    kind_label,
+    make_esd_figure,
+    make_layer_scree_figure,
+    make_scree_figure,
+    make_weight_heatmap_figure,
+)
+from explorer.spectra.gershgorin import analyse_gershgorin
+
+
+@pytest.fixture(scope="module")
+def spectra(load):
+    return compute_weight_spectra(load("tiny-llama").model)
+
+
+@pytest.fixture(scope="module")
+def circuits(load):
+    card = load("tiny-llama").card
+    return circuit_spectra(load("tiny-llama").model, card.n_layers, card.n_heads, card.n_kv_heads)
+
+
+@pytest.mark.parametrize("metric", list(METRICS))
+def test_heatmap_cells_hold_each_matrix_value(spectra, metric):
+    fig = make_weight_heatmap_figure(spectra, metric, log_color=False)
+    heat = fig.data[0]
+    z = np.array(heat.z, dtype=float)
+    rows, cols = list(heat.y), list(heat.x)
+    assert rows == ["0", "1", OUTSIDE]
+    values = spectra.metric(metric)
+    for i in range(len(spectra)):
+        r = rows.index(str(spectra.layers[i]) if spectra.layers[i] >= 0 else OUTSIDE)
+        c = cols.index(kind_label(spectra.kinds[i]))
+        assert z[r, c] == pytest.approx(values[i], nan_ok=True)
+    assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
+
+
+def test_heatmap_log_colour(spectra):
+    fig = make_weight_heatmap_figure(spectra, "condition_number")
+    z = np.array(fig.data[0].z, dtype=float)
+    raw = np.array(fig.data[0].customdata[..., 0], dtype=float)
+    finite = np.isfinite(raw)
+    np.testing.assert_allclose(z[finite], np.log10(raw[finite]))
+    assert "log" in fig.data[0].colorbar.title.text
+
+
+def test_scree_figure(spectra):
+    i = spectra.find("mlp_down", 1)
+    fig = make_scree_figure(spectra, i)
+    sigma, energy = fig.data[0], fig.data[1]
+    np.testing.assert_allclose(np.array(sigma.y), spectra.sigma[i][spectra.sigma[i] > 0])
+    S2 = spectra.sigma[i] ** 2
+    np.testing.assert_allclose(np.array(energy.y), np.cumsum(S2) / S2.sum())
+    lines = sorted(shape.x0 for shape in fig.layout.shapes)
+    expected = sorted([spectra.k90[i], spectra.k99[i], spectra.break_even_rank(i)])
+    np.testing.assert_allclose(lines, expected)
+    assert fig.layout.yaxis.type == "log"
+    assert "σ" in fig.layout.yaxis.title.text and "energy" in fig.layout.yaxis2.title.text
+
+
+def test_esd_figure_histogram_and_fit(spectra):
+    i = spectra.find("embed", None)
+    fig = make_esd_figure(spectra, i, bins=30)
+    hist = fig.data[0]
+    x, y = np.array(hist.x, dtype=float), np.array(hist.y, dtype=float)
+    # The step outline: pairs of points per bin; density * width summed over bins is 1.
+    left, right, dens = x[0::2], x[1::2], y[0::2]
+    assert np.nansum(dens * (right - left)) == pytest.approx(1.0, rel=1e-9)
+    names = [trace.name for trace in fig.data]
+    assert any(name.startswith("power law α") for name in names)
+    assert any("Marchenko" in name for name in names)
+    assert any(abs(shape.x0 - spectra.mp_edge[i]) < 1e-15 for shape in fig.layout.shapes)
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+
+
+def test_layer_scree_one_curve_per_layer(spectra):
+    fig = make_layer_scree_figure(spectra, "attn_q")
+    curves = [trace for trace in fig.data if trace.mode == "lines"]
+    assert [trace.name for trace in curves] == ["layer 0", "layer 1"]
+    assert fig.data[-1].marker.colorbar.title.text == "layer"
+    for trace, i in zip(curves, spectra.of_kind("attn_q"), strict=True):
+        np.testing.assert_allclose(np.array(trace.y, dtype=float), spectra.sigma[i] / spectra.sigma[i][0])
+    raw = make_layer_scree_figure(spectra, "attn_q", normalise=False)
+    np.testing.assert_allclose(
+        np.array(raw.data[0].y, dtype=float), spectra.sigma[spectra.of_kind("attn_q")[0]]
+    )
+
+
+def test_copying_heatmap(circuits):
+    fig = make_copying_heatmap_figure(circuits)
+    np.testing.assert_allclose(np.array(fig.data[0].z, dtype=float), circuits.copying_score)
+    assert fig.data[0].zmin == -1 and fig.data[0].zmax == 1
+    assert "K/V" in fig.data[0].hovertemplate  # tiny-llama uses grouped-query attention
+
+
+def test_ov_eigenvalue_and_singular_value_figures(circuits):
+    fig = make_ov_eigenvalue_figure(circuits, 1, 2)
+    points = fig.data[1]
+    lam = circuits.ov_eigvals[1, 2]
+    np.testing.assert_allclose(np.array(points.x), lam.real)
+    np.testing.assert_allclose(np.array(points.y), lam.imag)
+    assert fig.layout.yaxis.scaleanchor == "x"
+    sv = make_circuit_singular_values_figure(circuits, 1, 2)
+    np.testing.assert_allclose(np.array(sv.data[0].y, dtype=float), circuits.qk_sigma[1, 2])
+    np.testing.assert_allclose(np.array(sv.data[1].y, dtype=float), circuits.ov_sigma[1, 2])
+
+
+@pytest.mark.parametrize("columns", [False, True])
+def test_gershgorin_figure(columns):
+    A = np.array([[0.0, 0.3, 0.0], [0.2, 0.5, 0.0], [0.0, 0.1, 10.0]])
+    result = analyse_gershgorin(A)
+    fig = make_gershgorin_figure(result, columns=columns, labels=["a", "b", "c"])
+    groups = result.groups(columns)
+    disc_traces = [t for t in fig.data if t.fill == "toself"]
+    assert len(disc_traces) == len(groups)
+    centres = next(t for t in fig.data if "centres" in t.name)
+    np.testing.assert_allclose(np.array(centres.x), np.diag(A))
+    np.testing.assert_allclose(np.array(centres.customdata)[:, 0], result.discs(columns).radii)
+    assert list(centres.text) == ["a", "b", "c"]
+    eig = next(t for t in fig.data if t.name == "eigenvalues λ")
+    np.testing.assert_allclose(np.array(eig.x) + 1j * np.array(eig.y), result.eigvals)
+    # Each drawn circle has the disc's radius around its centre.
+    first = disc_traces[0]
+    xs = np.array([v for v in first.x if v is not None], dtype=float)
+    ys = np.array([v for v in first.y if v is not None], dtype=float)
+    discs = result.discs(columns)
+    g0 = groups[0]
+    dist = np.abs((xs + 1j * ys)[:, None] - discs.centers[g0][None, :]) - discs.radii[g0][None, :]
+    assert np.abs(dist).min(axis=1).max() < 1e-9
+    assert fig.layout.yaxis.scaleanchor == "x"
