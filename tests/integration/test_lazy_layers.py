@@ -4,10 +4,9 @@ model without hooks."""
 import numpy as np
 import pytest
 
-from tests.conftest import SAMPLE_TEXT
-
 from explorer.models import capture
 from explorer.models.lazy import attention_for_layers, attention_modules
+from tests.conftest import SAMPLE_TEXT
 
 
 @pytest.mark.parametrize("model_id", ["tiny-gpt2", "tiny-bert", "tiny-llama"])
