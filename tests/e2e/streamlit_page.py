@@ -5,19 +5,18 @@ from __future__ import annotations
 import time
 
 BUSY_TEXTS = ("Loading ", "Running the model", "Starting eigen-explorer", "Computing")
+# Spinners, charts still loading, and progress bars (long computations report progress without a spinner).
+BUSY_TESTIDS = ("stSpinner", "stSkeleton", "stProgress")
 
 
-def wait_until_settled(page, timeout: float = 240.0) -> None:
+def wait_until_settled(page, timeout: float = 480.0) -> None:
     """Wait until the page's text stops changing, no spinner shows, and every Plotly chart is drawn."""
     page.wait_for_selector("[data-testid=stApp]", timeout=60_000)
     start, last, stable = time.time(), None, 0
     while time.time() - start < timeout:
         main = page.locator("[data-testid=stMain]")
         text = main.inner_text() if main.count() else ""
-        busy = (
-            page.locator("[data-testid=stSpinner]").count() + page.locator("[data-testid=stSkeleton]").count()
-            > 0
-        )
+        busy = sum(page.locator(f"[data-testid={testid}]").count() for testid in BUSY_TESTIDS) > 0
         busy = busy or any(t in text for t in BUSY_TEXTS)
         charts = page.locator("[data-testid=stPlotlyChart]").count()
         drawn = page.locator("[data-testid=stPlotlyChart] .js-plotly-plot").count()

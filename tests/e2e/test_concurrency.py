@@ -10,21 +10,21 @@ import pytest
 
 from explorer.ui.navigation import PAGES
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.streamlit_page import BUSY_TESTIDS
 
 pytestmark = pytest.mark.e2e
 N_SESSIONS = 8
 BUSY = ("Loading ", "Running the model", "Starting eigen-explorer", "Computing")
 
 
-async def _settle(page, timeout=300.0):
+async def _settle(page, timeout=600.0):
     start, last, stable = time.time(), None, 0
     while time.time() - start < timeout:
         main = page.locator("[data-testid=stMain]")
         text = await main.inner_text() if await main.count() else ""
-        busy = (
-            await page.locator("[data-testid=stSpinner]").count()
-            + await page.locator("[data-testid=stSkeleton]").count()
-        )
+        busy = 0
+        for testid in BUSY_TESTIDS:
+            busy += await page.locator(f"[data-testid={testid}]").count()
         busy = busy or any(b in text for b in BUSY)
         charts = await page.locator("[data-testid=stPlotlyChart]").count()
         drawn = await page.locator("[data-testid=stPlotlyChart] .js-plotly-plot").count()
