@@ -31,11 +31,13 @@ def _change_text(page) -> None:
 
 
 def _nudge_first_slider(page) -> None:
-    """Move the first slider of the page (not the sidebar) two steps right with the keyboard."""
-    slider = page.locator("[data-testid=stMain] [data-testid=stSlider] [role=slider]").first
+    """Move the first slider of the page (not the sidebar) two steps with the keyboard."""
+    slider = page.locator("[data-testid=stMain] [data-testid=stSlider] input[type=range]").first
     slider.focus()
-    slider.press("ArrowRight")
-    slider.press("ArrowRight")
+    at_max = slider.evaluate("el => Number(el.value) >= Number(el.max)")
+    key = "ArrowLeft" if at_max else "ArrowRight"  # a slider already at its end would not move
+    slider.press(key)
+    slider.press(key)
 
 
 def _pick_gradient_descent(page) -> None:
