@@ -75,10 +75,6 @@ def test_page_loads_and_draws(browser, server_url, screenshot_dir, info):
 @pytest.mark.parametrize("info", PAGES, ids=[p.url_path or "home" for p in PAGES])
 def test_one_interaction_redraws_a_chart(browser, server_url, screenshot_dir, info):
     assert info.path in INTERACTIONS, f"no browser interaction written for {info.path}"
-    if info.path == "pages/compression.py":
-        pytest.skip(
-            "issue 8, unfinished: the compression interaction (a rank slider) has not been verified yet"
-        )
     page = _open(browser, f"{server_url}/{info.url_path}?text={TEXT.replace(' ', '+')}")
     try:
         before = plotly_trace_data(page)
