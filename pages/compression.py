@@ -15,7 +15,7 @@ from explorer.ui.session import require_model, selection
 
 # Models below this many parameters run the Pareto sweep on their own; bigger ones wait for a click.
 AUTO_SWEEP_PARAMS = 60_000_000
-CALIBRATION_SOURCES = {"shipped": "Shipped calibration set (≈1 200 words)", "text": "The current text"}
+CALIBRATION_SOURCES = {"shipped": "Shipped calibration set (≈900 words)", "text": "The current text"}
 EVAL_SOURCES = {"text": "The current text (sidebar)", "heldout": "Shipped held-out passage (≈500 words)"}
 GENERATION_TOKENS = 32
 

@@ -223,7 +223,11 @@ def factorize_matrix(
         M = W32 @ whitening_factor(stats.gram, ridge).to(torch.float32)
     else:
         M = W32
-    U, S, _ = torch.linalg.svd(M, full_matrices=False)
+    if M.shape[0] < M.shape[1]:  # wide: LAPACK is faster on the tall transpose; U = its right vectors
+        _, S, Vh = torch.linalg.svd(M.T, full_matrices=False)
+        U = Vh.T
+    else:
+        U, S, _ = torch.linalg.svd(M, full_matrices=False)
     # float32 SVD leaves U^T U = I + O(1e-6), so U U^T W would miss W by ~1.5e-6 even at full rank (1e-4 in
     # SmolLM2's logits after its 90 MLP matrices). One QR in float64 makes U orthonormal to float32 rounding
     # (~3e-7) and moves no column by more than that; the sign fix keeps each column's direction.
