@@ -8,6 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from explorer.figures.common import circle_trace
+
 if TYPE_CHECKING:
     from explorer.analysis.attention import AttentionGrid, HeadSpectrum
 
@@ -180,18 +182,8 @@ def make_eigenvalue_plane_figure(eigvals: np.ndarray, *, title: str, triangular:
         triangular: the head is lower-triangular (eigenvalues = diagonal entries): said in the hover text.
     """
     lam = np.asarray(eigvals, dtype=complex)
-    theta = np.linspace(0, 2 * np.pi, 361)
     fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=np.cos(theta),
-            y=np.sin(theta),
-            mode="lines",
-            line=dict(color="#adb5bd", width=1, dash="dot"),
-            hoverinfo="skip",
-            name="unit circle",
-        )
-    )
+    fig.add_trace(circle_trace(points=361))
     what = "diagonal entry a_ii" if triangular else "eigenvalue"
     fig.add_trace(
         go.Scatter(

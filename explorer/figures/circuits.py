@@ -7,6 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from explorer.analysis.circuits import CircuitSpectra
+from explorer.figures.common import circle_trace
 from explorer.figures.weights import log_axis
 
 
@@ -49,18 +50,8 @@ def make_ov_eigenvalue_figure(circuits: CircuitSpectra, layer: int, head: int) -
     """One head's OV eigenvalues in the complex plane, with the circle of radius max |lambda| for scale."""
     lam = circuits.ov_eigvals[layer, head]
     radius = float(np.abs(lam).max()) if lam.size else 1.0
-    theta = np.linspace(0, 2 * np.pi, 200)
     fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=radius * np.cos(theta),
-            y=radius * np.sin(theta),
-            mode="lines",
-            name=f"|λ| = {radius:.3g} (largest)",
-            line=dict(color="#adb5bd", dash="dot"),
-            hoverinfo="skip",
-        )
-    )
+    fig.add_trace(circle_trace(radius, name=f"|λ| = {radius:.3g} (largest)", points=200))
     fig.add_trace(
         go.Scatter(
             x=lam.real,

@@ -15,6 +15,7 @@ from explorer.analysis.teaching import (
     TemperatureSweep,
     TransientGrowth,
 )
+from explorer.figures.common import circle_trace
 
 BEFORE = "#b8bec9"
 AFTER = "#3b6fd4"
@@ -133,12 +134,9 @@ def make_eigenvalue_plane_figure(
 ) -> go.Figure:
     """Eigenvalues (complex) as points with the unit circle for scale. Axes Re λ, Im λ (unitless)."""
     eigvals = np.asarray(eigvals, dtype=np.complex128)
-    t = np.linspace(0, 2 * np.pi, 181)
     fig = go.Figure(
         [
-            go.Scatter(
-                x=np.cos(t), y=np.sin(t), mode="lines", line=dict(color=BEFORE, dash="dash"), name="|λ| = 1"
-            ),
+            circle_trace(name="|λ| = 1", color=BEFORE, dash="dash"),
             go.Scatter(
                 x=eigvals.real,
                 y=eigvals.imag,
@@ -512,10 +510,7 @@ def make_temperature_animation_figure(
     sweep: TemperatureSweep, *, start_index: int, title: str = ""
 ) -> go.Figure:
     """Eigenvalues of A_τ in the complex plane, one Plotly animation frame per temperature (slider + play)."""
-    t = np.linspace(0, 2 * np.pi, 181)
-    circle = go.Scatter(
-        x=np.cos(t), y=np.sin(t), mode="lines", line=dict(color=BEFORE, dash="dash"), name="|λ| = 1"
-    )
+    circle = circle_trace(name="|λ| = 1", color=BEFORE, dash="dash")
     names = [f"{tau:.3g}" for tau in sweep.taus]
     frames = [
         go.Frame(data=[_temperature_trace(lam)], traces=[1], name=name)
