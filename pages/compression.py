@@ -191,7 +191,8 @@ with main:
     with st.container(border=True):
         for sentence in comp.summary_sentences(outcome):
             st.markdown(f"##### {sentence}")
-        cols = st.columns(5)
+        # Two rows of three: five metrics side by side beside the controls truncate their values ("102.…").
+        cols = [*st.columns(3), *st.columns(3)]
         saved = outcome.params_model_after - outcome.params_model_before
         cols[0].metric(
             "Parameters",
@@ -220,7 +221,14 @@ with main:
                 help="Lower is better. exp(mean next-token loss) on the evaluated tokens: roughly how many "
                 "words the model hesitates between.",
             )
-            cols[3].caption(f"before: {before.perplexity:,.4g} · KL {after.kl:.3g} nats/token")
+            cols[3].caption(f"before: {before.perplexity:,.4g}")
+            cols[5].metric(
+                "Divergence (KL)",
+                f"{after.kl:.3g} nats/token",
+                help="Mean KL(original ‖ compressed) of the next-token distributions: 0 = the compressed copy "
+                "predicts exactly like the original; 1 nat/token ≈ its predictions are often different.",
+            )
+            cols[5].caption("before: 0")
         else:
             cols[3].metric(
                 "Embedding cosine",
@@ -229,7 +237,15 @@ with main:
                 help="1 = unchanged. Mean cosine between original and compressed mean-pooled embeddings of "
                 f"the text and {len(evalset.sentences)} shipped sentences.",
             )
-            cols[3].caption(f"before: 1 · similarity ranking Spearman {after.similarity_spearman:.3f}")
+            cols[3].caption("before: 1")
+            cols[5].metric(
+                "Similarity ranking",
+                f"{after.similarity_spearman:.3f}",
+                f"{after.similarity_spearman - 1:+.3f}",
+                help="Spearman correlation between the original and compressed pairwise cosine similarities of "
+                f"the {len(evalset.sentences)} shipped sentences: 1 = every pair ranked the same.",
+            )
+            cols[5].caption("before: 1")
         cols[4].metric(
             "Latency",
             f"{after.latency_ms:,.0f} ms",
