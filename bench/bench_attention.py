@@ -8,6 +8,7 @@ values the rank metrics need), metrics from those. Both run on the same captures
 numbers are checked against the naive ones.
 
 Usage: .venv/bin/python bench/bench_attention.py [--models minilm-l6 smollm2-135m] [--tokens 128 512] [--repeat 1]
+bench(model_id, n_tokens, ...) runs one row and returns its numbers as a dict (bench/run_all.py calls it).
 
 Wall and CPU (process) time are both printed: on a shared machine the wall ratio moves with the load. BLAS runs
 with --blas-threads threads (default 1) for the naive loop and the selected head, and the page's grid uses one BLAS
@@ -94,6 +95,69 @@ def compare(grid, head, reference) -> tuple[bool, str]:
     return bool(equal), detail
 
 
+def bench_text() -> str:
+    """The benchmark's text: every example text, repeated until it is longer than any token count asked for."""
+    return (" ".join(example_texts().values()) + " ") * 20
+
+
+def bench(
+    model_id: str,
+    n_tokens: int,
+    *,
+    repeat: int = 1,
+    blas_threads: int = 1,
+    loaded=None,
+    text: str | None = None,
+) -> dict:
+    """Time the page's route (grid + selected head) against the naive per-head numpy loop on one capture.
+
+    Returns a dict: model, tokens, heads, naive_eig_s, naive_total_s (eig + svd loop), naive_cpu_s, grid_s,
+    head_s, page_s (grid + head), page_cpu_s, ratio_vs_eig, ratio_vs_all, ratio_cpu (naive / page), routes
+    (heads by diagonal / Krylov / full geev for lambda_2), equal (numbers agree within the documented
+    tolerances) and detail (the largest differences). Each side is the best of ``repeat`` runs.
+    """
+    if loaded is None:
+        loaded = load_model(model_id, device="cpu")
+    cap = capture(loaded, text or bench_text(), n_tokens)
+    att = cap.attentions
+    best_naive = None
+    for _ in range(repeat):
+        with threadpool_limits(limits=blas_threads, user_api="blas"):
+            (ref, eig_s, _), wall, cpu = timed(naive, att, cap.causal)
+        if best_naive is None or wall < best_naive[1]:
+            best_naive = (ref, wall, cpu, eig_s)
+    best_page = None
+    for _ in range(repeat):
+        grid, g_wall, g_cpu = timed(attention_grid, att, causal=cap.causal)
+        with threadpool_limits(limits=blas_threads, user_api="blas"):
+            head, h_wall, h_cpu = timed(head_spectrum, att, *SELECTED, causal=cap.causal)
+        if best_page is None or g_wall + h_wall < best_page[1] + best_page[3]:
+            best_page = (grid, g_wall, g_cpu, h_wall, h_cpu, head)
+    ref, n_wall, n_cpu, eig_s = best_naive
+    grid, g_wall, g_cpu, h_wall, h_cpu, head = best_page
+    total = g_wall + h_wall
+    equal, detail = compare(grid, head, ref)
+    routes = np.bincount(grid.lambda2_method.ravel(), minlength=3)
+    return {
+        "model": model_id,
+        "tokens": cap.n_tokens,
+        "heads": int(att.shape[0] * att.shape[1]),
+        "naive_eig_s": eig_s,
+        "naive_total_s": n_wall,
+        "naive_cpu_s": n_cpu,
+        "grid_s": g_wall,
+        "head_s": h_wall,
+        "page_s": total,
+        "page_cpu_s": g_cpu + h_cpu,
+        "ratio_vs_eig": eig_s / total,
+        "ratio_vs_all": n_wall / total,
+        "ratio_cpu": n_cpu / (g_cpu + h_cpu),
+        "routes": tuple(int(r) for r in routes[:3]),
+        "equal": equal,
+        "detail": detail,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["minilm-l6", "smollm2-135m"])
@@ -104,7 +168,6 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    text = (" ".join(example_texts().values()) + " ") * 20
     print(
         f"CPU cores: {os.cpu_count()}; BLAS threads {args.blas_threads}; seconds, best of {args.repeat}; "
         "ratio = naive / page"
@@ -120,35 +183,17 @@ def main() -> int:
     for model_id in args.models:
         loaded = load_model(model_id, device="cpu")
         for n_tokens in args.tokens:
-            cap = capture(loaded, text, n_tokens)
-            att = cap.attentions
-            n_heads = att.shape[0] * att.shape[1]
-            best_naive = None
-            for _ in range(args.repeat):
-                with threadpool_limits(limits=args.blas_threads, user_api="blas"):
-                    (ref, eig_s, _), wall, cpu = timed(naive, att, cap.causal)
-                if best_naive is None or wall < best_naive[1]:
-                    best_naive = (ref, wall, cpu, eig_s)
-            best_page = None
-            for _ in range(args.repeat):
-                grid, g_wall, g_cpu = timed(attention_grid, att, causal=cap.causal)
-                with threadpool_limits(limits=args.blas_threads, user_api="blas"):
-                    head, h_wall, h_cpu = timed(head_spectrum, att, *SELECTED, causal=cap.causal)
-                if best_page is None or g_wall + h_wall < best_page[1] + best_page[3]:
-                    best_page = (grid, g_wall, g_cpu, h_wall, h_cpu, head)
-            ref, n_wall, n_cpu, eig_s = best_naive
-            grid, g_wall, g_cpu, h_wall, h_cpu, head = best_page
-            total = g_wall + h_wall
-            equal, detail = compare(grid, head, ref)
-            all_equal &= equal
-            routes = np.bincount(grid.lambda2_method.ravel(), minlength=3)
+            r = bench(model_id, n_tokens, repeat=args.repeat, blas_threads=args.blas_threads, loaded=loaded)
+            all_equal &= r["equal"]
+            routes = r["routes"]
             print(
-                f"{model_id:<14}{cap.n_tokens:>7}{n_heads:>6}{eig_s:>11.2f}{n_wall:>11.2f}{g_wall:>11.2f}"
-                f"{h_wall:>11.2f}{total:>11.2f}{eig_s / total:>9.1f}{n_wall / total:>9.1f}"
-                f"{n_cpu / (g_cpu + h_cpu):>7.1f}  {routes[0]}/{routes[1]}/{routes[2]:<9} {'yes' if equal else 'NO'}",
+                f"{model_id:<14}{r['tokens']:>7}{r['heads']:>6}{r['naive_eig_s']:>11.2f}{r['naive_total_s']:>11.2f}"
+                f"{r['grid_s']:>11.2f}{r['head_s']:>11.2f}{r['page_s']:>11.2f}{r['ratio_vs_eig']:>9.1f}"
+                f"{r['ratio_vs_all']:>9.1f}{r['ratio_cpu']:>7.1f}  {routes[0]}/{routes[1]}/{routes[2]:<9} "
+                f"{'yes' if r['equal'] else 'NO'}",
                 flush=True,
             )
-            details.append(f"{model_id} @ {cap.n_tokens}: {detail}")
+            details.append(f"{model_id} @ {r['tokens']}: {r['detail']}")
     print()
     print(
         "λ₂ route: heads by diagonal (causal) / Krylov (Arnoldi) / full geev. Largest differences from naive:"
