@@ -20,6 +20,7 @@ from explorer.errors import InputError
 # Relative slack for "inside" tests: eigenvalues on a disc's rim are inside up to rounding.
 DEFAULT_RTOL = 1e-9
 MAX_TYPED_SIZE = 12
+MAX_TYPED_ENTRY = 1e150  # largest |entry| of a typed matrix: squares and row sums stay far from overflow
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,12 @@ def parse_matrix(text: str, max_size: int = MAX_TYPED_SIZE) -> np.ndarray:
     M = np.array(values, dtype=np.complex128)
     if not np.isfinite(M).all():
         raise InputError("The matrix holds inf or nan; use finite numbers.")
+    if np.abs(M).max() > MAX_TYPED_ENTRY:
+        # Radii (row sums) and LAPACK's balancing overflow near 1e308; eigenvalues scale with the matrix.
+        raise InputError(
+            f"Entries are limited to |a| ≤ {MAX_TYPED_ENTRY:.0e} so that radii and eigenvalues stay finite; "
+            "divide the matrix by a constant (its eigenvalues and discs scale by the same factor)."
+        )
     return M.real.copy() if np.all(M.imag == 0) else M
 
 

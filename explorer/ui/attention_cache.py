@@ -130,27 +130,32 @@ def head_picker(prefix: str, n_layers: int, n_heads: int) -> tuple[int, int]:
     return layer, head
 
 
+def _seed_and_correct(key: str, param: str, value):
+    """Seed widget ``key`` with ``value``; a link whose ``param`` held nonsense (or a value out of range) is
+    rewritten to the value shown, so a shared link never disagrees with the page."""
+    if st.session_state.get(key) != value:
+        st.session_state[key] = value
+    raw = st.query_params.get(param)
+    if raw is not None and raw != str(value):
+        params.set_params(**{param: value})
+    return value
+
+
 def bound_choice(key: str, param: str, default: str, choices) -> str:
     """Seed widget ``key`` from query param ``param`` (nonsense falls back to ``default``); returns the value.
     Pair it with ``on_change=remember(key, param)`` on the widget."""
     value = params.get_choice(param, default, list(choices))
-    if st.session_state.get(key) != value:
-        st.session_state[key] = value
-    return value
+    return _seed_and_correct(key, param, value)
 
 
 def bound_float(key: str, param: str, default: float, low: float, high: float) -> float:
     value = params.get_float(param, default, low, high)
-    if st.session_state.get(key) != value:
-        st.session_state[key] = value
-    return value
+    return _seed_and_correct(key, param, value)
 
 
 def bound_int(key: str, param: str, default: int, low: int, high: int) -> int:
     value = params.get_int(param, default, low, high)
-    if st.session_state.get(key) != value:
-        st.session_state[key] = value
-    return value
+    return _seed_and_correct(key, param, value)
 
 
 def remember(key: str, param: str):

@@ -7,10 +7,17 @@ import time
 BUSY_TEXTS = ("Loading ", "Running the model", "Starting eigen-explorer", "Computing")
 # Spinners, charts still loading, and progress bars (long computations report progress without a spinner).
 BUSY_TESTIDS = ("stSpinner", "stSkeleton", "stProgress")
+# Streamlit's own end-to-end tests wait on this attribute of the app root: "initial", "running",
+# "rerunRequested", ... and "notRunning" once the script run (or fragment run) has finished. Spinners alone are
+# not enough: st.spinner appears only after 0.5 s, and on a loaded server the gap between one spinner going and
+# the next element arriving can last seconds, which looked like a settled page with no chart.
+SCRIPT_STATE_ATTR = "data-test-script-state"
+SCRIPT_DONE = "notRunning"
 
 
 def wait_until_settled(page, timeout: float = 480.0) -> None:
-    """Wait until the page's text stops changing, no spinner shows, and every Plotly chart is drawn."""
+    """Wait until the script run has finished, the page's text stops changing, no spinner shows, and every
+    Plotly chart is drawn."""
     page.wait_for_selector("[data-testid=stApp]", timeout=60_000)
     start, last, stable = time.time(), None, 0
     while time.time() - start < timeout:
@@ -18,6 +25,9 @@ def wait_until_settled(page, timeout: float = 480.0) -> None:
         text = main.inner_text() if main.count() else ""
         busy = sum(page.locator(f"[data-testid={testid}]").count() for testid in BUSY_TESTIDS) > 0
         busy = busy or any(t in text for t in BUSY_TEXTS)
+        busy = (
+            busy or page.locator("[data-testid=stApp]").first.get_attribute(SCRIPT_STATE_ATTR) != SCRIPT_DONE
+        )
         charts = page.locator("[data-testid=stPlotlyChart]").count()
         drawn = page.locator("[data-testid=stPlotlyChart] .js-plotly-plot").count()
         if text and text == last and not busy and drawn >= charts:

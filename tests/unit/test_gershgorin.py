@@ -136,6 +136,7 @@ def test_parse_complex_and_round_trip():
         ("1 x\n3 4", "'x' is not a number"),
         ("1 inf\n3 4", "inf"),
         ("\n".join(" ".join(["1"] * 13) for _ in range(13)), "limited to 12"),
+        ("1e308 1e308\n1e308 1e308", "divide the matrix"),
     ],
 )
 def test_parse_errors_say_what_to_fix(text, fragment):
@@ -148,3 +149,15 @@ def test_rejects_non_square_and_nan():
         analyse_gershgorin(np.ones((2, 3)))
     with pytest.raises(ValueError):
         analyse_gershgorin(np.array([[1.0, np.nan], [0.0, 1.0]]))
+
+
+def test_largest_allowed_entries_keep_discs_and_containment_finite():
+    from explorer.spectra.gershgorin import MAX_TYPED_ENTRY
+
+    M = parse_matrix(f"{MAX_TYPED_ENTRY:g} {MAX_TYPED_ENTRY:g}\n{-MAX_TYPED_ENTRY:g} {MAX_TYPED_ENTRY:g}")
+    result = analyse_gershgorin(M)
+    eig = np.linalg.eigvals(M)
+    assert np.isfinite(result.eigvals).all() and np.isfinite(result.rows.radii).all()
+    # Gershgorin (rows): every eigenvalue lies in the union of discs |z - a_ii| <= sum_{j != i} |a_ij|.
+    inside = np.abs(eig[:, None] - np.diag(M)[None, :]) <= result.rows.radii[None, :] * (1 + 1e-12)
+    assert inside.any(axis=1).all() and result.inside_rows.all()

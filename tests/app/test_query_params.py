@@ -1,0 +1,296 @@
+"""Nonsense in a shared link never breaks a page: on every page of the navigation, negative or out-of-range
+layer and head numbers, zero or negative ranks, unknown choices, non-numbers and NaN fall back to a default,
+the page renders its charts without an exception, and an unknown model id says what to do.
+
+One combined nonsense link per page (not a grid of every bad value on every page) keeps this fast."""
+
+from __future__ import annotations
+
+import pytest
+
+from explorer.models.catalogue import DEFAULT_MODEL_ID
+from explorer.ui.navigation import PAGES
+from tests.apptest import plotly_specs, run_page
+
+PAGE_PATHS = [page.path for page in PAGES]
+TEXT = "The cat sat on the mat because the mat was warm, and the dog watched the cat."
+
+# Nonsense every page gets: the sidebar's own params (max tokens, example) and the head/layer pair that most
+# pages read.
+COMMON = {"max_tokens": "NaN", "example": "no-such-example", "layer": "-3", "head": "99999"}
+
+# Per page: its own query params, each one nonsense (negative, out of range, zero, unknown, non-numeric, NaN);
+# how many charts the page must still draw on MiniLM (an encoder: home draws its loss chart only for causal
+# models, 6 layers x 12 heads); the fallback each widget must show (by widget key, None: any index >= 0); and
+# what the page writes back into the link (None: the key is gone; a list: any of these). UMAP settings
+# outside the UMAP view are written to the link only when their widget changes, so the nonsense stays in the
+# link there (harmless: the widget shows the fallback, and the next change overwrites it).
+NONSENSE: dict[str, tuple[dict[str, str], int, dict, dict]] = {
+    "pages/home.py": ({}, 0, {}, {}),
+    "pages/attention.py": (
+        {"metric": "bogus", "tau": "nan"},
+        5,
+        {"attention_layer": 0, "attention_head": 11, "attention_metric": "lambda2_abs", "attention_tau": 1.0},
+        {"layer": "0", "head": "11", "metric": "lambda2_abs", "tau": "1.0"},
+    ),
+    "pages/eigenvectors.py": (
+        {"vectors": "sideways", "k": "0", "color": "plaid", "tau": "-inf", "damping": "abc"},
+        2,
+        {
+            "eigenvectors_layer": 0,
+            "eigenvectors_head": 11,
+            "eigenvectors_kind": "right",
+            "eigenvectors_k": 1,
+            "eigenvectors_color": "signed",
+            "eigenvectors_tau": 0.1,
+            "eigenvectors_damping": 0.85,
+        },
+        {
+            "layer": "0",
+            "head": "11",
+            "vectors": "right",
+            "k": "1",
+            "color": "signed",
+            "tau": "0.1",
+            "damping": "0.85",
+        },
+    ),
+    "pages/directions.py": (
+        {
+            "view": "upside-down",
+            "proj": "tsne",
+            "dims": "7",
+            "color": "-1",
+            "skip0": "maybe",
+            "nn": "NaN",
+            "md": "nan",
+        },
+        2,
+        {
+            "directions_view": "tokens",
+            "directions_layer": 0,
+            "directions_projection": "pca",
+            "directions_dims": 2,
+            "directions_color": "position",
+            "directions_skip_first": False,
+            "directions_neighbors": 15,
+            "directions_min_dist": 0.1,
+        },
+        {"layer": "0", "view": None},
+    ),
+    "pages/weights.py": (
+        {"metric": "nope", "kind": "no_such_kind", "compare": "-1"},
+        4,
+        {
+            "weights_metric": "alpha",
+            "weights_kind": "attn_q",
+            "weights_layer": 0,
+            "weights_compare": "mlp_down",
+        },
+        {"metric": "alpha", "kind": "attn_q", "layer": "0", "compare": "mlp_down"},
+    ),
+    "pages/circuits.py": (
+        {"layer": "1e9", "head": "-4"},
+        3,
+        {"circuits_layer": None, "circuits_head": 0},
+        {"layer": [str(n) for n in range(6)], "head": "0"},
+    ),
+    "pages/gershgorin.py": (
+        {"source": "bogus", "discs": "diagonal", "layer": "NaN", "head": "-2"},
+        1,
+        {
+            "gershgorin_source": "attention",
+            "gershgorin_columns": False,
+            "gershgorin_layer": 0,
+            "gershgorin_head": 0,
+        },
+        {"source": "attention", "discs": "rows", "layer": "0", "head": "0"},
+    ),
+    "pages/compression.py": (
+        {
+            "comp_method": "magic",
+            "comp_mode": "rank",
+            "comp_groups": "attn_q,,nope",
+            "comp_rank_attn_q": "0",
+            "comp_share": "nan",
+            "comp_energy": "-inf",
+            "comp_calib": "moon",
+            "comp_eval": "heldout",
+        },
+        2,
+        {
+            "compression_method": "svdllm",
+            "compression_mode": "rank",
+            "compression_group_attn_q": True,
+            "compression_group_mlp_up": False,
+            "compression_rank_attn_q": 1,
+            "compression_share": 50,
+            "compression_energy": 0.5,
+            "compression_calib": "shipped",
+        },
+        {
+            "comp_method": "svdllm",
+            "comp_mode": "rank",
+            "comp_groups": "attn_q",
+            "comp_rank_attn_q": "1",
+            "comp_share": None,
+            "comp_energy": None,
+            "comp_calib": "shipped",
+        },
+    ),
+    "pages/learn.py": (
+        {"walkthrough": "temperature", "tau": "NaN", "layer": "-7", "head": "1e400"},
+        2,
+        {
+            "learn_walkthrough": "temperature",
+            "learn_temp_layer": 0,
+            "learn_temp_head": 0,
+            "learn_temp_tau": 1.0,
+        },
+        {"walkthrough": "temperature", "layer": "0", "head": "0", "tau": "1"},
+    ),
+}
+
+
+def _ok(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_every_page_has_a_nonsense_case():
+    assert set(NONSENSE) == set(PAGE_PATHS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", PAGE_PATHS)
+def test_nonsense_params_fall_back_and_the_page_renders(page):
+    own, n_charts, fallbacks, link = NONSENSE[page]
+    at = run_page(page, model="minilm-l6", text=TEXT, timeout=600, **{**COMMON, **own})
+    _ok(at)
+    specs = plotly_specs(at)
+    assert len(specs) >= n_charts, (page, len(specs))
+    for spec in specs:
+        assert spec["data"], f"{page}: an empty chart"
+    # The sidebar kept the link's model and text and fell back to the default max tokens.
+    chosen = at.session_state["selection"]
+    assert (chosen.model_id, chosen.text, chosen.max_tokens) == ("minilm-l6", TEXT, 512)
+    for key, expected in fallbacks.items():
+        value = at.session_state[key]
+        if expected is None:
+            assert isinstance(value, int) and value >= 0, (key, value)
+        elif isinstance(expected, float):
+            assert value == pytest.approx(expected), (key, value)
+        else:
+            assert value == expected, (key, value)
+    # What the page wrote back into the link is the fallback, not the nonsense.
+    for key, expected in link.items():
+        if expected is None:
+            assert key not in at.query_params, (key, at.query_params.get(key))
+        elif isinstance(expected, list):
+            assert at.query_params.get(key) in expected, (key, at.query_params.get(key))
+        else:
+            assert at.query_params.get(key) == expected, (key, at.query_params.get(key))
+
+
+# Views and walkthroughs that the one-link-per-page cases above do not reach, each with nonsense in its own
+# params: (page, params, charts it must still draw).
+OTHER_MODES = [
+    ("pages/directions.py", {"view": "embedding", "ewords": ",,,;", "dims": "9", "eunit": "x"}, 2),
+    ("pages/directions.py", {"proj": "animate", "layer": "NaN", "dims": "-2", "color": "nan"}, 1),
+    ("pages/gershgorin.py", {"source": "ov", "layer": "-1", "head": "1e9", "discs": "NaN"}, 1),
+    ("pages/learn.py", {"walkthrough": "matrix2x2", "a": "nan", "b": "inf", "c": "-inf", "d": "x"}, 3),
+    (
+        "pages/learn.py",
+        {"walkthrough": "power", "matrix": "head", "layer": "-1", "head": "NaN", "step": "-1", "lsteps": "0"},
+        3,
+    ),
+    ("pages/learn.py", {"walkthrough": "gd", "l1": "nan", "l2": "-5", "eta": "inf"}, 3),
+    ("pages/learn.py", {"walkthrough": "nonnormal", "n": "0", "rho": "nan", "s": "-inf"}, 2),
+    (
+        "pages/learn.py",
+        {"walkthrough": "svd", "source": "weight", "layer": "99", "kind": "nope", "k": "-1"},
+        2,
+    ),
+]
+
+
+def _case_id(page: str, own: dict) -> str:
+    mode = next((own[k] for k in ("walkthrough", "view", "source", "proj") if k in own), "")
+    return f"{page.split('/')[-1][:-3]}-{mode}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("page", "own", "n_charts"), OTHER_MODES, ids=[_case_id(page, own) for page, own, _ in OTHER_MODES]
+)
+def test_nonsense_in_other_views_falls_back(page, own, n_charts):
+    at = run_page(page, model="minilm-l6", text=TEXT, timeout=600, **own)
+    _ok(at)
+    specs = plotly_specs(at)
+    assert len(specs) >= n_charts, (page, own, len(specs))
+    assert all(spec["data"] for spec in specs), (page, own)
+    for key in ("layer", "head", "k", "n", "step", "lsteps"):
+        if key in own and key in at.query_params:
+            assert int(at.query_params[key]) >= 0, (key, at.query_params[key])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("page", "own", "says"),
+    [
+        (
+            "pages/gershgorin.py",
+            {"source": "matrix", "matrix": "1 2\nabc nan"},
+            ("is not a number", "plain numbers like 0.5"),
+        ),
+        ("pages/gershgorin.py", {"source": "matrix", "matrix": ""}, ("The matrix is empty", "e.g.")),
+        (
+            "pages/directions.py",
+            {"view": "directions", "pairs": "he/,/", "preset": "nope"},
+            ("at least two word pairs", "e.g."),
+        ),
+        (
+            "pages/directions.py",
+            {"view": "directions", "pairs": "he/she,king/queen", "template": "{}{}"},
+            ("exactly once", "e.g."),
+        ),
+    ],
+    ids=["matrix-not-a-number", "matrix-empty", "too-few-pairs", "bad-template"],
+)
+def test_nonsense_that_is_the_input_itself_gets_a_message_with_an_example(page, own, says):
+    """When the link's param is the thing to analyse (a typed matrix, word pairs, a template), there is no
+    sensible fallback: the page says what is wrong and gives an example, and raises nothing."""
+    at = run_page(page, model="minilm-l6", text=TEXT, timeout=600, **own)
+    assert not at.exception, [e.value for e in at.exception]
+    messages = [e.value for e in at.error]
+    assert len(messages) == 1 and all(part in messages[0] for part in says), messages
+
+
+@pytest.mark.parametrize("page", PAGE_PATHS)
+def test_unknown_model_id_says_what_to_do(page):
+    """An unknown id is tried as a local path or hub id, fails, and the page says what would work instead."""
+    # The Learn page's default walkthrough needs no model: ask for one that does.
+    at = run_page(
+        page, model="no-such-model-xyz", text=TEXT, layer="-1", head="NaN", walkthrough="temperature"
+    )
+    assert not at.exception, [e.value for e in at.exception]
+    messages = [e.value for e in at.error]
+    assert len(messages) == 1, messages
+    assert "Unknown model 'no-such-model-xyz'" in messages[0]
+    assert "catalogue id" in messages[0] and "minilm-l6" in messages[0] and "local directory" in messages[0]
+    assert not at.get("plotly_chart")
+
+
+@pytest.mark.slow
+def test_unknown_model_id_on_a_shared_server_falls_back_and_says_so(monkeypatch):
+    """With external models off (a shared server) the link's unknown id is replaced by the default model, with
+    a warning naming both."""
+    monkeypatch.setenv("EIGEN_EXPLORER_ALLOW_EXTERNAL", "0")
+    at = run_page("pages/home.py", model="no-such-model-xyz", text=TEXT, timeout=600)
+    _ok(at)
+    assert at.session_state["selection"].model_id == DEFAULT_MODEL_ID
+    warnings = [w.value for w in at.warning]
+    assert any(
+        "no-such-model-xyz" in w and DEFAULT_MODEL_ID in w and "not available" in w for w in warnings
+    ), warnings
+    assert plotly_specs(at), "the default (causal) model's home page draws its loss chart"
