@@ -37,7 +37,8 @@ def _free_port() -> int:
 def server_url():
     port = _free_port()
     log = open(REPO_ROOT / "tests" / "e2e" / "server.log", "w")  # noqa: SIM115 (closed at teardown)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # No file watcher: the tests edit nothing, and its "Inotify queue overflowed" lines flood the log.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "explorer.cli", "serve", "--port", str(port), "--address", "127.0.0.1"],
         cwd=REPO_ROOT,
