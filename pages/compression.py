@@ -223,8 +223,8 @@ with main:
             )
             cols[3].caption(f"before: {before.perplexity:,.4g}")
             cols[5].metric(
-                "Divergence (KL)",
-                f"{after.kl:.3g} nats/token",
+                "KL divergence (nats/token)",
+                f"{after.kl:.3g}",
                 help="Mean KL(original ‖ compressed) of the next-token distributions: 0 = the compressed copy "
                 "predicts exactly like the original; 1 nat/token ≈ its predictions are often different.",
             )
