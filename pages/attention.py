@@ -35,14 +35,9 @@ st.caption(
     "values how many independent mixtures the head forms. Pick a metric, click a head."
 )
 
-loaded, cap = require_capture()
+loaded, cap = require_capture(single_token="attention is the 1 x 1 matrix [1].")
 sel = selection()
 n_layers, n_heads, n_tokens = cap.attentions.shape[0], cap.attentions.shape[1], cap.n_tokens
-if n_tokens < 2:
-    st.warning(
-        "The text is a single token: attention is the 1 x 1 matrix [1]. Add some words in the sidebar."
-    )
-    st.stop()
 
 if cap.causal:
     st.info(

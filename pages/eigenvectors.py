@@ -30,14 +30,9 @@ st.caption(
     "where you end up most often)."
 )
 
-loaded, cap = require_capture()
+loaded, cap = require_capture(single_token="there is only one eigenvector, [1].")
 sel = selection()
 n_layers, n_heads, n_tokens = cap.attentions.shape[0], cap.attentions.shape[1], cap.n_tokens
-if n_tokens < 2:
-    st.warning(
-        "The text is a single token: there is only one eigenvector, [1]. Add some words in the sidebar."
-    )
-    st.stop()
 
 left, right = st.columns([3, 2])
 with left:

@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from explorer.figures.common import circle_trace
+from explorer.figures.common import circle_trace, equal_axes
 
 if TYPE_CHECKING:
     from explorer.analysis.attention import AttentionGrid, HeadSpectrum
@@ -215,8 +215,7 @@ def make_eigenvalue_plane_figure(eigvals: np.ndarray, *, title: str, triangular:
         margin=dict(l=50, r=20, t=50, b=40),
         showlegend=False,
     )
-    fig.update_xaxes(range=[-1.1, 1.1], zeroline=True)
-    fig.update_yaxes(range=[-1.1, 1.1], zeroline=True, scaleanchor="x", scaleratio=1)
+    equal_axes(fig, 1.1)
     return fig
 
 

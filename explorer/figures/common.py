@@ -24,3 +24,9 @@ def circle_trace(
         hoverinfo="skip",
         name=name,
     )
+
+
+def equal_axes(fig: go.Figure, half: float) -> None:
+    """Both axes span [-half, half] with zero lines and one unit the same length on each, so circles stay round."""
+    fig.update_xaxes(range=[-half, half], zeroline=True, constrain="domain")
+    fig.update_yaxes(range=[-half, half], zeroline=True, scaleanchor="x", scaleratio=1, constrain="domain")

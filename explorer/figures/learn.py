@@ -15,7 +15,7 @@ from explorer.analysis.teaching import (
     TemperatureSweep,
     TransientGrowth,
 )
-from explorer.figures.common import circle_trace
+from explorer.figures.common import circle_trace, equal_axes
 
 BEFORE = "#b8bec9"
 AFTER = "#3b6fd4"
@@ -32,19 +32,6 @@ def _segments(points: np.ndarray) -> tuple[list, list]:
         xs += [*line[0], None]
         ys += [*line[1], None]
     return xs, ys
-
-
-def _equal_axes(fig: go.Figure, half: float, *, row=None, col=None) -> None:
-    fig.update_xaxes(range=[-half, half], zeroline=True, constrain="domain", row=row, col=col)
-    fig.update_yaxes(
-        range=[-half, half],
-        zeroline=True,
-        scaleanchor="x",
-        scaleratio=1,
-        constrain="domain",
-        row=row,
-        col=col,
-    )
 
 
 def format_complex(z: complex) -> str:
@@ -125,7 +112,7 @@ def make_plane_figure(result: Plane2x2) -> go.Figure:
         margin=dict(l=40, r=20, t=50, b=40),
         legend=dict(orientation="h", y=-0.18),
     )
-    _equal_axes(fig, half)
+    equal_axes(fig, half)
     return fig
 
 
@@ -157,7 +144,7 @@ def make_eigenvalue_plane_figure(
         margin=dict(l=40, r=20, t=50, b=40),
         showlegend=False,
     )
-    _equal_axes(fig, half)
+    equal_axes(fig, half)
     return fig
 
 
@@ -381,7 +368,7 @@ def make_gd_contour_figure(result: GradientDescent) -> go.Figure:
         margin=dict(l=40, r=20, t=50, b=40),
         legend=dict(orientation="h", y=-0.18),
     )
-    _equal_axes(fig, half)
+    equal_axes(fig, half)
     return fig
 
 
@@ -561,7 +548,7 @@ def make_temperature_animation_figure(
             )
         ],
     )
-    _equal_axes(fig, 1.1)
+    equal_axes(fig, 1.1)
     return fig
 
 

@@ -126,6 +126,14 @@ def cached_reference(model_key: tuple, text: str, max_tokens: int) -> comp.Refer
     return comp.reference(cached_model(*model_key), cached_eval_set(model_key, text, max_tokens))
 
 
+def _setting(model_key, method, kinds, calibration, setting, text, max_tokens):
+    """(model, evaluation tokens, cached factors, ranks the setting chooses): what every per-setting result
+    starts from."""
+    loaded = cached_model(*model_key)
+    fact = factorization(model_key, method, kinds, calibration)
+    return loaded, cached_eval_set(model_key, text, max_tokens), fact, comp.choose_ranks(fact, setting)
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_outcome(
     model_key: tuple,
@@ -137,10 +145,7 @@ def cached_outcome(
     max_tokens: int,
 ) -> comp.Outcome:
     """One setting measured: rebuild the compressed copy from cached factors and run it (no SVD here)."""
-    loaded = cached_model(*model_key)
-    evalset = cached_eval_set(model_key, text, max_tokens)
-    fact = factorization(model_key, method, kinds, calibration)
-    ranks = comp.choose_ranks(fact, setting)
+    loaded, evalset, fact, ranks = _setting(model_key, method, kinds, calibration, setting, text, max_tokens)
     return comp.evaluate_ranks(loaded, fact, ranks, evalset, cached_reference(model_key, text, max_tokens))
 
 
@@ -168,10 +173,8 @@ def cached_compressed_generation(
     n_new: int,
 ) -> str:
     """The compressed copy's greedy continuation of the same prompt."""
-    loaded = cached_model(*model_key)
-    evalset = cached_eval_set(model_key, text, max_tokens)
-    fact = factorization(model_key, method, kinds, calibration)
-    compressed = comp.compressed_model(loaded, fact, comp.choose_ranks(fact, setting))
+    loaded, evalset, fact, ranks = _setting(model_key, method, kinds, calibration, setting, text, max_tokens)
+    compressed = comp.compressed_model(loaded, fact, ranks)
     return comp.greedy_continuation(loaded, compressed, evalset.ids[:n_prompt], n_new)
 
 

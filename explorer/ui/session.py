@@ -43,8 +43,11 @@ def require_model() -> LoadedModel:
         st.stop()
 
 
-def require_capture() -> tuple[LoadedModel, Capture]:
-    """Model and capture of the sidebar text; shows truncation notes; stops the page with a message on bad input."""
+def require_capture(single_token: str | None = None) -> tuple[LoadedModel, Capture]:
+    """Model and capture of the sidebar text; shows truncation notes; stops the page with a message on bad input.
+
+    ``single_token``: a page that needs two tokens or more says this (what a 1 x 1 attention means for it) and
+    stops when the text is a single token."""
     loaded = require_model()
     sel = selection()
     try:
@@ -55,4 +58,7 @@ def require_capture() -> tuple[LoadedModel, Capture]:
         st.stop()
     for message in cap.messages:
         st.info(message, icon=":material/content_cut:")
+    if single_token is not None and cap.n_tokens < 2:
+        st.warning(f"The text is a single token: {single_token} Add some words in the sidebar.")
+        st.stop()
     return loaded, cap

@@ -150,3 +150,14 @@ def test_both_pages_on_embedded_models(model):
     spec_titled(
         at, f"Layer 2 · head 4: top 6 {'eigenvectors of the ' + kind if kind == 'symmetric part' else kind}"
     )
+
+
+@pytest.mark.parametrize(
+    "page, says", [("pages/attention.py", "1 x 1 matrix"), ("pages/eigenvectors.py", "only one eigenvector")]
+)
+def test_single_token_text_says_what_to_do(page, says):
+    at = run_page(page, model="tiny-gpt2", text="a")
+    assert not at.exception, [e.value for e in at.exception]
+    warnings = [w.value for w in at.warning]
+    assert any(says in w and "Add some words" in w for w in warnings), warnings
+    assert not plotly_specs(at)
