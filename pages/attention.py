@@ -14,19 +14,20 @@ from explorer.figures.attention import (
 )
 from explorer.ui.attention_cache import (
     apply_grid_click,
-    bound_choice,
-    bound_float,
+    attention_head_picker,
     cached_attention_grid,
     cached_head_spectrum,
-    head_picker,
-    remember,
 )
 from explorer.ui.navigation import PAGES
 from explorer.ui.session import require_capture, selection
+from explorer.ui.state import Choice, Float, PageState, link_with
 
 GRID_KEY = "attention_grid"
 EIGENVECTORS_PAGE = next((p.file for p in PAGES if p.path == "pages/eigenvectors.py"), None)
 DAMPING = 0.85
+PAGE = PageState("attention")
+METRIC = Choice("metric", "lambda2_abs", GRID_METRICS)
+TAU = Float("tau", 1.0, 0.1, 5.0)
 
 st.title("Attention spectra")
 st.caption(
@@ -52,21 +53,19 @@ if cap.causal:
 with st.spinner(f"Summarising {n_layers * n_heads} heads of {n_tokens} tokens…"):
     grid = cached_attention_grid(sel.model_key, sel.text, sel.max_tokens)
 
-apply_grid_click(GRID_KEY, n_layers, n_heads)
+apply_grid_click(PAGE, GRID_KEY, n_layers, n_heads)
 
 controls, picker = st.columns([2, 3])
 with controls:
-    metric = bound_choice("attention_metric", "metric", "lambda2_abs", GRID_METRICS)
-    st.selectbox(
+    metric = PAGE.bind(METRIC)
+    PAGE.selectbox(
+        METRIC,
         "Grid metric",
-        list(GRID_METRICS),
-        key="attention_metric",
         format_func=lambda name: GRID_METRICS[name].label,
-        on_change=remember("attention_metric", "metric"),
         help=GRID_METRICS[metric].help,
     )
 with picker:
-    layer, head = head_picker("attention", n_layers, n_heads)
+    layer, head = attention_head_picker(PAGE, n_layers, n_heads)
 
 info = GRID_METRICS[metric]
 st.plotly_chart(
@@ -98,14 +97,11 @@ def head_views(layer: int, head: int) -> None:
     """The selected head's views; moving the temperature slider reruns only this part."""
     st.subheader(f"Layer {layer} · head {head}")
     tau_col, log_col = st.columns([3, 1])
-    bound_float("attention_tau", "tau", 1.0, 0.1, 5.0)
-    tau = tau_col.slider(
+    tau = PAGE.slider(
+        TAU,
         "Temperature τ (what-if)",
-        0.1,
-        5.0,
+        where=tau_col,
         step=0.05,
-        key="attention_tau",
-        on_change=remember("attention_tau", "tau"),
         help="A_τ = row-softmax(log A / τ): exactly what the head would do with its scores divided by τ. "
         "τ < 1 sharpens, τ > 1 flattens towards uniform; τ = 1 is the captured head.",
     )
@@ -192,7 +188,7 @@ def head_views(layer: int, head: int) -> None:
         EIGENVECTORS_PAGE,
         label=f"Eigenvectors and stationary distribution of layer {layer} · head {head}",
         icon=":material/stacked_line_chart:",
-        query_params={**st.query_params.to_dict(), "layer": str(layer), "head": str(head)},
+        query_params=link_with(layer=layer, head=head),
     )
 
 

@@ -10,18 +10,16 @@ from explorer.figures.eigenvectors import (
     make_stationary_figure,
     top_tokens_table,
 )
-from explorer.ui.attention_cache import (
-    bound_choice,
-    bound_float,
-    bound_int,
-    cached_head_eigenvectors,
-    head_picker,
-    remember,
-)
+from explorer.ui.attention_cache import attention_head_picker, cached_head_eigenvectors
 from explorer.ui.session import require_capture, selection
+from explorer.ui.state import Choice, Float, Int, PageState
 
 COLOR_MODES = {"signed": "signed value (sign / phase)", "magnitude": "magnitude |vᵢ|"}
 MAX_K = 12
+PAGE = PageState("eigenvectors")
+COLOR = Choice("color", "signed", COLOR_MODES)
+TAU = Float("tau", 1.0, 0.1, 5.0)
+DAMPING = Float("damping", 0.85, 0.5, 0.99)
 
 st.title("Eigenvectors")
 st.caption(
@@ -34,57 +32,34 @@ loaded, cap = require_capture(single_token="there is only one eigenvector, [1]."
 sel = selection()
 n_layers, n_heads, n_tokens = cap.attentions.shape[0], cap.attentions.shape[1], cap.n_tokens
 
+KIND = Choice("vectors", "symmetric" if cap.causal else "right", VECTOR_KINDS, key="kind")
+K = Int("k", 6, 1, min(MAX_K, n_tokens))
+
 left, right = st.columns([3, 2])
 with left:
-    layer, head = head_picker("eigenvectors", n_layers, n_heads)
+    layer, head = attention_head_picker(PAGE, n_layers, n_heads)
 with right:
-    kind = bound_choice("eigenvectors_kind", "vectors", "symmetric" if cap.causal else "right", VECTOR_KINDS)
-    st.selectbox(
+    kind = PAGE.selectbox(
+        KIND,
         "Vectors",
-        list(VECTOR_KINDS),
-        key="eigenvectors_kind",
         format_func=lambda name: VECTOR_KINDS[name],
-        on_change=remember("eigenvectors_kind", "vectors"),
         help="Right eigenvectors can be complex (then colour = the part in phase with the largest entry); the "
         "symmetric part and the singular vectors are real and orthonormal.",
     )
 
 a, b, c, d = st.columns(4)
-bound_int("eigenvectors_k", "k", 6, 1, min(MAX_K, n_tokens))
-k = a.slider(
-    "How many vectors (k)",
-    1,
-    min(MAX_K, n_tokens),
-    key="eigenvectors_k",
-    on_change=remember("eigenvectors_k", "k"),
-    help="The top k, ordered by |eigenvalue| (or singular value).",
+k = PAGE.slider(
+    K, "How many vectors (k)", where=a, help="The top k, ordered by |eigenvalue| (or singular value)."
 )
-bound_choice("eigenvectors_color", "color", "signed", COLOR_MODES)
-mode = b.radio(
-    "Colour",
-    list(COLOR_MODES),
-    key="eigenvectors_color",
-    format_func=COLOR_MODES.get,
-    on_change=remember("eigenvectors_color", "color"),
+mode = PAGE.radio(COLOR, "Colour", where=b, format_func=COLOR_MODES.get)
+tau = PAGE.slider(
+    TAU, "Temperature τ", where=c, step=0.05, help="A_τ = row-softmax(log A / τ); 1 is the captured head."
 )
-bound_float("eigenvectors_tau", "tau", 1.0, 0.1, 5.0)
-tau = c.slider(
-    "Temperature τ",
-    0.1,
-    5.0,
-    step=0.05,
-    key="eigenvectors_tau",
-    on_change=remember("eigenvectors_tau", "tau"),
-    help="A_τ = row-softmax(log A / τ); 1 is the captured head.",
-)
-bound_float("eigenvectors_damping", "damping", 0.85, 0.5, 0.99)
-damping = d.slider(
+damping = PAGE.slider(
+    DAMPING,
     "PageRank damping",
-    0.5,
-    0.99,
+    where=d,
     step=0.01,
-    key="eigenvectors_damping",
-    on_change=remember("eigenvectors_damping", "damping"),
     help="π = damping · πA + (1 − damping)/T: with probability 1 − damping the walk restarts at a random token.",
 )
 

@@ -1,5 +1,4 @@
-"""UI support for the attention and eigenvector pages: cached analyses, and the head selection and settings
-bound to st.query_params.
+"""UI support for the attention and eigenvector pages: cached analyses, and the head they share.
 
 The caches are keyed by plain values: the model key tuple (Selection.model_key), the text, max tokens and the
 page settings. Results are small frozen dataclasses of numpy arrays, so st.cache_data (a copy per caller) is
@@ -17,8 +16,8 @@ from explorer.analysis.attention import (
     head_eigenvectors,
     head_spectrum,
 )
-from explorer.ui import params
 from explorer.ui.cache import cached_capture, cached_model
+from explorer.ui.state import PageState, head_picker, head_settings
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -61,28 +60,17 @@ def cached_head_eigenvectors(
     )
 
 
-# ---------------------------------------------------------------------------------------------------------
-# The selected head, shared by the attention and eigenvector pages: st.query_params (`layer`, `head`, 0-based)
-# is the source of truth, so a link reopens the same head; session state remembers it across page switches
-# (navigation clears query params).
-
-SELECTED_HEAD = "attention_selected_head"
+# The selected head is shared by the attention and eigenvector pages: in a session, each opens on the head last
+# picked on either.
+SELECTED_HEAD = "selected_head"
 
 
-def selected_head(n_layers: int, n_heads: int) -> tuple[int, int]:
-    """(layer, head) from the query params, else the last one selected in this session, clamped to the model."""
-    last_layer, last_head = st.session_state.get(SELECTED_HEAD, (0, 0))
-    layer = params.get_int("layer", min(last_layer, n_layers - 1), 0, n_layers - 1)
-    head = params.get_int("head", min(last_head, n_heads - 1), 0, n_heads - 1)
-    return layer, head
+def attention_head_picker(page: PageState, n_layers: int, n_heads: int) -> tuple[int, int]:
+    """The layer and head number inputs of the attention and eigenvector pages (link params layer, head)."""
+    return head_picker(page, n_layers, n_heads, shared=SELECTED_HEAD, widget="number")
 
 
-def set_selected_head(layer: int, head: int) -> None:
-    st.session_state[SELECTED_HEAD] = (int(layer), int(head))
-    params.set_params(layer=int(layer), head=int(head))
-
-
-def apply_grid_click(chart_key: str, n_layers: int, n_heads: int) -> None:
+def apply_grid_click(page: PageState, chart_key: str, n_layers: int, n_heads: int) -> None:
     """Select the head of a newly clicked grid cell (x = head, y = layer in the grid figure).
 
     Reads the chart's selection state at the top of the rerun the click caused; a selection that was already
@@ -100,68 +88,6 @@ def apply_grid_click(chart_key: str, n_layers: int, n_heads: int) -> None:
         return
     st.session_state[f"{chart_key}_applied"] = clicked
     if 0 <= clicked[0] < n_layers and 0 <= clicked[1] < n_heads:
-        set_selected_head(*clicked)
-
-
-def head_picker(prefix: str, n_layers: int, n_heads: int) -> tuple[int, int]:
-    """Layer and head number inputs (keys ``<prefix>_layer``, ``<prefix>_head``) bound to the query params."""
-    layer, head = selected_head(n_layers, n_heads)
-    for key, value in ((f"{prefix}_layer", layer), (f"{prefix}_head", head)):
-        if st.session_state.get(key) != value:
-            st.session_state[key] = value
-
-    def changed() -> None:
-        set_selected_head(st.session_state[f"{prefix}_layer"], st.session_state[f"{prefix}_head"])
-
-    left, right = st.columns(2)
-    left.number_input(
-        "Layer",
-        0,
-        n_layers - 1,
-        step=1,
-        key=f"{prefix}_layer",
-        on_change=changed,
-        help="0-based layer index.",
-    )
-    right.number_input(
-        "Head", 0, n_heads - 1, step=1, key=f"{prefix}_head", on_change=changed, help="0-based head index."
-    )
-    set_selected_head(layer, head)
-    return layer, head
-
-
-def _seed_and_correct(key: str, param: str, value):
-    """Seed widget ``key`` with ``value``; a link whose ``param`` held nonsense (or a value out of range) is
-    rewritten to the value shown, so a shared link never disagrees with the page."""
-    if st.session_state.get(key) != value:
-        st.session_state[key] = value
-    raw = st.query_params.get(param)
-    if raw is not None and raw != str(value):
-        params.set_params(**{param: value})
-    return value
-
-
-def bound_choice(key: str, param: str, default: str, choices) -> str:
-    """Seed widget ``key`` from query param ``param`` (nonsense falls back to ``default``); returns the value.
-    Pair it with ``on_change=remember(key, param)`` on the widget."""
-    value = params.get_choice(param, default, list(choices))
-    return _seed_and_correct(key, param, value)
-
-
-def bound_float(key: str, param: str, default: float, low: float, high: float) -> float:
-    value = params.get_float(param, default, low, high)
-    return _seed_and_correct(key, param, value)
-
-
-def bound_int(key: str, param: str, default: int, low: int, high: int) -> int:
-    value = params.get_int(param, default, low, high)
-    return _seed_and_correct(key, param, value)
-
-
-def remember(key: str, param: str):
-    """An on_change callback writing widget ``key``'s value to query param ``param``."""
-
-    def callback() -> None:
-        params.set_params(**{param: st.session_state[key]})
-
-    return callback
+        layer, head = head_settings(n_layers, n_heads, shared=SELECTED_HEAD)
+        page.set(layer, clicked[0])
+        page.set(head, clicked[1])

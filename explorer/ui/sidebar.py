@@ -1,4 +1,4 @@
-"""The sidebar shared by every page: model, device, text. Mirrored in st.query_params (model, text)."""
+"""The sidebar shared by every page: model, device, text. In the link: model, text or example, max_tokens."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from explorer.models.capture import DEFAULT_MAX_TOKENS
 from explorer.models.catalogue import CATALOGUE, DEFAULT_MODEL_ID, PICKER_IDS
 from explorer.models.device import DTYPES, available_devices
 from explorer.texts import DEFAULT_EXAMPLE, EXAMPLE_TITLES, example_name_for, example_texts
-from explorer.ui import params, settings
+from explorer.ui import settings
+from explorer.ui.state import Choice, PageState, incoming, write_link
 
 CUSTOM = "__custom__"
 # Texts longer than this are not written into the link (URLs get unwieldy); the example name is, when it is one.
@@ -44,13 +45,18 @@ class Selection:
         )
 
 
-def _init_from_query_params() -> None:
-    """First run of a browser session: seed the widgets from the link."""
+SIDEBAR = PageState("sidebar")
+MAX_TOKENS = Choice("max_tokens", DEFAULT_MAX_TOKENS, MAX_TOKEN_CHOICES)
+
+
+def _model_from_link() -> None:
+    """Set the model picker from the link when the link brings one (a session's first run, an edited link)."""
     state = st.session_state
-    if state.get("sidebar_initialized"):
+    model = incoming("model", "sidebar_model")
+    if model is None:
+        if "sidebar_model" not in state:
+            state.sidebar_model = DEFAULT_MODEL_ID
         return
-    state.sidebar_initialized = True
-    model = st.query_params.get("model", DEFAULT_MODEL_ID)
     if model in PICKER_IDS:
         state.sidebar_model = model
     elif settings.allow_external_models() and model:
@@ -62,9 +68,14 @@ def _init_from_query_params() -> None:
             state.sidebar_notice = (
                 f"Model '{model}' from the link is not available here; showing {DEFAULT_MODEL_ID}."
             )
+
+
+def _text_from_link() -> None:
+    """Set the text from the link's ``text`` (or else its ``example`` name) when the link brings one."""
+    state = st.session_state
     examples = example_texts()
-    text = st.query_params.get("text")
-    example = st.query_params.get("example")
+    text = incoming("text", "sidebar_text")
+    example = incoming("example", "sidebar_text")
     if text:
         limit = settings.max_text_chars()
         if len(text) > limit:
@@ -74,12 +85,8 @@ def _init_from_query_params() -> None:
         state.sidebar_text = text[:limit]
     elif example in examples:
         state.sidebar_text = examples[example]
-    else:
+    elif "sidebar_text" not in state:
         state.sidebar_text = examples.get(DEFAULT_EXAMPLE, "")
-    state.sidebar_max_tokens = params.get_choice(
-        "max_tokens", str(DEFAULT_MAX_TOKENS), [str(v) for v in MAX_TOKEN_CHOICES]
-    )
-    state.sidebar_max_tokens = int(state.sidebar_max_tokens)
 
 
 def _load_example() -> None:
@@ -90,7 +97,8 @@ def _load_example() -> None:
 
 def render_sidebar() -> Selection:
     """Draw the shared sidebar and return the current selection (also kept in session_state.selection)."""
-    _init_from_query_params()
+    _model_from_link()
+    _text_from_link()
     state = st.session_state
     allow_external = settings.allow_external_models()
     with st.sidebar:
@@ -126,10 +134,9 @@ def render_sidebar() -> Selection:
                 key="sidebar_dtype",
                 help="float32 is exact for the maths; half precision saves memory on GPUs.",
             )
-            max_tokens = st.select_slider(
+            max_tokens = SIDEBAR.select_slider(
+                MAX_TOKENS,
                 "Max tokens",
-                MAX_TOKEN_CHOICES,
-                key="sidebar_max_tokens",
                 help="Longer texts are cut to this many tokens (and the page says so).",
             )
             trust_remote_code = st.checkbox(
@@ -179,11 +186,9 @@ def render_sidebar() -> Selection:
 
 
 def _mirror_to_query_params(selection: Selection) -> None:
+    # The model is always written: a link without it would open whatever the default model is by then.
+    write_link("model", selection.model_id or None)
     example = example_name_for(selection.text)
     in_url = selection.text if (example is None and len(selection.text) <= MAX_TEXT_IN_URL) else None
-    params.set_params(
-        model=selection.model_id or None,
-        example=example,
-        text=in_url,
-        max_tokens=None if selection.max_tokens == DEFAULT_MAX_TOKENS else selection.max_tokens,
-    )
+    write_link("example", None if example == DEFAULT_EXAMPLE else example)
+    write_link("text", in_url)

@@ -22,16 +22,17 @@ COMMON = {"max_tokens": "NaN", "example": "no-such-example", "layer": "-3", "hea
 # Per page: its own query params, each one nonsense (negative, out of range, zero, unknown, non-numeric, NaN);
 # how many charts the page must still draw on MiniLM (an encoder: home draws its loss chart only for causal
 # models, 6 layers x 12 heads); the fallback each widget must show (by widget key, None: any index >= 0); and
-# what the page writes back into the link (None: the key is gone; a list: any of these). UMAP settings
-# outside the UMAP view are written to the link only when their widget changes, so the nonsense stays in the
-# link there (harmless: the widget shows the fallback, and the next change overwrites it).
+# what the page writes back into the link (None: the key is gone, as a default is left out of the link; a list:
+# any of these). UMAP settings outside the UMAP view are written to the link only when their widget is drawn,
+# so the nonsense stays in the link there (harmless: the widget shows the fallback once it is drawn, and that
+# rewrites the link).
 NONSENSE: dict[str, tuple[dict[str, str], int, dict, dict]] = {
     "pages/home.py": ({}, 0, {}, {}),
     "pages/attention.py": (
         {"metric": "bogus", "tau": "nan"},
         5,
         {"attention_layer": 0, "attention_head": 11, "attention_metric": "lambda2_abs", "attention_tau": 1.0},
-        {"layer": "0", "head": "11", "metric": "lambda2_abs", "tau": "1.0"},
+        {"layer": None, "head": "11", "metric": None, "tau": None},
     ),
     "pages/eigenvectors.py": (
         {"vectors": "sideways", "k": "0", "color": "plaid", "tau": "-inf", "damping": "abc"},
@@ -45,15 +46,7 @@ NONSENSE: dict[str, tuple[dict[str, str], int, dict, dict]] = {
             "eigenvectors_tau": 0.1,
             "eigenvectors_damping": 0.85,
         },
-        {
-            "layer": "0",
-            "head": "11",
-            "vectors": "right",
-            "k": "1",
-            "color": "signed",
-            "tau": "0.1",
-            "damping": "0.85",
-        },
+        {"layer": None, "head": "11", "vectors": None, "k": "1", "color": None, "tau": "0.1", "damping": None},
     ),
     "pages/directions.py": (
         {
