@@ -8,8 +8,8 @@ from explorer.figures.circuits import (
     make_copying_heatmap_figure,
     make_ov_eigenvalue_figure,
 )
-from explorer.ui import params
 from explorer.ui.session import require_model, selection
+from explorer.ui.state import PageState, head_picker
 from explorer.ui.weights_cache import cached_circuits
 
 st.title("QK/OV circuits")
@@ -23,6 +23,7 @@ st.markdown(
     "(suppression), near 0 when it rotates."
 )
 
+PAGE = PageState("circuits")
 loaded = require_model()
 card = loaded.card
 sel = selection()
@@ -57,22 +58,8 @@ st.caption(
 @st.fragment
 def head_section() -> None:
     st.subheader("One head")
-    left, right = st.columns(2)
-    layer = left.slider(
-        "Layer",
-        0,
-        card.n_layers - 1,
-        value=params.get_int("layer", int(top[0]), 0, card.n_layers - 1),
-        key="circuits_layer",
-    )
-    head = right.slider(
-        "Head",
-        0,
-        card.n_heads - 1,
-        value=params.get_int("head", int(top[1]), 0, card.n_heads - 1),
-        key="circuits_head",
-    )
-    params.set_params(layer=layer, head=head)
+    # Opens on the strongest copier.
+    layer, head = head_picker(PAGE, card.n_layers, card.n_heads, default=(int(top[0]), int(top[1])))
     ov, qk = circuits.ov_sigma[layer, head], circuits.qk_sigma[layer, head]
     cols = st.columns(4)
     cols[0].metric("copying score", f"{circuits.copying_score[layer, head]:+.3f}")

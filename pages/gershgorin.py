@@ -6,8 +6,8 @@ import streamlit as st
 from explorer.errors import InputError
 from explorer.figures.gershgorin import make_gershgorin_figure
 from explorer.spectra.gershgorin import format_matrix, parse_matrix
-from explorer.ui import params
 from explorer.ui.session import require_capture, require_model, selection
+from explorer.ui.state import Choice, Flag, PageState, Text, drop_from_link, head_picker
 from explorer.ui.weights_cache import (
     cached_attention_gershgorin,
     cached_matrix_gershgorin,
@@ -21,6 +21,20 @@ SOURCES = {
 }
 EXAMPLE = "4 1 0.5\n0.2 -3 1\n1 0.5 8"
 
+
+def _matrix_to_link(text: str) -> str:
+    """A typed matrix in the link: tidied when it parses, as typed when not (the page then says why)."""
+    try:
+        return format_matrix(parse_matrix(text))
+    except InputError:
+        return text.strip()
+
+
+PAGE = PageState("gershgorin")
+SOURCE = Choice("source", "attention", SOURCES)
+COLUMNS = Flag("discs", False, on="columns", off="rows", key="columns")
+MATRIX = Text("matrix", EXAMPLE, to_link=_matrix_to_link)
+
 st.title("Gershgorin discs")
 st.markdown(
     r"For a square matrix $A$, row disc $i$ has its centre at the diagonal entry $a_{ii}$ and radius "
@@ -30,34 +44,22 @@ st.markdown(
     "which is why they are a cheap first look at a spectrum."
 )
 
-sources = list(SOURCES)
-source = st.radio(
-    "Matrix",
-    sources,
-    index=sources.index(params.get_choice("source", "attention", sources)),
-    format_func=SOURCES.get,
-    horizontal=True,
-    key="gershgorin_source",
-)
-columns = st.toggle(
+source = PAGE.radio(SOURCE, "Matrix", format_func=SOURCES.get, horizontal=True)
+columns = PAGE.toggle(
+    COLUMNS,
     "Column discs instead of row discs",
-    value=params.get_choice("discs", "rows", ["rows", "columns"]) == "columns",
-    key="gershgorin_columns",
     help="Column discs are the row discs of Aᵀ: same eigenvalues, different bounds.",
 )
-params.set_params(source=source, discs="columns" if columns else "rows")
 sel = selection()
 labels = None
 title = None
 
 if source == "matrix":
-    params.set_params(layer=None, head=None)
-    if "gershgorin_matrix" not in st.session_state:  # seed from the link once, then the widget owns it
-        st.session_state.gershgorin_matrix = st.query_params.get("matrix", EXAMPLE)
-    typed = st.text_area(
+    drop_from_link("layer", "head")
+    typed = PAGE.text_area(
+        MATRIX,
         "Matrix (one row per line; entries separated by spaces or commas; complex numbers like 1+2j)",
         height=130,
-        key="gershgorin_matrix",
         help=f"Up to 12×12. Example:\n\n{EXAMPLE}",
     )
     try:
@@ -65,32 +67,16 @@ if source == "matrix":
     except InputError as err:
         st.error(f"{err}", icon=":material/error:")
         st.stop()
-    params.set_params(matrix=format_matrix(matrix))
     result = cached_matrix_gershgorin(matrix)
     title = f"Gershgorin {'column' if columns else 'row'} discs of the typed {result.n}×{result.n} matrix"
 else:
-    params.set_params(matrix=None)
+    drop_from_link("matrix")
     if source == "attention":
         loaded, cap = require_capture()
     else:
         loaded = require_model()
     card = loaded.card
-    left, right = st.columns(2)
-    layer = left.slider(
-        "Layer",
-        0,
-        card.n_layers - 1,
-        value=params.get_int("layer", 0, 0, card.n_layers - 1),
-        key="gershgorin_layer",
-    )
-    head = right.slider(
-        "Head",
-        0,
-        card.n_heads - 1,
-        value=params.get_int("head", 0, 0, card.n_heads - 1),
-        key="gershgorin_head",
-    )
-    params.set_params(layer=layer, head=head)
+    layer, head = head_picker(PAGE, card.n_layers, card.n_heads)
     if source == "attention":
         with st.spinner("Eigenvalues and discs of the attention matrix…"):
             result = cached_attention_gershgorin(sel.model_key, sel.text, sel.max_tokens, layer, head)

@@ -11,8 +11,8 @@ from explorer.figures.weights import (
     make_weight_heatmap_figure,
     matrix_label,
 )
-from explorer.ui import params
 from explorer.ui.session import require_model, selection
+from explorer.ui.state import LAYER_HELP, Choice, Flag, Int, PageState, drop_from_link
 from explorer.ui.weights_cache import weight_spectra_with_progress
 
 st.title("Weight spectra")
@@ -49,23 +49,22 @@ if loaded.id == "smollm2-135m":
         icon=":material/info:",
     )
 
-metrics = list(METRICS)
+PAGE = PageState("weights")
 kinds = spectra.kinds_present
+METRIC = Choice("metric", "alpha", METRICS)
+KIND = Choice("kind", "attn_q", kinds)
+NORMALISE = Flag("normalise", True)
 
 
 @st.fragment
 def heatmap_section() -> None:
     st.subheader("Every matrix at a glance")
-    default = params.get_choice("metric", "alpha", metrics)
-    metric = st.selectbox(
+    metric = PAGE.selectbox(
+        METRIC,
         "Metric",
-        metrics,
-        index=metrics.index(default),
-        key="weights_metric",
         format_func=lambda m: METRICS[m][0],
         help="Hover a cell for the matrix and the exact value.",
     )
-    params.set_params(metric=metric)
     st.plotly_chart(make_weight_heatmap_figure(spectra, metric), width="stretch", key="weights_heatmap")
     st.caption(METRICS[metric][1])
 
@@ -79,24 +78,18 @@ def _layers_of(kind: str) -> list[int | None]:
 def matrix_section() -> None:
     st.subheader("One matrix: scree plot and spectral density")
     left, right = st.columns(2)
-    default_kind = params.get_choice("kind", "attn_q" if "attn_q" in kinds else kinds[0], kinds)
-    kind = left.selectbox(
-        "Matrix type", kinds, index=kinds.index(default_kind), key="weights_kind", format_func=kind_label
-    )
+    kind = PAGE.selectbox(KIND, "Matrix type", where=left, format_func=kind_label)
     layers = _layers_of(kind)
     if layers == [None]:
         layer = None
+        drop_from_link("layer")
         right.markdown("&nbsp;")
         right.caption("This matrix belongs to no block.")
     else:
         numbers = [layer for layer in layers if layer is not None]
-        layer = right.select_slider(
-            "Layer",
-            numbers,
-            value=params.get_int("layer", numbers[0], numbers[0], numbers[-1]),
-            key="weights_layer",
+        layer = PAGE.select_slider(
+            Int("layer", numbers[0], numbers[0], numbers[-1]), "Layer", numbers, where=right, help=LAYER_HELP
         )
-    params.set_params(kind=kind, layer=layer)
     index = spectra.find(kind, layer)
     if index is None:
         st.warning(f"Layer {layer} has no {kind_label(kind)} matrix; pick another layer.")
@@ -148,18 +141,13 @@ def across_layers_section() -> None:
     if not layered:
         st.info("This model has no per-layer matrices.")
         return
-    default = params.get_choice("compare", "mlp_down" if "mlp_down" in layered else layered[0], layered)
     left, right = st.columns([2, 1])
-    kind = left.selectbox(
-        "Matrix type", layered, index=layered.index(default), key="weights_compare", format_func=kind_label
+    kind = PAGE.selectbox(
+        Choice("compare", "mlp_down", layered), "Matrix type", where=left, format_func=kind_label
     )
-    normalise = right.toggle(
-        "Divide by σ₁",
-        value=True,
-        key="weights_normalise",
-        help="Compare shapes of the spectra whatever their scale.",
+    normalise = PAGE.toggle(
+        NORMALISE, "Divide by σ₁", where=right, help="Compare shapes of the spectra whatever their scale."
     )
-    params.set_params(compare=kind)
     st.plotly_chart(
         make_layer_scree_figure(spectra, kind, normalise=normalise), width="stretch", key="weights_layers"
     )

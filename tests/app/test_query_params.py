@@ -80,13 +80,13 @@ NONSENSE: dict[str, tuple[dict[str, str], int, dict, dict]] = {
             "weights_layer": 0,
             "weights_compare": "mlp_down",
         },
-        {"metric": "alpha", "kind": "attn_q", "layer": "0", "compare": "mlp_down"},
+        {"metric": None, "kind": None, "layer": None, "compare": None},
     ),
     "pages/circuits.py": (
         {"layer": "1e9", "head": "-4"},
         3,
         {"circuits_layer": None, "circuits_head": 0},
-        {"layer": [str(n) for n in range(6)], "head": "0"},
+        {"layer": [None, *(str(n) for n in range(6))], "head": [None, "0"]},
     ),
     "pages/gershgorin.py": (
         {"source": "bogus", "discs": "diagonal", "layer": "NaN", "head": "-2"},
@@ -97,7 +97,7 @@ NONSENSE: dict[str, tuple[dict[str, str], int, dict, dict]] = {
             "gershgorin_layer": 0,
             "gershgorin_head": 0,
         },
-        {"source": "attention", "discs": "rows", "layer": "0", "head": "0"},
+        {"source": None, "discs": None, "layer": None, "head": None},
     ),
     "pages/compression.py": (
         {
