@@ -8,7 +8,6 @@ import streamlit as st
 from explorer.analysis import directions as dirs
 from explorer.errors import ExplorerError
 from explorer.figures import directions as figs
-from explorer.ui import params
 from explorer.ui.directions_cache import (
     cached_directions,
     cached_embedding_pca,
@@ -18,6 +17,8 @@ from explorer.ui.directions_cache import (
     cached_umap,
 )
 from explorer.ui.session import require_capture, selection
+from explorer.ui.state import Choice, Flag, Float, Int, PageState, Text
+from explorer.ui.verdicts import direction_verdict
 
 VIEWS = {
     "tokens": "Hidden states of the text",
@@ -27,12 +28,38 @@ VIEWS = {
 PROJECTIONS = {"pca": "PCA", "umap": "UMAP", "animate": "PCA, animated through layers"}
 COLOURS = {"position": "position", "token": "token"}
 DEFAULT_EMBEDDING_WORDS = "\n".join(dirs.load_wordlist("embedding_words"))
+STATE_HELP = (
+    "Hidden state l is what the residual stream holds after l transformer blocks: 0 is the embedding output, "
+    "l the output of block l − 1 (blocks, the layers of the other pages, count from 0)."
+)
 
 
-def _seed(key: str, value) -> None:
-    """Give a widget its starting value (from the link) unless the session already has one."""
-    if key not in st.session_state:
-        st.session_state[key] = value
+def _words_to_link(text: str) -> str:
+    return ",".join(dirs.parse_words(text))
+
+
+def _pairs_to_link(text: str) -> str:
+    return dirs.pairs_to_param(dirs.parse_pairs(text)[0])
+
+
+PAGE = PageState("directions")
+VIEW = Choice("view", "tokens", VIEWS)
+PROJECTION = Choice("proj", "pca", PROJECTIONS, key="projection")
+DIMS = Choice("dims", 2, (2, 3))
+COLOUR = Choice("color", "position", COLOURS)
+NEIGHBORS = Int("nn", 15, 2, 100, key="neighbors")
+MIN_DIST = Float("md", 0.1, 0.0, 0.99, key="min_dist")
+EMBEDDING_WORDS = Text(
+    "ewords",
+    DEFAULT_EMBEDDING_WORDS,
+    from_link=dirs.words_from_param,
+    to_link=_words_to_link,
+    key="embedding_words",
+)
+EMBEDDING_DIMS = Choice("dims", 2, (2, 3), key="embedding_dims")
+EMBEDDING_UNIT = Flag("eunit", True, key="embedding_unit")
+PRESET = Choice("preset", dirs.DEFAULT_PRESET, dirs.PRESETS)
+TEMPLATE = Text("template", dirs.DEFAULT_TEMPLATE, from_link=lambda raw: raw or None)
 
 
 st.title("PCA & semantic directions")
@@ -47,16 +74,12 @@ loaded, cap = require_capture()
 sel = selection()
 n_layers = loaded.card.n_layers
 
-_seed("directions_view", params.get_choice("view", "tokens", VIEWS))
-view = st.radio(
-    "View",
-    list(VIEWS),
-    key="directions_view",
-    format_func=VIEWS.get,
-    horizontal=True,
-    label_visibility="collapsed",
-)
-params.set_params(view=None if view == "tokens" else view)
+# Hidden-state indices run 0..L (the old links called them `layer`; the alias keeps them opening the same view).
+STATE = Int("state", n_layers // 2, 0, n_layers, aliases=("layer",))
+WORD_STATE = Int("dstate", n_layers // 2, 0, n_layers, aliases=("dlayer",), key="word_state")
+SKIP_FIRST = Flag("skip0", loaded.causal, key="skip_first")
+
+view = PAGE.radio(VIEW, "View", format_func=VIEWS.get, horizontal=True, label_visibility="collapsed")
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -65,48 +88,32 @@ params.set_params(view=None if view == "tokens" else view)
 
 @st.fragment
 def hidden_state_view() -> None:
-    default_layer = n_layers // 2
-    _seed("directions_layer", params.get_int("layer", default_layer, 0, n_layers))
-    _seed("directions_projection", params.get_choice("proj", "pca", PROJECTIONS))
-    _seed("directions_dims", int(params.get_choice("dims", "2", ["2", "3"])))
-    _seed("directions_color", params.get_choice("color", "position", COLOURS))
-    _seed(
-        "directions_skip_first", params.get_choice("skip0", "1" if loaded.causal else "0", ["0", "1"]) == "1"
-    )
-    _seed("directions_neighbors", params.get_int("nn", 15, 2, 100))
-    _seed("directions_min_dist", params.get_float("md", 0.1, 0.0, 0.99))
-
     cols = st.columns([3, 1.3, 1.7, 1.6])
-    projection = cols[0].radio(
-        "Projection",
-        list(PROJECTIONS),
-        key="directions_projection",
-        format_func=PROJECTIONS.get,
-        horizontal=True,
+    projection = PAGE.radio(
+        PROJECTION, "Projection", where=cols[0], format_func=PROJECTIONS.get, horizontal=True
     )
-    dims = cols[1].radio(
+    dims = PAGE.radio(
+        DIMS,
         "Axes",
-        [2, 3],
-        key="directions_dims",
+        where=cols[1],
         format_func=lambda d: f"{d}-D",
         horizontal=True,
         disabled=projection == "animate",
     )
-    color_by = cols[2].radio("Colour by", list(COLOURS), key="directions_color", horizontal=True)
-    skip_first = cols[3].checkbox(
+    color_by = PAGE.radio(COLOUR, "Colour by", where=cols[2], horizontal=True)
+    skip_first = PAGE.checkbox(
+        SKIP_FIRST,
         "Leave out token 0",
-        key="directions_skip_first",
+        where=cols[3],
         help="In causal models the first token's hidden state often has a huge norm (SmolLM2: over 100 times "
         "the others in its middle layers; it serves as an attention sink) and takes the first principal "
         "component on its own. Leaving it out shows the geometry of the rest.",
     )
-    layer = st.slider(
-        "Layer (0 = embedding output)",
-        0,
-        n_layers,
-        key="directions_layer",
+    layer = PAGE.slider(
+        STATE,
+        "Hidden state (0 = embedding output, l = after block l − 1)",
         disabled=projection == "animate",
-        help="Hidden state after this many transformer blocks.",
+        help=STATE_HELP,
     )
     if loaded.causal:
         st.caption(
@@ -132,17 +139,12 @@ def hidden_state_view() -> None:
                 f"the variance; {int((ratio.cumsum() < 0.9).sum()) + 1} components reach 90 %."
             )
         elif projection == "umap":
-            n_neighbors = st.slider(
+            n_neighbors = PAGE.slider(
+                NEIGHBORS,
                 "UMAP n_neighbors",
-                2,
-                100,
-                key="directions_neighbors",
                 help="Size of the neighbourhood UMAP preserves; kept below the number of tokens.",
             )
-            min_dist = st.slider("UMAP min_dist", 0.0, 0.99, step=0.01, key="directions_min_dist")
-            params.set_params(
-                nn=None if n_neighbors == 15 else n_neighbors, md=None if min_dist == 0.1 else min_dist
-            )
+            min_dist = PAGE.slider(MIN_DIST, "UMAP min_dist", step=0.01)
             with st.spinner("Running UMAP (the first run loads umap-learn, about ten seconds)…"):
                 result = cached_umap(*args, layer, n_neighbors, min_dist, dims, skip_first)
             for message in result.messages:
@@ -176,13 +178,6 @@ def hidden_state_view() -> None:
             )
     except ExplorerError as err:
         st.warning(str(err), icon=":material/warning:")
-    params.set_params(
-        layer=None if layer == default_layer else layer,
-        proj=None if projection == "pca" else projection,
-        dims=None if dims == 2 else dims,
-        color=None if color_by == "position" else color_by,
-        skip0=None if skip_first == loaded.causal else int(skip_first),
-    )
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -191,35 +186,22 @@ def hidden_state_view() -> None:
 
 @st.fragment
 def embedding_view() -> None:
-    _seed(
-        "directions_embedding_words",
-        dirs.words_from_param(st.query_params.get("ewords")) or DEFAULT_EMBEDDING_WORDS,
-    )
-    _seed("directions_embedding_dims", int(params.get_choice("dims", "2", ["2", "3"])))
-    _seed("directions_embedding_unit", params.get_choice("eunit", "1", ["0", "1"]) == "1")
     left, right = st.columns([1, 3])
     with left:
-        text = st.text_area(
+        text = PAGE.text_area(
+            EMBEDDING_WORDS,
             "Words (one a line)",
-            key="directions_embedding_words",
             height=360,
             help="Each word's vector is its input-embedding row (averaged over its sub-tokens).",
         )
-        dims = st.radio(
-            "Axes", [2, 3], key="directions_embedding_dims", format_func=lambda d: f"{d}-D", horizontal=True
-        )
-        unit = st.checkbox(
+        dims = PAGE.radio(EMBEDDING_DIMS, "Axes", format_func=lambda d: f"{d}-D", horizontal=True)
+        unit = PAGE.checkbox(
+            EMBEDDING_UNIT,
             "Unit-length rows",
-            key="directions_embedding_unit",
             help="Scale every row to length 1 before PCA, so directions count and not lengths: otherwise a few "
             "long rows (often rare or very frequent tokens) take the first components.",
         )
     words = dirs.parse_words(text)
-    params.set_params(
-        ewords=None if text.strip() == DEFAULT_EMBEDDING_WORDS else ",".join(words),
-        dims=None if dims == 2 else dims,
-        eunit=None if unit else 0,
-    )
     with right:
         try:
             with st.spinner("Embedding the words…"):
@@ -257,72 +239,63 @@ def _load_preset() -> None:
 @st.fragment
 def directions_view() -> None:
     methods = [m for m in dirs.METHODS if not (m == "sentence" and loaded.causal)]
-    preset = params.get_choice("preset", dirs.DEFAULT_PRESET, dirs.PRESETS)
-    _seed("directions_preset", preset)
-    _seed(
-        "directions_pairs",
-        dirs.pairs_from_param(st.query_params.get("pairs")) or dirs.preset_pairs_text(preset),
+    preset = PAGE.bind(PRESET)
+    pairs_setting = Text(
+        "pairs",
+        dirs.preset_pairs_text(preset),
+        from_link=dirs.pairs_from_param,
+        to_link=_pairs_to_link,
     )
-    _seed(
-        "directions_targets",
-        dirs.words_from_param(st.query_params.get("words")) or dirs.preset_targets_text(preset),
+    targets_setting = Text(
+        "words",
+        dirs.preset_targets_text(preset),
+        from_link=dirs.words_from_param,
+        to_link=_words_to_link,
+        key="targets",
     )
-    _seed("directions_method", params.get_choice("method", dirs.DEFAULT_METHOD, methods))
-    _seed("directions_word_layer", params.get_int("dlayer", n_layers // 2, 0, n_layers))
-    _seed("directions_template", st.query_params.get("template") or dirs.DEFAULT_TEMPLATE)
 
     cols = st.columns([2, 3])
-    cols[0].selectbox(
+    PAGE.selectbox(
+        PRESET,
         "Preset",
-        list(dirs.PRESETS),
-        key="directions_preset",
+        where=cols[0],
         format_func=dirs.PRESETS.get,
         on_change=_load_preset,
         help="Loads its word pairs and target words into the boxes below (you can edit them).",
     )
-    method = cols[1].radio(
+    method = PAGE.radio(
+        Choice("method", dirs.DEFAULT_METHOD, methods),
         "Embed each word by",
-        methods,
-        key="directions_method",
+        where=cols[1],
         format_func=dirs.METHOD_LABELS.get,
         horizontal=True,
     )
     tcols = st.columns([2, 3])
-    layer = tcols[0].slider(
-        "Layer for contextual states",
-        0,
-        n_layers,
-        key="directions_word_layer",
+    layer = PAGE.slider(
+        WORD_STATE,
+        "Hidden state for contextual vectors",
+        where=tcols[0],
         disabled=method != "contextual",
-        help="0 = embedding output. Used by the contextual method; the layer curve below shows every layer.",
+        help=STATE_HELP + " Used by the contextual method; the curve below shows every hidden state.",
     )
-    template = tcols[1].text_input(
+    template = PAGE.text_input(
+        TEMPLATE,
         "Template sentence ({} = the word)",
-        key="directions_template",
+        where=tcols[1],
         help="Contextual states are read at the word's tokens inside this sentence (also for the layer curve).",
     )
     left, right = st.columns(2)
-    pairs_text = left.text_area(
+    pairs_text = PAGE.text_area(
+        pairs_setting,
         "Word pairs (one a line: first second)",
-        key="directions_pairs",
+        where=left,
         height=220,
         help="e.g. 'he she'. Positive bias scores lean towards the first words.",
     )
-    targets_text = right.text_area("Words to score (one a line)", key="directions_targets", height=220)
+    targets_text = PAGE.text_area(targets_setting, "Words to score (one a line)", where=right, height=220)
 
     pairs, bad = dirs.parse_pairs(pairs_text)
     targets = dirs.parse_words(targets_text)
-    preset_now = st.session_state.directions_preset
-    params.set_params(
-        preset=None if preset_now == dirs.DEFAULT_PRESET else preset_now,
-        pairs=None
-        if pairs_text.strip() == dirs.preset_pairs_text(preset_now)
-        else dirs.pairs_to_param(pairs),
-        words=None if targets_text.strip() == dirs.preset_targets_text(preset_now) else ",".join(targets),
-        method=None if method == dirs.DEFAULT_METHOD else method,
-        dlayer=None if layer == n_layers // 2 else layer,
-        template=None if template.strip() == dirs.DEFAULT_TEMPLATE else template,
-    )
     if bad:
         st.warning(
             "Not read as pairs (write two words a line, e.g. 'king queen'): " + "; ".join(bad[:8]),
@@ -345,34 +318,28 @@ def directions_view() -> None:
         st.warning(message, icon=":material/warning:")
 
     control = result.control
-    share, mean, std = result.direction.explained, float(control.mean), float(control.std)
-    z = (share - mean) / std if std > 0 else float("inf")
+    verdict = direction_verdict(result)
     m = st.columns(4)
     m[0].metric(
         "Share of PC1",
-        f"{100 * share:.1f} %",
+        f"{100 * verdict.share:.1f} %",
         help="How one-dimensional the concept is: variance of the pair differences along the direction, "
         "over their total variance.",
     )
     m[1].metric(
         f"Random pairs ({control.shares.size} draws)",
-        f"{100 * mean:.1f} ± {100 * std:.1f} %",
+        f"{100 * verdict.control_mean:.1f} ± {100 * verdict.control_std:.1f} %",
         help=f"The same number of pairs ({control.n_pairs}) drawn at random from a shipped vocabulary of "
         f"neutral words (seed {control.seed}); mean ± standard deviation.",
     )
     m[2].metric(
         "Ratio to random",
-        f"{share / mean:.1f}×" if mean > 0 else "–",
-        help=f"The real share is {z:.1f} standard deviations above the random-pair mean.",
+        "–" if verdict.ratio is None else f"{verdict.ratio:.1f}×",
+        help=f"The real share is {verdict.z:.1f} standard deviations above the random-pair mean.",
     )
     m[3].metric("Pairs used", len(result.pairs))
-    verdict = (
-        f"clearly one-dimensional here: {z:.0f} standard deviations above random pairs"
-        if z > 3
-        else "not clearly above random pairs: these pairs share no single direction here"
-    )
-    where = f", layer {result.layer}" if result.layer is not None else ""
-    st.caption(f"The concept is {verdict} ({dirs.METHOD_LABELS[method].lower()}{where}).")
+    where = f", hidden state {result.layer}" if result.layer is not None else ""
+    st.caption(f"The concept is {verdict.sentence} ({dirs.METHOD_LABELS[method].lower()}{where}).")
 
     a, b = result.pairs[0]
     c1, c2 = st.columns(2)

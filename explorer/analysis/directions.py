@@ -730,6 +730,12 @@ class Control:
         """Sample standard deviation over draws (ddof = 1)."""
         return self.shares.std(-1, ddof=1) if self.shares.shape[-1] > 1 else np.zeros_like(self.mean)
 
+    def z_score(self, share):
+        """How many standard deviations ``share`` lies above the random-pair mean; +inf (or -inf, or NaN for a
+        share equal to the mean) when the draws do not vary."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (np.asarray(share, dtype=np.float64) - self.mean) / self.std
+
 
 def random_pair_indices(n_words: int, n_pairs: int, n_draws: int, seed: int = CONTROL_SEED) -> np.ndarray:
     """(draw, pair, 2) indices of distinct words (no word twice within a draw), from a fixed seed."""

@@ -92,6 +92,12 @@ def _pc_titles(result: PCAResult, n: int) -> list[str]:
     return [f"PC{i + 1} ({100 * result.explained_variance_ratio[i]:.1f} % of variance)" for i in range(n)]
 
 
+def hidden_state_name(index: int) -> str:
+    """Hidden state ``index`` (0..L) in words: 0 is the embedding output, l the output of block l - 1 (layers
+    are 0-based block indices everywhere in the app)."""
+    return "embedding output" if index == 0 else f"after block {index - 1}"
+
+
 def make_pca_scatter_figure(
     result: PCAResult,
     labels: list[str],
@@ -103,7 +109,7 @@ def make_pca_scatter_figure(
 ) -> go.Figure:
     """PCA scatter (2-D or 3-D) of a PCAResult; axis titles carry each component's share of variance."""
     dims = min(dims, result.coords.shape[1])
-    where = "embedding output" if result.layer == 0 else f"after layer {result.layer}"
+    where = hidden_state_name(result.layer) if result.layer is not None else ""
     default = (
         f"Hidden states {where}: first {dims} principal components"
         if result.layer is not None
@@ -123,7 +129,7 @@ def make_pca_scatter_figure(
 def make_umap_figure(
     coords: np.ndarray, labels: list[str], points: list[int], *, layer: int, n_neighbors: int, color_by: str
 ) -> go.Figure:
-    where = "embedding output" if layer == 0 else f"after layer {layer}"
+    where = hidden_state_name(layer)
     return make_projection_figure(
         coords,
         labels,
@@ -204,7 +210,7 @@ def make_layer_animation_figure(
         return dict(
             xaxis=dict(range=[-lim, lim], title=f"PC1 ({r[0]:.1f} % of variance)"),
             yaxis=dict(range=[-lim, lim], title=f"PC2 ({r[1]:.1f} % of variance)"),
-            title=f"Layer {layer}: each layer's own first two principal components",
+            title=f"Hidden state {layer} ({hidden_state_name(layer)}): its own first two principal components",
         )
 
     frames = [go.Frame(data=[scatter(i)], name=str(i), layout=frame_layout(i)) for i in range(n_layers)]
@@ -247,7 +253,9 @@ def make_layer_animation_figure(
                 ],
             )
         ],
-        sliders=[dict(active=0, steps=steps, x=0.15, len=0.85, y=-0.06, currentvalue=dict(prefix="layer "))],
+        sliders=[
+            dict(active=0, steps=steps, x=0.15, len=0.85, y=-0.06, currentvalue=dict(prefix="hidden state "))
+        ],
     )
     return fig
 
@@ -385,7 +393,7 @@ def make_direction_by_layer_figure(profile: LayerProfile, *, chosen_layer: int |
                 mode="lines",
                 line=dict(color=_CONTROL, dash="dash"),
                 name="random pairs (mean)",
-                hovertemplate="layer %{x}: %{y:.1f} %<extra>random</extra>",
+                hovertemplate="hidden state %{x}: %{y:.1f} %<extra>random</extra>",
             ),
             go.Scatter(
                 x=layers,
@@ -393,7 +401,7 @@ def make_direction_by_layer_figure(profile: LayerProfile, *, chosen_layer: int |
                 mode="lines+markers",
                 line=dict(color=_FIRST, width=3),
                 name=f"{len(profile.pairs)} word pairs",
-                hovertemplate="layer %{x}: %{y:.1f} %<extra>pairs</extra>",
+                hovertemplate="hidden state %{x}: %{y:.1f} %<extra>pairs</extra>",
             ),
         ]
     )
@@ -401,7 +409,7 @@ def make_direction_by_layer_figure(profile: LayerProfile, *, chosen_layer: int |
         fig.add_vline(x=chosen_layer, line=dict(color="#495057", dash="dot"))
     fig.update_layout(
         title="Where the concept emerges, layer by layer",
-        xaxis_title="layer (0 = embedding output; word read in the template sentence)",
+        xaxis_title="hidden state (0 = embedding output, l = after block l − 1; word read in the template)",
         yaxis_title="share of variance of PC1 (%)",
         yaxis_rangemode="tozero",
         legend=dict(orientation="h", y=-0.25, yanchor="top", x=0, xanchor="left"),

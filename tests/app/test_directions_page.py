@@ -30,18 +30,19 @@ def test_hidden_state_view_defaults():
     titles = _chart_titles(at)
     assert any("principal components" in t for t in titles)
     assert any("Explained variance" in t for t in titles)
-    assert at.slider(key="directions_layer").value == 1  # the middle of 2 layers
+    assert at.slider(key="directions_state").value == 1  # the middle of 2 layers
 
 
 def test_layer_and_options_from_the_link_and_back():
     at = run_page(PAGE, model="tiny-llama", layer=2, dims=3, color="token", skip0=0)
     assert not at.exception
-    assert at.slider(key="directions_layer").value == 2
+    assert at.slider(key="directions_state").value == 2
     spec = plotly_specs(at)[0]
     assert spec["data"][0]["type"] == "scatter3d"
-    assert "after layer 2" in spec["layout"]["title"]["text"]
-    at.slider(key="directions_layer").set_value(0).run()
-    assert at.query_params["layer"] == ["0"] or at.query_params["layer"] == "0"
+    assert "after block 1" in spec["layout"]["title"]["text"]  # hidden state 2: the output of block 1
+    assert "layer" not in at.query_params  # the old name became `state`
+    at.slider(key="directions_state").set_value(0).run()
+    assert at.query_params["state"] == "0"
     assert "embedding output" in _chart_titles(at)[0]
 
 
@@ -51,7 +52,7 @@ def test_nonsense_params_fall_back():
     )
     assert not at.exception and not at.error
     assert at.radio(key="directions_view").value == "tokens"
-    assert at.slider(key="directions_layer").value == 1
+    assert at.slider(key="directions_state").value == 1
 
 
 def test_umap_and_animation():

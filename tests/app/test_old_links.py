@@ -97,13 +97,14 @@ OLD_LINKS: list[tuple[str, str, dict]] = [
         "model=tiny-llama&source=matrix&matrix=2 1\n1 -3",
         {"gershgorin_source": "matrix", "gershgorin_matrix": "2 1\n1 -3"},
     ),
-    # PCA & directions: here `layer` was the hidden-state index 0..L (0 = the embedding output).
+    # PCA & directions: here `layer` (now `state`) and `dlayer` (now `dstate`) were hidden-state indices 0..L
+    # (0 = the embedding output); the widgets are directions_state and directions_word_state now.
     (
         "pages/directions.py",
         "model=tiny-llama&layer=2&dims=3&color=token&skip0=0",
         {
             "directions_view": "tokens",
-            "directions_layer": 2,
+            "directions_state": 2,
             "directions_dims": 3,
             "directions_color": "token",
             "directions_skip_first": False,
@@ -113,7 +114,7 @@ OLD_LINKS: list[tuple[str, str, dict]] = [
         "pages/directions.py",
         "model=tiny-gpt2&layer=0&proj=umap&nn=5&md=0.3",
         {
-            "directions_layer": 0,
+            "directions_state": 0,
             "directions_projection": "umap",
             "directions_neighbors": 5,
             "directions_min_dist": 0.3,
@@ -145,7 +146,7 @@ OLD_LINKS: list[tuple[str, str, dict]] = [
         {
             "directions_preset": "sentiment",
             "directions_method": "contextual",
-            "directions_word_layer": 2,
+            "directions_word_state": 2,
             "directions_template": "I like {} a lot.",
         },
     ),

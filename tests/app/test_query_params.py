@@ -61,7 +61,7 @@ NONSENSE: dict[str, tuple[dict[str, str], int, dict, dict]] = {
         2,
         {
             "directions_view": "tokens",
-            "directions_layer": 0,
+            "directions_state": 0,
             "directions_projection": "pca",
             "directions_dims": 2,
             "directions_color": "position",
@@ -69,7 +69,7 @@ NONSENSE: dict[str, tuple[dict[str, str], int, dict, dict]] = {
             "directions_neighbors": 15,
             "directions_min_dist": 0.1,
         },
-        {"layer": "0", "view": None},
+        {"layer": None, "state": "0", "view": None},
     ),
     "pages/weights.py": (
         {"metric": "nope", "kind": "no_such_kind", "compare": "-1"},

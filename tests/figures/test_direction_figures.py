@@ -38,7 +38,7 @@ def test_pca_scatter_2d_and_3d(hidden):
     many = dirs.pca(np.random.default_rng(1).normal(size=(50, 8)), 2)
     assert figs.make_pca_scatter_figure(many, [f"{i}:t" for i in range(50)]).data[0].mode == "markers"
     assert "PC1" in fig.layout.xaxis.title.text and "%" in fig.layout.xaxis.title.text
-    assert "after layer 1" in fig.layout.title.text
+    assert "after block 0" in fig.layout.title.text  # hidden state 1: the output of block 0
     fig3 = figs.make_pca_scatter_figure(result, LABELS, dims=3)
     assert fig3.data[0].type == "scatter3d"
     np.testing.assert_allclose(fig3.data[0].z, result.coords[:, 2])
@@ -124,4 +124,4 @@ def test_direction_by_layer_line_and_band():
     np.testing.assert_allclose(mean.y, 100 * profile.control.mean)
     assert len(band.x) == 2 * 5 and band.fill == "toself"
     assert any(shape.x0 == 2 for shape in fig.layout.shapes)
-    assert "layer" in fig.layout.xaxis.title.text
+    assert "hidden state" in fig.layout.xaxis.title.text

@@ -383,3 +383,12 @@ def test_unknown_words_are_reported_and_left_out():
         dirs.combine_directions([("he", "she"), ("zz", "yy")], [], chosen)
     with pytest.raises(InputError, match="does not exist"):
         dirs.combine_directions(pairs, [], ctx, layer=7)
+
+
+def test_control_z_score_against_numpy():
+    shares = np.array([0.2, 0.25, 0.3, 0.22, 0.28])
+    control = dirs.Control(shares, n_pairs=4, seed=0)
+    expected = (0.6 - shares.mean()) / np.std(shares, ddof=1)
+    assert float(control.z_score(0.6)) == pytest.approx(expected, rel=1e-12)  # a few flops: eps-level
+    flat = dirs.Control(np.full(3, 0.25), n_pairs=4, seed=0)  # exact in binary: std is exactly 0
+    assert float(flat.z_score(0.5)) == np.inf and np.isnan(flat.z_score(0.25))
