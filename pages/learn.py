@@ -11,10 +11,10 @@ import streamlit as st
 
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
-from explorer.ui import params
 from explorer.ui.cache import cached_capture, cached_model
 from explorer.ui.navigation import PAGES
 from explorer.ui.session import require_capture, require_model, selection
+from explorer.ui.state import LAYER_HELP, Choice, Float, Int, PageState, drop_from_link, head_picker
 
 WALKTHROUGHS = {
     "matrix2x2": "1 · A 2×2 matrix",
@@ -41,49 +41,7 @@ TEMPERATURE_MAX_TOKENS = 96
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _fmt(value) -> str:
-    return f"{value:.10g}" if isinstance(value, float) else str(value)
-
-
-def _seed(key: str, value) -> None:
-    """First sight of a widget in this session: take its value from the link."""
-    if key not in st.session_state:
-        st.session_state[key] = value
-
-
-def float_slider(
-    label: str, name: str, default: float, low: float, high: float, step: float, *, prefix: str, **kw
-):
-    """A float slider whose value lives in the query param ``name`` (nonsense or out-of-range falls back/clamps)."""
-    key = f"learn_{prefix}_{name}"
-    _seed(key, params.get_float(name, default, low, high))
-    st.session_state[key] = min(max(float(st.session_state[key]), low), high)  # ranges can move (GD's eta)
-    value = st.slider(label, low, high, step=step, key=key, **kw)
-    params.set_params(**{name: _fmt(value)})
-    return value
-
-
-def int_slider(label: str, name: str, default: int, low: int, high: int, *, prefix: str, **kw) -> int:
-    key = f"learn_{prefix}_{name}"
-    _seed(key, params.get_int(name, default, low, high))
-    st.session_state[key] = int(min(max(int(st.session_state[key]), low), high))
-    if low == high:  # a slider needs a range; nothing to choose
-        st.caption(f"{label}: {low}")
-        value = low
-    else:
-        value = st.slider(label, low, high, key=key, **kw)
-    params.set_params(**{name: value})
-    return value
-
-
-def choice(label: str, name: str, options: dict[str, str], default: str, *, prefix: str, **kw) -> str:
-    key = f"learn_{prefix}_{name}"
-    _seed(key, params.get_choice(name, default, list(options)))
-    if st.session_state[key] not in options:
-        st.session_state[key] = default
-    value = st.segmented_control(label, list(options), format_func=options.get, key=key, required=True, **kw)
-    params.set_params(**{name: value})
-    return value
+PAGE = PageState("learn")
 
 
 def link(stems: list[str], text: str) -> None:
@@ -103,12 +61,8 @@ def intro(text: str, formulas: list[str], tries: list[str]) -> None:
 
 
 def head_pickers(prefix: str, n_layers: int, n_heads: int) -> tuple[int, int]:
-    c1, c2 = st.columns(2)
-    with c1:
-        layer = int_slider("Layer", "layer", 0, 0, n_layers - 1, prefix=prefix)
-    with c2:
-        head = int_slider("Head", "head", 0, 0, n_heads - 1, prefix=prefix)
-    return layer, head
+    """The walkthroughs on a head share one choice of head (link params layer, head)."""
+    return head_picker(PAGE, n_layers, n_heads, shared="learn", prefix=f"{prefix}_")
 
 
 def causal_note(model_id: str) -> None:
@@ -205,7 +159,9 @@ def walkthrough_matrix2x2() -> None:
             cols = st.columns(2)
             for col, name in zip(cols, row, strict=True):
                 with col:
-                    values[name] = float_slider(name, name, defaults[name], -3.0, 3.0, 0.05, prefix="m")
+                    values[name] = PAGE.slider(
+                        Float(name, defaults[name], -3.0, 3.0, key=f"m_{name}"), name, step=0.05
+                    )
         M = [[values["a"], values["b"]], [values["c"], values["d"]]]
         st.latex(
             rf"M = \begin{{pmatrix}} {M[0][0]:.4g} & {M[0][1]:.4g} \\ {M[1][0]:.4g} & {M[1][1]:.4g} \end{{pmatrix}}"
@@ -280,24 +236,17 @@ def walkthrough_power() -> None:
             ],
         )
     with right:
-        source = choice(
-            "Matrix",
-            "matrix",
-            {"example": "Example", "head": "Head Aᵀ", "head_sym": "Head (A+Aᵀ)/2"},
-            "example",
-            prefix="power",
+        matrices = {"example": "Example", "head": "Head Aᵀ", "head_sym": "Head (A+Aᵀ)/2"}
+        source = PAGE.segmented_control(
+            Choice("matrix", "example", matrices, key="power_matrix"), "Matrix", format_func=matrices.get
         )
         labels = None
         model_id = None
         if source == "example":
-            ratio = float_slider(
+            ratio = PAGE.slider(
+                Float("ratio", 0.8, 0.05, 0.99, key="power_ratio"),
                 "|λ₂ / λ₁|",
-                "ratio",
-                0.8,
-                0.05,
-                0.99,
-                0.01,
-                prefix="power",
+                step=0.01,
                 help="40×40, eigenvalues 1, ratio, rest smaller.",
             )
         else:
@@ -313,7 +262,7 @@ def walkthrough_power() -> None:
             else:
                 layer, head = head_pickers("power", loaded.card.n_layers, loaded.card.n_heads)
                 labels = cap.labels()
-        step = int_slider("Power-iteration step k", "step", 25, 0, POWER_MAX_STEPS, prefix="power")
+        step = PAGE.slider(Int("step", 25, 0, POWER_MAX_STEPS, key="power_step"), "Power-iteration step k")
 
     sel = selection()
     if source == "example":
@@ -370,7 +319,9 @@ def walkthrough_power() -> None:
         st.caption(
             "Lanczos needs a symmetric matrix, so it runs on the head's symmetric part S = (A + Aᵀ)/2."
         )
-    lsteps = int_slider("Lanczos steps m", "lsteps", min(10, run.steps), 1, run.steps, prefix="power")
+    lsteps = PAGE.slider(
+        Int("lsteps", min(10, run.steps), 1, run.steps, key="power_lsteps"), "Lanczos steps m"
+    )
     st.plotly_chart(figures.make_lanczos_figure(run, steps=lsteps), width="stretch", key="learn_lanczos")
     top = run.ritz[lsteps - 1, lsteps - 1]
     st.caption(
@@ -416,15 +367,15 @@ def walkthrough_gd() -> None:
     with right:
         c1, c2 = st.columns(2)
         with c1:
-            l1 = float_slider("Curvature λ₁", "l1", 4.0, 0.1, 10.0, 0.1, prefix="gd")
+            l1 = PAGE.slider(Float("l1", 4.0, 0.1, 10.0, key="gd_l1"), "Curvature λ₁", step=0.1)
         with c2:
-            l2 = float_slider("Curvature λ₂", "l2", 0.5, 0.1, 10.0, 0.1, prefix="gd")
+            l2 = PAGE.slider(Float("l2", 0.5, 0.1, 10.0, key="gd_l2"), "Curvature λ₂", step=0.1)
         lam_max, lam_min = max(l1, l2), min(l1, l2)
         eta_max, eta_opt = 2 / lam_max, 2 / (lam_max + lam_min)
         high = round(1.25 * eta_max, 4)
         step = round(high / 250, 5)
-        eta = float_slider(
-            "Step size η", "eta", min(0.3, eta_opt), step, high, step, prefix="gd", format="%.4f"
+        eta = PAGE.slider(
+            Float("eta", min(0.3, eta_opt), step, high, key="gd_eta"), "Step size η", step=step, format="%.4f"
         )
         b1, b2 = st.columns(2)
         b1.button("Optimal step", on_click=_set_eta, args=(eta_opt,), key="learn_gd_opt", width="stretch")
@@ -496,15 +447,12 @@ def walkthrough_temperature() -> None:
             return
         layer, head = head_pickers("temp", loaded.card.n_layers, loaded.card.n_heads)
         taus = teaching.default_taus()
-        key = "learn_temp_tau"
-        requested = params.get_float("tau", 1.0, float(taus[0]), float(taus[-1]))
-        _seed(key, float(taus[np.argmin(np.abs(np.log(taus) - np.log(requested)))]))
-        if st.session_state[key] not in list(taus):
-            st.session_state[key] = float(taus[np.argmin(np.abs(taus - st.session_state[key]))])
-        tau = st.select_slider(
-            "Temperature τ", [float(t) for t in taus], key=key, format_func=lambda t: f"{t:.3g}"
+        setting = Float("tau", 1.0, float(taus[0]), float(taus[-1]), key="temp_tau", digits=3)
+        requested = PAGE.bind(setting)
+        PAGE.set(setting, float(taus[np.argmin(np.abs(np.log(taus) - np.log(requested)))]))  # nearest in log
+        tau = PAGE.select_slider(
+            setting, "Temperature τ", [float(t) for t in taus], format_func=lambda t: f"{t:.3g}"
         )
-        params.set_params(tau=f"{tau:.3g}")
 
     sel = selection()
     with st.spinner("Computing eigenvalues at 25 temperatures…"):
@@ -571,9 +519,9 @@ def walkthrough_nonnormal() -> None:
             ],
         )
     with right:
-        n = int_slider("Size n", "n", 6, 2, 12, prefix="nn")
-        rho = float_slider("Spectral radius ρ", "rho", 0.95, 0.5, 1.1, 0.01, prefix="nn")
-        s = float_slider("Coupling (superdiagonal of T)", "s", 1.0, 0.0, 3.0, 0.05, prefix="nn")
+        n = PAGE.slider(Int("n", 6, 2, 12, key="nn_n"), "Size n")
+        rho = PAGE.slider(Float("rho", 0.95, 0.5, 1.1, key="nn_rho"), "Spectral radius ρ", step=0.01)
+        s = PAGE.slider(Float("s", 1.0, 0.0, 3.0, key="nn_s"), "Coupling (superdiagonal of T)", step=0.05)
         st.caption(
             "J = Q T Qᵀ: T has diagonal ρ, …, 0.6ρ (distinct, so J is diagonalizable) and the coupling just "
             "above it; Q is a fixed random rotation so J looks dense."
@@ -620,23 +568,21 @@ def walkthrough_svd() -> None:
             ],
         )
     with right:
-        source = choice(
-            "Matrix",
-            "source",
-            {"image": "Picture", "weight": "Weight of the loaded model"},
-            "image",
-            prefix="svd",
+        sources = {"image": "Picture", "weight": "Weight of the loaded model"}
+        source = PAGE.segmented_control(
+            Choice("source", "image", sources, key="svd_source"), "Matrix", format_func=sources.get
         )
         name = "a 72×96 picture"
         if source == "weight":
             loaded = require_model()
-            layer = int_slider("Layer", "layer", 0, 0, loaded.card.n_layers - 1, prefix="svd")
-            kind_key = "learn_svd_kind"
-            _seed(kind_key, params.get_choice("kind", "attn_q", teaching.WEIGHT_KINDS))
-            kind = st.selectbox(
+            layer = PAGE.slider(
+                Int("layer", 0, 0, loaded.card.n_layers - 1, key="svd_layer", shared="learn_layer"),
+                "Layer",
+                help=LAYER_HELP,
+            )
+            kind = PAGE.selectbox(
+                Choice("kind", "attn_q", teaching.WEIGHT_KINDS, key="svd_kind"),
                 "Weight",
-                teaching.WEIGHT_KINDS,
-                key=kind_key,
                 format_func={
                     "attn_q": "query W_Q",
                     "attn_k": "key W_K",
@@ -644,7 +590,6 @@ def walkthrough_svd() -> None:
                     "attn_o": "output W_O",
                 }.get,
             )
-            params.set_params(kind=kind)
             sel = selection()
             try:
                 with st.spinner("Computing the SVD…"):
@@ -658,7 +603,7 @@ def walkthrough_svd() -> None:
         else:
             factors = teaching.svd_factors(teaching.image_matrix())
         default_k = 4 if source == "image" else max(1, factors.rank_max // 8)
-        k = int_slider("Rank k", "k", default_k, 0, factors.rank_max, prefix="svd")
+        k = PAGE.slider(Int("k", default_k, 0, factors.rank_max, key="svd_k"), "Rank k")
     res = teaching.best_rank_k(factors, k)
     m, n_cols = res.matrix.shape
     st.markdown(f"**{name}**, shape {m}×{n_cols}, rank ≤ {factors.rank_max}.")
@@ -704,17 +649,13 @@ st.caption(
     "Six short walkthroughs. Each explains one idea, lets you play with it, and points to the page where the "
     "same idea shows up on the loaded model. Every setting is in the address bar: copy it to share this exact view."
 )
-_seed("learn_walkthrough", params.get_choice("walkthrough", "matrix2x2", list(WALKTHROUGHS)))
-current = st.segmented_control(
+current = PAGE.segmented_control(
+    Choice("walkthrough", "matrix2x2", WALKTHROUGHS),
     "Walkthrough",
-    list(WALKTHROUGHS),
     format_func=WALKTHROUGHS.get,
-    key="learn_walkthrough",
-    required=True,
     label_visibility="collapsed",
-) or params.get_choice("walkthrough", "matrix2x2", list(WALKTHROUGHS))
-params.set_params(walkthrough=current)
+)
 stale = {name for owner, names in PARAMS.items() if owner != current for name in names} - set(PARAMS[current])
-params.set_params(**dict.fromkeys(stale))
+drop_from_link(*stale)
 st.subheader(WALKTHROUGHS[current].split("· ", 1)[1])
 RENDER[current]()

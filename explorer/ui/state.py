@@ -105,6 +105,7 @@ class _Int(Setting):
 class _Float(Setting):
     low: float
     high: float
+    digits: int = 10
 
     def parse(self, raw: str) -> float | None:
         try:
@@ -118,7 +119,7 @@ class _Float(Setting):
         return float(_clamp(float(value), self.low, self.high))
 
     def format(self, value: Any) -> str:
-        return f"{float(value):.10g}"
+        return f"{float(value):.{self.digits}g}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,6 +170,7 @@ def Int(param: str, default: int, low: int, high: int, **kw) -> Setting:  # noqa
 
 
 def Float(param: str, default: float, low: float, high: float, **kw) -> Setting:  # noqa: N802
+    """A float in [low, high]; ``digits=``: significant digits in the link (10 unless said)."""
     return _Float(param=param, default=float(_clamp(default, low, high)), low=low, high=high, **kw)
 
 
@@ -372,11 +374,15 @@ def head_picker(
     default: tuple[int, int] = (0, 0),
     shared: str | None = None,
     widget: str = "slider",
+    prefix: str = "",
 ) -> tuple[int, int]:
     """Layer (a block index 0..L-1, the same on every page) and head (0..H-1), side by side; link params
     ``layer`` and ``head``. ``shared``: pages with the same name follow each other's choice in a session.
-    ``widget``: "slider" or "number" (number inputs, for pages where a chart click also picks the head)."""
-    layer_setting, head_setting = head_settings(n_layers, n_heads, default=default, shared=shared)
+    ``widget``: "slider" or "number" (number inputs, for pages where a chart click also picks the head).
+    ``prefix``: put before the widget keys' ``layer`` and ``head`` (a page with several pickers)."""
+    layer_setting, head_setting = head_settings(
+        n_layers, n_heads, default=default, shared=shared, prefix=prefix
+    )
     left, right = st.columns(2)
     if widget == "number":
         layer = page.number_input(layer_setting, "Layer", where=left, step=1, help=LAYER_HELP)
@@ -388,10 +394,15 @@ def head_picker(
 
 
 def head_settings(
-    n_layers: int, n_heads: int, *, default: tuple[int, int] = (0, 0), shared: str | None = None
+    n_layers: int,
+    n_heads: int,
+    *,
+    default: tuple[int, int] = (0, 0),
+    shared: str | None = None,
+    prefix: str = "",
 ) -> tuple[Setting, Setting]:
     """The two settings behind head_picker (for a page that sets the head from elsewhere, a chart click)."""
     return (
-        Int("layer", default[0], 0, n_layers - 1, shared=shared and f"{shared}_layer"),
-        Int("head", default[1], 0, n_heads - 1, shared=shared and f"{shared}_head"),
+        Int("layer", default[0], 0, n_layers - 1, key=f"{prefix}layer", shared=shared and f"{shared}_layer"),
+        Int("head", default[1], 0, n_heads - 1, key=f"{prefix}head", shared=shared and f"{shared}_head"),
     )

@@ -140,7 +140,7 @@ NONSENSE: dict[str, tuple[dict[str, str], int, dict, dict]] = {
             "learn_temp_head": 0,
             "learn_temp_tau": 1.0,
         },
-        {"walkthrough": "temperature", "layer": "0", "head": "0", "tau": "1"},
+        {"walkthrough": "temperature", "layer": None, "head": None, "tau": None},
     ),
 }
 
