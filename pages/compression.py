@@ -10,8 +10,8 @@ from explorer.analysis.lowrank import ASVD_ALPHA, METHOD_LABELS, METHODS, RIDGE
 from explorer.errors import ExplorerError
 from explorer.figures.compression import make_matrix_error_figure, make_pareto_figure
 from explorer.ui import compression_cache as cc
-from explorer.ui import params
 from explorer.ui.session import require_model, selection
+from explorer.ui.state import Choice, Float, Int, PageState, Subset
 
 # Models below this many parameters run the Pareto sweep on their own; bigger ones wait for a click.
 AUTO_SWEEP_PARAMS = 60_000_000
@@ -34,88 +34,69 @@ if not shapes:
     st.stop()
 
 
-def _seed(key: str, value) -> None:
-    """First run of a session: the widget starts from the link's query parameter."""
-    if key not in st.session_state:
-        st.session_state[key] = value
-
-
-_seed("compression_method", params.get_choice("comp_method", "svdllm", METHODS))
-raw_groups = [g for g in str(st.query_params.get("comp_groups", "")).split(",") if g in shapes]
-default_groups = [k for k in comp.DEFAULT_KINDS if k in shapes] or list(shapes)[:1]
-for kind in shapes:
-    _seed(f"compression_group_{kind}", kind in (raw_groups or default_groups))
-_seed("compression_mode", params.get_choice("comp_mode", "share", comp.MODES))
-_seed("compression_energy", params.get_float("comp_energy", 0.9, 0.5, 0.995))
-_seed("compression_share", params.get_int("comp_share", 50, 5, 100))
-_seed("compression_calib", params.get_choice("comp_calib", "shipped", list(CALIBRATION_SOURCES)))
-_seed("compression_eval", params.get_choice("comp_eval", "text", list(EVAL_SOURCES)))
-for kind, (_shape, k_star, max_rank) in shapes.items():
-    _seed(
-        f"compression_rank_{kind}",
-        params.get_int(f"comp_rank_{kind}", max(1, round(k_star / 2)), 1, max_rank),
-    )
+PAGE = PageState("compression")
+METHOD = Choice("comp_method", "svdllm", METHODS, key="method")
+GROUPS = Subset(
+    "comp_groups", [k for k in comp.DEFAULT_KINDS if k in shapes] or list(shapes)[:1], shapes, key="group"
+)
+MODE = Choice("comp_mode", "share", comp.MODES, key="mode")
+ENERGY = Float("comp_energy", 0.9, 0.5, 0.995, key="energy")
+SHARE = Int("comp_share", 50, 5, 100, key="share")
+CALIBRATION = Choice("comp_calib", "shipped", CALIBRATION_SOURCES, key="calib")
+EVALUATION = Choice("comp_eval", "text", EVAL_SOURCES, key="eval")
+RANKS = {
+    kind: Int(f"comp_rank_{kind}", max(1, round(k_star / 2)), 1, max_rank, key=f"rank_{kind}")
+    for kind, (_shape, k_star, max_rank) in shapes.items()
+}
 
 controls, main = st.columns([1.15, 3], gap="large")
 with controls:
     st.subheader("Settings")
-    method = st.radio(
+    method = PAGE.radio(
+        METHOD,
         "Method",
-        METHODS,
-        key="compression_method",
         format_func=METHOD_LABELS.get,
         help="Plain SVD keeps the directions of largest weight. ASVD and SVD-LLM weigh them by how the "
         "calibration text actually uses each input, which is what keeps the model working.",
     )
     st.markdown("**Weight groups to compress**")
-    kinds = [
-        kind
-        for kind in shapes
-        if st.checkbox(
-            f"{comp.GROUP_LABELS[kind]} ({shapes[kind][0][0]}×{shapes[kind][0][1]})",
-            key=f"compression_group_{kind}",
-        )
-    ]
-    mode = st.radio("Choose ranks by", comp.MODES, key="compression_mode", format_func=comp.MODE_LABELS.get)
+    kinds = PAGE.checkboxes(
+        GROUPS, lambda kind: f"{comp.GROUP_LABELS[kind]} ({shapes[kind][0][0]}×{shapes[kind][0][1]})"
+    )
+    mode = PAGE.radio(MODE, "Choose ranks by", format_func=comp.MODE_LABELS.get)
+    # Every mode's values are kept (a link's value survives a trip through another mode); only the shown
+    # sliders' values are in the link.
+    ranks = {
+        kind: PAGE.bind(setting, link=mode == "rank" and kind in kinds) for kind, setting in RANKS.items()
+    }
+    energy = PAGE.bind(ENERGY, link=mode == "energy")
+    share = PAGE.bind(SHARE, link=mode == "share")
     if mode == "rank":
         for kind in kinds:
             (m, n), k_star, max_rank = shapes[kind]
-            st.slider(
+            ranks[kind] = PAGE.slider(
+                RANKS[kind],
                 f"{comp.GROUP_LABELS[kind]} rank",
-                1,
-                max_rank,
-                key=f"compression_rank_{kind}",
                 help=f"{m}×{n}: break-even rank k* = mn/(m+n) = {k_star:.0f}; above it nothing is saved.",
             )
     elif mode == "energy":
-        st.slider(
+        energy = PAGE.slider(
+            ENERGY,
             "Energy kept p",
-            0.5,
-            0.995,
             step=0.005,
-            key="compression_energy",
             help="Each matrix keeps the smallest rank k_p whose singular values hold this share of "
             "sum σ² (of the method's own matrix: W, W·D or W·L).",
         )
     else:
-        st.slider(
+        share = PAGE.slider(
+            SHARE,
             "Parameters kept per matrix (%)",
-            5,
-            100,
             step=5,
-            key="compression_share",
             help="Rank k = share × mn/(m+n), so each factored matrix holds about this share of its numbers. "
             "100 % is the break-even rank: nothing saved.",
         )
-    calib = st.radio(
-        "Calibration text (ASVD, SVD-LLM)",
-        list(CALIBRATION_SOURCES),
-        key="compression_calib",
-        format_func=CALIBRATION_SOURCES.get,
-    )
-    eval_source = st.radio(
-        "Measure quality on", list(EVAL_SOURCES), key="compression_eval", format_func=EVAL_SOURCES.get
-    )
+    calib = PAGE.radio(CALIBRATION, "Calibration text (ASVD, SVD-LLM)", format_func=CALIBRATION_SOURCES.get)
+    eval_source = PAGE.radio(EVALUATION, "Measure quality on", format_func=EVAL_SOURCES.get)
     with st.expander("How the methods work"):
         st.markdown(
             "Every method keeps k directions U_k of each matrix's output and stores W_k = U_k (U_kᵀW): "
@@ -131,24 +112,9 @@ with controls:
 # Only the active mode's value enters the setting, so hidden sliders never split the cache.
 rank_setting = comp.RankSetting(
     mode=mode,
-    ranks=tuple((k, int(st.session_state[f"compression_rank_{k}"])) for k in shapes if k in kinds)
-    if mode == "rank"
-    else (),
-    energy=float(st.session_state.compression_energy) if mode == "energy" else 0.9,
-    share=int(st.session_state.compression_share) / 100 if mode == "share" else 0.5,
-)
-params.set_params(
-    comp_method=method,
-    comp_groups=",".join(kinds),
-    comp_mode=mode,
-    comp_energy=rank_setting.energy if mode == "energy" else None,
-    comp_share=int(st.session_state.compression_share) if mode == "share" else None,
-    comp_calib=calib,
-    comp_eval=eval_source,
-    **{
-        f"comp_rank_{k}": (st.session_state[f"compression_rank_{k}"] if mode == "rank" else None)
-        for k in shapes
-    },
+    ranks=tuple((k, int(ranks[k])) for k in shapes if k in kinds) if mode == "rank" else (),
+    energy=float(energy) if mode == "energy" else 0.9,
+    share=int(share) / 100 if mode == "share" else 0.5,
 )
 
 with main:

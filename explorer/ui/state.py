@@ -163,6 +163,23 @@ class _Text(Setting):
         return self.to_link(value) if self.to_link else str(value).strip()
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Subset(Setting):
+    choices: tuple
+
+    def parse(self, raw: str) -> tuple | None:
+        chosen = set(str(raw).split(","))
+        return tuple(c for c in self.choices if str(c) in chosen) or None
+
+    def clean(self, value: Any) -> tuple | None:
+        if not isinstance(value, tuple | list):
+            return None
+        return tuple(c for c in self.choices if c in value)
+
+    def format(self, value: Any) -> str:
+        return ",".join(str(c) for c in value)
+
+
 def Int(param: str, default: int, low: int, high: int, **kw) -> Setting:  # noqa: N802 (reads as a type)
     """An integer in [low, high]; the default is clamped into the range too (ranges can depend on the model)."""
     high = max(low, high)
@@ -183,6 +200,12 @@ def Choice(param: str, default: Any, choices: Sequence, **kw) -> Setting:  # noq
 def Flag(param: str, default: bool, *, on: str = "1", off: str = "0", **kw) -> Setting:  # noqa: N802
     """True or False, written ``on`` or ``off`` in the link."""
     return _Flag(param=param, default=bool(default), on=on, off=off, **kw)
+
+
+def Subset(param: str, default: Sequence, choices: Sequence, **kw) -> Setting:  # noqa: N802
+    """Any of ``choices`` (written ``a,b`` in the link, in the order of ``choices``); drawn as checkboxes."""
+    choices = tuple(choices)
+    return _Subset(param=param, default=tuple(c for c in choices if c in default), choices=choices, **kw)
 
 
 def Text(  # noqa: N802
@@ -259,9 +282,12 @@ class PageState:
     def _memory_name(self, setting: Setting) -> str:
         return setting.shared or self.key(setting)
 
-    def bind(self, setting: Setting) -> Any:
+    def bind(self, setting: Setting, *, link: bool = True) -> Any:
         """The setting's value for this run (see the module docstring for the order); seeds the widget's state
-        with it and writes it to the link. Call before drawing the widget (the helpers below do)."""
+        with it and writes it to the link. Call before drawing the widget (the helpers below do).
+
+        ``link=False``: a setting whose widget is hidden in this mode keeps its value (read from the link
+        once, like any other) but is left out of the link, so the link names only what the view uses."""
         key = self.key(setting)
         value = None
         for param in (setting.param, *setting.aliases):
@@ -278,7 +304,7 @@ class PageState:
             value = None if remembered is None else setting.clean(remembered)
         if value is None:
             value = setting.default
-        self._store(setting, value)
+        self._store(setting, value, link=link)
         return value
 
     def set(self, setting: Setting, value: Any) -> Any:
@@ -296,12 +322,13 @@ class PageState:
                 return value
         return setting.default
 
-    def _store(self, setting: Setting, value: Any) -> None:
+    def _store(self, setting: Setting, value: Any, *, link: bool = True) -> None:
         key = self.key(setting)
         if st.session_state.get(key) != value or key not in st.session_state:
             st.session_state[key] = value
         _memory()[self._memory_name(setting)] = value
-        shown = None if setting.is_default(value) and not setting.default_in_link else setting.format(value)
+        in_link = link and (setting.default_in_link or not setting.is_default(value))
+        shown = setting.format(value) if in_link else None
         write_link(setting.param, shown)
         for alias in setting.aliases:
             if alias in st.query_params:
@@ -348,6 +375,17 @@ class PageState:
     def checkbox(self, setting: Setting, label: str, *, where=st, **kw) -> bool:
         self.bind(setting)
         return where.checkbox(label, key=self.key(setting), **kw)
+
+    def checkboxes(self, setting: Setting, label: Callable[[Any], str], *, where=st, **kw) -> list:
+        """One checkbox per choice of a Subset setting (keys ``<page>_<key>_<choice>``); returns the ticked."""
+        keys = {choice: f"{self.key(setting)}_{choice}" for choice in setting.choices}
+        if all(key in st.session_state for key in keys.values()):  # the boxes' own state is the widget value
+            st.session_state[self.key(setting)] = tuple(c for c, key in keys.items() if st.session_state[key])
+        value = self.bind(setting)
+        for choice, key in keys.items():
+            if st.session_state.get(key) != (choice in value):
+                st.session_state[key] = choice in value
+        return [c for c, key in keys.items() if where.checkbox(label(c), key=key, **kw)]
 
     def text_area(self, setting: Setting, label: str, *, where=st, **kw) -> str:
         self.bind(setting)

@@ -39,8 +39,13 @@ def test_causal_page_headline_pareto_table(load):
     ):
         assert label in metrics, metrics
     # Defaults: SVD-LLM on the MLP matrices at half their break-even rank.
-    assert at.query_params["comp_method"] == "svdllm"
-    assert at.query_params["comp_groups"] == "mlp_gate,mlp_up,mlp_down"
+    assert at.session_state["compression_method"] == "svdllm"
+    assert [k for k in ("mlp_gate", "mlp_up", "mlp_down") if at.session_state[f"compression_group_{k}"]] == [
+        "mlp_gate",
+        "mlp_up",
+        "mlp_down",
+    ]
+    assert "comp_method" not in at.query_params and "comp_groups" not in at.query_params  # defaults: left out
     total = load("tiny-llama").card.n_params
     assert float(metrics["Parameters"].split()[0]) < total / 1e6
     pareto = _pareto(at)

@@ -122,13 +122,13 @@ NONSENSE: dict[str, tuple[dict[str, str], int, dict, dict]] = {
             "compression_calib": "shipped",
         },
         {
-            "comp_method": "svdllm",
+            "comp_method": None,
             "comp_mode": "rank",
             "comp_groups": "attn_q",
             "comp_rank_attn_q": "1",
             "comp_share": None,
             "comp_energy": None,
-            "comp_calib": "shipped",
+            "comp_calib": None,
         },
     ),
     "pages/learn.py": (
