@@ -1,6 +1,6 @@
 """Learn: six walkthroughs that make the linear algebra visible, then point to it on the loaded model.
 
-Every setting lives in st.query_params (``?walkthrough=gd&l1=4&l2=0.5&eta=0.3``), so a teacher can share a
+Every setting is in the link (``?walkthrough=gd&l1=4&l2=0.5&eta=0.3``), so a teacher can share a
 link to an exact view. Walkthroughs 1, 3 and 5 need no model; 2, 4 and 6 can use the loaded one.
 """
 

@@ -181,11 +181,11 @@ def render_sidebar() -> Selection:
         max_tokens=int(max_tokens),
     )
     state.selection = selection
-    _mirror_to_query_params(selection)
+    _mirror_to_link(selection)
     return selection
 
 
-def _mirror_to_query_params(selection: Selection) -> None:
+def _mirror_to_link(selection: Selection) -> None:
     # The model is always written: a link without it would open whatever the default model is by then.
     write_link("model", selection.model_id or None)
     example = example_name_for(selection.text)

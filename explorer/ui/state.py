@@ -331,7 +331,7 @@ class PageState:
         shown = setting.format(value) if in_link else None
         write_link(setting.param, shown)
         for alias in setting.aliases:
-            if alias in st.query_params:
+            if link_value(alias) is not None:
                 write_link(alias, None)
 
     # --- widgets: bind, then draw with the setting's key, bounds or options. ``where``: a column, st.sidebar…

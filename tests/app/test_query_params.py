@@ -46,7 +46,15 @@ NONSENSE: dict[str, tuple[dict[str, str], int, dict, dict]] = {
             "eigenvectors_tau": 0.1,
             "eigenvectors_damping": 0.85,
         },
-        {"layer": None, "head": "11", "vectors": None, "k": "1", "color": None, "tau": "0.1", "damping": None},
+        {
+            "layer": None,
+            "head": "11",
+            "vectors": None,
+            "k": "1",
+            "color": None,
+            "tau": "0.1",
+            "damping": None,
+        },
     ),
     "pages/directions.py": (
         {
