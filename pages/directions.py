@@ -115,6 +115,9 @@ def hidden_state_view() -> None:
         disabled=projection == "animate",
         help=STATE_HELP,
     )
+    # UMAP's settings keep their values in the other projections, out of the link.
+    PAGE.bind(NEIGHBORS, link=projection == "umap")
+    PAGE.bind(MIN_DIST, link=projection == "umap")
     if loaded.causal:
         st.caption(
             "Causal model: each token's hidden state depends only on itself and the tokens before it, so early "

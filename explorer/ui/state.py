@@ -20,11 +20,12 @@ A link value that is not a value of the setting (not a number, NaN, an unknown c
 default; a number out of range is clamped. The value shown is written back to the link, and a default is left
 out of it, so the address bar always says what the page shows and stays short.
 
-Streamlit facts this relies on (1.5x-1.6x): a widget created with ``key=`` and no ``value=``/``index=`` takes
-its value from ``st.session_state[key]`` when that is set before the widget is created; the state of a widget
-that is not drawn in a run is dropped at the end of that run; callbacks (``on_change``, ``on_click``) run before
-the script, so a value they write to session state is what the script sees; inside an ``@st.fragment`` rerun
-only the fragment's code runs, and it may read and write st.query_params like the full script.
+Streamlit facts this relies on (checked on 1.67): a widget created with ``key=`` and no ``value=`` or
+``index=`` takes its value from ``st.session_state[key]`` when that is set before the widget is created; the
+state of a widget that is not drawn in a run is dropped at the end of that run; callbacks (``on_change``,
+``on_click``) run before the script, so a value they write to session state is what the script sees; inside an
+``@st.fragment`` rerun only the fragment's code runs, and it may read and write st.query_params like the full
+script.
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ class Setting:
     ``key``: the widget key's suffix (the page's name is put in front); the param by default.
     ``aliases``: older param names read when ``param`` is absent (then removed from the link).
     ``shared``: a memory name shared with settings of other pages, so they follow each other in a session.
-    ``default_in_link``: write the default too (for what a link must always carry, the model).
     """
 
     param: str
@@ -58,7 +58,6 @@ class Setting:
     key: str = ""
     aliases: tuple[str, ...] = ()
     shared: str | None = None
-    default_in_link: bool = False
 
     @property
     def suffix(self) -> str:
@@ -314,21 +313,12 @@ class PageState:
         self._store(setting, value)
         return value
 
-    def value(self, setting: Setting) -> Any:
-        """The setting's current value without drawing a widget (widget state, memory or default)."""
-        for value in (st.session_state.get(self.key(setting)), _memory().get(self._memory_name(setting))):
-            value = None if value is None else setting.clean(value)
-            if value is not None:
-                return value
-        return setting.default
-
     def _store(self, setting: Setting, value: Any, *, link: bool = True) -> None:
         key = self.key(setting)
         if st.session_state.get(key) != value or key not in st.session_state:
             st.session_state[key] = value
         _memory()[self._memory_name(setting)] = value
-        in_link = link and (setting.default_in_link or not setting.is_default(value))
-        shown = setting.format(value) if in_link else None
+        shown = setting.format(value) if link and not setting.is_default(value) else None
         write_link(setting.param, shown)
         for alias in setting.aliases:
             if link_value(alias) is not None:

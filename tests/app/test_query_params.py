@@ -23,9 +23,8 @@ COMMON = {"max_tokens": "NaN", "example": "no-such-example", "layer": "-3", "hea
 # how many charts the page must still draw on MiniLM (an encoder: home draws its loss chart only for causal
 # models, 6 layers x 12 heads); the fallback each widget must show (by widget key, None: any index >= 0); and
 # what the page writes back into the link (None: the key is gone, as a default is left out of the link; a list:
-# any of these). UMAP settings outside the UMAP view are written to the link only when their widget is drawn,
-# so the nonsense stays in the link there (harmless: the widget shows the fallback once it is drawn, and that
-# rewrites the link).
+# any of these). Settings of a hidden mode (UMAP's outside the UMAP view, the compression modes not chosen)
+# keep their fallback values but are left out of the link.
 NONSENSE: dict[str, tuple[dict[str, str], int, dict, dict]] = {
     "pages/home.py": ({}, 0, {}, {}),
     "pages/attention.py": (
@@ -77,7 +76,7 @@ NONSENSE: dict[str, tuple[dict[str, str], int, dict, dict]] = {
             "directions_neighbors": 15,
             "directions_min_dist": 0.1,
         },
-        {"layer": None, "state": "0", "view": None},
+        {"layer": None, "state": "0", "view": None, "nn": None, "md": None},
     ),
     "pages/weights.py": (
         {"metric": "nope", "kind": "no_such_kind", "compare": "-1"},
