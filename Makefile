@@ -20,9 +20,9 @@ SEED ?= $(shell date +%s)
 app: $(STAMP)
 	$(VENV)/bin/eigen-explorer serve --port $(PORT)
 
-# Deterministic order (pytest-randomly off); test-random checks that the order does not matter.
+# Deterministic order (pyproject keeps pytest-randomly off); test-random checks that the order does not matter.
 test: $(STAMP) browser
-	$(PY) -m pytest -p no:randomly $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
 	@echo "Browser screenshots (tests/e2e/screenshots):" && ls -l tests/e2e/screenshots 2>/dev/null || true
 
 # The maths tiers under every OpenBLAS kernel this CPU can run (SkylakeX only with AVX-512), one thread and the
@@ -32,10 +32,10 @@ test-numerics: $(STAMP)
 	@set -e; kernels="Haswell Zen"; grep -qw avx512f /proc/cpuinfo && kernels="$$kernels SkylakeX"; \
 	for k in $$kernels; do for threads in 1 default; do \
 	  echo "== OPENBLAS_CORETYPE=$$k OMP_NUM_THREADS=$$threads"; \
-	  if [ $$threads = default ]; then env -u OMP_NUM_THREADS OPENBLAS_CORETYPE=$$k $(PY) -m pytest -q -p no:randomly $(NUMERIC_TIERS); \
-	  else OMP_NUM_THREADS=1 OPENBLAS_CORETYPE=$$k $(PY) -m pytest -q -p no:randomly $(NUMERIC_TIERS); fi; \
+	  if [ $$threads = default ]; then env -u OMP_NUM_THREADS OPENBLAS_CORETYPE=$$k $(PY) -m pytest -q $(NUMERIC_TIERS); \
+	  else OMP_NUM_THREADS=1 OPENBLAS_CORETYPE=$$k $(PY) -m pytest -q $(NUMERIC_TIERS); fi; \
 	done; done; \
-	echo "== MKL_ENABLE_INSTRUCTIONS=AVX2"; MKL_ENABLE_INSTRUCTIONS=AVX2 $(PY) -m pytest -q -p no:randomly $(NUMERIC_TIERS)
+	echo "== MKL_ENABLE_INSTRUCTIONS=AVX2"; MKL_ENABLE_INSTRUCTIONS=AVX2 $(PY) -m pytest -q $(NUMERIC_TIERS)
 
 # Unit, figures and app tiers in a shuffled order (pytest-randomly); SEED=N replays an order.
 test-random: $(STAMP)

@@ -8,7 +8,7 @@
 5. ``transient_growth``: ||J^t|| of a non-normal matrix against rho^t and kappa(V) rho^t, with its Schur form.
 6. ``svd_factors`` / ``best_rank_k``: the best rank-k approximation and its Eckart-Young error.
 
-Eigenvalues follow DESIGN.md section 3 (LAPACK geev, sorted by decreasing modulus). Everything is float64
+Eigenvalues follow docs/ARCHITECTURE.md section 2 (LAPACK geev, sorted by decreasing modulus). Everything is float64
 numpy; results are frozen dataclasses with shapes in their docstrings.
 """
 
@@ -163,7 +163,7 @@ def example_symmetric(n: int = 40, ratio: float = 0.8, seed: int = 0) -> np.ndar
 
 
 def symmetric_part(A: np.ndarray) -> np.ndarray:
-    """S = (A + A^T) / 2, float64: real eigenvalues and orthonormal eigenvectors (DESIGN.md section 3)."""
+    """S = (A + A^T) / 2, float64: real eigenvalues and orthonormal eigenvectors (docs/ARCHITECTURE.md section 2)."""
     A = np.asarray(A, dtype=np.float64)
     return (A + A.T) / 2
 
@@ -514,7 +514,7 @@ class TemperatureSweep:
 
 
 def normalised_row_entropy(A: np.ndarray, allowed: np.ndarray) -> float:
-    """Mean over rows with >= 2 allowed keys of -sum a log a / log(#allowed), nats / nats (DESIGN.md 3)."""
+    """Mean over rows with >= 2 allowed keys of -sum a log a / log(#allowed), nats / nats (docs/ARCHITECTURE.md section 2)."""
     A = np.asarray(A, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(A > 0, A * np.log(A), 0.0)

@@ -1,4 +1,4 @@
-"""Spectral maths on stacks of attention matrices, defined once (DESIGN.md section 3).
+"""Spectral maths on stacks of attention matrices, defined once (docs/ARCHITECTURE.md section 2).
 
 Every function takes a stack ``A`` of shape (..., query, key) (e.g. (layer, head, query, key) or
 (batch, query, key)): row-stochastic, float64 torch tensors on any device, and works on the whole stack

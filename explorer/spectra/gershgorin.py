@@ -1,4 +1,4 @@
-"""Gershgorin discs: where the eigenvalues of a square matrix must lie (DESIGN.md section 3).
+"""Gershgorin discs: where the eigenvalues of a square matrix must lie (docs/ARCHITECTURE.md section 2).
 
 Row disc i: centre a_ii, radius R_i = sum_{j != i} |a_ij|. Every eigenvalue lies in the union of the row
 discs, and in the union of the column discs (the row discs of A^T). Stronger (Gershgorin 1931): a connected
