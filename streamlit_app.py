@@ -3,7 +3,8 @@
 import streamlit as st
 
 from explorer.paths import ASSETS_DIR
-from explorer.ui.navigation import PAGES, leave_legacy_pages_mode
+from explorer.ui.navigation import PAGES
+from explorer.ui.streamlit_internals import leave_legacy_pages_mode
 
 leave_legacy_pages_mode()
 st.set_page_config(page_title="eigen-explorer", page_icon=":material/scatter_plot:", layout="wide")

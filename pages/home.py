@@ -17,7 +17,9 @@ st.markdown(
 page_columns = st.columns(2)
 for i, page in enumerate(p for p in PAGES if p.path != "pages/home.py"):
     with page_columns[i % 2]:
-        st.page_link(page.file, label=f"**{page.title}**: {page.summary}", icon=page.icon)
+        # A page link is one line and cuts long labels: the summary goes below it, where it wraps.
+        st.page_link(page.file, label=f"**{page.title}**", icon=page.icon)
+        st.caption(page.summary)
 
 loaded, cap = require_capture()
 card = loaded.card

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import streamlit.testing.v1.app_test as _app_test_module
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
+from explorer.ui.streamlit_internals import use_navigation_in_apptest
 
-class _NavigationPagesManager(PagesManager):
-    """AppTest resets PagesManager.uses_pages_directory before every run, and a `pages/` folder beside the
-    entry script then switches Streamlit to its legacy folder-based multipage mode, which on reruns runs the
-    page file without the entry script (no sidebar). The app always calls st.navigation, which turns that mode
-    off in a real server after the first run; here it is turned off from the start, as the app intends."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-
-_app_test_module.PagesManager = _NavigationPagesManager
+# The app always calls st.navigation; AppTest would otherwise start every run in the legacy pages/ mode.
+use_navigation_in_apptest()
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP = str(REPO_ROOT / "streamlit_app.py")

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from explorer.analysis.matrices import HeadWeights, head_weights
+from explorer.spectra.attention_spectra import sort_by_modulus
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,7 @@ def head_circuits(W_Q, W_K, W_V, W_O) -> dict[str, np.ndarray]:
     W_Q, W_K, W_V: (..., d_model, d_head); W_O: (..., d_head, d_model). Returns ov_eigvals (..., d_head)
     complex128, copying_score (...), ov_sigma and qk_sigma (..., d_head) float64."""
     W_Q, W_K, W_V, W_O = (w.to(torch.float64) for w in (W_Q, W_K, W_V, W_O))
-    lam = torch.linalg.eigvals(W_O @ W_V).numpy()  # the OV core, d_head x d_head
-    lam = np.take_along_axis(lam, np.argsort(-np.abs(lam), axis=-1, kind="stable"), axis=-1)
+    lam = sort_by_modulus(torch.linalg.eigvals(W_O @ W_V)).numpy()  # the OV core, d_head x d_head
     ov_sigma = low_rank_product_svdvals(W_V, W_O.mT).numpy()  # W_OV = W_V (W_O^T)^T
     qk_sigma = low_rank_product_svdvals(W_Q, W_K).numpy()
     return {

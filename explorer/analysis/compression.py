@@ -7,7 +7,7 @@ of the copy are then swapped for factored modules that compute A_k (B_k x). The 
 therefore the forward pass a deployed low-rank model would run, so its measured latency is meaningful.
 Calibration hooks go on such a copy too, never on the cached model.
 
-Quality (DESIGN.md section 3): causal LM: perplexity on the text and mean KL(original || compressed) of the
+Quality (docs/ARCHITECTURE.md section 2): causal LM: perplexity on the text and mean KL(original || compressed) of the
 next-token distributions (nats per token); encoder: mean cosine between original and compressed sentence
 embeddings (mean pooling over the attention mask) over [the text] + the shipped sentence set, and the Spearman
 correlation of the pairwise cosine similarities of the shipped sentences. Latency: wall-clock time of the one

@@ -44,6 +44,7 @@ from sklearn.decomposition import PCA
 
 from explorer.errors import InputError
 from explorer.paths import ASSETS_DIR
+from explorer.spectra import attention_spectra as spec
 
 WORDLIST_DIR = ASSETS_DIR / "wordlists"
 METHODS = ("static", "contextual", "sentence")
@@ -174,12 +175,9 @@ class PCAResult:
 
 
 def fix_signs(components: np.ndarray) -> np.ndarray:
-    """Flip each row so that its largest-magnitude entry is positive (deterministic, like svd_flip)."""
+    """Rows (component, feature) with the project's sign convention (spectra.attention_spectra.fix_signs)."""
     components = np.array(components, dtype=np.float64)
-    idx = np.argmax(np.abs(components), axis=1)
-    signs = np.sign(components[np.arange(len(components)), idx])
-    signs[signs == 0] = 1.0
-    return components * signs[:, None]
+    return spec.fix_signs(torch.from_numpy(components.T)).T.numpy() + 0.0
 
 
 def pca(points: np.ndarray, n_components: int = 3, *, layer: int | None = None, index=None) -> PCAResult:

@@ -1,4 +1,4 @@
-"""Low-rank factorizations of weight matrices: plain truncated SVD, ASVD and SVD-LLM (DESIGN.md section 3).
+"""Low-rank factorizations of weight matrices: plain truncated SVD, ASVD and SVD-LLM (docs/ARCHITECTURE.md section 2).
 
 One form for all three methods. Each picks an orthonormal basis U of shape (m, r), r = min(m, n), of the
 output space of W (m, n) = (out, in), ordered by importance, and approximates W at rank k by the projection

@@ -8,7 +8,7 @@
 5. ``transient_growth``: ||J^t|| of a non-normal matrix against rho^t and kappa(V) rho^t, with its Schur form.
 6. ``svd_factors`` / ``best_rank_k``: the best rank-k approximation and its Eckart-Young error.
 
-Eigenvalues follow DESIGN.md section 3 (LAPACK geev, sorted by decreasing modulus). Everything is float64
+Eigenvalues follow docs/ARCHITECTURE.md section 2 (LAPACK geev, sorted by decreasing modulus). Everything is float64
 numpy; results are frozen dataclasses with shapes in their docstrings.
 """
 
@@ -22,21 +22,20 @@ import scipy.sparse.linalg
 import torch
 
 from explorer.analysis.matrices import weight_matrices
+from explorer.spectra import attention_spectra as spec
 from explorer.spectra.ranks import energy_rank
 
 
 def sort_by_modulus(eigvals: np.ndarray) -> np.ndarray:
-    """Sort complex eigenvalues by decreasing modulus; ties (to 12 digits) by decreasing real part."""
-    eigvals = np.asarray(eigvals, dtype=np.complex128)
-    order = np.lexsort((-eigvals.real, -np.round(np.abs(eigvals), 12)))
-    return eigvals[order]
+    """Eigenvalues (n,) sorted as everywhere in the app (spectra.attention_spectra.sort_by_modulus), as numpy."""
+    return spec.sort_by_modulus(torch.from_numpy(np.asarray(eigvals, dtype=np.complex128))).numpy()
 
 
 def _unit_sign(v: np.ndarray) -> np.ndarray:
-    """Unit vector with its largest-magnitude entry positive (a deterministic sign)."""
+    """Unit vector with the project's sign convention (spectra.attention_spectra.fix_signs)."""
     v = np.asarray(v, dtype=np.float64)
-    v = v / np.linalg.norm(v)
-    return (v if v[np.argmax(np.abs(v))] >= 0 else -v) + 0.0  # + 0.0 turns -0.0 into 0.0
+    v = spec.fix_signs(torch.from_numpy(v / np.linalg.norm(v))[:, None])[:, 0].numpy()
+    return v + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -163,7 +162,7 @@ def example_symmetric(n: int = 40, ratio: float = 0.8, seed: int = 0) -> np.ndar
 
 
 def symmetric_part(A: np.ndarray) -> np.ndarray:
-    """S = (A + A^T) / 2, float64: real eigenvalues and orthonormal eigenvectors (DESIGN.md section 3)."""
+    """S = (A + A^T) / 2, float64: real eigenvalues and orthonormal eigenvectors (docs/ARCHITECTURE.md section 2)."""
     A = np.asarray(A, dtype=np.float64)
     return (A + A.T) / 2
 
@@ -220,7 +219,7 @@ def power_iteration(A: np.ndarray, steps: int, seed: int = 0) -> PowerIteration:
         v1 = V[:, order[0]]
     else:
         w, V = np.linalg.eig(A)
-        order = np.lexsort((-w.real, -np.round(np.abs(w), 12)))
+        order = spec.sort_by_modulus_order(torch.from_numpy(w)).numpy()
         eigvals = w[order]
         v1 = V[:, order[0]]
         v1 = (v1 * np.exp(-1j * np.angle(v1[np.argmax(np.abs(v1))]))).real  # Perron vector: real up to phase
@@ -471,19 +470,11 @@ def leading_tokens(A: np.ndarray, n: int) -> np.ndarray:
 
 
 def temperature_softmax(A: np.ndarray, tau: float) -> np.ndarray:
-    """A_tau = row-softmax(log(A) / tau) for a row-stochastic A (query, key), float64.
+    """A_tau = row-softmax(log(A) / tau) for a row-stochastic A (query, key), float64 numpy.
 
-    Exact: log A differs from the pre-softmax scores by a per-row constant, which softmax ignores.
-    Masked (zero) entries stay zero at every temperature.
+    The app's one definition (spectra.attention_spectra.temperature): masked (zero) entries stay zero.
     """
-    A = np.asarray(A, dtype=np.float64)
-    if tau <= 0:
-        raise ValueError("temperature must be positive")
-    with np.errstate(divide="ignore"):
-        logits = np.log(A) / tau  # -inf where A == 0
-    logits -= logits.max(axis=1, keepdims=True)
-    E = np.exp(logits)
-    return E / E.sum(axis=1, keepdims=True)
+    return spec.temperature(torch.from_numpy(np.asarray(A, dtype=np.float64)), tau).numpy()
 
 
 def default_taus(frames: int = 25) -> np.ndarray:
@@ -513,18 +504,6 @@ class TemperatureSweep:
         return int(np.argmin(np.abs(np.log(self.taus) - np.log(tau))))
 
 
-def normalised_row_entropy(A: np.ndarray, allowed: np.ndarray) -> float:
-    """Mean over rows with >= 2 allowed keys of -sum a log a / log(#allowed), nats / nats (DESIGN.md 3)."""
-    A = np.asarray(A, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(A > 0, A * np.log(A), 0.0)
-    counts = allowed.sum(axis=1)
-    rows = counts >= 2
-    if not rows.any():
-        return 0.0
-    return float((-terms.sum(axis=1)[rows] / np.log(counts[rows])).mean())
-
-
 def temperature_sweep(A: np.ndarray, *, causal: bool, taus=None, max_tokens: int = 96) -> TemperatureSweep:
     """Eigenvalues of row-softmax(log A / tau) over ``taus`` for one head A (query, key), row-stochastic.
 
@@ -534,14 +513,13 @@ def temperature_sweep(A: np.ndarray, *, causal: bool, taus=None, max_tokens: int
     n_total = A.shape[0]
     n = min(n_total, max_tokens)
     block = leading_tokens(A, n)
-    allowed = np.tril(np.ones((n, n), bool)) if causal else np.ones((n, n), bool)
     eigvals, second, entropy = [], [], []
     for tau in taus:
         At = temperature_softmax(block, tau)
         lam = sort_by_modulus(np.linalg.eigvals(At))
         eigvals.append(lam)
         second.append(abs(lam[1]) if n > 1 else 0.0)
-        entropy.append(normalised_row_entropy(At, allowed))
+        entropy.append(float(spec.row_entropy(torch.from_numpy(At), causal)[1]))
     return TemperatureSweep(
         taus=taus,
         eigvals=np.array(eigvals),

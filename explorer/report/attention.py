@@ -24,7 +24,7 @@ from explorer.figures.attention import (
     make_spectrum_figure,
 )
 from explorer.models import Capture, LoadedModel
-from explorer.report.build import ReportSection
+from explorer.report.section import ReportSection
 
 DEFINITIONS = {
     "eigvals_real": "real parts of every eigenvalue, (layer, head, token), sorted by modulus descending",

@@ -9,28 +9,19 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from explorer.figures.tokens import make_surprisal_figure
 from explorer.models import Capture, LoadedModel
-
-
-@dataclass
-class ReportSection:
-    """One capability's part of the report: ``data`` goes to metrics.json under ``key`` (top level
-    when ``key`` is None), ``figures`` to report.html."""
-
-    title: str
-    key: str | None
-    data: dict
-    figures: list[tuple[str, go.Figure]] = field(default_factory=list)
-    text: str = ""
+from explorer.report.attention import attention_section
+from explorer.report.compression import compression_section
+from explorer.report.directions import directions_section
+from explorer.report.section import ReportSection
+from explorer.report.weights import weights_section
 
 
 def model_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
@@ -65,12 +56,7 @@ def model_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
 
 
 def default_sections() -> list[Callable[[LoadedModel, Capture], ReportSection]]:
-    """Every capability's section, in report order (imported here: the section modules import this one)."""
-    from explorer.report.attention import attention_section
-    from explorer.report.compression import compression_section
-    from explorer.report.directions import directions_section
-    from explorer.report.weights import weights_section
-
+    """Every capability's section, in report order."""
     return [model_section, attention_section, weights_section, directions_section, compression_section]
 
 

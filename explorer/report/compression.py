@@ -14,7 +14,7 @@ from explorer.analysis.lowrank import METHOD_LABELS, METHODS
 from explorer.errors import ExplorerError
 from explorer.figures.compression import make_pareto_figure
 from explorer.models import Capture, LoadedModel
-from explorer.report.build import ReportSection
+from explorer.report.section import ReportSection
 
 
 def compression_section(loaded: LoadedModel, cap: Capture) -> ReportSection:

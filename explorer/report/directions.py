@@ -8,7 +8,7 @@ from explorer.analysis import directions as dirs
 from explorer.errors import ExplorerError
 from explorer.figures import directions as figs
 from explorer.models import Capture, LoadedModel
-from explorer.report.build import ReportSection
+from explorer.report.section import ReportSection
 
 
 def directions_section(loaded: LoadedModel, cap: Capture) -> ReportSection:

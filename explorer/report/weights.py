@@ -19,7 +19,7 @@ from explorer.figures.circuits import make_copying_heatmap_figure
 from explorer.figures.gershgorin import make_gershgorin_figure
 from explorer.figures.weights import make_esd_figure, make_weight_heatmap_figure
 from explorer.models import Capture, LoadedModel
-from explorer.report.build import ReportSection
+from explorer.report.section import ReportSection
 from explorer.spectra.gershgorin import analyse_gershgorin
 
 WEIGHT_KEYS = (

@@ -1,4 +1,4 @@
-"""Spectral maths on stacks of attention matrices, defined once (DESIGN.md section 3).
+"""Spectral maths on stacks of attention matrices, defined once (docs/ARCHITECTURE.md section 2).
 
 Every function takes a stack ``A`` of shape (..., query, key) (e.g. (layer, head, query, key) or
 (batch, query, key)): row-stochastic, float64 torch tensors on any device, and works on the whole stack
@@ -59,11 +59,17 @@ def _lexsort_desc(keys: list[torch.Tensor]) -> torch.Tensor:
     return order
 
 
-def sort_by_modulus(values: torch.Tensor) -> torch.Tensor:
-    """Complex values (..., n) sorted by modulus descending, then real part, then imaginary part descending."""
+def sort_by_modulus_order(values: torch.Tensor) -> torch.Tensor:
+    """Indices (..., n) that sort complex values by modulus descending, then real part, then imaginary part
+    descending: the project's one order for eigenvalues (index 0 is lambda_1)."""
     values = values.to(torch.complex128)
-    order = _lexsort_desc([values.abs(), values.real, values.imag])
-    return torch.gather(values, -1, order)
+    return _lexsort_desc([values.abs(), values.real, values.imag])
+
+
+def sort_by_modulus(values: torch.Tensor) -> torch.Tensor:
+    """Complex values (..., n) in the order of ``sort_by_modulus_order``."""
+    values = values.to(torch.complex128)
+    return torch.gather(values, -1, sort_by_modulus_order(values))
 
 
 def sort_by_real(values: torch.Tensor) -> torch.Tensor:
@@ -332,11 +338,14 @@ def symmetric_part(A: torch.Tensor) -> torch.Tensor:
 
 
 def fix_signs(vectors: torch.Tensor) -> torch.Tensor:
-    """Deterministic signs/phases for column eigenvectors (..., n, k): each column is scaled by a unit factor
-    so that its largest-magnitude entry is real and positive (scikit-learn's svd_flip idea)."""
+    """Deterministic signs/phases for column vectors (..., n, k): each column is scaled by a unit factor so that
+    its largest-magnitude entry (the first, on ties) is real and positive (scikit-learn's svd_flip idea); a
+    zero column stays as it is. The one sign convention of the project."""
     idx = vectors.abs().argmax(dim=-2, keepdim=True)
     pivot = torch.gather(vectors, -2, idx)
-    unit = pivot / pivot.abs().clamp_min(torch.finfo(torch.float64).tiny)
+    unit = torch.where(
+        pivot == 0, torch.ones_like(pivot), pivot / pivot.abs().clamp_min(torch.finfo(torch.float64).tiny)
+    )
     return vectors / unit
 
 

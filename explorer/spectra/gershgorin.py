@@ -1,4 +1,4 @@
-"""Gershgorin discs: where the eigenvalues of a square matrix must lie (DESIGN.md section 3).
+"""Gershgorin discs: where the eigenvalues of a square matrix must lie (docs/ARCHITECTURE.md section 2).
 
 Row disc i: centre a_ii, radius R_i = sum_{j != i} |a_ij|. Every eigenvalue lies in the union of the row
 discs, and in the union of the column discs (the row discs of A^T). Stronger (Gershgorin 1931): a connected
@@ -12,10 +12,12 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from explorer.errors import InputError
+from explorer.spectra.attention_spectra import sort_by_modulus
 
 # Relative slack for "inside" tests: eigenvalues on a disc's rim are inside up to rounding.
 DEFAULT_RTOL = 1e-9
@@ -166,7 +168,7 @@ def analyse_gershgorin(A, eigvals=None, rtol: float = DEFAULT_RTOL) -> Gershgori
         raise ValueError("The matrix holds NaN or infinite entries.")
     A = A.astype(np.complex128 if np.iscomplexobj(A) else np.float64)
     lam = np.linalg.eigvals(A) if eigvals is None else np.asarray(eigvals, dtype=np.complex128)
-    lam = lam[np.argsort(-np.abs(lam), kind="stable")].astype(np.complex128)
+    lam = sort_by_modulus(torch.from_numpy(lam.astype(np.complex128))).numpy()
     rows, cols = gershgorin_discs(A), gershgorin_discs(A, columns=True)
     parts = {}
     for name, discs in (("row", rows), ("col", cols)):

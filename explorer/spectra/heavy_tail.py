@@ -1,4 +1,4 @@
-"""Heavy-tail statistics of a weight matrix's spectrum (the WeightWatcher convention, DESIGN.md section 3).
+"""Heavy-tail statistics of a weight matrix's spectrum (the WeightWatcher convention, docs/ARCHITECTURE.md section 2).
 
 ESD: the eigenvalues of X = W^T W / N for W of shape (m, n), N = max(m, n). They are sigma^2 / N, so the
 singular values are all that is needed (no second decomposition).

@@ -1,4 +1,4 @@
-"""Rank-like summaries of singular-value spectra, defined once (DESIGN.md section 3).
+"""Rank-like summaries of singular-value spectra, defined once (docs/ARCHITECTURE.md section 2).
 
 Every function takes singular values ``S`` of shape (..., k), sorted in decreasing order and non-negative,
 as numpy arrays or torch tensors, and reduces the last axis, so a whole stack of matrices (layer, head, ...)

@@ -1,17 +1,14 @@
 """Cached work behind the compression page, shared by every browser session.
 
-Heavy, progress-reporting work (calibration statistics, factorizations, the Pareto sweep) lives in bounded
-process-wide stores rather than in st.cache_* functions: Streamlit replays the elements a cached function
-draws, and a progress bar created outside the function cannot be replayed. The stores are created once by
-st.cache_resource (so "clear cache" empties them too), keyed by plain values (model key tuple, method,
-calibration hash, groups, ...), hold at most a few entries, and never hold a model. Cheap results keyed by
+Heavy, progress-reporting work (calibration statistics, factorizations, the Pareto sweep) runs as background
+jobs (explorer/ui/jobs.py) on bounded boards keyed by plain values (model key tuple, method, calibration hash,
+groups, ...): a session asking about a job never waits on a lock held by the work, and a second session
+watches the same progress. Finished jobs keep their results (a few per board) and never a model. Cheap results keyed by
 settings (one evaluated setting, one greedy generation) use st.cache_data.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,45 +18,30 @@ from explorer.analysis import compression as comp
 from explorer.analysis.lowrank import METHODS, Factorization
 from explorer.models import LoadedModel
 from explorer.models.capture import tokenize
+from explorer.ui import jobs
 from explorer.ui.cache import cached_model
 
 Progress = Callable[[float, str], None]
 
 
-class _Store:
-    """A small LRU map with one lock: a value is computed once even when two sessions ask together."""
-
-    def __init__(self, max_entries: int):
-        self.max_entries = max_entries
-        self._items: OrderedDict = OrderedDict()
-        self._lock = threading.RLock()
-
-    def get(self, key, compute: Callable[[], object]):
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-            value = compute()
-            self._items[key] = value
-            while len(self._items) > self.max_entries:
-                self._items.popitem(last=False)
-            return value
-
-    def __contains__(self, key) -> bool:
-        with self._lock:
-            return key in self._items
+# Activation statistics hold X^T X per matrix (about 330 MB for SmolLM2's MLPs): keep one. Factorizations hold
+# U and U^T W per matrix (about 440 MB per method for SmolLM2's MLPs): keep three, one per method, so the sweep
+# and a method switch reuse them. Sweeps are small.
+def _stats_board() -> jobs.JobBoard:
+    return jobs.board("activation-stats", max_finished=1)
 
 
-@st.cache_resource(show_spinner=False)
-def _stores() -> dict[str, _Store]:
-    # Activation statistics hold X^T X per matrix (about 330 MB for SmolLM2's MLPs): keep one.
-    # Factorizations hold U and U^T W per matrix (about 440 MB per method for SmolLM2's MLPs): keep three,
-    # one per method, so the sweep and a method switch reuse them.
-    return {"stats": _Store(1), "factors": _Store(3), "sweep": _Store(8)}
+def _factors_board() -> jobs.JobBoard:
+    return jobs.board("factors", max_finished=3)
 
 
-def _noop(_fraction: float, _message: str) -> None:
-    pass
+def _sweep_board() -> jobs.JobBoard:
+    return jobs.board("sweep", max_finished=8)
+
+
+def _forward(job: jobs.Job, offset: float, scale: float) -> Progress:
+    """A progress callback that reports into ``job``'s range [offset, offset + scale]."""
+    return lambda fraction, message: job.report(offset + scale * fraction, message)
 
 
 @dataclass(frozen=True)
@@ -83,6 +65,29 @@ class Calibration:
         return [list(ids)]
 
 
+def factorization_job(
+    model_key: tuple, method: str, kinds: tuple[str, ...], calibration: Calibration
+) -> jobs.Job:
+    """The background job computing the factors of the chosen groups by ``method``: one per (model, method,
+    calibration, groups), shared by every session. Calibration statistics are a job of their own, shared by
+    the three methods."""
+    return _factorization_job(cached_model(*model_key), model_key, method, kinds, calibration)
+
+
+def _factorization_job(loaded: LoadedModel, model_key, method, kinds, calibration: Calibration) -> jobs.Job:
+    # Takes the model from the caller: Streamlit's caches are read from the script thread, never from a worker.
+    def stats_work(job: jobs.Job):
+        return comp.collect_activation_stats(loaded, calibration.chunks(loaded), kinds, job.report)
+
+    def work(job: jobs.Job):
+        stats_job = _stats_board().submit((model_key, calibration.key(), kinds), stats_work, "calibration")
+        jobs.follow(stats_job, _forward(job, 0.0, 0.3))
+        stats, n_tokens = stats_job.value()
+        return comp.factorize_model(loaded, method, kinds, stats, n_tokens, _forward(job, 0.3, 0.7))
+
+    return _factors_board().submit((model_key, method, calibration.key(), kinds), work, f"{method} factors")
+
+
 def factorization(
     model_key: tuple,
     method: str,
@@ -90,29 +95,17 @@ def factorization(
     calibration: Calibration,
     progress: Progress | None = None,
 ) -> Factorization:
-    """Factors of the chosen groups by ``method``, computed once per (model, method, calibration, groups)."""
-    progress = progress or _noop
-    loaded = cached_model(*model_key)
-    stores = _stores()
-
-    def compute_stats():
-        return comp.collect_activation_stats(
-            loaded, calibration.chunks(loaded), kinds, lambda f, m: progress(0.3 * f, m)
-        )
-
-    def compute():
-        stats, n_tokens = stores["stats"].get((model_key, calibration.key(), kinds), compute_stats)
-        return comp.factorize_model(
-            loaded, method, kinds, stats, n_tokens, lambda f, m: progress(0.3 + 0.7 * f, m)
-        )
-
-    return stores["factors"].get((model_key, method, calibration.key(), kinds), compute)
+    """Factors of the chosen groups by ``method`` (waits for the job, reporting to ``progress`` meanwhile)."""
+    job = factorization_job(model_key, method, kinds, calibration)
+    jobs.follow(job, progress)
+    return job.value()
 
 
 def has_factorization(
     model_key: tuple, method: str, kinds: tuple[str, ...], calibration: Calibration
 ) -> bool:
-    return (model_key, method, calibration.key(), kinds) in _stores()["factors"]
+    job = _factors_board().peek((model_key, method, calibration.key(), kinds))
+    return job is not None and job.done
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -192,24 +185,26 @@ def sweep(
     shares: tuple[float, ...] = comp.SWEEP_SHARES,
 ) -> list[comp.SweepPoint]:
     """All three methods at each share of break-even rank, computed once per (model, calibration, groups, text)."""
-    progress = progress or _noop
     loaded = cached_model(*model_key)
+    evalset = cached_eval_set(model_key, text, max_tokens)
+    ref = cached_reference(model_key, text, max_tokens)
     n = len(METHODS)
 
-    def compute():
+    def work(job: jobs.Job):
         facts = {}
         for i, method in enumerate(METHODS):
-            facts[method] = factorization(
-                model_key, method, kinds, calibration, lambda f, m, i=i: progress(0.6 * (i + f) / n, m)
-            )
-        evalset = cached_eval_set(model_key, text, max_tokens)
-        ref = cached_reference(model_key, text, max_tokens)
-        return comp.sweep(loaded, facts, evalset, ref, shares, lambda f, m: progress(0.6 + 0.4 * f, m))
+            method_job = _factorization_job(loaded, model_key, method, kinds, calibration)
+            jobs.follow(method_job, _forward(job, 0.6 * i / n, 0.6 / n))
+            facts[method] = method_job.value()
+        return comp.sweep(loaded, facts, evalset, ref, shares, _forward(job, 0.6, 0.4))
 
-    return _stores()["sweep"].get(
-        _sweep_key(model_key, kinds, calibration, text, max_tokens, shares), compute
+    job = _sweep_board().submit(
+        _sweep_key(model_key, kinds, calibration, text, max_tokens, shares), work, "sweep"
     )
+    jobs.follow(job, progress)
+    return job.value()
 
 
 def has_sweep(model_key, kinds, calibration: Calibration, text, max_tokens, shares=comp.SWEEP_SHARES) -> bool:
-    return _sweep_key(model_key, kinds, calibration, text, max_tokens, shares) in _stores()["sweep"]
+    job = _sweep_board().peek(_sweep_key(model_key, kinds, calibration, text, max_tokens, shares))
+    return job is not None and job.done

@@ -95,38 +95,3 @@ _LISTED: list[PageInfo] = [
 ]
 
 PAGES: list[PageInfo] = [page for page in _LISTED if (REPO_ROOT / page.path).is_file()]
-
-
-def disable_legacy_pages_mode() -> bool:
-    """Turn off Streamlit's legacy folder-based multipage mode for this process; True if it was on or unset.
-
-    Called by `eigen-explorer serve` before the server starts, so the first visitor already gets the app's own
-    navigation (see leave_legacy_pages_mode for what goes wrong otherwise).
-    """
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:  # internals moved: nothing to undo
-        return False
-    was_on = getattr(PagesManager, "uses_pages_directory", None) is not False
-    PagesManager.uses_pages_directory = False
-    return was_on
-
-
-def leave_legacy_pages_mode() -> None:
-    """Make the first visit to a fresh server render the app, not a blank page.
-
-    A `pages/` folder beside the entry script makes Streamlit start every new server in its legacy
-    folder-based multipage mode: the first script run then executes inside that mode, shows the folder's file
-    names as navigation and, for a page URL, runs the page file without this entry script. st.navigation
-    switches the mode off, but only from the next run on. So when a run was started in legacy mode (from the
-    entry script, or from a page that finds no sidebar selection), switch it off now and rerun at once.
-    """
-    import streamlit as st
-
-    try:
-        from streamlit.runtime.pages_manager import PagesManager
-    except ImportError:
-        return
-    if getattr(PagesManager, "uses_pages_directory", False):
-        disable_legacy_pages_mode()
-        st.rerun()

@@ -6,7 +6,7 @@ import os
 import sys
 
 from explorer.paths import REPO_ROOT
-from explorer.ui.navigation import disable_legacy_pages_mode
+from explorer.ui.streamlit_internals import disable_legacy_pages_mode
 
 
 def serve(port: int, address: str, extra_args: list[str]) -> int:
@@ -17,7 +17,7 @@ def serve(port: int, address: str, extra_args: list[str]) -> int:
     from streamlit.web import cli as streamlit_cli
 
     os.chdir(REPO_ROOT)  # so .streamlit/config.toml applies
-    # In-process, so the first visitor already gets the app's own navigation (see disable_legacy_pages_mode).
+    # In-process, so the first visitor already gets the app's own navigation (see streamlit_internals).
     disable_legacy_pages_mode()
     sys.argv = [
         "streamlit",

@@ -8,8 +8,8 @@ from explorer.errors import ExplorerError
 from explorer.models import Capture, LoadedModel
 from explorer.models.catalogue import CATALOGUE
 from explorer.ui.cache import cached_capture, cached_model
-from explorer.ui.navigation import leave_legacy_pages_mode
 from explorer.ui.sidebar import Selection, render_sidebar
+from explorer.ui.streamlit_internals import leave_legacy_pages_mode
 
 
 def selection() -> Selection:

@@ -48,3 +48,90 @@ def test_the_check_would_catch_a_violation(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("import streamlit as st\nfrom plotly import graph_objects\n")
     assert {"streamlit", "plotly"} <= _imports(bad)
+
+
+# ------------------------------------------------------------------ the project's own layers (one-way imports)
+
+# What each package of explorer/ must not import (docs/ARCHITECTURE.md section 1).
+FORBIDDEN = {
+    "spectra": {"analysis", "figures", "ui", "report", "models"},
+    "analysis": {"figures", "ui", "report"},
+    "models": {"analysis", "figures", "ui", "report", "spectra"},
+    "figures": {"ui", "report", "models"},  # figures draw analysis results, so they may import their types
+    "report": {"ui"},
+}
+
+
+def _explorer_imports(path: Path) -> set[str]:
+    """Full names of the explorer modules that ``path`` imports (absolute and relative imports)."""
+    module = ".".join(path.relative_to(ROOT.parent).with_suffix("").parts)
+    package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module.removesuffix(".__init__")
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(
+                alias.name for alias in node.names if alias.name.split(".")[0] in {"explorer", "pages"}
+            )
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            if name.split(".")[0] in {"explorer", "pages"}:
+                found.add(name)
+                found.update(f"{name}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _layer_of(name: str) -> str | None:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "explorer" else None
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+    offenders = []
+    for layer, forbidden in FORBIDDEN.items():
+        for path in _files(layer):
+            bad = {name for name in _explorer_imports(path) if _layer_of(name) in forbidden}
+            offenders += [f"{path.relative_to(ROOT)} imports {name}" for name in sorted(bad)]
+    assert not offenders, "layer violations: " + "; ".join(offenders)
+
+
+def test_nothing_in_the_package_imports_a_page():
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in _files()
+        if any(name.split(".")[0] == "pages" for name in _explorer_imports(path))
+    ]
+    assert not offenders, f"explorer/ imports pages/: {offenders}"
+
+
+def test_the_report_package_has_no_import_cycle():
+    modules = {".".join(p.relative_to(ROOT.parent).with_suffix("").parts): p for p in _files("report")}
+    graph = {m: {n for n in _explorer_imports(p) if n in modules and n != m} for m, p in modules.items()}
+    visiting, done = set(), set()
+
+    def visit(node, trail):
+        if node in visiting:
+            raise AssertionError("import cycle in explorer/report: " + " -> ".join([*trail, node]))
+        if node in done:
+            return
+        visiting.add(node)
+        for nxt in graph[node]:
+            visit(nxt, [*trail, node])
+        visiting.discard(node)
+        done.add(node)
+
+    for module in graph:
+        visit(module, [])
+
+
+def test_the_layer_check_would_catch_a_violation(tmp_path):
+    fake = ROOT / "spectra" / "_layering_probe.py"
+    fake.write_text("from explorer.ui import jobs\nfrom ..figures import common\n")
+    try:
+        found = _explorer_imports(fake)
+    finally:
+        fake.unlink()
+    assert {"explorer.ui.jobs", "explorer.figures.common"} <= found

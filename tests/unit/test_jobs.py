@@ -1,0 +1,113 @@
+"""Background jobs (explorer/ui/jobs.py): one job per key, progress visible, asking never waits on the work."""
+
+import threading
+import time
+
+import pytest
+
+from explorer.ui.jobs import Cancelled, JobBoard, follow
+
+
+def _gated(gate: threading.Event, calls: list, value=42):
+    def work(job):
+        calls.append(1)
+        job.report(0.5, "half way")
+        gate.wait(10)
+        return value
+
+    return work
+
+
+def test_one_job_per_key_shared_by_concurrent_askers():
+    board, gate, calls = JobBoard("t", max_finished=4), threading.Event(), []
+    found = []
+    askers = [
+        threading.Thread(target=lambda: found.append(board.submit("k", _gated(gate, calls))))
+        for _ in range(8)
+    ]
+    for t in askers:
+        t.start()
+    for t in askers:
+        t.join()
+    assert len({id(job) for job in found}) == 1
+    gate.set()
+    assert found[0].wait(10) and found[0].value() == 42 and sum(calls) == 1
+    assert board.submit("k", _gated(gate, calls)) is found[0] and sum(calls) == 1  # finished: reused
+
+
+def test_asking_about_a_job_does_not_wait_for_its_work():
+    board, gate = JobBoard("t", max_finished=4), threading.Event()
+    job = board.submit("k", _gated(gate, []))
+    while job.message != "half way":
+        time.sleep(0.01)
+    started = time.monotonic()
+    assert board.peek("k") is job and not job.done and job.fraction == 0.5
+    assert board.peek("other") is None
+    assert time.monotonic() - started < 5  # the work waits up to 10 s on its gate; a lock would block us here
+    gate.set()
+    job.wait(10)
+
+
+def test_a_failed_job_is_reported_then_replaced():
+    board = JobBoard("t", max_finished=4)
+
+    def boom(job):
+        raise ValueError("bad input")
+
+    job = board.submit("k", boom)
+    job.wait(10)
+    assert job.failed and board.peek("k") is None
+    with pytest.raises(ValueError, match="bad input"):
+        job.value()
+    again = board.submit("k", lambda job: "ok")
+    assert again is not job and again.wait(10) and again.value() == "ok"
+
+
+def test_cancel_stops_the_work_at_its_next_report():
+    board, steps = JobBoard("t", max_finished=4), []
+
+    def long_work(job):
+        for i in range(1000):
+            job.report(i / 1000, f"step {i}")
+            steps.append(i)
+            time.sleep(0.005)
+        return "finished"
+
+    job = board.submit("k", long_work)
+    while len(steps) < 3:
+        time.sleep(0.005)
+    job.cancel()
+    assert job.wait(10) and job.cancelled
+    with pytest.raises(Cancelled):
+        job.value()
+    assert len(steps) < 1000
+
+
+def test_eviction_keeps_finished_jobs_bounded_and_never_drops_running_ones():
+    board, gate = JobBoard("t", max_finished=2), threading.Event()
+    running = board.submit("running", _gated(gate, []))
+    for i in range(5):
+        board.submit(i, lambda job, i=i: i).wait(10)
+        board.submit(("touch", i), lambda job: None).wait(10)
+    assert board.peek("running") is running
+    assert len(board) <= 2 + 2  # two finished kept, the running one, and the one just submitted
+    gate.set()
+
+
+def test_follow_reports_progress_and_partial_results_arrive_while_running():
+    board, gate, seen = JobBoard("t", max_finished=2), threading.Event(), []
+
+    def work(job):
+        for i in range(3):
+            job.publish(i)
+            job.report((i + 1) / 4, f"point {i}")
+        gate.wait(10)
+        return "done"
+
+    job = board.submit("k", work)
+    while len(job.partial) < 3:
+        time.sleep(0.01)
+    assert job.partial == [0, 1, 2] and not job.done
+    threading.Timer(0.3, gate.set).start()
+    follow(job, lambda fraction, message: seen.append((fraction, message)), poll_seconds=0.05)
+    assert job.value() == "done" and seen and seen[-1] == (0.75, "point 2")
