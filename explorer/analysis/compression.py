@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 from transformers.pytorch_utils import Conv1D
 
+from explorer.analysis.factor_store import cached_factorize
 from explorer.analysis.lowrank import (
     METHOD_LABELS,
     METHODS,
@@ -233,10 +234,24 @@ def factorize_model(
     stats: dict[str, ActivationStats] | None,
     calibration_tokens: int = 0,
     progress: Callable[[float, str], None] | None = None,
+    calibration_key: str | None = None,
 ) -> Factorization:
-    return factorize(
-        loaded.model, method, kinds, stats, calibration_tokens=calibration_tokens, progress=progress
+    """Factor the chosen groups. With ``calibration_key`` (naming the calibration data that gave ``stats``,
+    e.g. ``calibration_key_of(text)``) the disk store (explorer.analysis.factor_store) is read first and
+    written after a computation."""
+    if calibration_key is None:
+        return factorize(
+            loaded.model, method, kinds, stats, calibration_tokens=calibration_tokens, progress=progress
+        )
+    fact, _from_disk = cached_factorize(
+        loaded.model, method, kinds, calibration_key, lambda: (stats, calibration_tokens), progress=progress
     )
+    return fact
+
+
+def calibration_key_of(text: str, chunk_tokens: int = CALIBRATION_CHUNK_TOKENS) -> str:
+    """Names calibration data for the factor store: the text's hash and how ``calibration_chunks`` cuts it."""
+    return f"{text_hash(text)}-{chunk_tokens}"
 
 
 # ------------------------------------------------------------------------------------ factored modules
