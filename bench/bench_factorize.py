@@ -80,7 +80,7 @@ def bench(model_id: str = "smollm2-135m", log=print) -> dict:
             f"max |difference| of relative output error^2 up to break-even {diff:.1e}"
         )
         del direct, gram
-    del stats
+    stats.clear()
     with tempfile.TemporaryDirectory() as tmp:
         old = os.environ.get("XDG_CACHE_HOME")
         os.environ["XDG_CACHE_HOME"] = tmp
