@@ -6,7 +6,8 @@
   * the disk store (explorer.analysis.factor_store): a cold call (calibration pass + factorization + write)
     against a warm one (read back), in a temporary cache directory so the user's cache is not touched.
 
-Usage: .venv/bin/python bench/bench_factorize.py [--model smollm2-135m] [--json out.json]
+Usage: .venv/bin/python bench/bench_factorize.py [--model smollm2-135m] [--layers 0 3 ...] [--threads N]
+       [--json out.json]
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def _timed(fn):
     return value, time.perf_counter() - start
 
 
-def bench(model_id: str = "smollm2-135m", log=print) -> dict:
+def bench(model_id: str = "smollm2-135m", layers=None, log=print) -> dict:
     loaded = load_model(model_id, device="cpu")
     kinds = tuple(k for k in comp.DEFAULT_KINDS if k in comp.available_kinds(loaded.model))
     text = comp.shipped_calibration_text()
@@ -55,12 +56,12 @@ def bench(model_id: str = "smollm2-135m", log=print) -> dict:
     for method in METHODS:
         direct, direct_s = _timed(
             lambda m=method: factorize(
-                loaded.model, m, kinds, stats, calibration_tokens=n_tokens, route="direct"
+                loaded.model, m, kinds, stats, calibration_tokens=n_tokens, route="direct", layers=layers
             )
         )
         gram, gram_s = _timed(
             lambda m=method: factorize(
-                loaded.model, m, kinds, stats, calibration_tokens=n_tokens, route="gram"
+                loaded.model, m, kinds, stats, calibration_tokens=n_tokens, route="gram", layers=layers
             )
         )
         diff = 0.0
@@ -92,10 +93,14 @@ def bench(model_id: str = "smollm2-135m", log=print) -> dict:
 
             for method in METHODS:
                 (_, hit_cold), cold_s = _timed(
-                    lambda m=method: factor_store.cached_factorize(loaded.model, m, kinds, key, provider)
+                    lambda m=method: factor_store.cached_factorize(
+                        loaded.model, m, kinds, key, provider, layers=layers
+                    )
                 )
                 (_, hit_warm), warm_s = _timed(
-                    lambda m=method: factor_store.cached_factorize(loaded.model, m, kinds, key, provider)
+                    lambda m=method: factor_store.cached_factorize(
+                        loaded.model, m, kinds, key, provider, layers=layers
+                    )
                 )
                 assert not hit_cold and hit_warm
                 size = sum(p.stat().st_size for p in factor_store.store_dir().iterdir())
@@ -116,9 +121,13 @@ def bench(model_id: str = "smollm2-135m", log=print) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--layers", type=int, nargs="*", help="only these blocks (default: all)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
-    result = bench(args.model)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = bench(args.model, args.layers)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0

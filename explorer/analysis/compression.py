@@ -202,6 +202,11 @@ def collect_activation_stats(
         return hook
 
     handles = [model.get_submodule(name).register_forward_pre_hook(hook_for(name)) for name in targets]
+    # When every hooked module lies in the transformer body, run the body only: a causal LM's output layer
+    # (SmolLM2: 49152 x 576, a fifth of its multiply-adds) would compute logits nobody reads.
+    body = getattr(model, "base_model", model)
+    inside = {id(m) for m in body.modules()}
+    runner = body if all(id(model.get_submodule(name)) in inside for name in targets) else model
     n_tokens = 0
     try:
         for i, chunk in enumerate(chunks):
@@ -209,7 +214,7 @@ def collect_activation_stats(
                 progress(i / len(chunks), f"Calibration activations: chunk {i + 1} of {len(chunks)}")
             seen.clear()
             keep_alive.clear()
-            model(input_ids=torch.tensor([chunk], device=loaded.device))
+            runner(input_ids=torch.tensor([chunk], device=loaded.device))
             n_tokens += len(chunk)
     finally:
         for handle in handles:

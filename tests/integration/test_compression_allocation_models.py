@@ -39,3 +39,25 @@ def test_smollm2_greedy_beats_uniform_up_to_the_gap(smollm2, smol_mlp_calibratio
         assert e_greedy <= e_uniform + gap / den + 1e-9, (share, e_greedy, e_uniform, gap / den)
         better += e_greedy < e_uniform
     assert better == 3  # real layers differ: allocating by the error must help somewhere
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["svd", "asvd", "svdllm"])
+def test_smollm2_gram_route_keeps_what_truncation_keeps(smollm2, smol_mlp_calibration, method):
+    """Gram route against the direct route on real matrices: the relative calibration output error and weight
+    error at every rank up to break-even agree to 1e-5 of the whole (float32 factors; what truncation drops
+    there is orders of magnitude larger)."""
+    stats, n_tokens = smol_mlp_calibration
+    layers = (0, 14, 29)
+    args = (smollm2.model, method, comp.DEFAULT_KINDS, stats)
+    gram = factorize(*args, calibration_tokens=n_tokens, layers=layers, route="gram")
+    direct = factorize(*args, calibration_tokens=n_tokens, layers=layers, route="direct")
+    for a, b in zip(direct.matrices, gram.matrices, strict=True):
+        top = int(a.break_even) + 1
+        np.testing.assert_allclose(
+            b.output_tail[:top], a.output_tail[:top], rtol=0, atol=1e-5 * a.output_tail[0]
+        )
+        np.testing.assert_allclose(
+            b.weight_tail[:top], a.weight_tail[:top], rtol=0, atol=1e-5 * a.weight_tail[0]
+        )
+        assert a.output_tail[top - 1] > 1e-3 * a.output_tail[0]  # the tail kept at break-even is far larger

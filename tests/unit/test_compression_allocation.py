@@ -123,3 +123,35 @@ def test_quality_budget_picks_the_smallest_fitting_point():
     best, closest = comp.within_budget(pts[:2], before, budget)
     assert best is None and closest.share == 0.7
     assert pts[2].bytes == 80 * comp.BYTES_PER_PARAM
+
+
+@pytest.mark.parametrize("model_id", ["tiny-llama", "tiny-gpt2"])
+def test_body_only_calibration_sees_what_the_full_model_feeds_the_mlps(load, model_id):
+    """Without the embedding among the groups the calibration pass skips the output layer; the statistics must
+    be those of the inputs the MLP modules see in a full forward pass."""
+    loaded = load(model_id)
+    chunks = [list(range(5, 45)), list(range(50, 70))]
+    stats, n_tokens = comp.collect_activation_stats(loaded, chunks, ("mlp_up", "mlp_down"))
+    clone = comp._structural_copy(loaded.model)
+    seen: dict = {}
+    names = sorted(stats)
+    hooks = [
+        clone.get_submodule(n).register_forward_pre_hook(
+            lambda _m, args, n=n: seen.setdefault(n, []).append(
+                args[0].detach().reshape(-1, args[0].shape[-1])
+            )
+        )
+        for n in names
+    ]
+    with torch.no_grad():
+        for chunk in chunks:
+            clone(input_ids=torch.tensor([chunk]))
+    for h in hooks:
+        h.remove()
+    assert n_tokens == 60 and len(names) == 2 * loaded.card.n_layers
+    for name in names:
+        X = torch.cat(seen[name]).double().numpy()
+        np.testing.assert_allclose(stats[name].abs_mean, np.abs(X).mean(0), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            stats[name].gram.double().numpy(), X.T @ X, rtol=1e-4, atol=1e-4 * np.abs(X).max() ** 2
+        )
