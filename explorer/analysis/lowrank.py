@@ -26,11 +26,13 @@ makes X^T X + lambda I positive definite when there are fewer calibration tokens
 (SmolLM2's down_proj has 1536 inputs), where the plain Gram matrix is singular and Cholesky fails.
 
 Precision: activation statistics are accumulated in float64 across chunks (massive-activation channels make
-X^T X span many orders of magnitude) and the Cholesky factorization runs in float64 (X^T X + lambda I can be
-ill-conditioned, and float32 Cholesky then fails or loses the small directions). The SVD runs in float32
-(backward stable; the top singular subspaces are what matter), followed by one float64 QR of U so that
-full rank reproduces W to float32 rounding; the stored factors are CPU float32. Error tails are summed in float64; the Eckart-Young floor of the activation-aware methods
-comes from the float64 eigenvalues of the smaller Gram matrix of W.
+X^T X span many orders of magnitude). The basis U comes by default from the float64 eigendecomposition of M's
+smaller Gram matrix (``_gram_basis``: squaring the condition number costs nothing below break-even, its
+docstring says why; for SVD-LLM's wide matrices M M^T = W (X^T X + lambda I) W^T needs no Cholesky); a tall M
+too ill-conditioned for that, or ``route="direct"``, takes a float32 SVD followed by one float64 QR of U (the
+Cholesky factor then in float64). Either way full rank reproduces W to float32 rounding; the stored factors are
+CPU float32. Error tails are summed in float64; the Eckart-Young floor of the activation-aware methods comes
+from the float64 eigenvalues of the smaller Gram matrix of W.
 """
 
 from __future__ import annotations
