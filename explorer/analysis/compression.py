@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 from transformers.pytorch_utils import Conv1D
 
+from explorer.analysis.factor_store import cached_factorize
 from explorer.analysis.lowrank import (
     METHOD_LABELS,
     METHODS,
@@ -41,6 +42,7 @@ from explorer.errors import InputError
 from explorer.models.capture import tokenize
 from explorer.models.loading import LoadedModel
 from explorer.paths import ASSETS_DIR
+from explorer.spectra.allocation import greedy_allocation
 from explorer.spectra.ranks import energy_rank
 
 GROUP_KINDS = ("attn_q", "attn_k", "attn_v", "attn_o", "mlp_gate", "mlp_up", "mlp_down", "embed")
@@ -57,6 +59,15 @@ GROUP_LABELS = {
 DEFAULT_KINDS = ("mlp_gate", "mlp_up", "mlp_down")
 MODES = ("rank", "energy", "share")
 MODE_LABELS = {"rank": "Rank per group", "energy": "Energy kept", "share": "Share of parameters"}
+ALLOCATIONS = ("uniform", "greedy")
+ALLOCATION_LABELS = {
+    "uniform": "Same share for every matrix",
+    "greedy": "Allocated by least calibration output error",
+}
+# Shares of the compressed groups' parameters kept, gentle to aggressive: the report's sweep and budget search.
+KEPT_SHARES = (0.95, 0.9, 0.8, 0.7, 0.5, 0.25)
+# Storage of a parameter in the "bytes" figures: fp16.
+BYTES_PER_PARAM = 2
 # Sweep points: each matrix at this share of its break-even rank mn/(m+n) (1.0 = break-even: nothing saved).
 SWEEP_SHARES = (0.25, 0.5, 0.75, 1.0)
 CALIBRATION_CHUNK_TOKENS = 256
@@ -191,6 +202,11 @@ def collect_activation_stats(
         return hook
 
     handles = [model.get_submodule(name).register_forward_pre_hook(hook_for(name)) for name in targets]
+    # When every hooked module lies in the transformer body, run the body only: a causal LM's output layer
+    # (SmolLM2: 49152 x 576, a fifth of its multiply-adds) would compute logits nobody reads.
+    body = getattr(model, "base_model", model)
+    inside = {id(m) for m in body.modules()}
+    runner = body if all(id(model.get_submodule(name)) in inside for name in targets) else model
     n_tokens = 0
     try:
         for i, chunk in enumerate(chunks):
@@ -198,7 +214,7 @@ def collect_activation_stats(
                 progress(i / len(chunks), f"Calibration activations: chunk {i + 1} of {len(chunks)}")
             seen.clear()
             keep_alive.clear()
-            model(input_ids=torch.tensor([chunk], device=loaded.device))
+            runner(input_ids=torch.tensor([chunk], device=loaded.device))
             n_tokens += len(chunk)
     finally:
         for handle in handles:
@@ -223,10 +239,24 @@ def factorize_model(
     stats: dict[str, ActivationStats] | None,
     calibration_tokens: int = 0,
     progress: Callable[[float, str], None] | None = None,
+    calibration_key: str | None = None,
 ) -> Factorization:
-    return factorize(
-        loaded.model, method, kinds, stats, calibration_tokens=calibration_tokens, progress=progress
+    """Factor the chosen groups. With ``calibration_key`` (naming the calibration data that gave ``stats``,
+    e.g. ``calibration_key_of(text)``) the disk store (explorer.analysis.factor_store) is read first and
+    written after a computation."""
+    if calibration_key is None:
+        return factorize(
+            loaded.model, method, kinds, stats, calibration_tokens=calibration_tokens, progress=progress
+        )
+    fact, _from_disk = cached_factorize(
+        loaded.model, method, kinds, calibration_key, lambda: (stats, calibration_tokens), progress=progress
     )
+    return fact
+
+
+def calibration_key_of(text: str, chunk_tokens: int = CALIBRATION_CHUNK_TOKENS) -> str:
+    """Names calibration data for the factor store: the text's hash and how ``calibration_chunks`` cuts it."""
+    return f"{text_hash(text)}-{chunk_tokens}"
 
 
 # ------------------------------------------------------------------------------------ factored modules
@@ -346,16 +376,22 @@ def compressed_model(
 class RankSetting:
     """How ranks are chosen. ``mode``: "rank" (``ranks``: (kind, k) pairs, clipped to each matrix),
     "energy" (keep k_p of the method's singular values, p = ``energy``), or "share" (each matrix keeps
-    about ``share`` of its dense parameters: k = floor(share * mn / (m + n)); share 1 is break-even)."""
+    about ``share`` of its dense parameters: k = floor(share * mn / (m + n)); share 1 is break-even).
+
+    ``allocation``: "uniform" uses the mode's ranks as they are; "greedy" spends the same number of factor
+    parameters, sum k(m + n) of the mode's ranks, where it lowers the calibration output error most
+    (``allocate_ranks``)."""
 
     mode: str = "share"
     ranks: tuple[tuple[str, int], ...] = ()
     energy: float = 0.9
     share: float = 0.5
+    allocation: str = "uniform"
 
 
 def choose_ranks(factorization: Factorization, setting: RankSetting) -> dict[str, int]:
-    """Matrix name -> rank in [1, min(m, n)]."""
+    """Matrix name -> rank in [1, min(m, n)]. With the greedy allocation a matrix it leaves dense is absent
+    from the mapping (``compressed_model`` then keeps it untouched)."""
     by_kind = dict(setting.ranks)
     out: dict[str, int] = {}
     for f in factorization.matrices:
@@ -368,7 +404,80 @@ def choose_ranks(factorization: Factorization, setting: RankSetting) -> dict[str
         else:
             raise ValueError(f"Unknown mode '{setting.mode}'; choose one of {', '.join(MODES)}.")
         out[f.name] = f.clamp(k)
-    return out
+    if setting.allocation == "uniform":
+        return out
+    if setting.allocation != "greedy":
+        raise ValueError(
+            f"Unknown allocation '{setting.allocation}'; choose one of {', '.join(ALLOCATIONS)}."
+        )
+    budget = sum(out[f.name] * (f.shape[0] + f.shape[1]) for f in factorization.matrices)
+    return allocate_ranks(factorization, budget)
+
+
+def allocation_objective(factorization: Factorization) -> str:
+    """ "output" (calibration output error, when every matrix has calibration inputs) or "weight"
+    (||W - W_k||_F^2, when some matrix has none: the two are in different units and cannot be mixed)."""
+    calibrated = all(f.output_tail is not None for f in factorization.matrices)
+    return "output" if calibrated else "weight"
+
+
+def component_gains(f: MatrixFactors, objective: str) -> np.ndarray:
+    """(r,) float64: what keeping each component removes from the objective. U is orthonormal, so both errors
+    split exactly over components: ||(W - W_k) X^T||^2 = sum_{i>k} ||u_i^T W X^T||^2, and likewise without X.
+    For SVD-LLM the output gain is the whitened sigma~_i^2 minus its ridge part lambda ||u_i^T W||^2, so the
+    greedy minimises the reported calibration output error itself, not the ridge-regularised one."""
+    tail = f.output_tail if objective == "output" else f.weight_tail
+    return np.maximum(-np.diff(tail), 0.0)
+
+
+def allocate_ranks(factorization: Factorization, budget: int) -> dict[str, int]:
+    """Ranks of the least total error (``allocation_objective``) with sum k(m + n) <= ``budget`` over the
+    factored matrices (a matrix left dense costs mn and is absent from the result): the greedy of
+    explorer.spectra.allocation, which is optimal up to one hull step (its docstring has the theorem)."""
+    alloc = allocation_of(factorization, budget)
+    return {
+        f.name: int(k)
+        for f, k, dense in zip(factorization.matrices, alloc.ranks, alloc.dense, strict=True)
+        if not dense
+    }
+
+
+def allocation_of(factorization: Factorization, budget: int):
+    """The explorer.spectra.allocation.Allocation behind ``allocate_ranks`` (its error and gap are in the
+    objective's units, summed over matrices)."""
+    objective = allocation_objective(factorization)
+    gains = [component_gains(f, objective) for f in factorization.matrices]
+    return greedy_allocation(gains, [f.shape for f in factorization.matrices], int(budget))
+
+
+def calib_output_error(factorization: Factorization, ranks: dict[str, int]) -> float | None:
+    """sum ||(W - W_k) X^T||_F^2 / sum ||W X^T||_F^2 over the factorization's matrices (a matrix absent from
+    ``ranks`` is dense: no error), on the calibration inputs; None when a matrix has no calibration."""
+    num = den = 0.0
+    for f in factorization.matrices:
+        if f.output_tail is None or f.output_norm2 is None:
+            return None
+        den += f.output_norm2
+        if f.name in ranks:
+            num += float(f.output_tail[f.clamp(ranks[f.name])])
+    return num / den if den > 0 else 0.0
+
+
+def group_params(factorization: Factorization, ranks: dict[str, int]) -> tuple[int, int]:
+    """(parameters of the factorization's matrices and biases dense, after factoring at ``ranks``; a matrix
+    absent from ``ranks`` stays dense)."""
+    before = sum(f.dense_params for f in factorization.matrices)
+    after = sum(
+        f.params(ranks[f.name]) if f.name in ranks else f.dense_params for f in factorization.matrices
+    )
+    return before, after
+
+
+def model_bytes(params_model_after: int) -> int:
+    """Whole-model storage in bytes: every parameter left alone at fp16 (2 bytes; tied weights once), and for
+    each factored matrix its two factors A_k (m, k) and B_k (k, n) at fp16 too, k(m + n) entries, plus its
+    bias. So it is BYTES_PER_PARAM x the parameter count after compression."""
+    return int(params_model_after) * BYTES_PER_PARAM
 
 
 def kind_shapes(model: torch.nn.Module, kinds=GROUP_KINDS) -> dict[str, tuple[tuple[int, int], float, int]]:
@@ -676,7 +785,11 @@ def summary_sentences(outcome: Outcome) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class SweepPoint:
-    """One point of the Pareto chart: ``method`` with every chosen matrix at ``share`` of its break-even rank."""
+    """One point of the Pareto chart: ``method`` with every chosen matrix at ``share`` of its break-even rank
+    (``allocation`` "uniform"), or the same number of factor parameters allocated by the greedy ("greedy").
+
+    params_group_before/after: parameters of the compressed groups (matrices and biases) dense and after;
+    calib_output_error: sum ||(W - W_k) X^T||^2 / sum ||W X^T||^2 over them (None without calibration)."""
 
     method: str
     share: float
@@ -684,17 +797,35 @@ class SweepPoint:
     params_model_after: int
     params_model_before: int
     quality: Quality
+    allocation: str = "uniform"
+    params_group_before: int = 0
+    params_group_after: int = 0
+    calib_output_error: float | None = None
 
     @property
     def share_kept(self) -> float:
         return self.params_model_after / self.params_model_before
 
+    @property
+    def group_share_kept(self) -> float:
+        return self.params_group_after / self.params_group_before if self.params_group_before else 1.0
+
+    @property
+    def bytes(self) -> int:
+        return model_bytes(self.params_model_after)
+
 
 def sweep_point(
-    loaded: LoadedModel, factorization: Factorization, share: float, evalset: EvalSet, ref: Reference
+    loaded: LoadedModel,
+    factorization: Factorization,
+    share: float,
+    evalset: EvalSet,
+    ref: Reference,
+    allocation: str = "uniform",
 ) -> SweepPoint:
-    ranks = choose_ranks(factorization, RankSetting(mode="share", share=share))
+    ranks = choose_ranks(factorization, RankSetting(mode="share", share=share, allocation=allocation))
     outcome = evaluate_ranks(loaded, factorization, ranks, evalset, ref)
+    group_before, group_after = group_params(factorization, ranks)
     return SweepPoint(
         factorization.method,
         float(share),
@@ -702,6 +833,10 @@ def sweep_point(
         outcome.params_model_after,
         outcome.params_model_before,
         outcome.after,
+        allocation,
+        group_before,
+        group_after,
+        calib_output_error(factorization, ranks),
     )
 
 
@@ -712,30 +847,40 @@ def sweep(
     ref: Reference,
     shares=SWEEP_SHARES,
     progress: Callable[[float, str], None] | None = None,
+    greedy: tuple[str, ...] = (),
 ) -> list[SweepPoint]:
-    """Every method in ``factorizations`` at every share of break-even rank; ``progress(fraction, message)``."""
-    plan = [(method, share) for method in factorizations for share in shares]
+    """Every method in ``factorizations`` at every share of break-even rank, and the methods in ``greedy``
+    also with the greedy allocation at the same parameter counts; ``progress(fraction, message)``."""
+    plan = [(method, "uniform", share) for method in factorizations for share in shares]
+    plan += [(method, "greedy", share) for method in factorizations if method in greedy for share in shares]
     points = []
-    for i, (method, share) in enumerate(plan):
+    for i, (method, allocation, share) in enumerate(plan):
         if progress is not None:
-            progress(i / len(plan), f"{METHOD_LABELS[method]} at {share:.0%} of break-even rank")
-        points.append(sweep_point(loaded, factorizations[method], share, evalset, ref))
+            how = "" if allocation == "uniform" else ", ranks allocated"
+            progress(i / len(plan), f"{METHOD_LABELS[method]} at {share:.0%} of break-even rank{how}")
+        points.append(sweep_point(loaded, factorizations[method], share, evalset, ref, allocation))
     if progress is not None:
         progress(1.0, "Sweep done")
     return points
 
 
 def sweep_records(points: list[SweepPoint], kinds) -> list[dict]:
-    """The report's rows: method, groups, params_total, params_kept, perplexity/embedding_cosine, kl, latency_ms."""
+    """The report's rows: method, allocation, groups, params_total, params_kept, bytes (``model_bytes``),
+    calib_output_error, perplexity/embedding_cosine, kl, latency_ms."""
     records = []
     for p in points:
         row = {
             "method": p.method,
+            "allocation": p.allocation,
             "groups": list(kinds),
             "share_of_break_even": p.share,
             "mean_rank": p.mean_rank,
             "params_total": p.params_model_before,
             "params_kept": p.params_model_after,
+            "group_params_total": p.params_group_before,
+            "group_params_kept": p.params_group_after,
+            "bytes": p.bytes,
+            "calib_output_error": p.calib_output_error,
         }
         if p.quality.causal:
             row["perplexity"] = p.quality.perplexity
@@ -746,6 +891,54 @@ def sweep_records(points: list[SweepPoint], kinds) -> list[dict]:
         row["latency_ms"] = p.quality.latency_ms
         records.append(row)
     return records
+
+
+@dataclass(frozen=True)
+class QualityBudget:
+    """The quality loss a decision accepts. Causal LM: perplexity at most (1 + ``perplexity_increase``) times
+    the original's (default +10 %); encoder: mean cosine to the original embeddings at least ``min_cosine``
+    (default 0.99, where ``verdict`` still says "barely changes")."""
+
+    perplexity_increase: float = 0.10
+    min_cosine: float = 0.99
+
+    def fits(self, before: Quality, after: Quality) -> bool:
+        if after.causal:
+            ppl = after.perplexity
+            return (
+                ppl is not None
+                and bool(np.isfinite(ppl))
+                and ppl <= (1 + self.perplexity_increase) * before.perplexity
+            )
+        cos = after.embedding_cosine
+        return cos is not None and bool(np.isfinite(cos)) and cos >= self.min_cosine
+
+    def loss(self, before: Quality, after: Quality) -> float:
+        """How far from the original, in the budget's unit: the perplexity ratio - 1, or 1 - cosine
+        (infinite when the model gives no usable numbers)."""
+        if after.causal:
+            ppl = after.perplexity
+            return (
+                float(ppl / before.perplexity - 1) if ppl is not None and np.isfinite(ppl) else float("inf")
+            )
+        cos = after.embedding_cosine
+        return float(1 - cos) if cos is not None and np.isfinite(cos) else float("inf")
+
+    def describe(self, causal: bool) -> str:
+        if causal:
+            return f"perplexity at most {self.perplexity_increase:+.0%} over the original"
+        return f"mean embedding cosine to the original at least {self.min_cosine:g}"
+
+
+def within_budget(
+    points: list[SweepPoint], before: Quality, budget: QualityBudget
+) -> tuple[SweepPoint | None, SweepPoint | None]:
+    """(the point with the fewest parameters among those within the budget, ties to the smaller loss, or None;
+    the point of the smallest loss: what to show when nothing fits)."""
+    fitting = [p for p in points if budget.fits(before, p.quality)]
+    best = min(fitting, key=lambda p: (p.params_model_after, budget.loss(before, p.quality)), default=None)
+    closest = min(points, key=lambda p: (budget.loss(before, p.quality), p.params_model_after), default=None)
+    return best, closest
 
 
 # ----------------------------------------------------------------------------------------- generation
@@ -774,6 +967,7 @@ def greedy_continuation(
 
 
 __all__ = [
+    "ALLOCATIONS",
     "DEFAULT_KINDS",
     "GROUP_KINDS",
     "GROUP_LABELS",
@@ -781,11 +975,15 @@ __all__ = [
     "MODES",
     "SWEEP_SHARES",
     "EvalSet",
+    "KEPT_SHARES",
     "Outcome",
+    "QualityBudget",
     "Quality",
     "RankSetting",
     "Reference",
     "SweepPoint",
+    "allocate_ranks",
+    "calib_output_error",
     "choose_ranks",
     "collect_activation_stats",
     "compressed_model",
@@ -795,4 +993,5 @@ __all__ = [
     "make_eval_set",
     "reference",
     "sweep",
+    "within_budget",
 ]

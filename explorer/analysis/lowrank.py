@@ -26,11 +26,13 @@ makes X^T X + lambda I positive definite when there are fewer calibration tokens
 (SmolLM2's down_proj has 1536 inputs), where the plain Gram matrix is singular and Cholesky fails.
 
 Precision: activation statistics are accumulated in float64 across chunks (massive-activation channels make
-X^T X span many orders of magnitude) and the Cholesky factorization runs in float64 (X^T X + lambda I can be
-ill-conditioned, and float32 Cholesky then fails or loses the small directions). The SVD runs in float32
-(backward stable; the top singular subspaces are what matter), followed by one float64 QR of U so that
-full rank reproduces W to float32 rounding; the stored factors are CPU float32. Error tails are summed in float64; the Eckart-Young floor of the activation-aware methods
-comes from the float64 eigenvalues of the smaller Gram matrix of W.
+X^T X span many orders of magnitude). The basis U comes by default from the float64 eigendecomposition of M's
+smaller Gram matrix (``_gram_basis``: squaring the condition number costs nothing below break-even, its
+docstring says why; for SVD-LLM's wide matrices M M^T = W (X^T X + lambda I) W^T needs no Cholesky); a tall M
+too ill-conditioned for that, or ``route="direct"``, takes a float32 SVD followed by one float64 QR of U (the
+Cholesky factor then in float64). Either way full rank reproduces W to float32 rounding; the stored factors are
+CPU float32. Error tails are summed in float64; the Eckart-Young floor of the activation-aware methods comes
+from the float64 eigenvalues of the smaller Gram matrix of W.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import torch
 from explorer.analysis.matrices import weight_matrices
 
 METHODS = ("svd", "asvd", "svdllm")
+ROUTES = ("gram", "direct")
 METHOD_LABELS = {"svd": "Plain SVD", "asvd": "ASVD (activation-aware)", "svdllm": "SVD-LLM (whitened)"}
 ASVD_ALPHA = 0.5
 # Relative ridge for SVD-LLM: lambda = RIDGE * mean diagonal of X^T X (see the module docstring).
@@ -198,28 +201,21 @@ def whitening_factor(gram: torch.Tensor, ridge: float = RIDGE) -> torch.Tensor:
     return L
 
 
-def factorize_matrix(
-    W: torch.Tensor,
-    method: str,
-    stats: ActivationStats | None = None,
-    *,
-    name: str = "W",
-    module: str = "",
-    kind: str = "other",
-    layer: int | None = None,
-    n_bias: int = 0,
-    ridge: float = RIDGE,
-    alpha: float = ASVD_ALPHA,
-) -> MatrixFactors:
-    """Factor W (m, n) = (out, in) by ``method``. ``stats`` are needed for asvd/svdllm (without them: plain
-    SVD, ``calibrated`` False); with any method they also give the output error on the calibration inputs."""
-    if method not in METHODS:
-        raise ValueError(f"Unknown method '{method}'; choose one of {', '.join(METHODS)}.")
-    W32 = W.detach().to("cpu", torch.float32)
-    calibrated = method != "svd" and stats is not None
-    if method == "asvd" and calibrated:
+def _method_matrix64(W32: torch.Tensor, method: str, stats, ridge: float, alpha: float) -> torch.Tensor:
+    """M in float64: W, W D (ASVD) or W L (SVD-LLM)."""
+    W64 = W32.to(torch.float64)
+    if method == "asvd":
+        return W64 * torch.from_numpy(asvd_scales(stats.abs_mean, alpha))[None, :]
+    if method == "svdllm":
+        return W64 @ whitening_factor(stats.gram, ridge)
+    return W64
+
+
+def _direct_basis(W32, method, stats, ridge, alpha) -> tuple[torch.Tensor, torch.Tensor]:
+    """(U (m, r) float64 orthonormal, singular values (r,)) from a float32 SVD of M and one float64 QR."""
+    if method == "asvd":
         M = W32 * torch.from_numpy(asvd_scales(stats.abs_mean, alpha)).to(torch.float32)[None, :]
-    elif method == "svdllm" and calibrated:
+    elif method == "svdllm":
         M = W32 @ whitening_factor(stats.gram, ridge).to(torch.float32)
     else:
         M = W32
@@ -232,7 +228,77 @@ def factorize_matrix(
     # SmolLM2's logits after its 90 MLP matrices). One QR in float64 makes U orthonormal to float32 rounding
     # (~3e-7) and moves no column by more than that; the sign fix keeps each column's direction.
     Q, R = torch.linalg.qr(U.to(torch.float64))
-    Q = Q * torch.sign(torch.diagonal(R))
+    return Q * torch.sign(torch.diagonal(R)), S.to(torch.float64)
+
+
+def _gram_basis(W32, method, stats, ridge, alpha) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(U (m, r) float64 orthonormal, singular values (r,)) from the float64 eigendecomposition of M's smaller
+    Gram matrix; None when a tall M is too ill-conditioned for it (the caller then takes the direct route).
+
+    Wide or square M (m <= n): M M^T = U S^2 U^T, for SVD-LLM W (X^T X + lambda I) W^T (no Cholesky needed);
+    eigh returns U orthonormal to float64 rounding, whatever the spectrum. Tall M (m > n): M^T M = V S^2 V^T,
+    U = M V S^-1, then one Cholesky-QR pass (U <- U R^-1, R upper triangular: the span of every leading k
+    columns is kept) restores orthonormality.
+    Cost of squaring: eigenvalues carry an absolute error ~ n eps ||M||^2, so sigma_i has a relative error
+    ~ n eps (sigma_1 / sigma_i)^2 and its vector an angle error ~ eps sigma_1^2 / gap_i^2. In float64 that is
+    below float32's own rounding (what the stored factors keep) while sigma_i / sigma_1 > ~1e-4, which covers
+    every rank below break-even of the real models' matrices; the tails dropped there are sums of sigma_i^2
+    >> n eps sigma_1^2. Past 1e-6 (sigma_i^2 near eps sigma_1^2) U = M V S^-1 loses its columns: tall M then
+    goes the direct route. The full basis still spans the whole space, so full rank reproduces W either way.
+    """
+    m, n = W32.shape
+    if m <= n:
+        if method == "svdllm":  # W L L^T W^T with L L^T = X^T X + lambda I, lambda as in whitening_factor
+            W64 = W32.to(torch.float64)
+            G = stats.gram.to(torch.float64)
+            lam = ridge * float(torch.diagonal(G).sum()) / G.shape[0]
+            C = W64 @ ((G + G.T) / 2) @ W64.T + (lam if lam > 0 else 1.0) * (W64 @ W64.T)
+        else:
+            M = _method_matrix64(W32, method, stats, ridge, alpha)
+            C = M @ M.T
+        lam2, U = torch.linalg.eigh((C + C.T) / 2)
+        return U.flip(1), lam2.flip(0).clamp_min(0).sqrt()
+    M = _method_matrix64(W32, method, stats, ridge, alpha)
+    lam2, V = torch.linalg.eigh(M.T @ M)
+    S = lam2.flip(0).clamp_min(0).sqrt()
+    if S[-1] <= 1e-6 * S[0]:
+        return None
+    U = (M @ V.flip(1)) / S
+    R, info = torch.linalg.cholesky_ex(U.T @ U, upper=True)
+    if int(info) != 0:
+        return None
+    return torch.linalg.solve_triangular(R, U, upper=True, left=False), S
+
+
+def factorize_matrix(
+    W: torch.Tensor,
+    method: str,
+    stats: ActivationStats | None = None,
+    *,
+    name: str = "W",
+    module: str = "",
+    kind: str = "other",
+    layer: int | None = None,
+    n_bias: int = 0,
+    ridge: float = RIDGE,
+    alpha: float = ASVD_ALPHA,
+    route: str = "gram",
+) -> MatrixFactors:
+    """Factor W (m, n) = (out, in) by ``method``. ``stats`` are needed for asvd/svdllm (without them: plain
+    SVD, ``calibrated`` False); with any method they also give the output error on the calibration inputs.
+    ``route``: "gram" (default) or "direct", how the basis U is computed (see ``_gram_basis``)."""
+    if method not in METHODS:
+        raise ValueError(f"Unknown method '{method}'; choose one of {', '.join(METHODS)}.")
+    if route not in ROUTES:
+        raise ValueError(f"Unknown route '{route}'; choose one of {', '.join(ROUTES)}.")
+    W32 = W.detach().to("cpu", torch.float32)
+    calibrated = method != "svd" and stats is not None
+    basis = None
+    if route == "gram":
+        basis = _gram_basis(W32, method if calibrated else "svd", stats, ridge, alpha)
+    if basis is None:  # the direct route, or a tall matrix too ill-conditioned for its Gram matrix
+        basis = _direct_basis(W32, method if calibrated else "svd", stats, ridge, alpha)
+    Q, S = basis
     B64 = Q.T @ W32.to(torch.float64)  # (r, n) = U^T W
     U = Q.to(torch.float32).contiguous()
     B = B64.to(torch.float32).contiguous()
@@ -279,6 +345,7 @@ def factorize(
     ridge: float = RIDGE,
     layers=None,
     progress: Callable[[float, str], None] | None = None,
+    route: str = "gram",
 ) -> Factorization:
     """Factor every weight matrix of ``model`` whose kind is in ``kinds`` (and, if given, whose block index
     is in ``layers``: a test's shortcut on big models).
@@ -309,6 +376,7 @@ def factorize(
                 layer=mat.layer,
                 n_bias=0 if mat.bias is None else int(mat.bias.numel()),
                 ridge=ridge,
+                route=route,
             )
         )
     notes = []

@@ -45,7 +45,8 @@ def make_pareto_figure(
     current: Outcome | None = None,
     break_even: dict | None = None,
 ) -> go.Figure:
-    """Parameters kept (% of the model) against measured quality, one line per method.
+    """Parameters kept (% of the model) against measured quality, one line per method and allocation
+    (allocated ranks dashed).
 
     Args:
         points: sweep points (each method at a few shares of its break-even rank).
@@ -55,10 +56,14 @@ def make_pareto_figure(
     """
     attr, y_title = quality_axis(original.causal)
     fig = go.Figure()
-    for method in METHOD_LABELS:
-        pts = sorted((p for p in points if p.method == method), key=lambda p: p.share_kept)
+    for method, allocation in [(m, a) for a in ("uniform", "greedy") for m in METHOD_LABELS]:
+        pts = sorted(
+            (p for p in points if p.method == method and getattr(p, "allocation", "uniform") == allocation),
+            key=lambda p: p.share_kept,
+        )
         if not pts:
             continue
+        label = METHOD_LABELS[method] + (", ranks allocated" if allocation == "greedy" else "")
         q = [p.quality for p in pts]
         extra = (
             [f"KL {p.quality.kl:.3g} nats/token" if p.quality.kl is not None else "" for p in pts]
@@ -70,8 +75,10 @@ def make_pareto_figure(
                 x=[100 * p.share_kept for p in pts],
                 y=[_value(x, attr) for x in q],
                 mode="lines+markers",
-                name=METHOD_LABELS[method],
-                line=dict(color=METHOD_COLORS[method], width=2),
+                name=label,
+                line=dict(
+                    color=METHOD_COLORS[method], width=2, dash="dash" if allocation == "greedy" else None
+                ),
                 marker=dict(size=9),
                 customdata=np.array(
                     [
@@ -87,7 +94,7 @@ def make_pareto_figure(
                     dtype=object,
                 ),
                 hovertemplate=(
-                    f"<b>{METHOD_LABELS[method]}</b><br>ranks at %{{customdata[0]:.0f}} % of break-even "
+                    f"<b>{label}</b><br>ranks at %{{customdata[0]:.0f}} % of break-even "
                     "(mean rank %{customdata[1]:.0f})<br>%{x:.1f} % of parameters kept "
                     "(%{customdata[2]:.1f} M)<br>quality %{y:.4g}<br>%{customdata[4]}"
                     "<br>latency %{customdata[3]:.0f} ms<extra></extra>"

@@ -1,8 +1,24 @@
-"""Report section: the default compression sweep (MLP matrices, three methods, shipped calibration set).
+"""Report section: the default compression sweep (MLP matrices, three methods, shipped calibration set) and
+the budget answer.
 
-metrics.json gains ``"compression": [{"method", "groups", "params_total", "params_kept", "perplexity" or
-"embedding_cosine", "kl" (causal), "latency_ms", ...}]``, one row per sweep point; report.html gains the
-Pareto chart.
+metrics.json gains
+
+- ``"compression"``: one row per sweep point, ``{"method", "allocation" ("uniform": every matrix at the same
+  share of its break-even rank; "greedy": the same parameter count allocated by the least calibration output
+  error), "groups", "share_of_break_even", "mean_rank", "params_total", "params_kept", "group_params_total",
+  "group_params_kept", "bytes", "calib_output_error", "perplexity" and "kl" (causal) or "embedding_cosine" and
+  "similarity_spearman" (encoder), "latency_ms"}``. ``bytes`` is the whole model's storage at fp16 (2 bytes per
+  parameter left alone, factors A_k and B_k of each compressed matrix at fp16 too: ``compression.model_bytes``);
+  ``calib_output_error`` is sum ||(W - W_k) X^T||^2 / sum ||W X^T||^2 over the compressed matrices on the
+  calibration activations X. The sweep keeps 95, 90, 80, 70, 50 and 25 % of the compressed groups' parameters,
+  for the three methods with uniform ranks and SVD-LLM with allocated ranks too.
+- ``"compression_budget"``: ``{"budget", "limit", "description", "original", "best", "closest"}``: the budget
+  (causal LM: perplexity at most +10 % over the original on the report's text; encoder: mean embedding cosine to
+  the original at least 0.99), the row with the fewest parameters within it (null if none) and the row of the
+  smallest quality loss (what to show when nothing fits).
+
+report.html gains the Pareto chart and the table. Factors come from the disk store when an earlier run (or the
+app) computed them for the same weights, calibration and groups.
 """
 
 from __future__ import annotations
@@ -10,11 +26,47 @@ from __future__ import annotations
 import html
 
 from explorer.analysis import compression as comp
+from explorer.analysis.factor_store import cached_factorize
 from explorer.analysis.lowrank import METHOD_LABELS, METHODS
 from explorer.errors import ExplorerError
 from explorer.figures.compression import make_pareto_figure
 from explorer.models import Capture, LoadedModel
 from explorer.report.section import ReportSection
+
+GREEDY_METHODS = ("svdllm",)
+
+
+def _factorizations(loaded: LoadedModel, kinds: tuple[str, ...]) -> dict:
+    """Each method's factors, from the disk store or computed; the calibration pass runs only on a miss."""
+    text = comp.shipped_calibration_text()
+    gathered: dict = {}
+
+    def stats():
+        if "stats" not in gathered:
+            gathered["stats"] = comp.collect_activation_stats(
+                loaded, comp.calibration_chunks(loaded, text), kinds
+            )
+        return gathered["stats"]
+
+    key = comp.calibration_key_of(text)
+    facts = {m: cached_factorize(loaded.model, m, kinds, key, stats)[0] for m in METHODS}
+    gathered.clear()
+    return facts
+
+
+def budget_summary(points: list[comp.SweepPoint], records: list[dict], original: comp.Quality) -> dict:
+    """metrics.json's ``compression_budget`` (see the module docstring)."""
+    budget = comp.QualityBudget()
+    best, closest = comp.within_budget(points, original, budget)
+    row = {id(p): r for p, r in zip(points, records, strict=True)}
+    return {
+        "budget": "perplexity_increase" if original.causal else "embedding_cosine",
+        "limit": budget.perplexity_increase if original.causal else budget.min_cosine,
+        "description": budget.describe(original.causal),
+        "original": original.headline,
+        "best": None if best is None else row[id(best)],
+        "closest": None if closest is None else row[id(closest)],
+    }
 
 
 def compression_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
@@ -24,38 +76,61 @@ def compression_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
     try:
         evalset = comp.make_eval_set(loaded, cap.text, cap.n_tokens)
     except ExplorerError as err:  # e.g. one token: no perplexity to measure
-        data = {"compression": [], "compression_error": str(err)}
+        data = {"compression": [], "compression_error": str(err), "compression_budget": None}
         return ReportSection("Compression what-if", None, data, [], f"<p>{html.escape(str(err))}</p>")
     ref = comp.reference(loaded, evalset)
-    chunks = comp.calibration_chunks(loaded, comp.shipped_calibration_text())
-    stats, n_tokens = comp.collect_activation_stats(loaded, chunks, kinds)
-    facts = {m: comp.factorize_model(loaded, m, kinds, stats, n_tokens) for m in METHODS}
-    stats.clear()
-    points = comp.sweep(loaded, facts, evalset, ref)
+    facts = _factorizations(loaded, kinds)
+    n_tokens = facts[METHODS[0]].calibration_tokens
+    points = comp.sweep(loaded, facts, evalset, ref, comp.KEPT_SHARES, greedy=GREEDY_METHODS)
     records = comp.sweep_records(points, kinds)
+    budget = budget_summary(points, records, ref.quality)
     fig = make_pareto_figure(
         points, original=ref.quality, break_even=comp.break_even_by_kind(facts[METHODS[0]])
     )
     quality = "perplexity" if loaded.causal else "embedding_cosine"
     rows = "".join(
-        f"<tr><td>{html.escape(METHOD_LABELS[r['method']])}</td><td>{r['share_of_break_even']:.0%}</td>"
+        f"<tr><td>{html.escape(METHOD_LABELS[r['method']])}</td><td>{html.escape(r['allocation'])}</td>"
+        f"<td>{r['group_params_kept'] / r['group_params_total']:.0%}</td>"
         f"<td>{r['mean_rank']:.0f}</td><td>{r['params_kept'] / r['params_total']:.1%}</td>"
+        f"<td>{r['bytes'] / 1e6:.0f}</td>"
+        f"<td>{'' if r['calib_output_error'] is None else format(r['calib_output_error'], '.3g')}</td>"
         f"<td>{r[quality]:.4g}</td><td>{r['latency_ms']:.0f}</td></tr>"
         for r in records
     )
     base = ref.quality.headline
+    best = budget["best"]
+    if best is not None:
+        answer = (
+            f"Smallest setting within the budget ({html.escape(budget['description'])}): "
+            f"{html.escape(METHOD_LABELS[best['method']])}, {best['allocation']} ranks, keeping "
+            f"{best['group_params_kept'] / best['group_params_total']:.0%} of the compressed groups' parameters "
+            f"({best['params_kept'] / best['params_total']:.1%} of the model, {best['bytes'] / 1e6:.0f} MB at fp16); "
+            f"{quality.replace('_', ' ')} {best[quality]:.4g}."
+        )
+    else:
+        closest = budget["closest"]
+        answer = (
+            f"No setting of this sweep stays within the budget ({html.escape(budget['description'])}); the "
+            f"closest is {html.escape(METHOD_LABELS[closest['method']])} ({closest['allocation']} ranks) "
+            f"keeping {closest['group_params_kept'] / closest['group_params_total']:.0%} of the groups' "
+            f"parameters: {quality.replace('_', ' ')} {closest[quality]:.4g}."
+        )
     text = (
-        f"<p>Groups {html.escape(', '.join(kinds))} replaced by rank-k factors at 25/50/75/100 % of each "
-        f"matrix's break-even rank mn/(m+n); activation-aware methods calibrated on the shipped calibration set "
+        f"<p><b>{answer}</b></p>"
+        f"<p>Groups {html.escape(', '.join(kinds))} replaced by rank-k factors keeping "
+        f"{', '.join(f'{s:.0%}' for s in comp.KEPT_SHARES)} of their parameters (uniform: every matrix at that "
+        f"share of its break-even rank mn/(m+n); allocated: the same parameter count spent where it lowers the "
+        f"calibration output error most); activation-aware methods calibrated on the shipped calibration set "
         f"({n_tokens} tokens); quality measured on the report's text ({evalset.n_tokens} tokens). "
         f"Original {quality.replace('_', ' ')}: {base:.4g}.</p>"
-        f"<table class='card'><tr><th>method</th><th>rank / break-even</th><th>mean rank</th>"
-        f"<th>parameters kept</th><th>{quality.replace('_', ' ')}</th><th>latency (ms)</th></tr>{rows}</table>"
+        f"<table class='card'><tr><th>method</th><th>ranks</th><th>group parameters kept</th><th>mean rank</th>"
+        f"<th>model parameters kept</th><th>MB (fp16)</th><th>calibration output error</th>"
+        f"<th>{quality.replace('_', ' ')}</th><th>latency (ms)</th></tr>{rows}</table>"
     )
     return ReportSection(
         "Compression what-if",
         None,
-        {"compression": records},
+        {"compression": records, "compression_budget": budget},
         [("Parameters kept against quality", fig)],
         text,
     )

@@ -138,12 +138,48 @@ def test_report_section_writes_the_sweep(load, tmp_path, model_id):
     loaded = load(model_id)
     cap = capture(loaded, comp.heldout_text(), 64)
     metrics_path, report_path = write_report(loaded, cap, tmp_path, [model_section, compression_section])
-    rows = json.loads(metrics_path.read_text())["compression"]
-    assert len(rows) == len(METHODS) * len(comp.SWEEP_SHARES)
+    metrics = json.loads(metrics_path.read_text())
+    rows = metrics["compression"]
+    shares = comp.KEPT_SHARES
+    assert len(rows) == (len(METHODS) + 1) * len(shares)  # three methods uniform, SVD-LLM also allocated
     quality = "perplexity" if loaded.causal else "embedding_cosine"
     for row in rows:
-        assert {"method", "groups", "params_total", "params_kept", quality, "latency_ms"} <= set(row)
+        assert {
+            "method",
+            "allocation",
+            "groups",
+            "params_total",
+            "params_kept",
+            quality,
+            "latency_ms",
+        } <= set(row)
         assert ("kl" in row) == loaded.causal
         assert row["params_kept"] <= row["params_total"] == loaded.card.n_params
+        assert row["bytes"] == 2 * row["params_kept"]  # fp16 storage of everything that is left
+        assert row["group_params_kept"] <= row["group_params_total"]
+        assert (
+            row["params_total"] - row["params_kept"] == row["group_params_total"] - row["group_params_kept"]
+        )
     assert {r["method"] for r in rows} == set(METHODS)
+    assert {(r["method"], r["allocation"]) for r in rows if r["allocation"] == "greedy"} == {
+        ("svdllm", "greedy")
+    }
+    by = {(r["method"], r["allocation"], r["share_of_break_even"]): r for r in rows}
+    for share in shares:
+        uniform, greedy = by[("svdllm", "uniform", share)], by[("svdllm", "greedy", share)]
+        assert greedy["group_params_kept"] <= uniform["group_params_kept"]  # the same parameter target
+        if loaded.causal:  # the tiny models' MLPs are all calibrated: the error is defined and in [0, 1]
+            assert 0 <= greedy["calib_output_error"] <= 1 and 0 <= uniform["calib_output_error"] <= 1
+    budget = metrics["compression_budget"]
+    assert budget["budget"] == ("perplexity_increase" if loaded.causal else "embedding_cosine")
+    fits = [
+        r
+        for r in rows
+        if (r[quality] <= 1.1 * budget["original"] if loaded.causal else r[quality] >= budget["limit"])
+    ]
+    if fits:
+        assert budget["best"]["params_kept"] == min(r["params_kept"] for r in fits)
+    else:
+        assert budget["best"] is None
+    assert budget["closest"] in rows
     assert "Parameters kept against quality" in report_path.read_text()
