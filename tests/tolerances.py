@@ -98,3 +98,57 @@ def assert_eigvals_close(computed, A, *, expected=None, dtype=np.float64, c: flo
             f"{int(bad.sum())} of {err.size} eigenvalues off by more than kappa * c n eps ||A||: worst "
             f"{computed[i][k]:.6g} vs {ref[j][k]:.6g}, error {err[k]:.2e} > allowed {allowed[k]:.2e}"
         )
+
+
+def defective_eigenvalue_tolerance(A, *, order: int = 2, dtype=np.float64, c: float = SAFETY) -> float:
+    """Error allowed on an eigenvalue in a Jordan block of size ``order`` (where kappa is infinite).
+
+    A perturbation E splits J = lambda I + N (||N|| <= ||A||) into eigenvalues lambda + (e ||N||^(m-1))^(1/m)
+    (the leading Puiseux term; for m = 2: lambda +- sqrt(e ||N||)), e = ||E||. So a double eigenvalue of a float64
+    matrix with ||A|| ~ 1 is only good to ~1e-7, whatever the kernel.
+    """
+    e = backward_error(A, dtype=dtype, c=c)
+    return e ** (1 / order) * float(np.linalg.norm(np.asarray(A), 2)) ** (1 - 1 / order)
+
+
+def subspace_tolerance(A, gap: float, *, dtype=np.float64, c: float = SAFETY) -> float:
+    """sin of the angle an eigenvector of a symmetric A (or a singular vector of any A) may turn (Davis-Kahan).
+
+    sin theta <= ||E|| / gap, with ||E|| the backward error and ``gap`` the distance from its eigenvalue (singular
+    value) to the rest of the spectrum. Also bounds ||v_computed - v|| for a sign-fixed unit vector (up to sqrt 2).
+    """
+    if gap <= 0:
+        raise ValueError("the gap must be positive: a repeated eigenvalue has no well-defined eigenvector")
+    return backward_error(A, dtype=dtype, c=c) / gap
+
+
+def summation_tolerance(terms, *, dtype=np.float64, c: float = SAFETY) -> float:
+    """Absolute error of a floating-point sum of ``terms`` (any shape): c * n * eps * sum |terms| (Higham 4.2).
+
+    Covers traces, means, sums of squares (pass the squares) and dot products (pass the products).
+    """
+    terms = np.abs(np.asarray(terms, dtype=np.float64))
+    return c * max(terms.size, 1) * eps(dtype) * float(terms.sum())
+
+
+def perron_root_tolerance(A, *, dtype=np.float64, c: float = SAFETY) -> float:
+    """Error allowed on the eigenvalue 1 of a (numerically) row-stochastic A, from its condition number.
+
+    A's rows sum to 1 only up to rounding: A = P + F with P exactly stochastic and ||F||_2 <= sqrt(n) max_i
+    |sum_j A_ij - 1|. So |lambda - 1| <= kappa(1) (||F|| + c n eps ||A||), kappa(1) = ||pi|| ||1|| / |pi . 1| from
+    the left (stationary) and right (ones) eigenvectors.
+    """
+    A = np.asarray(A, dtype=np.float64)
+    w, kappa = eigenvalue_condition_numbers(A)
+    k = int(np.argmin(np.abs(w - 1)))
+    row_error = np.sqrt(A.shape[0]) * float(np.abs(A.sum(axis=1) - 1).max())
+    return float(kappa[k]) * (row_error + backward_error(A, dtype=dtype, c=c))
+
+
+def trace_tolerance(A, *, dtype=np.float64, c: float = SAFETY) -> float:
+    """Error allowed on the sum of the computed eigenvalues of A against trace(A): well-conditioned even where
+    the eigenvalues are not, since sum(eig(A + E)) = trace(A) + trace(E) and |trace E| <= n ||E||_2."""
+    A = np.asarray(A)
+    return A.shape[0] * backward_error(A, dtype=dtype, c=c) + summation_tolerance(
+        np.diag(A), dtype=dtype, c=c
+    )

@@ -6,8 +6,13 @@ import pytest
 from tests.tolerances import (
     assert_eigvals_close,
     backward_error,
+    defective_eigenvalue_tolerance,
     eigenvalue_condition_numbers,
+    perron_root_tolerance,
+    subspace_tolerance,
+    summation_tolerance,
     symmetric_tolerance,
+    trace_tolerance,
 )
 
 
@@ -51,3 +56,52 @@ def test_symmetric_tolerance_scales_with_norm_and_precision():
         np.finfo(np.float32).eps / np.finfo(np.float64).eps
     )
     assert symmetric_tolerance(2 * A) == pytest.approx(2 * symmetric_tolerance(A))
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_defective_tolerance_covers_the_split_of_a_jordan_block(order):
+    J = 0.8 * np.eye(order) + np.eye(order, k=1)
+    tol = defective_eigenvalue_tolerance(J, order=order)
+    # A perturbation e as large as the backward error in the bottom-left corner splits the block the most:
+    # det(z I - J - E) = (z - 0.8)^m - e, so the eigenvalues move by exactly e^(1/m).
+    split = backward_error(J) ** (1 / order)
+    assert split <= tol < 10 * split  # room for it, and no more than an order of magnitude
+    assert np.abs(np.linalg.eigvals(J) - 0.8).max() <= tol  # what geev does to the exact block
+
+
+def test_subspace_tolerance_is_davis_kahan():
+    rng = np.random.default_rng(1)
+    Q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    lam = np.array([1.0, 1.0 - 1e-3, 0.5, 0.2, 0.1, 0.0])  # gap 1e-3 at the top
+    A = (Q * lam) @ Q.T
+    F = rng.normal(size=(6, 6))
+    E = (F + F.T) / np.linalg.norm(F + F.T, 2) * backward_error(A)  # ||E|| = the backward error
+    v = np.linalg.eigh(A + E)[1][:, -1]
+    sin = np.linalg.norm(v - (v @ Q[:, 0]) * Q[:, 0])  # not sqrt(1 - cos^2): that cancels to sqrt(eps)
+    assert sin <= subspace_tolerance(A, gap=1e-3)
+    assert subspace_tolerance(A, gap=1e-3) == pytest.approx(1e3 * backward_error(A))
+    with pytest.raises(ValueError):
+        subspace_tolerance(A, gap=0.0)
+
+
+def test_summation_tolerance_bounds_a_float32_sum():
+    x = np.random.default_rng(2).uniform(0, 1, 10_000)
+    exact = np.sum(x)  # float64 reference: its own error is 1e-9 of the float32 bound
+    assert abs(float(np.sum(x.astype(np.float32), dtype=np.float32)) - exact) <= summation_tolerance(
+        x, dtype=np.float32
+    )
+    assert summation_tolerance(-x) == summation_tolerance(x)  # magnitudes, not the signed sum
+
+
+def test_perron_and_trace_tolerances():
+    rng = np.random.default_rng(3)
+    P = rng.uniform(size=(20, 20))
+    P /= P.sum(axis=1, keepdims=True)
+    lam = np.linalg.eigvals(P)
+    assert np.abs(lam - 1).min() <= perron_root_tolerance(P)
+    off = P.copy()
+    off[0] *= 1 + 1e-6  # rows no longer sum to 1: the allowance grows with the defect
+    assert perron_root_tolerance(off) > 1e-6 > perron_root_tolerance(P)
+    assert np.abs(np.linalg.eigvals(off) - 1).min() <= perron_root_tolerance(off)
+    assert abs(lam.sum() - np.trace(P)) <= trace_tolerance(P)
+    assert trace_tolerance(P) < 1e-11  # c n^2 eps ||P||: a tight check even for non-normal P
