@@ -152,3 +152,19 @@ def trace_tolerance(A, *, dtype=np.float64, c: float = SAFETY) -> float:
     return A.shape[0] * backward_error(A, dtype=dtype, c=c) + summation_tolerance(
         np.diag(A), dtype=dtype, c=c
     )
+
+
+def sum_rtol(n: int, *, dtype=np.float64, c: float = SAFETY) -> float:
+    """Relative error of a sum of n terms of one sign (squares, probabilities, a row of a stochastic matrix):
+    c * n * eps, since then sum |terms| = |sum|. Also covers a mean of such terms."""
+    return c * max(int(n), 1) * eps(dtype)
+
+
+def solve_tolerance(M, *, dtype=np.float64, c: float = SAFETY) -> float:
+    """Relative (normwise) forward error of x from a backward-stable solve of M x = b: cond(M) * c n eps.
+
+    ``M``: the (n, n) matrix actually solved. Also bounds how far the solution moves when M is perturbed by
+    rounding elsewhere (a null vector pinned by a normalising row, e.g. a stationary distribution).
+    """
+    M = np.asarray(M, dtype=np.float64)
+    return float(np.linalg.cond(M, 2)) * c * M.shape[0] * eps(dtype)

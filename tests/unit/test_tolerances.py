@@ -9,7 +9,9 @@ from tests.tolerances import (
     defective_eigenvalue_tolerance,
     eigenvalue_condition_numbers,
     perron_root_tolerance,
+    solve_tolerance,
     subspace_tolerance,
+    sum_rtol,
     summation_tolerance,
     symmetric_tolerance,
     trace_tolerance,
@@ -105,3 +107,22 @@ def test_perron_and_trace_tolerances():
     assert np.abs(np.linalg.eigvals(off) - 1).min() <= perron_root_tolerance(off)
     assert abs(lam.sum() - np.trace(P)) <= trace_tolerance(P)
     assert trace_tolerance(P) < 1e-11  # c n^2 eps ||P||: a tight check even for non-normal P
+
+
+def test_sum_rtol_bounds_a_float32_sum_of_squares():
+    x = np.random.default_rng(4).normal(size=4096)
+    exact = np.sum(x**2)  # float64: its own error is 1e-9 of the float32 bound
+    got = float(np.sum(x.astype(np.float32) ** 2, dtype=np.float32))
+    assert abs(got - exact) <= sum_rtol(x.size, dtype=np.float32) * exact
+    assert sum_rtol(10) == pytest.approx(10 * sum_rtol(1))
+
+
+def test_solve_tolerance_bounds_the_forward_error():
+    rng = np.random.default_rng(5)
+    U, _ = np.linalg.qr(rng.normal(size=(30, 30)))
+    V, _ = np.linalg.qr(rng.normal(size=(30, 30)))
+    M = (U * np.logspace(0, -8, 30)) @ V.T  # cond 1e8
+    x = rng.normal(size=30)
+    got = np.linalg.solve(M, M @ x)
+    assert np.linalg.norm(got - x) <= solve_tolerance(M) * np.linalg.norm(x)
+    assert solve_tolerance(M) == pytest.approx(1e8 * backward_error(np.eye(30)), rel=1e-6)
