@@ -40,9 +40,11 @@ def backward_error(A, *, dtype=np.float64, c: float = SAFETY) -> float:
 def eigenvalue_condition_numbers(A) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues of A (n, n) and their condition numbers kappa = ||x|| ||y|| / |y^H x|, both of shape (n,).
 
-    From scipy.linalg.eig with left and right eigenvectors (float64); a defective eigenvalue (y^H x = 0) gets inf.
+    From scipy.linalg.eig with left and right eigenvectors (float64, or complex128 for a complex A); a defective
+    eigenvalue (y^H x = 0) gets inf.
     """
-    w, vl, vr = scipy.linalg.eig(np.asarray(A, dtype=np.float64), left=True, right=True)
+    A = np.asarray(A)
+    w, vl, vr = scipy.linalg.eig(A.astype(np.result_type(A.dtype, np.float64)), left=True, right=True)
     cos = np.abs(np.sum(vl.conj() * vr, axis=0)) / (np.linalg.norm(vl, axis=0) * np.linalg.norm(vr, axis=0))
     with np.errstate(divide="ignore"):
         return w, np.where(cos > 0, 1.0 / cos, np.inf)

@@ -23,6 +23,9 @@ def test_condition_numbers_of_normal_and_jordan_like_matrices():
     Q, _ = np.linalg.qr(rng.normal(size=(5, 5)))
     _, kappa = eigenvalue_condition_numbers(Q @ np.diag([1.0, 2, 3, 4, 5]) @ Q.T)
     np.testing.assert_allclose(kappa, 1.0, rtol=1e-8)  # normal: x = y, kappa = 1 up to rounding of x, y
+    w, kappa = eigenvalue_condition_numbers(Q @ np.diag([1j, 2, 3, 4, 5 - 1j]) @ Q.T)  # complex stays complex
+    np.testing.assert_allclose(np.sort_complex(w), [1j, 2, 3, 4, 5 - 1j], atol=1e-12)  # normal: c n eps ||A||
+    np.testing.assert_allclose(kappa, 1.0, rtol=1e-8)
     # [[a, t], [0, b]]: kappa = sqrt(1 + (t / (a - b))^2) for both eigenvalues (closed form).
     a, b, t = 1.0, 0.999, 1.0
     _, kappa = eigenvalue_condition_numbers(np.array([[a, t], [0.0, b]]))
