@@ -170,3 +170,16 @@ def solve_tolerance(M, *, dtype=np.float64, c: float = SAFETY) -> float:
     """
     M = np.asarray(M, dtype=np.float64)
     return float(np.linalg.cond(M, 2)) * c * M.shape[0] * eps(dtype)
+
+
+def gram_singular_value_tolerance(A, sigma, *, dtype=np.float64, c: float = SAFETY) -> np.ndarray:
+    """Error allowed on singular values of A (m, n) obtained as sqrt(eigvalsh(A^T A)), per value, shape of sigma.
+
+    Forming A^T A and solving each err by c n eps ||A||^2 (Weyl), so sigma_i^2 is off by delta = 2 c n eps
+    ||A||^2 and sigma_i by min(sqrt(delta), delta / sigma_i): relative ~ eps (sigma_1 / sigma_i)^2, and the
+    smallest read as noise of ~sqrt(eps) sigma_1. ``sigma``: the reference singular values.
+    """
+    delta = 2 * backward_error(A, dtype=dtype, c=c) * float(np.linalg.norm(np.asarray(A), 2))
+    sigma = np.asarray(sigma, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.minimum(np.sqrt(delta), delta / sigma)

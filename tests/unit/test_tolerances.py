@@ -8,6 +8,7 @@ from tests.tolerances import (
     backward_error,
     defective_eigenvalue_tolerance,
     eigenvalue_condition_numbers,
+    gram_singular_value_tolerance,
     perron_root_tolerance,
     solve_tolerance,
     subspace_tolerance,
@@ -129,3 +130,15 @@ def test_solve_tolerance_bounds_the_forward_error():
     got = np.linalg.solve(M, M @ x)
     assert np.linalg.norm(got - x) <= solve_tolerance(M) * np.linalg.norm(x)
     assert solve_tolerance(M) == pytest.approx(1e8 * backward_error(np.eye(30)), rel=1e-6)
+
+
+def test_gram_singular_value_tolerance_covers_the_squaring():
+    rng = np.random.default_rng(6)
+    U, _ = np.linalg.qr(rng.normal(size=(60, 60)))
+    V, _ = np.linalg.qr(rng.normal(size=(20, 20)))
+    s = np.logspace(0, -12, 20)  # down to far below sqrt(eps): those come out as noise
+    A = (U[:, :20] * s) @ V.T
+    gram = np.sqrt(np.clip(np.linalg.eigvalsh(A.T @ A)[::-1], 0, None))
+    allowed = gram_singular_value_tolerance(A, s)
+    assert np.all(np.abs(gram - s) <= allowed)
+    assert allowed[0] < 1e-12 and allowed[-1] == pytest.approx(np.sqrt(2 * backward_error(A) * s[0]))
