@@ -183,3 +183,16 @@ def gram_singular_value_tolerance(A, sigma, *, dtype=np.float64, c: float = SAFE
     sigma = np.asarray(sigma, dtype=np.float64)
     with np.errstate(divide="ignore"):
         return np.minimum(np.sqrt(delta), delta / sigma)
+
+
+def nearest_eigenvalue_tolerance(A, values, *, residual: float = 0.0, c: float = SAFETY):
+    """For some eigenvalues ``values`` of A (n, n), not necessarily all: the float64 geev eigenvalue nearest each
+    and the error allowed between them, kappa(lambda) * (residual + 2 c n eps ||A||), both of shape (len(values),).
+
+    ``residual``: ||A x - theta x|| of Ritz pairs (Krylov methods stop at a tolerance, not at rounding): a Ritz
+    value with that residual is an exact eigenvalue of A + r x^H. The 2 covers geev's error on the reference side.
+    """
+    w, kappa = eigenvalue_condition_numbers(A)
+    values = np.asarray(values, dtype=np.complex128).ravel()
+    nearest = np.abs(values[:, None] - w[None, :]).argmin(axis=1)
+    return w[nearest], kappa[nearest] * (residual + 2 * backward_error(A, c=c))

@@ -9,6 +9,7 @@ from tests.tolerances import (
     defective_eigenvalue_tolerance,
     eigenvalue_condition_numbers,
     gram_singular_value_tolerance,
+    nearest_eigenvalue_tolerance,
     perron_root_tolerance,
     solve_tolerance,
     subspace_tolerance,
@@ -142,3 +143,10 @@ def test_gram_singular_value_tolerance_covers_the_squaring():
     allowed = gram_singular_value_tolerance(A, s)
     assert np.all(np.abs(gram - s) <= allowed)
     assert allowed[0] < 1e-12 and allowed[-1] == pytest.approx(np.sqrt(2 * backward_error(A) * s[0]))
+
+
+def test_nearest_eigenvalue_tolerance_grows_with_the_residual():
+    A = np.diag([3.0, 2.0, 1.0]) + np.triu(np.ones((3, 3)), 1)
+    nearest, allowed = nearest_eigenvalue_tolerance(A, [2.0 + 1e-12])
+    np.testing.assert_allclose(nearest, [2.0], rtol=0, atol=allowed[0])
+    assert allowed[0] < 1e-12 < nearest_eigenvalue_tolerance(A, [2.0], residual=1e-12)[1][0]
