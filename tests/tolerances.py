@@ -81,9 +81,10 @@ def assert_eigvals_close(computed, A, *, expected=None, dtype=np.float64, c: flo
     otherwise float64 geev is the reference and both sides may carry it (twice the bound). ``dtype``: the
     precision ``computed`` was obtained in.
     """
-    ref, tol = eig_tolerances(A, dtype=dtype, c=c)
+    ref, kappa = eigenvalue_condition_numbers(A)  # one eigensolve with both eigenvector sets: the costly part
+    tol = kappa * backward_error(A, dtype=dtype, c=c)
     if expected is None:
-        tol = tol + eig_tolerances(A, c=c)[1]
+        tol = tol + kappa * backward_error(A, c=c)
     else:
         # Each exact eigenvalue takes the condition number of the geev eigenvalue paired with it.
         i, j = match_eigenvalues(expected, ref)
@@ -172,14 +173,17 @@ def solve_tolerance(M, *, dtype=np.float64, c: float = SAFETY) -> float:
     return float(np.linalg.cond(M, 2)) * c * M.shape[0] * eps(dtype)
 
 
-def gram_singular_value_tolerance(A, sigma, *, dtype=np.float64, c: float = SAFETY) -> np.ndarray:
+def gram_singular_value_tolerance(A, sigma, *, dtype=np.float64, c: float = SAFETY, norm=None) -> np.ndarray:
     """Error allowed on singular values of A (m, n) obtained as sqrt(eigvalsh(A^T A)), per value, shape of sigma.
 
     Forming A^T A and solving each err by c n eps ||A||^2 (Weyl), so sigma_i^2 is off by delta = 2 c n eps
     ||A||^2 and sigma_i by min(sqrt(delta), delta / sigma_i): relative ~ eps (sigma_1 / sigma_i)^2, and the
-    smallest read as noise of ~sqrt(eps) sigma_1. ``sigma``: the reference singular values.
+    smallest read as noise of ~sqrt(eps) sigma_1. ``sigma``: the reference singular values; ``norm``: ||A||_2
+    when known (sigma_1), to spare another SVD of a large A.
     """
-    delta = 2 * backward_error(A, dtype=dtype, c=c) * float(np.linalg.norm(np.asarray(A), 2))
+    A = np.asarray(A)
+    norm = float(np.linalg.norm(A, 2)) if norm is None else float(norm)
+    delta = 2 * c * max(A.shape) * eps(dtype) * norm**2
     sigma = np.asarray(sigma, dtype=np.float64)
     with np.errstate(divide="ignore"):
         return np.minimum(np.sqrt(delta), delta / sigma)
@@ -196,3 +200,25 @@ def nearest_eigenvalue_tolerance(A, values, *, residual: float = 0.0, c: float =
     values = np.asarray(values, dtype=np.complex128).ravel()
     nearest = np.abs(values[:, None] - w[None, :]).argmin(axis=1)
     return w[nearest], kappa[nearest] * (residual + 2 * backward_error(A, c=c))
+
+
+def product_tolerance(A, B, *, dtype=np.float64, c: float = SAFETY) -> float:
+    """||fl(A B) - A B||_2 <= c k eps ||A||_F ||B||_F (k the inner dimension): the rounding of forming a product,
+    which can exceed c n eps ||A B|| when A B is small next to its factors (a low-rank circuit)."""
+    A, B = np.asarray(A), np.asarray(B)
+    return c * A.shape[-1] * eps(dtype) * float(np.linalg.norm(A) * np.linalg.norm(B))
+
+
+def low_rank_product_sigma_tolerance(A, B, *, c: float = SAFETY) -> float:
+    """Error allowed on the singular values of A B^T (A, B: (n, k), k << n) by the Gram-root route (R_a with
+    R_a^T R_a = A^T A from eigh) against a float64 SVD of the formed product.
+
+    R_a = (A^T A + F)^(1/2) with ||F|| <= c n eps ||A||^2 is off by ||F|| / (2 sigma_min(A)) = c n eps ||A||
+    cond(A) / 2; sigma(R_a R_b^T) then moves by that times ||B||, and the same for B. The reference side adds the
+    product's rounding and the SVD's (Weyl); the small SVD its own.
+    """
+    A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
+    e = c * A.shape[0] * eps() * float(np.linalg.norm(A, 2) * np.linalg.norm(B, 2))
+    return e * ((float(np.linalg.cond(A)) + float(np.linalg.cond(B))) / 2 + 3) + product_tolerance(
+        A, B.T, c=c
+    )

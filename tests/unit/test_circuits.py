@@ -14,15 +14,11 @@ from tests.tolerances import (
     backward_error,
     eigenvalue_condition_numbers,
     eps,
+    low_rank_product_sigma_tolerance,
+    product_tolerance,
     sum_rtol,
     trace_tolerance,
 )
-
-
-def product_error(A, B):
-    """||fl(A B) - A B||_2 <= c k eps ||A||_F ||B||_F (k the inner dimension): the rounding of forming a product,
-    which can exceed c n eps ||A B|| when A B is small next to its factors."""
-    return SAFETY * A.shape[-1] * eps() * np.linalg.norm(A) * np.linalg.norm(B)
 
 
 def nearest_kappa(M, values):
@@ -47,8 +43,8 @@ def test_ov_and_qk_spectra_equal_numpy_on_full_products(tiny_model):
             top = lam[np.argsort(-np.abs(lam))][:d]  # the rest are zero up to rounding
             # Each nonzero eigenvalue, in the full OV (geev reference) and in the core (computed), moves by its
             # condition number there times the rounding of the product and of geev.
-            e_ov = product_error(W_V, W_O) + backward_error(OV)
-            e_core = product_error(W_O, W_V) + backward_error(core)
+            e_ov = product_tolerance(W_V, W_O) + backward_error(OV)
+            e_core = product_tolerance(W_O, W_V) + backward_error(core)
             allowed = nearest_kappa(OV, top) * e_ov + nearest_kappa(core, top) * e_core
             # Optimal matching: conjugate pairs may come in either order.
             rows, cols = linear_sum_assignment(np.abs(circuits.ov_eigvals[layer, h][:, None] - top[None, :]))
@@ -60,29 +56,20 @@ def test_ov_and_qk_spectra_equal_numpy_on_full_products(tiny_model):
             s_ov = np.linalg.svd(OV, compute_uv=False)[:d]
             s_qk = np.linalg.svd(QK, compute_uv=False)[:d]
             np.testing.assert_allclose(
-                circuits.ov_sigma[layer, h], s_ov, rtol=0, atol=gram_route_error(W_V, W_O.T)
+                circuits.ov_sigma[layer, h], s_ov, rtol=0, atol=low_rank_product_sigma_tolerance(W_V, W_O.T)
             )
             np.testing.assert_allclose(
                 circuits.qk_sigma[layer, h],
                 s_qk,
                 rtol=0,
-                atol=gram_route_error(hw.W_Q[h].numpy(), hw.W_K[h].numpy()),
+                atol=low_rank_product_sigma_tolerance(hw.W_Q[h].numpy(), hw.W_K[h].numpy()),
             )
             # Trace identity: sum of eigenvalues of the core = trace of the full OV circuit (well-conditioned:
             # the core's trace_tolerance, and each trace of a product to its rounding).
-            trace_allowed = trace_tolerance(core) + 2 * product_error(W_V, W_O)
+            trace_allowed = trace_tolerance(core) + 2 * product_tolerance(W_V, W_O)
             assert circuits.ov_eigvals[layer, h].sum().real == pytest.approx(np.trace(OV), abs=trace_allowed)
     # |sum Re lambda| <= sum |lambda| exactly; the two sums of d_head terms round to c n eps.
     assert np.all(np.abs(circuits.copying_score) <= 1 + 2 * sum_rtol(d))
-
-
-def gram_route_error(A, B):
-    """Error allowed on the singular values of A B^T (A, B: (d_model, d_head)) by the Gram-root route against an
-    SVD of the formed product. The route takes R_a = (A^T A + F)^(1/2) with ||F|| <= c n eps ||A||^2, so R_a is
-    off by ||F|| / (2 sigma_min(A)) = c n eps ||A|| cond(A) / 2; sigma(R_a R_b^T) then moves by that times ||B||,
-    and the same for B. The reference side: the product's rounding and the SVD's (Weyl)."""
-    e = SAFETY * A.shape[0] * eps() * np.linalg.norm(A, 2) * np.linalg.norm(B, 2)
-    return e * ((np.linalg.cond(A) + np.linalg.cond(B)) / 2 + 3) + product_error(A, B.T)
 
 
 def test_ov_core_matrix_is_w_o_w_v(load):

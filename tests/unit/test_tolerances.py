@@ -9,8 +9,10 @@ from tests.tolerances import (
     defective_eigenvalue_tolerance,
     eigenvalue_condition_numbers,
     gram_singular_value_tolerance,
+    low_rank_product_sigma_tolerance,
     nearest_eigenvalue_tolerance,
     perron_root_tolerance,
+    product_tolerance,
     solve_tolerance,
     subspace_tolerance,
     sum_rtol,
@@ -150,3 +152,16 @@ def test_nearest_eigenvalue_tolerance_grows_with_the_residual():
     nearest, allowed = nearest_eigenvalue_tolerance(A, [2.0 + 1e-12])
     np.testing.assert_allclose(nearest, [2.0], rtol=0, atol=allowed[0])
     assert allowed[0] < 1e-12 < nearest_eigenvalue_tolerance(A, [2.0], residual=1e-12)[1][0]
+
+
+def test_product_and_low_rank_product_tolerances():
+    rng = np.random.default_rng(7)
+    A, B = rng.normal(size=(200, 8)), rng.normal(size=(200, 8))
+    exact = (A.astype(np.longdouble) @ B.T.astype(np.longdouble)).astype(np.float64)  # extended precision
+    assert np.linalg.norm(A @ B.T - exact, 2) <= product_tolerance(A, B.T)
+    sigma = np.linalg.svd(A @ B.T, compute_uv=False)[:8]
+    Ra = np.linalg.cholesky(A.T @ A).T  # another R with R^T R = A^T A
+    Rb = np.linalg.cholesky(B.T @ B).T
+    assert np.all(
+        np.abs(np.linalg.svd(Ra @ Rb.T, compute_uv=False) - sigma) <= low_rank_product_sigma_tolerance(A, B)
+    )
