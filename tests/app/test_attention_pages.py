@@ -54,10 +54,9 @@ def test_head_change_via_query_params_redraws():
     ok(at)
     assert any(h.value == "Layer 1 · head 3" for h in at.subheader)
     heatmap = spec_titled(at, "Layer 1 · head 3: attention weights")
+    # The page's own capture: float32 attention weights <= 1, so 1e-7 is about one float32 ulp (6e-8).
     np.testing.assert_allclose(
-        np.asarray(heatmap["data"][0]["z"]),
-        attention_of("tiny-bert", 1, 3),
-        atol=1e-7,  # float32 ulp at 1: 6e-8
+        np.asarray(heatmap["data"][0]["z"]), attention_of("tiny-bert", 1, 3), atol=1e-7
     )
     plane = spec_titled(at, "Layer 1 · head 3: eigenvalues")
     expected = np.linalg.eigvals(attention_of("tiny-bert", 1, 3))
@@ -93,10 +92,9 @@ def test_temperature_from_the_link_reaches_the_heatmap():
     A = attention_of("tiny-gpt2", 1, 1)
     logits = np.where(A > 0, np.log(np.where(A > 0, A, 1)) / 0.5, -np.inf)
     expected = np.exp(logits - logits.max(-1, keepdims=True))
+    # Weights from the page's own float32 capture (<= 1): 1e-7 is about one float32 ulp (6e-8).
     np.testing.assert_allclose(
-        np.asarray(heatmap["data"][0]["z"]),
-        expected / expected.sum(-1, keepdims=True),
-        atol=1e-7,  # float32 ulp
+        np.asarray(heatmap["data"][0]["z"]), expected / expected.sum(-1, keepdims=True), atol=1e-7
     )
 
 
@@ -152,9 +150,8 @@ def test_both_pages_on_embedded_models(model):
     assert len(at.get("plotly_chart")) == 5
     assert any(h.value == "Layer 2 · head 1" for h in at.subheader)
     heatmap = spec_titled(at, "Layer 2 · head 1: attention weights")
-    np.testing.assert_allclose(
-        np.asarray(heatmap["data"][0]["z"]), attention_of(model, 2, 1), atol=1e-7
-    )  # f32 ulp
+    # float32 attention weights <= 1: 1e-7 is about one float32 ulp (6e-8).
+    np.testing.assert_allclose(np.asarray(heatmap["data"][0]["z"]), attention_of(model, 2, 1), atol=1e-7)
     at.query_params["head"] = "4"
     at.run()
     ok(at)

@@ -130,7 +130,8 @@ def test_gershgorin_attention_head_matches_capture():
     A = capture(get_model("tiny-bert"), TEXT).attentions[1, 2].astype(np.float64)
     fig = spec_titled(at, "Attention layer 1 head 2")
     centres = next(t for t in fig["data"] if "centres" in t.get("name", ""))
-    np.testing.assert_allclose(centres["x"], np.diag(A), atol=1e-7)  # float32 attention <= 1: one float32 ulp
+    # float32 attention weights <= 1: 1e-7 is about one float32 ulp (6e-8).
+    np.testing.assert_allclose(centres["x"], np.diag(A), atol=1e-7)
     radii = np.asarray(centres["customdata"])[:, 0]
     np.testing.assert_allclose(radii, 1 - np.diag(A), atol=1e-6)  # row-stochastic: R_i = 1 - a_ii
     assert not any("lower-triangular" in info.value for info in at.info)  # BERT is bidirectional

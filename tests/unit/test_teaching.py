@@ -247,9 +247,8 @@ def test_lanczos_on_attention_heads(tiny_model):
     S = teaching.symmetric_part(att[1, 0])
     run = teaching.lanczos(S, 40)
     _check_interlacing(run, S)
-    np.testing.assert_allclose(
-        run.eigvals, np.linalg.eigvalsh(S.astype(np.float64)), rtol=0, atol=1e-12
-    )  # same call
+    # run.eigvals is the same eigvalsh call on the same S: equal up to nothing.
+    np.testing.assert_allclose(run.eigvals, np.linalg.eigvalsh(S), rtol=0, atol=1e-12)
     # Convergence of the top Ritz value in 40 steps (exact once steps = n), not rounding (c n eps ~ 1e-13).
     assert run.ritz[run.steps - 1, run.steps - 1] == pytest.approx(run.eigsh_largest[-1], abs=1e-8)
 
@@ -301,9 +300,8 @@ def test_gd_divergence_threshold_and_optimal_step():
     rates = np.abs(1 - etas[:, None] * np.array([l1, l2])).max(axis=1)
     assert etas[np.argmin(rates)] == pytest.approx(base.eta_opt, abs=1e-3)
     best = teaching.gradient_descent(l1, l2, base.eta_opt)
-    assert (
-        best.rate <= rates.min() + 1e-12
-    )  # no step on a fine grid does better (|1 - eta lambda| = O(1): 2 eps)
+    # No step on a fine grid does better (|1 - eta lambda| of O(1) numbers: rounding ~2 eps).
+    assert best.rate <= rates.min() + 1e-12
     assert best.rate == pytest.approx((8 - 1) / (8 + 1)) and best.rate_opt == pytest.approx(7 / 9)
 
 
@@ -402,9 +400,8 @@ def test_transient_growth_bounds_and_schur(n, rho, coupling):
     # rho^t <= ||J^t|| <= kappa(V) rho^t: tight only at t = 0 (1 = ||I||, to 2-norm rounding n eps); 1e-9 slack.
     assert np.all(res.norms >= res.rho_powers * (1 - 1e-9))  # spectral radius <= any induced norm
     _, V = np.linalg.eig(J)
-    assert res.kappa_V == pytest.approx(
-        np.linalg.cond(V), rel=1e-9
-    )  # the same eig and cond calls on the same J
+    # The same eig and cond calls on the same J: equal up to nothing.
+    assert res.kappa_V == pytest.approx(np.linalg.cond(V), rel=1e-9)
     assert np.all(res.norms <= res.bound * (1 + 1e-9))  # ||V Lambda^t V^-1|| <= kappa(V) rho^t
     T, Q = res.schur_T, res.schur_Q
     # Schur is backward stable: Q T Q^T = J + E and Q^T Q = I + F with ||E||, ||F|| <= c n eps (||J||, 1).

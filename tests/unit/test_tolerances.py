@@ -29,7 +29,7 @@ def test_condition_numbers_of_normal_and_jordan_like_matrices():
     np.testing.assert_allclose(kappa, 1.0, rtol=1e-8)  # normal: x = y, kappa = 1 up to rounding of x, y
     w, kappa = eigenvalue_condition_numbers(Q @ np.diag([1j, 2, 3, 4, 5 - 1j]) @ Q.T)  # complex stays complex
     np.testing.assert_allclose(np.sort_complex(w), [1j, 2, 3, 4, 5 - 1j], atol=1e-12)  # normal: c n eps ||A||
-    np.testing.assert_allclose(kappa, 1.0, rtol=1e-8)
+    np.testing.assert_allclose(kappa, 1.0, rtol=1e-8)  # as above
     # [[a, t], [0, b]]: kappa = sqrt(1 + (t / (a - b))^2) for both eigenvalues (closed form).
     a, b, t = 1.0, 0.999, 1.0
     _, kappa = eigenvalue_condition_numbers(np.array([[a, t], [0.0, b]]))
@@ -144,6 +144,7 @@ def test_gram_singular_value_tolerance_covers_the_squaring():
     gram = np.sqrt(np.clip(np.linalg.eigvalsh(A.T @ A)[::-1], 0, None))
     allowed = gram_singular_value_tolerance(A, s)
     assert np.all(np.abs(gram - s) <= allowed)
+    # Tight where sigma is large (c n eps sigma_1^2 / sigma_1 ~ 3e-13), sqrt(delta) at the noise floor.
     assert allowed[0] < 1e-12 and allowed[-1] == pytest.approx(np.sqrt(2 * backward_error(A) * s[0]))
 
 
