@@ -222,3 +222,18 @@ def low_rank_product_sigma_tolerance(A, B, *, c: float = SAFETY) -> float:
     return e * ((float(np.linalg.cond(A)) + float(np.linalg.cond(B))) / 2 + 3) + product_tolerance(
         A, B.T, c=c
     )
+
+
+def pagerank_residual_tolerance(A, pi, damping: float, *, c: float = SAFETY) -> float:
+    """Residual allowed in pi = damping pi A + (1 - damping) / n for pi from a solve of pi (I - damping A) =
+    (1 - damping) / n, renormalised to sum 1.
+
+    The solve is backward stable: c n eps ||I - damping A^T|| ||pi||. The renormalisation is exact only when A's
+    rows sum to 1; with row sums 1 + e_i, |e_i| <= d (float32 attention: d ~ 1e-7), the sum s of the solved pi
+    satisfies |1/s - 1| <= damping d / (1 - damping), which leaves (1 - damping)/n |1/s - 1| <= damping d / n.
+    """
+    A = np.asarray(A, dtype=np.float64)
+    n = A.shape[0]
+    d = float(np.abs(A.sum(axis=1) - 1).max())
+    solve = backward_error(np.eye(n) - damping * A.T, c=c) * float(np.linalg.norm(pi))
+    return solve + damping * d / n

@@ -9,7 +9,7 @@ import pytest
 from explorer.models import capture
 from tests.apptest import plotly_specs, run_page
 from tests.conftest import get_model
-from tests.tolerances import backward_error, eig_tolerances
+from tests.tolerances import eig_tolerances, pagerank_residual_tolerance
 
 ATTENTION = "pages/attention.py"
 EIGENVECTORS = "pages/eigenvectors.py"
@@ -121,10 +121,9 @@ def test_eigenvectors_page_kinds_and_k():
     stationary = spec_titled(at, "Stationary distribution")
     pi = np.asarray(stationary["data"][0]["y"])
     A = attention_of("tiny-gpt2", 1, 0)
-    np.testing.assert_allclose(  # a backward-stable solve: residual c n eps ||I - 0.85 A^T|| ||pi||
-        pi,
-        0.85 * pi @ A + 0.15 / len(A),
-        atol=backward_error(np.eye(len(A)) - 0.85 * A.T) * np.linalg.norm(pi),
+    # A solve, renormalised: the float32 rows of A sum to 1 only to ~1e-7, which the residual inherits.
+    np.testing.assert_allclose(
+        pi, 0.85 * pi @ A + 0.15 / len(A), atol=pagerank_residual_tolerance(A, pi, 0.85)
     )
     at.selectbox(key="eigenvectors_kind").set_value("right").run()
     ok(at)

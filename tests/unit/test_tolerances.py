@@ -11,6 +11,7 @@ from tests.tolerances import (
     gram_singular_value_tolerance,
     low_rank_product_sigma_tolerance,
     nearest_eigenvalue_tolerance,
+    pagerank_residual_tolerance,
     perron_root_tolerance,
     product_tolerance,
     solve_tolerance,
@@ -166,3 +167,14 @@ def test_product_and_low_rank_product_tolerances():
     assert np.all(
         np.abs(np.linalg.svd(Ra @ Rb.T, compute_uv=False) - sigma) <= low_rank_product_sigma_tolerance(A, B)
     )
+
+
+def test_pagerank_residual_tolerance_covers_rows_that_do_not_sum_to_one():
+    rng = np.random.default_rng(8)
+    A = rng.uniform(size=(30, 30))
+    A = (A / A.sum(axis=1, keepdims=True)).astype(np.float32).astype(np.float64)  # rows 1 +- 1e-7
+    pi = np.linalg.solve((np.eye(30) - 0.85 * A).T, np.full(30, 0.15 / 30))
+    pi /= pi.sum()
+    residual = np.abs(pi - (0.85 * pi @ A + 0.15 / 30)).max()
+    assert residual <= pagerank_residual_tolerance(A, pi, 0.85)
+    assert residual > backward_error(np.eye(30) - 0.85 * A.T)  # the row-sum term is the one that matters here
