@@ -40,9 +40,11 @@ def backward_error(A, *, dtype=np.float64, c: float = SAFETY) -> float:
 def eigenvalue_condition_numbers(A) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues of A (n, n) and their condition numbers kappa = ||x|| ||y|| / |y^H x|, both of shape (n,).
 
-    From scipy.linalg.eig with left and right eigenvectors (float64); a defective eigenvalue (y^H x = 0) gets inf.
+    From scipy.linalg.eig with left and right eigenvectors (float64, or complex128 for a complex A); a defective
+    eigenvalue (y^H x = 0) gets inf.
     """
-    w, vl, vr = scipy.linalg.eig(np.asarray(A, dtype=np.float64), left=True, right=True)
+    A = np.asarray(A)
+    w, vl, vr = scipy.linalg.eig(A.astype(np.result_type(A.dtype, np.float64)), left=True, right=True)
     cos = np.abs(np.sum(vl.conj() * vr, axis=0)) / (np.linalg.norm(vl, axis=0) * np.linalg.norm(vr, axis=0))
     with np.errstate(divide="ignore"):
         return w, np.where(cos > 0, 1.0 / cos, np.inf)
@@ -79,9 +81,10 @@ def assert_eigvals_close(computed, A, *, expected=None, dtype=np.float64, c: flo
     otherwise float64 geev is the reference and both sides may carry it (twice the bound). ``dtype``: the
     precision ``computed`` was obtained in.
     """
-    ref, tol = eig_tolerances(A, dtype=dtype, c=c)
+    ref, kappa = eigenvalue_condition_numbers(A)  # one eigensolve with both eigenvector sets: the costly part
+    tol = kappa * backward_error(A, dtype=dtype, c=c)
     if expected is None:
-        tol = tol + eig_tolerances(A, c=c)[1]
+        tol = tol + kappa * backward_error(A, c=c)
     else:
         # Each exact eigenvalue takes the condition number of the geev eigenvalue paired with it.
         i, j = match_eigenvalues(expected, ref)
@@ -98,3 +101,139 @@ def assert_eigvals_close(computed, A, *, expected=None, dtype=np.float64, c: flo
             f"{int(bad.sum())} of {err.size} eigenvalues off by more than kappa * c n eps ||A||: worst "
             f"{computed[i][k]:.6g} vs {ref[j][k]:.6g}, error {err[k]:.2e} > allowed {allowed[k]:.2e}"
         )
+
+
+def defective_eigenvalue_tolerance(A, *, order: int = 2, dtype=np.float64, c: float = SAFETY) -> float:
+    """Error allowed on an eigenvalue in a Jordan block of size ``order`` (where kappa is infinite).
+
+    A perturbation E splits J = lambda I + N (||N|| <= ||A||) into eigenvalues lambda + (e ||N||^(m-1))^(1/m)
+    (the leading Puiseux term; for m = 2: lambda +- sqrt(e ||N||)), e = ||E||. So a double eigenvalue of a float64
+    matrix with ||A|| ~ 1 is only good to ~1e-7, whatever the kernel.
+    """
+    e = backward_error(A, dtype=dtype, c=c)
+    return e ** (1 / order) * float(np.linalg.norm(np.asarray(A), 2)) ** (1 - 1 / order)
+
+
+def subspace_tolerance(A, gap: float, *, dtype=np.float64, c: float = SAFETY) -> float:
+    """sin of the angle an eigenvector of a symmetric A (or a singular vector of any A) may turn (Davis-Kahan).
+
+    sin theta <= ||E|| / gap, with ||E|| the backward error and ``gap`` the distance from its eigenvalue (singular
+    value) to the rest of the spectrum. Also bounds ||v_computed - v|| for a sign-fixed unit vector (up to sqrt 2).
+    """
+    if gap <= 0:
+        raise ValueError("the gap must be positive: a repeated eigenvalue has no well-defined eigenvector")
+    return backward_error(A, dtype=dtype, c=c) / gap
+
+
+def summation_tolerance(terms, *, dtype=np.float64, c: float = SAFETY) -> float:
+    """Absolute error of a floating-point sum of ``terms`` (any shape): c * n * eps * sum |terms| (Higham 4.2).
+
+    Covers traces, means, sums of squares (pass the squares) and dot products (pass the products).
+    """
+    terms = np.abs(np.asarray(terms, dtype=np.float64))
+    return c * max(terms.size, 1) * eps(dtype) * float(terms.sum())
+
+
+def perron_root_tolerance(A, *, dtype=np.float64, c: float = SAFETY) -> float:
+    """Error allowed on the eigenvalue 1 of a (numerically) row-stochastic A, from its condition number.
+
+    A's rows sum to 1 only up to rounding: A = P + F with P exactly stochastic and ||F||_2 <= sqrt(n) max_i
+    |sum_j A_ij - 1|. So |lambda - 1| <= kappa(1) (||F|| + c n eps ||A||), kappa(1) = ||pi|| ||1|| / |pi . 1| from
+    the left (stationary) and right (ones) eigenvectors.
+    """
+    A = np.asarray(A, dtype=np.float64)
+    w, kappa = eigenvalue_condition_numbers(A)
+    k = int(np.argmin(np.abs(w - 1)))
+    row_error = np.sqrt(A.shape[0]) * float(np.abs(A.sum(axis=1) - 1).max())
+    return float(kappa[k]) * (row_error + backward_error(A, dtype=dtype, c=c))
+
+
+def trace_tolerance(A, *, dtype=np.float64, c: float = SAFETY) -> float:
+    """Error allowed on the sum of the computed eigenvalues of A against trace(A): well-conditioned even where
+    the eigenvalues are not, since sum(eig(A + E)) = trace(A) + trace(E) and |trace E| <= n ||E||_2."""
+    A = np.asarray(A)
+    return A.shape[0] * backward_error(A, dtype=dtype, c=c) + summation_tolerance(
+        np.diag(A), dtype=dtype, c=c
+    )
+
+
+def sum_rtol(n: int, *, dtype=np.float64, c: float = SAFETY) -> float:
+    """Relative error of a sum of n terms of one sign (squares, probabilities, a row of a stochastic matrix):
+    c * n * eps, since then sum |terms| = |sum|. Also covers a mean of such terms."""
+    return c * max(int(n), 1) * eps(dtype)
+
+
+def solve_tolerance(M, *, dtype=np.float64, c: float = SAFETY) -> float:
+    """Relative (normwise) forward error of x from a backward-stable solve of M x = b: cond(M) * c n eps.
+
+    ``M``: the (n, n) matrix actually solved. Also bounds how far the solution moves when M is perturbed by
+    rounding elsewhere (a null vector pinned by a normalising row, e.g. a stationary distribution).
+    """
+    M = np.asarray(M, dtype=np.float64)
+    return float(np.linalg.cond(M, 2)) * c * M.shape[0] * eps(dtype)
+
+
+def gram_singular_value_tolerance(A, sigma, *, dtype=np.float64, c: float = SAFETY, norm=None) -> np.ndarray:
+    """Error allowed on singular values of A (m, n) obtained as sqrt(eigvalsh(A^T A)), per value, shape of sigma.
+
+    Forming A^T A and solving each err by c n eps ||A||^2 (Weyl), so sigma_i^2 is off by delta = 2 c n eps
+    ||A||^2 and sigma_i by min(sqrt(delta), delta / sigma_i): relative ~ eps (sigma_1 / sigma_i)^2, and the
+    smallest read as noise of ~sqrt(eps) sigma_1. ``sigma``: the reference singular values; ``norm``: ||A||_2
+    when known (sigma_1), to spare another SVD of a large A.
+    """
+    A = np.asarray(A)
+    norm = float(np.linalg.norm(A, 2)) if norm is None else float(norm)
+    delta = 2 * c * max(A.shape) * eps(dtype) * norm**2
+    sigma = np.asarray(sigma, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.minimum(np.sqrt(delta), delta / sigma)
+
+
+def nearest_eigenvalue_tolerance(A, values, *, residual: float = 0.0, c: float = SAFETY):
+    """For some eigenvalues ``values`` of A (n, n), not necessarily all: the float64 geev eigenvalue nearest each
+    and the error allowed between them, kappa(lambda) * (residual + 2 c n eps ||A||), both of shape (len(values),).
+
+    ``residual``: ||A x - theta x|| of Ritz pairs (Krylov methods stop at a tolerance, not at rounding): a Ritz
+    value with that residual is an exact eigenvalue of A + r x^H. The 2 covers geev's error on the reference side.
+    """
+    w, kappa = eigenvalue_condition_numbers(A)
+    values = np.asarray(values, dtype=np.complex128).ravel()
+    nearest = np.abs(values[:, None] - w[None, :]).argmin(axis=1)
+    return w[nearest], kappa[nearest] * (residual + 2 * backward_error(A, c=c))
+
+
+def product_tolerance(A, B, *, dtype=np.float64, c: float = SAFETY) -> float:
+    """||fl(A B) - A B||_2 <= c k eps ||A||_F ||B||_F (k the inner dimension): the rounding of forming a product,
+    which can exceed c n eps ||A B|| when A B is small next to its factors (a low-rank circuit)."""
+    A, B = np.asarray(A), np.asarray(B)
+    return c * A.shape[-1] * eps(dtype) * float(np.linalg.norm(A) * np.linalg.norm(B))
+
+
+def low_rank_product_sigma_tolerance(A, B, *, c: float = SAFETY) -> float:
+    """Error allowed on the singular values of A B^T (A, B: (n, k), k << n) by the Gram-root route (R_a with
+    R_a^T R_a = A^T A from eigh) against a float64 SVD of the formed product.
+
+    R_a = (A^T A + F)^(1/2) with ||F|| <= c n eps ||A||^2 is off by ||F|| / (2 sigma_min(A)) = c n eps ||A||
+    cond(A) / 2; sigma(R_a R_b^T) then moves by that times ||B||, and the same for B. The reference side adds the
+    product's rounding and the SVD's (Weyl); the small SVD its own.
+    """
+    A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
+    e = c * A.shape[0] * eps() * float(np.linalg.norm(A, 2) * np.linalg.norm(B, 2))
+    return e * ((float(np.linalg.cond(A)) + float(np.linalg.cond(B))) / 2 + 3) + product_tolerance(
+        A, B.T, c=c
+    )
+
+
+def pagerank_residual_tolerance(A, pi, damping: float, *, c: float = SAFETY) -> float:
+    """Residual allowed in pi = damping pi A + (1 - damping) / n for pi from a solve of pi (I - damping A) =
+    (1 - damping) / n, renormalised to sum 1.
+
+    The solve is backward stable: c n eps ||I - damping A^T|| ||pi||. The renormalisation is exact only when A's
+    rows sum to 1; with row sums 1 + e_i, |e_i| <= d (float32 attention: d ~ 1e-7), the sum s of the solved pi
+    satisfies |1/s - 1| <= damping d / (1 - damping), which leaves (1 - damping)/n |1/s - 1| <= damping d / n.
+    """
+    A = np.asarray(A, dtype=np.float64)
+    n = A.shape[0]
+    d = float(np.abs(A.sum(axis=1) - 1).max())
+    solve = backward_error(np.eye(n) - damping * A.T, c=c) * float(np.linalg.norm(pi))
+    return solve + damping * d / n

@@ -5,6 +5,7 @@ import pytest
 
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
+from tests.tolerances import SAFETY, eig_tolerances, eps
 
 
 def _softmax(S):
@@ -55,7 +56,11 @@ def test_eigenvalue_and_charpoly_figures():
     assert _axis_titles(fig) == ["Re λ", "Im λ"]
     poly = figures.make_charpoly_figure(res)
     curve, roots = poly.data[0], poly.data[1]
-    np.testing.assert_allclose(np.polyval(res.charpoly, roots.x), 0.0, atol=1e-12)
+    # p(lambda_hat) = p'(lambda) (lambda_hat - lambda) + Horner's rounding c n eps sum |a_k| |x|^k.
+    w, tol = eig_tolerances(res.matrix)
+    slope = np.abs(np.polyval(np.polyder(res.charpoly), w)).max()
+    horner = SAFETY * 3 * eps() * np.polyval(np.abs(res.charpoly), np.abs(w).max())
+    np.testing.assert_allclose(np.polyval(res.charpoly, roots.x), 0.0, atol=slope * tol.max() + horner)
     np.testing.assert_allclose(curve.y, np.array(curve.x) ** 2 - res.trace * np.array(curve.x) + res.det)
     assert "λ² − 1.5λ + 0.5" in poly.layout.title.text
 

@@ -13,12 +13,33 @@ from explorer.analysis import directions as dirs
 from explorer.errors import InputError
 from explorer.models import capture
 from tests.conftest import SAMPLE_TEXT
+from tests.tolerances import backward_error, subspace_tolerance, sum_rtol, symmetric_tolerance
 
 
 def _sign_fixed_columns(vectors: np.ndarray) -> np.ndarray:
     """Columns of ``vectors`` flipped so that each one's largest-magnitude entry is positive."""
     idx = np.argmax(np.abs(vectors), axis=0)
     return vectors * np.sign(vectors[idx, np.arange(vectors.shape[1])])
+
+
+def _min_gap(values, k):
+    """Smallest distance from each of the top k of the descending ``values`` to any other one."""
+    values = np.asarray(values)
+    return min(np.abs(np.delete(values, i) - values[i]).min() for i in range(k))
+
+
+def _share_tol(D):
+    """(delta, s): each sigma_i^2 of D, however computed (SVD of D, eigvalsh of D D^T, PCA), is off by at most
+    delta = 2 c n eps ||D||^2 (Weyl: forming the product, then the solver); s = the exact-ish singular values.
+    A share sigma_1^2 / sum sigma^2 then moves by delta / sigma_1^2 + n delta / sum sigma^2 (relative)."""
+    s = np.linalg.svd(D, compute_uv=False)
+    return 2 * symmetric_tolerance(D) * s[0], s
+
+
+def _share_rtol(D):
+    """Relative error allowed between two computations of D's first-component share (both sides)."""
+    delta, s = _share_tol(D)
+    return 2 * (delta / s[0] ** 2 + len(s) * delta / (s**2).sum())
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -33,19 +54,37 @@ def test_pca_matches_eigh_of_covariance(n, d):
     eigvals, eigvecs = np.linalg.eigh(np.cov(x, rowvar=False))  # ascending
     eigvals, eigvecs = eigvals[::-1], eigvecs[:, ::-1]
     rank = min(n - 1, d)
-    np.testing.assert_allclose(result.explained_variance, eigvals[:rank], rtol=1e-9, atol=1e-10)
-    np.testing.assert_allclose(result.explained_variance_ratio, eigvals[:rank] / eigvals.sum(), rtol=1e-9)
+    # Variances sigma_i^2 / (n - 1) from an SVD of the centred x against eigh of the covariance: Weyl on each
+    # side (c n eps ||x_c|| on sigma_i, so 2 sigma_1 that on sigma_i^2; c n eps ||cov|| for forming and eigh).
+    xc = x - x.mean(0)
+    cov = np.cov(x, rowvar=False)
+    var_tol = 2 * symmetric_tolerance(xc) * np.linalg.norm(xc, 2) / (n - 1) + 2 * symmetric_tolerance(cov)
+    np.testing.assert_allclose(result.explained_variance, eigvals[:rank], rtol=0, atol=var_tol)
+    total = eigvals.sum()  # a ratio moves by var_tol / total, plus the total's d var_tol
+    ratio_tol = (1 + d) * var_tol / total
+    np.testing.assert_allclose(
+        result.explained_variance_ratio, eigvals[:rank] / total, rtol=0, atol=ratio_tol
+    )
     expected = _sign_fixed_columns(eigvecs[:, :3]).T
-    np.testing.assert_allclose(result.components, expected, atol=1e-8)
-    np.testing.assert_allclose(result.coords, (x - x.mean(0)) @ expected.T, atol=1e-8)
-    np.testing.assert_allclose(result.components @ result.components.T, np.eye(3), atol=1e-10)
+    # Each component turns by at most var_tol / gap (Davis-Kahan), on both sides; ||v - v'|| <= sqrt 2 sin.
+    comp_tol = 2 * np.sqrt(2) * var_tol / _min_gap(eigvals, 3)
+    np.testing.assert_allclose(result.components, expected, rtol=0, atol=comp_tol)
+    coords_tol = np.linalg.norm(xc, axis=1).max() * comp_tol + backward_error(xc)
+    np.testing.assert_allclose(result.coords, xc @ expected.T, rtol=0, atol=coords_tol)
+    orthonormal = backward_error(np.eye(max(n, d)))  # the SVD's V is orthonormal to c n eps
+    np.testing.assert_allclose(result.components @ result.components.T, np.eye(3), rtol=0, atol=orthonormal)
 
 
 def test_pca_signs_are_deterministic():
     x = np.random.default_rng(2).normal(size=(30, 10))
     a, b = dirs.pca(x), dirs.pca(-x)  # same covariance, so the same components after sign fixing
-    np.testing.assert_allclose(a.components, b.components, atol=1e-10)
-    np.testing.assert_allclose(a.coords, -b.coords, atol=1e-10)
+    # Two SVDs (of x_c and -x_c): each right singular vector turns by c n eps ||x_c|| / gap (Davis-Kahan).
+    xc = x - x.mean(0)
+    sigma = np.linalg.svd(xc, compute_uv=False)
+    comp_tol = 2 * np.sqrt(2) * subspace_tolerance(xc, gap=_min_gap(sigma, len(a.components)))
+    np.testing.assert_allclose(a.components, b.components, rtol=0, atol=comp_tol)
+    coords_tol = np.linalg.norm(xc, axis=1).max() * comp_tol + 2 * backward_error(xc)
+    np.testing.assert_allclose(a.coords, -b.coords, rtol=0, atol=coords_tol)
 
 
 def test_pca_needs_enough_points():
@@ -65,7 +104,10 @@ def test_hidden_state_pca_on_tiny_model(tiny_model):
     assert result.points == list(range(cap.n_tokens))
     skipped = dirs.hidden_state_pca(cap.hidden_states, layer, n_components=2, skip_first=True)
     assert skipped.points == list(range(1, cap.n_tokens))
-    np.testing.assert_allclose(skipped.mean, x[1:].mean(0), atol=1e-9)
+    # Two summation orders of a mean of n values: c n eps max |x| each.
+    np.testing.assert_allclose(
+        skipped.mean, x[1:].mean(0), rtol=0, atol=2 * sum_rtol(len(x)) * np.abs(x).max()
+    )
 
 
 def test_layerwise_pca_matches_each_layer_up_to_sign(tiny_model):
@@ -74,6 +116,7 @@ def test_layerwise_pca_matches_each_layer_up_to_sign(tiny_model):
     assert result.coords.shape == (cap.hidden_states.shape[0], cap.n_tokens, 2)
     for layer in range(cap.hidden_states.shape[0]):
         own = dirs.hidden_state_pca(cap.hidden_states, layer, n_components=2).coords
+        # The same PCA of the same layer's points (only the signs are chained): equal up to sign.
         np.testing.assert_allclose(np.abs(result.coords[layer]), np.abs(own), atol=1e-8)
         if layer:  # signs chained: every axis correlates non-negatively with the previous layer's
             assert (np.sum(result.coords[layer] * result.coords[layer - 1], axis=0) >= 0).all()
@@ -134,11 +177,20 @@ def test_direction_is_pca_of_pair_centred_vectors():
     diff = dirs.unit_rows(first) - dirs.unit_rows(second)
     centred = np.concatenate([diff, -diff]) / 2
     reference = PCA(n_components=8).fit(centred)
-    assert direction.explained == pytest.approx(reference.explained_variance_ratio_[0], rel=1e-9)
-    np.testing.assert_allclose(direction.explained_ratio, reference.explained_variance_ratio_, rtol=1e-8)
-    assert abs(direction.vector @ reference.components_[0]) == pytest.approx(1, abs=1e-9)
+    share_rtol = _share_rtol(diff)  # SVD of diff vs PCA of +-diff/2 vs eigvalsh of diff^T diff
+    assert direction.explained == pytest.approx(reference.explained_variance_ratio_[0], rel=share_rtol)
+    delta, s = _share_tol(diff)  # sigma_i^2 / sum sigma^2 moves by (1 + n) delta / sum sigma^2, both sides
+    np.testing.assert_allclose(
+        direction.explained_ratio,
+        reference.explained_variance_ratio_,
+        rtol=0,
+        atol=2 * (1 + len(s)) * delta / (s**2).sum(),
+    )
+    # |cos| = 1 - theta^2 / 2 with theta <= 2 ||E|| / gap (Davis-Kahan, both sides), plus the dot's rounding.
+    theta = 2 * subspace_tolerance(diff, gap=s[0] - s[1])
+    assert abs(direction.vector @ reference.components_[0]) == pytest.approx(1, abs=theta**2 + sum_rtol(32))
     eig = np.linalg.eigvalsh(diff.T @ diff)
-    assert direction.explained == pytest.approx(eig[-1] / eig.sum(), rel=1e-9)
+    assert direction.explained == pytest.approx(eig[-1] / eig.sum(), rel=share_rtol)
 
 
 def test_pair_order_does_not_change_the_share():
@@ -146,8 +198,10 @@ def test_pair_order_does_not_change_the_share():
     swap = np.arange(10) % 3 == 0
     a = np.where(swap[:, None], second, first)
     b = np.where(swap[:, None], first, second)
+    # Swapping a pair flips the sign of a row of D: the same singular values, computed from another matrix.
+    D = dirs.unit_rows(first) - dirs.unit_rows(second)
     assert dirs.semantic_direction(a, b).explained == pytest.approx(
-        dirs.semantic_direction(first, second).explained, rel=1e-12
+        dirs.semantic_direction(first, second).explained, rel=_share_rtol(D)
     )
 
 
@@ -166,7 +220,8 @@ def test_bias_scores_are_cosines():
     vectors, g = rng.normal(size=(5, 12)), rng.normal(size=12)
     g /= np.linalg.norm(g)
     expected = [1 - cosine_distance(v, g) for v in vectors]
-    np.testing.assert_allclose(dirs.bias_scores(vectors, g), expected, atol=1e-12)
+    # Cosines: dot products of unit vectors, c n eps each (two routes).
+    np.testing.assert_allclose(dirs.bias_scores(vectors, g), expected, rtol=0, atol=2 * sum_rtol(12))
 
 
 def test_debiased_vectors_have_zero_projection():
@@ -174,16 +229,20 @@ def test_debiased_vectors_have_zero_projection():
     direction = dirs.semantic_direction(first, second)
     targets = np.random.default_rng(7).normal(size=(9, 128))
     cleaned = dirs.remove_direction(targets, direction.vector)
-    np.testing.assert_allclose(cleaned @ direction.vector, 0, atol=1e-12)
+    # x - (x . g) g for unit x, g in d = 128: its dot with g is rounding of two length-d dot products.
+    dot_tol = 2 * sum_rtol(128)
+    np.testing.assert_allclose(cleaned @ direction.vector, 0, atol=dot_tol)
     # Only the direction's component is removed: the change is parallel to it, and removal is idempotent.
     change = dirs.unit_rows(targets) - cleaned
-    np.testing.assert_allclose(np.abs(dirs.unit_rows(change) @ direction.vector), 1, atol=1e-9)
+    # change = (x . g) g + rounding of size dot_tol: its direction is off by dot_tol / |x . g|.
+    along = np.abs(dirs.unit_rows(targets) @ direction.vector).min()
+    np.testing.assert_allclose(np.abs(dirs.unit_rows(change) @ direction.vector), 1, atol=dot_tol / along)
     np.testing.assert_allclose(
-        dirs.remove_direction(cleaned, direction.vector), dirs.unit_rows(cleaned), atol=1e-12
+        dirs.remove_direction(cleaned, direction.vector), dirs.unit_rows(cleaned), atol=dot_tol
     )
     preview = dirs.debias([f"w{i}" for i in range(9)], targets, direction, first, second)
-    np.testing.assert_allclose(preview.after, 0, atol=1e-12)
-    np.testing.assert_allclose(preview.before, dirs.bias_scores(targets, direction.vector), atol=1e-12)
+    np.testing.assert_allclose(preview.after, 0, atol=dot_tol)
+    np.testing.assert_allclose(preview.before, dirs.bias_scores(targets, direction.vector), atol=dot_tol)
 
 
 def test_random_pair_indices():
@@ -258,7 +317,12 @@ def test_static_vectors_average_sub_tokens(load):
         pieces = vectors.pieces[i]
         assert len(pieces) == len(word)  # the leading space token is dropped, every byte kept
         ids = loaded.tokenizer.convert_tokens_to_ids(list(pieces))
-        np.testing.assert_allclose(vectors.vectors[0, i], table[ids].mean(0), atol=1e-12)
+        np.testing.assert_allclose(  # torch's and numpy's mean of the same few rows: c k eps max |x| each
+            vectors.vectors[0, i],
+            table[ids].mean(0),
+            rtol=0,
+            atol=2 * sum_rtol(len(ids)) * np.abs(table).max(),
+        )
     assert vectors.vectors.shape == (1, 2, 64)
 
 
@@ -327,13 +391,16 @@ def test_analyse_directions_on_a_tiny_model(load):
     assert profile.shares[1] == pytest.approx(result.direction.explained)
     np.testing.assert_allclose(profile.control.shares[1], result.control.shares)  # same draws, same layer
     assert result.bias.shape == (2,) and result.debias is not None
-    np.testing.assert_allclose(result.debias.after, 0, atol=1e-12)
+    # Projection on the removed direction: rounding of length-d dot products of unit vectors.
+    np.testing.assert_allclose(result.debias.after, 0, atol=2 * sum_rtol(loaded.card.d_model))
     assert result.pieces["nurse"] == tuple("nurse")
     static, none = dirs.analyse_directions(
         loaded, pairs, ["nurse", "pilot"], method="static", with_layers=False
     )
     assert static.layer is None and none is None
     # Layer 0 of a Llama is the bare input embedding: the static and contextual directions agree there.
+    # Same vectors (layer 0 is the embedding, averaged by the same torch call); SVD share vs Gram-eigvalsh share
+    # differ by 2 (delta / sigma_1^2 + n delta / sum sigma^2), delta = 2 c n eps sigma_1^2: ~1e-13 for 3 pairs.
     assert static.direction.explained == pytest.approx(profile.shares[0], rel=1e-9)
 
 
@@ -361,6 +428,8 @@ def test_results_do_not_depend_on_a_shift_of_all_vectors():
     chosen = _synthetic([w for p in pairs for w in p] + targets, "static")
     shifted = dirs.WordVectors(chosen.words, chosen.vectors + 50.0, chosen.pieces, (), "static")
     a, b = dirs.combine_directions(pairs, targets, chosen), dirs.combine_directions(pairs, targets, shifted)
+    # Centring removes the offset 50 up to c N eps 50 ~ 1e-11 per entry (N control words), against entries of
+    # size 1 in d = 16: shares and cosines move by about that, far below 1e-9.
     assert a.direction.explained == pytest.approx(b.direction.explained, rel=1e-9)
     np.testing.assert_allclose(a.bias, b.bias, atol=1e-9)
     np.testing.assert_allclose(a.control.shares, b.control.shares, rtol=1e-9)
