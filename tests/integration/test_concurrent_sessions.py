@@ -105,6 +105,14 @@ def _concurrent_apptest():
     Runtime._instance = shared
     try:
         with patch_config_options({"global.appTest": True}):
+            # Compile every script once, here, before the threads start: ast.parse in one thread while another
+            # thread builds or converts AST objects (numba's and torch's source inspection do) trips the same
+            # CPython 3.11 bug. A real server also compiles each script only once.
+            from explorer.ui.navigation import PAGES
+            from tests.apptest import APP
+
+            for script in [APP, *(page.file for page in PAGES)]:
+                script_cache.get_bytecode(script)
             yield
     finally:
         (
