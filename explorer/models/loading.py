@@ -68,7 +68,8 @@ class LoadedModel:
 
     @property
     def causal(self) -> bool:
-        return self.anatomy.causal
+        """A causal language model (see ``Anatomy.causal_lm``)."""
+        return self.anatomy.causal_lm
 
 
 def _find_package_dir(package: str, install_hint: str) -> Path:
@@ -159,7 +160,7 @@ def _config_value(config, *names, default=None):
 
 
 def make_card(model_id: str, model: torch.nn.Module, anatomy: Anatomy | None = None) -> ModelCard:
-    """The card of ``model``: layer and head counts and the causal flag from its anatomy."""
+    """The card of ``model``: layer and head counts from its anatomy; ``causal``: a causal language model."""
     anatomy = anatomy or anatomy_of(model)
     config = model.config
     architectures = getattr(config, "architectures", None)
@@ -172,7 +173,7 @@ def make_card(model_id: str, model: torch.nn.Module, anatomy: Anatomy | None = N
         d_model=anatomy.d_model,
         d_head=anatomy.d_head,
         n_params=int(sum(p.numel() for p in model.parameters())),
-        causal=anatomy.causal,
+        causal=anatomy.causal_lm,
         vocab_size=int(_config_value(config, "vocab_size", default=0)),
         max_positions=int(_config_value(config, "max_position_embeddings", "n_positions", default=512)),
     )

@@ -130,7 +130,13 @@ def test_causal_flag_matches_the_attention_the_model_produces(load, model_id):
     has_future = bool((np.triu(attentions, k=1) > 0).any())
     assert loaded.anatomy.causal == (not has_future)
     assert loaded.anatomy.causal == (model_id != "tiny-bert")
-    assert loaded.card.causal == loaded.causal == loaded.anatomy.causal
+    assert loaded.card.causal == loaded.causal == loaded.anatomy.causal_lm == loaded.anatomy.causal
+
+
+def test_a_decoder_without_its_head_has_causal_attention_but_is_no_causal_lm(load):
+    """GPT2Model (no LM head) attends causally but has no logits: no next-token losses, no perplexity."""
+    bare = anatomy_of(load("tiny-gpt2").model.transformer)
+    assert bare.causal and bare.lm_head is None and not bare.causal_lm
 
 
 @pytest.mark.parametrize(
