@@ -160,6 +160,7 @@ class MatrixSlot:
         return W.chunk(self.n_parts, dim=0)[self.part] if self.fused else W
 
     def bias_of(self, module: torch.nn.Module) -> torch.Tensor | None:
+        """``bias`` given the owning module itself."""
         bias = getattr(module, "bias", None)
         if not isinstance(bias, torch.Tensor):
             return None
@@ -187,7 +188,8 @@ class HeadWeights:
 
     W_Q: (head, d_model, d_head); W_K, W_V: (head, d_model, d_head), already expanded for grouped-query
     attention (query head h uses key/value head h // (n_heads / n_kv_heads), so heads of a group share
-    the same W_K, W_V); W_O: (head, d_head, d_model). float64 on CPU (copies, safe to modify).
+    the same W_K, W_V); W_O: (head, d_head, d_model). On CPU, float64 unless asked otherwise (copies, safe
+    to modify).
     """
 
     layer: int
@@ -205,8 +207,8 @@ class HeadWeights:
 class Anatomy:
     """What the explorer needs to know about a model's architecture (names and numbers; no tensors).
 
-    family: "gpt2", "bert" or "llama"; family_label: its name for people. model_type: the config's model_type (e.g. "mistral" in the llama
-    family). causal: each token attends to earlier tokens only (the attention modules' own mask setting).
+    family: "gpt2", "bert" or "llama"; family_label: its name for people. model_type: the config's
+    model_type (e.g. "mistral" in the llama family). causal: each token attends to earlier tokens only (the attention modules' own mask setting).
     embed, pos_embed: module names of the token and learned-position embeddings (pos_embed None with
     rotary positions). lm_head: the output layer's module name, None without one (encoders).
     tied_output: lm_head when its weight is the embedding's (then it is not a separate matrix), else None.
