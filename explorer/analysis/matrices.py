@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from explorer.models.anatomy import ATTENTION_KINDS, KINDS, MLP_KINDS, HeadWeights, anatomy_of
+from explorer.models.anatomy import ATTENTION_KINDS, KINDS, MLP_KINDS, HeadWeights, anatomy_of, matrix_slots
 
 __all__ = [
     "ATTENTION_KINDS",
@@ -51,7 +51,8 @@ class WeightMatrix:
 
 
 def weight_matrices(model: torch.nn.Module) -> list[WeightMatrix]:
-    """All 2-D weights of Linear, Conv1D and Embedding modules, in module order, tied copies skipped."""
+    """All 2-D weights of Linear, Conv1D and Embedding modules, in module order, tied copies skipped; kinds
+    and layers from the model's anatomy (kind "other" throughout for a module of no supported architecture)."""
     modules = dict(model.named_modules())
     return [
         WeightMatrix(
@@ -62,7 +63,7 @@ def weight_matrices(model: torch.nn.Module) -> list[WeightMatrix]:
             slot.weight_of(modules[slot.module]),
             slot.bias_of(modules[slot.module]),
         )
-        for slot in anatomy_of(model).matrices
+        for slot in matrix_slots(model)
     ]
 
 

@@ -373,23 +373,7 @@ def anatomy_of(model: torch.nn.Module, quantization: Quantization | None = None)
         for name, kind in ((embed, "embed"), (pos_embed, "pos_embed"), (lm_head, "lm_head"))
         if name
     }
-    matrices: list[MatrixSlot] = []
-    seen: set[int] = set()
-    for name, module in modules.items():
-        weight = getattr(module, "weight", None)
-        if not isinstance(module, (torch.nn.Linear, Conv1D, torch.nn.Embedding)):
-            continue
-        if not isinstance(weight, torch.Tensor) or weight.ndim != 2 or weight.data_ptr() in seen:
-            continue
-        seen.add(weight.data_ptr())  # a tied output layer comes after its embedding and is skipped
-        transposed = isinstance(module, Conv1D)  # Conv1D stores (in, out)
-        layer, kind = in_block.get(name, (_block_index(name, prefix), named_kinds.get(name, "other")))
-        if kind == FUSED_QKV:
-            for part, part_kind in enumerate(_FUSED_PARTS):
-                slot = MatrixSlot(f"{name}:{part_kind[-1]}", name, layer, part_kind, transposed, part, 3)
-                matrices.append(slot)
-        else:
-            matrices.append(MatrixSlot(name, name, layer, kind, transposed))
+    matrices = _matrix_slots(modules, prefix, in_block, named_kinds)
 
     n_heads = _config_int(config, "num_attention_heads", "n_head", "num_heads")
     if not n_heads:
@@ -419,16 +403,52 @@ def anatomy_of(model: torch.nn.Module, quantization: Quantization | None = None)
         lm_head=lm_head,
         tied_output=lm_head if tied else None,
         blocks=blocks,
-        matrices=tuple(matrices),
+        matrices=matrices,
         quantization=quantization,
     )
     _check_head_shapes(model, modules, anatomy, slots)
     return anatomy
 
 
-def _block_index(name: str, prefix: str) -> int | None:
+def matrix_slots(model: torch.nn.Module) -> tuple[MatrixSlot, ...]:
+    """Every 2-D weight of a Linear, Conv1D or Embedding of ``model``, in module order, tied copies once: the
+    anatomy's matrices for a supported architecture; for any other module (a hand-built test model, say)
+    the same enumeration with kind "other" and no layer, since its weights are matrices all the same."""
+    try:
+        return anatomy_of(model).matrices
+    except UnsupportedModelError:
+        return _matrix_slots(dict(model.named_modules()), None, {}, {})
+
+
+def _matrix_slots(
+    modules: dict[str, torch.nn.Module], prefix: str | None, in_block: dict, named_kinds: dict
+) -> tuple[MatrixSlot, ...]:
+    """The enumeration behind ``Anatomy.matrices``: ``in_block`` maps a block matrix's module name to
+    (layer, kind), ``named_kinds`` the embeddings and output layer to their kinds; anything else is "other"."""
+    matrices: list[MatrixSlot] = []
+    seen: set[int] = set()
+    for name, module in modules.items():
+        weight = getattr(module, "weight", None)
+        if not isinstance(module, (torch.nn.Linear, Conv1D, torch.nn.Embedding)):
+            continue
+        if not isinstance(weight, torch.Tensor) or weight.ndim != 2 or weight.data_ptr() in seen:
+            continue
+        seen.add(weight.data_ptr())  # a tied output layer comes after its embedding and is skipped
+        transposed = isinstance(module, Conv1D)  # Conv1D stores (in, out)
+        layer, kind = in_block.get(name, (_block_index(name, prefix), named_kinds.get(name, "other")))
+        if kind == FUSED_QKV:
+            for part, part_kind in enumerate(_FUSED_PARTS):
+                matrices.append(
+                    MatrixSlot(f"{name}:{part_kind[-1]}", name, layer, part_kind, transposed, part, 3)
+                )
+        else:
+            matrices.append(MatrixSlot(name, name, layer, kind, transposed))
+    return tuple(matrices)
+
+
+def _block_index(name: str, prefix: str | None) -> int | None:
     """Block index of a module inside the block list (a matrix no layout names), else None."""
-    if not name.startswith(prefix + "."):
+    if prefix is None or not name.startswith(prefix + "."):
         return None
     head = name[len(prefix) + 1 :].split(".", 1)[0]
     return int(head) if head.isdigit() else None

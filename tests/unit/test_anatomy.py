@@ -13,6 +13,7 @@ import torch
 from transformers import MistralConfig, MistralForCausalLM, OPTConfig, OPTForCausalLM
 from transformers.models.llama.modeling_llama import repeat_kv
 
+from explorer.analysis.matrices import weight_matrices
 from explorer.errors import ModelLoadError, UnsupportedModelError
 from explorer.models import anatomy_of, capture, load_model
 from explorer.models.tiny import VOCAB_SIZE, build_tiny_model, byte_tokenizer
@@ -210,6 +211,20 @@ def test_unknown_architecture_is_a_clear_error():
     message = str(info.value)
     assert "OPTForCausalLM" in message and "'opt'" in message
     assert "GPT-2" in message and "BERT" in message and "Llama family" in message
+
+
+def test_weights_of_an_unknown_architecture_are_still_matrices():
+    """Weight spectra need no anatomy: every 2-D weight is listed once, with kind "other" and no layer."""
+    model = _opt_model()
+    expected = {
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)) and name != "lm_head"  # lm_head is tied
+    }
+    assert model.lm_head.weight is model.model.decoder.embed_tokens.weight
+    mats = weight_matrices(model)
+    assert {m.name for m in mats} == expected and len(mats) == len(expected)
+    assert all(m.kind == "other" and m.layer is None for m in mats)
 
 
 def test_unknown_architecture_is_refused_at_load(tmp_path):
