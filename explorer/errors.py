@@ -14,3 +14,7 @@ class InputError(ExplorerError, ValueError):
 
 class ModelLoadError(ExplorerError, RuntimeError):
     """The model cannot be found, trusted, fitted in memory or loaded."""
+
+
+class UnsupportedModelError(ModelLoadError):
+    """The model loads, but its architecture is not one whose anatomy the explorer knows."""

@@ -42,10 +42,11 @@ st.caption(
     )
     + "; tied weights (an LM head that is the embedding) appear once."
 )
-if loaded.id == "smollm2-135m":
+if (quant := loaded.anatomy.quantization) is not None:
     st.info(
-        "SmolLM2's weights are de-quantized from 4-bit (Q4_1): quantization noise lifts the smallest singular "
-        "values and blurs the bulk of the ESD; the large singular values and the tail are faithful.",
+        f"These weights are de-quantized from {quant.bits}-bit ({quant.scheme}): quantization noise lifts the "
+        "smallest singular values and blurs the bulk of the ESD; the large singular values and the tail are "
+        "faithful.",
         icon=":material/info:",
     )
 

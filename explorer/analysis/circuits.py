@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from explorer.analysis.matrices import HeadWeights, head_weights
+from explorer.models.anatomy import HeadWeights, anatomy_of
 from explorer.spectra.attention_spectra import sort_by_modulus
 
 
@@ -126,24 +126,21 @@ def _frozen(a: np.ndarray) -> np.ndarray:
 def circuit_spectra(
     model: torch.nn.Module, n_layers: int, n_heads: int, n_kv_heads: int | None = None
 ) -> CircuitSpectra:
-    """Circuits of every head of every layer, all heads of all layers in one batched float64 call each
-    (on CPU: at d_head <= 128 this is cheap, and one big call beats many small ones)."""
-    n_kv_heads = n_kv_heads or n_heads
-    if n_heads % n_kv_heads:
-        raise ValueError(f"{n_heads} query heads cannot share {n_kv_heads} key/value heads evenly.")
+    """Circuits of every head of the first ``n_layers`` layers, all heads of all layers in one batched
+    float64 call each (on CPU: at d_head <= 128 this is cheap, and one big call beats many small ones)."""
+    anatomy = anatomy_of(model).require_heads(n_heads, n_kv_heads)
     with torch.no_grad():
-        layers = [head_weights(model, layer, n_heads, n_kv_heads) for layer in range(n_layers)]
+        layers = [anatomy.head_weights(model, layer) for layer in range(n_layers)]
         stacked = head_circuits(
             *(torch.stack([getattr(hw, w) for hw in layers]) for w in ("W_Q", "W_K", "W_V", "W_O"))
         )
-    group = n_heads // n_kv_heads
     return CircuitSpectra(
         ov_eigvals=_frozen(stacked["ov_eigvals"].astype(np.complex128)),
         copying_score=_frozen(stacked["copying_score"]),
         ov_sigma=_frozen(stacked["ov_sigma"]),
         qk_sigma=_frozen(stacked["qk_sigma"]),
-        kv_head=_frozen(np.arange(n_heads, dtype=np.int64) // group),
-        n_kv_heads=n_kv_heads,
+        kv_head=_frozen(np.array([anatomy.kv_head(h) for h in range(n_heads)], dtype=np.int64)),
+        n_kv_heads=anatomy.n_kv_heads,
     )
 
 
@@ -152,5 +149,5 @@ def ov_core_matrix(
 ):
     """(d_head, d_head) float64 numpy: the OV core W_O^h W_V^h of one head (for the Gershgorin page)."""
     with torch.no_grad():
-        hw = head_weights(model, layer, n_heads, n_kv_heads)
+        hw = anatomy_of(model).require_heads(n_heads, n_kv_heads).head_weights(model, layer)
         return ov_core(hw)[head].numpy().copy()

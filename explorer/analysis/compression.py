@@ -39,6 +39,7 @@ from explorer.analysis.lowrank import (
 )
 from explorer.analysis.matrices import weight_matrices
 from explorer.errors import InputError
+from explorer.models.anatomy import anatomy_of
 from explorer.models.capture import tokenize
 from explorer.models.loading import LoadedModel
 from explorer.paths import ASSETS_DIR
@@ -140,11 +141,8 @@ def _structural_copy(model: torch.nn.Module) -> torch.nn.Module:
 
 def _tied_output_module(model: torch.nn.Module, embed_module: str) -> str | None:
     """Name of the output layer that shares the embedding's weight (tied lm_head), if any."""
-    embedding = model.get_submodule(embed_module)
-    for name, module in model.named_modules():
-        if module is not embedding and getattr(module, "weight", None) is embedding.weight:
-            return name
-    return None
+    anatomy = anatomy_of(model)
+    return anatomy.tied_output if embed_module == anatomy.embed else None
 
 
 @torch.no_grad()

@@ -9,25 +9,17 @@ device_map="auto" (accelerate moves activations between devices; each hook copie
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import torch
 
+from explorer.models.anatomy import anatomy_of
 from explorer.models.capture import tokenize
 from explorer.models.loading import LoadedModel
-
-_ATTENTION_MODULE = re.compile(r"\.(\d+)\.(self_attn|attention\.self|attn|self_attention|attention)$")
 
 
 def attention_modules(model: torch.nn.Module) -> dict[int, torch.nn.Module]:
     """layer index -> the module whose forward returns (output, attention weights (batch, head, query, key))."""
-    found: dict[int, torch.nn.Module] = {}
-    for name, module in model.named_modules():
-        match = _ATTENTION_MODULE.search(name)
-        if match and int(match.group(1)) not in found:
-            found[int(match.group(1))] = module
-    return found
+    return anatomy_of(model).attention_modules(model)
 
 
 @torch.no_grad()
@@ -39,7 +31,7 @@ def attention_for_layers(
     Runs one forward pass without output_attentions, so no other layer's weights are kept.
     Raises ValueError for a layer the model does not have.
     """
-    modules = attention_modules(loaded.model)
+    modules = loaded.anatomy.attention_modules(loaded.model)
     layers = sorted(set(int(layer) for layer in layers))
     missing = [layer for layer in layers if layer not in modules]
     if missing:

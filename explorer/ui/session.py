@@ -23,13 +23,15 @@ def selection() -> Selection:
 
 
 def _loading_message(model_id: str) -> str:
-    if model_id == "smollm2-135m":
-        return (
-            "Loading SmolLM2-135M… (the very first load de-quantizes the 4-bit GGUF and saves it to the "
-            "cache, about 30 s; later loads take about a second)"
-        )
     spec = CATALOGUE.get(model_id)
-    return f"Loading {spec.label if spec else model_id}…"
+    message = f"Loading {spec.label if spec else model_id}…"
+    quant = spec.quantization if spec else None
+    if quant is not None:
+        message += (
+            f" The very first load de-quantizes the {quant.bits}-bit {quant.container} and saves it to the "
+            f"cache (about {quant.first_load_seconds} s); later loads take about a second."
+        )
+    return message
 
 
 def require_model() -> LoadedModel:
