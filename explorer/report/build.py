@@ -64,14 +64,27 @@ def model_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
     return ReportSection("Model and tokens", None, data, figures, text)
 
 
-def default_sections() -> list[Callable[[LoadedModel, Capture], ReportSection]]:
-    """Every capability's section, in report order (imported here: the section modules import this one)."""
+def default_sections(curvature_grid: bool = False) -> list[Callable[[LoadedModel, Capture], ReportSection]]:
+    """Every capability's section, in report order (imported here: the section modules import this one).
+
+    ``curvature_grid`` adds lambda_max and trace of every layer's attention and MLP to the curvature section."""
     from explorer.report.attention import attention_section
     from explorer.report.compression import compression_section
+    from explorer.report.curvature import curvature_section as curvature_whole
     from explorer.report.directions import directions_section
     from explorer.report.weights import weights_section
 
-    return [model_section, attention_section, weights_section, directions_section, compression_section]
+    def curvature_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
+        return curvature_whole(loaded, cap, grid=curvature_grid)
+
+    return [
+        model_section,
+        attention_section,
+        weights_section,
+        directions_section,
+        compression_section,
+        curvature_section,
+    ]
 
 
 def _jsonable(value):
