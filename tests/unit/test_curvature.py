@@ -290,7 +290,9 @@ def test_hessian_vector_products_match_the_exact_hessian(exact):
 def test_lanczos_top_eigenvalues_match_eigvalsh(exact):
     model_id, model, _spec, _block, op, H, _loss, _base = exact
     exact_top = np.sort(np.linalg.eigvalsh(H))[::-1][:3]
-    eigen = C.top_eigen(op, model, 3, tol=1e-7, max_matvec=400)
+    # Every Ritz value lies within its residual norm of an eigenvalue: a relative residual of 1e-6 bounds
+    # the error by 1e-6 relative, below the 1e-5 asked (tiny-llama's float32 noise is ~4e-8 relative).
+    eigen = C.top_eigen(op, model, 3, tol=1e-6, max_matvec=400)
     np.testing.assert_allclose(eigen.eigenvalues, exact_top, rtol=1e-5)
     assert eigen.group_mass.shape == (len(eigen.groups), 3)
     np.testing.assert_allclose(eigen.group_mass.sum(0), 1.0, rtol=1e-12)
@@ -323,40 +325,45 @@ def test_hutchinson_on_the_hessian_within_three_standard_errors(exact):
 
 
 def test_slq_moments_on_the_hessian(exact):
-    _id, _model, _spec, _block, op, H, _loss, _base = exact
+    model_id, _model, _spec, _block, op, H, _loss, _base = exact
     probes = 6
     dens = C.block_density(op, probes, 20, seed=3)
     assert dens.raw_mass == pytest.approx(1.0, abs=1e-6)  # see test_slq_density_mass_and_moments
     n = op.n
     for p, M in ((1, H), (2, H @ H)):
         assert abs(dens.moments[p] - np.trace(M) / n) <= 4 * _hutchinson_sd(M, probes) / n
-    assert dens.nodes[np.isfinite(dens.nodes)].min() < 0  # this Hessian is indefinite: saddle directions
+    # Ritz values lie inside [lambda_min, lambda_max] (Cauchy interlacing), up to rounding.
+    exact = np.linalg.eigvalsh(H)
+    slack = 1e3 * _precision(model_id) * np.abs(exact).max()
+    nodes = dens.nodes[np.isfinite(dens.nodes)]
+    assert exact[0] - slack <= nodes.min() and nodes.max() <= exact[-1] + slack
 
 
 def test_gauss_newton_matches_jacobian_product(exact):
-    """G = J^T H_z J with J = dz/dtheta and H_z the mean softmax cross-entropy Hessian; PSD."""
+    """u^T G v = (J u)^T H_z (J v), J = dz/dtheta, H_z the mean softmax cross-entropy Hessian of the scores,
+    with J u, J v from central differences of the scores (independent of the double-backward products):
+    same steps and tolerances as the Hessian finite-difference test. G is PSD: v^T G v >= 0."""
     model_id, model, spec, block, _op, _H, _loss, base = exact
+    h, rtol = (1e-2, 1e-2) if model_id == "tiny-llama" else (1e-4, 1e-6)
     gn = C.CurvatureOperator(model, spec, block, "gauss-newton")
     params = dict(model.named_parameters())
 
     def scores(flat):
         parts = [p.view(params[n].shape) for p, n in zip(flat.split(gn.numels), block.names, strict=True)]
-        return C.scores_and_targets(model, spec, dict(zip(block.names, parts, strict=True)))[0]
+        with torch.no_grad():
+            return C.scores_and_targets(model, spec, dict(zip(block.names, parts, strict=True)))[0]
 
-    z = scores(base).detach()
-    J = torch.autograd.functional.jacobian(scores, base).reshape(-1, gn.n).numpy()  # (rows * classes, n)
-    p = torch.softmax(z, -1).numpy()
-    rows = p.shape[0]
-    Hz = np.zeros((p.size, p.size))
-    for r in range(rows):
-        sl = slice(r * p.shape[1], (r + 1) * p.shape[1])
-        Hz[sl, sl] = (np.diag(p[r]) - np.outer(p[r], p[r])) / rows
-    G = J.T @ Hz @ J
-    v = np.random.default_rng(14).standard_normal(gn.n)
-    Gv = gn(torch.tensor(v)).numpy()
-    eps = _precision(model_id)
-    np.testing.assert_allclose(Gv, G @ v, atol=1e3 * eps * np.linalg.norm(G, 2) * np.linalg.norm(v))
-    assert np.linalg.eigvalsh(G).min() >= -1e3 * eps * np.linalg.norm(G, 2)
+    rng = np.random.default_rng(14)
+    u, v = (torch.tensor(rng.standard_normal(gn.n)) for _ in range(2))
+    u, v = u / u.norm(), v / v.norm()
+    Ju, Jv = ((scores(base + h * x) - scores(base - h * x)) / (2 * h) for x in (u, v))
+    p = torch.softmax(scores(base), -1)
+    HJv = (p * Jv - p * (p * Jv).sum(-1, keepdim=True)) / p.shape[0]
+    expected = float((Ju * HJv).sum())
+    scale = float(Ju.norm() * HJv.norm())
+    assert abs(float(u @ gn(v)) - expected) <= rtol * scale
+    assert abs(float(v @ gn(u)) - expected) <= rtol * scale
+    assert float(v @ gn(v)) >= -1e3 * _precision(model_id) * float(gn(v).norm())
 
 
 # ------------------------------------------------------------------------------ tiny models: what-ifs
