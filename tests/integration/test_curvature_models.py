@@ -39,7 +39,7 @@ def test_curvature_on_embedded_model(embedded_model):
     # Our operator's loss is float32 cross-entropy, loss_value's is float64 on the same float32 scores: the
     # log-sum-exp over up to 49k classes rounds at ~eps32 * sqrt(classes) relative, so 1e3 * eps32 of
     # max(1, loss) (SmolLM2: 1.3e-5 seen; MiniLM's loss on its own kind of pairs is only ~2e-3).
-    assert op.loss == pytest.approx(loss, abs=1e3 * np.finfo(np.float32).eps * max(1.0, loss))
+    assert op.loss == pytest.approx(loss, abs=1e3 * float(np.finfo(np.float32).eps) * max(1.0, loss))
     eigen = C.top_eigen(op, loaded.model, 1, tol=1e-4, max_matvec=60)
     power = power_iteration(op, op.n, max_matvec=80, tol=1e-5, dtype=op.dtype)
     lam = eigen.eigenvalues[0]
