@@ -16,7 +16,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from explorer.errors import ExplorerError
     from explorer.models import capture, load_model
-    from explorer.report.build import write_report
+    from explorer.report.build import default_sections, write_report
 
     if args.text_file:
         try:
@@ -37,6 +37,7 @@ def _report(args: argparse.Namespace) -> int:
             loaded,
             cap,
             args.out,
+            sections=default_sections(curvature_grid=args.curvature_grid),
             progress=lambda name: print(f"computing {name}...", file=sys.stderr, flush=True),
         )
     except ExplorerError as err:
@@ -66,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--dtype", default="float32", help="float32, bfloat16, float16")
     report.add_argument("--max-tokens", type=int, default=512)
     report.add_argument("--trust-remote-code", action="store_true", help="allow the model's own Python code")
+    report.add_argument(
+        "--curvature-grid",
+        action="store_true",
+        help="also compute the Hessian's lambda_max and trace of every layer's attention and MLP (slow)",
+    )
     report.set_defaults(func=_report)
     return parser
 

@@ -19,6 +19,7 @@ from explorer.figures.tokens import make_surprisal_figure
 from explorer.models import Capture, LoadedModel
 from explorer.report.attention import attention_section
 from explorer.report.compression import compression_section
+from explorer.report.curvature import curvature_section
 from explorer.report.directions import directions_section
 from explorer.report.section import ReportSection
 from explorer.report.weights import weights_section
@@ -55,9 +56,22 @@ def model_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
     return ReportSection("Model and tokens", None, data, figures, text)
 
 
-def default_sections() -> list[Callable[[LoadedModel, Capture], ReportSection]]:
-    """Every capability's section, in report order."""
-    return [model_section, attention_section, weights_section, directions_section, compression_section]
+def default_sections(curvature_grid: bool = False) -> list[Callable[[LoadedModel, Capture], ReportSection]]:
+    """Every capability's section, in report order.
+
+    ``curvature_grid`` adds lambda_max and trace of every layer's attention and MLP to the curvature section."""
+
+    def curvature(loaded: LoadedModel, cap: Capture) -> ReportSection:
+        return curvature_section(loaded, cap, grid=curvature_grid)
+
+    return [
+        model_section,
+        attention_section,
+        weights_section,
+        directions_section,
+        compression_section,
+        curvature,
+    ]
 
 
 def _jsonable(value):

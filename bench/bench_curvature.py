@@ -1,0 +1,206 @@
+"""Loss curvature of SmolLM2 at 128 tokens: ours against PyHessian, same loss, same tokens, same machine.
+
+Tasks (each in a fresh child process, so each peak RSS is its own; model loading is included in every
+peak and reported separately as the baseline):
+  lambda   whole-model top Hessian eigenvalue. Ours: thick-restart Lanczos (k=1, basis of 4 vectors,
+           relative residual 1e-3). PyHessian 0.1: hessian.eigenvalues(top_n=1), power iteration with its
+           default stopping rule (relative change of the Rayleigh quotient < 1e-3, at most 100 products).
+  trace    Hutchinson with the same number of Rademacher probes (PyHessian: trace(maxIter=P, tol=-1) so
+           that it never stops early).
+  grid     lambda_max and trace of every layer's attention and MLP. Ours: analysis.curvature.curvature_grid.
+           PyHessian has no per-block mode (its issue #10); the nearest use is one hessian object per block
+           with requires_grad set on that block only, which is what we time.
+hessian-eigenthings is not on PyPI (it installs from GitHub only, unreachable here), so it is not compared.
+
+PyHessian is a bench-only dependency (bench/requirements.txt); without it those rows are skipped.
+Run:  HF_HUB_OFFLINE=1 /tmp/bench-venv/bin/python bench/bench_curvature.py [--tasks lambda trace grid]
+          [--grid-layers N] [--probes P] [--json out.json]
+Machines here are shared: compare ratios measured in the same run, not seconds across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+MODEL_ID = "smollm2-135m"
+N_TOKENS = 128
+TEXT_FILE = Path(__file__).resolve().parent.parent / "assets" / "calibration" / "calibration.txt"
+
+
+def _peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def _setup():
+    import torch
+
+    from explorer.analysis.curvature import make_loss
+    from explorer.models import load_model
+
+    loaded = load_model(MODEL_ID, device="cpu")
+    spec = make_loss(loaded, TEXT_FILE.read_text(encoding="utf-8"), max_tokens=N_TOKENS)
+    assert spec.n_tokens == N_TOKENS, spec.n_tokens
+    return torch, loaded, spec
+
+
+class _LogitsOnly:
+    """PyHessian calls model(inputs) and criterion(outputs, targets): next-token logits and targets."""
+
+    @staticmethod
+    def wrap(torch, model):
+        class Wrapped(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inner = model
+
+            def forward(self, ids):
+                return self.inner(input_ids=ids, use_cache=False).logits[0, :-1]
+
+        return Wrapped()
+
+
+def _pyhessian(torch, loaded, spec, names=None):
+    from pyhessian import hessian
+
+    for name, p in loaded.model.named_parameters():
+        p.requires_grad_(names is None or name in names)
+        p.grad = None
+    ids = spec.inputs["input_ids"]
+    return hessian(
+        _LogitsOnly.wrap(torch, loaded.model),
+        torch.nn.functional.cross_entropy,
+        data=(ids, ids[0, 1:]),
+        cuda=False,
+    )
+
+
+def child(task: str, contender: str, probes: int, grid_layers: int) -> dict:
+    torch, loaded, spec = _setup()
+    from explorer.analysis import curvature as C
+    from explorer.spectra.curvature import hutchinson_trace, lanczos_top_k
+
+    baseline = _peak_rss_gib()
+    start = time.perf_counter()
+    out: dict = {"task": task, "contender": contender}
+    if task == "lambda" and contender == "ours":
+        op = C.CurvatureOperator(loaded.model, spec, C.select_block(loaded.model, "all"))
+        res = lanczos_top_k(op, op.n, 1, max_basis=4, tol=1e-3, max_matvec=100)
+        out.update(value=float(res.eigenvalues[0]), n_matvec=res.n_matvec, converged=res.converged)
+    elif task == "lambda":
+        eigenvalues, _ = _pyhessian(torch, loaded, spec).eigenvalues(maxIter=100, tol=1e-3, top_n=1)
+        out.update(value=float(eigenvalues[0]))
+    elif task == "trace" and contender == "ours":
+        op = C.CurvatureOperator(loaded.model, spec, C.select_block(loaded.model, "all"))
+        est = hutchinson_trace(op, op.n, probes)
+        out.update(value=est.trace, stderr=est.stderr, n_matvec=probes)
+    elif task == "trace":
+        samples = _pyhessian(torch, loaded, spec).trace(maxIter=probes, tol=-1.0)
+        out.update(value=float(sum(samples) / len(samples)), n_matvec=len(samples))
+    elif task == "grid" and contender == "ours":
+        grid = C.curvature_grid(
+            loaded.model, spec, trace_probes=probes // 4, tol=1e-2, max_matvec=12, layers=range(grid_layers)
+        )
+        out.update(lambda_max=grid.lambda_max.tolist(), trace=grid.trace.tolist())
+    elif task == "grid":
+        lam, tr = [], []
+        for layer in range(grid_layers):
+            row_l, row_t = [], []
+            for part in C.LAYER_PARTS:
+                block = C.select_block(loaded.model, f"layer:{layer}:{part}")
+                h = _pyhessian(torch, loaded, spec, set(block.names))
+                row_l.append(float(h.eigenvalues(maxIter=12, tol=1e-2, top_n=1)[0][0]))
+                samples = h.trace(maxIter=probes // 4, tol=-1.0)
+                row_t.append(float(sum(samples) / len(samples)))
+                del h
+            lam.append(row_l)
+            tr.append(row_t)
+        out.update(lambda_max=lam, trace=tr)
+    out.update(seconds=time.perf_counter() - start, peak_rss_gib=_peak_rss_gib(), load_rss_gib=baseline)
+    return out
+
+
+def run_child(task: str, contender: str, args) -> dict | None:
+    cmd = [sys.executable, __file__, "--child", task, contender, "--probes", str(args.probes),
+           "--grid-layers", str(args.grid_layers)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-3:]
+        print(f"  {task}/{contender} failed: {' | '.join(tail)}", flush=True)
+        return None
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(
+        f"  {task}/{contender}: {result['seconds']:.1f} s, peak RSS {result['peak_rss_gib']:.2f} GiB",
+        flush=True,
+    )
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tasks", nargs="+", default=["lambda", "trace", "grid"])
+    parser.add_argument("--probes", type=int, default=20, help="Hutchinson probes (grid: a quarter of them)")
+    parser.add_argument("--grid-layers", type=int, default=30)
+    parser.add_argument("--skip-pyhessian", action="store_true")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(*args.child, args.probes, args.grid_layers)))
+        return 0
+
+    import torch
+
+    try:
+        import pyhessian  # noqa: F401
+
+        have_pyhessian = not args.skip_pyhessian
+    except ImportError:
+        have_pyhessian = False
+        print("PyHessian is not installed (bench/requirements.txt): its rows are skipped.")
+    load = os.getloadavg()
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+        f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; {MODEL_ID}, {N_TOKENS} tokens"
+    )
+    results = []
+    for task in args.tasks:
+        ours = run_child(task, "ours", args)
+        peer = run_child(task, "pyhessian", args) if have_pyhessian else None
+        results += [r for r in (ours, peer) if r]
+        if not ours:
+            continue
+        line = f"== {task}: ours {ours['seconds']:.1f} s, peak {ours['peak_rss_gib']:.2f} GiB"
+        line += f" (model loaded: {ours['load_rss_gib']:.2f} GiB)"
+        if "value" in ours:
+            line += f", value {ours['value']:.6g}"
+            if "n_matvec" in ours:
+                line += f" ({ours['n_matvec']} products)"
+        if peer:
+            line += f"; PyHessian {peer['seconds']:.1f} s, peak {peer['peak_rss_gib']:.2f} GiB"
+            line += f"; speed-up {peer['seconds'] / ours['seconds']:.2f}x"
+            if "value" in peer:
+                line += f", PyHessian value {peer['value']:.6g} (rel. diff {abs(peer['value'] - ours['value']) / abs(ours['value']):.2%})"
+            else:
+                import numpy as np
+
+                a, b = np.array(ours["lambda_max"]), np.array(peer["lambda_max"])
+                line += f", lambda_max rel. diff median {np.median(np.abs(a - b) / np.abs(a)):.2%}"
+        print(line, flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,677 @@
+"""Loss curvature of a loaded model, block by block: Hessian (or Gauss-Newton) spectra and a training what-if.
+
+The loss:
+- causal LMs: mean next-token cross-entropy (nats) over the text's T tokens (T - 1 predictions);
+- encoders (no LM head, e.g. MiniLM, tiny-bert): sentence-transformers' multiple-negatives ranking loss
+  over the shipped pairs in assets/sentences/contrastive_pairs.txt: mean-pooled embeddings, cosine
+  similarity of every anchor with every positive scaled by 20, cross-entropy with the matching positive.
+Both are a mean cross-entropy over rows of scores z (rows, classes), which is what the Gauss-Newton
+product needs: G = J^T H_z J with H_z the softmax cross-entropy Hessian w.r.t. z.
+
+Products are taken on a structural copy of the model (new module tree, shared parameter storage) through
+torch.func.functional_call with the block's parameters as inputs, so the loaded model is never written to
+and its modules are never swapped under another session. Hessian-vector products are double backward
+through one retained graph (one forward and one create_graph backward per operator, then one backward per
+product). The training what-if runs on a deep copy.
+
+Blocks are chosen by parameter names, for any GPT-2, BERT or Llama-style naming: a layer is the number in
+``.<L>.``; inside a layer, names with "attn"/"attention" are attention, "mlp"/"intermediate"/"output."
+(BERT's MLP output)/"feed_forward" are the MLP, anything else (layer norms) belongs to the layer only.
+Block specs: "all", "embeddings", "layer:L", "layer:L:attention", "layer:L:mlp", "param:<parameter name>".
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from explorer.analysis.matrices import layer_of, weight_matrices
+from explorer.errors import ExplorerError, InputError
+from explorer.models import LoadedModel
+from explorer.models.capture import tokenize
+from explorer.paths import ASSETS_DIR
+from explorer.spectra.curvature import (
+    CancelCheck,
+    Progress,
+    SpectralDensity,
+    TraceEstimate,
+    hutchinson_trace,
+    hutchpp_trace,
+    lanczos_top_k,
+    slq_density,
+)
+from explorer.spectra.heavy_tail import esd, fit_power_law
+from explorer.spectra.ranks import stable_rank
+
+PAIRS_FILE = ASSETS_DIR / "sentences" / "contrastive_pairs.txt"
+# sentence-transformers' MultipleNegativesRankingLoss default: cosine similarity times 20.
+MNRL_SCALE = 20.0
+DEFAULT_MAX_TOKENS = 128
+KINDS = ("hessian", "gauss-newton")
+LAYER_PARTS = ("attention", "mlp")
+
+
+def _structural_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A new module tree sharing every parameter and buffer of ``model`` (nothing copied or written)."""
+    memo = {id(t): t for t in model.parameters()}
+    memo.update({id(t): t for t in model.buffers()})
+    return copy.deepcopy(model, memo)
+
+
+def _sub(fraction_start: float, fraction_end: float, progress: Progress | None) -> Progress | None:
+    """A progress callback for a sub-task spanning [start, end] of the caller's range."""
+    if progress is None:
+        return None
+    return lambda f, msg: progress(fraction_start + (fraction_end - fraction_start) * f, msg)
+
+
+# ------------------------------------------------------------------------------------------------- loss
+
+
+def contrastive_pairs() -> tuple[tuple[str, str], ...]:
+    """16 (anchor, positive) sentence pairs written for this app, tab-separated in the asset file."""
+    pairs = []
+    for line in PAIRS_FILE.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            anchor, positive = line.split("\t")
+            pairs.append((anchor.strip(), positive.strip()))
+    return tuple(pairs)
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """What the loss is evaluated on. kind: "causal-lm" or "contrastive". inputs: keyword tensors for the
+    model's forward (input_ids of shape (batch, token), attention_mask ...). n_tokens: tokens the loss
+    sees (text tokens, or non-padding tokens of all sentences). description: one sentence for the page."""
+
+    kind: str
+    inputs: dict = field(hash=False)
+    n_tokens: int
+    description: str
+
+
+def make_loss(loaded: LoadedModel, text: str | None = None, max_tokens: int = DEFAULT_MAX_TOKENS) -> LossSpec:
+    """The loss for ``loaded``: next-token cross-entropy on ``text`` (causal LMs, first ``max_tokens``
+    tokens), else the contrastive loss on the shipped pairs (``text`` is not used)."""
+    device = loaded.device
+    if loaded.causal:
+        ids, _n, _messages = tokenize(loaded, text or "", max_tokens)
+        if len(ids) < 2:
+            raise InputError(
+                "The loss needs at least two tokens (one next-token prediction): type more text."
+            )
+        input_ids = torch.tensor([ids], dtype=torch.long, device=device)
+        return LossSpec(
+            "causal-lm",
+            {"input_ids": input_ids},
+            len(ids),
+            f"Mean next-token cross-entropy (nats) over {len(ids) - 1} predictions on {len(ids)} tokens.",
+        )
+    pairs = contrastive_pairs()
+    sentences = [a for a, _ in pairs] + [p for _, p in pairs]
+    limit = max(2, min(max_tokens, loaded.card.max_positions))
+    enc = loaded.tokenizer(sentences, padding=True, truncation=True, max_length=limit, return_tensors="pt")
+    inputs = {
+        k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")
+    }
+    n_tokens = int(inputs["attention_mask"].sum())
+    return LossSpec(
+        "contrastive",
+        inputs,
+        n_tokens,
+        f"Multiple-negatives ranking loss (nats) over {len(pairs)} sentence pairs ({n_tokens} tokens): "
+        f"cosine similarity x {MNRL_SCALE:g} of mean-pooled embeddings, cross-entropy with the true pair.",
+    )
+
+
+def scores_and_targets(
+    model: torch.nn.Module, spec: LossSpec, params: dict[str, torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores z of shape (rows, classes) and integer targets of shape (rows,): loss = mean CE(z, targets).
+
+    ``params`` replaces those parameters of ``model`` for this call (functional_call; ties kept)."""
+
+    def forward(**kwargs):
+        if params is None:
+            return model(**kwargs)
+        return functional_call(model, params, args=(), kwargs=kwargs, tie_weights=True, strict=False)
+
+    if spec.kind == "causal-lm":
+        out = forward(**spec.inputs, use_cache=False)
+        logits = getattr(out, "logits", None)
+        if logits is None:
+            raise ExplorerError(
+                "This causal model was loaded without its language-model head: no loss to curve."
+            )
+        ids = spec.inputs["input_ids"]
+        return logits[0, :-1], ids[0, 1:]
+    out = forward(**spec.inputs)
+    hidden = out.last_hidden_state  # (2 * pairs, token, d)
+    mask = spec.inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+    half = pooled.shape[0] // 2
+    anchors = F.normalize(pooled[:half], dim=-1)
+    positives = F.normalize(pooled[half:], dim=-1)
+    scores = MNRL_SCALE * anchors @ positives.T
+    return scores, torch.arange(half, device=scores.device)
+
+
+def loss_value(model: torch.nn.Module, spec: LossSpec) -> float:
+    """The loss (nats) at the model's current weights."""
+    with torch.no_grad():
+        z, y = scores_and_targets(model, spec)
+        return float(F.cross_entropy(z.double(), y))
+
+
+# ----------------------------------------------------------------------------------------------- blocks
+
+
+def _layer_part(name: str) -> str:
+    """ "attention", "mlp" or "other" for a parameter inside a layer (the text after ``.<L>.``)."""
+    match = re.search(r"\.\d+\.(.*)$", name)
+    rest = match.group(1) if match else name
+    if re.search(r"attn|attention", rest):
+        return "attention"
+    if re.search(r"mlp|intermediate|feed_forward|ffn|^output\.", rest):
+        return "mlp"
+    return "other"
+
+
+def _embedding_names(model: torch.nn.Module) -> set[str]:
+    names = set()
+    for module_name, module in model.named_modules():
+        if isinstance(module, torch.nn.Embedding):
+            names.update(f"{module_name}.{p}" if module_name else p for p, _ in module.named_parameters())
+    for name, _ in model.named_parameters():
+        if layer_of(name) is None and "embed" in name:
+            names.add(name)
+    return names
+
+
+def param_group(name: str, embedding_names: set[str]) -> str:
+    """The group a parameter belongs to: "embeddings", "layer L attention|mlp|other", or "other"."""
+    layer = layer_of(name)
+    if layer is None:
+        return "embeddings" if name in embedding_names else "other"
+    return f"layer {layer} {_layer_part(name)}"
+
+
+@dataclass(frozen=True)
+class Block:
+    """A set of parameters. spec: the spec string. label: readable name. names: parameter names (model
+    order). n_params: their total number of entries."""
+
+    spec: str
+    label: str
+    names: tuple[str, ...]
+    n_params: int
+
+
+def select_block(model: torch.nn.Module, spec: str = "all") -> Block:
+    """Parse a block spec (see the module docstring) into the parameter names it covers."""
+    params = dict(model.named_parameters())
+    embeds = _embedding_names(model)
+    parts = spec.split(":", 2) if not spec.startswith("param:") else ["param", spec[len("param:") :]]
+    if parts[0] == "all":
+        names, label = list(params), "all parameters"
+    elif parts[0] == "embeddings":
+        names, label = [n for n in params if n in embeds], "embeddings"
+    elif parts[0] == "layer" and len(parts) >= 2 and parts[1].isdigit():
+        layer = int(parts[1])
+        names = [n for n in params if layer_of(n) == layer]
+        label = f"layer {layer}"
+        if len(parts) == 3:
+            if parts[2] not in LAYER_PARTS:
+                raise InputError(f"Unknown layer part '{parts[2]}': choose attention or mlp.")
+            names = [n for n in names if _layer_part(n) == parts[2]]
+            label += f" {parts[2]}"
+    elif parts[0] == "param" and parts[1] in params:
+        names, label = [parts[1]], parts[1]
+    else:
+        raise InputError(
+            f"Unknown parameter block '{spec}': use all, embeddings, layer:L, layer:L:attention, "
+            "layer:L:mlp or param:<name>."
+        )
+    if not names:
+        raise InputError(f"The block '{spec}' holds no parameters in this model.")
+    return Block(spec, label, tuple(names), int(sum(params[n].numel() for n in names)))
+
+
+def n_layers_of(model: torch.nn.Module) -> int:
+    layers = [layer_of(n) for n, _ in model.named_parameters()]
+    return 1 + max((layer for layer in layers if layer is not None), default=-1)
+
+
+# -------------------------------------------------------------------------------------------- operator
+
+
+def _grads(outputs, inputs, grad_outputs=None, create_graph=False) -> list[torch.Tensor]:
+    """autograd.grad with zeros for inputs the outputs do not depend on."""
+    outs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    gos = grad_outputs if grad_outputs is None or isinstance(grad_outputs, (list, tuple)) else [grad_outputs]
+    keep = [i for i, o in enumerate(outs) if o.requires_grad]
+    if not keep:
+        return [torch.zeros_like(x) for x in inputs]
+    result = torch.autograd.grad(
+        [outs[i] for i in keep],
+        inputs,
+        grad_outputs=None if gos is None else [gos[i] for i in keep],
+        retain_graph=True,
+        create_graph=create_graph,
+        allow_unused=True,
+    )
+    return [torch.zeros_like(x) if g is None else g for g, x in zip(result, inputs, strict=True)]
+
+
+class CurvatureOperator:
+    """The Hessian (or Gauss-Newton matrix) of the loss w.r.t. one block's parameters at their current
+    values, as a matvec on flat vectors of shape (n_params,) in the parameters' dtype (units: nats per
+    parameter unit squared). Holds one retained autograd graph; drop the object to free it."""
+
+    def __init__(self, model: torch.nn.Module, spec: LossSpec, block: Block, kind: str = "hessian"):
+        if kind not in KINDS:
+            raise InputError(f"Unknown curvature '{kind}': choose one of {KINDS}.")
+        self.kind = kind
+        self.block = block
+        self.spec = spec
+        params = dict(model.named_parameters())
+        self._shell = _structural_copy(model)
+        self.theta = [params[n].detach().requires_grad_(True) for n in block.names]
+        self.shapes = [p.shape for p in self.theta]
+        self.numels = [p.numel() for p in self.theta]
+        self.n = int(sum(self.numels))
+        self.dtype = self.theta[0].dtype
+        self.device = self.theta[0].device
+        with torch.enable_grad():
+            z, y = scores_and_targets(self._shell, spec, dict(zip(block.names, self.theta, strict=True)))
+            loss = F.cross_entropy(z, y)
+            self.loss = float(loss.detach())
+            if kind == "hessian":
+                self._grad = _grads(loss, self.theta, create_graph=True)
+            else:
+                self._z = z
+                self._p = torch.softmax(z.detach(), dim=-1)
+                self._u = torch.zeros_like(z, requires_grad=True)
+                self._jtu = _grads(z, self.theta, grad_outputs=self._u, create_graph=True)  # J^T u
+                self._grad = _grads(loss, self.theta)
+
+    def split(self, v: torch.Tensor) -> list[torch.Tensor]:
+        """Flat (n,) -> one view per parameter, in the block's shapes."""
+        return [part.view(shape) for part, shape in zip(v.split(self.numels), self.shapes, strict=True)]
+
+    def flat(self, tensors) -> torch.Tensor:
+        return torch.cat([t.reshape(-1) for t in tensors])
+
+    def gradient(self) -> torch.Tensor:
+        """The loss gradient w.r.t. the block, shape (n,)."""
+        return self.flat([g.detach() for g in self._grad])
+
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        v = v.to(device=self.device, dtype=self.dtype).reshape(-1)
+        with torch.enable_grad():
+            if self.kind == "hessian":
+                return self.flat(_grads(self._grad, self.theta, grad_outputs=self.split(v)))
+            jv = _grads(self._jtu, [self._u], grad_outputs=self.split(v))[0]  # J v, shape of z
+            p = self._p
+            hz = (p * jv - p * (p * jv).sum(-1, keepdim=True)) / p.shape[0]  # softmax-CE Hessian, mean rows
+            return self.flat(_grads(self._z, self.theta, grad_outputs=hz))
+
+
+# -------------------------------------------------------------------------------------------- analyses
+
+
+@dataclass(frozen=True)
+class TopEigen:
+    """Top-k eigenvalues of one block's curvature.
+
+    eigenvalues: ndarray (k,), descending, nats / (parameter unit)^2. residual_norms: ndarray (k,).
+    history_ritz, history_residuals: ndarray (steps, k), per product (convergence plot). n_matvec: products.
+    converged: residuals below tolerance. groups: names of parameter groups (model order). group_mass:
+    ndarray (group, k), squared-norm share of each unit eigenvector per group (columns sum to 1).
+    """
+
+    eigenvalues: np.ndarray
+    residual_norms: np.ndarray
+    history_ritz: np.ndarray
+    history_residuals: np.ndarray
+    n_matvec: int
+    converged: bool
+    groups: tuple[str, ...]
+    group_mass: np.ndarray
+
+
+def group_mass(op: CurvatureOperator, model: torch.nn.Module, vectors: torch.Tensor):
+    """(groups, ndarray (group, k)): share of each row of ``vectors`` (k, n) per parameter group."""
+    embeds = _embedding_names(model)
+    labels = [param_group(n, embeds) for n in op.block.names]
+    groups = tuple(dict.fromkeys(labels))
+    mass = np.zeros((len(groups), vectors.shape[0]))
+    for label, part in zip(labels, vectors.split(op.numels, dim=1), strict=True):
+        mass[groups.index(label)] += (part.double() ** 2).sum(1).cpu().numpy()
+    total = mass.sum(0, keepdims=True)
+    return groups, mass / np.where(total > 0, total, 1.0)
+
+
+def top_eigenpairs(
+    op: CurvatureOperator,
+    k: int = 3,
+    *,
+    tol: float = 1e-4,
+    max_matvec: int = 100,
+    max_basis: int | None = None,
+    v0: torch.Tensor | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+    cancel: CancelCheck | None = None,
+):
+    """(LanczosResult with eigenvectors (k, n), the operator's device) for ``op``: largest algebraic."""
+    return lanczos_top_k(
+        op,
+        op.n,
+        min(k, op.n),
+        tol=tol,
+        max_matvec=max_matvec,
+        max_basis=max_basis,
+        v0=v0,
+        dtype=op.dtype,
+        device=op.device,
+        seed=seed,
+        return_vectors=True,
+        progress=progress,
+        cancel=cancel,
+    )
+
+
+def top_eigen(op: CurvatureOperator, model: torch.nn.Module, k: int = 3, **kwargs) -> TopEigen:
+    """Top-k eigenvalues of ``op`` with their convergence and where the eigenvectors live."""
+    res = top_eigenpairs(op, k, **kwargs)
+    groups, mass = group_mass(op, model, res.eigenvectors)
+    return TopEigen(
+        res.eigenvalues,
+        res.residual_norms,
+        res.history_ritz,
+        res.history_residuals,
+        res.n_matvec,
+        res.converged,
+        groups,
+        mass,
+    )
+
+
+def block_trace(
+    op: CurvatureOperator,
+    n_probes: int = 16,
+    method: str = "hutchinson",
+    *,
+    seed: int = 0,
+    progress: Progress | None = None,
+    cancel: CancelCheck | None = None,
+) -> TraceEstimate:
+    """tr(H) of the block (nats / parameter unit^2) by Hutchinson (n_probes products) or Hutch++."""
+    common = dict(dtype=op.dtype, device=op.device, seed=seed, progress=progress, cancel=cancel)
+    if method == "hutchinson":
+        return hutchinson_trace(op, op.n, n_probes, **common)
+    if method == "hutch++":
+        return hutchpp_trace(op, op.n, n_probes, **common)
+    raise InputError(f"Unknown trace method '{method}': choose hutchinson or hutch++.")
+
+
+def block_density(
+    op: CurvatureOperator,
+    n_probes: int = 2,
+    steps: int = 30,
+    *,
+    seed: int = 0,
+    progress: Progress | None = None,
+    cancel: CancelCheck | None = None,
+) -> SpectralDensity:
+    """Spectral density of the block's curvature by stochastic Lanczos quadrature."""
+    return slq_density(
+        op, op.n, n_probes=n_probes, steps=steps, dtype=op.dtype, device=op.device, seed=seed,
+        progress=progress, cancel=cancel,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CurvatureSummary:
+    """Everything the report shows about one block. loss: nats. n_tokens: tokens the loss sees. block:
+    spec. n_params: entries in the block. kind: "hessian" or "gauss-newton". eigen: TopEigen. trace:
+    TraceEstimate. density: SpectralDensity. description: the loss in words."""
+
+    loss: float
+    n_tokens: int
+    block: str
+    n_params: int
+    kind: str
+    eigen: TopEigen
+    trace: TraceEstimate
+    density: SpectralDensity
+    description: str
+
+
+def curvature_summary(
+    model: torch.nn.Module,
+    spec: LossSpec,
+    block: str = "all",
+    *,
+    kind: str = "hessian",
+    k: int = 3,
+    max_matvec: int = 60,
+    trace_probes: int = 16,
+    density_probes: int = 2,
+    density_steps: int = 20,
+    progress: Progress | None = None,
+    cancel: CancelCheck | None = None,
+) -> CurvatureSummary:
+    """Top-k eigenvalues, trace and spectral density of one block, on one retained graph."""
+    chosen = select_block(model, block)
+    op = CurvatureOperator(model, spec, chosen, kind)
+    eigen = top_eigen(op, model, k, max_matvec=max_matvec, progress=_sub(0.0, 0.5, progress), cancel=cancel)
+    trace = block_trace(op, trace_probes, progress=_sub(0.5, 0.8, progress), cancel=cancel)
+    density = block_density(
+        op, density_probes, density_steps, progress=_sub(0.8, 1.0, progress), cancel=cancel
+    )
+    return CurvatureSummary(
+        op.loss, spec.n_tokens, block, chosen.n_params, kind, eigen, trace, density, spec.description
+    )
+
+
+@dataclass(frozen=True)
+class CurvatureGrid:
+    """lambda_max and trace of every layer's attention and MLP blocks.
+
+    layers: ndarray (layer,), the layer indices covered. parts: ("attention", "mlp"). lambda_max, trace,
+    trace_stderr: ndarray (layer, part), nats / unit^2. n_params: ndarray (layer, part), int. loss: nats.
+    kind: "hessian" or "gauss-newton"."""
+
+    layers: np.ndarray
+    parts: tuple[str, ...]
+    lambda_max: np.ndarray
+    trace: np.ndarray
+    trace_stderr: np.ndarray
+    n_params: np.ndarray
+    loss: float
+    kind: str
+
+    def rows(self) -> list[dict]:
+        """One dict per block: name ("layer L part"), lambda_max, trace, trace_stderr, n_params."""
+        return [
+            {
+                "name": f"layer {layer} {part}",
+                "lambda_max": float(self.lambda_max[i, j]),
+                "trace": float(self.trace[i, j]),
+                "trace_stderr": float(self.trace_stderr[i, j]),
+                "n_params": int(self.n_params[i, j]),
+            }
+            for i, layer in enumerate(self.layers)
+            for j, part in enumerate(self.parts)
+        ]
+
+
+def curvature_grid(
+    model: torch.nn.Module,
+    spec: LossSpec,
+    *,
+    kind: str = "hessian",
+    trace_probes: int = 8,
+    tol: float = 1e-3,
+    max_matvec: int = 30,
+    layers=None,
+    progress: Progress | None = None,
+    cancel: CancelCheck | None = None,
+) -> CurvatureGrid:
+    """One operator per (layer, part): lambda_max by Lanczos and the Hutchinson trace. ``layers``: the
+    layer indices to cover (default every layer)."""
+    layers = np.arange(n_layers_of(model)) if layers is None else np.asarray(list(layers), dtype=int)
+    shape = (len(layers), len(LAYER_PARTS))
+    lam, tr, se = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
+    sizes = np.zeros(shape, dtype=np.int64)
+    loss = float("nan")
+    total = len(layers) * len(LAYER_PARTS)
+    for i, layer in enumerate(layers):
+        for j, part in enumerate(LAYER_PARTS):
+            index = i * len(LAYER_PARTS) + j
+            start, end = index / total, (index + 1) / total
+            if progress is not None:
+                progress(start, f"Curvature grid: layer {layer} {part}")
+            try:
+                block = select_block(model, f"layer:{layer}:{part}")
+            except InputError:
+                continue  # a layer without this part keeps NaN
+            op = CurvatureOperator(model, spec, block, kind)
+            loss = op.loss
+            mid = (start + end) / 2
+            res = lanczos_top_k(
+                op, op.n, 1, tol=tol, max_matvec=max_matvec, dtype=op.dtype, device=op.device,
+                progress=_sub(start, mid, progress), cancel=cancel,
+            )  # fmt: skip
+            trace = hutchinson_trace(
+                op, op.n, trace_probes, dtype=op.dtype, device=op.device,
+                progress=_sub(mid, end, progress), cancel=cancel,
+            )  # fmt: skip
+            lam[i, j], tr[i, j], se[i, j] = res.eigenvalues[0], trace.trace, trace.stderr
+            sizes[i, j] = block.n_params
+            del op
+    if progress is not None:
+        progress(1.0, "Curvature grid: done")
+    return CurvatureGrid(layers, LAYER_PARTS, lam, tr, se, sizes, loss, kind)
+
+
+# ---------------------------------------------------------------------------------- training what-if
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """N steps of full-batch training of one block on a deep copy of the model.
+
+    loss: ndarray (steps + 1,), nats, before each step and after the last. lambda_max: ndarray (steps + 1,),
+    the block's top Hessian eigenvalue at the same points (nats / unit^2). eta: step size. threshold:
+    2 / eta (GD's stability limit for lambda_max). optimizer: "gd" or "adam". block: spec.
+    matrices: names of the block's 2-D weights. stable_rank_before/after, alpha_before/after: ndarray
+    (matrix,), their stable rank and power-law alpha (ESD of W^T W / N; NaN where no fit).
+    """
+
+    loss: np.ndarray
+    lambda_max: np.ndarray
+    eta: float
+    threshold: float
+    optimizer: str
+    block: str
+    matrices: tuple[str, ...]
+    stable_rank_before: np.ndarray
+    stable_rank_after: np.ndarray
+    alpha_before: np.ndarray
+    alpha_after: np.ndarray
+
+
+def _matrix_spectra(model: torch.nn.Module, block: Block) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """Names, stable ranks and alphas of the 2-D weights whose parameter lies in ``block``."""
+    names = set(block.names)
+    chosen = [m for m in weight_matrices(model) if f"{m.module}.weight" in names]
+    sr, alpha = [], []
+    for m in chosen:
+        S = torch.linalg.svdvals(m.weight.detach().to("cpu", torch.float64)).numpy()
+        sr.append(float(stable_rank(S)))
+        alpha.append(float(fit_power_law(esd(S, m.shape)).alpha))
+    return tuple(m.name for m in chosen), np.array(sr), np.array(alpha)
+
+
+OPTIMIZERS = ("gd", "adam")
+
+
+def train_what_if(
+    model: torch.nn.Module,
+    spec: LossSpec,
+    block: str = "all",
+    *,
+    steps: int = 10,
+    eta: float = 1e-3,
+    optimizer: str = "gd",
+    max_matvec: int = 20,
+    tol: float = 1e-3,
+    progress: Progress | None = None,
+    cancel: CancelCheck | None = None,
+) -> TrainingRun:
+    """Train ``block`` of a deep copy of ``model`` for ``steps`` full-batch steps of size ``eta``; at every
+    iterate record the loss and the block's lambda_max (Lanczos warm-started from the previous top
+    eigenvector). ``model`` itself is never written to. For Adam, 2 / eta is shown for reference only (its
+    stability is governed by the preconditioned Hessian)."""
+    if optimizer not in OPTIMIZERS:
+        raise InputError(f"Unknown optimizer '{optimizer}': choose one of {OPTIMIZERS}.")
+    if steps < 0 or not eta > 0:
+        raise InputError("The step count must be >= 0 and the step size > 0.")
+    trained = copy.deepcopy(model)
+    chosen = select_block(trained, block)
+    matrices, sr_before, alpha_before = _matrix_spectra(trained, chosen)
+    params = dict(trained.named_parameters())
+    block_params = [params[n] for n in chosen.names]
+    adam = None
+    if optimizer == "adam":
+        adam = torch.optim.Adam(block_params, lr=eta)
+    losses, lambdas = [], []
+    vector = None
+    for t in range(steps + 1):
+        start, end = t / (steps + 1), (t + 1) / (steps + 1)
+        op = CurvatureOperator(trained, spec, chosen, "hessian")
+        res = lanczos_top_k(
+            op, op.n, 1, tol=tol, max_matvec=max_matvec, v0=vector, dtype=op.dtype, device=op.device,
+            return_vectors=True, progress=_sub(start, end, progress), cancel=cancel,
+        )  # fmt: skip
+        vector = res.eigenvectors[0]
+        losses.append(op.loss)
+        lambdas.append(float(res.eigenvalues[0]))
+        if progress is not None:
+            progress(end, f"Training what-if: step {t} of {steps}, loss {op.loss:.4f}")
+        if t == steps:
+            break
+        grads = op.split(op.gradient())
+        del op
+        with torch.no_grad():
+            if adam is None:
+                for p, g in zip(block_params, grads, strict=True):
+                    p.sub_(eta * g)
+            else:
+                for p, g in zip(block_params, grads, strict=True):
+                    p.grad = g.clone()
+                adam.step()
+                adam.zero_grad(set_to_none=True)
+    _, sr_after, alpha_after = _matrix_spectra(trained, chosen)
+    return TrainingRun(
+        np.array(losses),
+        np.array(lambdas),
+        float(eta),
+        2.0 / eta,
+        optimizer,
+        block,
+        matrices,
+        sr_before,
+        sr_after,
+        alpha_before,
+        alpha_after,
+    )

@@ -1,0 +1,524 @@
+"""Spectra of a symmetric linear operator known only through its matrix-vector product (a loss Hessian).
+
+Every routine takes ``matvec``: a callable mapping a flat torch vector of shape (n,) to A v of shape (n,)
+(a new tensor: the solvers reuse it in place), with A symmetric (n up to ~1e8: a whole model's parameters).
+Vectors stay torch tensors on the operator's device and dtype (float32 for models, float64 in tests); small projected matrices are float64 numpy.
+
+- ``lanczos_top_k``: top-k eigenpairs by thick-restart Lanczos (Wu & Simon 2000; the Krylov-Schur form of
+  Stewart 2001), full reorthogonalisation (classical Gram-Schmidt, twice) inside a basis of ``max_basis``
+  vectors. It holds max_basis + 1 n-vectors (basis plus residual) and one A v at a time; the restart and the
+  final Ritz vectors are formed in place, in chunks of the n axis, so no second basis is ever allocated.
+  Why not scipy's eigsh: ARPACK keeps ncv >= 2k+1 (default max(2k+1, 20)) float64 vectors (20 x 1.1 GB on a
+  135 M-parameter model) and converts every vector to numpy. Why not torch.lobpcg: it needs A as a tensor
+  (dense or sparse), not a callable, and its block method holds 3k vectors plus their images (6k).
+- ``power_iteration``: the plain method PyHessian uses (2 n-vectors), a reference for the above.
+- ``hutchinson_trace`` (Rademacher probes; standard error from the sample spread) and ``hutchpp_trace``
+  (Meyer, Musco, Musco & Woodruff 2021).
+- ``slq_density``: stochastic Lanczos quadrature (Ubaru, Chen & Saad 2017; Ghorbani, Krishnan & Xiao 2019):
+  Ritz values and weights tau^2 per probe, Gaussian broadening on a grid, normalised to integrate to 1.
+- ``quadratic_gd``: gradient descent on f(x) = x^T A x / 2, stable exactly when eta < 2 / lambda_max.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+Matvec = Callable[[torch.Tensor], torch.Tensor]
+Progress = Callable[[float, str], None]
+CancelCheck = Callable[[], bool]
+
+# In-place basis rotations touch this many entries of the n axis at a time (bounds the temporary).
+_CHUNK = 1 << 20
+
+
+class Cancelled(Exception):
+    """A long computation stopped because its cancel check returned True."""
+
+
+def _check(cancel: CancelCheck | None) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled("Stopped on request.")
+
+
+def _generator(device: torch.device | str, seed: int) -> torch.Generator:
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed))
+    return gen
+
+
+def rademacher(n: int, *, dtype: torch.dtype, device, generator: torch.Generator) -> torch.Tensor:
+    """A vector of shape (n,) with i.i.d. +-1 entries."""
+    bits = torch.randint(0, 2, (n,), generator=generator, device=device, dtype=torch.int8)
+    return bits.to(dtype).mul_(2).sub_(1)
+
+
+def _fresh(w: torch.Tensor, dtype: torch.dtype, basis: torch.Tensor) -> torch.Tensor:
+    """The product as a flat vector we may overwrite: copied only when it aliases the basis storage
+    (a copy of a whole model's vector is 0.5 GB)."""
+    w = w.to(dtype).reshape(-1)
+    if w.untyped_storage().data_ptr() == basis.untyped_storage().data_ptr():
+        w = w.clone()
+    return w
+
+
+def _rotate_in_place(V: torch.Tensor, rows: int, S: np.ndarray) -> None:
+    """V[:k] <- S^T V[:rows] for S of shape (rows, k), k <= rows, chunk by chunk along the n axis."""
+    coeff = torch.as_tensor(S.T, dtype=V.dtype, device=V.device)  # (k, rows)
+    k = coeff.shape[0]
+    n = V.shape[1]
+    for start in range(0, n, _CHUNK):
+        block = V[:rows, start : start + _CHUNK]
+        V[:k, start : start + _CHUNK] = coeff @ block
+
+
+def _orthogonalise(V: torch.Tensor, j: int, w: torch.Tensor) -> tuple[np.ndarray, float]:
+    """w <- w - V[:j] h twice (classical Gram-Schmidt with one reorthogonalisation: 'twice is enough',
+    Giraud et al. 2005). Returns (h of shape (j,), float64; ||w|| after)."""
+    h = np.zeros(j)
+    for _ in range(2):
+        coef = V[:j] @ w
+        w.sub_(coef @ V[:j])
+        h += coef.double().cpu().numpy()
+    return h, float(torch.linalg.vector_norm(w))
+
+
+@dataclass(frozen=True)
+class LanczosResult:
+    """Top-k eigenpairs of a symmetric operator.
+
+    eigenvalues: ndarray (k,), float64, in A's units, ordered by ``which`` (descending for "LA").
+    residual_norms: ndarray (k,), ||A y_i - theta_i y_i|| for unit Ritz vectors y_i (same units).
+    eigenvectors: tensor (k, n) of unit Ritz vectors on the operator's device, or None.
+    history_ritz: ndarray (steps, k), the k wanted Ritz values after each matrix-vector product.
+    history_residuals: ndarray (steps, k), their residual norms.
+    n_matvec: products used. converged: every residual <= tol * max|theta|. n_vectors: n-vectors held
+    at peak by the solver (basis + residual, plus k for the returned Ritz vectors).
+    """
+
+    eigenvalues: np.ndarray
+    residual_norms: np.ndarray
+    eigenvectors: torch.Tensor | None
+    history_ritz: np.ndarray
+    history_residuals: np.ndarray
+    n_matvec: int
+    converged: bool
+    n_vectors: int
+
+
+def _order(theta: np.ndarray, which: str) -> np.ndarray:
+    if which == "LA":
+        return np.argsort(-theta, kind="stable")
+    if which == "LM":
+        return np.argsort(-np.abs(theta), kind="stable")
+    raise ValueError(f"Unknown which='{which}': choose 'LA' (largest algebraic) or 'LM' (largest magnitude).")
+
+
+def lanczos_top_k(
+    matvec: Matvec,
+    n: int,
+    k: int = 1,
+    *,
+    which: str = "LA",
+    max_basis: int | None = None,
+    tol: float = 1e-6,
+    max_matvec: int = 300,
+    v0: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
+    device="cpu",
+    seed: int = 0,
+    return_vectors: bool = False,
+    progress: Progress | None = None,
+    cancel: CancelCheck | None = None,
+) -> LanczosResult:
+    """Top-k eigenpairs of the symmetric operator ``matvec`` on R^n by thick-restart Lanczos.
+
+    Args:
+        max_basis: basis size m (default max(2k + 2, 6), at most n); memory is m + 1 n-vectors.
+        tol: stop when every wanted Ritz pair has residual <= tol * max |theta| (relative accuracy of the
+            eigenvalues is then about tol^2 * ||A|| / gap, Parlett's bound).
+        v0: starting vector (e.g. the previous eigenvector, for a warm start); default a Rademacher vector.
+    """
+    if k < 1 or k > n:
+        raise ValueError(f"k must be in [1, n]; got k={k}, n={n}.")
+    m = min(n, max_basis or max(2 * k + 2, 6))
+    if m < k + 1 and m < n:
+        raise ValueError(f"max_basis must exceed k; got {m} for k={k}.")
+    device = torch.device(device)
+    gen = _generator(device if device.type != "mps" else "cpu", seed)
+    V = torch.zeros((m + 1, n), dtype=dtype, device=device)  # last row: the residual direction
+    start = v0.detach().to(device=device, dtype=dtype).reshape(-1) if v0 is not None else None
+    if start is None or float(torch.linalg.vector_norm(start)) == 0.0:
+        start = rademacher(n, dtype=dtype, device=gen.device, generator=gen).to(device)
+    V[0] = start / torch.linalg.vector_norm(start)
+    del start
+
+    H = np.zeros((m + 1, m + 1))  # projected matrix V^T A V (symmetric; arrow after a restart)
+    j = 0  # basis vectors 0..j are set; column j is next to expand
+    hist_ritz: list[np.ndarray] = []
+    hist_res: list[np.ndarray] = []
+    n_matvec = 0
+    theta = np.zeros(0)
+    S = np.zeros((0, 0))
+    beta = 0.0
+    scale = 1.0
+    converged = False
+    while True:
+        _check(cancel)
+        w = _fresh(matvec(V[j]), dtype, V)
+        n_matvec += 1
+        h, beta = _orthogonalise(V, j + 1, w)
+        H[: j + 1, j] = h
+        H[j, : j + 1] = h
+        size = j + 1
+        theta_all, S_all = np.linalg.eigh(H[:size, :size])
+        order = _order(theta_all, which)
+        theta, S = theta_all[order], S_all[:, order]
+        want = min(k, size)
+        residual = np.abs(beta * S[size - 1, :want])
+        scale = max(float(np.max(np.abs(theta))), np.finfo(np.float64).tiny)
+        hist_ritz.append(np.pad(theta[:want], (0, k - want), constant_values=np.nan))
+        hist_res.append(np.pad(residual, (0, k - want), constant_values=np.nan))
+        converged = want == k and bool(np.all(residual <= tol * scale))
+        if progress is not None:
+            progress(
+                min(n_matvec / max_matvec, 1.0),
+                f"Lanczos: {n_matvec} products, residual {float(np.max(residual)) / scale:.1e} (relative)",
+            )
+        if converged or n_matvec >= max_matvec or size == n:
+            break
+        # Invariant subspace found (beta ~ 0): continue with a fresh direction orthogonal to the basis.
+        breakdown = beta <= 1e3 * np.finfo(np.float64).eps * scale
+        if breakdown:
+            w = rademacher(n, dtype=dtype, device=gen.device, generator=gen).to(device)
+            _, norm = _orthogonalise(V, size, w)
+            beta = 0.0
+            w.div_(norm)
+        else:
+            w.div_(beta)
+        if size < m:
+            V[size] = w
+            H[size, :size] = 0.0
+            H[:size, size] = 0.0
+            j = size
+            continue
+        # Thick restart: keep the best `keep` Ritz vectors, then the residual direction.
+        keep = min(m - 1, max(k + (m - k) // 2, k))
+        V[m] = w
+        _rotate_in_place(V, m, S[:, :keep])
+        V[keep] = V[m]
+        coupling = beta * S[m - 1, :keep]
+        H[:] = 0.0
+        H[np.arange(keep), np.arange(keep)] = theta[:keep]
+        H[keep, :keep] = coupling
+        H[:keep, keep] = coupling
+        j = keep
+    del w
+    size = j + 1
+    want = min(k, size)
+    vectors = None
+    if return_vectors:
+        _rotate_in_place(V, size, S[:, :want])
+        vectors = V[:want].clone()
+    del V
+    return LanczosResult(
+        eigenvalues=theta[:want].copy(),
+        residual_norms=np.abs(beta * S[size - 1, :want]),
+        eigenvectors=vectors,
+        history_ritz=np.array(hist_ritz),
+        history_residuals=np.array(hist_res),
+        n_matvec=n_matvec,
+        converged=converged,
+        n_vectors=m + 1 + (want if return_vectors else 0),
+    )
+
+
+@dataclass(frozen=True)
+class PowerResult:
+    """Dominant eigenpair by power iteration. eigenvalue: Rayleigh quotient (A's units). history: ndarray
+    (steps,) of Rayleigh quotients. eigenvector: tensor (n,), unit. n_matvec: products used."""
+
+    eigenvalue: float
+    history: np.ndarray
+    eigenvector: torch.Tensor
+    n_matvec: int
+
+
+def power_iteration(
+    matvec: Matvec,
+    n: int,
+    *,
+    max_matvec: int = 100,
+    tol: float = 1e-3,
+    dtype: torch.dtype = torch.float32,
+    device="cpu",
+    seed: int = 0,
+    v0: torch.Tensor | None = None,
+    cancel: CancelCheck | None = None,
+) -> PowerResult:
+    """Plain power iteration (PyHessian's stopping rule: relative change of the Rayleigh quotient < tol).
+
+    Converges to the eigenvalue of largest magnitude, at the rate |lambda_2 / lambda_1| per product."""
+    gen = _generator(device, seed)
+    v = v0.detach().to(device=device, dtype=dtype).clone() if v0 is not None else None
+    if v is None:
+        v = rademacher(n, dtype=dtype, device=device, generator=gen)
+    v /= torch.linalg.vector_norm(v)
+    history = []
+    rayleigh = 0.0
+    for _ in range(max_matvec):
+        _check(cancel)
+        w = matvec(v).to(dtype).reshape(-1)
+        new = float(torch.dot(v, w))
+        history.append(new)
+        norm = torch.linalg.vector_norm(w)
+        if float(norm) == 0.0:
+            break
+        v = w / norm
+        if len(history) > 1 and abs(new - rayleigh) <= tol * max(abs(rayleigh), 1e-300):
+            rayleigh = new
+            break
+        rayleigh = new
+    return PowerResult(rayleigh, np.array(history), v, len(history))
+
+
+@dataclass(frozen=True)
+class TraceEstimate:
+    """Stochastic trace estimate. trace: A's units. stderr: standard error of the random part (sample
+    standard deviation / sqrt(count)). samples: ndarray (count,) of the per-probe quadratic forms whose
+    mean is the random part. n_matvec: products used. method: "hutchinson" or "hutch++"."""
+
+    trace: float
+    stderr: float
+    samples: np.ndarray
+    n_matvec: int
+    method: str
+
+
+def hutchinson_trace(
+    matvec: Matvec,
+    n: int,
+    n_probes: int = 32,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device="cpu",
+    seed: int = 0,
+    progress: Progress | None = None,
+    cancel: CancelCheck | None = None,
+) -> TraceEstimate:
+    """tr(A) ~ mean_i z_i^T A z_i, z_i Rademacher (unbiased; variance 2 sum_{i != j} A_ij^2 per probe).
+
+    Holds 2 n-vectors. The standard error is the sample standard deviation / sqrt(n_probes)."""
+    if n_probes < 2:
+        raise ValueError("Hutchinson needs at least 2 probes for a standard error.")
+    gen = _generator(device, seed)
+    samples = np.empty(n_probes)
+    for i in range(n_probes):
+        _check(cancel)
+        z = rademacher(n, dtype=dtype, device=device, generator=gen)
+        samples[i] = float(torch.dot(z.double(), matvec(z).reshape(-1).double()))
+        if progress is not None:
+            progress((i + 1) / n_probes, f"Hutchinson trace: probe {i + 1} of {n_probes}")
+    return TraceEstimate(
+        float(samples.mean()), float(samples.std(ddof=1) / np.sqrt(n_probes)), samples, n_probes, "hutchinson"
+    )
+
+
+def hutchpp_trace(
+    matvec: Matvec,
+    n: int,
+    n_matvec: int = 48,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device="cpu",
+    seed: int = 0,
+    progress: Progress | None = None,
+    cancel: CancelCheck | None = None,
+) -> TraceEstimate:
+    """Hutch++: tr(A) = tr(Q^T A Q) + Hutchinson on (I - QQ^T) A (I - QQ^T), Q an orthonormal basis of
+    A S for s = n_matvec / 3 Rademacher columns S. Exact when rank(A) <= s; otherwise error O(1/n_matvec)
+    instead of Hutchinson's O(1/sqrt(n_matvec)) for matrices with decaying spectra.
+
+    Holds s + 2 n-vectors. ``stderr`` is that of the Hutchinson part (the deflated part is computed exactly
+    for the sampled Q)."""
+    s = max(1, n_matvec // 3)
+    g = max(2, n_matvec - 2 * s)
+    gen = _generator(device, seed)
+    total = 2 * s + g
+    Q = torch.empty((s, n), dtype=dtype, device=device)
+    done = 0
+    rank = 0
+    for _ in range(s):
+        _check(cancel)
+        w = matvec(rademacher(n, dtype=dtype, device=device, generator=gen)).to(dtype).reshape(-1).clone()
+        done += 1
+        norm0 = float(torch.linalg.vector_norm(w))
+        _, norm = _orthogonalise(Q, rank, w)
+        if norm > 1e-10 * max(norm0, 1e-300):  # drop directions already in the span (rank-deficient A)
+            Q[rank] = w / norm
+            rank += 1
+        if progress is not None:
+            progress(done / total, f"Hutch++: product {done} of {total}")
+    deflated = 0.0
+    for i in range(rank):
+        _check(cancel)
+        deflated += float(torch.dot(Q[i].double(), matvec(Q[i]).reshape(-1).double()))
+        done += 1
+        if progress is not None:
+            progress(done / total, f"Hutch++: product {done} of {total}")
+    samples = np.empty(g)
+    for i in range(g):
+        _check(cancel)
+        z = rademacher(n, dtype=dtype, device=device, generator=gen)
+        z -= (Q[:rank] @ z) @ Q[:rank]
+        samples[i] = float(torch.dot(z.double(), matvec(z).reshape(-1).double()))
+        done += 1
+        if progress is not None:
+            progress(done / total, f"Hutch++: product {done} of {total}")
+    return TraceEstimate(
+        deflated + float(samples.mean()),
+        float(samples.std(ddof=1) / np.sqrt(g)),
+        samples,
+        done,
+        "hutch++",
+    )
+
+
+@dataclass(frozen=True)
+class SpectralDensity:
+    """Spectral density of A by stochastic Lanczos quadrature.
+
+    nodes: ndarray (probe, steps), Ritz values (A's units). weights: ndarray (probe, steps), tau^2 (each
+    probe's weights sum to 1). grid: ndarray (g,), A's units. density: ndarray (g,), per unit of A's units,
+    integrating to 1 on ``grid`` (trapezoid). raw_mass: the trapezoid integral before that normalisation
+    (1 up to grid truncation and discretisation: a check). sigma: Gaussian broadening (A's units).
+    moments: ndarray (3,), quadrature estimates of tr(A^p) / n for p = 0, 1, 2 (p = 0 gives 1).
+    moments_stderr: ndarray (3,), their standard errors over probes.
+    """
+
+    nodes: np.ndarray
+    weights: np.ndarray
+    grid: np.ndarray
+    density: np.ndarray
+    raw_mass: float
+    sigma: float
+    moments: np.ndarray
+    moments_stderr: np.ndarray
+
+
+def lanczos_tridiagonal(
+    matvec: Matvec, v0: torch.Tensor, steps: int, cancel: CancelCheck | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``steps`` Lanczos steps from unit(v0) with full reorthogonalisation (holds steps + 1 n-vectors).
+
+    Returns (alpha of shape (m,), beta of shape (m - 1,)), m <= steps (fewer on an invariant subspace)."""
+    n = v0.numel()
+    steps = min(steps, n)
+    V = torch.empty((steps, n), dtype=v0.dtype, device=v0.device)
+    V[0] = v0.reshape(-1) / torch.linalg.vector_norm(v0)
+    alpha, beta = [], []
+    for j in range(steps):
+        _check(cancel)
+        w = _fresh(matvec(V[j]), v0.dtype, V)
+        h, norm = _orthogonalise(V, j + 1, w)
+        alpha.append(h[j])
+        if j + 1 == steps or norm <= 1e3 * np.finfo(np.float64).eps * max(abs(h[j]), 1e-300):
+            break
+        beta.append(norm)
+        V[j + 1] = w / norm
+    return np.array(alpha), np.array(beta)
+
+
+def gaussian_quadrature(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes (Ritz values) and weights tau^2 (squared first components of T's eigenvectors) of the
+    Lanczos tridiagonal T. Sum of weights is 1; exact for polynomials of degree < 2 m."""
+    T = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
+    nodes, vectors = np.linalg.eigh(T)
+    return nodes, vectors[0] ** 2
+
+
+def slq_density(
+    matvec: Matvec,
+    n: int,
+    *,
+    n_probes: int = 4,
+    steps: int = 40,
+    n_grid: int = 1000,
+    sigma_fraction: float = 0.01,
+    dtype: torch.dtype = torch.float32,
+    device="cpu",
+    seed: int = 0,
+    progress: Progress | None = None,
+    cancel: CancelCheck | None = None,
+) -> SpectralDensity:
+    """Stochastic Lanczos quadrature: for each Rademacher probe z, ``steps`` Lanczos steps from z/||z||
+    give nodes theta_j and weights tau_j^2 with z^T f(A) z / n ~ sum_j tau_j^2 f(theta_j); the density is
+    the probe mean of sum_j tau_j^2 N(t; theta_j, sigma^2).
+
+    sigma = sigma_fraction * (max node - min node); the grid spans the nodes +- 5 sigma. Holds steps + 1
+    n-vectors."""
+    gen = _generator(device, seed)
+    nodes = np.full((n_probes, min(steps, n)), np.nan)
+    weights = np.zeros_like(nodes)
+    for i in range(n_probes):
+        z = rademacher(n, dtype=dtype, device=device, generator=gen)
+        alpha, beta = lanczos_tridiagonal(matvec, z, steps, cancel)
+        theta, tau2 = gaussian_quadrature(alpha, beta)
+        nodes[i, : theta.size] = theta
+        weights[i, : theta.size] = tau2
+        if progress is not None:
+            progress((i + 1) / n_probes, f"Spectral density: probe {i + 1} of {n_probes}")
+    valid = np.isfinite(nodes)
+    lo, hi = float(nodes[valid].min()), float(nodes[valid].max())
+    width = hi - lo if hi > lo else max(abs(hi), 1.0)
+    sigma = sigma_fraction * width
+    grid = np.linspace(lo - 5 * sigma, hi + 5 * sigma, n_grid)
+    density = np.zeros(n_grid)
+    for theta, tau2 in zip(nodes, weights, strict=True):
+        ok = np.isfinite(theta)
+        gauss = np.exp(-0.5 * ((grid[:, None] - theta[ok][None, :]) / sigma) ** 2) / (
+            sigma * np.sqrt(2 * np.pi)
+        )
+        density += gauss @ tau2[ok]
+    density /= n_probes
+    raw_mass = float(np.trapezoid(density, grid))
+    density = density / raw_mass
+    filled = np.where(valid, nodes, 0.0)
+    per_probe = np.stack([(weights * filled**p).sum(axis=1) for p in range(3)], axis=1)  # (probe, 3)
+    stderr = per_probe.std(axis=0, ddof=1) / np.sqrt(n_probes) if n_probes > 1 else np.full(3, np.nan)
+    return SpectralDensity(nodes, weights, grid, density, raw_mass, sigma, per_probe.mean(axis=0), stderr)
+
+
+def stability_threshold(lambda_max: float) -> float:
+    """Largest stable gradient-descent step on a quadratic with top curvature lambda_max: 2 / lambda_max."""
+    return 2.0 / lambda_max if lambda_max > 0 else float("inf")
+
+
+def gd_multipliers(eigenvalues, eta: float) -> np.ndarray:
+    """Per-eigendirection factor 1 - eta * lambda of one GD step on x^T A x / 2; |factor| > 1 diverges."""
+    return 1.0 - eta * np.asarray(eigenvalues, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class QuadraticRun:
+    """Gradient descent on f(x) = x^T A x / 2. loss: ndarray (steps + 1,), f at each iterate (A's units
+    times x's squared). eta: the step. diverged: the last loss exceeds the first."""
+
+    loss: np.ndarray
+    eta: float
+    diverged: bool
+
+
+def quadratic_gd(matvec: Matvec, x0: torch.Tensor, eta: float, steps: int) -> QuadraticRun:
+    """x <- x - eta A x for ``steps`` steps (the gradient of x^T A x / 2 is A x)."""
+    x = x0.detach().clone().reshape(-1)
+    losses = []
+    for _ in range(steps + 1):
+        Ax = matvec(x).reshape(-1)
+        losses.append(0.5 * float(torch.dot(x.double(), Ax.double())))
+        x = x - eta * Ax
+    loss = np.array(losses)
+    return QuadraticRun(loss, float(eta), bool(loss[-1] > loss[0]))

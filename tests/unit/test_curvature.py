@@ -1,0 +1,429 @@
+"""Curvature: the Lanczos, trace and density routines against numpy on matrices, and the model-level
+operators against the exact Hessian of small blocks of the tiny models (torch.autograd.functional.hessian).
+
+Model tests run in float64 on a deep copy (so rounding does not hide errors), except where noted: Llama's
+RMSNorm casts its input to float32 whatever the model's dtype, so tiny-llama's loss is float32-accurate.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from explorer.analysis import curvature as C
+from explorer.analysis.matrices import weights_checksum
+from explorer.spectra.curvature import (
+    Cancelled,
+    gd_multipliers,
+    hutchinson_trace,
+    hutchpp_trace,
+    lanczos_top_k,
+    power_iteration,
+    quadratic_gd,
+    slq_density,
+    stability_threshold,
+)
+from tests.conftest import SAMPLE_TEXT, TINY_IDS, get_model
+
+F64 = torch.float64
+
+
+def _symmetric(eigenvalues, seed=0) -> torch.Tensor:
+    """Q diag(eigenvalues) Q^T with a random orthogonal Q (float64)."""
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((len(eigenvalues), len(eigenvalues))))
+    return torch.tensor((Q * np.asarray(eigenvalues)) @ Q.T)
+
+
+def _matvec(A):
+    return lambda v: A @ v
+
+
+def _hutchinson_sd(A: np.ndarray, n_probes: int) -> float:
+    """Exact standard deviation of the Rademacher Hutchinson mean: Var(z^T A z) = 2 sum_{i != j} A_ij^2."""
+    off = (A**2).sum() - (np.diag(A) ** 2).sum()
+    return float(np.sqrt(2 * off / n_probes))
+
+
+# ------------------------------------------------------------------------------------ Lanczos on matrices
+
+
+@pytest.mark.parametrize("max_basis", [None, 8, 30])
+def test_lanczos_top_k_matches_eigvalsh(max_basis):
+    rng = np.random.default_rng(1)
+    eigenvalues = np.concatenate([[50.0, 20.0, 19.0, 10.0, 5.0], rng.normal(0, 1, 295)])
+    A = _symmetric(eigenvalues)
+    res = lanczos_top_k(_matvec(A), 300, 5, max_basis=max_basis, tol=1e-10, max_matvec=2000, dtype=F64,
+                        return_vectors=True)  # fmt: skip
+    exact = np.sort(np.linalg.eigvalsh(A.numpy()))[::-1][:5]
+    assert res.converged
+    np.testing.assert_allclose(res.eigenvalues, exact, rtol=1e-9)
+    Y = res.eigenvectors
+    # The reported residual norms are the true ones, and the Ritz vectors are orthonormal.
+    true_residuals = torch.linalg.vector_norm(Y @ A - torch.tensor(res.eigenvalues)[:, None] * Y, dim=1)
+    np.testing.assert_allclose(true_residuals.numpy(), res.residual_norms, atol=1e-10 * 50)
+    np.testing.assert_allclose((Y @ Y.T).numpy(), np.eye(5), atol=1e-12)
+    assert res.history_ritz.shape == (res.n_matvec, 5) == res.history_residuals.shape
+    assert res.n_vectors == (max_basis or 12) + 1 + 5
+
+
+def test_lanczos_largest_magnitude_finds_negative_outlier():
+    A = _symmetric(np.concatenate([[-30.0, 12.0], np.linspace(-1, 1, 98)]), seed=2)
+    la = lanczos_top_k(_matvec(A), 100, 1, tol=1e-10, max_matvec=500, dtype=F64)
+    lm = lanczos_top_k(_matvec(A), 100, 1, which="LM", tol=1e-10, max_matvec=500, dtype=F64)
+    assert la.eigenvalues[0] == pytest.approx(12.0, rel=1e-9)
+    assert lm.eigenvalues[0] == pytest.approx(-30.0, rel=1e-9)
+
+
+def test_lanczos_on_low_rank_operator_restarts_after_breakdown():
+    """A rank-2 operator: the Krylov space is invariant after 2 steps; the third eigenvalue is 0."""
+    rng = np.random.default_rng(3)
+    U = np.linalg.qr(rng.standard_normal((40, 2)))[0]
+    A = torch.tensor(U @ np.diag([3.0, 2.0]) @ U.T)
+    res = lanczos_top_k(_matvec(A), 40, 3, tol=1e-8, max_matvec=200, dtype=F64)
+    np.testing.assert_allclose(res.eigenvalues, [3.0, 2.0, 0.0], atol=1e-9)
+
+
+def test_lanczos_warm_start_from_eigenvector_converges_at_once():
+    A = _symmetric(np.linspace(1, 10, 60), seed=4)
+    top = torch.tensor(np.linalg.eigh(A.numpy())[1][:, -1])
+    res = lanczos_top_k(_matvec(A), 60, 1, tol=1e-8, dtype=F64, v0=top)
+    assert res.n_matvec == 1 and res.eigenvalues[0] == pytest.approx(10.0, rel=1e-12)
+
+
+def test_power_iteration_and_cancel():
+    A = _symmetric(np.concatenate([[10.0], np.linspace(0, 5, 49)]), seed=5)
+    res = power_iteration(_matvec(A), 50, max_matvec=200, tol=1e-12, dtype=F64)
+    # Rayleigh quotients converge as (5/10)^(2t): 1e-12 after about 20 products.
+    assert res.eigenvalue == pytest.approx(10.0, rel=1e-10)
+    with pytest.raises(Cancelled):
+        lanczos_top_k(_matvec(A), 50, 1, dtype=F64, cancel=lambda: True)
+    with pytest.raises(Cancelled):
+        hutchinson_trace(_matvec(A), 50, 4, dtype=F64, cancel=lambda: True)
+
+
+# ----------------------------------------------------------------------------------------------- traces
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_hutchinson_within_three_standard_errors(seed):
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((80, 80))
+    A = torch.tensor(X + X.T)
+    est = hutchinson_trace(_matvec(A), 80, 64, dtype=F64, seed=seed)
+    sd = _hutchinson_sd(A.numpy(), 64)
+    assert abs(est.trace - float(torch.trace(A))) <= 3 * sd
+    # The reported standard error estimates the true one (64 probes: its own relative spread ~ 1/sqrt(128)).
+    assert 0.6 * sd <= est.stderr <= 1.4 * sd
+
+
+def test_hutchpp_is_exact_on_low_rank_and_beats_hutchinson_on_decaying_spectra():
+    rng = np.random.default_rng(7)
+    U = np.linalg.qr(rng.standard_normal((200, 5)))[0]
+    low = torch.tensor(U @ np.diag([9.0, 7.0, -4.0, 2.0, 1.0]) @ U.T)
+    est = hutchpp_trace(_matvec(low), 200, 30, dtype=F64)
+    # rank 5 <= 10 sketch columns: the deflation captures A, the remainder is rounding (float64).
+    assert est.trace == pytest.approx(15.0, abs=1e-9)
+    decaying = _symmetric(100.0 * 0.7 ** np.arange(200), seed=8)
+    exact = float(torch.trace(decaying))
+    errors_pp = [
+        abs(hutchpp_trace(_matvec(decaying), 200, 48, dtype=F64, seed=s).trace - exact) for s in range(4)
+    ]
+    # 16 sketch columns capture all eigenvalues above 100 * 0.7^16 = 0.33 of a total of 333: the error
+    # falls far below Hutchinson's standard deviation for the same 48 products.
+    assert max(errors_pp) < 0.1 * _hutchinson_sd(decaying.numpy(), 48)
+
+
+# ---------------------------------------------------------------------------------------------- density
+
+
+def test_slq_density_mass_and_moments():
+    rng = np.random.default_rng(9)
+    eigenvalues = np.concatenate([rng.normal(0, 1, 195), [8.0, 9.0, 15.0, -6.0, 20.0]])
+    A = _symmetric(eigenvalues, seed=9)
+    n, probes = 200, 8
+    dens = slq_density(_matvec(A), n, n_probes=probes, steps=30, dtype=F64, seed=1)
+    # Before normalisation: probe weights sum to 1 and each Gaussian is cut at +-5 sigma (mass lost
+    # <= 5.8e-7), and a grid step of ~0.11 sigma makes the trapezoid rule exact to far below that.
+    assert dens.raw_mass == pytest.approx(1.0, abs=1e-6)
+    assert np.trapezoid(dens.density, dens.grid) == pytest.approx(1.0, abs=1e-12)
+    assert dens.moments[0] == pytest.approx(1.0, abs=1e-12)
+    # Quadrature moments are z^T A^p z / n per probe (exact for degree < 2 steps): Hutchinson estimates
+    # of tr(A^p)/n whose exact standard deviation over `probes` probes sets the tolerance (4 sd).
+    An = A.numpy()
+    for p, M in ((1, An), (2, An @ An)):
+        sd = _hutchinson_sd(M, probes) / n
+        assert abs(dens.moments[p] - np.trace(M) / n) <= 4 * sd
+    # The broadened density's moments: mean unchanged, second moment + sigma^2 (Gaussian broadening),
+    # up to the tail cut (relative 1e-6 of the spread).
+    mean = np.trapezoid(dens.grid * dens.density, dens.grid)
+    second = np.trapezoid(dens.grid**2 * dens.density, dens.grid)
+    spread = dens.grid[-1] - dens.grid[0]
+    assert mean == pytest.approx(dens.moments[1], abs=1e-5 * spread)
+    assert second == pytest.approx(dens.moments[2] + dens.sigma**2, abs=1e-5 * spread**2)
+    # Extreme Ritz values converge first: the largest node equals lambda_max.
+    assert np.nanmax(dens.nodes) == pytest.approx(20.0, rel=1e-8)
+
+
+def test_slq_quadrature_is_exact_per_probe():
+    """With the same seed, the first Rademacher probe z gives sum tau^2 theta = z^T A z / ||z||^2."""
+    A = _symmetric(np.linspace(-3, 7, 50), seed=10)
+    dens = slq_density(_matvec(A), 50, n_probes=1, steps=10, dtype=F64, seed=4)
+    gen = torch.Generator().manual_seed(4)
+    z = torch.randint(0, 2, (50,), generator=gen, dtype=torch.int8).to(F64) * 2 - 1
+    for p in (1, 2):
+        direct = float(z @ torch.linalg.matrix_power(A, p) @ z) / 50
+        assert dens.moments[p] == pytest.approx(direct, rel=1e-10)
+
+
+# -------------------------------------------------------------------------------------- GD on quadratic
+
+
+@pytest.mark.parametrize("factor, diverges", [(0.99, False), (1.01, True)])
+def test_gradient_descent_on_quadratic_diverges_exactly_above_two_over_lambda(factor, diverges):
+    eigenvalues = np.array([4.0, 2.5, 1.0, 0.3])
+    A = _symmetric(eigenvalues, seed=11)
+    eta = factor * stability_threshold(eigenvalues.max())
+    run = quadratic_gd(_matvec(A), torch.ones(4, dtype=F64), eta, 2000)
+    assert run.diverged is diverges
+    # The top direction's factor |1 - eta lambda_max| is the one that crosses 1.
+    assert bool(np.abs(gd_multipliers(eigenvalues, eta)).max() > 1) is diverges
+    # Loss changes by (1 - eta lambda)^2 per step in the top direction: check the rate, not only the sign.
+    rate = (run.loss[-1] / run.loss[-501]) ** (1 / 500)
+    if diverges:
+        assert rate == pytest.approx((1 - eta * 4.0) ** 2, rel=1e-6)
+    else:
+        assert rate < 1
+
+
+# ------------------------------------------------------------------------------- tiny models: the blocks
+
+
+@pytest.mark.parametrize("model_id", TINY_IDS)
+def test_blocks_partition_the_parameters(model_id):
+    model = get_model(model_id).model
+    total = sum(p.numel() for p in model.parameters())
+    assert C.select_block(model, "all").n_params == total
+    n_layers = C.n_layers_of(model)
+    assert n_layers == 2
+    per_layer = 0
+    for layer in range(n_layers):
+        whole = C.select_block(model, f"layer:{layer}")
+        attn = C.select_block(model, f"layer:{layer}:attention")
+        mlp = C.select_block(model, f"layer:{layer}:mlp")
+        assert not set(attn.names) & set(mlp.names)
+        assert set(attn.names) | set(mlp.names) <= set(whole.names)
+        # Each attention block holds the q, k, v, o weights; each MLP at least two matrices.
+        assert sum(len(p.shape) == 2 for n, p in model.named_parameters() if n in attn.names) in (2, 4)
+        assert sum(len(p.shape) == 2 for n, p in model.named_parameters() if n in mlp.names) >= 2
+        per_layer += whole.n_params
+    embeddings = C.select_block(model, "embeddings")
+    assert embeddings.n_params >= model.get_input_embeddings().weight.numel()
+    assert per_layer + embeddings.n_params <= total
+    name = next(iter(dict(model.named_parameters())))
+    assert C.select_block(model, f"param:{name}").names == (name,)
+    with pytest.raises(C.InputError):
+        C.select_block(model, "layer:7")
+    with pytest.raises(C.InputError):
+        C.select_block(model, "heads")
+
+
+# --------------------------------------------------------------------- tiny models: exact Hessian checks
+
+
+def _small_block(model: torch.nn.Module) -> C.Block:
+    """The first 1-D parameters of layer 1 (biases, norm weights) up to 128 entries: the exact Hessian
+    stays cheap (one backward per entry), yet the loss depends on them through attention, MLP and head."""
+    names, total = [], 0
+    for name, param in model.named_parameters():
+        if C.layer_of(name) == 1 and param.ndim == 1 and total + param.numel() <= 128:
+            names.append(name)
+            total += param.numel()
+    return C.Block("test", "small", tuple(names), total)
+
+
+@pytest.fixture(scope="module", params=TINY_IDS)
+def exact(request):
+    """(model id, float64 model copy, loss spec, block, operator, exact Hessian as numpy)."""
+    loaded = get_model(request.param)
+    model = copy.deepcopy(loaded.model).to(F64)
+    # Encoders: 16 tokens per sentence keep the 32-sentence contrastive loss cheap enough for an exact Hessian.
+    spec = C.make_loss(loaded, SAMPLE_TEXT, max_tokens=128 if loaded.causal else 16)
+    block = _small_block(model)
+    op = C.CurvatureOperator(model, spec, block)
+    params = dict(model.named_parameters())
+    base = torch.cat([params[n].detach().reshape(-1) for n in block.names])
+
+    def loss(flat):
+        parts = [p.view(params[n].shape) for p, n in zip(flat.split(op.numels), block.names, strict=True)]
+        z, y = C.scores_and_targets(model, spec, dict(zip(block.names, parts, strict=True)))
+        return torch.nn.functional.cross_entropy(z, y)
+
+    H = torch.autograd.functional.hessian(loss, base).numpy()
+    return request.param, model, spec, block, op, H, loss, base
+
+
+# Llama's RMSNorm computes in float32 (see the module docstring): its Hessian is accurate to about
+# float32 eps * cond, not float64's; the other tiny models are float64 throughout.
+def _precision(model_id: str) -> float:
+    return float(np.finfo(np.float32).eps if model_id == "tiny-llama" else np.finfo(np.float64).eps)
+
+
+def test_hessian_vector_products_match_the_exact_hessian(exact):
+    model_id, _model, _spec, _block, op, H, _loss, _base = exact
+    eps = _precision(model_id)
+    rng = np.random.default_rng(12)
+    u, v = (torch.tensor(rng.standard_normal(op.n)) for _ in range(2))
+    Hv, Hu = op(v), op(u)
+    scale = np.linalg.norm(H, 2) * float(u.norm() * v.norm())
+    # Rounding of a double backward: ~eps per operation over ~1e3 accumulations (norm-wise).
+    np.testing.assert_allclose(
+        Hv.numpy(), H @ v.numpy(), atol=1e3 * eps * np.linalg.norm(H, 2) * float(v.norm())
+    )
+    assert abs(float(u @ Hv) - float(v @ Hu)) <= 1e3 * eps * scale
+    np.testing.assert_allclose(H, H.T, atol=1e3 * eps * np.linalg.norm(H, 2))
+
+
+def test_lanczos_top_eigenvalues_match_eigvalsh(exact):
+    model_id, model, _spec, _block, op, H, _loss, _base = exact
+    exact_top = np.sort(np.linalg.eigvalsh(H))[::-1][:3]
+    # Every Ritz value lies within its residual norm of an eigenvalue: a relative residual of 1e-6 bounds
+    # the error by 1e-6 relative, below the 1e-5 asked (tiny-llama's float32 noise is ~4e-8 relative).
+    eigen = C.top_eigen(op, model, 3, tol=1e-6, max_matvec=400)
+    np.testing.assert_allclose(eigen.eigenvalues, exact_top, rtol=1e-5)
+    assert eigen.group_mass.shape == (len(eigen.groups), 3)
+    np.testing.assert_allclose(eigen.group_mass.sum(0), 1.0, rtol=1e-12)
+    assert all(g.startswith("layer 1") for g in eigen.groups)
+
+
+def test_hessian_vector_product_is_a_finite_difference_of_gradients(exact):
+    """(g(theta + h v) - g(theta - h v)) / 2h = H v + O(h^2 |L'''|) + O(eps |g| / h). float64: h = 1e-4
+    gives truncation ~1e-8 and rounding ~1e-12 relative: tolerance 1e-6. tiny-llama's float32 norm: h = 1e-2
+    balances eps32/h = 1e-5 against h^2 = 1e-4: tolerance 1e-2."""
+    model_id, _model, _spec, _block, op, _H, loss, base = exact
+    h, rtol = (1e-2, 1e-2) if model_id == "tiny-llama" else (1e-4, 1e-6)
+    v = torch.tensor(np.random.default_rng(13).standard_normal(op.n))
+    v /= v.norm()
+
+    def grad_at(x):
+        x = x.clone().requires_grad_(True)
+        return torch.autograd.grad(loss(x), x)[0]
+
+    fd = (grad_at(base + h * v) - grad_at(base - h * v)) / (2 * h)
+    Hv = op(v)
+    assert float((fd - Hv).norm()) <= rtol * float(Hv.norm())
+
+
+def test_hutchinson_on_the_hessian_within_three_standard_errors(exact):
+    _id, _model, _spec, _block, op, H, _loss, _base = exact
+    for seed in (0, 1, 2):
+        est = C.block_trace(op, 24, seed=seed)
+        assert abs(est.trace - np.trace(H)) <= 3 * _hutchinson_sd(H, 24)
+
+
+def test_slq_moments_on_the_hessian(exact):
+    model_id, _model, _spec, _block, op, H, _loss, _base = exact
+    probes = 6
+    dens = C.block_density(op, probes, 20, seed=3)
+    assert dens.raw_mass == pytest.approx(1.0, abs=1e-6)  # see test_slq_density_mass_and_moments
+    n = op.n
+    for p, M in ((1, H), (2, H @ H)):
+        assert abs(dens.moments[p] - np.trace(M) / n) <= 4 * _hutchinson_sd(M, probes) / n
+    # Ritz values lie inside [lambda_min, lambda_max] (Cauchy interlacing), up to rounding.
+    exact = np.linalg.eigvalsh(H)
+    slack = 1e3 * _precision(model_id) * np.abs(exact).max()
+    nodes = dens.nodes[np.isfinite(dens.nodes)]
+    assert exact[0] - slack <= nodes.min() and nodes.max() <= exact[-1] + slack
+
+
+def test_gauss_newton_matches_jacobian_product(exact):
+    """u^T G v = (J u)^T H_z (J v), J = dz/dtheta, H_z the mean softmax cross-entropy Hessian of the scores,
+    with J u, J v from central differences of the scores (independent of the double-backward products):
+    same steps and tolerances as the Hessian finite-difference test. G is PSD: v^T G v >= 0."""
+    model_id, model, spec, block, _op, _H, _loss, base = exact
+    h, rtol = (1e-2, 1e-2) if model_id == "tiny-llama" else (1e-4, 1e-6)
+    gn = C.CurvatureOperator(model, spec, block, "gauss-newton")
+    params = dict(model.named_parameters())
+
+    def scores(flat):
+        parts = [p.view(params[n].shape) for p, n in zip(flat.split(gn.numels), block.names, strict=True)]
+        with torch.no_grad():
+            return C.scores_and_targets(model, spec, dict(zip(block.names, parts, strict=True)))[0]
+
+    rng = np.random.default_rng(14)
+    u, v = (torch.tensor(rng.standard_normal(gn.n)) for _ in range(2))
+    u, v = u / u.norm(), v / v.norm()
+    Ju, Jv = ((scores(base + h * x) - scores(base - h * x)) / (2 * h) for x in (u, v))
+    p = torch.softmax(scores(base), -1)
+    HJv = (p * Jv - p * (p * Jv).sum(-1, keepdim=True)) / p.shape[0]
+    expected = float((Ju * HJv).sum())
+    scale = float(Ju.norm() * HJv.norm())
+    assert abs(float(u @ gn(v)) - expected) <= rtol * scale
+    assert abs(float(v @ gn(u)) - expected) <= rtol * scale
+    assert float(v @ gn(v)) >= -1e3 * _precision(model_id) * float(gn(v).norm())
+
+
+# ------------------------------------------------------------------------------ tiny models: what-ifs
+
+
+@pytest.mark.parametrize("model_id", TINY_IDS)
+def test_training_what_if_leaves_the_cached_model_untouched(model_id):
+    loaded = get_model(model_id)
+    before = weights_checksum(loaded.model)
+    spec = C.make_loss(loaded, SAMPLE_TEXT)
+    run = C.train_what_if(loaded.model, spec, "layer:1:mlp", steps=3, eta=0.05, max_matvec=15)
+    assert weights_checksum(loaded.model) == before
+    assert run.loss.shape == run.lambda_max.shape == (4,)
+    assert run.loss[0] == pytest.approx(C.loss_value(loaded.model, spec), rel=1e-5)
+    # A small step (eta * lambda_max << 2) decreases the loss.
+    assert run.eta * run.lambda_max.max() < 1 and run.loss[-1] < run.loss[0]
+    assert run.threshold == pytest.approx(2 / 0.05)
+    assert len(run.matrices) >= 2 and run.stable_rank_before.shape == run.stable_rank_after.shape
+    assert np.all(run.stable_rank_before >= 1)
+    adam = C.train_what_if(
+        loaded.model, spec, "layer:1:mlp", steps=2, eta=1e-3, optimizer="adam", max_matvec=10
+    )
+    assert weights_checksum(loaded.model) == before and adam.loss[-1] < adam.loss[0]
+
+
+def test_training_first_lambda_max_is_the_block_top_eigenvalue():
+    loaded = get_model("tiny-gpt2")
+    spec = C.make_loss(loaded, SAMPLE_TEXT)
+    run = C.train_what_if(loaded.model, spec, "layer:0:attention", steps=0, eta=0.1, max_matvec=60, tol=1e-6)
+    op = C.CurvatureOperator(loaded.model, spec, C.select_block(loaded.model, "layer:0:attention"))
+    top = C.top_eigen(op, loaded.model, 1, tol=1e-6, max_matvec=60).eigenvalues[0]
+    # float32 operator: eigenvalues agree to ~ residual tolerance (1e-6 relative) plus rounding.
+    assert run.lambda_max[0] == pytest.approx(top, rel=1e-4)
+
+
+def test_gradient_descent_on_the_block_quadratic_model():
+    """GD on the exact local quadratic of a tiny model's block: diverges exactly when eta > 2/lambda_max."""
+    loaded = get_model("tiny-gpt2")
+    model = copy.deepcopy(loaded.model).to(F64)
+    spec = C.make_loss(loaded, SAMPLE_TEXT)
+    op = C.CurvatureOperator(model, spec, _small_block(model))
+    lam = C.top_eigen(op, model, 1, tol=1e-10, max_matvec=300).eigenvalues[0]
+    # The Hessian is indefinite: its negative directions grow for any eta (rounding would seed them), so
+    # run GD on P H P, P the projector onto the positive eigenspace (same lambda_max).
+    H = torch.stack([op(e) for e in torch.eye(op.n, dtype=F64)])
+    w, Q = torch.linalg.eigh((H + H.T) / 2)
+    P = Q[:, w > 0] @ Q[:, w > 0].T
+    x0 = P @ torch.ones(op.n, dtype=F64)
+    assert not quadratic_gd(lambda x: P @ op(P @ x), x0, 0.98 * 2 / lam, 300).diverged
+    assert quadratic_gd(lambda x: P @ op(P @ x), x0, 1.02 * 2 / lam, 300).diverged
+
+
+def test_progress_and_cancel_in_the_grid():
+    loaded = get_model("tiny-llama")
+    spec = C.make_loss(loaded, SAMPLE_TEXT)
+    seen = []
+    grid = C.curvature_grid(loaded.model, spec, trace_probes=2, max_matvec=5,
+                            progress=lambda f, m: seen.append(f))  # fmt: skip
+    assert grid.lambda_max.shape == grid.trace.shape == (2, 2)
+    assert np.all(np.isfinite(grid.lambda_max)) and seen[-1] == 1.0 and seen == sorted(seen)
+    assert len(grid.rows()) == 4 and grid.rows()[0]["name"] == "layer 0 attention"
+    with pytest.raises(Cancelled):
+        C.curvature_grid(loaded.model, spec, cancel=lambda: True)
