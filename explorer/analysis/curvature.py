@@ -23,7 +23,6 @@ Block specs: "all", "embeddings", "layer:L", "layer:L:attention", "layer:L:mlp",
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,9 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from explorer.analysis.matrices import layer_of, weight_matrices
+from explorer.analysis.matrices import weight_matrices
 from explorer.errors import ExplorerError, InputError
 from explorer.models import LoadedModel
+from explorer.models.anatomy import anatomy_of
 from explorer.models.capture import tokenize
 from explorer.paths import ASSETS_DIR
 from explorer.spectra.curvature import (
@@ -172,34 +172,49 @@ def loss_value(model: torch.nn.Module, spec: LossSpec) -> float:
 # ----------------------------------------------------------------------------------------------- blocks
 
 
-def _layer_part(name: str) -> str:
-    """ "attention", "mlp" or "other" for a parameter inside a layer (the text after ``.<L>.``)."""
-    match = re.search(r"\.\d+\.(.*)$", name)
-    rest = match.group(1) if match else name
-    if re.search(r"attn|attention", rest):
-        return "attention"
-    if re.search(r"mlp|intermediate|feed_forward|ffn|^output\.", rest):
-        return "mlp"
-    return "other"
+@dataclass(frozen=True)
+class _ParamLayout:
+    """Where each parameter sits, from the model's anatomy: layer (None outside the blocks), part ("attention",
+    "mlp" or "other" inside a block), and the embedding parameters."""
+
+    layer: dict[str, int | None]
+    part: dict[str, str]
+    embeddings: frozenset[str]
+    n_layers: int
 
 
-def _embedding_names(model: torch.nn.Module) -> set[str]:
-    names = set()
+def _layout(model: torch.nn.Module) -> _ParamLayout:
+    anatomy = anatomy_of(model)
+    layer: dict[str, int | None] = {}
+    part: dict[str, str] = {}
+    for name, _ in model.named_parameters():
+        layer[name], part[name] = None, "other"
+        for block in anatomy.blocks:
+            if not name.startswith(block.block + "."):
+                continue
+            layer[name] = block.index
+            if any(name.startswith(m + ".") for m in (block.attention, block.core)):
+                part[name] = "attention"
+            elif any(name.startswith(m + ".") for m in block.mlp):
+                part[name] = "mlp"
+            break
+    embeddings = set()
     for module_name, module in model.named_modules():
         if isinstance(module, torch.nn.Embedding):
-            names.update(f"{module_name}.{p}" if module_name else p for p, _ in module.named_parameters())
-    for name, _ in model.named_parameters():
-        if layer_of(name) is None and "embed" in name:
-            names.add(name)
-    return names
+            embeddings.update(
+                f"{module_name}.{p}" if module_name else p for p, _ in module.named_parameters()
+            )
+    # The embeddings' own norm (BERT's embeddings.LayerNorm) belongs with them.
+    embeddings.update(n for n in layer if layer[n] is None and "embed" in n)
+    return _ParamLayout(layer, part, frozenset(embeddings), anatomy.n_layers)
 
 
-def param_group(name: str, embedding_names: set[str]) -> str:
+def param_group(name: str, layout: _ParamLayout) -> str:
     """The group a parameter belongs to: "embeddings", "layer L attention|mlp|other", or "other"."""
-    layer = layer_of(name)
+    layer = layout.layer.get(name)
     if layer is None:
-        return "embeddings" if name in embedding_names else "other"
-    return f"layer {layer} {_layer_part(name)}"
+        return "embeddings" if name in layout.embeddings else "other"
+    return f"layer {layer} {layout.part[name]}"
 
 
 @dataclass(frozen=True)
@@ -216,20 +231,20 @@ class Block:
 def select_block(model: torch.nn.Module, spec: str = "all") -> Block:
     """Parse a block spec (see the module docstring) into the parameter names it covers."""
     params = dict(model.named_parameters())
-    embeds = _embedding_names(model)
+    layout = _layout(model)
     parts = spec.split(":", 2) if not spec.startswith("param:") else ["param", spec[len("param:") :]]
     if parts[0] == "all":
         names, label = list(params), "all parameters"
     elif parts[0] == "embeddings":
-        names, label = [n for n in params if n in embeds], "embeddings"
+        names, label = [n for n in params if n in layout.embeddings], "embeddings"
     elif parts[0] == "layer" and len(parts) >= 2 and parts[1].isdigit():
         layer = int(parts[1])
-        names = [n for n in params if layer_of(n) == layer]
+        names = [n for n in params if layout.layer[n] == layer]
         label = f"layer {layer}"
         if len(parts) == 3:
             if parts[2] not in LAYER_PARTS:
                 raise InputError(f"Unknown layer part '{parts[2]}': choose attention or mlp.")
-            names = [n for n in names if _layer_part(n) == parts[2]]
+            names = [n for n in names if layout.part[n] == parts[2]]
             label += f" {parts[2]}"
     elif parts[0] == "param" and parts[1] in params:
         names, label = [parts[1]], parts[1]
@@ -244,8 +259,7 @@ def select_block(model: torch.nn.Module, spec: str = "all") -> Block:
 
 
 def n_layers_of(model: torch.nn.Module) -> int:
-    layers = [layer_of(n) for n, _ in model.named_parameters()]
-    return 1 + max((layer for layer in layers if layer is not None), default=-1)
+    return _layout(model).n_layers
 
 
 # -------------------------------------------------------------------------------------------- operator
@@ -348,8 +362,8 @@ class TopEigen:
 
 def group_mass(op: CurvatureOperator, model: torch.nn.Module, vectors: torch.Tensor):
     """(groups, ndarray (group, k)): share of each row of ``vectors`` (k, n) per parameter group."""
-    embeds = _embedding_names(model)
-    labels = [param_group(n, embeds) for n in op.block.names]
+    layout = _layout(model)
+    labels = [param_group(n, layout) for n in op.block.names]
     groups = tuple(dict.fromkeys(labels))
     mass = np.zeros((len(groups), vectors.shape[0]))
     for label, part in zip(labels, vectors.split(op.numels, dim=1), strict=True):

@@ -238,8 +238,9 @@ def _small_block(model: torch.nn.Module) -> C.Block:
     """The first 1-D parameters of layer 1 (biases, norm weights) up to 128 entries: the exact Hessian
     stays cheap (one backward per entry), yet the loss depends on them through attention, MLP and head."""
     names, total = [], 0
+    layer_1 = set(C.select_block(model, "layer:1").names)
     for name, param in model.named_parameters():
-        if C.layer_of(name) == 1 and param.ndim == 1 and total + param.numel() <= 128:
+        if name in layer_1 and param.ndim == 1 and total + param.numel() <= 128:
             names.append(name)
             total += param.numel()
     return C.Block("test", "small", tuple(names), total)
