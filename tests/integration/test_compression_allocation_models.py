@@ -46,7 +46,7 @@ def test_smollm2_greedy_beats_uniform_up_to_the_gap(smollm2, smol_mlp_calibratio
 def test_smollm2_gram_route_keeps_what_truncation_keeps(smollm2, smol_mlp_calibration, method):
     """Gram route against the direct route on real matrices: the relative calibration output error and weight
     error at every rank up to break-even agree to 1e-5 of the whole (float32 factors; what truncation drops
-    there is orders of magnitude larger)."""
+    there is more than ten times larger)."""
     stats, n_tokens = smol_mlp_calibration
     layers = (0, 14, 29)
     args = (smollm2.model, method, comp.DEFAULT_KINDS, stats)
@@ -60,4 +60,6 @@ def test_smollm2_gram_route_keeps_what_truncation_keeps(smollm2, smol_mlp_calibr
         np.testing.assert_allclose(
             b.weight_tail[:top], a.weight_tail[:top], rtol=0, atol=1e-5 * a.weight_tail[0]
         )
-        assert a.output_tail[top - 1] > 1e-3 * a.output_tail[0]  # the tail kept at break-even is far larger
+        # What truncation drops at break-even is over ten times the tolerance above (measured on SmolLM2's
+        # SVD-LLM factors: 7.9e-4 of the whole, against 1e-5).
+        assert a.output_tail[top - 1] > 1e-4 * a.output_tail[0]
