@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from unittest.mock import MagicMock
 
 import pytest
