@@ -4,7 +4,8 @@ import subprocess
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-OUTSIDE = ("DESIGN.md", "../shared/")
+# Built from parts so this file does not itself contain what it looks for.
+OUTSIDE = ("DESIGN" + ".md", "../" + "shared/")
 
 
 def test_no_tracked_file_cites_a_document_outside_the_repository():
@@ -17,9 +18,5 @@ def test_no_tracked_file_cites_a_document_outside_the_repository():
         if path.suffix not in {".py", ".md", ".toml", ".txt", ""} or not path.is_file():
             continue
         text = path.read_text(errors="ignore")
-        offenders += [
-            f"{name}: {needle}"
-            for needle in OUTSIDE
-            if needle in text and name != Path(__file__).relative_to(REPO_ROOT).as_posix()
-        ]
+        offenders += [f"{name}: {needle}" for needle in OUTSIDE if needle in text]
     assert not offenders, "cite docs/ARCHITECTURE.md instead: " + ", ".join(offenders)
