@@ -8,6 +8,7 @@ import torch
 from explorer.analysis import compression as comp
 from explorer.analysis.lowrank import METHODS, factorize
 from explorer.analysis.matrices import weight_matrices, weights_checksum
+from tests.module_inputs import record_inputs
 
 
 def _direct_output_error(loaded, fact, stats, ranks):
@@ -133,21 +134,8 @@ def test_body_only_calibration_sees_what_the_full_model_feeds_the_mlps(load, mod
     chunks = [list(range(5, 45)), list(range(50, 70))]
     stats, n_tokens = comp.collect_activation_stats(loaded, chunks, ("mlp_up", "mlp_down"))
     clone = comp._structural_copy(loaded.model)
-    seen: dict = {}
     names = sorted(stats)
-    hooks = [
-        clone.get_submodule(n).register_forward_pre_hook(
-            lambda _m, args, n=n: seen.setdefault(n, []).append(
-                args[0].detach().reshape(-1, args[0].shape[-1])
-            )
-        )
-        for n in names
-    ]
-    with torch.no_grad():
-        for chunk in chunks:
-            clone(input_ids=torch.tensor([chunk]))
-    for h in hooks:
-        h.remove()
+    seen = record_inputs(clone, names, chunks)
     assert n_tokens == 60 and len(names) == 2 * loaded.card.n_layers
     for name in names:
         X = torch.cat(seen[name]).double().numpy()

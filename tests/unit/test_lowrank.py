@@ -26,6 +26,7 @@ from explorer.errors import InputError
 from explorer.models import capture
 from explorer.spectra.ranks import energy_rank
 from tests.conftest import SAMPLE_TEXT
+from tests.module_inputs import record_inputs
 from tests.tolerances import sum_rtol
 
 SHAPES = [(24, 40), (40, 24), (32, 32)]
@@ -248,7 +249,6 @@ def test_activation_stats_match_the_inputs_the_modules_see(load):
     text = "Statistics of the inputs.\n\nA second paragraph, packed into the same chunk."
     chunks = comp.calibration_chunks(loaded, text, 64)
     stats, n_tokens = comp.collect_activation_stats(loaded, chunks, ("attn_q", "mlp_up", "mlp_down", "embed"))
-    seen = {}
     clone = copy.deepcopy(loaded.model)
     names = [
         "transformer.h.1.attn.c_attn",
@@ -256,19 +256,7 @@ def test_activation_stats_match_the_inputs_the_modules_see(load):
         "transformer.h.0.mlp.c_proj",
         "lm_head",
     ]
-    hooks = [
-        clone.get_submodule(n).register_forward_pre_hook(
-            lambda _m, args, n=n: seen.setdefault(n, []).append(
-                args[0].detach().reshape(-1, args[0].shape[-1])
-            )
-        )
-        for n in names
-    ]
-    with torch.no_grad():
-        for chunk in chunks:
-            clone(input_ids=torch.tensor([chunk]))
-    for h in hooks:
-        h.remove()
+    seen = record_inputs(clone, names, chunks)
     owner = dict(zip(names, names[:3] + ["transformer.wte"], strict=True))  # tied lm_head feeds the embedding
     for name in names:
         X = torch.cat(seen[name]).double().numpy()
