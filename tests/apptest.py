@@ -60,3 +60,27 @@ def plotly_specs(at: AppTest) -> list[dict]:
     import json
 
     return [_decode_typed_arrays(json.loads(chart.proto.spec)) for chart in at.get("plotly_chart")]
+
+
+def assert_page_ok(at: AppTest) -> None:
+    """The run raised nothing and drew no st.error box (each is listed if it did)."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def spec_titled(at: AppTest, start: str) -> dict:
+    """The decoded Plotly JSON of the first chart whose title starts with ``start``."""
+    for spec in plotly_specs(at):
+        if spec["layout"].get("title", {}).get("text", "").startswith(start):
+            return spec
+    raise AssertionError(f"no chart titled {start!r}: {[s['layout'].get('title') for s in plotly_specs(at)]}")
+
+
+def chart_spec(at: AppTest, key: str) -> dict:
+    """The decoded Plotly JSON of the chart drawn with widget key ``key`` (st.plotly_chart(..., key=key))."""
+    import json
+
+    for chart in at.get("plotly_chart"):
+        if chart.proto.id and key in chart.proto.id:
+            return _decode_typed_arrays(json.loads(chart.proto.spec))
+    raise AssertionError(f"no chart with key {key!r}")

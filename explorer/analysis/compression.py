@@ -39,6 +39,7 @@ from explorer.analysis.lowrank import (
 )
 from explorer.analysis.matrices import weight_matrices
 from explorer.errors import InputError
+from explorer.labels import WEIGHT_KIND_LABELS
 from explorer.models.anatomy import anatomy_of
 from explorer.models.capture import tokenize
 from explorer.models.loading import LoadedModel
@@ -47,16 +48,7 @@ from explorer.spectra.allocation import greedy_allocation
 from explorer.spectra.ranks import energy_rank
 
 GROUP_KINDS = ("attn_q", "attn_k", "attn_v", "attn_o", "mlp_gate", "mlp_up", "mlp_down", "embed")
-GROUP_LABELS = {
-    "attn_q": "Attention W_Q",
-    "attn_k": "Attention W_K",
-    "attn_v": "Attention W_V",
-    "attn_o": "Attention W_O",
-    "mlp_gate": "MLP gate",
-    "mlp_up": "MLP up",
-    "mlp_down": "MLP down",
-    "embed": "Embeddings",
-}
+GROUP_LABELS = {kind: WEIGHT_KIND_LABELS[kind] for kind in GROUP_KINDS}
 DEFAULT_KINDS = ("mlp_gate", "mlp_up", "mlp_down")
 MODES = ("rank", "energy", "share")
 MODE_LABELS = {"rank": "Rank per group", "energy": "Energy kept", "share": "Share of parameters"}

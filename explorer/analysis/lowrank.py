@@ -44,10 +44,11 @@ import numpy as np
 import torch
 
 from explorer.analysis.matrices import weight_matrices
+from explorer.labels import LOWRANK_METHOD_LABELS
 
 METHODS = ("svd", "asvd", "svdllm")
 ROUTES = ("gram", "direct")
-METHOD_LABELS = {"svd": "Plain SVD", "asvd": "ASVD (activation-aware)", "svdllm": "SVD-LLM (whitened)"}
+METHOD_LABELS = LOWRANK_METHOD_LABELS
 ASVD_ALPHA = 0.5
 # Relative ridge for SVD-LLM: lambda = RIDGE * mean diagonal of X^T X (see the module docstring).
 RIDGE = 1e-2

@@ -8,22 +8,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import plotly.graph_objects as go
 
+from explorer.labels import LOWRANK_METHOD_LABELS as METHOD_LABELS
+from explorer.labels import weight_kind_label
+
 if TYPE_CHECKING:  # typing only: figures never need torch at run time
     from explorer.analysis.compression import MatrixRow, Outcome, Quality, SweepPoint
 
-# Display names (the same as explorer.analysis.lowrank.METHOD_LABELS; a test keeps them equal).
-METHOD_LABELS = {"svd": "Plain SVD", "asvd": "ASVD (activation-aware)", "svdllm": "SVD-LLM (whitened)"}
 METHOD_COLORS = {"svd": "#e8590c", "asvd": "#1c7ed6", "svdllm": "#2f9e44"}
-KIND_LABELS = {
-    "attn_q": "W_Q",
-    "attn_k": "W_K",
-    "attn_v": "W_V",
-    "attn_o": "W_O",
-    "mlp_gate": "MLP gate",
-    "mlp_up": "MLP up",
-    "mlp_down": "MLP down",
-    "embed": "embeddings",
-}
 
 
 def quality_axis(causal: bool) -> tuple[str, str]:
@@ -120,7 +111,7 @@ def make_pareto_figure(
     fig.add_vline(x=100, line=dict(color="#868e96", dash="dot", width=1))
     if break_even:
         lines = [
-            f"{KIND_LABELS.get(kind, kind)} {m}×{n}: k* = {k_star:.0f}"
+            f"{weight_kind_label(kind)} {m}×{n}: k* = {k_star:.0f}"
             for kind, ((m, n), k_star, _r) in break_even.items()
         ]
         fig.add_annotation(  # outside the plotting area, right of it: never over the data
@@ -193,7 +184,7 @@ def make_matrix_error_figure(rows: list[MatrixRow] | tuple[MatrixRow, ...], *, m
                     x=[-1 if r.layer is None else r.layer for r in sel],
                     y=[getattr(r, attr) for r in sel],
                     mode="markers",
-                    name=f"{label} · {KIND_LABELS.get(kind, kind)}",
+                    name=f"{label} · {weight_kind_label(kind)}",
                     legendgroup=attr,
                     marker=dict(color=color, symbol=symbols[i % len(symbols)], size=8, opacity=0.85),
                     customdata=[[r.name, r.rank, r.break_even] for r in sel],

@@ -9,30 +9,14 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from explorer.analysis.weights import LOG_METRICS, METRICS, WeightSpectra
+from explorer.labels import weight_kind_label as kind_label
 from explorer.spectra.heavy_tail import mp_density
 
-KIND_LABELS = {
-    "attn_q": "attn Q",
-    "attn_k": "attn K",
-    "attn_v": "attn V",
-    "attn_o": "attn O",
-    "mlp_gate": "MLP gate",
-    "mlp_up": "MLP up",
-    "mlp_down": "MLP down",
-    "embed": "token embedding",
-    "pos_embed": "position embedding",
-    "lm_head": "LM head",
-    "other": "other",
-}
 OUTSIDE = "outside blocks"
 
 
-def kind_label(kind: str) -> str:
-    return KIND_LABELS.get(kind, kind)
-
-
 def matrix_label(spectra: WeightSpectra, i: int) -> str:
-    """Short readable name: ``L3 attn Q (576×576)`` or ``token embedding (49152×576)``."""
+    """Short readable name: ``L3 attention W_Q (576×576)`` or ``token embedding (49152×576)``."""
     m, n = (int(v) for v in spectra.shapes[i])
     layer = int(spectra.layers[i])
     where = f"L{layer} " if layer >= 0 else ""

@@ -7,26 +7,13 @@ import numpy as np
 import pytest
 
 from explorer.models import capture
-from tests.apptest import plotly_specs, run_page
+from tests.apptest import assert_page_ok, plotly_specs, run_page, spec_titled
 from tests.conftest import get_model
 from tests.tolerances import eig_tolerances, pagerank_residual_tolerance
 
 ATTENTION = "pages/attention.py"
 EIGENVECTORS = "pages/eigenvectors.py"
 TEXT = "The quick brown fox jumps over the lazy dog. Then the fox sleeps."
-
-
-def spec_titled(at, start: str) -> dict:
-    for spec in plotly_specs(at):
-        title = spec["layout"].get("title", {}).get("text", "")
-        if title.startswith(start):
-            return spec
-    raise AssertionError(f"no chart titled {start!r}: {[s['layout'].get('title') for s in plotly_specs(at)]}")
-
-
-def ok(at) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def attention_of(model_id: str, layer: int, head: int) -> np.ndarray:
@@ -36,7 +23,7 @@ def attention_of(model_id: str, layer: int, head: int) -> np.ndarray:
 @pytest.mark.parametrize("model", ["tiny-gpt2", "tiny-bert"])
 def test_attention_page_renders_grid_and_head_views(model):
     at = run_page(ATTENTION, model=model, text=TEXT)
-    ok(at)
+    assert_page_ok(at)
     assert len(at.get("plotly_chart")) == 5  # grid, spectra, symmetric/Laplacian, heatmap, complex plane
     causal_note = any("lower-triangular" in info.value for info in at.info)
     assert causal_note == (model == "tiny-gpt2")
@@ -46,12 +33,12 @@ def test_attention_page_renders_grid_and_head_views(model):
 
 def test_head_change_via_query_params_redraws():
     at = run_page(ATTENTION, model="tiny-bert", text=TEXT, layer=0, head=0)
-    ok(at)
+    assert_page_ok(at)
     assert any(h.value == "Layer 0 · head 0" for h in at.subheader)
     at.query_params["layer"] = "1"
     at.query_params["head"] = "3"
     at.run()
-    ok(at)
+    assert_page_ok(at)
     assert any(h.value == "Layer 1 · head 3" for h in at.subheader)
     heatmap = spec_titled(at, "Layer 1 · head 3: attention weights")
     # The page's own capture: float32 attention weights <= 1, so 1e-7 is about one float32 ulp (6e-8).
@@ -74,10 +61,10 @@ def test_head_change_via_query_params_redraws():
 
 def test_widgets_write_the_query_params():
     at = run_page(ATTENTION, model="tiny-gpt2", text=TEXT)
-    ok(at)
+    assert_page_ok(at)
     at.number_input(key="attention_head").set_value(2).run()
     at.selectbox(key="attention_metric").set_value("entropy").run()
-    ok(at)
+    assert_page_ok(at)
     assert at.query_params["head"] == ["2"] or at.query_params["head"] == "2"
     assert "entropy" in str(at.query_params["metric"])
     assert any(h.value == "Layer 0 · head 2" for h in at.subheader)
@@ -86,7 +73,7 @@ def test_widgets_write_the_query_params():
 
 def test_temperature_from_the_link_reaches_the_heatmap():
     at = run_page(ATTENTION, model="tiny-gpt2", text=TEXT, layer=1, head=1, tau=0.5)
-    ok(at)
+    assert_page_ok(at)
     heatmap = spec_titled(at, "Layer 1 · head 1 · τ = 0.5: attention weights")
     A = attention_of("tiny-gpt2", 1, 1)
     logits = np.where(A > 0, np.log(np.where(A > 0, A, 1)) / 0.5, -np.inf)
@@ -99,19 +86,19 @@ def test_temperature_from_the_link_reaches_the_heatmap():
 
 def test_nonsense_params_fall_back():
     at = run_page(ATTENTION, model="tiny-bert", text=TEXT, layer="abc", head="-7", metric="bogus", tau="nan")
-    ok(at)
+    assert_page_ok(at)
     assert at.selectbox(key="attention_metric").value == "lambda2_abs"
     assert at.number_input(key="attention_layer").value == 0
     assert at.number_input(key="attention_head").value == 0  # clamped to the first head
     assert at.slider(key="attention_tau").value == 1.0
     at = run_page(EIGENVECTORS, model="tiny-bert", text=TEXT, vectors="nope", k="999", color="x", damping="2")
-    ok(at)
+    assert_page_ok(at)
     assert at.selectbox(key="eigenvectors_kind").value == "right"
 
 
 def test_eigenvectors_page_kinds_and_k():
     at = run_page(EIGENVECTORS, model="tiny-gpt2", text=TEXT, layer=1, head=0, vectors="singular", k=3)
-    ok(at)
+    assert_page_ok(at)
     heatmap = spec_titled(at, "Layer 1 · head 0: top 3 left singular vectors")
     rows = heatmap["data"][0]["y"]
     sigma = np.linalg.svd(attention_of("tiny-gpt2", 1, 0), compute_uv=False)
@@ -125,17 +112,17 @@ def test_eigenvectors_page_kinds_and_k():
         pi, 0.85 * pi @ A + 0.15 / len(A), atol=pagerank_residual_tolerance(A, pi, 0.85)
     )
     at.selectbox(key="eigenvectors_kind").set_value("right").run()
-    ok(at)
+    assert_page_ok(at)
     assert "right" in str(at.query_params["vectors"])
     spec_titled(at, "Layer 1 · head 0: top 3 right eigenvectors")
 
 
 def test_selected_head_follows_to_the_eigenvector_page():
     at = run_page(ATTENTION, model="tiny-llama", text=TEXT, layer=1, head=3)
-    ok(at)
+    assert_page_ok(at)
     at.switch_page(EIGENVECTORS)
     at.run()
-    ok(at)
+    assert_page_ok(at)
     assert at.number_input(key="eigenvectors_layer").value == 1
     assert at.number_input(key="eigenvectors_head").value == 3
 
@@ -144,7 +131,7 @@ def test_selected_head_follows_to_the_eigenvector_page():
 @pytest.mark.parametrize("model", ["minilm-l6", "smollm2-135m"])
 def test_both_pages_on_embedded_models(model):
     at = run_page(ATTENTION, model=model, text=TEXT, layer=2, head=1)
-    ok(at)
+    assert_page_ok(at)
     assert len(at.get("plotly_chart")) == 5
     assert any(h.value == "Layer 2 · head 1" for h in at.subheader)
     heatmap = spec_titled(at, "Layer 2 · head 1: attention weights")
@@ -152,10 +139,10 @@ def test_both_pages_on_embedded_models(model):
     np.testing.assert_allclose(np.asarray(heatmap["data"][0]["z"]), attention_of(model, 2, 1), atol=1e-7)
     at.query_params["head"] = "4"
     at.run()
-    ok(at)
+    assert_page_ok(at)
     spec_titled(at, "Layer 2 · head 4: attention weights")
     at = run_page(EIGENVECTORS, model=model, text=TEXT, layer=2, head=4)
-    ok(at)
+    assert_page_ok(at)
     assert len(at.get("plotly_chart")) == 2
     kind = "symmetric part" if model == "smollm2-135m" else "right eigenvectors"
     spec_titled(

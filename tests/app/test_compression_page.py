@@ -6,7 +6,7 @@ import pytest
 
 from explorer.analysis.matrices import weights_checksum
 from explorer.models import capture, load_model
-from tests.apptest import plotly_specs, run_page
+from tests.apptest import assert_page_ok, plotly_specs, run_page
 from tests.conftest import SAMPLE_TEXT
 
 PAGE = "pages/compression.py"
@@ -16,18 +16,13 @@ def _metrics(at):
     return {m.label: m.value for m in at.metric}
 
 
-def _ok(at):
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
-
 def _pareto(at):
     return next(s for s in plotly_specs(at) if "Parameters kept against" in s["layout"]["title"]["text"])
 
 
 def test_causal_page_headline_pareto_table(load):
     at = run_page(PAGE, model="tiny-llama", text=SAMPLE_TEXT)
-    _ok(at)
+    assert_page_ok(at)
     metrics = _metrics(at)
     for label in (
         "Parameters",
@@ -69,12 +64,12 @@ def test_rank_mode_from_the_link_and_a_slider_change_updates_quality():
     at = run_page(
         PAGE, model="tiny-gpt2", text=SAMPLE_TEXT, comp_method="svd", comp_mode="rank", comp_rank_mlp_up=3
     )
-    _ok(at)
+    assert_page_ok(at)
     assert at.slider(key="compression_rank_mlp_up").value == 3
     first = _metrics(at)["Perplexity"]
     assert at.dataframe[0].value.query("kind == 'mlp_up'")["rank k"].tolist() == [3, 3]
     at.slider(key="compression_rank_mlp_up").set_value(40).run()
-    _ok(at)
+    assert_page_ok(at)
     assert at.query_params["comp_rank_mlp_up"] == "40"
     assert at.dataframe[0].value.query("kind == 'mlp_up'")["rank k"].tolist() == [40, 40]
     assert _metrics(at)["Perplexity"] != first
@@ -82,7 +77,7 @@ def test_rank_mode_from_the_link_and_a_slider_change_updates_quality():
 
 def test_encoder_page_reports_embedding_cosine():
     at = run_page(PAGE, model="tiny-bert", text=SAMPLE_TEXT, comp_method="asvd", comp_groups="attn_q,mlp_up")
-    _ok(at)
+    assert_page_ok(at)
     metrics = _metrics(at)
     assert "Embedding cosine" in metrics
     assert 0 < float(metrics["Embedding cosine"]) <= 1
@@ -101,13 +96,13 @@ def test_nonsense_params_fall_back_and_no_group_is_a_warning():
         comp_share="abc",
         comp_groups="nope,also",
     )
-    _ok(at)
+    assert_page_ok(at)
     assert at.radio(key="compression_method").value == "svdllm"
     assert at.slider(key="compression_share").value == 50
     for kind in ("mlp_gate", "mlp_up", "mlp_down"):
         at.checkbox(key=f"compression_group_{kind}").uncheck()
     at.run()
-    _ok(at)
+    assert_page_ok(at)
     assert any("at least one weight group" in w.value for w in at.warning)
 
 
@@ -119,7 +114,7 @@ def test_cached_model_unchanged_and_a_second_session_sees_the_original(load):
         comp_groups="attn_q,attn_k,attn_v,attn_o,mlp_up,mlp_down,embed",
         comp_share=5,
     )
-    _ok(at)
+    assert_page_ok(at)
     from explorer.ui.cache import cached_model
 
     cached = cached_model(*at.session_state["selection"].model_key)
@@ -130,7 +125,7 @@ def test_cached_model_unchanged_and_a_second_session_sees_the_original(load):
     assert float(_metrics(at)["KL divergence (nats/token)"]) > 1e-3
     # Session 2 (a new AppTest, same process and caches) sees the original model.
     other = run_page("pages/home.py", model="tiny-gpt2", text=SAMPLE_TEXT)
-    _ok(other)
+    assert_page_ok(other)
     assert float(_metrics(other)["Perplexity on this text"].replace(",", "")) == pytest.approx(
         expected, rel=1e-3
     )
@@ -139,7 +134,7 @@ def test_cached_model_unchanged_and_a_second_session_sees_the_original(load):
 @pytest.mark.slow
 def test_minilm_page_with_sweep():
     at = run_page(PAGE, model="minilm-l6", timeout=900)
-    _ok(at)
+    assert_page_ok(at)
     assert "Embedding cosine" in _metrics(at)
     lines = [t for t in _pareto(at)["data"] if t["mode"] == "lines+markers"]
     assert len(lines) == 3
@@ -148,7 +143,7 @@ def test_minilm_page_with_sweep():
 @pytest.mark.slow
 def test_smollm2_page_headline_and_sweep_button():
     at = run_page(PAGE, model="smollm2-135m", comp_method="svd", comp_groups="mlp_down", timeout=900)
-    _ok(at)
+    assert_page_ok(at)
     metrics = _metrics(at)
     assert "Perplexity" in metrics
     assert at.button(key="compression_run_sweep")  # big model: the sweep waits for a click

@@ -4,15 +4,10 @@ import numpy as np
 import pytest
 
 from explorer.analysis import teaching
-from tests.apptest import plotly_specs, run_page
+from tests.apptest import assert_page_ok, chart_spec, plotly_specs, run_page
 
 PAGE = "pages/learn.py"
 CHARTS = {"matrix2x2": 3, "power": 3, "gd": 3, "temperature": 2, "nonnormal": 2, "svd": 2}
-
-
-def _ok(at):
-    assert not at.exception, [e.message for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def _array(value) -> np.ndarray:
@@ -25,20 +20,10 @@ def _array(value) -> np.ndarray:
     return np.asarray(value, dtype=float)
 
 
-def _chart(at, key):
-    """The Plotly JSON of the chart with this widget key."""
-    import json
-
-    for chart in at.get("plotly_chart"):
-        if chart.proto.id and key in chart.proto.id:
-            return json.loads(chart.proto.spec)
-    raise AssertionError(f"no chart {key}")
-
-
 @pytest.mark.parametrize("walkthrough", list(CHARTS))
 def test_every_walkthrough_renders(walkthrough):
     at = run_page(PAGE, model="tiny-gpt2", walkthrough=walkthrough)
-    _ok(at)
+    assert_page_ok(at)
     assert at.segmented_control(key="learn_walkthrough").value == walkthrough
     assert len(plotly_specs(at)) == CHARTS[walkthrough]
     assert at.latex, "each walkthrough shows its formula"
@@ -48,9 +33,9 @@ def test_every_walkthrough_renders(walkthrough):
 
 def test_link_restores_a_2x2_matrix():
     at = run_page(PAGE, walkthrough="matrix2x2", a=0.8, b=-0.6, c=0.6, d=0.8)
-    _ok(at)
+    assert_page_ok(at)
     assert [at.slider(key=f"learn_m_{n}").value for n in "abcd"] == [0.8, -0.6, 0.6, 0.8]
-    points = _chart(at, "learn_m_eigvals")["data"][1]
+    points = chart_spec(at, "learn_m_eigvals")["data"][1]
     expected = np.linalg.eigvals([[0.8, -0.6], [0.6, 0.8]])
     np.testing.assert_allclose(sorted(_array(points["y"])), sorted(expected.imag))
     assert any("complex-conjugate pair" in m.value for m in at.markdown)
@@ -59,7 +44,7 @@ def test_link_restores_a_2x2_matrix():
 def test_preset_fills_the_sliders_and_the_link():
     at = run_page(PAGE, walkthrough="matrix2x2")
     at.selectbox(key="learn_m_preset").set_value("jordan").run()
-    _ok(at)
+    assert_page_ok(at)
     (a, b), (c, d) = teaching.PRESETS_2X2["jordan"][1]
     assert [at.slider(key=f"learn_m_{n}").value for n in "abcd"] == [a, b, c, d]
     # Entries equal to the sliders' defaults (2, 1, 1, 2) are left out of the link.
@@ -70,16 +55,16 @@ def test_preset_fills_the_sliders_and_the_link():
 
 def test_link_restores_gradient_descent_and_buttons_set_eta():
     at = run_page(PAGE, walkthrough="gd", l1=2, l2=1, eta=0.25)
-    _ok(at)
+    assert_page_ok(at)
     assert at.slider(key="learn_gd_l1").value == 2.0 and at.slider(key="learn_gd_eta").value == 0.25
-    path = next(t for t in _chart(at, "learn_gd_contour")["data"] if t.get("name") == "GD iterates x_t")
+    path = next(t for t in chart_spec(at, "learn_gd_contour")["data"] if t.get("name") == "GD iterates x_t")
     expected = teaching.gradient_descent(2.0, 1.0, 0.25).iterates
     np.testing.assert_allclose(_array(path["x"]), expected[:, 0])
     at.button(key="learn_gd_opt").click().run()
     assert at.slider(key="learn_gd_eta").value == pytest.approx(2 / 3)
     assert float(at.query_params["eta"]) == pytest.approx(2 / 3)
     at.button(key="learn_gd_past").click().run()
-    _ok(at)
+    assert_page_ok(at)
     assert at.slider(key="learn_gd_eta").value > 1.0  # past 2 / lambda_max = 1
     assert any("diverges" in w.value for w in at.warning)
 
@@ -100,7 +85,7 @@ def test_nonsense_params_fall_back():
 def test_switching_walkthrough_keeps_the_link_clean():
     at = run_page(PAGE, walkthrough="gd", l1=3)
     at.segmented_control(key="learn_walkthrough").set_value("nonnormal").run()
-    _ok(at)
+    assert_page_ok(at)
     params = dict(at.query_params)
     assert params["walkthrough"] == "nonnormal" and "l1" not in params and "eta" not in params
     assert params["model"] == "tiny-gpt2"
@@ -113,23 +98,23 @@ def test_switching_walkthrough_keeps_the_link_clean():
 @pytest.mark.parametrize("model", ["tiny-gpt2", "tiny-bert"])
 def test_head_walkthroughs_on_tiny_models(model):
     at = run_page(PAGE, model=model, walkthrough="temperature", layer=1, head=2, tau=0.316)
-    _ok(at)
+    assert_page_ok(at)
     assert at.select_slider(key="learn_temp_tau").value == pytest.approx(0.316, abs=1e-3)
-    fig = _chart(at, "learn_temperature")
+    fig = chart_spec(at, "learn_temperature")
     # tau_i = 10^(-1 + i/12): 0.316 = 10^-0.5 is frame 6.
     assert len(fig["frames"]) == 25 and fig["layout"]["sliders"][0]["active"] == 6
     causal_notes = [i for i in at.info if "is causal" in i.value]
     assert bool(causal_notes) == (model == "tiny-gpt2")
     at.segmented_control(key="learn_walkthrough").set_value("power").run()
     at.segmented_control(key="learn_power_matrix").set_value("head").run()
-    _ok(at)
+    assert_page_ok(at)
     assert (
         at.query_params["layer"] == "1" and at.query_params["head"] == "2"
     )  # shared with the temperature view
     assert next(m for m in at.metric if m.label == "λ₁").value == "1"
     at.segmented_control(key="learn_walkthrough").set_value("svd").run()
     at.segmented_control(key="learn_svd_source").set_value("weight").run()
-    _ok(at)
+    assert_page_ok(at)
     assert len(plotly_specs(at)) == 2 and at.query_params["source"] == "weight"
 
 
@@ -144,7 +129,7 @@ def test_short_text_falls_back_with_a_warning():
 @pytest.mark.parametrize("model", ["minilm-l6", "smollm2-135m"])
 def test_head_walkthroughs_on_embedded_models(model):
     at = run_page(PAGE, model=model, walkthrough="temperature", layer=3, head=1, timeout=300)
-    _ok(at)
+    assert_page_ok(at)
     assert len(plotly_specs(at)) == 2
     for walkthrough, control, value in [
         ("power", "learn_power_matrix", "head"),
@@ -152,7 +137,7 @@ def test_head_walkthroughs_on_embedded_models(model):
     ]:
         at.segmented_control(key="learn_walkthrough").set_value(walkthrough).run()
         at.segmented_control(key=control).set_value(value).run()
-        _ok(at)
+        assert_page_ok(at)
         assert len(plotly_specs(at)) == CHARTS[walkthrough]
     assert "layers.3" in " ".join(m.value for m in at.markdown) or "layer.3" in " ".join(
         m.value for m in at.markdown

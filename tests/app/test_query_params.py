@@ -10,7 +10,7 @@ import pytest
 
 from explorer.models.catalogue import DEFAULT_MODEL_ID
 from explorer.ui.navigation import PAGES
-from tests.apptest import plotly_specs, run_page
+from tests.apptest import assert_page_ok, plotly_specs, run_page
 
 PAGE_PATHS = [page.path for page in PAGES]
 TEXT = "The cat sat on the mat because the mat was warm, and the dog watched the cat."
@@ -152,11 +152,6 @@ NONSENSE: dict[str, tuple[dict[str, str], int, dict, dict]] = {
 }
 
 
-def _ok(at) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
-
 def test_every_page_has_a_nonsense_case():
     assert set(NONSENSE) == set(PAGE_PATHS)
 
@@ -166,7 +161,7 @@ def test_every_page_has_a_nonsense_case():
 def test_nonsense_params_fall_back_and_the_page_renders(page):
     own, n_charts, fallbacks, link = NONSENSE[page]
     at = run_page(page, model="minilm-l6", text=TEXT, timeout=600, **{**COMMON, **own})
-    _ok(at)
+    assert_page_ok(at)
     specs = plotly_specs(at)
     assert len(specs) >= n_charts, (page, len(specs))
     for spec in specs:
@@ -225,7 +220,7 @@ def _case_id(page: str, own: dict) -> str:
 )
 def test_nonsense_in_other_views_falls_back(page, own, n_charts):
     at = run_page(page, model="minilm-l6", text=TEXT, timeout=600, **own)
-    _ok(at)
+    assert_page_ok(at)
     specs = plotly_specs(at)
     assert len(specs) >= n_charts, (page, own, len(specs))
     assert all(spec["data"] for spec in specs), (page, own)
@@ -287,7 +282,7 @@ def test_unknown_model_id_on_a_shared_server_falls_back_and_says_so(monkeypatch)
     a warning naming both."""
     monkeypatch.setenv("EIGEN_EXPLORER_ALLOW_EXTERNAL", "0")
     at = run_page("pages/home.py", model="no-such-model-xyz", text=TEXT, timeout=600)
-    _ok(at)
+    assert_page_ok(at)
     assert at.session_state["selection"].model_id == DEFAULT_MODEL_ID
     warnings = [w.value for w in at.warning]
     assert any(

@@ -9,7 +9,7 @@ import pytest
 
 from explorer.analysis.matrices import head_weights, weight_matrices
 from explorer.models import capture
-from tests.apptest import plotly_specs, run_page
+from tests.apptest import assert_page_ok, plotly_specs, run_page, spec_titled
 from tests.conftest import get_model
 from tests.tolerances import (
     gram_singular_value_tolerance,
@@ -25,18 +25,6 @@ PAGES = [WEIGHTS, CIRCUITS, GERSHGORIN]
 TEXT = "The quick brown fox jumps over the lazy dog. Then the fox sleeps."
 
 
-def ok(at) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
-
-def spec_titled(at, start: str) -> dict:
-    for spec in plotly_specs(at):
-        if spec["layout"].get("title", {}).get("text", "").startswith(start):
-            return spec
-    raise AssertionError(f"no chart titled {start!r}: {[s['layout'].get('title') for s in plotly_specs(at)]}")
-
-
 def metric_value(at, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
@@ -49,7 +37,7 @@ def tmp_cache(tmp_path, monkeypatch):
 @pytest.mark.parametrize("page", PAGES)
 def test_pages_render_on_a_tiny_model(page, tmp_cache):
     at = run_page(page, model="tiny-gpt2", text=TEXT)
-    ok(at)
+    assert_page_ok(at)
     assert len(plotly_specs(at)) >= 1
 
 
@@ -58,7 +46,7 @@ def test_pages_render_on_a_tiny_model(page, tmp_cache):
 @pytest.mark.parametrize("page", PAGES)
 def test_pages_render_on_embedded_models(page, model):
     at = run_page(page, model=model, text=TEXT, timeout=600)
-    ok(at)
+    assert_page_ok(at)
     card = get_model(model).card
     if page == WEIGHTS:
         heat = spec_titled(at, "power-law α of every weight matrix")
@@ -78,7 +66,7 @@ def test_pages_render_on_embedded_models(page, model):
 
 def test_weights_page_draws_numpy_singular_values_and_follows_params(tmp_cache):
     at = run_page(WEIGHTS, model="tiny-llama", kind="mlp_down", layer=1)
-    ok(at)
+    assert_page_ok(at)
     scree = spec_titled(at, "Scree plot: L1 MLP down")
     W = next(
         m for m in weight_matrices(get_model("tiny-llama").model) if m.kind == "mlp_down" and m.layer == 1
@@ -90,25 +78,25 @@ def test_weights_page_draws_numpy_singular_values_and_follows_params(tmp_cache):
     assert np.all(np.abs(np.asarray(scree["data"][0]["y"], dtype=float) - expected) <= allowed)
     # A widget change is written back to the link and redraws the heatmap.
     at.selectbox(key="weights_metric").set_value("stable_rank").run()
-    ok(at)
+    assert_page_ok(at)
     assert at.query_params["metric"] == ["stable_rank"] or at.query_params["metric"] == "stable_rank"
     spec_titled(at, "stable rank of every weight matrix")
     # The embedding (no layer) can be chosen too.
     at.selectbox(key="weights_kind").set_value("embed").run()
-    ok(at)
+    assert_page_ok(at)
     spec_titled(at, "Scree plot: token embedding")
 
 
 def test_weights_page_survives_nonsense_params(tmp_cache):
     at = run_page(WEIGHTS, model="tiny-bert", metric="nope", kind="nope", layer="999", compare="<script>")
-    ok(at)
+    assert_page_ok(at)
     spec_titled(at, "power-law α of every weight matrix")  # the default metric
     assert at.select_slider(key="weights_layer").value == 1  # clamped to the last layer
 
 
 def test_circuits_page_head_from_params_matches_numpy():
     at = run_page(CIRCUITS, model="tiny-llama", layer=1, head=3)
-    ok(at)
+    assert_page_ok(at)
     plane = spec_titled(at, "OV eigenvalues, layer 1 head 3")
     card = get_model("tiny-llama").card
     hw = head_weights(get_model("tiny-llama").model, 1, card.n_heads, card.n_kv_heads)
@@ -120,13 +108,13 @@ def test_circuits_page_head_from_params_matches_numpy():
     assert np.all(np.abs(drawn - nearest) <= allowed)
     assert any("key/value head 1" in c.value for c in at.caption)  # GQA: head 3 reads K/V head 1
     nonsense = run_page(CIRCUITS, model="tiny-llama", layer="x", head="-7")
-    ok(nonsense)
+    assert_page_ok(nonsense)
     assert nonsense.slider(key="circuits_head").value == 0
 
 
 def test_gershgorin_attention_head_matches_capture():
     at = run_page(GERSHGORIN, model="tiny-bert", text=TEXT, layer=1, head=2)
-    ok(at)
+    assert_page_ok(at)
     A = capture(get_model("tiny-bert"), TEXT).attentions[1, 2].astype(np.float64)
     fig = spec_titled(at, "Attention layer 1 head 2")
     centres = next(t for t in fig["data"] if "centres" in t.get("name", ""))
@@ -137,7 +125,7 @@ def test_gershgorin_attention_head_matches_capture():
     assert not any("lower-triangular" in info.value for info in at.info)  # BERT is bidirectional
     # Column discs via the toggle.
     at.toggle(key="gershgorin_columns").set_value(True).run()
-    ok(at)
+    assert_page_ok(at)
     fig = spec_titled(at, "Attention layer 1 head 2: column discs")
     centres = next(t for t in fig["data"] if "centres" in t.get("name", ""))
     np.testing.assert_allclose(np.asarray(centres["customdata"])[:, 0], A.sum(0) - np.diag(A), atol=1e-6)
@@ -145,10 +133,10 @@ def test_gershgorin_attention_head_matches_capture():
 
 def test_gershgorin_ov_core_and_typed_matrix():
     at = run_page(GERSHGORIN, model="tiny-llama", source="ov", layer=0, head=1)
-    ok(at)
+    assert_page_ok(at)
     assert metric_value(at, "eigenvalues inside the union") == "16 / 16"  # d_head = 16
     typed = run_page(GERSHGORIN, model="tiny-llama", source="matrix", matrix="2 1\n1 -3")
-    ok(typed)
+    assert_page_ok(typed)
     assert metric_value(typed, "connected groups") == "2"
     assert metric_value(typed, "diagonally dominant rows") == "2 / 2"
     fig = spec_titled(typed, "Gershgorin row discs of the typed 2×2 matrix")
@@ -161,8 +149,8 @@ def test_gershgorin_bad_matrix_shows_a_clear_error():
     assert not at.exception
     assert any("'four' is not a number" in e.value for e in at.error)
     at.text_area(key="gershgorin_matrix").set_value("1 0\n0 2").run()
-    ok(at)
+    assert_page_ok(at)
     assert metric_value(at, "eigenvalues inside the union") == "2 / 2"
     bad_source = run_page(GERSHGORIN, model="tiny-llama", source="weird", discs="sideways", layer="1e9")
-    ok(bad_source)
+    assert_page_ok(bad_source)
     assert bad_source.radio(key="gershgorin_source").value == "attention"

@@ -3,8 +3,6 @@
 import math
 
 from explorer.analysis.compression import MatrixRow, Outcome, Quality, SweepPoint
-from explorer.analysis.lowrank import METHOD_LABELS
-from explorer.figures import compression as figures
 from explorer.figures.compression import make_matrix_error_figure, make_pareto_figure
 
 TOTAL = 1_000_000
@@ -97,12 +95,8 @@ def test_matrix_error_figure_series_and_layers():
         t for t in fig.data if "||W−W_k||/||W||" in t.name and "MLP up" in t.name and "ASVD" in t.name
     )
     assert list(weight.x) == [0, 1, 2] and list(weight.y) == [0.35] * 3
-    embed = [t for t in fig.data if "embeddings" in t.name]
+    embed = [t for t in fig.data if "token embedding" in t.name]
     assert all(list(t.x) == [-1] for t in embed)
     # No calibration for the embedding row: no output-error marker for it.
-    assert not any("calibration" in t.name and "embeddings" in t.name for t in fig.data)
+    assert not any("calibration" in t.name and "token embedding" in t.name for t in fig.data)
     assert fig.layout.yaxis.title.text == "relative Frobenius error"
-
-
-def test_method_names_match_the_analysis():
-    assert figures.METHOD_LABELS == METHOD_LABELS
