@@ -194,11 +194,12 @@ def bench_text() -> str:
     return " ".join(example_texts().values())
 
 
-def model_key(model_id: str) -> tuple:
+def model_key(model_id: str):
     """The key the sidebar gives cached_model by default (Selection.model_key): device auto, float32."""
+    from explorer.models.choice import ModelChoice
     from explorer.ui import settings
 
-    return (model_id, "auto", "float32", False, False, settings.allow_external_models())
+    return ModelChoice(model_id, allow_external=settings.allow_external_models())
 
 
 def clear_streamlit_caches() -> None:
@@ -309,12 +310,12 @@ def section_load(args) -> list[str]:
             clear_streamlit_caches()
             key = model_key(model_id)
             start = time.perf_counter()
-            cached_model(*key)
+            cached_model(key)
             miss = time.perf_counter() - start
             hits = []
             for _ in range(20):
                 start = time.perf_counter()
-                cached_model(*key)
+                cached_model(key)
                 hits.append(time.perf_counter() - start)
             clear_streamlit_caches()
         rows.append(
@@ -361,7 +362,7 @@ class PageBench:
         self.text = bench_text()
         self.warmed_up = False
         self.sandbox: Path | None = None
-        self.keys: dict[str, tuple] = {}
+        self.keys: dict = {}
 
     # The AppTest helper of the tests: patches Streamlit's PagesManager so the app's own navigation runs.
     def new_app(self, model_id: str, **query):
@@ -443,7 +444,7 @@ class PageBench:
         self.warmed_up = True
         return time.perf_counter() - start
 
-    def key_for(self, model_id: str) -> tuple:
+    def key_for(self, model_id: str):
         """The model key the app's sidebar really produces (read from a run), checked against model_key()."""
         if model_id not in self.keys:
             with quiet():
@@ -468,7 +469,7 @@ class PageBench:
             clear_streamlit_caches()
             self.empty_disk_cache()
             start = time.perf_counter()
-            cached_model(*key)
+            cached_model(key)
             reload["s"] = time.perf_counter() - start
 
         for page in PAGES:

@@ -51,7 +51,7 @@ if cap.causal:
     )
 
 with st.spinner(f"Summarising {n_layers * n_heads} heads of {n_tokens} tokens…"):
-    grid = cached_attention_grid(sel.model_key, sel.text, sel.max_tokens)
+    grid = cached_attention_grid(sel.model_key, sel.text_key)
 
 apply_grid_click(PAGE, GRID_KEY, n_layers, n_heads)
 
@@ -109,9 +109,7 @@ def head_views(layer: int, head: int) -> None:
         "Log colour", key="attention_log_color", help="Colour the heatmap by log₁₀ of the attention."
     )
     with st.spinner("Computing the full spectrum of this head…"):
-        spectrum = cached_head_spectrum(
-            sel.model_key, sel.text, sel.max_tokens, layer, head, float(tau), DAMPING
-        )
+        spectrum = cached_head_spectrum(sel.model_key, sel.text_key, layer, head, float(tau), DAMPING)
 
     cols = st.columns(6)
     cols[0].metric("|λ₂|", f"{spectrum.lambda2_abs:.3f}", help=GRID_METRICS["lambda2_abs"].help)

@@ -124,7 +124,7 @@ def hidden_state_view() -> None:
             "positions carry little context."
         )
     labels = cap.labels()
-    args = (sel.model_key, sel.text, sel.max_tokens)
+    args = (sel.model_key, sel.text_key)
     try:
         if projection == "pca":
             with st.spinner("Computing PCA…"):

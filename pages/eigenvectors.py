@@ -74,7 +74,7 @@ if cap.causal:
 
 with st.spinner("Computing eigenvectors…"):
     result = cached_head_eigenvectors(
-        sel.model_key, sel.text, sel.max_tokens, layer, head, kind, int(k), float(tau), float(damping)
+        sel.model_key, sel.text_key, layer, head, kind, int(k), float(tau), float(damping)
     )
 
 labels = cap.labels()

@@ -79,7 +79,7 @@ else:
     layer, head = head_picker(PAGE, card.n_layers, card.n_heads)
     if source == "attention":
         with st.spinner("Eigenvalues and discs of the attention matrix…"):
-            result = cached_attention_gershgorin(sel.model_key, sel.text, sel.max_tokens, layer, head)
+            result = cached_attention_gershgorin(sel.model_key, sel.text_key, layer, head)
         labels = cap.labels()
         title = (
             f"Attention layer {layer} head {head}: {'column' if columns else 'row'} discs ({result.n} tokens)"

@@ -11,6 +11,7 @@ import streamlit as st
 
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
+from explorer.models.choice import ModelChoice, TextChoice
 from explorer.ui.cache import cached_capture, cached_model
 from explorer.ui.navigation import PAGES
 from explorer.ui.session import require_capture, require_model, selection
@@ -77,32 +78,32 @@ def causal_note(model_id: str) -> None:
 # ---------------------------------------------------------------- cached analyses keyed by plain values
 
 
-def _head(model_key: tuple, text: str, max_tokens: int, layer: int, head: int) -> np.ndarray:
-    return cached_capture(model_key, text, max_tokens).attentions[layer, head]
+def _head(model_key: ModelChoice, text_key: TextChoice, layer: int, head: int) -> np.ndarray:
+    return cached_capture(model_key, text_key).attentions[layer, head]
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def power_on_head(model_key: tuple, text: str, max_tokens: int, layer: int, head: int, symmetric: bool):
-    A = _head(model_key, text, max_tokens, layer, head).astype(np.float64)
+def power_on_head(model_key: ModelChoice, text_key: TextChoice, layer: int, head: int, symmetric: bool):
+    A = _head(model_key, text_key, layer, head).astype(np.float64)
     M = teaching.symmetric_part(A) if symmetric else A.T  # A^T: the random walk along attention
     return teaching.power_iteration(M, POWER_MAX_STEPS)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def lanczos_on_head(model_key: tuple, text: str, max_tokens: int, layer: int, head: int):
-    S = teaching.symmetric_part(_head(model_key, text, max_tokens, layer, head))
+def lanczos_on_head(model_key: ModelChoice, text_key: TextChoice, layer: int, head: int):
+    S = teaching.symmetric_part(_head(model_key, text_key, layer, head))
     return teaching.lanczos(S, LANCZOS_MAX_STEPS)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def temperature_on_head(model_key: tuple, text: str, max_tokens: int, layer: int, head: int, causal: bool):
-    A = _head(model_key, text, max_tokens, layer, head)
+def temperature_on_head(model_key: ModelChoice, text_key: TextChoice, layer: int, head: int, causal: bool):
+    A = _head(model_key, text_key, layer, head)
     return teaching.temperature_sweep(A, causal=causal, max_tokens=TEMPERATURE_MAX_TOKENS)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def weight_svd(model_key: tuple, layer: int, kind: str):
-    name, W = teaching.pick_weight(cached_model(*model_key).model, layer, kind)
+def weight_svd(model_key: ModelChoice, layer: int, kind: str):
+    name, W = teaching.pick_weight(cached_model(model_key).model, layer, kind)
     return name, teaching.svd_factors(W)
 
 
@@ -271,7 +272,7 @@ def walkthrough_power() -> None:
         run = teaching.lanczos(S, LANCZOS_MAX_STEPS)
     else:
         with st.spinner("Running power iteration and Lanczos on the head…"):
-            key = (sel.model_key, sel.text, sel.max_tokens, layer, head)
+            key = (sel.model_key, sel.text_key, layer, head)
             power = power_on_head(*key, source == "head_sym")
             run = lanczos_on_head(*key)
         if cap.causal and source == "head":
@@ -456,7 +457,7 @@ def walkthrough_temperature() -> None:
 
     sel = selection()
     with st.spinner("Computing eigenvalues at 25 temperatures…"):
-        sweep = temperature_on_head(sel.model_key, sel.text, sel.max_tokens, layer, head, cap.causal)
+        sweep = temperature_on_head(sel.model_key, sel.text_key, layer, head, cap.causal)
     if sweep.n < sweep.n_total:
         st.caption(
             f"Using the first {sweep.n} of {sweep.n_total} tokens"

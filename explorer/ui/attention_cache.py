@@ -1,7 +1,7 @@
 """UI support for the attention and eigenvector pages: cached analyses, and the head they share.
 
-The caches are keyed by plain values: the model key tuple (Selection.model_key), the text, max tokens and the
-page settings. Results are small frozen dataclasses of numpy arrays, so st.cache_data (a copy per caller) is
+The caches are keyed by plain values: the model and text choices (Selection.model_key, Selection.text_key) and
+the page settings. Results are small frozen dataclasses of numpy arrays, so st.cache_data (a copy per caller) is
 safe; the model and capture come from ui.cache."""
 
 from __future__ import annotations
@@ -16,25 +16,26 @@ from explorer.analysis.attention import (
     head_eigenvectors,
     head_spectrum,
 )
+from explorer.models.choice import ModelChoice, TextChoice
 from explorer.ui.cache import cached_capture, cached_model
 from explorer.ui.state import PageState, head_picker, head_settings
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def cached_attention_grid(model_key: tuple, text: str, max_tokens: int) -> AttentionGrid:
+def cached_attention_grid(model_key: ModelChoice, text_key: TextChoice) -> AttentionGrid:
     """Per-head summaries of every layer and head (the grid)."""
-    loaded = cached_model(*model_key)
-    cap = cached_capture(model_key, text, max_tokens)
+    loaded = cached_model(model_key)
+    cap = cached_capture(model_key, text_key)
     return attention_grid(cap.attentions, causal=cap.causal, device=loaded.device)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def cached_head_spectrum(
-    model_key: tuple, text: str, max_tokens: int, layer: int, head: int, tau: float, damping: float
+    model_key: ModelChoice, text_key: TextChoice, layer: int, head: int, tau: float, damping: float
 ) -> HeadSpectrum:
     """Full spectrum of one head at temperature tau."""
-    loaded = cached_model(*model_key)
-    cap = cached_capture(model_key, text, max_tokens)
+    loaded = cached_model(model_key)
+    cap = cached_capture(model_key, text_key)
     return head_spectrum(
         cap.attentions, layer, head, causal=cap.causal, tau=tau, damping=damping, device=loaded.device
     )
@@ -42,9 +43,8 @@ def cached_head_spectrum(
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def cached_head_eigenvectors(
-    model_key: tuple,
-    text: str,
-    max_tokens: int,
+    model_key: ModelChoice,
+    text_key: TextChoice,
     layer: int,
     head: int,
     kind: str,
@@ -53,8 +53,8 @@ def cached_head_eigenvectors(
     damping: float,
 ) -> HeadEigenvectors:
     """Top-k vectors of one head (right eigenvectors, symmetric part or left singular vectors)."""
-    loaded = cached_model(*model_key)
-    cap = cached_capture(model_key, text, max_tokens)
+    loaded = cached_model(model_key)
+    cap = cached_capture(model_key, text_key)
     return head_eigenvectors(
         cap.attentions, layer, head, kind=kind, k=k, tau=tau, damping=damping, device=loaded.device
     )

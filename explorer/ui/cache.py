@@ -2,29 +2,22 @@
 
 Models: st.cache_resource (one copy per process; never mutate it). Captures: st.cache_resource too, because
 their arrays are large (hundreds of MB at 512 tokens on SmolLM2) and read-only, so sharing beats pickling.
+Both are keyed by the frozen choices of explorer.models.choice (the sidebar's Selection builds them).
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from explorer.models import Capture, LoadedModel, capture, load_model
+from explorer.models import Capture, LoadedModel, capture
+from explorer.models.choice import ModelChoice, TextChoice
 
 
 @st.cache_resource(max_entries=3, show_spinner=False)
-def cached_model(
-    model_id: str, device: str, dtype: str, trust_remote_code: bool, allow_pickle: bool, allow_external: bool
-) -> LoadedModel:
-    return load_model(
-        model_id,
-        device=device,
-        dtype=dtype,
-        trust_remote_code=trust_remote_code,
-        allow_pickle=allow_pickle,
-        allow_external=allow_external,
-    )
+def cached_model(model_key: ModelChoice) -> LoadedModel:
+    return model_key.load()
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def cached_capture(model_key: tuple, text: str, max_tokens: int) -> Capture:
-    return capture(cached_model(*model_key), text, max_tokens)
+def cached_capture(model_key: ModelChoice, text_key: TextChoice) -> Capture:
+    return capture(cached_model(model_key), text_key.text, text_key.max_tokens)

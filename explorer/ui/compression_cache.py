@@ -71,7 +71,7 @@ def factorization_job(
     """The background job computing the factors of the chosen groups by ``method``: one per (model, method,
     calibration, groups), shared by every session. Calibration statistics are a job of their own, shared by
     the three methods."""
-    return _factorization_job(cached_model(*model_key), model_key, method, kinds, calibration)
+    return _factorization_job(cached_model(model_key), model_key, method, kinds, calibration)
 
 
 def _factorization_job(loaded: LoadedModel, model_key, method, kinds, calibration: Calibration) -> jobs.Job:
@@ -110,19 +110,19 @@ def has_factorization(
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def cached_eval_set(model_key: tuple, text: str, max_tokens: int) -> comp.EvalSet:
-    return comp.make_eval_set(cached_model(*model_key), text, max_tokens)
+    return comp.make_eval_set(cached_model(model_key), text, max_tokens)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def cached_reference(model_key: tuple, text: str, max_tokens: int) -> comp.Reference:
     """The original model's outputs on the evaluation tokens (log-probs are ~100 MB at 512 tokens)."""
-    return comp.reference(cached_model(*model_key), cached_eval_set(model_key, text, max_tokens))
+    return comp.reference(cached_model(model_key), cached_eval_set(model_key, text, max_tokens))
 
 
 def _setting(model_key, method, kinds, calibration, setting, text, max_tokens):
     """(model, evaluation tokens, cached factors, ranks the setting chooses): what every per-setting result
     starts from."""
-    loaded = cached_model(*model_key)
+    loaded = cached_model(model_key)
     fact = factorization(model_key, method, kinds, calibration)
     return loaded, cached_eval_set(model_key, text, max_tokens), fact, comp.choose_ranks(fact, setting)
 
@@ -145,7 +145,7 @@ def cached_outcome(
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_original_generation(model_key: tuple, text: str, max_tokens: int, n_prompt: int, n_new: int):
     """(prompt text, the original model's greedy continuation): independent of the compression setting."""
-    loaded = cached_model(*model_key)
+    loaded = cached_model(model_key)
     prompt = cached_eval_set(model_key, text, max_tokens).ids[:n_prompt]
     return (
         loaded.tokenizer.decode(list(prompt), skip_special_tokens=True),
@@ -185,7 +185,7 @@ def sweep(
     shares: tuple[float, ...] = comp.SWEEP_SHARES,
 ) -> list[comp.SweepPoint]:
     """All three methods at each share of break-even rank, computed once per (model, calibration, groups, text)."""
-    loaded = cached_model(*model_key)
+    loaded = cached_model(model_key)
     evalset = cached_eval_set(model_key, text, max_tokens)
     ref = cached_reference(model_key, text, max_tokens)
     n = len(METHODS)

@@ -1,4 +1,4 @@
-"""Cached wrappers for the PCA & directions page, keyed by plain values (model key tuple, text, settings).
+"""Cached wrappers for the PCA & directions page, keyed by plain values (model and text choices, settings).
 
 Word vectors (up to ~30 MB for SmolLM2's 31 layers) are shared read-only through st.cache_resource; the
 small analysis results go through st.cache_data (each caller gets its own copy).
@@ -10,32 +10,32 @@ import numpy as np
 import streamlit as st
 
 from explorer.analysis import directions as dirs
+from explorer.models.choice import ModelChoice, TextChoice
 from explorer.ui.cache import cached_capture, cached_model
 
 
-def _hidden(model_key: tuple, text: str, max_tokens: int) -> np.ndarray:
-    return cached_capture(model_key, text, max_tokens).hidden_states
+def _hidden(model_key: ModelChoice, text_key: TextChoice) -> np.ndarray:
+    return cached_capture(model_key, text_key).hidden_states
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def cached_hidden_pca(
-    model_key: tuple, text: str, max_tokens: int, layer: int, n_components: int, skip_first: bool
+    model_key: ModelChoice, text_key: TextChoice, layer: int, n_components: int, skip_first: bool
 ) -> dirs.PCAResult:
     return dirs.hidden_state_pca(
-        _hidden(model_key, text, max_tokens), layer, n_components=n_components, skip_first=skip_first
+        _hidden(model_key, text_key), layer, n_components=n_components, skip_first=skip_first
     )
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def cached_layerwise_pca(model_key: tuple, text: str, max_tokens: int, skip_first: bool) -> dirs.LayerwisePCA:
-    return dirs.layerwise_pca(_hidden(model_key, text, max_tokens), n_components=2, skip_first=skip_first)
+def cached_layerwise_pca(model_key: ModelChoice, text_key: TextChoice, skip_first: bool) -> dirs.LayerwisePCA:
+    return dirs.layerwise_pca(_hidden(model_key, text_key), n_components=2, skip_first=skip_first)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_umap(
-    model_key: tuple,
-    text: str,
-    max_tokens: int,
+    model_key: ModelChoice,
+    text_key: TextChoice,
     layer: int,
     n_neighbors: int,
     min_dist: float,
@@ -43,7 +43,7 @@ def cached_umap(
     skip_first: bool,
 ) -> dirs.UMAPResult:
     return dirs.hidden_state_umap(
-        _hidden(model_key, text, max_tokens),
+        _hidden(model_key, text_key),
         layer,
         n_neighbors=n_neighbors,
         min_dist=min_dist,
@@ -54,22 +54,22 @@ def cached_umap(
 
 @st.cache_resource(max_entries=12, show_spinner=False)
 def cached_word_vectors(
-    model_key: tuple, words: tuple[str, ...], method: str, template: str
+    model_key: ModelChoice, words: tuple[str, ...], method: str, template: str
 ) -> dirs.WordVectors:
-    vectors = dirs.embed_words(cached_model(*model_key), list(words), method=method, template=template)
+    vectors = dirs.embed_words(cached_model(model_key), list(words), method=method, template=template)
     vectors.vectors.setflags(write=False)  # shared by every session
     return vectors
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def cached_embedding_pca(model_key: tuple, words: tuple[str, ...], n_components: int, unit: bool):
+def cached_embedding_pca(model_key: ModelChoice, words: tuple[str, ...], n_components: int, unit: bool):
     """(PCAResult, known words, unknown words) for the input-embedding rows of ``words``."""
     vectors = cached_word_vectors(model_key, words, "static", dirs.DEFAULT_TEMPLATE)
     rows = dirs.unit_rows(vectors.vectors[0]) if unit else vectors.vectors[0]
     return dirs.pca(rows, n_components), vectors.words, vectors.unknown
 
 
-def _vectors_for(model_key: tuple, pairs, targets, method: str, template: str) -> dirs.WordVectors:
+def _vectors_for(model_key: ModelChoice, pairs, targets, method: str, template: str) -> dirs.WordVectors:
     """Pair and target words, then the control vocabulary (cached on its own: it is the same every time)."""
     own = tuple(dict.fromkeys([w for p in pairs for w in p] + list(targets)))
     template = template if method == "contextual" else dirs.DEFAULT_TEMPLATE  # only contextual reads it
@@ -81,7 +81,7 @@ def _vectors_for(model_key: tuple, pairs, targets, method: str, template: str) -
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def cached_directions(
-    model_key: tuple,
+    model_key: ModelChoice,
     pairs: tuple[tuple[str, str], ...],
     targets: tuple[str, ...],
     method: str,
@@ -98,7 +98,7 @@ def cached_directions(
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def cached_layer_profile(
-    model_key: tuple, pairs: tuple[tuple[str, str], ...], targets: tuple[str, ...], template: str
+    model_key: ModelChoice, pairs: tuple[tuple[str, str], ...], targets: tuple[str, ...], template: str
 ) -> dirs.LayerProfile:
     """The share at every layer (contextual states of the pairs and the control vocabulary)."""
     dirs.check_direction_inputs(pairs, targets)

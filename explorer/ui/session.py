@@ -39,7 +39,7 @@ def require_model() -> LoadedModel:
     sel = selection()
     try:
         with st.spinner(_loading_message(sel.model_id)):
-            return cached_model(*sel.model_key)
+            return cached_model(sel.model_key)
     except ExplorerError as err:
         st.error(str(err), icon=":material/error:")
         st.stop()
@@ -54,7 +54,7 @@ def require_capture(single_token: str | None = None) -> tuple[LoadedModel, Captu
     sel = selection()
     try:
         with st.spinner("Running the model on the text…"):
-            cap = cached_capture(sel.model_key, sel.text, sel.max_tokens)
+            cap = cached_capture(sel.model_key, sel.text_key)
     except ExplorerError as err:
         st.error(str(err), icon=":material/error:")
         st.stop()

@@ -8,6 +8,7 @@ import streamlit as st
 
 from explorer.models.capture import DEFAULT_MAX_TOKENS
 from explorer.models.catalogue import CATALOGUE, DEFAULT_MODEL_ID, PICKER_IDS
+from explorer.models.choice import ModelChoice, TextChoice
 from explorer.models.device import DTYPES, available_devices
 from explorer.texts import DEFAULT_EXAMPLE, EXAMPLE_TITLES, example_name_for, example_texts
 from explorer.ui import settings
@@ -33,16 +34,21 @@ class Selection:
     max_tokens: int
 
     @property
-    def model_key(self) -> tuple:
-        """The arguments of ui.cache.cached_model, in order."""
-        return (
+    def model_key(self) -> ModelChoice:
+        """What model-level caches are keyed by (ui.cache.cached_model's argument)."""
+        return ModelChoice(
             self.model_id,
-            self.device,
-            self.dtype,
-            self.trust_remote_code,
-            self.allow_pickle,
-            self.allow_external,
+            device=self.device,
+            dtype=self.dtype,
+            trust_remote_code=self.trust_remote_code,
+            allow_pickle=self.allow_pickle,
+            allow_external=self.allow_external,
         )
+
+    @property
+    def text_key(self) -> TextChoice:
+        """What text-level caches are keyed by, with the model key (ui.cache.cached_capture's second argument)."""
+        return TextChoice(self.text, self.max_tokens)
 
 
 SIDEBAR = PageState("sidebar")

@@ -14,12 +14,13 @@ import streamlit as st
 from explorer.analysis.circuits import CircuitSpectra, circuit_spectra, ov_core_matrix
 from explorer.analysis.weights import WeightSpectra, weight_spectra
 from explorer.models import LoadedModel
+from explorer.models.choice import ModelChoice, TextChoice
 from explorer.spectra.gershgorin import GershgorinResult, analyse_gershgorin
 from explorer.ui import jobs
 from explorer.ui.cache import cached_capture, cached_model
 
 
-def weight_spectra_with_progress(model_key: tuple, loaded: LoadedModel) -> WeightSpectra:
+def weight_spectra_with_progress(model_key: ModelChoice, loaded: LoadedModel) -> WeightSpectra:
     """The model's weight spectra, drawing a progress bar while the first computation runs.
 
     Stops the page with an st.error if the computation failed (the next visit retries)."""
@@ -37,25 +38,25 @@ def weight_spectra_with_progress(model_key: tuple, loaded: LoadedModel) -> Weigh
 
 
 @st.cache_resource(max_entries=4, show_spinner="Computing the QK and OV circuits of every head…")
-def cached_circuits(model_key: tuple) -> CircuitSpectra:
-    loaded = cached_model(*model_key)
+def cached_circuits(model_key: ModelChoice) -> CircuitSpectra:
+    loaded = cached_model(model_key)
     card = loaded.card
     return circuit_spectra(loaded.model, card.n_layers, card.n_heads, card.n_kv_heads)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def cached_attention_gershgorin(
-    model_key: tuple, text: str, max_tokens: int, layer: int, head: int
+    model_key: ModelChoice, text_key: TextChoice, layer: int, head: int
 ) -> GershgorinResult:
     """Discs of attention head (layer, head) of the capture of ``text``."""
-    cap = cached_capture(model_key, text, max_tokens)
+    cap = cached_capture(model_key, text_key)
     return analyse_gershgorin(np.asarray(cap.attentions[layer, head], dtype=np.float64))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def cached_ov_gershgorin(model_key: tuple, layer: int, head: int) -> GershgorinResult:
+def cached_ov_gershgorin(model_key: ModelChoice, layer: int, head: int) -> GershgorinResult:
     """Discs of the OV core W_O^h W_V^h (d_head x d_head) of one head."""
-    loaded = cached_model(*model_key)
+    loaded = cached_model(model_key)
     card = loaded.card
     return analyse_gershgorin(ov_core_matrix(loaded.model, layer, head, card.n_heads, card.n_kv_heads))
 

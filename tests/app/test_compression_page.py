@@ -117,7 +117,7 @@ def test_cached_model_unchanged_and_a_second_session_sees_the_original(load):
     assert_page_ok(at)
     from explorer.ui.cache import cached_model
 
-    cached = cached_model(*at.session_state["selection"].model_key)
+    cached = cached_model(at.session_state["selection"].model_key)
     fresh = load_model("tiny-gpt2", device="cpu")
     assert weights_checksum(cached.model) == weights_checksum(fresh.model)
     expected = capture(fresh, SAMPLE_TEXT).perplexity

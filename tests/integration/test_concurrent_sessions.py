@@ -28,6 +28,7 @@ import pytest
 from explorer.analysis import compression as comp
 from explorer.analysis.matrices import weights_checksum
 from explorer.models import load_model
+from explorer.models.choice import ModelChoice
 from tests.apptest import plotly_specs, run_page
 
 pytestmark = pytest.mark.slow
@@ -143,13 +144,13 @@ def _session(index: int, start: threading.Barrier) -> dict:
     return {"at": at, "seconds": time.perf_counter() - began, "thread": threading.get_ident()}
 
 
-def _expected_outcome(model_key: tuple, text: str, own: dict) -> comp.Outcome:
+def _expected_outcome(model_key: ModelChoice, text: str, own: dict) -> comp.Outcome:
     """The what-if of one compression session, computed here from the analysis API on its own text and
     settings (not through the page or the outcome cache)."""
     from explorer.ui import compression_cache as cc
     from explorer.ui.cache import cached_model
 
-    loaded = cached_model(*model_key)
+    loaded = cached_model(model_key)
     kinds = ("attn_q",)
     if own.get("comp_mode") == "rank":
         setting = comp.RankSetting(mode="rank", ranks=(("attn_q", int(own["comp_rank_attn_q"])),))
@@ -169,7 +170,7 @@ def test_twelve_sessions_at_once_keep_their_own_state_and_the_model():
     model_key = warm.session_state["selection"].model_key
     from explorer.ui.cache import cached_model
 
-    cached = cached_model(*model_key)
+    cached = cached_model(model_key)
     before = weights_checksum(cached.model)
 
     barrier = threading.Barrier(len(SESSIONS), timeout=600)

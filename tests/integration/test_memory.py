@@ -14,11 +14,12 @@ import pytest
 
 from explorer.analysis import compression as comp
 from explorer.analysis.lowrank import METHODS
+from explorer.models.choice import ModelChoice
 from explorer.ui import compression_cache as cc
 from explorer.ui.cache import cached_model
 
 pytestmark = pytest.mark.slow
-MODEL_KEY = ("minilm-l6", "cpu", "float32", False, False, False)  # ui.sidebar.Selection.model_key
+MODEL_KEY = ModelChoice("minilm-l6", device="cpu", allow_external=False)  # as ui.sidebar.Selection builds it
 TEXT = (
     "The quick brown fox jumps over the lazy dog. Then the fox sleeps under the old oak tree all afternoon."
 )
@@ -62,7 +63,7 @@ def _what_if(kinds, method: str, setting: comp.RankSetting) -> comp.Outcome:
 
 
 def test_fifty_what_ifs_leave_resident_memory_where_it_started():
-    loaded = cached_model(*MODEL_KEY)
+    loaded = cached_model(MODEL_KEY)
     kinds = tuple(k for k in comp.DEFAULT_KINDS if k in comp.kind_shapes(loaded.model))
     assert kinds, "MiniLM has MLP matrices to compress"
     # Warm-up: every method's factors, the calibration statistics, the reference outputs, torch's allocator

@@ -1,0 +1,50 @@
+"""What the caches are keyed by: the model choice and the text choice, built in one place (the sidebar's Selection).
+
+Both are frozen dataclasses of plain values, so Streamlit's caches hash them field by field, the bench and the
+tests build the same keys without Streamlit, and a disk cache can name a text by its digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from explorer.models.loading import LoadedModel, load_model
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which model, and how it is loaded: the arguments of ``load_model``.
+
+    ``device`` is "auto", "cpu", "cuda" or "mps"; ``dtype`` "float32", "float16" or "bfloat16".
+    """
+
+    model_id: str
+    device: str = "auto"
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    allow_external: bool = True
+
+    def load(self) -> LoadedModel:
+        return load_model(
+            self.model_id,
+            device=self.device,
+            dtype=self.dtype,
+            trust_remote_code=self.trust_remote_code,
+            allow_pickle=self.allow_pickle,
+            allow_external=self.allow_external,
+        )
+
+
+@dataclass(frozen=True)
+class TextChoice:
+    """The text every page analyses and the most tokens of it that are used (the rest is cut)."""
+
+    text: str
+    max_tokens: int
+
+    @property
+    def digest(self) -> str:
+        """16 hex digits of SHA-256 over the text and the token limit: a name for disk caches."""
+        return hashlib.sha256(f"{self.max_tokens}\n{self.text}".encode()).hexdigest()[:16]
