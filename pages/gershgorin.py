@@ -5,7 +5,7 @@ import streamlit as st
 
 from explorer.errors import InputError
 from explorer.figures.gershgorin import make_gershgorin_figure
-from explorer.spectra.gershgorin import format_matrix, parse_matrix
+from explorer.matrix_text import format_matrix, parse_matrix
 from explorer.ui.session import require_capture, require_model, selection
 from explorer.ui.state import Choice, Flag, PageState, Text, drop_from_link, head_picker
 from explorer.ui.weights_cache import (

@@ -11,8 +11,14 @@ import streamlit as st
 
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
-from explorer.models.choice import ModelChoice, TextChoice
-from explorer.ui.cache import cached_capture, cached_model
+from explorer.ui.learn_cache import (
+    LANCZOS_MAX_STEPS,
+    POWER_MAX_STEPS,
+    lanczos_on_head,
+    power_on_head,
+    temperature_on_head,
+    weight_svd,
+)
 from explorer.ui.navigation import PAGES
 from explorer.ui.session import require_capture, require_model, selection
 from explorer.ui.state import LAYER_HELP, Choice, Float, Int, PageState, drop_from_link, head_picker
@@ -34,9 +40,6 @@ PARAMS = {
     "nonnormal": ["n", "rho", "s"],
     "svd": ["source", "layer", "kind", "k"],
 }
-POWER_MAX_STEPS = 200
-LANCZOS_MAX_STEPS = 40
-TEMPERATURE_MAX_TOKENS = 96
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -73,38 +76,6 @@ def causal_note(model_id: str) -> None:
         "attends to itself). λ = 1 always comes from the first token, which can attend only to itself.",
         icon=":material/south_west:",
     )
-
-
-# ---------------------------------------------------------------- cached analyses keyed by plain values
-
-
-def _head(model_key: ModelChoice, text_key: TextChoice, layer: int, head: int) -> np.ndarray:
-    return cached_capture(model_key, text_key).attentions[layer, head]
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def power_on_head(model_key: ModelChoice, text_key: TextChoice, layer: int, head: int, symmetric: bool):
-    A = _head(model_key, text_key, layer, head).astype(np.float64)
-    M = teaching.symmetric_part(A) if symmetric else A.T  # A^T: the random walk along attention
-    return teaching.power_iteration(M, POWER_MAX_STEPS)
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def lanczos_on_head(model_key: ModelChoice, text_key: TextChoice, layer: int, head: int):
-    S = teaching.symmetric_part(_head(model_key, text_key, layer, head))
-    return teaching.lanczos(S, LANCZOS_MAX_STEPS)
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def temperature_on_head(model_key: ModelChoice, text_key: TextChoice, layer: int, head: int, causal: bool):
-    A = _head(model_key, text_key, layer, head)
-    return teaching.temperature_sweep(A, causal=causal, max_tokens=TEMPERATURE_MAX_TOKENS)
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def weight_svd(model_key: ModelChoice, layer: int, kind: str):
-    name, W = teaching.pick_weight(cached_model(model_key).model, layer, kind)
-    return name, teaching.svd_factors(W)
 
 
 # ------------------------------------------------------------------------------------ 1. 2x2 matrix

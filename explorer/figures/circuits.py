@@ -59,7 +59,7 @@ def make_ov_eigenvalue_figure(circuits: CircuitSpectra, layer: int, head: int) -
             mode="markers",
             name="eigenvalues of W_O W_V",
             marker=dict(size=8, color=np.where(lam.real >= 0, "#c92a2a", "#1971c2"), line=dict(width=0.5)),
-            customdata=np.stack([np.abs(lam), np.arange(lam.size)], axis=1),
+            customdata=np.stack([np.abs(lam), np.arange(1, lam.size + 1)], axis=1),  # λ1 = largest |λ|
             hovertemplate="λ%{customdata[1]} = %{x:.4g} %{y:+.4g}i<br>|λ| = %{customdata[0]:.4g}<extra></extra>",
         )
     )

@@ -4,13 +4,8 @@ import numpy as np
 import pytest
 
 from explorer.errors import InputError
-from explorer.spectra.gershgorin import (
-    analyse_gershgorin,
-    connected_groups,
-    format_matrix,
-    gershgorin_discs,
-    parse_matrix,
-)
+from explorer.matrix_text import format_matrix, parse_matrix
+from explorer.spectra.gershgorin import analyse_gershgorin, connected_groups, gershgorin_discs
 from tests.tolerances import assert_eigvals_close, backward_error, perron_root_tolerance, sum_rtol
 
 
@@ -157,7 +152,7 @@ def test_rejects_non_square_and_nan():
 
 
 def test_largest_allowed_entries_keep_discs_and_containment_finite():
-    from explorer.spectra.gershgorin import MAX_TYPED_ENTRY
+    from explorer.matrix_text import MAX_TYPED_ENTRY
 
     M = parse_matrix(f"{MAX_TYPED_ENTRY:g} {MAX_TYPED_ENTRY:g}\n{-MAX_TYPED_ENTRY:g} {MAX_TYPED_ENTRY:g}")
     result = analyse_gershgorin(M)
