@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from explorer.analysis import directions as dirs
+from explorer import wordlists
+from explorer.analysis import word_vectors
 from explorer.errors import ExplorerError
 from explorer.figures import directions as figs
 from explorer.ui.directions_cache import (
@@ -27,7 +28,7 @@ VIEWS = {
 }
 PROJECTIONS = {"pca": "PCA", "umap": "UMAP", "animate": "PCA, animated through layers"}
 COLOURS = {"position": "position", "token": "token"}
-DEFAULT_EMBEDDING_WORDS = "\n".join(dirs.load_wordlist("embedding_words"))
+DEFAULT_EMBEDDING_WORDS = "\n".join(wordlists.load_wordlist("embedding_words"))
 STATE_HELP = (
     "Hidden state l is what the residual stream holds after l transformer blocks: 0 is the embedding output, "
     "l the output of block l − 1 (blocks, the layers of the other pages, count from 0)."
@@ -35,11 +36,11 @@ STATE_HELP = (
 
 
 def _words_to_link(text: str) -> str:
-    return ",".join(dirs.parse_words(text))
+    return ",".join(wordlists.parse_words(text))
 
 
 def _pairs_to_link(text: str) -> str:
-    return dirs.pairs_to_param(dirs.parse_pairs(text)[0])
+    return wordlists.pairs_to_param(wordlists.parse_pairs(text)[0])
 
 
 PAGE = PageState("directions")
@@ -52,14 +53,14 @@ MIN_DIST = Float("md", 0.1, 0.0, 0.99, key="min_dist")
 EMBEDDING_WORDS = Text(
     "ewords",
     DEFAULT_EMBEDDING_WORDS,
-    from_link=dirs.words_from_param,
+    from_link=wordlists.words_from_param,
     to_link=_words_to_link,
     key="embedding_words",
 )
 EMBEDDING_DIMS = Choice("dims", 2, (2, 3), key="embedding_dims")
 EMBEDDING_UNIT = Flag("eunit", True, key="embedding_unit")
-PRESET = Choice("preset", dirs.DEFAULT_PRESET, dirs.PRESETS)
-TEMPLATE = Text("template", dirs.DEFAULT_TEMPLATE, from_link=lambda raw: raw or None)
+PRESET = Choice("preset", wordlists.DEFAULT_PRESET, wordlists.PRESETS)
+TEMPLATE = Text("template", word_vectors.DEFAULT_TEMPLATE, from_link=lambda raw: raw or None)
 
 
 st.title("PCA & semantic directions")
@@ -204,7 +205,7 @@ def embedding_view() -> None:
             help="Scale every row to length 1 before PCA, so directions count and not lengths: otherwise a few "
             "long rows (often rare or very frequent tokens) take the first components.",
         )
-    words = dirs.parse_words(text)
+    words = wordlists.parse_words(text)
     with right:
         try:
             with st.spinner("Embedding the words…"):
@@ -235,24 +236,24 @@ def embedding_view() -> None:
 
 def _load_preset() -> None:
     preset = st.session_state.directions_preset
-    st.session_state.directions_pairs = dirs.preset_pairs_text(preset)
-    st.session_state.directions_targets = dirs.preset_targets_text(preset)
+    st.session_state.directions_pairs = wordlists.preset_pairs_text(preset)
+    st.session_state.directions_targets = wordlists.preset_targets_text(preset)
 
 
 @st.fragment
 def directions_view() -> None:
-    methods = [m for m in dirs.METHODS if not (m == "sentence" and loaded.causal)]
+    methods = [m for m in word_vectors.METHODS if not (m == "sentence" and loaded.causal)]
     preset = PAGE.bind(PRESET)
     pairs_setting = Text(
         "pairs",
-        dirs.preset_pairs_text(preset),
-        from_link=dirs.pairs_from_param,
+        wordlists.preset_pairs_text(preset),
+        from_link=wordlists.pairs_from_param,
         to_link=_pairs_to_link,
     )
     targets_setting = Text(
         "words",
-        dirs.preset_targets_text(preset),
-        from_link=dirs.words_from_param,
+        wordlists.preset_targets_text(preset),
+        from_link=wordlists.words_from_param,
         to_link=_words_to_link,
         key="targets",
     )
@@ -262,15 +263,15 @@ def directions_view() -> None:
         PRESET,
         "Preset",
         where=cols[0],
-        format_func=dirs.PRESETS.get,
+        format_func=wordlists.PRESETS.get,
         on_change=_load_preset,
         help="Loads its word pairs and target words into the boxes below (you can edit them).",
     )
     method = PAGE.radio(
-        Choice("method", dirs.DEFAULT_METHOD, methods),
+        Choice("method", word_vectors.DEFAULT_METHOD, methods),
         "Embed each word by",
         where=cols[1],
-        format_func=dirs.METHOD_LABELS.get,
+        format_func=word_vectors.METHOD_LABELS.get,
         horizontal=True,
     )
     tcols = st.columns([2, 3])
@@ -297,8 +298,8 @@ def directions_view() -> None:
     )
     targets_text = PAGE.text_area(targets_setting, "Words to score (one a line)", where=right, height=220)
 
-    pairs, bad = dirs.parse_pairs(pairs_text)
-    targets = dirs.parse_words(targets_text)
+    pairs, bad = wordlists.parse_pairs(pairs_text)
+    targets = wordlists.parse_words(targets_text)
     if bad:
         st.warning(
             "Not read as pairs (write two words a line, e.g. 'king queen'): " + "; ".join(bad[:8]),
@@ -342,7 +343,7 @@ def directions_view() -> None:
     )
     m[3].metric("Pairs used", len(result.pairs))
     where = f", hidden state {result.layer}" if result.layer is not None else ""
-    st.caption(f"The concept is {verdict.sentence} ({dirs.METHOD_LABELS[method].lower()}{where}).")
+    st.caption(f"The concept is {verdict.sentence} ({word_vectors.METHOD_LABELS[method].lower()}{where}).")
 
     a, b = result.pairs[0]
     c1, c2 = st.columns(2)

@@ -7,14 +7,9 @@ import re
 import numpy as np
 import plotly.graph_objects as go
 
-from explorer.analysis.directions import (
-    Control,
-    Debias,
-    DirectionAnalysis,
-    LayerProfile,
-    LayerwisePCA,
-    PCAResult,
-)
+from explorer.analysis.directions import DirectionAnalysis, LayerProfile
+from explorer.spectra.projections import LayerwisePCA, PCAResult
+from explorer.spectra.semantic import Control, Debias
 
 _SEQ = "Viridis"
 _FIRST = "#3b5bdb"  # first words of the pairs (positive scores)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import html
 
+from explorer import wordlists
 from explorer.analysis import directions as dirs
+from explorer.analysis import word_vectors
 from explorer.errors import ExplorerError
 from explorer.figures import directions as figs
 from explorer.models import Capture, LoadedModel
 from explorer.report.section import ReportSection
+from explorer.spectra import projections
 
 
 def directions_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
@@ -22,7 +25,7 @@ def directions_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
     figures = []
     notes = []
     try:
-        result = dirs.hidden_state_pca(cap.hidden_states, layer, n_components=2, skip_first=skip_first)
+        result = projections.hidden_state_pca(cap.hidden_states, layer, n_components=2, skip_first=skip_first)
         data["explained_variance_ratio"] = result.explained_variance_ratio.tolist()
         figures.append(("Hidden-state PCA", figs.make_pca_scatter_figure(result, cap.labels(), dims=2)))
         figures.append(("Explained variance (hidden states)", figs.make_scree_figure(result)))
@@ -30,11 +33,11 @@ def directions_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
         data["pca_error"] = str(err)
         notes.append(str(err))
 
-    pairs, _ = dirs.parse_pairs(dirs.preset_pairs_text(dirs.DEFAULT_PRESET))
-    targets = dirs.parse_words(dirs.preset_targets_text(dirs.DEFAULT_PRESET))
+    pairs, _ = wordlists.parse_pairs(wordlists.preset_pairs_text(wordlists.DEFAULT_PRESET))
+    targets = wordlists.parse_words(wordlists.preset_targets_text(wordlists.DEFAULT_PRESET))
     try:
         analysis, profile = dirs.analyse_directions(
-            loaded, pairs, targets, method=dirs.DEFAULT_METHOD, layer=layer
+            loaded, pairs, targets, method=word_vectors.DEFAULT_METHOD, layer=layer
         )
     except ExplorerError as err:
         data["direction_error"] = str(err)
@@ -67,7 +70,7 @@ def directions_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
             )
         )
         notes.append(
-            f"Gender direction from {len(analysis.pairs)} pairs ({dirs.DEFAULT_METHOD} embeddings, layer {layer}): the first "
+            f"Gender direction from {len(analysis.pairs)} pairs ({word_vectors.DEFAULT_METHOD} embeddings, layer {layer}): the first "
             f"component explains {100 * analysis.direction.explained:.1f} % of the pair differences; "
             f"random pairs: {100 * float(analysis.control.mean):.1f} ± {100 * float(analysis.control.std):.1f} %."
         )

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from explorer.analysis import directions as dirs
+from explorer import wordlists
 from tests.apptest import plotly_specs, run_page
 
 PAGE = "pages/directions.py"
@@ -84,7 +84,9 @@ def test_directions_view_defaults_and_control():
     titles = _chart_titles(at)
     for expected in ("How one-dimensional", "Bias scores", "layer by layer", "Debias preview"):
         assert any(expected in t for t in titles), expected
-    assert _metric(at, "Pairs used") == str(len(dirs.parse_pairs(dirs.preset_pairs_text("gender"))[0]))
+    assert _metric(at, "Pairs used") == str(
+        len(wordlists.parse_pairs(wordlists.preset_pairs_text("gender"))[0])
+    )
     assert "±" in _metric(at, "Random pairs")
 
 
@@ -107,7 +109,7 @@ def test_directions_params_both_ways():
     assert not at.exception and at.query_params["method"] in ("static", ["static"])
     assert any("static input embeddings" in c.value for c in at.caption)
     at.selectbox(key="directions_preset").set_value("sentiment").run()
-    assert at.text_area(key="directions_pairs").value == dirs.preset_pairs_text("sentiment")
+    assert at.text_area(key="directions_pairs").value == wordlists.preset_pairs_text("sentiment")
     assert "pairs" not in at.query_params and at.query_params["preset"] in ("sentiment", ["sentiment"])
 
 

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from explorer.analysis import directions as dirs
+from explorer.analysis import word_vectors
 from explorer.figures import directions as figs
+from explorer.spectra import projections
 from tests.tolerances import sum_rtol
 
 LABELS = [f"{i}:{t}" for i, t in enumerate(["the", "cat", "sat", "on", "the", "mat", ".", "the"])]
@@ -24,19 +26,21 @@ def _analysis(n_layers=4, seed=0):
     rng = np.random.default_rng(seed)
     vectors = rng.normal(size=(n_layers, len(words), 16))
     pieces = tuple((w,) for w in words)
-    chosen = dirs.WordVectors(tuple(words), vectors[:1], pieces, (), "static")
-    contextual = dirs.WordVectors(tuple(words), vectors, pieces, (), "contextual", dirs.DEFAULT_TEMPLATE)
+    chosen = word_vectors.WordVectors(tuple(words), vectors[:1], pieces, (), "static")
+    contextual = word_vectors.WordVectors(
+        tuple(words), vectors, pieces, (), "contextual", word_vectors.DEFAULT_TEMPLATE
+    )
     return dirs.combine_directions(pairs, targets, chosen), dirs.layer_profile(pairs, targets, contextual)
 
 
 def test_pca_scatter_2d_and_3d(hidden):
-    result = dirs.hidden_state_pca(hidden, 1, n_components=3)
+    result = projections.hidden_state_pca(hidden, 1, n_components=3)
     fig = figs.make_pca_scatter_figure(result, LABELS, dims=2)
     assert len(fig.data) == 1 and len(fig.data[0].x) == len(LABELS)
     np.testing.assert_allclose(fig.data[0].x, result.coords[:, 0])
     assert list(fig.data[0].hovertext) == LABELS
     assert fig.data[0].mode == "markers+text" and fig.data[0].text[1] == "cat"  # short: labels written
-    many = dirs.pca(np.random.default_rng(1).normal(size=(50, 8)), 2)
+    many = projections.pca(np.random.default_rng(1).normal(size=(50, 8)), 2)
     assert figs.make_pca_scatter_figure(many, [f"{i}:t" for i in range(50)]).data[0].mode == "markers"
     assert "PC1" in fig.layout.xaxis.title.text and "%" in fig.layout.xaxis.title.text
     assert "after block 0" in fig.layout.title.text  # hidden state 1: the output of block 0
@@ -47,7 +51,7 @@ def test_pca_scatter_2d_and_3d(hidden):
 
 
 def test_colour_by_position_or_token(hidden):
-    result = dirs.hidden_state_pca(hidden, 0, n_components=2, skip_first=True)
+    result = projections.hidden_state_pca(hidden, 0, n_components=2, skip_first=True)
     by_pos = figs.make_pca_scatter_figure(result, LABELS, color_by="position")
     marker = by_pos.data[0].marker
     assert list(marker.color) == list(range(1, len(LABELS)))  # token 0 left out
@@ -60,7 +64,7 @@ def test_colour_by_position_or_token(hidden):
 
 
 def test_scree_bars_and_cumulative(hidden):
-    result = dirs.hidden_state_pca(hidden, 2)
+    result = projections.hidden_state_pca(hidden, 2)
     fig = figs.make_scree_figure(result)
     bars, line = fig.data
     np.testing.assert_allclose(bars.y, 100 * result.explained_variance_ratio)
@@ -70,7 +74,7 @@ def test_scree_bars_and_cumulative(hidden):
 
 
 def test_layer_animation_has_a_frame_per_layer(hidden):
-    result = dirs.layerwise_pca(hidden)
+    result = projections.layerwise_pca(hidden)
     fig = figs.make_layer_animation_figure(result, LABELS)
     assert len(fig.frames) == hidden.shape[0]
     np.testing.assert_allclose(fig.frames[2].data[0].y, result.coords[2, :, 1])

@@ -9,26 +9,29 @@ import numpy as np
 import pytest
 import torch
 
+from explorer import wordlists
 from explorer.analysis import directions as dirs
+from explorer.analysis import word_vectors
 from explorer.errors import InputError
 from explorer.models import capture
 from explorer.report.build import _jsonable
 from explorer.report.directions import directions_section
+from explorer.spectra import projections
 from tests.conftest import SAMPLE_TEXT
 from tests.tolerances import sum_rtol
 
 pytestmark = pytest.mark.slow
 
-PAIRS, _ = dirs.parse_pairs(dirs.preset_pairs_text("gender"))
-TARGETS = dirs.parse_words(dirs.preset_targets_text("gender"))
+PAIRS, _ = wordlists.parse_pairs(wordlists.preset_pairs_text("gender"))
+TARGETS = wordlists.parse_words(wordlists.preset_targets_text("gender"))
 
 
 @pytest.fixture(scope="module", params=["minilm-l6", "smollm2-135m"])
 def embedded(request, load):
     loaded = load(request.param)
     words = dirs.direction_words(PAIRS, TARGETS)
-    contextual = dirs.contextual_word_vectors(loaded, words)
-    static = dirs.static_word_vectors(loaded, words)
+    contextual = word_vectors.contextual_word_vectors(loaded, words)
+    static = word_vectors.static_word_vectors(loaded, words)
     return loaded, static, contextual
 
 
@@ -49,7 +52,7 @@ def test_gender_direction_beats_random_pairs(embedded):
     assert middle.layer == loaded.card.n_layers // 2
     _clearly_above_control(middle)
     if not loaded.causal:
-        sentence = dirs.sentence_word_vectors(loaded, dirs.direction_words(PAIRS, TARGETS))
+        sentence = word_vectors.sentence_word_vectors(loaded, dirs.direction_words(PAIRS, TARGETS))
         _clearly_above_control(dirs.combine_directions(PAIRS, TARGETS, sentence))
     profile = dirs.layer_profile(PAIRS, TARGETS, contextual)
     assert profile.shares.shape == (loaded.card.n_layers + 1,)
@@ -72,7 +75,7 @@ def test_bias_scores_and_debias(embedded):
 def test_sub_tokens_and_leading_space(embedded):
     loaded, _, _ = embedded
     table = loaded.model.get_input_embeddings().weight.detach().double().numpy()
-    vectors = dirs.static_word_vectors(loaded, ["nurse", "hairdresser", "unbelievable"])
+    vectors = word_vectors.static_word_vectors(loaded, ["nurse", "hairdresser", "unbelievable"])
     for i, pieces in enumerate(vectors.pieces):
         assert all(p.strip() and p not in ("[CLS]", "[SEP]") for p in pieces)
         ids = loaded.tokenizer.convert_tokens_to_ids(list(pieces))
@@ -88,22 +91,22 @@ def test_sub_tokens_and_leading_space(embedded):
 def test_unknown_words_are_reported(embedded):
     loaded, _, _ = embedded
     odd = "\U0001f916"  # a robot emoji: [UNK] for WordPiece, a few bytes for byte-level BPE
-    vectors = dirs.static_word_vectors(loaded, ["nurse", odd])
+    vectors = word_vectors.static_word_vectors(loaded, ["nurse", odd])
     if loaded.causal:
         assert vectors.unknown == () and len(vectors.pieces[1]) >= 1
         return
     assert vectors.unknown == (odd,) and vectors.words == ("nurse",)
     with pytest.raises(InputError, match="None of the words"):
-        dirs.static_word_vectors(loaded, [odd])
+        word_vectors.static_word_vectors(loaded, [odd])
 
 
 def test_contextual_vectors_equal_a_plain_forward(embedded):
     loaded, _, contextual = embedded
     index = contextual.index()
     for word in ["he", "hairdresser", "queen"]:
-        sentence = dirs.DEFAULT_TEMPLATE.replace("{}", word)
+        sentence = word_vectors.DEFAULT_TEMPLATE.replace("{}", word)
         enc = loaded.tokenizer(sentence, return_offsets_mapping=True)
-        lo = dirs.DEFAULT_TEMPLATE.index("{}")
+        lo = word_vectors.DEFAULT_TEMPLATE.index("{}")
         hi = lo + len(word)
         positions = [i for i, (a, b) in enumerate(enc["offset_mapping"]) if b > a and a < hi and b > lo]
         with torch.no_grad():
@@ -127,14 +130,14 @@ def test_hidden_state_pca_on_a_real_capture(embedded):
     loaded, _, _ = embedded
     cap = capture(loaded, SAMPLE_TEXT)
     layer = loaded.card.n_layers // 2
-    result = dirs.hidden_state_pca(cap.hidden_states, layer, skip_first=loaded.causal)
+    result = projections.hidden_state_pca(cap.hidden_states, layer, skip_first=loaded.causal)
     x = cap.hidden_states[layer, 1 if loaded.causal else 0 :].astype(np.float64)
     eigvals = np.linalg.eigvalsh(np.cov(x, rowvar=False))[::-1]
     np.testing.assert_allclose(
         result.explained_variance, eigvals[: len(result.explained_variance)], rtol=1e-6
     )
     if loaded.causal:  # token 0 is a huge-norm outlier: with it, PC1 is almost all of the variance
-        with_first = dirs.hidden_state_pca(cap.hidden_states, layer)
+        with_first = projections.hidden_state_pca(cap.hidden_states, layer)
         assert with_first.explained_variance_ratio[0] > 0.9 > result.explained_variance_ratio[0]
 
 

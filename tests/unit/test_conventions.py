@@ -3,7 +3,8 @@
 import numpy as np
 import torch
 
-from explorer.analysis import directions, teaching
+from explorer.analysis import teaching
+from explorer.spectra import projections
 from explorer.spectra import attention_spectra as spec
 
 
@@ -19,7 +20,7 @@ def test_eigenvalue_order_is_modulus_then_real_then_imaginary():
 
 def test_signs_largest_entry_positive_zero_vectors_untouched():
     rows = np.array([[0.1, -0.9, 0.3], [0.5, -0.5, 0.0], [0.0, 0.0, 0.0]])
-    fixed = directions.fix_signs(rows)
+    fixed = projections.fix_signs(rows)
     np.testing.assert_array_equal(
         fixed, [[-0.1, 0.9, -0.3], [0.5, -0.5, 0.0], [0.0, 0.0, 0.0]]
     )  # ties: first

@@ -9,9 +9,12 @@ import torch
 from scipy.spatial.distance import cosine as cosine_distance
 from sklearn.decomposition import PCA
 
+from explorer import wordlists
 from explorer.analysis import directions as dirs
+from explorer.analysis import word_vectors
 from explorer.errors import InputError
 from explorer.models import capture
+from explorer.spectra import projections, semantic
 from tests.conftest import SAMPLE_TEXT
 from tests.tolerances import backward_error, subspace_tolerance, sum_rtol, symmetric_tolerance
 
@@ -50,7 +53,7 @@ def _share_rtol(D):
 def test_pca_matches_eigh_of_covariance(n, d):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(n, d)) * np.linspace(3, 0.2, d) + rng.normal(size=d)
-    result = dirs.pca(x, n_components=3)
+    result = projections.pca(x, n_components=3)
     eigvals, eigvecs = np.linalg.eigh(np.cov(x, rowvar=False))  # ascending
     eigvals, eigvecs = eigvals[::-1], eigvecs[:, ::-1]
     rank = min(n - 1, d)
@@ -77,7 +80,10 @@ def test_pca_matches_eigh_of_covariance(n, d):
 
 def test_pca_signs_are_deterministic():
     x = np.random.default_rng(2).normal(size=(30, 10))
-    a, b = dirs.pca(x), dirs.pca(-x)  # same covariance, so the same components after sign fixing
+    a, b = (
+        projections.pca(x),
+        projections.pca(-x),
+    )  # same covariance, so the same components after sign fixing
     # Two SVDs (of x_c and -x_c): each right singular vector turns by c n eps ||x_c|| / gap (Davis-Kahan).
     xc = x - x.mean(0)
     sigma = np.linalg.svd(xc, compute_uv=False)
@@ -89,20 +95,20 @@ def test_pca_signs_are_deterministic():
 
 def test_pca_needs_enough_points():
     with pytest.raises(InputError, match="at least 4 points"):
-        dirs.pca(np.ones((3, 8)), n_components=3)
+        projections.pca(np.ones((3, 8)), n_components=3)
     with pytest.raises(InputError, match="Layer 9"):
-        dirs.hidden_state_pca(np.zeros((3, 5, 4)), 9)
+        projections.hidden_state_pca(np.zeros((3, 5, 4)), 9)
 
 
 def test_hidden_state_pca_on_tiny_model(tiny_model):
     cap = capture(tiny_model, SAMPLE_TEXT)
     layer = 1
-    result = dirs.hidden_state_pca(cap.hidden_states, layer, n_components=2)
+    result = projections.hidden_state_pca(cap.hidden_states, layer, n_components=2)
     x = cap.hidden_states[layer].astype(np.float64)
     reference = PCA(n_components=2).fit(x)
     np.testing.assert_allclose(np.abs(result.components), np.abs(reference.components_), atol=1e-6)
     assert result.points == list(range(cap.n_tokens))
-    skipped = dirs.hidden_state_pca(cap.hidden_states, layer, n_components=2, skip_first=True)
+    skipped = projections.hidden_state_pca(cap.hidden_states, layer, n_components=2, skip_first=True)
     assert skipped.points == list(range(1, cap.n_tokens))
     # Two summation orders of a mean of n values: c n eps max |x| each.
     np.testing.assert_allclose(
@@ -112,10 +118,10 @@ def test_hidden_state_pca_on_tiny_model(tiny_model):
 
 def test_layerwise_pca_matches_each_layer_up_to_sign(tiny_model):
     cap = capture(tiny_model, SAMPLE_TEXT)
-    result = dirs.layerwise_pca(cap.hidden_states)
+    result = projections.layerwise_pca(cap.hidden_states)
     assert result.coords.shape == (cap.hidden_states.shape[0], cap.n_tokens, 2)
     for layer in range(cap.hidden_states.shape[0]):
-        own = dirs.hidden_state_pca(cap.hidden_states, layer, n_components=2).coords
+        own = projections.hidden_state_pca(cap.hidden_states, layer, n_components=2).coords
         # The same PCA of the same layer's points (only the signs are chained): equal up to sign.
         np.testing.assert_allclose(np.abs(result.coords[layer]), np.abs(own), atol=1e-8)
         if layer:  # signs chained: every axis correlates non-negatively with the previous layer's
@@ -129,24 +135,24 @@ def test_layerwise_pca_matches_each_layer_up_to_sign(tiny_model):
 def test_umap_on_a_short_and_a_long_text():
     rng = np.random.default_rng(3)
     short = rng.normal(size=(1, 8, 16))
-    result = dirs.hidden_state_umap(short, 0, n_neighbors=15)
+    result = projections.hidden_state_umap(short, 0, n_neighbors=15)
     assert result.coords.shape == (8, 2) and np.isfinite(result.coords).all()
     assert result.n_neighbors == 7 and "lowered" in result.messages[0]
     long = np.concatenate([rng.normal(size=(30, 16)), rng.normal(size=(30, 16)) + 8])[None]
-    result = dirs.hidden_state_umap(long, 0, n_neighbors=10)
+    result = projections.hidden_state_umap(long, 0, n_neighbors=10)
     assert result.coords.shape == (60, 2) and result.messages == []
     # Two well-separated clusters stay separated: every point's nearest neighbour is in its own cluster.
     dist = np.linalg.norm(result.coords[:, None] - result.coords[None], axis=-1)
     np.fill_diagonal(dist, np.inf)
     nearest = dist.argmin(1)
     assert ((nearest < 30) == (np.arange(60) < 30)).all()
-    again = dirs.hidden_state_umap(long, 0, n_neighbors=10)
+    again = projections.hidden_state_umap(long, 0, n_neighbors=10)
     np.testing.assert_allclose(again.coords, result.coords)  # fixed seed
 
 
 def test_umap_refuses_a_too_short_text():
     with pytest.raises(InputError, match="UMAP needs at least"):
-        dirs.hidden_state_umap(np.zeros((1, 4, 8)), 0)
+        projections.hidden_state_umap(np.zeros((1, 4, 8)), 0)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -164,7 +170,7 @@ def _planted(n_pairs=20, d=128, strength=0.6, seed=0):
 
 def test_planted_direction_is_recovered():
     first, second, g = _planted()
-    direction = dirs.semantic_direction(first, second)
+    direction = semantic.semantic_direction(first, second)
     assert direction.vector @ g > 0.99  # recovered, and oriented towards the first words
     assert direction.explained > 0.9
     assert (direction.pair_projections > 0).all()
@@ -173,8 +179,8 @@ def test_planted_direction_is_recovered():
 def test_direction_is_pca_of_pair_centred_vectors():
     rng = np.random.default_rng(4)
     first, second = rng.normal(size=(8, 32)), rng.normal(size=(8, 32))
-    direction = dirs.semantic_direction(first, second)
-    diff = dirs.unit_rows(first) - dirs.unit_rows(second)
+    direction = semantic.semantic_direction(first, second)
+    diff = semantic.unit_rows(first) - semantic.unit_rows(second)
     centred = np.concatenate([diff, -diff]) / 2
     reference = PCA(n_components=8).fit(centred)
     share_rtol = _share_rtol(diff)  # SVD of diff vs PCA of +-diff/2 vs eigvalsh of diff^T diff
@@ -199,20 +205,22 @@ def test_pair_order_does_not_change_the_share():
     a = np.where(swap[:, None], second, first)
     b = np.where(swap[:, None], first, second)
     # Swapping a pair flips the sign of a row of D: the same singular values, computed from another matrix.
-    D = dirs.unit_rows(first) - dirs.unit_rows(second)
-    assert dirs.semantic_direction(a, b).explained == pytest.approx(
-        dirs.semantic_direction(first, second).explained, rel=_share_rtol(D)
+    D = semantic.unit_rows(first) - semantic.unit_rows(second)
+    assert semantic.semantic_direction(a, b).explained == pytest.approx(
+        semantic.semantic_direction(first, second).explained, rel=_share_rtol(D)
     )
 
 
 def test_batched_share_matches_direction():
     rng = np.random.default_rng(5)
     first, second = rng.normal(size=(3, 4, 6, 20)), rng.normal(size=(3, 4, 6, 20))
-    shares = dirs.first_component_share(first, second)
+    shares = semantic.first_component_share(first, second)
     assert shares.shape == (3, 4)
     for i in range(3):
         for j in range(4):
-            assert shares[i, j] == pytest.approx(dirs.semantic_direction(first[i, j], second[i, j]).explained)
+            assert shares[i, j] == pytest.approx(
+                semantic.semantic_direction(first[i, j], second[i, j]).explained
+            )
 
 
 def test_bias_scores_are_cosines():
@@ -221,39 +229,39 @@ def test_bias_scores_are_cosines():
     g /= np.linalg.norm(g)
     expected = [1 - cosine_distance(v, g) for v in vectors]
     # Cosines: dot products of unit vectors, c n eps each (two routes).
-    np.testing.assert_allclose(dirs.bias_scores(vectors, g), expected, rtol=0, atol=2 * sum_rtol(12))
+    np.testing.assert_allclose(semantic.bias_scores(vectors, g), expected, rtol=0, atol=2 * sum_rtol(12))
 
 
 def test_debiased_vectors_have_zero_projection():
     first, second, _ = _planted()
-    direction = dirs.semantic_direction(first, second)
+    direction = semantic.semantic_direction(first, second)
     targets = np.random.default_rng(7).normal(size=(9, 128))
-    cleaned = dirs.remove_direction(targets, direction.vector)
+    cleaned = semantic.remove_direction(targets, direction.vector)
     # x - (x . g) g for unit x, g in d = 128: its dot with g is rounding of two length-d dot products.
     dot_tol = 2 * sum_rtol(128)
     np.testing.assert_allclose(cleaned @ direction.vector, 0, atol=dot_tol)
     # Only the direction's component is removed: the change is parallel to it, and removal is idempotent.
-    change = dirs.unit_rows(targets) - cleaned
+    change = semantic.unit_rows(targets) - cleaned
     # change = (x . g) g + rounding of size dot_tol: its direction is off by dot_tol / |x . g|.
-    along = np.abs(dirs.unit_rows(targets) @ direction.vector).min()
-    np.testing.assert_allclose(np.abs(dirs.unit_rows(change) @ direction.vector), 1, atol=dot_tol / along)
+    along = np.abs(semantic.unit_rows(targets) @ direction.vector).min()
+    np.testing.assert_allclose(np.abs(semantic.unit_rows(change) @ direction.vector), 1, atol=dot_tol / along)
     np.testing.assert_allclose(
-        dirs.remove_direction(cleaned, direction.vector), dirs.unit_rows(cleaned), atol=dot_tol
+        semantic.remove_direction(cleaned, direction.vector), semantic.unit_rows(cleaned), atol=dot_tol
     )
-    preview = dirs.debias([f"w{i}" for i in range(9)], targets, direction, first, second)
+    preview = semantic.debias([f"w{i}" for i in range(9)], targets, direction, first, second)
     np.testing.assert_allclose(preview.after, 0, atol=dot_tol)
-    np.testing.assert_allclose(preview.before, dirs.bias_scores(targets, direction.vector), atol=dot_tol)
+    np.testing.assert_allclose(preview.before, semantic.bias_scores(targets, direction.vector), atol=dot_tol)
 
 
 def test_random_pair_indices():
-    idx = dirs.random_pair_indices(50, 10, 5, seed=1)
+    idx = semantic.random_pair_indices(50, 10, 5, seed=1)
     assert idx.shape == (5, 10, 2)
     for draw in idx:
         assert len(set(draw.ravel())) == 20  # no word twice in a draw
-    np.testing.assert_array_equal(idx, dirs.random_pair_indices(50, 10, 5, seed=1))
-    assert not np.array_equal(idx, dirs.random_pair_indices(50, 10, 5, seed=2))
+    np.testing.assert_array_equal(idx, semantic.random_pair_indices(50, 10, 5, seed=1))
+    assert not np.array_equal(idx, semantic.random_pair_indices(50, 10, 5, seed=2))
     with pytest.raises(InputError, match="fewer pairs"):
-        dirs.random_pair_indices(15, 10, 5)
+        semantic.random_pair_indices(15, 10, 5)
 
 
 def test_control_on_isotropic_vectors_follows_marchenko_pastur():
@@ -261,11 +269,11 @@ def test_control_on_isotropic_vectors_follows_marchenko_pastur():
     # close to a multiple of I, so the first share is >= 1/n and at most (1 + sqrt(n/d))^2 / (1 - sqrt(n/d))^2 / n.
     n, d = 10, 4000
     vectors = np.random.default_rng(8).normal(size=(200, d))
-    control = dirs.random_pair_control(vectors, n, n_draws=10, seed=0)
+    control = semantic.random_pair_control(vectors, n, n_draws=10, seed=0)
     ratio = np.sqrt(n / d)
     assert (control.shares >= 1 / n).all()
     assert (control.shares <= (1 + ratio) ** 2 / (1 - ratio) ** 2 / n).all()
-    layered = dirs.random_pair_control(np.stack([vectors, 2 * vectors]), n, n_draws=10, seed=0)
+    layered = semantic.random_pair_control(np.stack([vectors, 2 * vectors]), n, n_draws=10, seed=0)
     np.testing.assert_allclose(layered.shares[0], control.shares)  # same draws at every layer
     np.testing.assert_allclose(layered.shares[1], control.shares)  # and scale-free (unit rows)
 
@@ -276,7 +284,7 @@ def test_control_on_isotropic_vectors_follows_marchenko_pastur():
 
 def test_parse_pairs_formats_and_bad_lines():
     text = "he she\nking, queen\nman/woman\nboy - girl\n# a comment\n\nhe she\nthree words here\nsame same\nNew York / Paris"
-    pairs, bad = dirs.parse_pairs(text)
+    pairs, bad = wordlists.parse_pairs(text)
     assert pairs == [
         ("he", "she"),
         ("king", "queen"),
@@ -285,23 +293,23 @@ def test_parse_pairs_formats_and_bad_lines():
         ("New York", "Paris"),
     ]
     assert bad == ["three words here", "same same"]
-    assert dirs.parse_pairs("")[0] == []
+    assert wordlists.parse_pairs("")[0] == []
 
 
 def test_words_and_params_round_trip():
-    assert dirs.parse_words("nurse\nengineer, doctor\n\nnurse") == ["nurse", "engineer", "doctor"]
+    assert wordlists.parse_words("nurse\nengineer, doctor\n\nnurse") == ["nurse", "engineer", "doctor"]
     pairs = [("he", "she"), ("king", "queen")]
-    assert dirs.parse_pairs(dirs.pairs_from_param(dirs.pairs_to_param(pairs)))[0] == pairs
-    assert dirs.pairs_from_param("") is None and dirs.pairs_from_param("garbage") is None
-    assert dirs.words_from_param("a,b") == "a\nb" and dirs.words_from_param(None) is None
+    assert wordlists.parse_pairs(wordlists.pairs_from_param(wordlists.pairs_to_param(pairs)))[0] == pairs
+    assert wordlists.pairs_from_param("") is None and wordlists.pairs_from_param("garbage") is None
+    assert wordlists.words_from_param("a,b") == "a\nb" and wordlists.words_from_param(None) is None
 
 
 def test_presets_ship_enough_words():
-    for preset in dirs.PRESETS:
-        pairs, bad = dirs.parse_pairs(dirs.preset_pairs_text(preset))
+    for preset in wordlists.PRESETS:
+        pairs, bad = wordlists.parse_pairs(wordlists.preset_pairs_text(preset))
         assert len(pairs) >= 10 and not bad
-        assert len(dirs.parse_words(dirs.preset_targets_text(preset))) >= 10
-    assert len(dirs.control_vocabulary()) >= 2 * dirs.MAX_PAIRS // 2
+        assert len(wordlists.parse_words(wordlists.preset_targets_text(preset))) >= 10
+    assert len(wordlists.control_vocabulary()) >= 2 * wordlists.MAX_PAIRS // 2
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -310,7 +318,7 @@ def test_presets_ship_enough_words():
 
 def test_static_vectors_average_sub_tokens(load):
     loaded = load("tiny-gpt2")
-    vectors = dirs.static_word_vectors(loaded, ["he", "unbelievable"])
+    vectors = word_vectors.static_word_vectors(loaded, ["he", "unbelievable"])
     table = loaded.model.get_input_embeddings().weight.detach().double().numpy()
     for i, word in enumerate(["he", "unbelievable"]):
         ids = list(word.encode())  # the tiny tokenizer has one token per byte, ids sorted by symbol
@@ -328,12 +336,12 @@ def test_static_vectors_average_sub_tokens(load):
 
 def test_empty_word_list_is_a_clear_error(load):
     with pytest.raises(InputError, match="empty"):
-        dirs.static_word_vectors(load("tiny-bert"), ["", "  "])
+        word_vectors.static_word_vectors(load("tiny-bert"), ["", "  "])
     with pytest.raises(InputError, match="template"):
-        dirs.check_template("no placeholder")
+        word_vectors.check_template("no placeholder")
 
 
-def _reference_contextual(loaded, word, template=dirs.DEFAULT_TEMPLATE):
+def _reference_contextual(loaded, word, template=word_vectors.DEFAULT_TEMPLATE):
     sentence = template.replace("{}", word)
     enc = loaded.tokenizer(sentence, return_offsets_mapping=True)
     lo = template.index("{}")
@@ -348,7 +356,7 @@ def _reference_contextual(loaded, word, template=dirs.DEFAULT_TEMPLATE):
 
 def test_contextual_vectors_match_a_plain_forward(tiny_model):
     words = ["he", "she", "nurse", "x"]
-    vectors = dirs.contextual_word_vectors(tiny_model, words)
+    vectors = word_vectors.contextual_word_vectors(tiny_model, words)
     assert vectors.vectors.shape == (tiny_model.card.n_layers + 1, 4, 64)
     for i, word in enumerate(words):
         np.testing.assert_allclose(vectors.vectors[:, i], _reference_contextual(tiny_model, word), atol=1e-5)
@@ -356,14 +364,14 @@ def test_contextual_vectors_match_a_plain_forward(tiny_model):
 
 def test_shared_prefix_is_used_for_causal_models(load):
     seqs = [[5, 6, 7, 1], [5, 6, 7, 2, 3], [5, 6, 9, 4]]
-    assert dirs.shared_prefix_length(seqs, [3, 3, 3]) == 2
-    assert dirs.shared_prefix_length(seqs[:2], [3, 3]) == 3
-    assert dirs.shared_prefix_length(seqs[:2], [1, 1]) == 1
+    assert word_vectors.shared_prefix_length(seqs, [3, 3, 3]) == 2
+    assert word_vectors.shared_prefix_length(seqs[:2], [3, 3]) == 3
+    assert word_vectors.shared_prefix_length(seqs[:2], [1, 1]) == 1
 
 
 def test_sentence_vectors_are_mean_pooled_unit_vectors(load):
     loaded = load("tiny-bert")
-    vectors = dirs.sentence_word_vectors(loaded, ["he", "nurse"])
+    vectors = word_vectors.sentence_word_vectors(loaded, ["he", "nurse"])
     for i, word in enumerate(["he", "nurse"]):
         ids = loaded.tokenizer(word)["input_ids"]
         with torch.no_grad():
@@ -371,13 +379,13 @@ def test_sentence_vectors_are_mean_pooled_unit_vectors(load):
         pooled = last.mean(0)
         np.testing.assert_allclose(vectors.vectors[0, i], pooled / np.linalg.norm(pooled), atol=1e-6)
     with pytest.raises(InputError, match="causal"):
-        dirs.sentence_word_vectors(load("tiny-gpt2"), ["he"])
+        word_vectors.sentence_word_vectors(load("tiny-gpt2"), ["he"])
 
 
 def test_merge_word_vectors():
-    a = dirs.WordVectors(("a", "b"), np.ones((1, 2, 3)), (("a",), ("b",)), (), "static")
-    b = dirs.WordVectors(("b", "c"), np.zeros((1, 2, 3)), (("b",), ("c",)), ("z",), "static")
-    merged = dirs.merge_word_vectors(a, b)
+    a = word_vectors.WordVectors(("a", "b"), np.ones((1, 2, 3)), (("a",), ("b",)), (), "static")
+    b = word_vectors.WordVectors(("b", "c"), np.zeros((1, 2, 3)), (("b",), ("c",)), ("z",), "static")
+    merged = word_vectors.merge_word_vectors(a, b)
     assert merged.words == ("a", "b", "c") and merged.unknown == ("z",)
     np.testing.assert_array_equal(merged.vectors[0, :, 0], [1, 1, 0])
 
@@ -387,7 +395,7 @@ def test_analyse_directions_on_a_tiny_model(load):
     pairs = [("he", "she"), ("man", "woman"), ("king", "queen")]
     result, profile = dirs.analyse_directions(loaded, pairs, ["nurse", "pilot"], method="contextual", layer=1)
     assert result.layer == 1 and result.pairs == tuple(pairs) == profile.pairs
-    assert profile.shares.shape == (3,) and profile.control.shares.shape == (3, dirs.N_CONTROL_DRAWS)
+    assert profile.shares.shape == (3,) and profile.control.shares.shape == (3, semantic.N_CONTROL_DRAWS)
     assert profile.shares[1] == pytest.approx(result.direction.explained)
     np.testing.assert_allclose(profile.control.shares[1], result.control.shares)  # same draws, same layer
     assert result.bias.shape == (2,) and result.debias is not None
@@ -416,9 +424,9 @@ def test_too_few_pairs_and_no_targets_give_clear_messages(load):
 
 
 def _synthetic(words, method, n_layers=1, d=16, seed=0):
-    words = tuple(dict.fromkeys(list(words) + list(dirs.control_vocabulary())))
+    words = tuple(dict.fromkeys(list(words) + list(wordlists.control_vocabulary())))
     vectors = np.random.default_rng(seed).normal(size=(n_layers, len(words), d))
-    return dirs.WordVectors(words, vectors, tuple((w,) for w in words), (), method)
+    return word_vectors.WordVectors(words, vectors, tuple((w,) for w in words), (), method)
 
 
 def test_results_do_not_depend_on_a_shift_of_all_vectors():
@@ -426,7 +434,7 @@ def test_results_do_not_depend_on_a_shift_of_all_vectors():
     # embedding spaces) cannot leak into the direction or the scores.
     pairs, targets = [("he", "she"), ("man", "woman"), ("king", "queen")], ["nurse", "pilot"]
     chosen = _synthetic([w for p in pairs for w in p] + targets, "static")
-    shifted = dirs.WordVectors(chosen.words, chosen.vectors + 50.0, chosen.pieces, (), "static")
+    shifted = word_vectors.WordVectors(chosen.words, chosen.vectors + 50.0, chosen.pieces, (), "static")
     a, b = dirs.combine_directions(pairs, targets, chosen), dirs.combine_directions(pairs, targets, shifted)
     # Centring removes the offset 50 up to c N eps 50 ~ 1e-11 per entry (N control words), against entries of
     # size 1 in d = 16: shares and cosines move by about that, far below 1e-9.
@@ -434,7 +442,7 @@ def test_results_do_not_depend_on_a_shift_of_all_vectors():
     np.testing.assert_allclose(a.bias, b.bias, atol=1e-9)
     np.testing.assert_allclose(a.control.shares, b.control.shares, rtol=1e-9)
     # Without centring the offset would dominate: the raw vectors give a different share.
-    raw = dirs.semantic_direction(shifted.vectors[0, [0, 2, 4]], shifted.vectors[0, [1, 3, 5]])
+    raw = semantic.semantic_direction(shifted.vectors[0, [0, 2, 4]], shifted.vectors[0, [1, 3, 5]])
     assert abs(raw.explained - a.direction.explained) > 1e-3
 
 
@@ -456,8 +464,8 @@ def test_unknown_words_are_reported_and_left_out():
 
 def test_control_z_score_against_numpy():
     shares = np.array([0.2, 0.25, 0.3, 0.22, 0.28])
-    control = dirs.Control(shares, n_pairs=4, seed=0)
+    control = semantic.Control(shares, n_pairs=4, seed=0)
     expected = (0.6 - shares.mean()) / np.std(shares, ddof=1)
     assert float(control.z_score(0.6)) == pytest.approx(expected, rel=1e-12)  # a few flops: eps-level
-    flat = dirs.Control(np.full(3, 0.25), n_pairs=4, seed=0)  # exact in binary: std is exactly 0
+    flat = semantic.Control(np.full(3, 0.25), n_pairs=4, seed=0)  # exact in binary: std is exactly 0
     assert float(flat.z_score(0.5)) == np.inf and np.isnan(flat.z_score(0.25))

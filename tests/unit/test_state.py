@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer.analysis.directions import Control, Direction, DirectionAnalysis
+from explorer.analysis.directions import DirectionAnalysis
+from explorer.spectra.semantic import Control, Direction
 from explorer.ui.state import Choice, Flag, Float, Int, Text
 from explorer.ui.verdicts import ONE_DIMENSIONAL_Z, direction_verdict
 
