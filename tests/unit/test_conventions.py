@@ -4,8 +4,8 @@ import numpy as np
 import torch
 
 from explorer.analysis import teaching
-from explorer.spectra import projections
 from explorer.spectra import attention_spectra as spec
+from explorer.spectra import projections
 
 
 def test_eigenvalue_order_is_modulus_then_real_then_imaginary():
