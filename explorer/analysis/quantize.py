@@ -1,0 +1,209 @@
+"""Quantization what-ifs on the loaded model: the chosen weight groups quantized and de-quantized on a copy,
+measured exactly as the low-rank what-ifs are (explorer.analysis.compression's EvalSet, Reference, evaluate).
+
+Quality is measured in the model's own precision: each chosen matrix is replaced by dequant(quant(W)) in the
+model's dtype. Storage counts real bytes: the quantized matrices' codes, scales and offsets
+(explorer.spectra.quantization), every other parameter at fp16 (tied weights once), as the low-rank entries count.
+The cached model is only read; copies share every tensor they do not replace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from explorer.analysis.compression import (
+    BYTES_PER_PARAM,
+    ConcatLinear,
+    DenseLinear,
+    EvalSet,
+    Quality,
+    Reference,
+    _set_submodule,
+    _structural_copy,
+    _tied_output_module,
+    evaluate,
+)
+from explorer.analysis.lowrank import Factorization
+from explorer.analysis.matrices import weight_matrices
+from explorer.models.loading import LoadedModel
+from explorer.spectra.quantization import (
+    QuantScheme,
+    energy_rank_of,
+    fake_quantize,
+    quantize_factors,
+    spectral_split,
+)
+
+# The residual split keeps the top singular directions holding this share of each matrix's energy (sum σ²).
+RESIDUAL_ENERGY = 0.5
+
+
+@dataclass(frozen=True)
+class QuantOutcome:
+    """One quantization what-if, measured.
+
+    method: "int8", "int4-g32", "int4-g64-asym", "svd-residual-int4-g64", ... (QuantScheme.name, prefixed for
+    the residual split). kinds: the weight groups quantized. bytes_chosen: storage of those matrices as
+    quantized; bytes_chosen_fp16: the same matrices at fp16; bytes_model: the whole model's storage (the rest at
+    fp16). weight_error: sum ||W - Q(W)||_F² / sum ||W||_F² over the chosen matrices. before/after: Quality of
+    the original and of the quantized copy on the same EvalSet. ranks: matrix name -> r kept at fp16 (residual
+    split only, else empty)."""
+
+    method: str
+    kinds: tuple[str, ...]
+    bytes_chosen: int
+    bytes_chosen_fp16: int
+    bytes_model: int
+    weight_error: float
+    before: Quality
+    after: Quality
+    ranks: dict[str, int]
+
+
+def model_fp16_bytes(loaded: LoadedModel) -> int:
+    """The whole model at fp16, tied weights once."""
+    return int(loaded.card.n_params) * BYTES_PER_PARAM
+
+
+def with_weights_replaced(loaded: LoadedModel, replaced: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """A structural copy of the cached model in which each matrix named in ``replaced`` (WeightMatrix.name ->
+    new (out, in) weight) is swapped for a module computing with the new weight; everything else is shared.
+
+    Handles Linear, Conv1D, GPT-2's fused q/k/v (the other parts stay as they are) and embeddings (a tied output
+    layer follows its embedding)."""
+    model = loaded.model
+    clone = _structural_copy(model)
+    ref = next(model.parameters())
+    by_module: dict[str, list] = {}
+    for mat in weight_matrices(model):
+        by_module.setdefault(mat.module, []).append(mat)
+    for module_name, mats in by_module.items():
+        if not any(m.name in replaced for m in mats):
+            continue
+        original = model.get_submodule(module_name)
+        bias = getattr(original, "bias", None)
+        new = [replaced.get(m.name, m.weight).to(ref.device, ref.dtype) for m in mats]
+        if isinstance(original, torch.nn.Embedding):
+            embedding = torch.nn.Embedding.from_pretrained(
+                new[0], freeze=True, padding_idx=original.padding_idx
+            )
+            _set_submodule(clone, module_name, embedding)
+            tied = _tied_output_module(model, module_name)
+            if tied is not None:
+                _set_submodule(
+                    clone, tied, DenseLinear(new[0], getattr(model.get_submodule(tied), "bias", None))
+                )
+        elif len(mats) == 1:
+            _set_submodule(clone, module_name, DenseLinear(new[0], bias))
+        else:  # fused q/k/v: one dense part per slice, outputs concatenated in order
+            _set_submodule(clone, module_name, ConcatLinear([DenseLinear(w) for w in new], bias))
+    return clone.eval()
+
+
+def _chosen(loaded: LoadedModel, kinds: tuple[str, ...]):
+    mats = [m for m in weight_matrices(loaded.model) if m.kind in kinds]
+    if not mats:
+        raise ValueError(f"The model has no matrices of kinds {kinds}.")
+    return mats
+
+
+def _measure(
+    loaded: LoadedModel,
+    method: str,
+    kinds: tuple[str, ...],
+    replaced: dict[str, torch.Tensor],  # every matrix that changed: name -> its new (out, in) weight
+    bytes_chosen: int,
+    evalset: EvalSet,
+    ref: Reference,
+    ranks: dict[str, int],
+) -> QuantOutcome:
+    mats = {m.name: m for m in weight_matrices(loaded.model) if m.name in replaced}
+    dropped = sum(float((mats[n].weight.double() - w.double()).square().sum()) for n, w in replaced.items())
+    total = sum(float(m.weight.double().square().sum()) for m in mats.values())
+    fp16 = sum(m.weight.numel() for m in mats.values()) * BYTES_PER_PARAM
+    after = evaluate(loaded, with_weights_replaced(loaded, replaced), evalset, ref)
+    return QuantOutcome(
+        method=method,
+        kinds=tuple(kinds),
+        bytes_chosen=int(bytes_chosen),
+        bytes_chosen_fp16=int(fp16),
+        bytes_model=model_fp16_bytes(loaded) - fp16 + int(bytes_chosen),
+        weight_error=dropped / total if total > 0 else 0.0,
+        before=ref.quality,
+        after=after,
+        ranks=ranks,
+    )
+
+
+@torch.no_grad()
+def quantize_weights(
+    loaded: LoadedModel,
+    kinds: tuple[str, ...],
+    scheme: QuantScheme,
+    evalset: EvalSet,
+    ref: Reference,
+    progress: Callable[[float, str], None] | None = None,
+) -> QuantOutcome:
+    """Every matrix of the chosen kinds quantized with ``scheme`` (round to nearest), measured on ``evalset``."""
+    mats = _chosen(loaded, kinds)
+    replaced, nbytes = {}, 0
+    for i, mat in enumerate(mats):
+        if progress is not None:
+            progress(i / len(mats), f"{scheme.name}: {mat.name}")
+        replaced[mat.name] = fake_quantize(mat.weight.detach(), scheme)
+        nbytes += scheme.nbytes(tuple(mat.shape))
+    return _measure(loaded, scheme.name, kinds, replaced, nbytes, evalset, ref, {})
+
+
+@torch.no_grad()
+def residual_split_weights(
+    loaded: LoadedModel,
+    kinds: tuple[str, ...],
+    scheme: QuantScheme,
+    evalset: EvalSet,
+    ref: Reference,
+    energy: float = RESIDUAL_ENERGY,
+    progress: Callable[[float, str], None] | None = None,
+) -> QuantOutcome:
+    """Each chosen matrix split W = W_r + R with r the energy rank of ``energy`` (sum of the top σ² over all):
+    W_r kept at fp16 as two factors, R quantized with ``scheme``."""
+    mats = _chosen(loaded, kinds)
+    replaced, nbytes, ranks = {}, 0, {}
+    for i, mat in enumerate(mats):
+        if progress is not None:
+            progress(i / len(mats), f"top directions + {scheme.name}: {mat.name}")
+        w = mat.weight.detach()
+        rank = energy_rank_of(torch.linalg.svdvals(w.double()), energy)
+        split = spectral_split(w, rank, scheme)
+        replaced[mat.name] = split.dequantize(w.dtype)
+        nbytes += split.nbytes
+        ranks[mat.name] = rank
+    return _measure(loaded, f"svd-residual-{scheme.name}", kinds, replaced, nbytes, evalset, ref, ranks)
+
+
+@torch.no_grad()
+def quantize_factored_weights(
+    loaded: LoadedModel,
+    factorization: Factorization,
+    ranks: dict[str, int],
+    scheme: QuantScheme,
+    evalset: EvalSet,
+    ref: Reference,
+) -> QuantOutcome:
+    """Low-rank factors A_k, B_k of the matrices in ``ranks`` (name -> k), each factor then quantized with
+    ``scheme``: W ≈ dequant(A_k) dequant(B_k). Method name "<factorization method>+<scheme>"."""
+    chosen = {f.name: f for f in factorization.matrices if f.name in ranks}
+    replaced, nbytes = {}, 0
+    for name, f in chosen.items():
+        A, B = f.factors(ranks[name])
+        fq = quantize_factors(A, B, scheme)
+        replaced[name] = fq.dequantize(torch.float32)
+        nbytes += fq.nbytes
+    kinds = tuple(dict.fromkeys(f.kind for f in chosen.values()))
+    outcome = _measure(
+        loaded, f"{factorization.method}+{scheme.name}", kinds, replaced, nbytes, evalset, ref, {}
+    )
+    return outcome
