@@ -42,3 +42,22 @@ def test_minilm_error_within_half_a_step(minilm, scheme):
         half = q.scale.expand_as(q.codes.double()).reshape(w.shape[0], -1)[:, : w.shape[1]].numpy() / 2
         # |error| <= scale / 2 (round to nearest, nothing clamped); float64 grid arithmetic adds a few eps64 |w|.
         assert np.all(error <= half + 8 * np.finfo(np.float64).eps * float(w.abs().max()))
+
+
+def test_healing_smollm2_lowers_the_calibration_loss(smollm2):
+    """A few Adam steps on plain-SVD factors of two MLP matrices at a quarter of their rank."""
+    from explorer.analysis import compression as comp
+    from explorer.analysis import healing
+    from explorer.analysis.lowrank import factorize
+    from explorer.analysis.matrices import weights_checksum
+
+    fact = factorize(smollm2.model, "svd", ("mlp_down",), layers=[3, 10])
+    ranks = {f.name: f.max_rank // 4 for f in fact.matrices}
+    evalset = comp.make_eval_set(smollm2, comp.heldout_text(), 64)
+    ref = comp.reference(smollm2, evalset)
+    before = weights_checksum(smollm2.model)
+    run, _ = healing.heal(
+        smollm2, fact, ranks, comp.shipped_calibration_text(), evalset, ref, steps=6, lr=1e-4
+    )
+    assert run.calibration_after < run.calibration_before
+    assert weights_checksum(smollm2.model) == before
