@@ -149,10 +149,10 @@ def heal(
             p.grad = g
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if progress is not None:
             progress(
-                (step + 1) / max(steps, 1), f"Healing: step {step + 1} of {steps}, loss {float(loss):.4f}"
+                (step + 1) / max(steps, 1), f"Healing: step {step + 1} of {steps}, loss {losses[-1]:.4f}"
             )
     seconds = time.perf_counter() - start
     for p in params:

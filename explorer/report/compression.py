@@ -17,7 +17,8 @@ metrics.json gains
   the original at least 0.99), the row with the fewest parameters within it (null if none) and the row of the
   smallest quality loss (what to show when nothing fits).
 
-report.html gains the Pareto chart and the table. Factors come from the disk store when an earlier run (or the
+The list also holds the quantization rows (``explorer/report/quantization.py`` describes them); they carry no
+``"allocation"``. report.html gains the Pareto chart and the tables. Factors come from the disk store when an earlier run (or the
 app) computed them for the same weights, calibration and groups.
 """
 
@@ -31,6 +32,7 @@ from explorer.analysis.lowrank import METHOD_LABELS, METHODS
 from explorer.errors import ExplorerError
 from explorer.figures.compression import make_pareto_figure
 from explorer.models import Capture, LoadedModel
+from explorer.report.quantization import quantization_records
 from explorer.report.section import ReportSection
 
 GREEDY_METHODS = ("svdllm",)
@@ -84,6 +86,7 @@ def compression_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
     points = comp.sweep(loaded, facts, evalset, ref, comp.KEPT_SHARES, greedy=GREEDY_METHODS)
     records = comp.sweep_records(points, kinds)
     budget = budget_summary(points, records, ref.quality)
+    quantized = quantization_records(loaded, kinds, facts["svdllm"], evalset, ref)
     fig = make_pareto_figure(
         points, original=ref.quality, break_even=comp.break_even_by_kind(facts[METHODS[0]])
     )
@@ -126,11 +129,22 @@ def compression_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
         f"<table class='card'><tr><th>method</th><th>ranks</th><th>group parameters kept</th><th>mean rank</th>"
         f"<th>model parameters kept</th><th>MB (fp16)</th><th>calibration output error</th>"
         f"<th>{quality.replace('_', ' ')}</th><th>latency (ms)</th></tr>{rows}</table>"
+        f"<p>Fewer bits on the same groups, and combinations (bytes of the whole model, the rest at fp16):</p>"
+        f"<table class='card'><tr><th>method</th><th>MB</th><th>groups' MB (fp16 MB)</th>"
+        f"<th>relative weight error</th><th>{quality.replace('_', ' ')}</th></tr>"
+        + "".join(
+            f"<tr><td>{html.escape(r['method'])}</td><td>{r['bytes'] / 1e6:.1f}</td>"
+            f"<td>{r['group_bytes'] / 1e6:.1f} ({r['group_bytes_fp16'] / 1e6:.1f})</td>"
+            f"<td>{'' if r.get('weight_error') is None else format(r['weight_error'], '.3g')}</td>"
+            f"<td>{r[quality]:.4g}</td></tr>"
+            for r in quantized
+        )
+        + "</table>"
     )
     return ReportSection(
         "Compression what-if",
         None,
-        {"compression": records, "compression_budget": budget},
+        {"compression": records + quantized, "compression_budget": budget},
         [("Parameters kept against quality", fig)],
         text,
     )
