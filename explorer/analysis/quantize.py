@@ -166,17 +166,24 @@ def residual_split_weights(
     evalset: EvalSet,
     ref: Reference,
     energy: float = RESIDUAL_ENERGY,
+    share: float | None = None,
     progress: Callable[[float, str], None] | None = None,
 ) -> QuantOutcome:
-    """Each chosen matrix split W = W_r + R with r the energy rank of ``energy`` (sum of the top σ² over all):
-    W_r kept at fp16 as two factors, R quantized with ``scheme``."""
+    """Each chosen matrix split W = W_r + R, W_r kept at fp16 as two factors, R quantized with ``scheme``.
+
+    r is the energy rank of ``energy`` (the top σ² hold that share of sum σ²), or, with ``share``, the rank whose
+    fp16 factors take that share of the matrix's fp16 parameters: r = floor(share · mn / (m + n))."""
     mats = _chosen(loaded, kinds)
     replaced, nbytes, ranks = {}, 0, {}
     for i, mat in enumerate(mats):
         if progress is not None:
             progress(i / len(mats), f"top directions + {scheme.name}: {mat.name}")
         w = mat.weight.detach()
-        rank = energy_rank_of(torch.linalg.svdvals(w.double()), energy)
+        m, n = w.shape
+        if share is None:
+            rank = energy_rank_of(torch.linalg.svdvals(w.double()), energy)
+        else:
+            rank = min(int(share * m * n / (m + n)), min(m, n))
         split = spectral_split(w, rank, scheme)
         replaced[mat.name] = split.dequantize(w.dtype)
         nbytes += split.nbytes
