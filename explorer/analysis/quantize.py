@@ -214,3 +214,47 @@ def quantize_factored_weights(
         loaded, f"{factorization.method}+{scheme.name}", kinds, replaced, nbytes, evalset, ref, {}
     )
     return outcome
+
+
+@dataclass(frozen=True)
+class TradeoffPoint:
+    """One point of the bytes/quality chart. series: the family it belongs to ("int8", "4-bit, groups of 32",
+    "SVD-LLM (whitened)", ...); setting: what produced it, for the hover; bytes_model: the whole model's storage
+    in bytes; quality: measured on the EvalSet; on_own_grid: True for a 4-bit grid the weights were stored on
+    before (SmolLM2's Q4_1): its cost is zero by construction, not a finding about 4-bit quantization."""
+
+    series: str
+    setting: str
+    bytes_model: int
+    quality: Quality
+    on_own_grid: bool = False
+
+
+def series_name(scheme: QuantScheme) -> str:
+    """The chart's series for a scheme: "int8", "4-bit, groups of 32", "4-bit + offset, groups of 32"."""
+    if scheme.group_size is None:
+        return f"int{scheme.bits}"
+    offset = "" if scheme.symmetric else " + offset"
+    return f"{scheme.bits}-bit{offset}, groups of {scheme.group_size}"
+
+
+def is_own_grid(loaded: LoadedModel, scheme: QuantScheme) -> bool:
+    """Whether ``scheme`` re-creates the grid the model's weights were stored on (GGUF Q4_1: 4 bits, an fp16
+    scale and minimum per block of 32): then quantizing costs nothing, by construction."""
+    q = loaded.anatomy.quantization
+    return (
+        q is not None
+        and q.scheme == "Q4_1"
+        and scheme.bits == q.bits
+        and scheme.group_size == 32
+        and not scheme.symmetric
+    )
+
+
+def tradeoff_point(
+    loaded: LoadedModel, outcome: QuantOutcome, scheme: QuantScheme | None = None
+) -> TradeoffPoint:
+    """A chart point from a quantization outcome (``scheme``: the plain scheme used, for its series name)."""
+    series = series_name(scheme) if scheme is not None and outcome.method == scheme.name else outcome.method
+    own = scheme is not None and outcome.method == scheme.name and is_own_grid(loaded, scheme)
+    return TradeoffPoint(series, outcome.method, outcome.bytes_model, outcome.after, own)

@@ -61,3 +61,13 @@ def test_healing_smollm2_lowers_the_calibration_loss(smollm2):
     )
     assert run.calibration_after < run.calibration_before
     assert weights_checksum(smollm2.model) == before
+
+
+def test_own_grid_is_recognised_only_where_it_is(smollm2, minilm):
+    from explorer.analysis.quantize import is_own_grid, series_name
+
+    q4_1 = QuantScheme(4, 32, symmetric=False)
+    assert is_own_grid(smollm2, q4_1)
+    assert not any(is_own_grid(smollm2, s) for s in (QuantScheme(4, 32), QuantScheme(4, 64, False), INT8))
+    assert not is_own_grid(minilm, q4_1)  # fp32 weights: no grid of their own
+    assert series_name(q4_1) == "4-bit + offset, groups of 32" and series_name(INT8) == "int8"
