@@ -76,8 +76,10 @@ def bench(model_id: str = "smollm2-135m", tokens: int = 512, log=print) -> dict:
             **(extra or {}),
         }
         rows.append(row)
-        log(f"  {method:26s} budget {budget if budget is None else f'{budget:.0%}':>5}  "
-            f"bytes {row['bytes_share']:6.1%}  {headline} {quality.headline:.4f}")  # fmt: skip
+        shown = "-" if budget is None else f"{budget:.0%}"
+        log(
+            f"  {method:26s} budget {shown:>5}  bytes {row['bytes_share']:6.1%}  {headline} {quality.headline:.4f}"
+        )
 
     for scheme in (INT8, *INT4_SCHEMES):
         out = qz.quantize_weights(loaded, kinds, scheme, evalset, ref)
