@@ -10,9 +10,12 @@ peak and reported separately as the baseline):
   grid     lambda_max and trace of every layer's attention and MLP. Ours: analysis.curvature.curvature_grid.
            PyHessian has no per-block mode (its issue #10); the nearest use is one hessian object per block
            with requires_grad set on that block only, which is what we time.
-hessian-eigenthings is not on PyPI (it installs from GitHub only, unreachable here), so it is not compared.
+hessian-eigenthings 1.0.0a5 (a pre-release on PyPI): its HessianOperator (double backward) on the same loss,
+power_iteration_one with the same stopping rule as ours (relative residual < 1e-3, at most 100 products),
+hutchinson with the same probes, and for the grid one operator per block through its parameter filter.
 
-PyHessian is a bench-only dependency (bench/requirements.txt); without it those rows are skipped.
+PyHessian and hessian-eigenthings are bench-only dependencies (bench/requirements.txt); without them their rows
+are skipped.
 Run:  HF_HUB_OFFLINE=1 /tmp/bench-venv/bin/python bench/bench_curvature.py [--tasks lambda trace grid]
           [--grid-layers N] [--probes P] [--json out.json]
 Machines here are shared: compare ratios measured in the same run, not seconds across runs.
@@ -83,6 +86,19 @@ def _pyhessian(torch, loaded, spec, names=None):
     )
 
 
+def _eigenthings(torch, loaded, spec, names=None):
+    import hessian_eigenthings as he
+
+    ids = spec.inputs["input_ids"]
+
+    def loss_fn(model, batch):
+        logits = model(input_ids=batch, use_cache=False).logits[0, :-1]
+        return torch.nn.functional.cross_entropy(logits, batch[0, 1:])
+
+    keep = None if names is None else (lambda name, _p: name in names)
+    return he.HessianOperator(loaded.model, [ids], loss_fn, param_filter=keep)
+
+
 def child(task: str, contender: str, probes: int, grid_layers: int) -> dict:
     torch, loaded, spec = _setup()
     from explorer.analysis import curvature as C
@@ -95,6 +111,13 @@ def child(task: str, contender: str, probes: int, grid_layers: int) -> dict:
         op = C.CurvatureOperator(loaded.model, spec, C.select_block(loaded.model, "all"))
         res = lanczos_top_k(op, op.n, 1, max_basis=4, tol=1e-3, max_matvec=100)
         out.update(value=float(res.eigenvalues[0]), n_matvec=res.n_matvec, converged=res.converged)
+    elif task == "lambda" and contender == "eigenthings":
+        import hessian_eigenthings as he
+
+        value, _v, _r, iters, converged = he.power_iteration_one(
+            _eigenthings(torch, loaded, spec), max_iter=100, tol=1e-3, seed=0
+        )
+        out.update(value=float(value), n_matvec=iters, converged=converged)
     elif task == "lambda":
         eigenvalues, _ = _pyhessian(torch, loaded, spec).eigenvalues(maxIter=100, tol=1e-3, top_n=1)
         out.update(value=float(eigenvalues[0]))
@@ -102,6 +125,11 @@ def child(task: str, contender: str, probes: int, grid_layers: int) -> dict:
         op = C.CurvatureOperator(loaded.model, spec, C.select_block(loaded.model, "all"))
         est = hutchinson_trace(op, op.n, probes)
         out.update(value=est.trace, stderr=est.stderr, n_matvec=probes)
+    elif task == "trace" and contender == "eigenthings":
+        import hessian_eigenthings as he
+
+        est = he.hutchinson(_eigenthings(torch, loaded, spec), num_samples=probes, seed=0)
+        out.update(value=float(est.estimate), stderr=float(est.stderr), n_matvec=probes)
     elif task == "trace":
         samples = _pyhessian(torch, loaded, spec).trace(maxIter=probes, tol=-1.0)
         out.update(value=float(sum(samples) / len(samples)), n_matvec=len(samples))
@@ -110,6 +138,20 @@ def child(task: str, contender: str, probes: int, grid_layers: int) -> dict:
             loaded.model, spec, trace_probes=probes // 4, tol=1e-2, max_matvec=12, layers=range(grid_layers)
         )
         out.update(lambda_max=grid.lambda_max.tolist(), trace=grid.trace.tolist())
+    elif task == "grid" and contender == "eigenthings":
+        import hessian_eigenthings as he
+
+        lam, tr = [], []
+        for layer in range(grid_layers):
+            row_l, row_t = [], []
+            for part in C.LAYER_PARTS:
+                block = C.select_block(loaded.model, f"layer:{layer}:{part}")
+                op = _eigenthings(torch, loaded, spec, set(block.names))
+                row_l.append(float(he.power_iteration_one(op, max_iter=12, tol=1e-2, seed=0)[0]))
+                row_t.append(float(he.hutchinson(op, num_samples=probes // 4, seed=0).estimate))
+            lam.append(row_l)
+            tr.append(row_t)
+        out.update(lambda_max=lam, trace=tr)
     elif task == "grid":
         lam, tr = [], []
         for layer in range(grid_layers):
@@ -152,6 +194,7 @@ def main() -> int:
     parser.add_argument("--probes", type=int, default=20, help="Hutchinson probes (grid: a quarter of them)")
     parser.add_argument("--grid-layers", type=int, default=30)
     parser.add_argument("--skip-pyhessian", action="store_true")
+    parser.add_argument("--skip-eigenthings", action="store_true")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -168,16 +211,28 @@ def main() -> int:
     except ImportError:
         have_pyhessian = False
         print("PyHessian is not installed (bench/requirements.txt): its rows are skipped.")
+    try:
+        import hessian_eigenthings  # noqa: F401
+
+        have_eigenthings = not args.skip_eigenthings
+    except ImportError:
+        have_eigenthings = False
+        print("hessian-eigenthings is not installed (bench/requirements.txt): its rows are skipped.")
     load = os.getloadavg()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
         f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; {MODEL_ID}, {N_TOKENS} tokens"
     )
     results = []
+    peers = [
+        name
+        for name, present in (("PyHessian", have_pyhessian), ("eigenthings", have_eigenthings))
+        if present
+    ]
     for task in args.tasks:
         ours = run_child(task, "ours", args)
-        peer = run_child(task, "pyhessian", args) if have_pyhessian else None
-        results += [r for r in (ours, peer) if r]
+        others = {name: run_child(task, name.lower(), args) for name in peers}
+        results += [r for r in (ours, *others.values()) if r]
         if not ours:
             continue
         line = f"== {task}: ours {ours['seconds']:.1f} s, peak {ours['peak_rss_gib']:.2f} GiB"
@@ -186,11 +241,16 @@ def main() -> int:
             line += f", value {ours['value']:.6g}"
             if "n_matvec" in ours:
                 line += f" ({ours['n_matvec']} products)"
-        if peer:
-            line += f"; PyHessian {peer['seconds']:.1f} s, peak {peer['peak_rss_gib']:.2f} GiB"
-            line += f"; speed-up {peer['seconds'] / ours['seconds']:.2f}x"
+        for name, peer in others.items():
+            if not peer:
+                continue
+            line += f"\n   {name}: {peer['seconds']:.1f} s, peak {peer['peak_rss_gib']:.2f} GiB"
+            line += f"; ours is {peer['seconds'] / ours['seconds']:.2f}x faster"
             if "value" in peer:
-                line += f", PyHessian value {peer['value']:.6g} (rel. diff {abs(peer['value'] - ours['value']) / abs(ours['value']):.2%})"
+                diff = abs(peer["value"] - ours["value"]) / abs(ours["value"])
+                line += f", value {peer['value']:.6g} (rel. diff {diff:.2%})"
+                if "n_matvec" in peer:
+                    line += f" ({peer['n_matvec']} products)"
             else:
                 import numpy as np
 
