@@ -6,8 +6,10 @@ weight as it is (shared with the cached model, read only: gradients are taken wi
 factors alone, so nothing is ever written to the shared tensors, not even .grad). The objective:
 
 - causal LMs: the mean next-token cross-entropy on the calibration chunks (what the model was trained on);
-- encoders: distillation, the mean squared difference between the copy's and the original's last hidden
-  states on the calibration chunks (an encoder has no next-token loss, and its use is its embeddings).
+- encoders: distillation, one minus the mean cosine between the copy's and the original's last hidden states,
+  token by token, on the calibration chunks (an encoder has no next-token loss; its use is its embeddings, and
+  their quality is measured by cosine: a squared difference would chase the few large-norm dimensions of BERT's
+  hidden states instead).
 
 Quality is measured on the held-out EvalSet before and after, with the same evaluate() as every what-if, so
 the chart shows how much of the loss training gives back. Cancellable between steps.
@@ -52,12 +54,12 @@ class Cancelled(Exception):
 class HealingRun:
     """One healing run.
 
-    losses: ndarray (steps,), the training objective (nats per token, or squared hidden-state units for
-    encoders) on each step's chunk, before the step. calibration_before/after: the objective averaged over the
-    first MEASURE_CHUNKS calibration chunks before and after healing (the same data both times: what training
-    did to its own objective). objective: its name. before: Quality of the
-    compressed copy before healing; after: of the healed copy (held-out EvalSet). seconds: wall-clock time of
-    the training steps. n_params: trainable parameters (the factors' entries).
+    losses: ndarray (steps,), the training objective (nats per token for causal LMs, 1 - cosine for encoders)
+    on each step's chunk, before the step. calibration_before/after: the objective averaged over the first
+    MEASURE_CHUNKS calibration chunks before and after healing (the same data both times: what training did to
+    its own objective). objective: its name. before: Quality of the compressed copy before healing; after: of
+    the healed copy (held-out EvalSet). seconds: wall-clock time of the training steps. n_params: trainable
+    parameters (the factors' entries).
     """
 
     losses: np.ndarray
@@ -75,7 +77,7 @@ class HealingRun:
 def objective_name(causal: bool) -> str:
     if causal:
         return "next-token cross-entropy on the calibration text (nats per token)"
-    return "distillation: mean squared difference to the original's last hidden states"
+    return "distillation: 1 - mean cosine to the original's last hidden states, per token"
 
 
 def _trainable_factors(model: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -97,7 +99,8 @@ def _objective(loaded: LoadedModel, model: torch.nn.Module, ids: torch.Tensor) -
         return F.cross_entropy(logits[:-1].float(), ids[0, 1:])
     with torch.no_grad():
         target = loaded.model(input_ids=ids).last_hidden_state
-    return (model(input_ids=ids).last_hidden_state - target).float().square().mean()
+    hidden = model(input_ids=ids).last_hidden_state
+    return 1.0 - F.cosine_similarity(hidden.float(), target.float(), dim=-1).mean()
 
 
 def _mean_objective(loaded: LoadedModel, model: torch.nn.Module, batches: list[torch.Tensor]) -> float:
