@@ -64,7 +64,7 @@ BUDGET_METRIC = Choice(
 )
 BUDGET_VALUES = {
     "perplexity": Int("budget_ppl", 10, 1, 200, key="budget_ppl"),
-    "kl": Float("budget_kl", 0.05, 0.001, 2.0, key="budget_kl", digits=3),
+    "kl": Float("budget_kl", 0.05, 1e-6, 2.0, key="budget_kl", digits=3),
     "cosine": Float("budget_cos", 0.99, 0.5, 0.9999, key="budget_cos", digits=4),
     "spearman": Float("budget_rho", 0.98, 0.5, 0.9999, key="budget_rho", digits=4),
 }
@@ -116,7 +116,7 @@ if metric == "perplexity":
     limit = PAGE.number_input(limit_setting, "At most + (%)", where=b2, step=1)
     budget = comp.QualityBudget(perplexity_increase=limit / 100, metric=metric)
 elif metric == "kl":
-    limit = PAGE.number_input(limit_setting, "At most (nats/token)", where=b2, step=0.01, format="%.3f")
+    limit = PAGE.number_input(limit_setting, "At most (nats/token)", where=b2, step=0.01, format="%.4f")
     budget = comp.QualityBudget(max_kl=limit, metric=metric)
 elif metric == "cosine":
     limit = PAGE.number_input(limit_setting, "At least", where=b2, step=0.001, format="%.4f")
