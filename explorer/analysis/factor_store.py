@@ -262,13 +262,16 @@ def cached_factorize(
     )
     path = path_for(key)
     if cap > 0:
-        found = load_factorization(path)
+        found = _read(path)
+        if found is None and usable_only:  # the full factors (the report's, a bench's) hold the usable ones
+            full_key = factor_key(
+                model_fingerprint(model), method, calibration_key, kinds, layers=layers, ridge=ridge
+            )
+            full = _read(path_for(full_key))
+            if full is not None:
+                found = usable_factors(full)
+                _store(found, path, cap)
         if found is not None:
-            try:
-                now = time.time()
-                os.utime(path, (now, now))  # least recently *used*: a read counts
-            except OSError:
-                pass
             if progress is not None:
                 progress(1.0, "Factors read from the disk cache.")
             return found, True
@@ -286,9 +289,25 @@ def cached_factorize(
     if usable_only:
         fact = usable_factors(fact)
     if cap > 0:
-        try:
-            save_factorization(fact, path)
-            evict(cap, keep=path)
-        except OSError:
-            pass  # a full or read-only disk only costs the next visit a recomputation
+        _store(fact, path, cap)
     return fact, False
+
+
+def _read(path: Path) -> Factorization | None:
+    """A stored factorization, its file marked as just used; None on a miss."""
+    found = load_factorization(path)
+    if found is not None:
+        try:
+            now = time.time()
+            os.utime(path, (now, now))  # least recently *used*: a read counts
+        except OSError:
+            pass
+    return found
+
+
+def _store(fact: Factorization, path: Path, cap: int) -> None:
+    try:
+        save_factorization(fact, path)
+        evict(cap, keep=path)
+    except OSError:
+        pass  # a full or read-only disk only costs the next visit a recomputation

@@ -242,3 +242,24 @@ def test_latency_words_never_report_noise_as_a_finding():
     faster = _comparison([20, 20.1, 20.2, 20.3, 20.4], [10, 10.1, 10.2, 10.3, 10.4])
     assert "faster: 0.50×" in words.latency_sentence(faster, "cpu")
     assert len(words.latency_sentences(Latency(overlap, slower, 2), "cpu")) == 2
+
+
+def test_usable_factors_come_from_stored_full_factors_without_a_calibration_pass(cache_home, calibrated):
+    loaded, (stats, n_tokens) = calibrated
+    full, hit = store.cached_factorize(loaded.model, "svdllm", KINDS, "cal", lambda: (stats, n_tokens))
+    assert not hit
+
+    def no_pass():
+        raise AssertionError("the full factors on disk hold the usable ones: no calibration pass needed")
+
+    cut, hit = store.cached_factorize(loaded.model, "svdllm", KINDS, "cal", no_pass, usable_only=True)
+    assert hit and len(list(store.store_dir().iterdir())) == 2  # the usable file is written for next time
+    again, hit = store.cached_factorize(loaded.model, "svdllm", KINDS, "cal", no_pass, usable_only=True)
+    expected = store.usable_factors(full)
+    for f, g, h in zip(expected.matrices, cut.matrices, again.matrices, strict=True):
+        assert (
+            torch.equal(f.U, g.U)
+            and torch.equal(f.B, g.B)
+            and torch.equal(f.U, h.U)
+            and torch.equal(f.B, h.B)
+        )
