@@ -219,7 +219,9 @@ if answers and points:
     elif metric == "cosine":
         attr_line = (budget.min_cosine, "budget limit")
     st.plotly_chart(
-        make_pareto_figure(points, original=original, budget_line=attr_line),
+        make_pareto_figure(
+            points, original=original, budget_line=attr_line, measured_on="the held-out passage"
+        ),
         width="stretch",
         key="compression_pareto",
     )

@@ -18,10 +18,10 @@ if TYPE_CHECKING:  # typing only: figures never need torch at run time
 METHOD_COLORS = {"svd": "#e8590c", "asvd": "#1c7ed6", "svdllm": "#2f9e44"}
 
 
-def quality_axis(causal: bool) -> tuple[str, str]:
+def quality_axis(causal: bool, measured_on: str = "the text") -> tuple[str, str]:
     """(attribute of Quality plotted, axis title)."""
     if causal:
-        return "perplexity", "perplexity on the text (log scale, lower is better)"
+        return "perplexity", f"perplexity on {measured_on} (log scale, lower is better)"
     return "embedding_cosine", "mean cosine to the original embeddings (higher is better)"
 
 
@@ -37,6 +37,7 @@ def make_pareto_figure(
     current: Outcome | None = None,
     break_even: dict | None = None,
     budget_line: tuple[float, str] | None = None,
+    measured_on: str = "the text",
 ) -> go.Figure:
     """Parameters kept (% of the model) against measured quality, one line per method and allocation
     (allocated ranks dashed).
@@ -47,8 +48,9 @@ def make_pareto_figure(
         current: the page's current setting, marked with a star.
         break_even: kind -> ((m, n), break-even rank mn/(m+n), max rank), noted beside the 100 % line.
         budget_line: (quality value, label): the budget's limit on the plotted quality, a dotted line.
+        measured_on: what the quality was measured on, for the axis title.
     """
-    attr, y_title = quality_axis(original.causal)
+    attr, y_title = quality_axis(original.causal, measured_on)
     fig = go.Figure()
     for method, allocation in [(m, a) for a in ("uniform", "greedy") for m in METHOD_LABELS]:
         pts = sorted(

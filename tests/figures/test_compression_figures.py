@@ -137,3 +137,8 @@ def test_rank_allocation_figure_cells_are_rank_over_break_even():
     np.testing.assert_array_equal(np.asarray(greedy.z), [[0.2, 1.0], [0.8, 0.6]])  # exact quotients of ints
     assert greedy.text[0][1] == "dense" and greedy.text[1][0] == "16"
     assert "50%" in fig.layout.title.text
+
+
+def test_pareto_axis_names_what_quality_was_measured_on():
+    fig = make_pareto_figure(_points(True), original=_quality(True, 20.0), measured_on="the held-out passage")
+    assert fig.layout.yaxis.title.text.startswith("perplexity on the held-out passage")
