@@ -12,7 +12,7 @@ import torch
 from transformers.pytorch_utils import Conv1D
 
 from explorer.analysis import compression as comp
-from explorer.analysis.lowrank import factorize
+from explorer.analysis.factor_store import cached_factorize
 from explorer.analysis.matrices import weights_checksum
 from explorer.models import capture, load_model
 from explorer.models.capture import tokenize
@@ -51,8 +51,11 @@ def _stats(loaded, kinds):
 def _dense_copy_at(loaded, method, kinds, share, allocation):
     """A deep copy of the model with each chosen matrix replaced by its rank-k product U_k B_k, written into
     the dense weight: a different code path from the page's factored modules (A_k(B_k x))."""
-    stats, n_tokens = _stats(loaded, kinds)
-    fact = factorize(loaded.model, method, kinds, stats, calibration_tokens=n_tokens)
+    # The factors may come from the disk store (SmolLM2: minutes to compute); what is checked here is the
+    # evaluation of the configuration, and the store's round trip is tested bit for bit elsewhere.
+    kinds = tuple(k for k in kinds if k in comp.available_kinds(loaded.model))
+    key = comp.calibration_key_of(comp.shipped_calibration_text())
+    fact, _ = cached_factorize(loaded.model, method, kinds, key, lambda: _stats(loaded, kinds))
     ranks = comp.choose_ranks(fact, comp.RankSetting(mode="share", share=share, allocation=allocation))
     model = copy.deepcopy(loaded.model)
     with torch.no_grad():
