@@ -263,3 +263,23 @@ def test_usable_factors_come_from_stored_full_factors_without_a_calibration_pass
             and torch.equal(f.U, h.U)
             and torch.equal(f.B, h.B)
         )
+
+
+def test_verdict_thresholds_and_summary_sentences():
+    before = _q(ppl=20.0, kl=0.0)
+    assert words.verdict(before, _q(ppl=21.0, kl=0.1)) == "barely changes"  # x1.05: the limit is inclusive
+    assert words.verdict(before, _q(ppl=29.0, kl=0.1)) == "is slightly worse"
+    assert words.verdict(before, _q(ppl=1000.0, kl=0.1)).startswith("is broken")
+    assert words.verdict(before, _q(ppl=float("nan"), kl=0.1)).endswith("no usable numbers")
+    enc = _q(cos=1.0, rho=1.0)
+    assert words.verdict(enc, _q(cos=0.96, rho=0.9)) == "changes a little"
+    row = comp.MatrixRow("l.0.up", "mlp_up", 0, (64, 32), 10, 21.3, 2048, 960, 0.3, 0.35, 0.2)
+    outcome = comp.Outcome(
+        "svdllm", ("mlp_up",), 1_000_000, 998_912, 2048, 960, before, _q(ppl=22.0, kl=0.1), (row,)
+    )
+    size, quality = words.summary_sentences(outcome)
+    assert (
+        "keeps **100% of the model's parameters**" in size
+        and "SVD-LLM (whitened) factors of mean rank 10" in size
+    )
+    assert quality == "Perplexity on the text goes from **20** to **22**: quality **is slightly worse**."
