@@ -152,7 +152,9 @@ def answer_headline(
     return (
         f"**Nothing measured fits your {budget_phrase(budget, before.causal)} budget.** The closest: "
         f"{sentence[0].lower()}{sentence[1:]}",
-        how,
+        f"{how}. To stay within the budget, compress fewer weight groups (below) or accept a looser one: rank-k "
+        "factors cost k(m+n) numbers against mn, so even the gentlest setting drops many directions of every "
+        "matrix it compresses",
     )
 
 

@@ -221,7 +221,8 @@ def test_answer_headline_says_within_or_nothing_fits_plainly():
     assert how.startswith("SVD-LLM")
     strict = comp.QualityBudget(perplexity_increase=0.01)
     answers = comp.budget_answers(pts, before, strict, ("svdllm",))
-    text, _ = words.answer_headline(None, comp.overall_closest(answers), before, strict, KINDS)
+    text, how = words.answer_headline(None, comp.overall_closest(answers), before, strict, KINDS)
+    assert "compress fewer weight groups" in how
     assert text.startswith("**Nothing measured fits your +1% perplexity budget.** The closest: keeping")
     assert "outside your" in text
 
