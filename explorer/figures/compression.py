@@ -253,7 +253,8 @@ def make_rank_allocation_figure(comparison: RankComparison) -> go.Figure:
                 x=[str(layer) if layer >= 0 else "emb" for layer in layers],
                 y=[weight_kind_label(k) for k in kinds],
                 text=text,
-                texttemplate="%{text}",
+                # Ranks written in the cells only while they stay legible; the hover always has them.
+                texttemplate="%{text}" if len(layers) <= 16 else None,
                 textfont=dict(size=9),
                 zmin=0,
                 zmax=1,
