@@ -1,6 +1,8 @@
-"""Compression what-if: replace chosen weight groups by low-rank factors, see parameters saved against quality
-lost, measured on the model itself. Thin: analysis in explorer.analysis.compression, caching in
-explorer.ui.compression_cache, figures in explorer.figures.compression."""
+"""Compression for decisions: how small can the model get at the quality you accept? The budget view (first),
+measured in the background on the held-out passage, then the free controls with their headline card, honest
+latency, allocated ranks, the per-matrix table and a greedy continuation. Thin: analysis in
+explorer.analysis.compression, caching and jobs in explorer.ui.compression_cache, words in
+explorer.ui.compression_text, figures in explorer.figures.compression."""
 
 import pandas as pd
 import streamlit as st
@@ -8,22 +10,30 @@ import streamlit as st
 from explorer.analysis import compression as comp
 from explorer.analysis.lowrank import ASVD_ALPHA, METHOD_LABELS, METHODS, RIDGE
 from explorer.errors import ExplorerError
-from explorer.figures.compression import make_matrix_error_figure, make_pareto_figure
+from explorer.figures.compression import (
+    make_matrix_error_figure,
+    make_pareto_figure,
+    make_rank_allocation_figure,
+)
 from explorer.ui import compression_cache as cc
+from explorer.ui import compression_text as words
+from explorer.ui import jobs
 from explorer.ui.session import require_model, selection
 from explorer.ui.state import Choice, Float, Int, PageState, Subset
 
-# Models below this many parameters run the Pareto sweep on their own; bigger ones wait for a click.
-AUTO_SWEEP_PARAMS = 60_000_000
+# Models below this many parameters measure the budget sweep within the page's run (seconds); bigger ones in the
+# background, the page redrawing as points arrive.
+BLOCKING_SWEEP_PARAMS = 5_000_000
+POLL_SECONDS = 3
 CALIBRATION_SOURCES = {"shipped": "Shipped calibration set (≈900 words)", "text": "The current text"}
 EVAL_SOURCES = {"text": "The current text (sidebar)", "heldout": "Shipped held-out passage (≈500 words)"}
 GENERATION_TOKENS = 32
 
 st.title("Compression what-if")
 st.caption(
-    "Replace weight matrices by low-rank factors W ≈ A·B and measure, on the model itself, how many "
-    "parameters that saves and how much quality it costs. The loaded model is never changed: every "
-    "measurement runs on a separate copy."
+    "Replace weight matrices by low-rank factors W ≈ A·B: how much smaller can the model get at the quality "
+    "you accept? Everything is measured on the model itself, on a separate copy: the loaded model never "
+    "changes."
 )
 
 loaded = require_model()
@@ -33,7 +43,7 @@ if not shapes:
     st.error("This model has no attention, MLP or embedding matrices that this page knows how to factor.")
     st.stop()
 
-
+causal = loaded.causal
 PAGE = PageState("compression")
 METHOD = Choice("comp_method", "svdllm", METHODS, key="method")
 GROUPS = Subset(
@@ -41,17 +51,212 @@ GROUPS = Subset(
 )
 MODE = Choice("comp_mode", "share", comp.MODES, key="mode")
 ENERGY = Float("comp_energy", 0.9, 0.5, 0.995, key="energy")
-SHARE = Int("comp_share", 50, 5, 100, key="share")
+SHARE = Int("comp_share", 90, 5, 100, key="share")
+ALLOCATION = Choice("comp_alloc", "uniform", comp.ALLOCATIONS, key="alloc")
 CALIBRATION = Choice("comp_calib", "shipped", CALIBRATION_SOURCES, key="calib")
 EVALUATION = Choice("comp_eval", "text", EVAL_SOURCES, key="eval")
 RANKS = {
     kind: Int(f"comp_rank_{kind}", max(1, round(k_star / 2)), 1, max_rank, key=f"rank_{kind}")
     for kind, (_shape, k_star, max_rank) in shapes.items()
 }
+BUDGET_METRIC = Choice(
+    "budget_metric", comp.BUDGET_METRICS[causal][0], comp.BUDGET_METRICS[causal], key="budget_metric"
+)
+BUDGET_VALUES = {
+    "perplexity": Int("budget_ppl", 10, 1, 200, key="budget_ppl"),
+    "kl": Float("budget_kl", 0.05, 1e-6, 2.0, key="budget_kl", digits=3),
+    "cosine": Float("budget_cos", 0.99, 0.5, 0.9999, key="budget_cos", digits=4),
+    "spearman": Float("budget_rho", 0.98, 0.5, 0.9999, key="budget_rho", digits=4),
+}
+BUDGET_METHODS = Subset("budget_methods", list(METHODS), METHODS, key="budget_method")
 
+
+def chosen_groups() -> tuple[str, ...]:
+    """The ticked groups before their checkboxes are drawn (the budget view above them measures them): the
+    boxes' own state once they exist, else the setting (link, memory or default)."""
+    keys = {kind: f"{PAGE.key(GROUPS)}_{kind}" for kind in GROUPS.choices}
+    if all(key in st.session_state for key in keys.values()):
+        return tuple(kind for kind, key in keys.items() if st.session_state[key])
+    return tuple(PAGE.bind(GROUPS))
+
+
+# Read before the budget view: it measures the chosen groups with the chosen calibration.
+kinds = chosen_groups()
+calib = PAGE.bind(CALIBRATION)
+kinds_key = tuple(k for k in shapes if k in kinds)
+calibration = cc.Calibration(calib, sel.text, sel.max_tokens) if calib == "text" else cc.Calibration()
+
+
+def use_settings(point: comp.SweepPoint) -> None:
+    """Set the free controls to a sweep point (before they are drawn): the point is then the headline card."""
+    PAGE.set(METHOD, point.method)
+    PAGE.set(MODE, "share")
+    PAGE.set(SHARE, round(100 * point.share))
+    PAGE.set(ALLOCATION, point.allocation)
+    PAGE.set(EVALUATION, "heldout")
+
+
+# ====================================================================================== the budget view
+st.subheader("How small can it get at the quality you accept?")
+b1, b2, b3 = st.columns([1.2, 1, 2])
+metric = PAGE.selectbox(
+    BUDGET_METRIC,
+    "Quality budget",
+    where=b1,
+    format_func=words.BUDGET_METRIC_LABELS.get,
+    help="Causal LM: perplexity increase on the held-out passage, or mean KL divergence of the next-token "
+    "distributions. Encoder: mean cosine of the sentence embeddings to the original's, or the rank "
+    "correlation of the pairwise similarities.",
+)
+limit_setting = BUDGET_VALUES[metric]
+for other, setting in BUDGET_VALUES.items():
+    if other != metric:
+        PAGE.bind(setting, link=False)
+if metric == "perplexity":
+    limit = PAGE.number_input(limit_setting, "At most + (%)", where=b2, step=1)
+    budget = comp.QualityBudget(perplexity_increase=limit / 100, metric=metric)
+elif metric == "kl":
+    limit = PAGE.number_input(limit_setting, "At most (nats/token)", where=b2, step=0.01, format="%.4f")
+    budget = comp.QualityBudget(max_kl=limit, metric=metric)
+elif metric == "cosine":
+    limit = PAGE.number_input(limit_setting, "At least", where=b2, step=0.001, format="%.4f")
+    budget = comp.QualityBudget(min_cosine=limit, metric=metric)
+else:
+    limit = PAGE.number_input(limit_setting, "At least", where=b2, step=0.001, format="%.4f")
+    budget = comp.QualityBudget(min_spearman=limit, metric=metric)
+b3.markdown("**Methods searched**")
+budget_methods = PAGE.checkboxes(BUDGET_METHODS, METHOD_LABELS.get, where=b3)
+methods_key = tuple(m for m in cc.BUDGET_METHODS if m in budget_methods) if kinds_key else ()
+
+# A stopped sweep: (what it was measuring, the points it had) for this session, so the answer keeps them.
+stop_key = "compression_sweep_stopped"
+sweep_id = (sel.model_key, kinds_key, calibration.key(), methods_key)
+stopped_state = st.session_state.get(stop_key)
+stopped = stopped_state is not None and stopped_state[0] == sweep_id
+job = None
+if methods_key and not stopped:
+    try:
+        job = cc.sweep_job(sel.model_key, kinds_key, calibration, methods_key)
+    except ExplorerError as err:
+        st.error(str(err), icon=":material/error:")
+        st.stop()
+    if not job.done and loaded.card.n_params < BLOCKING_SWEEP_PARAMS:
+        bar = st.progress(0.0, text="Measuring the budget sweep…")
+        jobs.follow(job, lambda f, msg: bar.progress(f, text=f"Budget sweep: {msg}"))
+        bar.empty()
+    if job.failed and not job.cancelled:
+        st.error(f"The budget sweep failed: {job.error}", icon=":material/error:")
+
+budget_eval, budget_ref = cc.budget_eval(sel.model_key)
+original = budget_ref.quality
+if stopped:
+    points = list(stopped_state[1])
+else:
+    points = cc.sweep_points(job) if job is not None and not job.failed else []
+answers = comp.budget_answers(points, original, budget, methods_key)
+best, closest = comp.overall_best(answers), comp.overall_closest(answers)
+running = job is not None and not job.done
+
+with st.container(border=True):
+    headline, how = words.answer_headline(best, closest, original, budget, kinds_key)
+    st.markdown(f"#### {headline}")
+    chosen = best.best if best is not None else (closest.closest if closest is not None else None)
+    if chosen is not None:
+        left, right = st.columns([3, 1])
+        left.caption(
+            f"{how}; {chosen.params_model_after / 1e6:.1f} M parameters, {words.size_phrase(chosen.bytes)} at "
+            f"fp16 (original {chosen.params_model_before / 1e6:.1f} M, "
+            f"{words.size_phrase(chosen.params_model_before * comp.BYTES_PER_PARAM)}). Measured on the held-out "
+            f"passage ({budget_eval.n_tokens} tokens), never seen in calibration."
+        )
+        if right.button(
+            "Use these settings", key="compression_use_best", icon=":material/done:", type="primary"
+        ):
+            use_settings(chosen)
+    if running:
+        st.progress(job.fraction, text=f"Still measuring ({len(points)} points so far): {job.message}")
+        if st.button("Stop the sweep", key="compression_stop_sweep", icon=":material/stop:"):
+            job.cancel()
+            st.session_state[stop_key] = (sweep_id, cc.sweep_points(job))
+            st.rerun()
+        st.caption("The answer can still improve: smaller settings of every method are being measured.")
+    elif stopped:
+        st.caption("The sweep was stopped: the answer covers the points measured before that.")
+        if st.button("Run the sweep", key="compression_run_sweep", icon=":material/play_arrow:"):
+            st.session_state.pop(stop_key, None)
+            st.rerun()
+    elif not kinds_key:
+        st.caption("Choose at least one weight group below to compress.")
+    elif not methods_key:
+        st.caption("Choose at least one method to search.")
+
+if answers and points:
+    with st.expander("Each method's answer", expanded=False):
+        table = pd.DataFrame([words.answer_row(a, original, budget) for a in answers])
+        st.dataframe(
+            table,
+            hide_index=True,
+            width="stretch",
+            key="compression_budget_table",
+            column_config={
+                "parameters (M)": st.column_config.NumberColumn(format="%.1f"),
+                "memory fp16 (MB)": st.column_config.NumberColumn(format="%.0f"),
+            },
+        )
+        cols = st.columns(len(answers))
+        for col, answer in zip(cols, answers, strict=True):
+            point = answer.best if answer.best is not None else answer.closest
+            if point is None:
+                continue
+            label = f"{METHOD_LABELS[answer.method].split(' (')[0]}, {answer.allocation}"
+            if col.button(label, key=f"compression_use_{answer.method}_{answer.allocation}", width="stretch"):
+                use_settings(point)
+        st.caption("A button sets the free controls below to that method's setting.")
+
+    attr_line = None
+    if metric == "perplexity":
+        attr_line = ((1 + budget.perplexity_increase) * original.perplexity, "budget limit")
+    elif metric == "cosine":
+        attr_line = (budget.min_cosine, "budget limit")
+    st.plotly_chart(
+        make_pareto_figure(
+            points, original=original, budget_line=attr_line, measured_on="the held-out passage"
+        ),
+        width="stretch",
+        key="compression_pareto",
+    )
+    st.caption(
+        "Each line: one method, its matrices keeping "
+        f"{', '.join(f'{s:.0%}' for s in comp.KEPT_SHARES)} of their parameters; solid: the same share for "
+        "every matrix, dashed: the same parameter count allocated where it lowers the calibration output "
+        "error most. Quality on the held-out passage."
+    )
+    st.download_button(
+        "Download the sweep (CSV)",
+        pd.DataFrame(comp.sweep_records(points, kinds_key)).to_csv(index=False),
+        file_name=f"compression_sweep_{loaded.id.replace('/', '_')}.csv",
+        mime="text/csv",
+        key="compression_sweep_csv",
+    )
+
+
+@st.fragment(run_every=POLL_SECONDS if running else None)
+def sweep_poller(seen: int) -> None:
+    """While the sweep runs in the background: redraw the page when new points arrived."""
+    now = cc.peek_sweep(sel.model_key, kinds_key, calibration, methods_key)
+    if now is None or now.done or len(now.partial) != seen:
+        st.rerun()
+
+
+if running:
+    sweep_poller(len(points))
+
+
+# ====================================================================================== free controls
+st.divider()
+st.subheader("Try a setting yourself")
 controls, main = st.columns([1.15, 3], gap="large")
 with controls:
-    st.subheader("Settings")
     method = PAGE.radio(
         METHOD,
         "Method",
@@ -77,7 +282,8 @@ with controls:
             ranks[kind] = PAGE.slider(
                 RANKS[kind],
                 f"{comp.GROUP_LABELS[kind]} rank",
-                help=f"{m}×{n}: break-even rank k* = mn/(m+n) = {k_star:.0f}; above it nothing is saved.",
+                help=f"{m}×{n}: break-even rank k* = mn/(m+n) = {k_star:.0f}; above it nothing is saved, so the "
+                f"slider stops at {max_rank}.",
             )
     elif mode == "energy":
         energy = PAGE.slider(
@@ -95,6 +301,13 @@ with controls:
             help="Rank k = share × mn/(m+n), so each factored matrix holds about this share of its numbers. "
             "100 % is the break-even rank: nothing saved.",
         )
+    allocation = PAGE.radio(
+        ALLOCATION,
+        "Ranks",
+        format_func=comp.ALLOCATION_LABELS.get,
+        help="Allocated: the same number of factor parameters, spent where each parameter lowers the error "
+        "on the calibration activations most (greedy over every matrix's next component).",
+    )
     calib = PAGE.radio(CALIBRATION, "Calibration text (ASVD, SVD-LLM)", format_func=CALIBRATION_SOURCES.get)
     eval_source = PAGE.radio(EVALUATION, "Measure quality on", format_func=EVAL_SOURCES.get)
     with st.expander("How the methods work"):
@@ -105,8 +318,8 @@ with controls:
             f"- **ASVD**: singular vectors of W·diag(mean|x|^{ASVD_ALPHA}), x = the calibration inputs.\n"
             "- **SVD-LLM**: singular vectors of W·L, L Lᵀ = XᵀX + λI (Cholesky, "
             f"λ = {RIDGE:g} × mean diagonal): the smallest ‖(W−W_k)X‖ on the calibration text.\n\n"
-            "Factors are computed once per model, method, calibration and groups; moving a slider only "
-            "slices them and re-runs the model."
+            "Factors are computed once per model, method, calibration and groups and kept on disk (they "
+            "survive a restart); moving a slider only slices them and re-runs the model."
         )
 
 # Only the active mode's value enters the setting, so hidden sliders never split the cache.
@@ -115,6 +328,7 @@ rank_setting = comp.RankSetting(
     ranks=tuple((k, int(ranks[k])) for k in shapes if k in kinds) if mode == "rank" else (),
     energy=float(energy) if mode == "energy" else 0.9,
     share=int(share) / 100 if mode == "share" else 0.5,
+    allocation=allocation,
 )
 
 with main:
@@ -122,19 +336,21 @@ with main:
         st.warning("Choose at least one weight group on the left to compress.", icon=":material/tune:")
         st.stop()
     kinds_key = tuple(k for k in shapes if k in kinds)
-    eval_text = comp.heldout_text() if eval_source == "heldout" else sel.text
+    calibration = cc.Calibration(calib, sel.text, sel.max_tokens) if calib == "text" else cc.Calibration()
+    eval_text, eval_tokens = (
+        (comp.heldout_text(), cc.BUDGET_TOKENS) if eval_source == "heldout" else (sel.text, sel.max_tokens)
+    )
     try:
-        evalset = cc.cached_eval_set(sel.model_key, eval_text, sel.max_tokens)
+        evalset = cc.cached_eval_set(sel.model_key, eval_text, eval_tokens)
     except ExplorerError as err:
         st.error(str(err), icon=":material/error:")
         st.stop()
     for message in evalset.messages:
         st.info(message, icon=":material/content_cut:")
-    calibration = cc.Calibration(calib, sel.text, sel.max_tokens) if calib == "text" else cc.Calibration()
 
     try:
         if not cc.has_factorization(sel.model_key, method, kinds_key, calibration):
-            bar = st.progress(0.0, text="Factorizing the chosen matrices (first time only)…")
+            bar = st.progress(0.0, text="Factorizing the chosen matrices (first time only; kept on disk)…")
             cc.factorization(
                 sel.model_key,
                 method,
@@ -145,7 +361,7 @@ with main:
             bar.empty()
         with st.spinner("Measuring the compressed copy…"):
             outcome = cc.cached_outcome(
-                sel.model_key, method, kinds_key, calibration, rank_setting, eval_text, sel.max_tokens
+                sel.model_key, method, kinds_key, calibration, rank_setting, eval_text, eval_tokens
             )
     except ExplorerError as err:
         st.error(str(err), icon=":material/error:")
@@ -155,7 +371,7 @@ with main:
     # ------------------------------------------------------------------ headline card
     before, after = outcome.before, outcome.after
     with st.container(border=True):
-        for sentence in comp.summary_sentences(outcome):
+        for sentence in words.summary_sentences(outcome):
             st.markdown(f"##### {sentence}")
         # Two rows of three: five metrics side by side beside the controls truncate their values ("102.…").
         cols = [*st.columns(3), *st.columns(3)]
@@ -212,15 +428,16 @@ with main:
                 f"the {len(evalset.sentences)} shipped sentences: 1 = every pair ranked the same.",
             )
             cols[5].caption("before: 1")
+        macs_before, macs_after = cc.cached_macs(sel.model_key, method, kinds_key, calibration, rank_setting)
         cols[4].metric(
-            "Latency",
-            f"{after.latency_ms:,.0f} ms",
-            f"{after.latency_ms - before.latency_ms:+,.0f} ms",
+            "Multiply-adds per token",
+            f"{macs_after / 1e6:,.1f} M",
+            f"{macs_after / macs_before - 1:+.0%}",
             delta_color="inverse",
-            help="Wall-clock time of the forward pass that produced these numbers (encoders: the text and "
-            f"the sentence batch), on {loaded.device}. Shared machines are noisy: repeat before you quote it.",
+            help="Of the products with weight matrices: mn for a dense matrix, k(m+n) for a factored one. "
+            "Measured latency: below.",
         )
-        cols[4].caption(f"before: {before.latency_ms:,.0f} ms · {evalset.n_tokens} tokens")
+        cols[4].caption(f"before: {macs_before / 1e6:,.1f} M")
     if outcome.params_chosen_after > outcome.params_chosen_before:
         st.warning(
             "At these ranks the two factors hold more numbers than the dense matrices (rank above "
@@ -241,49 +458,38 @@ with main:
             "text for numbers you can quote."
         )
 
-    # ------------------------------------------------------------------ Pareto sweep
-    st.subheader("Parameters kept against quality, all three methods")
-
+    # ------------------------------------------------------------------ latency, on demand
     @st.fragment
-    def pareto_section():
-        auto = loaded.card.n_params < AUTO_SWEEP_PARAMS
-        done = cc.has_sweep(sel.model_key, kinds_key, calibration, eval_text, sel.max_tokens)
-        if not (auto or done):
-            st.caption(
-                f"The sweep measures {len(METHODS) * len(comp.SWEEP_SHARES)} compressed models and factors "
-                "every chosen matrix three ways: on this model that takes a minute or more the first time."
-            )
-            if not st.button("Run the sweep", key="compression_run_sweep", icon=":material/play_arrow:"):
+    def latency_section():
+        st.markdown("**Latency** (warm-up, then interleaved runs of both models: medians with their spread)")
+        args = (sel.model_key, method, kinds_key, calibration, rank_setting, eval_text, eval_tokens)
+        job = cc.peek_latency(*args)
+        if job is None:
+            if not st.button("Measure latency", key="compression_latency", icon=":material/timer:"):
+                st.caption(
+                    "Takes a few seconds to a minute: each model runs several times at this text's tokens and "
+                    "at 256 tokens."
+                )
                 return
-        bar = st.progress(0.0, text="Sweep: starting…")
-        points = cc.sweep(
-            sel.model_key,
-            kinds_key,
-            calibration,
-            eval_text,
-            sel.max_tokens,
-            lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg),
-        )
-        bar.empty()
-        fig = make_pareto_figure(
-            points, original=before, current=outcome, break_even=comp.break_even_by_kind(fact)
-        )
-        st.plotly_chart(fig, width="stretch", key="compression_pareto")
-        st.caption(
-            "Each line: one method with every chosen matrix at 25, 50, 75 and 100 % of its break-even rank "
-            "(at 100 % the factors hold as many numbers as the original, so nothing is saved). The star is "
-            "the current setting; the dashed line the original model."
-        )
-        records = pd.DataFrame(comp.sweep_records(points, kinds_key))
-        st.download_button(
-            "Download the sweep (CSV)",
-            records.to_csv(index=False),
-            file_name=f"compression_sweep_{loaded.id.replace('/', '_')}.csv",
-            mime="text/csv",
-            key="compression_sweep_csv",
-        )
+            job = cc.latency_job(*args)
+        latency = jobs.result_with_progress(job, "Latency", failure="The latency measurement failed")
+        for sentence in words.latency_sentences(latency, loaded.device):
+            st.markdown(sentence)
 
-    pareto_section()
+    latency_section()
+
+    # ------------------------------------------------------------------ allocated ranks
+    st.subheader("Where the ranks go")
+    comparison = cc.rank_comparison(
+        sel.model_key, method, kinds_key, calibration, share / 100 if mode == "share" else 0.5
+    )
+    st.plotly_chart(make_rank_allocation_figure(comparison), width="stretch", key="compression_ranks")
+    st.caption(
+        "Each cell: one matrix's rank (the colour: its share of the break-even rank mn/(m+n)). The greedy "
+        "spends the same parameters as the same share for every matrix, one component at a time where it "
+        "removes the most calibration output error per parameter; it may leave a matrix dense."
+        + ("" if mode == "share" else " (Shown at 50 %: choose ranks by share to follow the slider.)")
+    )
 
     # ------------------------------------------------------------------ per-matrix table
     st.subheader("Per-matrix ranks and errors")
@@ -337,7 +543,7 @@ with main:
         n_prompt = min(32, evalset.n_tokens)
         with st.spinner(f"Generating {GENERATION_TOKENS} tokens with both models…"):
             prompt, original_text = cc.cached_original_generation(
-                sel.model_key, eval_text, sel.max_tokens, n_prompt, GENERATION_TOKENS
+                sel.model_key, eval_text, eval_tokens, n_prompt, GENERATION_TOKENS
             )
             compressed_text = cc.cached_compressed_generation(
                 sel.model_key,
@@ -346,7 +552,7 @@ with main:
                 calibration,
                 rank_setting,
                 eval_text,
-                sel.max_tokens,
+                eval_tokens,
                 n_prompt,
                 GENERATION_TOKENS,
             )

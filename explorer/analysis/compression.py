@@ -44,7 +44,7 @@ from explorer.models.anatomy import anatomy_of
 from explorer.models.capture import tokenize
 from explorer.models.loading import LoadedModel
 from explorer.paths import ASSETS_DIR
-from explorer.spectra.allocation import greedy_allocation
+from explorer.spectra.allocation import greedy_allocation, largest_factored_rank
 from explorer.spectra.ranks import energy_rank
 
 GROUP_KINDS = ("attn_q", "attn_k", "attn_v", "attn_o", "mlp_gate", "mlp_up", "mlp_down", "embed")
@@ -230,16 +230,20 @@ def factorize_model(
     calibration_tokens: int = 0,
     progress: Callable[[float, str], None] | None = None,
     calibration_key: str | None = None,
+    stats_provider: Callable[[], tuple[dict[str, ActivationStats], int]] | None = None,
+    usable_only: bool = False,
 ) -> Factorization:
     """Factor the chosen groups. With ``calibration_key`` (naming the calibration data that gave ``stats``,
     e.g. ``calibration_key_of(text)``) the disk store (explorer.analysis.factor_store) is read first and
-    written after a computation."""
+    written after a computation; ``stats_provider`` (called only on a miss) may then replace ``stats``.
+    ``usable_only``: keep only the ranks that save parameters (factor_store.usable_factors)."""
     if calibration_key is None:
         return factorize(
             loaded.model, method, kinds, stats, calibration_tokens=calibration_tokens, progress=progress
         )
+    provider = stats_provider or (lambda: (stats, calibration_tokens))
     fact, _from_disk = cached_factorize(
-        loaded.model, method, kinds, calibration_key, lambda: (stats, calibration_tokens), progress=progress
+        loaded.model, method, kinds, calibration_key, provider, progress=progress, usable_only=usable_only
     )
     return fact
 
@@ -471,13 +475,14 @@ def model_bytes(params_model_after: int) -> int:
 
 
 def kind_shapes(model: torch.nn.Module, kinds=GROUP_KINDS) -> dict[str, tuple[tuple[int, int], float, int]]:
-    """kind -> ((m, n), break-even rank mn/(m+n), max rank min(m, n)) of its first matrix, before any SVD
-    (every layer of the supported models shares the shape); what the rank sliders need."""
+    """kind -> ((m, n), break-even rank mn/(m+n), largest rank that saves parameters: the largest k with
+    k(m + n) < mn, at least 1) of its first matrix, before any SVD (every layer of the supported models shares
+    the shape); what the rank sliders need."""
     out = {}
     for mat in weight_matrices(model):
         if mat.kind in kinds and mat.kind not in out:
             m, n = mat.shape
-            out[mat.kind] = ((m, n), m * n / (m + n), min(m, n))
+            out[mat.kind] = ((m, n), m * n / (m + n), max(largest_factored_rank((m, n)), 1))
     return {k: out[k] for k in kinds if k in out}
 
 
@@ -728,48 +733,6 @@ def evaluate_ranks(
     )
 
 
-def verdict(before: Quality, after: Quality) -> str:
-    """A plain-language judgement of the quality change (thresholds are conventions, stated on the page)."""
-    if after.causal:
-        if after.perplexity is None or not np.isfinite(after.perplexity):
-            return "the compressed model produces no usable numbers"
-        ratio = after.perplexity / before.perplexity
-        for limit, words in (
-            (1.05, "barely changes"),
-            (1.5, "is slightly worse"),
-            (3, "is noticeably worse"),
-        ):
-            if ratio <= limit:
-                return words
-        return "is much worse" if ratio <= 10 else "is broken (it has lost the language)"
-    cosine = after.embedding_cosine
-    if cosine is None or not np.isfinite(cosine):
-        return "the compressed model produces no usable numbers"
-    for limit, words in ((0.99, "barely changes"), (0.95, "changes a little"), (0.85, "changes noticeably")):
-        if cosine >= limit:
-            return words
-    return "changes a lot (similarity rankings are no longer trustworthy)"
-
-
-def summary_sentences(outcome: Outcome) -> tuple[str, str]:
-    """Two sentences a non-specialist can read (Markdown, key numbers in bold): what it saves, what it costs."""
-    n = len(outcome.rows)
-    groups = ", ".join(GROUP_LABELS.get(k, k) for k in outcome.kinds)
-    change = outcome.params_model_after - outcome.params_model_before
-    size = (
-        f"Replacing {n} matrices ({groups}) by {METHOD_LABELS[outcome.method]} factors of mean rank "
-        f"{outcome.mean_rank:.0f} keeps **{outcome.share_kept:.0%} of the model's parameters** "
-        f"({outcome.params_model_before / 1e6:.1f} M → {outcome.params_model_after / 1e6:.1f} M; "
-        f"{abs(change) * 2 / 1e6:.0f} MB {'less' if change <= 0 else 'more'} at fp16)."
-    )
-    b, a = outcome.before, outcome.after
-    if a.causal:
-        quality = f"Perplexity on the text goes from **{b.perplexity:,.4g}** to **{a.perplexity:,.4g}**"
-    else:
-        quality = f"Sentence embeddings keep a mean cosine of **{a.embedding_cosine:.3f}** with the original"
-    return size, f"{quality}: quality **{verdict(b, a)}**."
-
-
 # ---------------------------------------------------------------------------------------------- sweep
 
 
@@ -830,6 +793,19 @@ def sweep_point(
     )
 
 
+def sweep_plan(methods, shares=SWEEP_SHARES, greedy: tuple[str, ...] = ()) -> list[tuple[str, str, float]]:
+    """(method, allocation, share) in the order the sweep measures them: method by method (each method's
+    factors are then needed one at a time), gentle shares first (the ones a quality budget is likely to accept),
+    each share uniform and then, for the methods in ``greedy``, allocated."""
+    plan = []
+    for method in methods:
+        for share in sorted(shares, reverse=True):
+            plan.append((method, "uniform", float(share)))
+            if method in greedy:
+                plan.append((method, "greedy", float(share)))
+    return plan
+
+
 def sweep(
     loaded: LoadedModel,
     factorizations: dict[str, Factorization],
@@ -838,17 +814,21 @@ def sweep(
     shares=SWEEP_SHARES,
     progress: Callable[[float, str], None] | None = None,
     greedy: tuple[str, ...] = (),
+    on_point: Callable[[SweepPoint], None] | None = None,
 ) -> list[SweepPoint]:
     """Every method in ``factorizations`` at every share of break-even rank, and the methods in ``greedy``
-    also with the greedy allocation at the same parameter counts; ``progress(fraction, message)``."""
-    plan = [(method, "uniform", share) for method in factorizations for share in shares]
-    plan += [(method, "greedy", share) for method in factorizations if method in greedy for share in shares]
+    also with the greedy allocation at the same parameter counts (order: ``sweep_plan``);
+    ``progress(fraction, message)``; ``on_point(point)`` as each point is measured."""
+    plan = sweep_plan(factorizations, shares, greedy)
     points = []
     for i, (method, allocation, share) in enumerate(plan):
         if progress is not None:
             how = "" if allocation == "uniform" else ", ranks allocated"
             progress(i / len(plan), f"{METHOD_LABELS[method]} at {share:.0%} of break-even rank{how}")
-        points.append(sweep_point(loaded, factorizations[method], share, evalset, ref, allocation))
+        point = sweep_point(loaded, factorizations[method], share, evalset, ref, allocation)
+        points.append(point)
+        if on_point is not None:
+            on_point(point)
     if progress is not None:
         progress(1.0, "Sweep done")
     return points
@@ -883,41 +863,89 @@ def sweep_records(points: list[SweepPoint], kinds) -> list[dict]:
     return records
 
 
+# What a quality budget can bound: causal LMs "perplexity" (increase, a fraction) or "kl" (nats per token);
+# encoders "cosine" (mean embedding cosine to the original) or "spearman" (similarity-ranking correlation).
+BUDGET_METRICS = {True: ("perplexity", "kl"), False: ("cosine", "spearman")}
+
+
 @dataclass(frozen=True)
 class QualityBudget:
-    """The quality loss a decision accepts. Causal LM: perplexity at most (1 + ``perplexity_increase``) times
-    the original's (default +10 %); encoder: mean cosine to the original embeddings at least ``min_cosine``
-    (default 0.99, where ``verdict`` still says "barely changes")."""
+    """The quality loss a decision accepts, on one metric. ``metric`` None: "perplexity" for a causal LM,
+    "cosine" for an encoder. Limits: perplexity at most (1 + ``perplexity_increase``) times the original's
+    (default +10 %); mean KL(original || compressed) at most ``max_kl`` nats per token; mean embedding cosine
+    at least ``min_cosine`` (default 0.99); Spearman correlation of the pairwise similarities at least
+    ``min_spearman``."""
 
     perplexity_increase: float = 0.10
     min_cosine: float = 0.99
+    max_kl: float = 0.05
+    min_spearman: float = 0.98
+    metric: str | None = None
 
-    def fits(self, before: Quality, after: Quality) -> bool:
-        if after.causal:
-            ppl = after.perplexity
-            return (
-                ppl is not None
-                and bool(np.isfinite(ppl))
-                and ppl <= (1 + self.perplexity_increase) * before.perplexity
+    def metric_for(self, causal: bool) -> str:
+        if self.metric is None:
+            return BUDGET_METRICS[causal][0]
+        if self.metric not in BUDGET_METRICS[causal]:
+            kind = "a causal LM" if causal else "an encoder"
+            raise ValueError(
+                f"Budget metric '{self.metric}' does not apply to {kind}; choose one of "
+                f"{', '.join(BUDGET_METRICS[causal])}."
             )
-        cos = after.embedding_cosine
-        return cos is not None and bool(np.isfinite(cos)) and cos >= self.min_cosine
+        return self.metric
 
     def loss(self, before: Quality, after: Quality) -> float:
-        """How far from the original, in the budget's unit: the perplexity ratio - 1, or 1 - cosine
-        (infinite when the model gives no usable numbers)."""
-        if after.causal:
-            ppl = after.perplexity
-            return (
-                float(ppl / before.perplexity - 1) if ppl is not None and np.isfinite(ppl) else float("inf")
-            )
-        cos = after.embedding_cosine
-        return float(1 - cos) if cos is not None and np.isfinite(cos) else float("inf")
+        """How far from the original, in the budget metric's unit (0 = unchanged): the perplexity ratio - 1,
+        the KL in nats per token, 1 - cosine, or 1 - Spearman; infinite when the model gives no usable
+        numbers."""
+        metric = self.metric_for(after.causal)
+        value = {
+            "perplexity": after.perplexity,
+            "kl": after.kl,
+            "cosine": after.embedding_cosine,
+            "spearman": after.similarity_spearman,
+        }[metric]
+        if value is None or not np.isfinite(value):
+            return float("inf")
+        if metric == "perplexity":
+            return float(value / before.perplexity - 1)
+        if metric == "kl":
+            return float(value)
+        return float(1 - value)
+
+    def limit(self, causal: bool) -> float:
+        """The largest ``loss`` the budget accepts."""
+        metric = self.metric_for(causal)
+        return {
+            "perplexity": self.perplexity_increase,
+            "kl": self.max_kl,
+            "cosine": 1 - self.min_cosine,
+            "spearman": 1 - self.min_spearman,
+        }[metric]
+
+    def fits(self, before: Quality, after: Quality) -> bool:
+        """Within the budget. Compared on the metric itself (perplexity <= (1 + increase) x the original's,
+        not ratio - 1 <= increase), so a value exactly at the limit fits whatever the rounding of a ratio."""
+        metric = self.metric_for(after.causal)
+        if not np.isfinite(self.loss(before, after)):
+            return False
+        if metric == "perplexity":
+            return after.perplexity <= (1 + self.perplexity_increase) * before.perplexity
+        if metric == "kl":
+            return after.kl <= self.max_kl
+        if metric == "cosine":
+            return after.embedding_cosine >= self.min_cosine
+        return after.similarity_spearman >= self.min_spearman
 
     def describe(self, causal: bool) -> str:
-        if causal:
+        """A short label of the budget (the report's; the page words it in explorer.ui.compression_text)."""
+        metric = self.metric_for(causal)
+        if metric == "perplexity":
             return f"perplexity at most {self.perplexity_increase:+.0%} over the original"
-        return f"mean embedding cosine to the original at least {self.min_cosine:g}"
+        if metric == "kl":
+            return f"KL divergence at most {self.max_kl:g} nats per token"
+        if metric == "cosine":
+            return f"mean embedding cosine to the original at least {self.min_cosine:g}"
+        return f"similarity-ranking correlation with the original at least {self.min_spearman:g}"
 
 
 def within_budget(
@@ -929,6 +957,104 @@ def within_budget(
     best = min(fitting, key=lambda p: (p.params_model_after, budget.loss(before, p.quality)), default=None)
     closest = min(points, key=lambda p: (budget.loss(before, p.quality), p.params_model_after), default=None)
     return best, closest
+
+
+@dataclass(frozen=True)
+class BudgetAnswer:
+    """The budget's answer for one method and allocation, from the sweep points measured so far.
+
+    best: the point with the fewest parameters within the budget (None when none fits); closest: the point of
+    the smallest loss (what to show when nothing fits); measured: how many points of this method and
+    allocation were measured; loss_best/loss_closest: their ``QualityBudget.loss`` (nan when absent)."""
+
+    method: str
+    allocation: str
+    best: SweepPoint | None
+    closest: SweepPoint | None
+    measured: int
+    loss_best: float
+    loss_closest: float
+
+
+def budget_answers(
+    points: list[SweepPoint], before: Quality, budget: QualityBudget, methods, allocations=ALLOCATIONS
+) -> tuple[BudgetAnswer, ...]:
+    """One ``BudgetAnswer`` per (method, allocation), methods in the given order, uniform first."""
+    out = []
+    for method in methods:
+        for allocation in allocations:
+            mine = [p for p in points if p.method == method and p.allocation == allocation]
+            best, closest = within_budget(mine, before, budget)
+            nan = float("nan")
+            out.append(
+                BudgetAnswer(
+                    method,
+                    allocation,
+                    best,
+                    closest,
+                    len(mine),
+                    nan if best is None else budget.loss(before, best.quality),
+                    nan if closest is None else budget.loss(before, closest.quality),
+                )
+            )
+    return tuple(out)
+
+
+def overall_best(answers: tuple[BudgetAnswer, ...]) -> BudgetAnswer | None:
+    """The answer whose best point keeps the fewest parameters (ties: the smaller loss), None if none fits."""
+    fitting = [a for a in answers if a.best is not None]
+    return min(fitting, key=lambda a: (a.best.params_model_after, a.loss_best), default=None)
+
+
+def overall_closest(answers: tuple[BudgetAnswer, ...]) -> BudgetAnswer | None:
+    """The answer whose closest point has the smallest loss (ties: fewer parameters)."""
+    measured = [a for a in answers if a.closest is not None]
+    return min(measured, key=lambda a: (a.loss_closest, a.closest.params_model_after), default=None)
+
+
+# ------------------------------------------------------------------------------------------ allocation
+
+
+@dataclass(frozen=True)
+class RankComparison:
+    """Uniform against greedy-allocated ranks at the same parameter count, per matrix.
+
+    names, kinds: tuples of shape (matrix,); layers: ndarray of shape (matrix,), int (-1 where a matrix has no
+    layer); uniform, greedy: ndarrays of shape (matrix,), int, ranks kept (greedy: 0 where the matrix is left
+    dense); break_even: ndarray of shape (matrix,), float, mn/(m+n); share: the share of break-even rank the
+    uniform ranks use; params_uniform, params_greedy: factor parameters sum k(m + n) (+ mn per dense matrix)."""
+
+    names: tuple[str, ...]
+    kinds: tuple[str, ...]
+    layers: np.ndarray
+    uniform: np.ndarray
+    greedy: np.ndarray
+    break_even: np.ndarray
+    share: float
+    params_uniform: int
+    params_greedy: int
+
+
+def rank_comparison(factorization: Factorization, share: float) -> RankComparison:
+    """The ranks ``choose_ranks`` gives at ``share`` of break-even rank, uniform and greedy."""
+    uniform = choose_ranks(factorization, RankSetting(mode="share", share=share))
+    greedy = choose_ranks(factorization, RankSetting(mode="share", share=share, allocation="greedy"))
+    mats = factorization.matrices
+
+    def cost(ranks):
+        return sum(ranks[f.name] * sum(f.shape) if f.name in ranks else f.shape[0] * f.shape[1] for f in mats)
+
+    return RankComparison(
+        tuple(f.name for f in mats),
+        tuple(f.kind for f in mats),
+        np.array([-1 if f.layer is None else f.layer for f in mats], dtype=np.int64),
+        np.array([uniform[f.name] for f in mats], dtype=np.int64),
+        np.array([greedy.get(f.name, 0) for f in mats], dtype=np.int64),
+        np.array([f.break_even for f in mats], dtype=np.float64),
+        float(share),
+        int(cost(uniform)),
+        int(cost(greedy)),
+    )
 
 
 # ----------------------------------------------------------------------------------------- generation
@@ -958,30 +1084,66 @@ def greedy_continuation(
 
 __all__ = [
     "ALLOCATIONS",
+    "ALLOCATION_LABELS",
+    "BUDGET_METRICS",
+    "BYTES_PER_PARAM",
+    "CALIBRATION_CHUNK_TOKENS",
     "DEFAULT_KINDS",
     "GROUP_KINDS",
     "GROUP_LABELS",
-    "METHODS",
-    "MODES",
-    "SWEEP_SHARES",
-    "EvalSet",
     "KEPT_SHARES",
+    "METHODS",
+    "METHOD_LABELS",
+    "MODES",
+    "MODE_LABELS",
+    "SWEEP_SHARES",
+    "BudgetAnswer",
+    "ConcatLinear",
+    "DenseLinear",
+    "EvalSet",
+    "LowRankEmbedding",
+    "LowRankLinear",
+    "MatrixRow",
     "Outcome",
-    "QualityBudget",
     "Quality",
+    "QualityBudget",
+    "RankComparison",
     "RankSetting",
     "Reference",
     "SweepPoint",
     "allocate_ranks",
+    "allocation_objective",
+    "allocation_of",
+    "available_kinds",
+    "break_even_by_kind",
+    "budget_answers",
     "calib_output_error",
+    "calibration_chunks",
+    "calibration_key_of",
     "choose_ranks",
     "collect_activation_stats",
+    "component_gains",
     "compressed_model",
     "evaluate",
     "evaluate_ranks",
     "factorize_model",
+    "greedy_continuation",
+    "group_params",
+    "heldout_text",
+    "kind_shapes",
     "make_eval_set",
+    "matrix_rows",
+    "model_bytes",
+    "overall_best",
+    "overall_closest",
+    "rank_comparison",
     "reference",
+    "sentence_set",
+    "shipped_calibration_text",
     "sweep",
+    "sweep_plan",
+    "sweep_point",
+    "sweep_records",
+    "text_hash",
     "within_budget",
 ]

@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from explorer.analysis.lowrank import RIDGE, ActivationStats, Factorization, MatrixFactors, factorize
 from explorer.analysis.weights import model_fingerprint
 from explorer.paths import cache_dir
+from explorer.spectra.allocation import largest_factored_rank
 
 FORMAT_VERSION = 1
 CAP_ENV = "EIGEN_EXPLORER_FACTOR_CACHE_MB"
@@ -65,8 +66,11 @@ def factor_key(
     *,
     layers=None,
     ridge: float = RIDGE,
+    usable_only: bool = False,
 ) -> str:
-    """A hex key naming one factorization; any change of its inputs changes it."""
+    """A hex key naming one factorization; any change of its inputs changes it (``usable_only``: the factors
+    truncated to the ranks that save parameters, ``usable_factors``; absent from the key when False, so the
+    keys of full factorizations are those of earlier versions)."""
     spec = {
         "version": FORMAT_VERSION,
         "fingerprint": fingerprint,
@@ -76,6 +80,8 @@ def factor_key(
         "layers": None if layers is None else sorted(int(x) for x in layers),
         "ridge": repr(float(ridge)),
     }
+    if usable_only:
+        spec["usable_only"] = True
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:40]
 
 
@@ -164,6 +170,38 @@ def load_factorization(path: Path) -> Factorization | None:
         return None
 
 
+def usable_factors(fact: Factorization) -> Factorization:
+    """``fact`` with each matrix's U and B cut to the ranks that save parameters, 1 .. the largest k with
+    k(m + n) < mn (at least 1), so a matrix's stored factors take at most about half the dense matrix's bytes
+    (for a square one) instead of up to twice them. sigma and the error tails stay whole (they are small and
+    say what every rank would cost); ``factors(k)`` and ``clamp`` then stop at the usable rank."""
+    matrices = []
+    for f in fact.matrices:
+        top = max(min(largest_factored_rank(f.shape), f.max_rank), 1)
+        if top == f.max_rank:
+            matrices.append(f)
+            continue
+        matrices.append(
+            MatrixFactors(
+                name=f.name,
+                module=f.module,
+                kind=f.kind,
+                layer=f.layer,
+                shape=f.shape,
+                U=f.U[:, :top].contiguous(),
+                B=f.B[:top].contiguous(),
+                sigma=f.sigma,
+                weight_tail=f.weight_tail,
+                plain_tail=f.plain_tail,
+                output_tail=f.output_tail,
+                output_norm2=f.output_norm2,
+                n_bias=f.n_bias,
+                calibrated=f.calibrated,
+            )
+        )
+    return Factorization(fact.method, tuple(matrices), fact.calibration_tokens, fact.notes)
+
+
 def _entries(directory: Path) -> list[tuple[float, int, Path]]:
     """(modification time, size, path) of the store's files; files vanishing meanwhile are skipped."""
     out = []
@@ -206,21 +244,34 @@ def cached_factorize(
     layers=None,
     ridge: float = RIDGE,
     progress: Progress | None = None,
+    usable_only: bool = False,
 ) -> tuple[Factorization, bool]:
     """(the factorization, read from disk?). On a miss the calibration statistics are gathered
     (``stats_provider``, only then: a hit needs no forward pass), the factors computed and stored.
-    ``calibration_key`` must name the calibration data exactly (text hash and how it was cut)."""
+    ``calibration_key`` must name the calibration data exactly (text hash and how it was cut).
+    ``usable_only``: keep and store only the ranks that save parameters (``usable_factors``)."""
     cap = cap_bytes()
-    key = factor_key(model_fingerprint(model), method, calibration_key, kinds, layers=layers, ridge=ridge)
+    key = factor_key(
+        model_fingerprint(model),
+        method,
+        calibration_key,
+        kinds,
+        layers=layers,
+        ridge=ridge,
+        usable_only=usable_only,
+    )
     path = path_for(key)
     if cap > 0:
-        found = load_factorization(path)
+        found = _read(path)
+        if found is None and usable_only:  # the full factors (the report's, a bench's) hold the usable ones
+            full_key = factor_key(
+                model_fingerprint(model), method, calibration_key, kinds, layers=layers, ridge=ridge
+            )
+            full = _read(path_for(full_key))
+            if full is not None:
+                found = usable_factors(full)
+                _store(found, path, cap)
         if found is not None:
-            try:
-                now = time.time()
-                os.utime(path, (now, now))  # least recently *used*: a read counts
-            except OSError:
-                pass
             if progress is not None:
                 progress(1.0, "Factors read from the disk cache.")
             return found, True
@@ -235,10 +286,28 @@ def cached_factorize(
         layers=layers,
         progress=progress,
     )
+    if usable_only:
+        fact = usable_factors(fact)
     if cap > 0:
-        try:
-            save_factorization(fact, path)
-            evict(cap, keep=path)
-        except OSError:
-            pass  # a full or read-only disk only costs the next visit a recomputation
+        _store(fact, path, cap)
     return fact, False
+
+
+def _read(path: Path) -> Factorization | None:
+    """A stored factorization, its file marked as just used; None on a miss."""
+    found = load_factorization(path)
+    if found is not None:
+        try:
+            now = time.time()
+            os.utime(path, (now, now))  # least recently *used*: a read counts
+        except OSError:
+            pass
+    return found
+
+
+def _store(fact: Factorization, path: Path, cap: int) -> None:
+    try:
+        save_factorization(fact, path)
+        evict(cap, keep=path)
+    except OSError:
+        pass  # a full or read-only disk only costs the next visit a recomputation

@@ -7,20 +7,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from explorer.labels import LOWRANK_METHOD_LABELS as METHOD_LABELS
 from explorer.labels import weight_kind_label
 
 if TYPE_CHECKING:  # typing only: figures never need torch at run time
-    from explorer.analysis.compression import MatrixRow, Outcome, Quality, SweepPoint
+    from explorer.analysis.compression import MatrixRow, Outcome, Quality, RankComparison, SweepPoint
 
 METHOD_COLORS = {"svd": "#e8590c", "asvd": "#1c7ed6", "svdllm": "#2f9e44"}
 
 
-def quality_axis(causal: bool) -> tuple[str, str]:
+def quality_axis(causal: bool, measured_on: str = "the text") -> tuple[str, str]:
     """(attribute of Quality plotted, axis title)."""
     if causal:
-        return "perplexity", "perplexity on the text (log scale, lower is better)"
+        return "perplexity", f"perplexity on {measured_on} (log scale, lower is better)"
     return "embedding_cosine", "mean cosine to the original embeddings (higher is better)"
 
 
@@ -35,6 +36,8 @@ def make_pareto_figure(
     original: Quality,
     current: Outcome | None = None,
     break_even: dict | None = None,
+    budget_line: tuple[float, str] | None = None,
+    measured_on: str = "the text",
 ) -> go.Figure:
     """Parameters kept (% of the model) against measured quality, one line per method and allocation
     (allocated ranks dashed).
@@ -44,8 +47,10 @@ def make_pareto_figure(
         original: the uncompressed model's quality (a dashed horizontal line).
         current: the page's current setting, marked with a star.
         break_even: kind -> ((m, n), break-even rank mn/(m+n), max rank), noted beside the 100 % line.
+        budget_line: (quality value, label): the budget's limit on the plotted quality, a dotted line.
+        measured_on: what the quality was measured on, for the axis title.
     """
-    attr, y_title = quality_axis(original.causal)
+    attr, y_title = quality_axis(original.causal, measured_on)
     fig = go.Figure()
     for method, allocation in [(m, a) for a in ("uniform", "greedy") for m in METHOD_LABELS]:
         pts = sorted(
@@ -108,6 +113,18 @@ def make_pareto_figure(
             hovertemplate=f"original model: {base:.4g}<extra></extra>",
         )
     )
+    if budget_line is not None:
+        limit, label = budget_line
+        fig.add_trace(
+            go.Scatter(
+                x=[min(xs), 100.0],
+                y=[limit, limit],
+                mode="lines",
+                name=label,
+                line=dict(color="#c92a2a", dash="dot", width=1.5),
+                hovertemplate=f"{label}: {limit:.4g}<extra></extra>",
+            )
+        )
     fig.add_vline(x=100, line=dict(color="#868e96", dash="dot", width=1))
     if break_even:
         lines = [
@@ -200,5 +217,60 @@ def make_matrix_error_figure(rows: list[MatrixRow] | tuple[MatrixRow, ...], *, m
         legend=dict(font=dict(size=10)),
         margin=dict(l=60, r=20, t=50, b=40),
         height=420,
+    )
+    return fig
+
+
+def make_rank_allocation_figure(comparison: RankComparison) -> go.Figure:
+    """Ranks kept by layer (x) and kind (y), as a share of each matrix's break-even rank: the same share for
+    every matrix (top) against the greedy allocation of the same parameter count (bottom). A matrix the greedy
+    leaves dense is drawn at 1 and labelled "dense"."""
+    c = comparison
+    kinds = list(dict.fromkeys(c.kinds))
+    layers = sorted(set(int(x) for x in c.layers))
+    col = {layer: j for j, layer in enumerate(layers)}
+    row = {kind: i for i, kind in enumerate(kinds)}
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.12,
+        subplot_titles=(
+            f"Same share for every matrix ({c.params_uniform / 1e6:.2f} M factor parameters)",
+            f"Allocated by least calibration output error ({c.params_greedy / 1e6:.2f} M)",
+        ),
+    )
+    for r, (ranks, dense_possible) in enumerate(((c.uniform, False), (c.greedy, True)), start=1):
+        z = np.full((len(kinds), len(layers)), np.nan)
+        text = np.full((len(kinds), len(layers)), "", dtype=object)
+        for kind, layer, k, be in zip(c.kinds, c.layers, ranks, c.break_even, strict=True):
+            dense = dense_possible and k == 0
+            z[row[kind], col[int(layer)]] = 1.0 if dense else k / be
+            text[row[kind], col[int(layer)]] = "dense" if dense else str(int(k))
+        fig.add_trace(
+            go.Heatmap(
+                z=z,
+                x=[str(layer) if layer >= 0 else "emb" for layer in layers],
+                y=[weight_kind_label(k) for k in kinds],
+                text=text,
+                # Ranks written in the cells only while they stay legible; the hover always has them.
+                texttemplate="%{text}" if len(layers) <= 16 else None,
+                textfont=dict(size=9),
+                zmin=0,
+                zmax=1,
+                colorscale="Viridis",
+                showscale=r == 1,
+                colorbar=dict(title="rank / break-even", len=0.9),
+                hovertemplate="layer %{x}, %{y}<br>rank %{text}<br>%{z:.0%} of break-even rank<extra></extra>",
+                name="uniform" if r == 1 else "greedy",
+            ),
+            row=r,
+            col=1,
+        )
+    fig.update_xaxes(title_text="layer", type="category", row=2, col=1)
+    fig.update_layout(
+        title=f"Ranks kept by layer and kind at {c.share:.0%} of the parameters",
+        height=200 + 60 * 2 * len(kinds),
+        margin=dict(l=100, r=20, t=80, b=40),
     )
     return fig

@@ -1,10 +1,12 @@
 """Cached work behind the compression page, shared by every browser session.
 
-Heavy, progress-reporting work (calibration statistics, factorizations, the Pareto sweep) runs as background
-jobs (explorer/ui/jobs.py) on bounded boards keyed by plain values (model key tuple, method, calibration hash,
-groups, ...): a session asking about a job never waits on a lock held by the work, and a second session
-watches the same progress. Finished jobs keep their results (a few per board) and never a model. Cheap results keyed by
-settings (one evaluated setting, one greedy generation) use st.cache_data.
+Heavy, progress-reporting work (calibration statistics, factorizations, the budget sweep, latency) runs as
+background jobs (explorer/ui/jobs.py) on bounded boards keyed by plain values (the model choice, method,
+calibration hash, groups, ...): a session asking about a job never waits on a lock held by the work, and a
+second session watches the same progress. Finished jobs keep their results (a few per board) and never a model.
+Factors also go to disk (explorer.analysis.factor_store, cut to the ranks that save parameters), so a restarted
+server reads them back instead of factoring again. Cheap results keyed by settings (one evaluated setting, one
+greedy generation) use st.cache_data.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from dataclasses import dataclass
 import streamlit as st
 
 from explorer.analysis import compression as comp
-from explorer.analysis.lowrank import METHODS, Factorization
+from explorer.analysis.latency import Latency, matmul_macs, measure_latency
+from explorer.analysis.lowrank import Factorization
 from explorer.models import LoadedModel
 from explorer.models.capture import tokenize
+from explorer.models.choice import ModelChoice
 from explorer.ui import jobs
 from explorer.ui.cache import cached_model
 
@@ -39,6 +43,16 @@ def _sweep_board() -> jobs.JobBoard:
     return jobs.board("sweep", max_finished=8)
 
 
+def _latency_board() -> jobs.JobBoard:
+    return jobs.board("latency", max_finished=8)
+
+
+# The budget sweep: every method, best first, so the likeliest answer arrives first; measured on the shipped
+# held-out passage (at most BUDGET_TOKENS tokens), never on the calibration text.
+BUDGET_METHODS = ("svdllm", "asvd", "svd")
+BUDGET_TOKENS = 512
+
+
 def _forward(job: jobs.Job, offset: float, scale: float) -> Progress:
     """A progress callback that reports into ``job``'s range [offset, offset + scale]."""
     return lambda fraction, message: job.report(offset + scale * fraction, message)
@@ -54,9 +68,10 @@ class Calibration:
     max_tokens: int = 0
 
     def key(self) -> str:
+        """Names the calibration data exactly (the factor store's calibration key)."""
         if self.source == "shipped":
-            return comp.text_hash(comp.shipped_calibration_text())
-        return comp.text_hash(f"{self.max_tokens}\n{self.text}")
+            return comp.calibration_key_of(comp.shipped_calibration_text())
+        return "text-" + comp.text_hash(f"{self.max_tokens}\n{self.text}")
 
     def chunks(self, loaded: LoadedModel) -> list[list[int]]:
         if self.source == "shipped":
@@ -66,7 +81,7 @@ class Calibration:
 
 
 def factorization_job(
-    model_key: tuple, method: str, kinds: tuple[str, ...], calibration: Calibration
+    model_key: ModelChoice, method: str, kinds: tuple[str, ...], calibration: Calibration
 ) -> jobs.Job:
     """The background job computing the factors of the chosen groups by ``method``: one per (model, method,
     calibration, groups), shared by every session. Calibration statistics are a job of their own, shared by
@@ -80,16 +95,30 @@ def _factorization_job(loaded: LoadedModel, model_key, method, kinds, calibratio
         return comp.collect_activation_stats(loaded, calibration.chunks(loaded), kinds, job.report)
 
     def work(job: jobs.Job):
-        stats_job = _stats_board().submit((model_key, calibration.key(), kinds), stats_work, "calibration")
-        jobs.follow(stats_job, _forward(job, 0.0, 0.3))
-        stats, n_tokens = stats_job.value()
-        return comp.factorize_model(loaded, method, kinds, stats, n_tokens, _forward(job, 0.3, 0.7))
+        def stats():  # only on a disk-cache miss: a hit needs no calibration pass
+            stats_job = _stats_board().submit(
+                (model_key, calibration.key(), kinds), stats_work, "calibration"
+            )
+            jobs.follow(stats_job, _forward(job, 0.0, 0.3))
+            return stats_job.value()
+
+        return comp.factorize_model(
+            loaded,
+            method,
+            kinds,
+            None,
+            0,
+            _forward(job, 0.3, 0.7),
+            calibration_key=calibration.key(),
+            stats_provider=stats,
+            usable_only=True,
+        )
 
     return _factors_board().submit((model_key, method, calibration.key(), kinds), work, f"{method} factors")
 
 
 def factorization(
-    model_key: tuple,
+    model_key: ModelChoice,
     method: str,
     kinds: tuple[str, ...],
     calibration: Calibration,
@@ -102,19 +131,19 @@ def factorization(
 
 
 def has_factorization(
-    model_key: tuple, method: str, kinds: tuple[str, ...], calibration: Calibration
+    model_key: ModelChoice, method: str, kinds: tuple[str, ...], calibration: Calibration
 ) -> bool:
     job = _factors_board().peek((model_key, method, calibration.key(), kinds))
     return job is not None and job.done
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def cached_eval_set(model_key: tuple, text: str, max_tokens: int) -> comp.EvalSet:
+def cached_eval_set(model_key: ModelChoice, text: str, max_tokens: int) -> comp.EvalSet:
     return comp.make_eval_set(cached_model(model_key), text, max_tokens)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def cached_reference(model_key: tuple, text: str, max_tokens: int) -> comp.Reference:
+def cached_reference(model_key: ModelChoice, text: str, max_tokens: int) -> comp.Reference:
     """The original model's outputs on the evaluation tokens (log-probs are ~100 MB at 512 tokens)."""
     return comp.reference(cached_model(model_key), cached_eval_set(model_key, text, max_tokens))
 
@@ -129,7 +158,7 @@ def _setting(model_key, method, kinds, calibration, setting, text, max_tokens):
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_outcome(
-    model_key: tuple,
+    model_key: ModelChoice,
     method: str,
     kinds: tuple[str, ...],
     calibration: Calibration,
@@ -142,8 +171,18 @@ def cached_outcome(
     return comp.evaluate_ranks(loaded, fact, ranks, evalset, cached_reference(model_key, text, max_tokens))
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_macs(
+    model_key: ModelChoice, method: str, kinds: tuple[str, ...], calibration: Calibration, setting: comp.RankSetting
+) -> tuple[int, int]:
+    """Multiply-adds per token of the weight products, (original, compressed at the setting's ranks)."""
+    loaded = cached_model(model_key)
+    ranks = comp.choose_ranks(factorization(model_key, method, kinds, calibration), setting)
+    return matmul_macs(loaded, 1), matmul_macs(loaded, 1, ranks)
+
+
 @st.cache_data(max_entries=16, show_spinner=False)
-def cached_original_generation(model_key: tuple, text: str, max_tokens: int, n_prompt: int, n_new: int):
+def cached_original_generation(model_key: ModelChoice, text: str, max_tokens: int, n_prompt: int, n_new: int):
     """(prompt text, the original model's greedy continuation): independent of the compression setting."""
     loaded = cached_model(model_key)
     prompt = cached_eval_set(model_key, text, max_tokens).ids[:n_prompt]
@@ -155,7 +194,7 @@ def cached_original_generation(model_key: tuple, text: str, max_tokens: int, n_p
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def cached_compressed_generation(
-    model_key: tuple,
+    model_key: ModelChoice,
     method: str,
     kinds: tuple[str, ...],
     calibration: Calibration,
@@ -171,40 +210,88 @@ def cached_compressed_generation(
     return comp.greedy_continuation(loaded, compressed, evalset.ids[:n_prompt], n_new)
 
 
-def _sweep_key(model_key, kinds, calibration: Calibration, text, max_tokens, shares) -> tuple:
-    return (model_key, calibration.key(), kinds, comp.text_hash(text), max_tokens, tuple(shares))
+def _sweep_key(model_key, kinds, calibration: Calibration, methods) -> tuple:
+    return (model_key, calibration.key(), kinds, tuple(methods), BUDGET_TOKENS)
 
 
-def sweep(
-    model_key: tuple,
-    kinds: tuple[str, ...],
-    calibration: Calibration,
-    text: str,
-    max_tokens: int,
-    progress: Progress | None = None,
-    shares: tuple[float, ...] = comp.SWEEP_SHARES,
-) -> list[comp.SweepPoint]:
-    """All three methods at each share of break-even rank, computed once per (model, calibration, groups, text)."""
+def budget_eval(model_key: ModelChoice) -> tuple[comp.EvalSet, comp.Reference]:
+    """The held-out passage the budget is measured on, and the original model's outputs on it."""
+    text = comp.heldout_text()
+    return cached_eval_set(model_key, text, BUDGET_TOKENS), cached_reference(model_key, text, BUDGET_TOKENS)
+
+
+def sweep_job(
+    model_key: ModelChoice, kinds: tuple[str, ...], calibration: Calibration, methods: tuple[str, ...]
+) -> jobs.Job:
+    """The budget sweep (started if needed): ``methods`` (in BUDGET_METHODS order) at comp.KEPT_SHARES of
+    their parameters, uniform and greedy-allocated, on the held-out passage. Each point is published on the
+    job (``job.partial``) as it is measured, so the page draws what it has while the rest arrives; the job's
+    value is the list of all points. One per (model, calibration, groups, methods), shared by sessions."""
     loaded = cached_model(model_key)
-    evalset = cached_eval_set(model_key, text, max_tokens)
-    ref = cached_reference(model_key, text, max_tokens)
-    n = len(METHODS)
+    evalset, ref = budget_eval(model_key)
+    ordered = tuple(m for m in BUDGET_METHODS if m in methods)
+    n = len(ordered)
 
     def work(job: jobs.Job):
-        facts = {}
-        for i, method in enumerate(METHODS):
+        points = []
+        for i, method in enumerate(ordered):
             method_job = _factorization_job(loaded, model_key, method, kinds, calibration)
-            jobs.follow(method_job, _forward(job, 0.6 * i / n, 0.6 / n))
-            facts[method] = method_job.value()
-        return comp.sweep(loaded, facts, evalset, ref, shares, _forward(job, 0.6, 0.4))
+            start = i / n
+            jobs.follow(method_job, _forward(job, start, 0.4 / n))
+            fact = method_job.value()
+            points += comp.sweep(
+                loaded,
+                {method: fact},
+                evalset,
+                ref,
+                comp.KEPT_SHARES,
+                _forward(job, start + 0.4 / n, 0.6 / n),
+                greedy=(method,),
+                on_point=job.publish,
+            )
+        return points
 
-    job = _sweep_board().submit(
-        _sweep_key(model_key, kinds, calibration, text, max_tokens, shares), work, "sweep"
-    )
-    jobs.follow(job, progress)
-    return job.value()
+    return _sweep_board().submit(_sweep_key(model_key, kinds, calibration, ordered), work, "budget sweep")
 
 
-def has_sweep(model_key, kinds, calibration: Calibration, text, max_tokens, shares=comp.SWEEP_SHARES) -> bool:
-    job = _sweep_board().peek(_sweep_key(model_key, kinds, calibration, text, max_tokens, shares))
-    return job is not None and job.done
+def peek_sweep(model_key, kinds, calibration: Calibration, methods) -> jobs.Job | None:
+    ordered = tuple(m for m in BUDGET_METHODS if m in methods)
+    return _sweep_board().peek(_sweep_key(model_key, kinds, calibration, ordered))
+
+
+def sweep_points(job: jobs.Job) -> list[comp.SweepPoint]:
+    """The points measured so far (all of them once the job is done)."""
+    return list(job.result) if job.done and job.error is None else list(job.partial)
+
+
+def rank_comparison(
+    model_key: ModelChoice, method: str, kinds: tuple[str, ...], calibration: Calibration, share: float
+) -> comp.RankComparison:
+    """Uniform against greedy ranks at ``share`` of break-even rank (cheap: cached factors only)."""
+    return comp.rank_comparison(factorization(model_key, method, kinds, calibration), share)
+
+
+def latency_job(
+    model_key: ModelChoice,
+    method: str,
+    kinds: tuple[str, ...],
+    calibration: Calibration,
+    setting: comp.RankSetting,
+    text: str,
+    max_tokens: int,
+) -> jobs.Job:
+    """Honest latency of one setting (explorer.analysis.latency.measure_latency: warm-up, interleaved runs,
+    medians with spread, at the text's tokens and at 256): slow, so a job started on demand."""
+    loaded, evalset, fact, ranks = _setting(model_key, method, kinds, calibration, setting, text, max_tokens)
+
+    def work(job: jobs.Job) -> Latency:
+        job.report(0.1, "Timing the original and the compressed model…")
+        return measure_latency(loaded, comp.compressed_model(loaded, fact, ranks), evalset.ids, ranks)
+
+    key = (model_key, method, calibration.key(), kinds, setting, comp.text_hash(text), max_tokens)
+    return _latency_board().submit(key, work, "latency")
+
+
+def peek_latency(model_key, method, kinds, calibration: Calibration, setting, text, max_tokens):
+    key = (model_key, method, calibration.key(), kinds, setting, comp.text_hash(text), max_tokens)
+    return _latency_board().peek(key)

@@ -1,63 +1,183 @@
-"""The compression page under AppTest: headline card, Pareto chart, table, query params, bad params, and proof
-that compressing never touches the cached model another session sees."""
+"""The compression page under AppTest: the budget answer checked against an independent evaluation of that
+configuration (our own perplexity / embedding loop on a dense copy with W_k written in), "use these settings"
+setting the widgets and the link, a plain message when nothing fits, the free controls and their link, latency
+on demand, and proof that no what-if touches the cached model."""
+
+import copy
+import time
 
 import numpy as np
 import pytest
+import torch
+from transformers.pytorch_utils import Conv1D
 
+from explorer.analysis import compression as comp
+from explorer.analysis.factor_store import cached_factorize
 from explorer.analysis.matrices import weights_checksum
 from explorer.models import capture, load_model
-from tests.apptest import assert_page_ok, plotly_specs, run_page
+from explorer.models.capture import tokenize
+from tests.apptest import assert_page_ok, chart_spec, plotly_specs, run_page
 from tests.conftest import SAMPLE_TEXT
 
 PAGE = "pages/compression.py"
+BUDGET_TOKENS = (
+    512  # explorer.ui.compression_cache.BUDGET_TOKENS, written out: the test states what it expects
+)
 
 
 def _metrics(at):
     return {m.label: m.value for m in at.metric}
 
 
-def _pareto(at):
-    return next(s for s in plotly_specs(at) if "Parameters kept against" in s["layout"]["title"]["text"])
+def _headline(at):
+    return next(m.value for m in at.markdown if m.value.startswith("#### "))
 
 
-def test_causal_page_headline_pareto_table(load):
+def _wait_for_sweep(at, timeout=900):
+    """Big models measure the sweep in the background: rerun until the page stops saying so."""
+    deadline = time.monotonic() + timeout
+    while any("Still measuring" in (p.proto.text or "") for p in at.get("progress")):
+        assert time.monotonic() < deadline, "the budget sweep did not finish"
+        time.sleep(5)
+        at.run()
+    return at
+
+
+def _stats(loaded, kinds):
+    chunks = comp.calibration_chunks(loaded, comp.shipped_calibration_text())
+    return comp.collect_activation_stats(loaded, chunks, kinds)
+
+
+def _dense_copy_at(loaded, method, kinds, share, allocation):
+    """A deep copy of the model with each chosen matrix replaced by its rank-k product U_k B_k, written into
+    the dense weight: a different code path from the page's factored modules (A_k(B_k x))."""
+    # The factors may come from the disk store (SmolLM2: minutes to compute); what is checked here is the
+    # evaluation of the configuration, and the store's round trip is tested bit for bit elsewhere.
+    kinds = tuple(k for k in kinds if k in comp.available_kinds(loaded.model))
+    key = comp.calibration_key_of(comp.shipped_calibration_text())
+    fact, _ = cached_factorize(loaded.model, method, kinds, key, lambda: _stats(loaded, kinds))
+    ranks = comp.choose_ranks(fact, comp.RankSetting(mode="share", share=share, allocation=allocation))
+    model = copy.deepcopy(loaded.model)
+    with torch.no_grad():
+        for f in fact.matrices:
+            if f.name not in ranks:
+                continue
+            k = ranks[f.name]
+            W_k = f.U[:, :k].double() @ f.B[:k].double()
+            module = model.get_submodule(f.module)
+            target = W_k.T if isinstance(module, Conv1D) else W_k  # Conv1D stores (in, out)
+            module.weight.copy_(target.to(module.weight.dtype))
+    return model.eval()
+
+
+@torch.no_grad()
+def _perplexity(model, ids) -> float:
+    """exp(mean next-token negative log-likelihood), our own loop in float64."""
+    logits = model(input_ids=torch.tensor([ids])).logits[0].double()
+    logp = torch.log_softmax(logits, dim=-1)
+    nll = -logp[torch.arange(len(ids) - 1), torch.tensor(ids[1:])]
+    return float(torch.exp(nll.mean()))
+
+
+@torch.no_grad()
+def _embeddings(loaded, model, ids, sentences) -> torch.Tensor:
+    """Mean-pooled last hidden states of the text and of each sentence (one at a time: no padding), float64."""
+    out = [model(input_ids=torch.tensor([ids])).last_hidden_state[0].double().mean(0)]
+    for sentence in sentences:
+        s_ids = loaded.tokenizer(sentence, return_tensors="pt")["input_ids"]
+        out.append(model(input_ids=s_ids).last_hidden_state[0].double().mean(0))
+    return torch.stack(out)
+
+
+def _use_best(at):
+    at.button(key="compression_use_best").click().run()
+    assert_page_ok(at)
+    return at
+
+
+def test_causal_budget_answer_holds_on_an_independent_evaluation(load):
+    at = run_page(PAGE, model="tiny-gpt2", text=SAMPLE_TEXT)
+    assert_page_ok(at)
+    headline = _headline(at)
+    assert "within your +10% perplexity budget" in headline and "Keeping" in headline
+    _use_best(at)
+    state = at.session_state
+    method, share = state["compression_method"], state["compression_share"] / 100
+    allocation = state["compression_alloc"]
+    assert state["compression_mode"] == "share" and state["compression_eval"] == "heldout"
+    assert at.query_params["comp_eval"] == "heldout"
+    assert round(100 * share) in (25, 50, 70, 80, 90, 95)
+    loaded = load("tiny-gpt2")
+    ids = list(tokenize(loaded, comp.heldout_text(), BUDGET_TOKENS)[0])
+    original = _perplexity(loaded.model, ids)
+    compressed = _perplexity(_dense_copy_at(loaded, method, comp.DEFAULT_KINDS, share, allocation), ids)
+    # The budget holds on our own evaluation...
+    assert compressed <= 1.1 * original
+    # ...and the card (the page's factored model, float32) shows the same perplexity: float32 logits of a
+    # 2-layer model differ from our float64 product by ~1e-6 relative; 1e-4 leaves room, far below +10 %.
+    card = float(_metrics(at)["Perplexity"].replace(",", ""))
+    assert card == pytest.approx(compressed, rel=1e-4)
+    # Every link param names what the widgets show.
+    link = {k: at.query_params[k] for k in at.query_params}
+    if method != "svdllm":
+        assert "comp_method" in link
+    if allocation != "uniform":
+        assert "comp_alloc" in link
+
+
+def test_encoder_budget_answer_holds_on_an_independent_evaluation(load):
+    at = run_page(PAGE, model="tiny-bert", text=SAMPLE_TEXT)
+    assert_page_ok(at)
+    assert "embedding cosine ≥ 0.99 budget" in _headline(at)
+    _use_best(at)
+    state = at.session_state
+    loaded = load("tiny-bert")
+    model = _dense_copy_at(
+        loaded,
+        state["compression_method"],
+        ("mlp_up", "mlp_down"),
+        state["compression_share"] / 100,
+        state["compression_alloc"],
+    )
+    ids = list(tokenize(loaded, comp.heldout_text(), BUDGET_TOKENS)[0])
+    sentences = comp.sentence_set()
+    ref = _embeddings(loaded, loaded.model, ids, sentences)
+    out = _embeddings(loaded, model, ids, sentences)
+    cosine = float(torch.nn.functional.cosine_similarity(ref, out, dim=-1).mean())
+    assert cosine >= 0.99
+    # The card measures the same thing with padded float32 batches (rounding ~1e-6) and shows three digits:
+    # it agrees to half a unit of its last digit, 5e-4, plus that rounding.
+    assert float(_metrics(at)["Embedding cosine"]) == pytest.approx(cosine, abs=6e-4)
+
+
+def test_nothing_fits_is_a_plain_message_with_the_closest():
+    at = run_page(PAGE, model="tiny-llama", text=SAMPLE_TEXT, budget_metric="kl", budget_kl="0.000001")
+    assert_page_ok(at)
+    assert at.session_state["compression_budget_metric"] == "kl"
+    headline = _headline(at)
+    assert headline.startswith(
+        "#### **Nothing measured fits your KL ≤ 1e-06 nats/token budget.** The closest:"
+    )
+    assert "outside your" in headline
+    at.button(key="compression_use_best").click().run()  # the closest can still be tried
+    assert_page_ok(at)
+    assert at.session_state["compression_share"] == 95  # the gentlest setting is the closest in KL
+
+
+def test_budget_sweep_chart_and_allocated_ranks():
     at = run_page(PAGE, model="tiny-llama", text=SAMPLE_TEXT)
     assert_page_ok(at)
-    metrics = _metrics(at)
-    for label in (
-        "Parameters",
-        "Memory fp16",
-        "Memory fp32",
-        "Perplexity",
-        "Latency",
-        "KL divergence (nats/token)",
-    ):
-        assert label in metrics, metrics
-    # Defaults: SVD-LLM on the MLP matrices at half their break-even rank.
-    assert at.session_state["compression_method"] == "svdllm"
-    assert [k for k in ("mlp_gate", "mlp_up", "mlp_down") if at.session_state[f"compression_group_{k}"]] == [
-        "mlp_gate",
-        "mlp_up",
-        "mlp_down",
-    ]
-    assert "comp_method" not in at.query_params and "comp_groups" not in at.query_params  # defaults: left out
-    total = load("tiny-llama").card.n_params
-    assert float(metrics["Parameters"].split()[0]) < total / 1e6
-    pareto = _pareto(at)
-    names = [t["name"] for t in pareto["data"]]
-    assert {"Plain SVD", "ASVD (activation-aware)", "SVD-LLM (whitened)"} <= set(names)
-    assert any(t.get("marker", {}).get("symbol") == "star" for t in pareto["data"])
-    for trace in pareto["data"]:
-        if trace["mode"] == "lines+markers":
-            assert len(trace["x"]) == 4 and max(trace["x"]) == pytest.approx(100, abs=1)
-    table = at.dataframe[0].value
-    assert set(table["kind"]) == {"mlp_gate", "mlp_up", "mlp_down"} and len(table) == 6
-    m, n = (int(v) for v in table.iloc[0]["shape"].split("×"))
-    k = table.iloc[0]["rank k"]
-    assert table.iloc[0]["params after"] == k * (m + n)
-    assert k == int(np.floor(0.5 * m * n / (m + n)))
-    assert len(at.get("download_button")) == 2
-    assert "Greedy continuation" in " ".join(h.value for h in at.subheader)
+    pareto = chart_spec(at, "compression_pareto")
+    lines = [t for t in pareto["data"] if t["mode"] == "lines+markers"]
+    assert len(lines) == 6  # three methods, uniform and greedy
+    for trace in lines:
+        assert len(trace["x"]) == len(comp.KEPT_SHARES)
+    assert any(t["name"] == "budget limit" for t in pareto["data"])
+    ranks = chart_spec(at, "compression_ranks")
+    uniform, greedy = ranks["data"]
+    assert np.nanmax(np.asarray(uniform["z"], dtype=float)) <= 1.0
+    table = at.dataframe[0].value  # each method's answer
+    assert len(table) == 6 and set(table["fits"]) <= {"yes", "no: closest shown"}
 
 
 def test_rank_mode_from_the_link_and_a_slider_change_updates_quality():
@@ -67,24 +187,15 @@ def test_rank_mode_from_the_link_and_a_slider_change_updates_quality():
     assert_page_ok(at)
     assert at.slider(key="compression_rank_mlp_up").value == 3
     first = _metrics(at)["Perplexity"]
-    assert at.dataframe[0].value.query("kind == 'mlp_up'")["rank k"].tolist() == [3, 3]
+    table = at.dataframe[-1].value
+    assert table.query("kind == 'mlp_up'")["rank k"].tolist() == [3, 3]
     at.slider(key="compression_rank_mlp_up").set_value(40).run()
     assert_page_ok(at)
     assert at.query_params["comp_rank_mlp_up"] == "40"
-    assert at.dataframe[0].value.query("kind == 'mlp_up'")["rank k"].tolist() == [40, 40]
+    assert at.dataframe[-1].value.query("kind == 'mlp_up'")["rank k"].tolist() == [40, 40]
     assert _metrics(at)["Perplexity"] != first
-
-
-def test_encoder_page_reports_embedding_cosine():
-    at = run_page(PAGE, model="tiny-bert", text=SAMPLE_TEXT, comp_method="asvd", comp_groups="attn_q,mlp_up")
-    assert_page_ok(at)
-    metrics = _metrics(at)
-    assert "Embedding cosine" in metrics
-    assert 0 < float(metrics["Embedding cosine"]) <= 1
-    assert -1 <= float(metrics["Similarity ranking"]) <= 1
-    assert "Greedy continuation" not in " ".join(h.value for h in at.subheader)
-    pareto = _pareto(at)
-    assert "cosine" in pareto["layout"]["yaxis"]["title"]["text"]
+    # The rank slider stops below break-even (256x64: the largest k with k(m+n) < mn is 51).
+    assert at.slider(key="compression_rank_mlp_up").max == 51
 
 
 def test_nonsense_params_fall_back_and_no_group_is_a_warning():
@@ -95,10 +206,14 @@ def test_nonsense_params_fall_back_and_no_group_is_a_warning():
         comp_mode="x",
         comp_share="abc",
         comp_groups="nope,also",
+        comp_alloc="zzz",
+        budget_metric="cosine",  # an encoder's metric on a causal LM: falls back
     )
     assert_page_ok(at)
     assert at.radio(key="compression_method").value == "svdllm"
-    assert at.slider(key="compression_share").value == 50
+    assert at.slider(key="compression_share").value == 90
+    assert at.radio(key="compression_alloc").value == "uniform"
+    assert at.session_state["compression_budget_metric"] == "perplexity"
     for kind in ("mlp_gate", "mlp_up", "mlp_down"):
         at.checkbox(key=f"compression_group_{kind}").uncheck()
     at.run()
@@ -106,7 +221,18 @@ def test_nonsense_params_fall_back_and_no_group_is_a_warning():
     assert any("at least one weight group" in w.value for w in at.warning)
 
 
-def test_cached_model_unchanged_and_a_second_session_sees_the_original(load):
+def test_latency_on_demand_reports_spread_and_multiply_adds():
+    at = run_page(PAGE, model="tiny-llama", text=SAMPLE_TEXT, comp_share=50)
+    assert_page_ok(at)
+    assert not any("ms (quartiles" in m.value for m in at.markdown)  # nothing timed until asked
+    at.button(key="compression_latency").click().run()
+    assert_page_ok(at)
+    found = [m.value for m in at.markdown if "ms (quartiles" in m.value]
+    assert len(found) == 2 and found[1].startswith(("**256 tokens.**", "**128 tokens.**"))  # 128: its context
+    assert all("multiply-adds" in f for f in found)
+
+
+def test_cached_model_unchanged_after_every_what_if(load):
     at = run_page(
         PAGE,
         model="tiny-gpt2",
@@ -119,12 +245,21 @@ def test_cached_model_unchanged_and_a_second_session_sees_the_original(load):
 
     cached = cached_model(at.session_state["selection"].model_key)
     fresh = load_model("tiny-gpt2", device="cpu")
-    assert weights_checksum(cached.model) == weights_checksum(fresh.model)
-    expected = capture(fresh, SAMPLE_TEXT).perplexity
-    # The compression really happened in session 1 (random tiny weights: perplexity barely moves, KL does).
+    reference = weights_checksum(fresh.model)
+    assert weights_checksum(cached.model) == reference
+    # The compression really happened (random tiny weights: perplexity barely moves, KL does).
     assert float(_metrics(at)["KL divergence (nats/token)"]) > 1e-3
-    # Session 2 (a new AppTest, same process and caches) sees the original model.
-    other = run_page("pages/home.py", model="tiny-gpt2", text=SAMPLE_TEXT)
+    for step in (
+        lambda: at.button(key="compression_use_best").click().run(),
+        lambda: at.radio(key="compression_alloc").set_value("greedy").run(),
+        lambda: at.radio(key="compression_method").set_value("asvd").run(),
+        lambda: at.button(key="compression_latency").click().run(),
+    ):
+        step()
+        assert_page_ok(at)
+        assert weights_checksum(cached.model) == reference
+    expected = capture(fresh, SAMPLE_TEXT).perplexity
+    other = run_page("pages/home.py", model="tiny-gpt2", text=SAMPLE_TEXT)  # a second session
     assert_page_ok(other)
     assert float(_metrics(other)["Perplexity on this text"].replace(",", "")) == pytest.approx(
         expected, rel=1e-3
@@ -132,20 +267,34 @@ def test_cached_model_unchanged_and_a_second_session_sees_the_original(load):
 
 
 @pytest.mark.slow
-def test_minilm_page_with_sweep():
-    at = run_page(PAGE, model="minilm-l6", timeout=900)
+def test_smollm2_budget_answer_holds_on_an_independent_evaluation(smollm2):
+    at = _wait_for_sweep(run_page(PAGE, model="smollm2-135m", timeout=900))
     assert_page_ok(at)
-    assert "Embedding cosine" in _metrics(at)
-    lines = [t for t in _pareto(at)["data"] if t["mode"] == "lines+markers"]
-    assert len(lines) == 3
+    headline = _headline(at)
+    assert "budget" in headline
+    _use_best(at)
+    state = at.session_state
+    method, share = state["compression_method"], state["compression_share"] / 100
+    ids = list(tokenize(smollm2, comp.heldout_text(), BUDGET_TOKENS)[0])
+    original = _perplexity(smollm2.model, ids)
+    model = _dense_copy_at(smollm2, method, comp.DEFAULT_KINDS, share, state["compression_alloc"])
+    compressed = _perplexity(model, ids)
+    del model
+    fits = "within your" in headline
+    assert (compressed <= 1.1 * original) == fits
+    # float32 forward of 30 layers against ours (float32 weights, float64 softmax): agree to ~1e-4 relative;
+    # 1e-3 leaves room and is 100x finer than the budget's +10 %.
+    card = float(_metrics(at)["Perplexity"].replace(",", ""))
+    assert card == pytest.approx(compressed, rel=1e-3)
+    assert len(plotly_specs(at)) >= 3
 
 
 @pytest.mark.slow
-def test_smollm2_page_headline_and_sweep_button():
-    at = run_page(PAGE, model="smollm2-135m", comp_method="svd", comp_groups="mlp_down", timeout=900)
+def test_minilm_budget_view_answers_in_cosine():
+    at = _wait_for_sweep(run_page(PAGE, model="minilm-l6", timeout=900))
     assert_page_ok(at)
-    metrics = _metrics(at)
-    assert "Perplexity" in metrics
-    assert at.button(key="compression_run_sweep")  # big model: the sweep waits for a click
-    assert "Greedy continuation" in " ".join(h.value for h in at.subheader)
-    assert len(at.dataframe[0].value) == 30
+    headline = _headline(at)
+    assert "embedding cosine ≥ 0.99 budget" in headline
+    _use_best(at)
+    assert at.session_state["compression_eval"] == "heldout"
+    assert "Embedding cosine" in _metrics(at)

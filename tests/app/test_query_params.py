@@ -116,6 +116,8 @@ NONSENSE: dict[str, tuple[dict[str, str], int, dict, dict]] = {
             "comp_energy": "-inf",
             "comp_calib": "moon",
             "comp_eval": "heldout",
+            "comp_alloc": "sideways",
+            "budget_metric": "kl",  # a causal LM's metric on an encoder
         },
         2,
         {
@@ -124,9 +126,11 @@ NONSENSE: dict[str, tuple[dict[str, str], int, dict, dict]] = {
             "compression_group_attn_q": True,
             "compression_group_mlp_up": False,
             "compression_rank_attn_q": 1,
-            "compression_share": 50,
+            "compression_share": 90,
             "compression_energy": 0.5,
             "compression_calib": "shipped",
+            "compression_alloc": "uniform",
+            "compression_budget_metric": "cosine",
         },
         {
             "comp_method": None,
@@ -136,6 +140,8 @@ NONSENSE: dict[str, tuple[dict[str, str], int, dict, dict]] = {
             "comp_share": None,
             "comp_energy": None,
             "comp_calib": None,
+            "comp_alloc": None,
+            "budget_metric": None,
         },
     ),
     "pages/learn.py": (

@@ -2,8 +2,14 @@
 
 import math
 
-from explorer.analysis.compression import MatrixRow, Outcome, Quality, SweepPoint
-from explorer.figures.compression import make_matrix_error_figure, make_pareto_figure
+import numpy as np
+
+from explorer.analysis.compression import MatrixRow, Outcome, Quality, RankComparison, SweepPoint
+from explorer.figures.compression import (
+    make_matrix_error_figure,
+    make_pareto_figure,
+    make_rank_allocation_figure,
+)
 
 TOTAL = 1_000_000
 
@@ -100,3 +106,39 @@ def test_matrix_error_figure_series_and_layers():
     # No calibration for the embedding row: no output-error marker for it.
     assert not any("calibration" in t.name and "token embedding" in t.name for t in fig.data)
     assert fig.layout.yaxis.title.text == "relative Frobenius error"
+
+
+def test_pareto_draws_the_budget_limit_as_a_line():
+    fig = make_pareto_figure(_points(True), original=_quality(True, 20.0), budget_line=(22.0, "budget limit"))
+    line = next(t for t in fig.data if t.name == "budget limit")
+    assert list(line.y) == [22.0, 22.0] and line.x[1] == 100.0
+
+
+def _comparison():
+    # Two kinds over two layers; the greedy leaves one matrix dense (rank 0 in the comparison).
+    return RankComparison(
+        names=("l0.up", "l0.down", "l1.up", "l1.down"),
+        kinds=("mlp_up", "mlp_down", "mlp_up", "mlp_down"),
+        layers=np.array([0, 0, 1, 1]),
+        uniform=np.array([10, 10, 10, 10]),
+        greedy=np.array([4, 16, 0, 12]),
+        break_even=np.array([20.0, 20.0, 20.0, 20.0]),
+        share=0.5,
+        params_uniform=4000,
+        params_greedy=3990,
+    )
+
+
+def test_rank_allocation_figure_cells_are_rank_over_break_even():
+    fig = make_rank_allocation_figure(_comparison())
+    uniform, greedy = fig.data
+    assert list(uniform.y) == ["MLP up", "MLP down"] and list(uniform.x) == ["0", "1"]
+    np.testing.assert_array_equal(np.asarray(uniform.z), [[0.5, 0.5], [0.5, 0.5]])  # exact: 10/20
+    np.testing.assert_array_equal(np.asarray(greedy.z), [[0.2, 1.0], [0.8, 0.6]])  # exact quotients of ints
+    assert greedy.text[0][1] == "dense" and greedy.text[1][0] == "16"
+    assert "50%" in fig.layout.title.text
+
+
+def test_pareto_axis_names_what_quality_was_measured_on():
+    fig = make_pareto_figure(_points(True), original=_quality(True, 20.0), measured_on="the held-out passage")
+    assert fig.layout.yaxis.title.text.startswith("perplexity on the held-out passage")

@@ -1,0 +1,135 @@
+"""The compression page as a visitor meets it, per model: a first visit with no caches (a new process, an empty
+factor store), a first visit after a restart (a new process, the factors on disk) and a change of setting (the
+share slider, same process). Each visit runs the page under AppTest in its own process; times are wall-clock
+seconds of
+
+- "page drawn": the first run of the page (model loading, the card's factors, its measurement, the figures);
+- "budget answered": until the background budget sweep is done and the answer final;
+- "setting changed": moving the share slider to 80 % and the rerun that follows.
+
+Ratios are against the no-cache visit of the same model in the same run. An empty factor store is made with a
+temporary XDG_CACHE_HOME whose entries link to the real cache's (model weights, Hugging Face files) except the
+factor store, so nothing is downloaded and only the factors are cold. Run on a quiet machine for numbers to
+quote. Usage: .venv/bin/python bench/bench_compression_page.py [--models tiny-gpt2,smollm2-135m,minilm-l6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = "pages/compression.py"
+TIMEOUT = 1800
+
+
+def child(model: str) -> dict:
+    """One visit in this (fresh) process: the timings of the module docstring."""
+    sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    from tests.apptest import assert_page_ok, run_page
+
+    start = time.perf_counter()
+    at = run_page(PAGE, model=model, timeout=TIMEOUT)
+    drawn = time.perf_counter() - start
+    assert_page_ok(at)
+    while any("Still measuring" in (p.proto.text or "") for p in at.get("progress")):
+        time.sleep(1)
+        at.run()
+    answered = time.perf_counter() - start
+    assert_page_ok(at)
+    start = time.perf_counter()
+    at.slider(key="compression_share").set_value(80).run()
+    changed = time.perf_counter() - start
+    assert_page_ok(at)
+    headline = next((m.value for m in at.markdown if m.value.startswith("#### ")), "")
+    return {"drawn_s": drawn, "answered_s": answered, "changed_s": changed, "headline": headline}
+
+
+def _cold_cache_home() -> Path:
+    """A temporary XDG_CACHE_HOME linking every entry of the real one except the factor store."""
+    real = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    home = Path(tempfile.mkdtemp(prefix="bench-comp-cache-"))
+    for entry in real.iterdir():
+        if entry.name != "eigen-explorer":
+            (home / entry.name).symlink_to(entry)
+    ours = home / "eigen-explorer"
+    ours.mkdir()
+    for entry in (real / "eigen-explorer").iterdir() if (real / "eigen-explorer").exists() else ():
+        if entry.name != "factors":
+            (ours / entry.name).symlink_to(entry)
+    return home
+
+
+def visit(model: str, cache_home: Path) -> dict:
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache_home), "PYTHONUNBUFFERED": "1"}
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", model],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench(models: list[str], log=print) -> dict:
+    results = {}
+    for model in models:
+        home = _cold_cache_home()
+        cold = visit(model, home)
+        files = sorted((home / "eigen-explorer" / "factors").glob("*.safetensors"))
+        size = sum(f.stat().st_size for f in files)
+        try:
+            restart = visit(model, home)
+        finally:
+            shutil.rmtree(home)  # links are removed, never followed
+        results[model] = {
+            "cold": cold,
+            "restart": restart,
+            "factor_files": len(files),
+            "factor_mb": size / 1e6,
+        }
+    log(
+        f"{'model':14s} {'visit':9s} {'page drawn':>11s} {'answered':>9s} {'change':>7s}   "
+        f"{'drawn/cold':>10s} {'answered/cold':>13s}"
+    )
+    for model, r in results.items():
+        cold = r["cold"]
+        for name in ("cold", "restart"):
+            v = r[name]
+            log(
+                f"{model:14s} {name:9s} {v['drawn_s']:10.1f}s {v['answered_s']:8.1f}s {v['changed_s']:6.1f}s   "
+                f"{v['drawn_s'] / cold['drawn_s']:10.2f} {v['answered_s'] / cold['answered_s']:13.2f}"
+            )
+        log(f"{model:14s} factors on disk: {r['factor_files']} files, {r['factor_mb']:.0f} MB")
+        log(f"{model:14s} answer: {r['restart']['headline']}")
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="smollm2-135m,minilm-l6")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child)))
+        return 0
+    result = bench(args.models.split(","))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""The compression page's words: verdicts, the budget answer, the latency finding. Numbers come from
+explorer.analysis.compression and explorer.analysis.latency; this module only phrases them (no Streamlit, no
+maths beyond formatting), so the page and its tests share one wording."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from explorer.analysis.compression import (
+    BYTES_PER_PARAM,
+    DEFAULT_KINDS,
+    GROUP_LABELS,
+    BudgetAnswer,
+    Outcome,
+    Quality,
+    QualityBudget,
+    SweepPoint,
+)
+from explorer.analysis.latency import Latency, LatencyComparison
+from explorer.labels import LOWRANK_METHOD_LABELS as METHOD_LABELS
+
+BUDGET_METRIC_LABELS = {
+    "perplexity": "Perplexity increase (%)",
+    "kl": "KL divergence (nats per token)",
+    "cosine": "Embedding cosine",
+    "spearman": "Similarity-ranking correlation",
+}
+ALLOCATION_WORDS = {"uniform": "same share for every matrix", "greedy": "ranks allocated where they matter"}
+
+
+def verdict(before: Quality, after: Quality) -> str:
+    """A plain-language judgement of the quality change (thresholds are conventions, stated on the page)."""
+    if after.causal:
+        if after.perplexity is None or not np.isfinite(after.perplexity):
+            return "the compressed model produces no usable numbers"
+        ratio = after.perplexity / before.perplexity
+        for limit, words in (
+            (1.05, "barely changes"),
+            (1.5, "is slightly worse"),
+            (3, "is noticeably worse"),
+        ):
+            if ratio <= limit:
+                return words
+        return "is much worse" if ratio <= 10 else "is broken (it has lost the language)"
+    cosine = after.embedding_cosine
+    if cosine is None or not np.isfinite(cosine):
+        return "the compressed model produces no usable numbers"
+    for limit, words in ((0.99, "barely changes"), (0.95, "changes a little"), (0.85, "changes noticeably")):
+        if cosine >= limit:
+            return words
+    return "changes a lot (similarity rankings are no longer trustworthy)"
+
+
+def groups_phrase(kinds) -> str:
+    """'MLP' for the three MLP kinds, else the kinds' labels joined."""
+    kinds = tuple(kinds)
+    if set(kinds) == set(DEFAULT_KINDS) or (
+        kinds and all(k.startswith("mlp_") for k in kinds) and len(kinds) > 1
+    ):
+        return "MLP"
+    return ", ".join(GROUP_LABELS.get(k, k) for k in kinds)
+
+
+def summary_sentences(outcome: Outcome) -> tuple[str, str]:
+    """Two sentences a non-specialist can read (Markdown, key numbers in bold): what it saves, what it costs."""
+    n = len(outcome.rows)
+    groups = ", ".join(GROUP_LABELS.get(k, k) for k in outcome.kinds)
+    change = outcome.params_model_after - outcome.params_model_before
+    size = (
+        f"Replacing {n} matrices ({groups}) by {METHOD_LABELS[outcome.method]} factors of mean rank "
+        f"{outcome.mean_rank:.0f} keeps **{outcome.share_kept:.0%} of the model's parameters** "
+        f"({outcome.params_model_before / 1e6:.1f} M → {outcome.params_model_after / 1e6:.1f} M; "
+        f"{abs(change) * 2 / 1e6:.0f} MB {'less' if change <= 0 else 'more'} at fp16)."
+    )
+    b, a = outcome.before, outcome.after
+    if a.causal:
+        quality = f"Perplexity on the text goes from **{b.perplexity:,.4g}** to **{a.perplexity:,.4g}**"
+    else:
+        quality = f"Sentence embeddings keep a mean cosine of **{a.embedding_cosine:.3f}** with the original"
+    return size, f"{quality}: quality **{verdict(b, a)}**."
+
+
+def budget_phrase(budget: QualityBudget, causal: bool) -> str:
+    """The budget as the page's headline names it: "+10 % perplexity", "KL ≤ 0.05 nats/token", ..."""
+    metric = budget.metric_for(causal)
+    if metric == "perplexity":
+        return f"{budget.perplexity_increase:+.0%} perplexity"
+    if metric == "kl":
+        return f"KL ≤ {budget.max_kl:g} nats/token"
+    if metric == "cosine":
+        return f"embedding cosine ≥ {budget.min_cosine:g}"
+    return f"similarity-ranking correlation ≥ {budget.min_spearman:g}"
+
+
+def cost_phrase(point: SweepPoint, before: Quality, budget: QualityBudget) -> str:
+    """What a point costs in the budget's metric: "+6 % perplexity (27.6 → 29.3)", ..."""
+    metric = budget.metric_for(before.causal)
+    q = point.quality
+    loss = budget.loss(before, q)
+    if not np.isfinite(loss):
+        return "a model that gives no usable numbers"
+    if metric == "perplexity":
+        return f"{loss:+.1%} perplexity ({before.perplexity:,.4g} → {q.perplexity:,.4g})"
+    if metric == "kl":
+        return f"a KL divergence of {q.kl:.3g} nats/token"
+    if metric == "cosine":
+        return f"an embedding cosine of {q.embedding_cosine:.4f} with the original"
+    return f"a similarity-ranking correlation of {q.similarity_spearman:.4f} with the original"
+
+
+def size_phrase(nbytes: float) -> str:
+    """Bytes in the unit that reads best: "41 MB", "3.2 MB", "180 kB", "1.20 GB"."""
+    if abs(nbytes) >= 1e9:
+        return f"{nbytes / 1e9:.2f} GB"
+    if abs(nbytes) >= 1e7:
+        return f"{nbytes / 1e6:,.0f} MB"
+    if abs(nbytes) >= 1e6:
+        return f"{nbytes / 1e6:.1f} MB"
+    return f"{nbytes / 1e3:,.0f} kB"
+
+
+def savings_phrase(point: SweepPoint) -> str:
+    """E.g. "saves 41 MB (12% of the model) at fp16"."""
+    saved = (point.params_model_before - point.params_model_after) * BYTES_PER_PARAM
+    share = saved / (point.params_model_before * BYTES_PER_PARAM)
+    return f"saves {size_phrase(saved)} ({share:.0%} of the model) at fp16"
+
+
+def point_sentence(point: SweepPoint, before: Quality, budget: QualityBudget, kinds, *, fits: bool) -> str:
+    """The headline sentence of one point: "Keeping 90 % of the MLP weights costs +6 % perplexity (...):
+    within your +10 % perplexity budget; saves 41 MB (...)" (Markdown)."""
+    where = "within" if fits else "outside"
+    return (
+        f"Keeping **{point.group_share_kept:.0%} of the {groups_phrase(kinds)} weights** costs "
+        f"**{cost_phrase(point, before, budget)}**: {where} your {budget_phrase(budget, before.causal)} "
+        f"budget; {savings_phrase(point)}."
+    )
+
+
+def answer_headline(
+    best: BudgetAnswer | None, closest: BudgetAnswer | None, before: Quality, budget: QualityBudget, kinds
+) -> tuple[str, str]:
+    """(the headline sentence, how it was found) for the whole budget view: the smallest configuration within
+    the budget, or, if none fits, a plain "nothing fits" with the closest one."""
+    if best is not None:
+        how = f"{METHOD_LABELS[best.method]}, {ALLOCATION_WORDS[best.allocation]}"
+        return point_sentence(best.best, before, budget, kinds, fits=True), how
+    if closest is None:
+        return "No configuration has been measured yet.", ""
+    how = f"{METHOD_LABELS[closest.method]}, {ALLOCATION_WORDS[closest.allocation]}"
+    sentence = point_sentence(closest.closest, before, budget, kinds, fits=False)
+    return (
+        f"**Nothing measured fits your {budget_phrase(budget, before.causal)} budget.** The closest: "
+        f"{sentence[0].lower()}{sentence[1:]}",
+        f"{how}. To stay within the budget, compress fewer weight groups (below) or accept a looser one: rank-k "
+        "factors cost k(m+n) numbers against mn, so even the gentlest setting drops many directions of every "
+        "matrix it compresses",
+    )
+
+
+def answer_row(answer: BudgetAnswer, before: Quality, budget: QualityBudget) -> dict:
+    """One row of the per-method table (plain values; the page formats them)."""
+    point = answer.best if answer.best is not None else answer.closest
+    row = {
+        "method": METHOD_LABELS[answer.method],
+        "ranks": ALLOCATION_WORDS[answer.allocation],
+        "fits": "yes" if answer.best is not None else ("no: closest shown" if point is not None else "…"),
+        "weights kept": None if point is None else f"{point.group_share_kept:.0%}",
+        "parameters (M)": None if point is None else point.params_model_after / 1e6,
+        "memory fp16 (MB)": None if point is None else point.bytes / 1e6,
+        "cost": "" if point is None else cost_phrase(point, before, budget),
+        "points measured": answer.measured,
+    }
+    return row
+
+
+def _timing(t) -> str:
+    return f"{t.median_ms:,.1f} ms (quartiles {t.q1_ms:,.1f}–{t.q3_ms:,.1f}, {t.runs} runs)"
+
+
+def latency_sentence(c: LatencyComparison, device: str) -> str:
+    """What one comparison shows, never noise as a finding (Markdown)."""
+    macs = (
+        f"The compressed model does **{c.mac_ratio:.0%} of the multiply-adds** of the original "
+        f"({c.macs_compressed / 1e9:,.2f} G against {c.macs_original / 1e9:,.2f} G)."
+    )
+    times = f"Original {_timing(c.original)}; compressed {_timing(c.compressed)}."
+    if not c.distinguishable:
+        finding = (
+            "The two timings overlap: on this machine the difference is within the noise, so no speed-up or "
+            "slow-down can be claimed."
+        )
+    elif c.ratio < 1:
+        finding = f"The compressed model is **faster: {c.ratio:.2f}× the original's time**."
+    else:
+        finding = f"The compressed model is **slower: {c.ratio:.2f}× the original's time**. " + (
+            "It replaces each big matrix product by two thin ones (x·Bᵀ, then ·Aᵀ): twice the kernel "
+            f"launches and reads of the activations, and thin products run below the {device} "
+            "library's best speed, which can cost more than the multiply-adds saved, above all at few "
+            "tokens. Fewer multiply-adds pay off at larger inputs or smaller ranks."
+            if c.mac_ratio < 1
+            else "At these ranks the factors do more multiply-adds than the dense matrices."
+        )
+    return f"**{c.n_tokens} tokens.** {macs} {times} {finding}"
+
+
+def latency_sentences(latency: Latency, device: str) -> tuple[str, str]:
+    return latency_sentence(latency.at_text, device), latency_sentence(latency.at_fixed, device)

@@ -1,0 +1,286 @@
+"""The budget view's pure parts: usable-rank factors on disk, budgets on every metric, per-method answers, the
+sweep's order, uniform-against-greedy ranks, and the words the page shows."""
+
+import numpy as np
+import pytest
+import torch
+
+from explorer.analysis import compression as comp
+from explorer.analysis import factor_store as store
+from explorer.analysis.latency import Latency, LatencyComparison, Timing
+from explorer.analysis.lowrank import factorize
+from explorer.analysis.weights import model_fingerprint
+from explorer.spectra.allocation import largest_factored_rank
+from explorer.ui import compression_text as words
+
+KINDS = ("mlp_gate", "mlp_up", "mlp_down")
+
+
+@pytest.fixture()
+def cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv(store.CAP_ENV, raising=False)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def calibrated(load):
+    loaded = load("tiny-llama")
+    chunks = comp.calibration_chunks(loaded, comp.shipped_calibration_text(), 64)[:2]
+    return loaded, comp.collect_activation_stats(loaded, chunks, KINDS)
+
+
+def _q(ppl=None, kl=None, cos=None, rho=None):
+    causal = ppl is not None
+    return comp.Quality(causal, ppl, kl, cos, rho, 1.0, 10)
+
+
+# ------------------------------------------------------------------------------------------ usable factors
+
+
+def test_usable_factors_keep_the_prefix_that_saves_parameters(calibrated):
+    loaded, (stats, n_tokens) = calibrated
+    full = factorize(loaded.model, "svdllm", KINDS, stats, calibration_tokens=n_tokens)
+    cut = store.usable_factors(full)
+    for f, g in zip(full.matrices, cut.matrices, strict=True):
+        m, n = f.shape
+        top = g.max_rank
+        assert top == max(min((m * n - 1) // (m + n), f.max_rank), 1)
+        assert top * (m + n) < m * n and (top + 1) * (m + n) >= m * n  # the largest rank that saves
+        assert torch.equal(g.U, f.U[:, :top]) and torch.equal(g.B, f.B[:top])
+        for field in ("sigma", "weight_tail", "plain_tail", "output_tail"):
+            assert getattr(g, field).tobytes() == getattr(f, field).tobytes()
+        for k in (1, top // 2, top):
+            assert g.output_error(k) == f.output_error(k) and torch.equal(g.reconstruct(k), f.reconstruct(k))
+        assert g.clamp(top + 5) == top  # a rank past break-even is cut back to the usable one
+
+
+def test_usable_factors_are_read_back_bit_identical_and_keyed_apart(cache_home, calibrated):
+    loaded, (stats, n_tokens) = calibrated
+    calls = []
+
+    def provider():
+        calls.append(1)
+        return stats, n_tokens
+
+    first, hit1 = store.cached_factorize(loaded.model, "asvd", KINDS, "cal", provider, usable_only=True)
+    second, hit2 = store.cached_factorize(loaded.model, "asvd", KINDS, "cal", provider, usable_only=True)
+    assert (hit1, hit2) == (False, True) and len(calls) == 1
+    expected = store.usable_factors(
+        factorize(loaded.model, "asvd", KINDS, stats, calibration_tokens=n_tokens)
+    )
+    for got in (first, second):
+        for f, g in zip(expected.matrices, got.matrices, strict=True):
+            assert g.U.dtype == f.U.dtype and torch.equal(g.U, f.U) and torch.equal(g.B, f.B)
+            assert g.output_tail.tobytes() == f.output_tail.tobytes() and g.output_norm2 == f.output_norm2
+    fingerprint = model_fingerprint(loaded.model)
+    assert store.factor_key(fingerprint, "asvd", "cal", KINDS, usable_only=True) != store.factor_key(
+        fingerprint, "asvd", "cal", KINDS
+    )
+    full, _ = store.cached_factorize(loaded.model, "asvd", KINDS, "cal", provider)
+    sizes = sorted(p.stat().st_size for p in store.store_dir().iterdir())
+    assert len(sizes) == 2 and sizes[0] < sizes[1]  # the usable file is the smaller one
+    assert full.matrices[0].max_rank > first.matrices[0].max_rank
+
+
+def test_the_page_key_changes_when_a_weight_changes(load):
+    import copy
+
+    model = load("tiny-gpt2").model
+    changed = copy.deepcopy(model)
+    with torch.no_grad():
+        w = changed.transformer.h[0].mlp.c_fc.weight
+        w[1, 2] = torch.nextafter(w[1, 2], torch.tensor(np.inf))
+    keys = {
+        store.factor_key(model_fingerprint(m), "svdllm", "cal", ("mlp_up",), usable_only=True)
+        for m in (model, changed)
+    }
+    assert len(keys) == 2
+
+
+# ---------------------------------------------------------------------------------------------- budgets
+
+
+def test_quality_budget_on_every_metric():
+    before = _q(ppl=20.0, kl=0.0)
+    b = comp.QualityBudget()
+    assert b.metric_for(True) == "perplexity" and b.metric_for(False) == "cosine"
+    assert b.fits(before, _q(ppl=22.0, kl=0.3)) and not b.fits(before, _q(ppl=22.2, kl=0.0))
+    assert b.loss(before, _q(ppl=25.0, kl=0.1)) == pytest.approx(0.25, rel=1e-15)
+    assert b.loss(before, _q(ppl=float("nan"), kl=0.1)) == float("inf")
+    kl = comp.QualityBudget(max_kl=0.05, metric="kl")
+    assert kl.fits(before, _q(ppl=100.0, kl=0.05)) and not kl.fits(before, _q(ppl=20.0, kl=0.051))
+    enc_before = _q(cos=1.0, rho=1.0)
+    assert b.fits(enc_before, _q(cos=0.991, rho=0.5)) and not b.fits(enc_before, _q(cos=0.989, rho=1.0))
+    rho = comp.QualityBudget(min_spearman=0.98, metric="spearman")
+    assert rho.fits(enc_before, _q(cos=0.5, rho=0.985)) and not rho.fits(enc_before, _q(cos=1.0, rho=0.97))
+    with pytest.raises(ValueError, match="does not apply"):
+        kl.fits(enc_before, _q(cos=0.99, rho=0.99))
+
+
+def _point(method, allocation, share, kept, ppl):
+    """kept: thousands of parameters of a 1 M model whose compressed groups hold 0.5 M."""
+    return comp.SweepPoint(
+        method,
+        share,
+        10.0,
+        kept * 1000,
+        1_000_000,
+        _q(ppl=ppl, kl=0.0),
+        allocation,
+        500_000,
+        kept * 1000 - 500_000,
+    )
+
+
+def test_budget_answers_per_method_and_overall():
+    before = _q(ppl=10.0, kl=0.0)
+    pts = [
+        _point("svdllm", "uniform", 0.9, 950, 10.5),
+        _point("svdllm", "uniform", 0.8, 900, 10.9),
+        _point("svdllm", "uniform", 0.7, 850, 12.0),
+        _point("svdllm", "greedy", 0.9, 950, 10.2),
+        _point("svdllm", "greedy", 0.8, 900, 10.6),
+        _point("svdllm", "greedy", 0.7, 850, 10.95),
+        _point("svd", "uniform", 0.9, 950, 30.0),
+        _point("svd", "uniform", 0.8, 900, 90.0),
+    ]
+    answers = comp.budget_answers(pts, before, comp.QualityBudget(), ("svdllm", "svd"))
+    assert [(a.method, a.allocation) for a in answers] == [
+        ("svdllm", "uniform"),
+        ("svdllm", "greedy"),
+        ("svd", "uniform"),
+        ("svd", "greedy"),
+    ]
+    u, g, s, s_g = answers
+    assert u.best.share == 0.8 and g.best.share == 0.7 and g.loss_best == pytest.approx(0.095, rel=1e-12)
+    assert s.best is None and s.closest.share == 0.9 and s.measured == 2
+    assert s_g.best is None and s_g.closest is None and s_g.measured == 0
+    assert comp.overall_best(answers) is g
+    none_fit = comp.budget_answers(pts[6:], before, comp.QualityBudget(), ("svd",))
+    assert comp.overall_best(none_fit) is None and comp.overall_closest(none_fit).closest.share == 0.9
+
+
+def test_sweep_plan_measures_gentle_shares_first_method_by_method():
+    plan = comp.sweep_plan(("svdllm", "svd"), (0.25, 0.9, 0.5), greedy=("svdllm",))
+    assert plan == [
+        ("svdllm", "uniform", 0.9),
+        ("svdllm", "greedy", 0.9),
+        ("svdllm", "uniform", 0.5),
+        ("svdllm", "greedy", 0.5),
+        ("svdllm", "uniform", 0.25),
+        ("svdllm", "greedy", 0.25),
+        ("svd", "uniform", 0.9),
+        ("svd", "uniform", 0.5),
+        ("svd", "uniform", 0.25),
+    ]
+
+
+@pytest.mark.parametrize("share", [0.25, 0.5, 0.9])
+def test_rank_comparison_spends_the_uniform_budget_within_one_rank_step(calibrated, share):
+    loaded, (stats, n_tokens) = calibrated
+    fact = store.usable_factors(factorize(loaded.model, "svdllm", KINDS, stats, calibration_tokens=n_tokens))
+    c = comp.rank_comparison(fact, share)
+    for f, k in zip(fact.matrices, c.uniform, strict=True):
+        assert k == f.clamp(int(np.floor(share * f.shape[0] * f.shape[1] / sum(f.shape))))
+    assert c.params_uniform == sum(
+        int(k) * sum(f.shape) for f, k in zip(fact.matrices, c.uniform, strict=True)
+    )
+    assert c.params_greedy <= c.params_uniform
+    # What the greedy leaves unspent is smaller than the next step of every matrix it did not leave dense, and
+    # each such step is at most m + n (largest_factored_rank: mn - K(m + n) <= m + n).
+    steps = [sum(f.shape) for f, k in zip(fact.matrices, c.greedy, strict=True) if k > 0]
+    assert c.params_uniform - c.params_greedy < min(steps)
+    assert all(
+        k == 0 or 1 <= k <= largest_factored_rank(f.shape)
+        for f, k in zip(fact.matrices, c.greedy, strict=True)
+    )
+    # The greedy's calibration output error is at most the uniform ranks' (up to its gap: one component).
+    greedy_ranks = {f.name: int(k) for f, k in zip(fact.matrices, c.greedy, strict=True) if k > 0}
+    uniform_ranks = {f.name: int(k) for f, k in zip(fact.matrices, c.uniform, strict=True)}
+    alloc = comp.allocation_of(fact, c.params_uniform)
+    den = sum(f.output_norm2 for f in fact.matrices)
+    assert comp.calib_output_error(fact, greedy_ranks) <= comp.calib_output_error(fact, uniform_ranks) + (
+        alloc.gap / den
+    ) * (1 + 1e-9)
+
+
+# ------------------------------------------------------------------------------------------------ words
+
+
+def test_answer_headline_says_within_or_nothing_fits_plainly():
+    before = _q(ppl=10.0, kl=0.0)
+    pts = [_point("svdllm", "uniform", 0.9, 950, 10.6), _point("svdllm", "uniform", 0.7, 850, 14.0)]
+    budget = comp.QualityBudget()
+    answers = comp.budget_answers(pts, before, budget, ("svdllm",))
+    text, how = words.answer_headline(
+        comp.overall_best(answers), comp.overall_closest(answers), before, budget, KINDS
+    )
+    assert "Keeping **90% of the MLP weights** costs **+6.0% perplexity (10 → 10.6)**" in text
+    assert "within your +10% perplexity budget" in text and "saves 100 kB (5% of the model)" in text
+    assert how.startswith("SVD-LLM")
+    strict = comp.QualityBudget(perplexity_increase=0.01)
+    answers = comp.budget_answers(pts, before, strict, ("svdllm",))
+    text, how = words.answer_headline(None, comp.overall_closest(answers), before, strict, KINDS)
+    assert "compress fewer weight groups" in how
+    assert text.startswith("**Nothing measured fits your +1% perplexity budget.** The closest: keeping")
+    assert "outside your" in text
+
+
+def _comparison(original, compressed, macs_ratio=0.6):
+    return LatencyComparison(24, Timing.of(original), Timing.of(compressed), 1000, int(1000 * macs_ratio))
+
+
+def test_latency_words_never_report_noise_as_a_finding():
+    overlap = _comparison([10, 11, 12, 13, 14], [10.5, 11.5, 12.5, 13.5, 14.5])
+    assert not overlap.distinguishable
+    text = words.latency_sentence(overlap, "cpu")
+    assert "within the noise" in text and "faster" not in text and "slower" not in text
+    assert "60% of the multiply-adds" in text
+    slower = _comparison([10, 10.1, 10.2, 10.3, 10.4], [20, 20.1, 20.2, 20.3, 20.4])
+    text = words.latency_sentence(slower, "cpu")
+    assert "slower: 1.98×" in text and "two thin ones" in text
+    faster = _comparison([20, 20.1, 20.2, 20.3, 20.4], [10, 10.1, 10.2, 10.3, 10.4])
+    assert "faster: 0.50×" in words.latency_sentence(faster, "cpu")
+    assert len(words.latency_sentences(Latency(overlap, slower, 2), "cpu")) == 2
+
+
+def test_usable_factors_come_from_stored_full_factors_without_a_calibration_pass(cache_home, calibrated):
+    loaded, (stats, n_tokens) = calibrated
+    full, hit = store.cached_factorize(loaded.model, "svdllm", KINDS, "cal", lambda: (stats, n_tokens))
+    assert not hit
+
+    def no_pass():
+        raise AssertionError("the full factors on disk hold the usable ones: no calibration pass needed")
+
+    cut, hit = store.cached_factorize(loaded.model, "svdllm", KINDS, "cal", no_pass, usable_only=True)
+    assert hit and len(list(store.store_dir().iterdir())) == 2  # the usable file is written for next time
+    again, hit = store.cached_factorize(loaded.model, "svdllm", KINDS, "cal", no_pass, usable_only=True)
+    expected = store.usable_factors(full)
+    for f, g, h in zip(expected.matrices, cut.matrices, again.matrices, strict=True):
+        assert (
+            torch.equal(f.U, g.U)
+            and torch.equal(f.B, g.B)
+            and torch.equal(f.U, h.U)
+            and torch.equal(f.B, h.B)
+        )
+
+
+def test_verdict_thresholds_and_summary_sentences():
+    before = _q(ppl=20.0, kl=0.0)
+    assert words.verdict(before, _q(ppl=21.0, kl=0.1)) == "barely changes"  # x1.05: the limit is inclusive
+    assert words.verdict(before, _q(ppl=29.0, kl=0.1)) == "is slightly worse"
+    assert words.verdict(before, _q(ppl=1000.0, kl=0.1)).startswith("is broken")
+    assert words.verdict(before, _q(ppl=float("nan"), kl=0.1)).endswith("no usable numbers")
+    enc = _q(cos=1.0, rho=1.0)
+    assert words.verdict(enc, _q(cos=0.96, rho=0.9)) == "changes a little"
+    row = comp.MatrixRow("l.0.up", "mlp_up", 0, (64, 32), 10, 21.3, 2048, 960, 0.3, 0.35, 0.2)
+    outcome = comp.Outcome(
+        "svdllm", ("mlp_up",), 1_000_000, 998_912, 2048, 960, before, _q(ppl=22.0, kl=0.1), (row,)
+    )
+    size, quality = words.summary_sentences(outcome)
+    assert (
+        "keeps **100% of the model's parameters**" in size
+        and "SVD-LLM (whitened) factors of mean rank 10" in size
+    )
+    assert quality == "Perplexity on the text goes from **20** to **22**: quality **is slightly worse**."
