@@ -6,8 +6,9 @@ one per factorization, named by a key that hashes the weights' fingerprint
 method, the caller's calibration key (which text, how it was cut), the groups, the layers, the ridge and this
 module's format version. Changing any one gives another file.
 
-Size: the directory is kept under ``EIGEN_EXPLORER_FACTOR_CACHE_MB`` megabytes (default 2048: the three
-methods' factors of SmolLM2's MLP matrices take about 440 MB each) by deleting the least recently used files
+Size: the directory is kept under ``EIGEN_EXPLORER_FACTOR_CACHE_MB`` megabytes (default 4096: the three
+methods' full factors of SmolLM2's MLP matrices take about 440 MB each, the page's usable-rank cuts 320 MB each,
+2.3 GB together) by deleting the least recently used files
 (a read refreshes a file's modification time). ``EIGEN_EXPLORER_FACTOR_CACHE_MB=0`` turns the store off.
 Deleting the directory (or ``make clean-cache``) clears it.
 
@@ -37,7 +38,7 @@ from explorer.spectra.allocation import largest_factored_rank
 
 FORMAT_VERSION = 1
 CAP_ENV = "EIGEN_EXPLORER_FACTOR_CACHE_MB"
-DEFAULT_CAP_MB = 2048
+DEFAULT_CAP_MB = 4096
 SUFFIX = ".safetensors"
 
 Progress = Callable[[float, str], None]
