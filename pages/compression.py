@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from explorer.analysis import compression as comp
+from explorer.analysis import quantize as qz
 from explorer.analysis.lowrank import ASVD_ALPHA, METHOD_LABELS, METHODS, RIDGE
 from explorer.errors import ExplorerError
 from explorer.figures.compression import (
@@ -15,9 +16,11 @@ from explorer.figures.compression import (
     make_pareto_figure,
     make_rank_allocation_figure,
 )
+from explorer.figures.quantization import make_tradeoff_figure
 from explorer.ui import compression_cache as cc
 from explorer.ui import compression_text as words
 from explorer.ui import jobs
+from explorer.ui import quantization_cache as qc
 from explorer.ui.session import require_model, selection
 from explorer.ui.state import Choice, Float, Int, PageState, Subset
 
@@ -250,6 +253,63 @@ def sweep_poller(seen: int) -> None:
 
 if running:
     sweep_poller(len(points))
+
+
+# ====================================================================================== fewer bits
+st.subheader("Low rank, fewer bits, or both?")
+st.caption(
+    "The same groups stored with fewer bits instead (int8 per row; 4 bits in groups of 32, 64 or 128, with or "
+    "without an offset), the top singular directions kept at fp16 with a 4-bit residual, and SVD-LLM factors "
+    "stored in int8. Each is measured like the low-rank settings, on the held-out passage; storage counts the "
+    "real bytes (codes, scales, offsets), every other weight at fp16."
+)
+quant_job = qc.comparison_job(sel.model_key, kinds_key, calibration) if kinds_key else None
+if quant_job is not None and not quant_job.done and loaded.card.n_params < BLOCKING_SWEEP_PARAMS:
+    quant_bar = st.progress(0.0, text="Measuring fewer bits…")
+    jobs.follow(quant_job, lambda f, msg: quant_bar.progress(f, text=f"Fewer bits: {msg}"))
+    quant_bar.empty()
+quant_points = qc.comparison_points(quant_job) if quant_job is not None and not quant_job.failed else []
+if quant_job is not None and quant_job.failed:
+    st.error(f"The fewer-bits comparison failed: {quant_job.error}", icon=":material/error:")
+all_points = [qz.from_sweep_point(p) for p in points] + quant_points
+original_bytes = loaded.card.n_params * comp.BYTES_PER_PARAM
+if all_points:
+    overall, overall_closest = qz.smallest_within(all_points, original, budget)
+    with st.container(border=True):
+        st.markdown(words.tradeoff_headline(overall, overall_closest, original, original_bytes, budget))
+        quant_running = quant_job is not None and not quant_job.done
+        if quant_running or running:
+            st.caption("Still measuring: the answer can still improve.")
+    st.plotly_chart(
+        make_tradeoff_figure(
+            all_points,
+            original=original,
+            original_bytes=original_bytes,
+            budget_line=attr_line if points else None,
+            measured_on="the held-out passage",
+        ),
+        width="stretch",
+        key="compression_tradeoff",
+    )
+    provenance = loaded.anatomy.quantization
+    if provenance is not None:
+        st.caption(
+            f"These weights were {provenance.describe()}: quantizing them back to that grid (4 bits with an "
+            "offset, groups of 32: the hollow point) costs nothing by construction, which says how the model "
+            "was shipped, not how well 4-bit quantization works. The budget answer leaves that point out."
+        )
+
+
+@st.fragment(run_every=POLL_SECONDS if quant_job is not None and not quant_job.done else None)
+def quant_poller(seen: int) -> None:
+    """While the fewer-bits comparison runs in the background: redraw the page when new points arrived."""
+    now = qc.peek_comparison(sel.model_key, kinds_key, calibration)
+    if now is None or now.done or len(now.partial) != seen:
+        st.rerun()
+
+
+if quant_job is not None and not quant_job.done:
+    quant_poller(len(quant_points))
 
 
 # ====================================================================================== free controls

@@ -20,7 +20,9 @@ from explorer.analysis.compression import (
     DenseLinear,
     EvalSet,
     Quality,
+    QualityBudget,
     Reference,
+    SweepPoint,
     _set_submodule,
     _structural_copy,
     _tied_output_module,
@@ -28,6 +30,7 @@ from explorer.analysis.compression import (
 )
 from explorer.analysis.lowrank import Factorization
 from explorer.analysis.matrices import weight_matrices
+from explorer.labels import LOWRANK_METHOD_LABELS
 from explorer.models.loading import LoadedModel
 from explorer.spectra.quantization import (
     QuantScheme,
@@ -258,3 +261,24 @@ def tradeoff_point(
     series = series_name(scheme) if scheme is not None and outcome.method == scheme.name else outcome.method
     own = scheme is not None and outcome.method == scheme.name and is_own_grid(loaded, scheme)
     return TradeoffPoint(series, outcome.method, outcome.bytes_model, outcome.after, own)
+
+
+def from_sweep_point(point: SweepPoint) -> TradeoffPoint:
+    """A low-rank sweep point on the bytes/quality chart (its bytes: the whole model at fp16, factors too)."""
+    series = LOWRANK_METHOD_LABELS[point.method] + (
+        ", allocated ranks" if point.allocation == "greedy" else ""
+    )
+    setting = f"{series}, keeping {point.group_share_kept:.0%} of the groups' parameters"
+    return TradeoffPoint(series, setting, point.bytes, point.quality)
+
+
+def smallest_within(
+    points: list[TradeoffPoint], before: Quality, budget: QualityBudget
+) -> tuple[TradeoffPoint | None, TradeoffPoint | None]:
+    """(the smallest point within the budget, or None; the point of the smallest loss, or None), over every
+    series. Points on the weights' own storage grid are left out: their cost is zero by construction."""
+    candidates = [p for p in points if not p.on_own_grid]
+    fitting = [p for p in candidates if budget.fits(before, p.quality)]
+    best = min(fitting, key=lambda p: (p.bytes_model, budget.loss(before, p.quality)), default=None)
+    closest = min(candidates, key=lambda p: (budget.loss(before, p.quality), p.bytes_model), default=None)
+    return best, closest

@@ -206,3 +206,21 @@ def latency_sentence(c: LatencyComparison, device: str) -> str:
 
 def latency_sentences(latency: Latency, device: str) -> tuple[str, str]:
     return latency_sentence(latency.at_text, device), latency_sentence(latency.at_fixed, device)
+
+
+def tradeoff_headline(best, closest, before: Quality, original_bytes: int, budget: QualityBudget) -> str:
+    """The answer over every method (low rank, fewer bits, both): ``best``/``closest`` are TradeoffPoints
+    (explorer.analysis.quantize.smallest_within)."""
+    if best is not None:
+        saved = original_bytes - best.bytes_model
+        return (
+            f"Across every method, the smallest model within your budget: **{best.setting}**, "
+            f"{size_phrase(best.bytes_model)} instead of {size_phrase(original_bytes)} (saves "
+            f"{size_phrase(saved)}, {saved / original_bytes:.0%}), at {cost_phrase(best, before, budget)}."
+        )
+    if closest is not None:
+        return (
+            f"No method measured fits your budget; the closest is **{closest.setting}** at "
+            f"{cost_phrase(closest, before, budget)}, {size_phrase(closest.bytes_model)}."
+        )
+    return "Nothing measured yet."

@@ -1,0 +1,112 @@
+"""Background work behind the compression page's "fewer bits" comparison and its healing action, shared by every
+browser session (explorer/ui/jobs.py boards, keyed by plain values).
+
+The comparison measures, on the same held-out passage and groups as the budget sweep: int8 per row, 4-bit in
+groups of 32/64/128 (symmetric and with an offset), the top singular directions at fp16 with a 4-bit residual,
+and SVD-LLM factors in int8, each point published as it is measured. Healing fine-tunes one low-rank setting's
+factors on a copy. Neither touches the cached model.
+"""
+
+from __future__ import annotations
+
+from explorer.analysis import compression as comp
+from explorer.analysis import healing
+from explorer.analysis import quantize as qz
+from explorer.models.choice import ModelChoice
+from explorer.spectra.quantization import INT4_SCHEMES, INT8, QuantScheme
+from explorer.ui import compression_cache as cc
+from explorer.ui import jobs
+from explorer.ui.cache import cached_model
+
+SCHEMES = (INT8, *INT4_SCHEMES)
+RESIDUAL_SCHEME = QuantScheme(4, 32)
+RESIDUAL_SHARES = (
+    0.1,
+    0.25,
+)  # of the dense parameters kept as fp16 top directions, on top of the 4-bit residual
+FACTOR_SHARES = (0.95, 0.8, 0.5)  # SVD-LLM at these shares of break-even rank, each factor in int8
+
+
+def _quant_board() -> jobs.JobBoard:
+    return jobs.board("quantization", max_finished=4)
+
+
+def _heal_board() -> jobs.JobBoard:
+    return jobs.board("healing", max_finished=4)
+
+
+def comparison_job(model_key: ModelChoice, kinds: tuple[str, ...], calibration: cc.Calibration) -> jobs.Job:
+    """The fewer-bits comparison for these groups (started if needed); ``job.partial`` holds TradeoffPoints."""
+    loaded = cached_model(model_key)
+    evalset, ref = cc.budget_eval(model_key)
+    plan = len(SCHEMES) + len(RESIDUAL_SHARES) + len(FACTOR_SHARES)
+
+    def work(job: jobs.Job):
+        points, step = [], 0
+
+        def add(point: qz.TradeoffPoint):
+            nonlocal step
+            points.append(point)
+            job.publish(point)
+            step += 1
+
+        for scheme in SCHEMES:
+            job.report(step / plan, f"{qz.series_name(scheme)}")
+            add(qz.tradeoff_point(loaded, qz.quantize_weights(loaded, kinds, scheme, evalset, ref), scheme))
+        for share in RESIDUAL_SHARES:
+            job.report(step / plan, f"top directions ({share:.0%}) + 4-bit residual")
+            out = qz.residual_split_weights(loaded, kinds, RESIDUAL_SCHEME, evalset, ref, share=share)
+            add(qz.TradeoffPoint("top directions fp16 + 4-bit residual", f"{out.method}, {share:.0%} at fp16",
+                                 out.bytes_model, out.after))  # fmt: skip
+        factor_job = cc.factorization_job(model_key, "svdllm", kinds, calibration)
+        jobs.follow(factor_job, None)
+        fact = factor_job.value()
+        for share in FACTOR_SHARES:
+            job.report(step / plan, f"SVD-LLM factors at {share:.0%}, in int8")
+            ranks = comp.choose_ranks(fact, comp.RankSetting(mode="share", share=share))
+            out = qz.quantize_factored_weights(loaded, fact, ranks, INT8, evalset, ref)
+            add(qz.TradeoffPoint("SVD-LLM factors in int8", f"SVD-LLM {share:.0%} of break-even, int8 factors",
+                                 out.bytes_model, out.after))  # fmt: skip
+        return points
+
+    key = (model_key, kinds, calibration.key(), cc.BUDGET_TOKENS)
+    return _quant_board().submit(key, work, "fewer bits")
+
+
+def peek_comparison(model_key: ModelChoice, kinds, calibration: cc.Calibration) -> jobs.Job | None:
+    return _quant_board().peek((model_key, kinds, calibration.key(), cc.BUDGET_TOKENS))
+
+
+def comparison_points(job: jobs.Job) -> list[qz.TradeoffPoint]:
+    return list(job.result) if job.done and job.error is None else list(job.partial)
+
+
+def healing_job(
+    model_key: ModelChoice,
+    method: str,
+    kinds: tuple[str, ...],
+    calibration: cc.Calibration,
+    setting: comp.RankSetting,
+    steps: int,
+    lr: float,
+) -> jobs.Job:
+    """Heal the factors of one setting (``steps`` Adam steps of size ``lr`` on the calibration text); the job's
+    value is the HealingRun (quality on the held-out passage before and after)."""
+    loaded = cached_model(model_key)
+    evalset, ref = cc.budget_eval(model_key)
+    fact = cc.factorization(model_key, method, kinds, calibration)
+    ranks = comp.choose_ranks(fact, setting)
+    text = comp.shipped_calibration_text()
+
+    def work(job: jobs.Job):
+        run, _model = healing.heal(
+            loaded, fact, ranks, text, evalset, ref, steps=steps, lr=lr, progress=job.report
+        )
+        return run
+
+    key = (model_key, method, kinds, calibration.key(), setting, steps, lr)
+    return _heal_board().submit(key, work, "healing")
+
+
+def peek_healing(model_key, method, kinds, calibration, setting, steps, lr) -> jobs.Job | None:
+    return _heal_board().peek((model_key, method, kinds, calibration.key(), setting, steps, lr))

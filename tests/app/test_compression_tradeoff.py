@@ -1,0 +1,64 @@
+"""The compression page's "low rank, fewer bits, or both" section: the chart's int8 point is the perplexity of
+a hand-quantized copy, computed here by our own loop; the answer over every method names a setting that fits;
+the cached model is untouched."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from explorer.analysis import compression as comp
+from explorer.analysis.matrices import weight_matrices, weights_checksum
+from explorer.models import load_model
+from explorer.models.capture import tokenize
+from explorer.spectra.quantization import INT8, fake_quantize
+from tests.apptest import assert_page_ok, chart_spec, run_page
+from tests.conftest import SAMPLE_TEXT
+
+PAGE = "pages/compression.py"
+BUDGET_TOKENS = 512  # the held-out passage's token cap on the page, written out
+
+
+def _heldout_perplexity(model, loaded) -> float:
+    ids, _n, _messages = tokenize(loaded, comp.heldout_text(), BUDGET_TOKENS)  # cut to the model's limit too
+    ids = [int(i) for i in ids]
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].double()
+    nll = -torch.log_softmax(logits[:-1], -1)[torch.arange(len(ids) - 1), torch.tensor(ids[1:])]
+    return float(torch.exp(nll.mean()))
+
+
+def test_tradeoff_chart_and_answer_on_tiny_gpt2():
+    at = run_page(PAGE, model="tiny-gpt2", text=SAMPLE_TEXT, timeout=900)
+    assert_page_ok(at)
+    loaded = load_model("tiny-gpt2")
+    spec = chart_spec(at, "compression_tradeoff")
+    series = {trace["name"]: trace for trace in spec["data"]}
+    assert {
+        "int8",
+        "4-bit, groups of 32",
+        "top directions fp16 + 4-bit residual",
+        "SVD-LLM factors in int8",
+    } <= set(series)
+    # The int8 point, recomputed: a deep copy whose MLP weights are overwritten with dequant(quant(W)).
+    hand = copy.deepcopy(loaded.model)
+    with torch.no_grad():
+        for mat in weight_matrices(hand):
+            if mat.kind in comp.DEFAULT_KINDS:
+                mat.weight.copy_(fake_quantize(mat.weight.detach().clone(), INT8))
+    expected = _heldout_perplexity(hand, loaded)
+    # Same weights, kernels in another order (Conv1D addmm against F.linear): float32 rounding of the logits,
+    # through exp of a mean over ~500 tokens: relative 1e-4 is far above it and far below any quantization effect.
+    assert float(np.asarray(series["int8"]["y"])[0]) == pytest.approx(expected, rel=1e-4)
+    assert float(np.asarray(series["original (fp16)"]["x"])[0]) == 2 * loaded.card.n_params / 1e6
+    answer = next(
+        m.value
+        for m in at.markdown
+        if m.value.startswith("Across every method") or m.value.startswith("No method")
+    )
+    assert "int8" in answer or "4-bit" in answer or "SVD" in answer or "No method" in answer
+    from explorer.ui.cache import cached_model
+
+    cached = cached_model(at.session_state["selection"].model_key)
+    assert weights_checksum(cached.model) == weights_checksum(loaded.model)
