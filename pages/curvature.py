@@ -3,6 +3,8 @@ layer at once, and a training what-if against gradient descent's stability limit
 explorer.analysis.curvature, jobs and disk cache in explorer.ui.curvature_cache, figures in
 explorer.figures.curvature."""
 
+import itertools
+
 import streamlit as st
 
 from explorer.errors import ExplorerError
@@ -20,9 +22,9 @@ TRAIN_ON = {"block": "The chosen block", "all": "Every parameter"}
 ETAS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 # Below this many parameters the layer grid starts on its own; bigger models wait for a click.
 AUTO_GRID_PARAMS = 20_000_000
-CANCELLED = (
-    "curvature_cancelled"  # session state: the jobs this session cancelled (not restarted on their own)
-)
+PARTIAL_KEYS = itertools.count()
+# Session state: the jobs this session cancelled (not restarted on their own until asked).
+CANCELLED = "curvature_cancelled"
 
 st.title("Loss curvature")
 st.caption(
@@ -61,7 +63,7 @@ st.markdown(f"**Loss.** {spec.description} At the loaded weights it is **{loss:.
 requested = link_value("block")
 if requested is not None and requested not in choices:
     st.warning(
-        f"This model ({loaded.card.label}, {n_layers} layers) has no parameter block '{requested}': showing "
+        f"This model ({loaded.id}, {n_layers} layers) has no parameter block '{requested}': showing "
         f"{choices[BLOCK.default]} instead. Blocks look like all, embeddings, layer:3, layer:3:attention, "
         "layer:3:mlp or param:<parameter name>.",
         icon=":material/warning:",
@@ -124,8 +126,8 @@ def stopped(what, label: str) -> bool:
 
 
 def follow(job: jobs.Job, what, label: str, on_partial=None) -> bool:
-    """Progress bar and Cancel button while ``job`` runs (``on_partial(items)`` draws partial results as
-    they arrive); True when it finished with a result, else a message says why not."""
+    """Progress bar and Cancel button while ``job`` runs (``on_partial(all items, new items)`` draws partial
+    results as they arrive); True when it finished with a result, else a message says why not."""
     if not job.done:
         bar, button = st.empty(), st.empty()
         button.button("Cancel", key=f"curvature_cancel_{label}", on_click=_cancel, args=(job, what),
@@ -135,8 +137,9 @@ def follow(job: jobs.Job, what, label: str, on_partial=None) -> bool:
         def update(fraction: float, message: str) -> None:
             bar.progress(fraction, text=f"{label}: {message}")
             if on_partial is not None and len(job.partial) > seen[0]:
-                seen[0] = len(job.partial)
-                on_partial(list(job.partial))
+                items = list(job.partial)
+                on_partial(items, items[seen[0] :])
+                seen[0] = len(items)
 
         jobs.follow(job, update)
         bar.empty()
@@ -166,14 +169,20 @@ low_left, low_right = st.columns(2)
 slots.update(density=low_left.empty(), trace=low_right.empty(), mass=st.empty())
 
 
-def draw_partial(items) -> None:
-    for name, item in items:
+def partial_key() -> str:
+    """A fresh key for a chart drawn while a job runs (the same chart may be redrawn in one run)."""
+    return f"curvature_partial_{next(PARTIAL_KEYS)}"
+
+
+def draw_partial(_items, new) -> None:
+    for name, item in new:
         if name == "eigen":
-            slots["eigen"].plotly_chart(figures.make_top_eigen_figure(item), width="stretch")
-            slots["convergence"].plotly_chart(figures.make_convergence_figure(item), width="stretch")
-            slots["mass"].plotly_chart(figures.make_group_mass_figure(item), width="stretch")
+            for slot, make in (("eigen", figures.make_top_eigen_figure),
+                               ("convergence", figures.make_convergence_figure),
+                               ("mass", figures.make_group_mass_figure)):  # fmt: skip
+                slots[slot].plotly_chart(make(item), width="stretch", key=partial_key())
         elif name == "trace":
-            slots["trace"].plotly_chart(figures.make_trace_figure(item), width="stretch")
+            slots["trace"].plotly_chart(figures.make_trace_figure(item), width="stretch", key=partial_key())
 
 
 summary = None
@@ -252,9 +261,9 @@ def grid_section() -> None:
     job = cc.grid_job(sel.model_key, sel.text, sel.max_tokens, kind)
     slot = st.empty()
 
-    def partial(rows) -> None:
+    def partial(rows, _new) -> None:
         grid = cc.merge_grid_rows(rows, n_layers, kind)
-        slot.plotly_chart(figures.make_grid_figure(grid), width="stretch")
+        slot.plotly_chart(figures.make_grid_figure(grid), width="stretch", key=partial_key())
 
     if follow(job, what, "The layer grid", partial):
         slot.plotly_chart(figures.make_grid_figure(job.result), width="stretch", key="curvature_grid")

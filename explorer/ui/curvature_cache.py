@@ -95,7 +95,8 @@ def loss_key(spec: C.LossSpec) -> str:
 @st.cache_data(max_entries=4, show_spinner=False)
 def block_choices(model_key: tuple) -> dict[str, str]:
     """Block spec -> label, in the page's order: whole model, embeddings, then per layer the layer, its
-    attention, its MLP and each of its weight matrices."""
+    attention, its MLP and each of its parameters (matrices and vectors), then the parameters outside the
+    layers."""
     model = cached_model(*model_key).model
     choices = {"all": "Whole model (every parameter)"}
     try:
@@ -103,7 +104,7 @@ def block_choices(model_key: tuple) -> dict[str, str]:
         choices["embeddings"] = "Embeddings"
     except InputError:
         pass
-    matrices = [name for name, p in model.named_parameters() if p.ndim == 2]
+    names = [name for name, _ in model.named_parameters()]
     for layer in range(C.n_layers_of(model)):
         for spec, label in (
             (f"layer:{layer}", f"Layer {layer} (all of it)"),
@@ -115,13 +116,12 @@ def block_choices(model_key: tuple) -> dict[str, str]:
             except InputError:
                 continue
             choices[spec] = label
-        inside = C.select_block(model, f"layer:{layer}").names
-        for name in matrices:
+        inside = set(C.select_block(model, f"layer:{layer}").names)
+        for name in names:
             if name in inside:
-                choices[f"param:{name}"] = f"Layer {layer} matrix {name}"
-    for name in matrices:  # matrices outside the layers (embeddings, head)
-        if f"param:{name}" not in choices:
-            choices[f"param:{name}"] = f"Matrix {name}"
+                choices[f"param:{name}"] = f"Layer {layer}: {name}"
+    for name in names:  # parameters outside the layers (embeddings, final norm, head)
+        choices.setdefault(f"param:{name}", f"Parameter {name}")
     return choices
 
 
