@@ -103,7 +103,10 @@ trace_method = PAGE.segmented_control(
     "first, then Hutchinson on the rest (less variance when a few eigenvalues dominate).",
 )
 probes = PAGE.slider(PROBES, "Hessian-vector products for the trace", where=right)
-settings = cc.BlockSettings(block, kind, int(k), trace_method, int(probes))
+n_params = cc.block_size(sel.model_key, block)
+settings, memory_notes = cc.fit_to_memory(
+    cc.BlockSettings(block, kind, int(k), trace_method, int(probes)), n_params
+)
 cancelled: set = st.session_state.setdefault(CANCELLED, set())
 
 
@@ -157,11 +160,12 @@ def follow(job: jobs.Job, what, label: str, on_partial=None) -> bool:
 
 # ------------------------------------------------------------------------------------------ one block
 st.subheader(f"{choices[block]}: {OPERATORS[kind]} spectrum")
-n_params = cc.block_size(sel.model_key, block)
 st.caption(
     f"{n_params:,} parameters: H is {n_params:,} × {n_params:,} and is never formed; every number below "
     "comes from products Hv (one double backward each)."
 )
+for note in memory_notes:
+    st.info(note, icon=":material/memory:")
 metrics = st.container()
 top_left, top_right = st.columns(2)
 slots = {"eigen": top_left.empty(), "convergence": top_right.empty()}

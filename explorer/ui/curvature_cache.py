@@ -34,9 +34,12 @@ from explorer.ui import jobs
 from explorer.ui.cache import cached_model
 
 FORMAT_VERSION = 1
-# Density: SLQ with this many probes and Lanczos steps (each probe holds steps + 1 vectors of the block).
+# Density: SLQ with this many probes and (at most) Lanczos steps (each probe holds steps + 1 vectors).
 DENSITY_PROBES = 2
 DENSITY_STEPS = 20
+# Every solver holds a few float32 vectors of the block's size (Lanczos 2k + 3, SLQ steps + 1, Hutch++
+# probes / 3 + 2): 0.54 GB each for SmolLM2's whole model. Settings are cut to keep them under this.
+VECTOR_BUDGET_BYTES = 6 * 2**30
 # Grid: per block, Lanczos to this relative tolerance or budget, and this many Hutchinson probes.
 GRID_TOL = 1e-3
 GRID_MAX_MATVEC = 30
@@ -203,6 +206,30 @@ class BlockSettings:
     trace_method: str = "hutchinson"
     probes: int = 16
     max_matvec: int = 60
+    density_steps: int = DENSITY_STEPS
+
+
+def fit_to_memory(settings: BlockSettings, n_params: int) -> tuple[BlockSettings, list[str]]:
+    """``settings`` with k, the Hutch++ products and the density's Lanczos steps cut so that no solver holds
+    more than VECTOR_BUDGET_BYTES of block-sized float32 vectors, and a note for each cut."""
+    allowed = max(4, VECTOR_BUDGET_BYTES // (4 * max(n_params, 1)))
+    k = min(settings.k, max(1, (allowed - 3) // 2))
+    probes = settings.probes
+    if settings.trace_method == "hutch++":
+        probes = min(probes, max(6, 3 * (allowed - 2)))
+    steps = min(settings.density_steps, max(6, allowed - 1))
+    notes = []
+    gib = VECTOR_BUDGET_BYTES / 2**30
+    if k < settings.k:
+        notes.append(f"k cut from {settings.k} to {k}: Lanczos holds 2k + 3 vectors of the block")
+    if probes < settings.probes:
+        notes.append(f"Hutch++ products cut from {settings.probes} to {probes}")
+    if steps < settings.density_steps:
+        notes.append(f"density Lanczos steps cut from {settings.density_steps} to {steps}")
+    if notes:
+        notes = [f"To stay under {gib:g} GiB of {n_params:,}-entry vectors: " + "; ".join(notes) + "."]
+    return BlockSettings(settings.block, settings.kind, k, settings.trace_method, probes, settings.max_matvec,
+                         steps), notes  # fmt: skip
 
 
 def _identity(model_key: tuple, spec: C.LossSpec, kind: str, block: str) -> dict:
@@ -211,7 +238,7 @@ def _identity(model_key: tuple, spec: C.LossSpec, kind: str, block: str) -> dict
 
 def _block_path(model_key: tuple, spec: C.LossSpec, s: BlockSettings) -> Path:
     settings = {"k": s.k, "trace": s.trace_method, "probes": s.probes, "max_matvec": s.max_matvec,
-                "density": [DENSITY_PROBES, DENSITY_STEPS]}  # fmt: skip
+                "density": [DENSITY_PROBES, s.density_steps]}  # fmt: skip
     return _disk_path("block", _identity(model_key, spec, s.kind, s.block), settings)
 
 
@@ -241,7 +268,7 @@ def block_job(model_key: tuple, text: str, max_tokens: int, settings: BlockSetti
         job.publish(("eigen", eigen))
         trace = C.block_trace(op, s.probes, s.trace_method, progress=_forward(job, 0.5, 0.75), cancel=cancel)
         job.publish(("trace", trace))
-        density = C.block_density(op, DENSITY_PROBES, DENSITY_STEPS, progress=_forward(job, 0.75, 1.0),
+        density = C.block_density(op, DENSITY_PROBES, s.density_steps, progress=_forward(job, 0.75, 1.0),
                                   cancel=cancel)  # fmt: skip
         result = C.CurvatureSummary(op.loss, spec.n_tokens, s.block, chosen.n_params, s.kind, eigen, trace,
                                     density, spec.description)  # fmt: skip
@@ -260,7 +287,8 @@ def peek_block_job(model_key: tuple, text: str, max_tokens: int, settings: Block
 def known_lambda_max(model_key: tuple, text: str, max_tokens: int, block: str = "all") -> float | None:
     """λ_max of ``block``'s Hessian if any session or process has already computed it (jobs board with
     the page's default settings, or any file on disk for this model, loss and block); never computes it."""
-    job = peek_block_job(model_key, text, max_tokens, BlockSettings(block))
+    n_params = block_size(model_key, block)
+    job = peek_block_job(model_key, text, max_tokens, fit_to_memory(BlockSettings(block), n_params)[0])
     if job is not None and job.done and job.error is None:
         return float(job.result.eigen.eigenvalues[0])
     if job is not None:
