@@ -209,11 +209,10 @@ if summary is not None:
     cols[2].metric(
         "trace",
         f"{trace.trace:.4g}",
-        f"± {trace.stderr:.2g} (1 s.e.)",
-        delta_color="off",
         help=f"Sum of all {n_params:,} eigenvalues, estimated from {trace.samples.size} random probes "
         f"({trace.n_matvec} products); ± one standard error of the mean over probes.",
     )
+    cols[2].caption(f"± {trace.stderr:.2g} (one standard error, {trace.samples.size} probes)")
     cols[3].metric(
         "mean eigenvalue",
         f"{trace.trace / n_params:.3g}",
@@ -235,10 +234,12 @@ if summary is not None:
     regions = figures.density_regions(density, eigen.eigenvalues)
     st.caption(
         f"Density from {density.nodes.shape[0]} random probes × {density.nodes.shape[1]} Lanczos steps "
-        f"(Gaussian broadening σ = {density.sigma:.2g}). The shaded bulk holds {figures.BULK_MASS:.0%} of the "
-        f"eigenvalues, between {regions.bulk[0]:.3g} and {regions.bulk[1]:.3g}; "
-        f"{len(regions.outliers)} of the top {len(eigen.eigenvalues)} eigenvalues lie above it (outliers). "
-        f"About {regions.negative_mass:.1%} of the spectrum is negative (saddle directions)."
+        f"(each Ritz value broadened by a Gaussian of σ = {density.sigma:.2g}: finer detail is not resolved). "
+        f"The shaded bulk holds {figures.BULK_MASS:.0%} of the quadrature's weight, between "
+        f"{regions.bulk[0]:.3g} and {regions.bulk[1]:.3g}; {len(regions.outliers)} of the top "
+        f"{len(eigen.eigenvalues)} eigenvalues lie above it (outliers). {regions.negative_mass:.1%} of the "
+        "weight sits below −σ: eigenvalues resolved as negative, directions where the loss curves down "
+        "(saddle directions)."
     )
 
 # --------------------------------------------------------------------------------------------- grid

@@ -202,60 +202,76 @@ def make_trace_figure(trace: TraceEstimate) -> go.Figure:
 
 @dataclass(frozen=True)
 class DensityRegions:
-    """Reading of a spectral density. bulk: (low, high), the central BULK_MASS interval (eigenvalue units).
-    negative_mass: share of the spectrum below 0 (saddle directions). outliers: ndarray of the given top
-    eigenvalues above the bulk's upper edge."""
+    """Reading of an SLQ spectral density from its quadrature (nodes and weights), not from the broadened
+    curve, whose Gaussians smear every eigenvalue by sigma. bulk: (low, high), the central BULK_MASS of the
+    quadrature's mass (eigenvalue units). negative_mass: the quadrature's mass below -sigma, eigenvalues
+    resolved as negative (saddle directions). outliers: ndarray of the given top eigenvalues above the bulk."""
 
     bulk: tuple[float, float]
     negative_mass: float
     outliers: np.ndarray
 
 
+def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The smallest value whose cumulative weight reaches q (weights summing to 1)."""
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order])
+    return float(values[order][min(np.searchsorted(cumulative, q - 1e-12), values.size - 1)])
+
+
 def density_regions(density: SpectralDensity, top_eigenvalues=()) -> DensityRegions:
-    """Bulk interval, negative mass and outliers of an SLQ density (cumulative trapezoid over its grid)."""
-    grid, dens = np.asarray(density.grid), np.asarray(density.density)
-    cdf = np.concatenate([[0.0], np.cumsum(np.diff(grid) * (dens[1:] + dens[:-1]) / 2)])
-    cdf /= cdf[-1]
+    """Bulk interval, resolved negative mass and outliers of an SLQ density: every probe's nodes with their
+    weights tau^2, pooled (each probe's weights sum to 1, so each probe counts once)."""
+    nodes, weights = (
+        np.asarray(density.nodes, dtype=np.float64),
+        np.asarray(density.weights, dtype=np.float64),
+    )
+    ok = np.isfinite(nodes)
+    values, mass = nodes[ok], weights[ok] / weights[ok].sum()
     tail = (1 - BULK_MASS) / 2
-    low, high = float(np.interp(tail, cdf, grid)), float(np.interp(1 - tail, cdf, grid))
-    negative = float(np.interp(0.0, grid, cdf, left=0.0, right=1.0))
+    low, high = _weighted_quantile(values, mass, tail), _weighted_quantile(values, mass, 1 - tail)
+    negative = float(mass[values < -density.sigma].sum())
     top = np.asarray(top_eigenvalues, dtype=np.float64)
     return DensityRegions((low, high), negative, top[top > high])
 
 
+# Values below this share of the peak are drawn at it (a log axis cannot show the Gaussians' far tails).
+DENSITY_FLOOR = 1e-5
+
+
 def make_density_figure(density: SpectralDensity, top_eigenvalues=()) -> go.Figure:
-    """SLQ spectral density on a signed log eigenvalue axis (density on a log axis), the bulk shaded, the
-    negative side (saddle directions) tinted, and the top eigenvalues above the bulk marked as outliers."""
+    """SLQ spectral density on a signed log eigenvalue axis, linear within the broadening sigma (the
+    resolution), density on a log axis; the bulk shaded, the resolved negative side (saddle directions)
+    tinted, and the top eigenvalues above the bulk marked as outliers."""
     grid, dens = np.asarray(density.grid), np.asarray(density.density)
     top = np.asarray(top_eigenvalues, dtype=np.float64)
     regions = density_regions(density, top)
-    scale = symlog_scale(np.concatenate([grid, top]))
+    scale = max(density.sigma, symlog_scale(np.concatenate([grid, top])))
     x = symlog(grid, scale)
-    floor = max(float(dens.max()) * 1e-8, 1e-300)
+    floor = float(dens.max()) * DENSITY_FLOOR
     fig = go.Figure(
         go.Scatter(
             x=x, y=np.maximum(dens, floor), mode="lines", name="density", line=dict(color="#1c7ed6"),
             customdata=grid, hovertemplate="λ = %{customdata:.4g}<br>density %{y:.3g}<extra></extra>",
         )
     )  # fmt: skip
-    lo, hi = (
-        float(min(grid.min(), top.min() if top.size else grid.min())),
-        float(max(grid.max(), top.max() if top.size else grid.max())),
-    )
+    lo = float(min(grid.min(), top.min() if top.size else grid.min()))
+    hi = float(max(grid.max(), top.max() if top.size else grid.max()))
     fig.add_vrect(x0=float(symlog(regions.bulk[0], scale)), x1=float(symlog(regions.bulk[1], scale)),
-                  fillcolor="rgba(47,158,68,0.12)", line_width=0, annotation_text=f"bulk ({BULK_MASS:.0%})",
+                  fillcolor="rgba(47,158,68,0.15)", line_width=0, annotation_text=f"bulk ({BULK_MASS:.0%})",
                   annotation_position="top left")  # fmt: skip
-    if lo < 0:
-        fig.add_vrect(x0=float(symlog(lo, scale)), x1=0.0, fillcolor="rgba(232,89,12,0.08)", line_width=0,
-                      annotation_text=f"negative: {regions.negative_mass:.1%}", annotation_position="bottom left")  # fmt: skip
+    if lo < -density.sigma:
+        fig.add_vrect(x0=float(symlog(lo, scale)), x1=float(symlog(-density.sigma, scale)),
+                      fillcolor="rgba(232,89,12,0.10)", line_width=0,
+                      annotation_text=f"negative: {regions.negative_mass:.1%}",
+                      annotation_position="bottom left")  # fmt: skip
     for i, value in enumerate(regions.outliers):
         fig.add_vline(x=float(symlog(value, scale)), line=dict(color="#c92a2a", dash="dash", width=1),
-                      annotation_text=f"outlier λ_{i + 1} = {value:.3g}", annotation_position="top",
-                      annotation_textangle=-90 if i else 0)  # fmt: skip
+                      annotation_text=f"λ{i + 1}", annotation_position="top")  # fmt: skip
     tickvals, ticktext = symlog_ticks(lo, hi, scale)
     fig.update_layout(
-        title=dict(text="Spectral density (stochastic Lanczos quadrature), signed log eigenvalue axis"),
-        xaxis=dict(title=f"eigenvalue λ ({UNIT}); linear within ±{scale:.1g}", tickvals=tickvals,
+        title=dict(text="Spectral density (SLQ), signed log axis"),
+        xaxis=dict(title=f"eigenvalue λ ({UNIT}); linear within ±{scale:.2g}", tickvals=tickvals,
                    ticktext=ticktext),
         yaxis=dict(title="density per unit λ (log scale)", type="log"),
         height=400,

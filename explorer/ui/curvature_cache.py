@@ -33,7 +33,7 @@ from explorer.spectra.curvature import Cancelled as SolverCancelled
 from explorer.ui import jobs
 from explorer.ui.cache import cached_model
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # Density: SLQ with this many probes and (at most) Lanczos steps (each probe holds steps + 1 vectors).
 DENSITY_PROBES = 2
 DENSITY_STEPS = 20
@@ -242,6 +242,18 @@ def _block_path(model_key: tuple, spec: C.LossSpec, s: BlockSettings) -> Path:
     return _disk_path("block", _identity(model_key, spec, s.kind, s.block), settings)
 
 
+def eigenvector_mass(op: C.CurvatureOperator, model, vectors) -> tuple[tuple[str, ...], np.ndarray]:
+    """Where the eigenvectors (k, n) live: their squared-norm share per parameter group
+    (``C.group_mass``), or, when the block is a single group (one layer's MLP), per parameter, so the
+    answer says more than "all of it". ndarray (group or parameter, k), columns summing to 1."""
+    groups, mass = C.group_mass(op, model, vectors)
+    if len(groups) > 1 or len(op.block.names) == 1:
+        return groups, mass
+    parts = vectors.split(op.numels, dim=1)
+    mass = np.stack([(part.double() ** 2).sum(1).cpu().numpy() for part in parts])
+    return tuple(op.block.names), mass / mass.sum(0, keepdims=True)
+
+
 def _forward(job: jobs.Job, start: float, end: float):
     return lambda fraction, message: job.report(start + (end - start) * fraction, message)
 
@@ -263,8 +275,12 @@ def block_job(model_key: tuple, text: str, max_tokens: int, settings: BlockSetti
         job.report(0.0, f"Building the {s.kind} operator of {chosen.label} ({chosen.n_params:,} parameters)")
         op = C.CurvatureOperator(model, spec, chosen, s.kind)
         cancel = lambda: job.cancelled  # noqa: E731
-        eigen = C.top_eigen(op, model, s.k, max_matvec=s.max_matvec, progress=_forward(job, 0.02, 0.5),
-                            cancel=cancel)  # fmt: skip
+        res = C.top_eigenpairs(op, s.k, max_matvec=s.max_matvec, progress=_forward(job, 0.02, 0.5),
+                               cancel=cancel)  # fmt: skip
+        groups, mass = eigenvector_mass(op, model, res.eigenvectors)
+        eigen = C.TopEigen(res.eigenvalues, res.residual_norms, res.history_ritz, res.history_residuals,
+                           res.n_matvec, res.converged, groups, mass)  # fmt: skip
+        del res
         job.publish(("eigen", eigen))
         trace = C.block_trace(op, s.probes, s.trace_method, progress=_forward(job, 0.5, 0.75), cancel=cancel)
         job.publish(("trace", trace))

@@ -93,6 +93,12 @@ def test_defaults_draw_every_chart_and_say_the_loss():
     for key in ("curvature_top", "curvature_convergence", "curvature_density", "curvature_trace_estimate",
                 "curvature_mass", "curvature_grid"):  # fmt: skip
         assert chart_spec(at, key)["data"], key
+    # The block is one parameter group (layer 1's MLP): where the eigenvectors live is told per parameter.
+    mass = chart_spec(at, "curvature_mass")["data"]
+    mlp = [n for n, _ in _model(at).model.named_parameters() if n.startswith("transformer.h.1.mlp.")]
+    assert len(mass) == 3 and all(list(t["x"]) == mlp for t in mass)
+    for t in mass:
+        assert np.sum(t["y"]) == pytest.approx(1.0, rel=1e-12) and np.all(np.asarray(t["y"]) >= 0)
     n_tokens = len(tokenize(_model(at), TEXT, 512)[0])
     assert any(f"over {n_tokens - 1} predictions on {n_tokens} tokens" in m.value for m in at.markdown)
     # Nothing of the page's own is in the link while everything is at its default.

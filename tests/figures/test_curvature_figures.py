@@ -18,12 +18,17 @@ def _eigen(k=3, steps=6):
     return TopEigen(lam, residuals[-1], history, residuals, steps, True, groups, mass)
 
 
-def _uniform_density(low=-1.0, high=3.0, n=4001):
-    """The uniform density on [low, high]: negative mass -low / (high - low), quantiles linear."""
-    grid = np.linspace(low - 0.5, high + 0.5, n)
-    density = np.where((grid >= low) & (grid <= high), 1.0 / (high - low), 0.0)
-    return SpectralDensity(np.zeros((1, 2)), np.ones((1, 2)) / 2, grid, density, 1.0, 0.01, np.zeros(3),
-                           np.zeros(3))  # fmt: skip
+def _density():
+    """One probe's quadrature: nodes -1, 0, 0.1, 0.2, 50 with weights 0.1, 0.3, 0.3, 0.25, 0.05, broadened by
+    sigma = 0.05 onto a grid (the curve the figure draws)."""
+    nodes = np.array([[-1.0, 0.0, 0.1, 0.2, 50.0]])
+    weights = np.array([[0.1, 0.3, 0.3, 0.25, 0.05]])
+    sigma = 0.05
+    grid = np.linspace(-1.25, 50.25, 20001)
+    density = (np.exp(-0.5 * ((grid[:, None] - nodes[0]) / sigma) ** 2) @ weights[0]) / (
+        sigma * np.sqrt(2 * np.pi)
+    )
+    return SpectralDensity(nodes, weights, grid, density, 1.0, sigma, np.zeros(3), np.zeros(3))
 
 
 def test_symlog_is_odd_monotone_and_linear_near_zero():
@@ -98,30 +103,41 @@ def test_running_trace_matches_numpy_on_every_prefix(offset):
     assert f"± {trace.stderr:.2g} (5 probes" in fig.layout.title.text
 
 
-def test_density_regions_of_a_uniform_density():
-    regions = F.density_regions(_uniform_density(-1.0, 3.0), top_eigenvalues=[10.0, 2.0, 2.9])
-    # Uniform on [-1, 3]: a quarter below 0; the central 90 % is [-1 + 0.2, 3 - 0.2]. The trapezoid on a grid
-    # of step 1e-3 blurs the jumps at the ends by one step.
-    assert regions.negative_mass == pytest.approx(0.25, abs=1e-3)
-    assert regions.bulk == pytest.approx((-0.8, 2.8), abs=2e-3)
-    np.testing.assert_array_equal(regions.outliers, [10.0, 2.9])
+def test_density_regions_read_the_quadrature():
+    regions = F.density_regions(_density(), top_eigenvalues=[50.0, 0.2, 0.15])
+    # Cumulative weights in node order: 0.1, 0.4, 0.7, 0.95, 1: the 5 % quantile is -1, the 95 % one 0.2.
+    assert regions.bulk == (-1.0, 0.2)
+    assert regions.negative_mass == pytest.approx(0.1, rel=1e-12)  # only -1 lies below -sigma; 0 does not
+    np.testing.assert_array_equal(regions.outliers, [50.0])
+
+
+def test_density_regions_pool_the_probes_equally():
+    one = _density()
+    two = SpectralDensity(np.vstack([one.nodes, -one.nodes]), np.vstack([one.weights, one.weights]), one.grid,
+                          one.density, 1.0, one.sigma, np.zeros(3), np.zeros(3))  # fmt: skip
+    # Below -sigma: 0.1 at -1 in the first probe; 0.3 at -0.1, 0.25 at -0.2 and 0.05 at -50 in the mirrored
+    # one (its node at -0.0 is not). Each probe's weights sum to 1, so the pooled share is the mean.
+    assert F.density_regions(two).negative_mass == pytest.approx((0.1 + 0.05 + 0.25 + 0.3) / 2, rel=1e-12)
 
 
 def test_density_figure_plots_the_density_on_the_signed_log_axis_and_marks_regions():
-    density = _uniform_density(-1.0, 3.0)
-    fig = F.make_density_figure(density, top_eigenvalues=[10.0, 2.0])
+    density = _density()
+    fig = F.make_density_figure(density, top_eigenvalues=[50.0, 0.2])
     line = fig.data[0]
-    scale = F.symlog_scale(np.concatenate([density.grid, [10.0, 2.0]]))
+    # Linear within the broadening sigma (the resolution), here larger than 1e-4 of the largest eigenvalue.
+    scale = max(density.sigma, F.symlog_scale(np.concatenate([density.grid, [50.0, 0.2]])))
+    assert scale == density.sigma
     np.testing.assert_allclose(line.x, F.symlog(density.grid, scale))
     np.testing.assert_allclose(line.customdata, density.grid)
-    inside = density.density > 0
-    np.testing.assert_allclose(np.asarray(line.y)[inside], density.density[inside])
+    shown = density.density >= F.DENSITY_FLOOR * density.density.max()
+    np.testing.assert_allclose(np.asarray(line.y)[shown], density.density[shown])
+    assert np.all(np.asarray(line.y)[~shown] == F.DENSITY_FLOOR * density.density.max())
     assert fig.layout.yaxis.type == "log"
     texts = [a.text for a in fig.layout.annotations]
-    assert any(t.startswith("bulk") for t in texts)
-    assert any("negative: 25.0%" in t for t in texts)
-    assert any("outlier λ_1 = 10" in t for t in texts)
-    assert not any("= 2" in t and "outlier" in t for t in texts)  # 2.0 is inside the bulk
+    assert "bulk (90%)" in texts and "negative: 10.0%" in texts
+    assert texts.count("λ1") == 1 and "λ2" not in texts  # 0.2 is the bulk's edge, not an outlier
+    bulk = next(shape for shape in fig.layout.shapes if shape.fillcolor == "rgba(47,158,68,0.15)")
+    assert (bulk.x0, bulk.x1) == pytest.approx(tuple(F.symlog([-1.0, 0.2], scale)))
 
 
 def _grid(n_layers=3):
