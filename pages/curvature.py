@@ -256,13 +256,17 @@ def grid_section() -> None:
         sel.model_key, sel.text, sel.max_tokens, kind
     )
     if job is None and not auto:
-        st.caption(
-            f"{2 * n_layers} blocks, each with up to {cc.GRID_MAX_MATVEC} products for λ_max and "
-            f"{cc.GRID_PROBES} for the trace: several minutes on a CPU for this model. It runs in the "
-            "background, is shared with every other visitor, and is kept on disk for the next one."
-        )
-        if not st.button("Compute the grid", key="curvature_grid_start", icon=":material/play_arrow:"):
+        prompt = st.empty()  # cleared once the grid is asked for
+        with prompt.container():
+            st.caption(
+                f"{2 * n_layers} blocks, each with up to {cc.GRID_MAX_MATVEC} products for λ_max and "
+                f"{cc.GRID_PROBES} for the trace: several minutes on a CPU for this model. It runs in the "
+                "background, is shared with every other visitor, and is kept on disk for the next one."
+            )
+            clicked = st.button("Compute the grid", key="curvature_grid_start", icon=":material/play_arrow:")
+        if not clicked:
             return
+        prompt.empty()
     job = cc.grid_job(sel.model_key, sel.text, sel.max_tokens, kind)
     slot = st.empty()
 
@@ -310,12 +314,16 @@ def training_section() -> None:
     run_settings = cc.TrainingSettings(train_block, int(steps), float(eta), optimizer)
     job = cc.peek_training_job(sel.model_key, sel.text, sel.max_tokens, run_settings)
     if job is None:
-        st.caption(
-            f"{int(steps)} steps on {choices[train_block]} ({cc.block_size(sel.model_key, train_block):,} "
-            f"parameters), each with up to {cc.TRAIN_MAX_MATVEC} Hessian-vector products for λ_max."
-        )
-        if not st.button("Run the what-if", key="curvature_train_start", icon=":material/play_arrow:"):
+        prompt = st.empty()  # cleared once the run is asked for
+        with prompt.container():
+            st.caption(
+                f"{int(steps)} steps on {choices[train_block]} ({cc.block_size(sel.model_key, train_block):,} "
+                f"parameters), each with up to {cc.TRAIN_MAX_MATVEC} Hessian-vector products for λ_max."
+            )
+            clicked = st.button("Run the what-if", key="curvature_train_start", icon=":material/play_arrow:")
+        if not clicked:
             return
+        prompt.empty()
         cancelled.discard(("training", run_settings))
         job = cc.training_job(sel.model_key, sel.text, sel.max_tokens, run_settings)
     if not follow(job, ("training", run_settings), "The training what-if"):
