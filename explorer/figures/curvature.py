@@ -46,12 +46,15 @@ def symlog_scale(values) -> float:
 def symlog_ticks(low: float, high: float, scale: float) -> tuple[list[float], list[str]]:
     """Tick positions (in symlog units) and labels (the values) at 0 and signed powers of ten in [low, high]."""
     top = max(abs(low), abs(high), scale)
-    exponents = range(int(np.floor(np.log10(scale))), int(np.ceil(np.log10(top))) + 1)
+    # Powers of ten from the linear scale up: below it the axis is linear and they would crowd 0.
+    exponents = range(int(np.ceil(np.log10(scale))), int(np.ceil(np.log10(top))) + 1)
     ticks = {0.0: "0"}
     for e in exponents:
         for sign in (1, -1):
             if low <= sign * 10.0**e <= high:
-                ticks[sign * 10.0**e] = f"{'−' if sign < 0 else ''}1e{e}"
+                ticks[sign * 10.0**e] = ("−" if sign < 0 else "") + (
+                    f"{10.0**e:g}" if -3 <= e <= 3 else f"1e{e}"
+                )
     values = sorted(ticks)
     while len(values) > 9:  # crowded: every other power (0 stays)
         values = [v for i, v in enumerate(values) if v == 0.0 or i % 2 == 0]
@@ -118,6 +121,22 @@ def make_convergence_figure(eigen: TopEigen) -> go.Figure:
     return fig
 
 
+def common_prefix(names) -> str:
+    """The longest prefix ending in "." shared by every name ("encoder.layer.3." for one layer's
+    parameters), so bars can be labelled by what differs."""
+    names = list(names)
+    if not names:
+        return ""
+    first = names[0]
+    end = 0
+    for i, char in enumerate(first):
+        if any(len(n) <= i or n[i] != char for n in names[1:]):
+            break
+        if char == ".":
+            end = i + 1
+    return first[:end]
+
+
 def make_group_mass_figure(eigen: TopEigen, max_groups: int = 40) -> go.Figure:
     """Where each top eigenvector lives: the share of its squared norm in each parameter group (model
     order; with more than ``max_groups`` groups, the groups holding most of the top eigenvector's mass)."""
@@ -125,11 +144,12 @@ def make_group_mass_figure(eigen: TopEigen, max_groups: int = 40) -> go.Figure:
     keep = np.arange(len(groups))
     if len(groups) > max_groups:
         keep = np.sort(np.argsort(eigen.group_mass[:, 0])[::-1][:max_groups])
+    prefix = common_prefix(groups) if len(groups) > 1 else ""
     fig = go.Figure()
     for i in range(eigen.group_mass.shape[1]):
         fig.add_trace(
             go.Bar(
-                x=[groups[g] for g in keep],
+                x=[groups[g][len(prefix) :] for g in keep],
                 y=eigen.group_mass[keep, i],
                 name=f"eigenvector {i + 1} (λ = {eigen.eigenvalues[i]:.4g})",
                 marker_color=EIGEN_COLORS[i % len(EIGEN_COLORS)],
@@ -140,11 +160,12 @@ def make_group_mass_figure(eigen: TopEigen, max_groups: int = 40) -> go.Figure:
     shown = "" if len(keep) == len(groups) else f" ({len(keep)} of {len(groups)} groups, most mass first)"
     fig.update_layout(
         title=dict(text=f"Where the top eigenvector lives: share of its squared norm per group{shown}"),
+        xaxis_title=f"{prefix}…" if prefix else None,
         yaxis=dict(title="share of ‖v‖²", tickformat=".0%", range=[0, 1.02]),
         barmode="group",
-        height=380,
-        margin=dict(t=50, b=40),
-        legend=dict(orientation="h", y=-0.35),
+        height=420,
+        margin=dict(t=80, b=40),
+        legend=dict(orientation="h", x=1, xanchor="right", y=1.02, yanchor="bottom"),
     )
     return fig
 
@@ -260,7 +281,7 @@ def make_density_figure(density: SpectralDensity, top_eigenvalues=()) -> go.Figu
     fig.add_vrect(x0=float(symlog(regions.bulk[0], scale)), x1=float(symlog(regions.bulk[1], scale)),
                   fillcolor="rgba(47,158,68,0.15)", line_width=0, annotation_text=f"bulk ({BULK_MASS:.0%})",
                   annotation_position="top left")  # fmt: skip
-    if lo < -density.sigma:
+    if regions.negative_mass >= 1e-3:  # what "0.1%" would show; less is not worth a region
         fig.add_vrect(x0=float(symlog(lo, scale)), x1=float(symlog(-density.sigma, scale)),
                       fillcolor="rgba(232,89,12,0.10)", line_width=0,
                       annotation_text=f"negative: {regions.negative_mass:.1%}",
@@ -273,7 +294,7 @@ def make_density_figure(density: SpectralDensity, top_eigenvalues=()) -> go.Figu
         title=dict(text="Spectral density (SLQ), signed log axis"),
         xaxis=dict(title=f"eigenvalue λ ({UNIT}); linear within ±{scale:.2g}", tickvals=tickvals,
                    ticktext=ticktext),
-        yaxis=dict(title="density per unit λ (log scale)", type="log"),
+        yaxis=dict(title="density per unit λ (log scale)", type="log", dtick=1),
         height=400,
         showlegend=False,
         margin=dict(t=60, b=40),

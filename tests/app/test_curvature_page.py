@@ -17,6 +17,7 @@ from torch.func import functional_call
 
 from explorer.analysis.curvature import MNRL_SCALE, contrastive_pairs
 from explorer.analysis.matrices import weights_checksum
+from explorer.figures.curvature import DENSITY_FLOOR
 from explorer.models.capture import tokenize
 from explorer.ui.cache import cached_model
 from tests.apptest import assert_page_ok, chart_spec, run_page
@@ -72,9 +73,9 @@ def _check_block_charts(at, lam: np.ndarray, trace: float, k: int, probes: int) 
     assert abs(line["y"][-1] - trace) <= 1.5 * half_width, (line["y"][-1], trace, half_width / 2)
     density = chart_spec(at, "curvature_density")["data"][0]
     grid, values = np.asarray(density["customdata"]), np.asarray(density["y"])
-    # The density integrates to 1; the chart floors it at 1e-8 of its peak for the log axis, which adds at
-    # most 1e-8 * peak * width.
-    floor_mass = 1e-8 * values.max() * (grid[-1] - grid[0])
+    # The density integrates to 1; the chart floors it at DENSITY_FLOOR of its peak for the log axis, which
+    # adds at most DENSITY_FLOOR * peak * width.
+    floor_mass = DENSITY_FLOOR * values.max() * (grid[-1] - grid[0])
     assert np.trapezoid(values, grid) == pytest.approx(1.0, abs=1e-9 + floor_mass)
 
 
@@ -94,9 +95,10 @@ def test_defaults_draw_every_chart_and_say_the_loss():
                 "curvature_mass", "curvature_grid"):  # fmt: skip
         assert chart_spec(at, key)["data"], key
     # The block is one parameter group (layer 1's MLP): where the eigenvectors live is told per parameter.
-    mass = chart_spec(at, "curvature_mass")["data"]
+    spec = chart_spec(at, "curvature_mass")
+    mass, prefix = spec["data"], spec["layout"]["xaxis"]["title"]["text"].rstrip("…")
     mlp = [n for n, _ in _model(at).model.named_parameters() if n.startswith("transformer.h.1.mlp.")]
-    assert len(mass) == 3 and all(list(t["x"]) == mlp for t in mass)
+    assert len(mass) == 3 and all([prefix + x for x in t["x"]] == mlp for t in mass)
     for t in mass:
         assert np.sum(t["y"]) == pytest.approx(1.0, rel=1e-12) and np.all(np.asarray(t["y"]) >= 0)
     n_tokens = len(tokenize(_model(at), TEXT, 512)[0])

@@ -42,10 +42,12 @@ def test_symlog_is_odd_monotone_and_linear_near_zero():
 
 
 def test_symlog_ticks_label_the_values_at_their_positions():
-    positions, labels = F.symlog_ticks(-0.5, 2000.0, 0.01)
-    values = [0.0 if t == "0" else float(t.replace("−", "-")) for t in labels]
-    np.testing.assert_allclose(positions, F.symlog(values, 0.01))
-    assert 0.0 in values and min(values) >= -0.5 and max(values) <= 2000.0 and -0.1 in values
+    positions, labels = F.symlog_ticks(-0.5, 2e5, 0.02)
+    values = [float(t.replace("−", "-")) for t in labels]
+    np.testing.assert_allclose(positions, F.symlog(values, 0.02))
+    assert 0.0 in values and min(values) >= -0.5 and max(values) <= 2e5 and -0.1 in values
+    assert not any(0 < abs(v) < 0.02 for v in values)  # none inside the linear part, where they would crowd 0
+    assert "1e5" in labels and "−0.1" in labels
 
 
 def test_top_eigen_figure_shows_the_eigenvalues_with_residual_error_bars():
@@ -68,6 +70,23 @@ def test_convergence_figure_has_every_ritz_value_and_residual_per_product():
         np.testing.assert_array_equal(ritz[i].x, np.arange(1, 7))
     assert fig.layout.yaxis2.type == "log"
     assert "6 products, converged" in fig.layout.title.text
+
+
+def test_common_prefix_stops_at_a_dot():
+    names = ["encoder.layer.3.intermediate.dense.weight", "encoder.layer.3.output.dense.bias"]
+    assert F.common_prefix(names) == "encoder.layer.3."
+    assert F.common_prefix(["layer 0 attention", "layer 0 mlp"]) == ""
+    assert F.common_prefix(["a.b.c", "a.b.c"]) == "a.b."
+
+
+def test_group_mass_figure_labels_parameters_by_what_differs():
+    eigen = _eigen()
+    names = ("model.layers.2.mlp.up_proj.weight", "model.layers.2.mlp.down_proj.weight", "model.layers.2.mlp.gate",
+             "model.layers.2.mlp.x")  # fmt: skip
+    fig = F.make_group_mass_figure(TopEigen(*[getattr(eigen, f) for f in ("eigenvalues", "residual_norms",
+        "history_ritz", "history_residuals", "n_matvec", "converged")], names, eigen.group_mass))  # fmt: skip
+    assert list(fig.data[0].x) == ["up_proj.weight", "down_proj.weight", "gate", "x"]
+    assert fig.layout.xaxis.title.text == "model.layers.2.mlp.…"
 
 
 def test_group_mass_figure_bars_are_the_shares_and_keep_the_heaviest_groups():
