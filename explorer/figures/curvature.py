@@ -287,8 +287,12 @@ def make_density_figure(density: SpectralDensity, top_eigenvalues=()) -> go.Figu
                       annotation_text=f"negative: {regions.negative_mass:.1%}",
                       annotation_position="bottom left")  # fmt: skip
     for i, value in enumerate(regions.outliers):
-        fig.add_vline(x=float(symlog(value, scale)), line=dict(color="#c92a2a", dash="dash", width=1),
-                      annotation_text=f"λ{i + 1}", annotation_position="top")  # fmt: skip
+        fig.add_vline(
+            x=float(symlog(value, scale)),
+            line=dict(color="#c92a2a", dash="dash", width=1),
+            annotation_text=f"λ{i + 1}",
+            annotation_position="top" if i % 2 == 0 else "bottom",
+        )  # fmt: skip (close lines alternate)
     tickvals, ticktext = symlog_ticks(lo, hi, scale)
     fig.update_layout(
         title=dict(text="Spectral density (SLQ), signed log axis"),
