@@ -32,7 +32,7 @@ st.caption(
     "derivatives), found from Hessian-vector products without ever forming H. A few large eigenvalues "
     "(outliers) over a bulk near zero is the usual picture; negative ones are saddle directions. Gradient "
     "descent with step η is stable only while η < 2/λ_max. The page starts on one layer's MLP, which takes "
-    "seconds; choose **Whole model** for every parameter at once (tens of seconds to minutes on a CPU)."
+    "under a minute on a CPU; choose **Whole model** for every parameter at once (minutes on a CPU)."
 )
 
 loaded = require_model()

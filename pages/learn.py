@@ -428,7 +428,7 @@ def real_curvature(quadratic_lam_max: float, quadratic_eta_max: float) -> None:
     sel = selection()
     try:
         lam = curvature_cache.known_lambda_max(sel.model_key, sel.text, sel.max_tokens)
-        label = cached_model(*sel.model_key).id
+        loaded = cached_model(*sel.model_key)
     except ExplorerError:
         lam = None
     if lam is None:
@@ -438,7 +438,12 @@ def real_curvature(quadratic_lam_max: float, quadratic_eta_max: float) -> None:
             query_params={"block": "all"},
         )
         return
-    st.markdown(f"**The real thing.** The loss of {label} on the sidebar text, over every parameter:")
+    loss = (
+        "next-token cross-entropy on the sidebar text"
+        if loaded.causal
+        else "contrastive loss on shipped pairs"
+    )
+    st.markdown(f"**The real thing.** The Hessian of {loaded.id}'s {loss}, over every parameter:")
     cols = st.columns(4)
     cols[0].metric("λ_max (model)", f"{lam:.4g}", help="Top eigenvalue of the loss Hessian, whole model.")
     cols[1].metric(
