@@ -260,3 +260,40 @@ def test_minilm_last_layernorm_block_matches_the_exact_hessian():
 
     lam, trace = _exact(loss, norm.weight.detach().double().clone())
     _check_block_charts(at, lam, trace, 2, 8)
+
+
+def test_cancelled_jobs_are_told_apart_from_failed_ones():
+    """Cancel reaches a job through its progress report (jobs.Cancelled) or the solvers' own check
+    (spectra's Cancelled): both read as cancelled, which the page does not restart on its own; any other
+    error does not."""
+    import threading
+
+    from explorer.spectra.curvature import lanczos_top_k
+    from explorer.ui import curvature_cache as cc
+    from explorer.ui import jobs
+
+    board = jobs.JobBoard("test-cancel", max_finished=4)
+    started = threading.Event()
+
+    def reporting(job):
+        started.set()
+        while True:
+            job.report(0.5, "working")
+            threading.Event().wait(0.01)
+
+    first = board.submit("report", reporting)
+    assert started.wait(30)
+    first.cancel()
+    assert first.wait(30) and cc.was_cancelled(first)
+
+    def solving(job):
+        return lanczos_top_k(lambda v: 2 * v, 10, 1, cancel=lambda: job.cancelled or True)
+
+    second = board.submit("solver", solving)
+    assert second.wait(30) and cc.was_cancelled(second)
+
+    def failing(job):
+        raise ValueError("not a cancel")
+
+    third = board.submit("failure", failing)
+    assert third.wait(30) and third.failed and not cc.was_cancelled(third)
