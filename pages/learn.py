@@ -10,7 +10,11 @@ import numpy as np
 import streamlit as st
 
 from explorer.analysis import teaching
+from explorer.errors import ExplorerError
 from explorer.figures import learn as figures
+from explorer.spectra.curvature import stability_threshold
+from explorer.ui import curvature_cache
+from explorer.ui.cache import cached_model
 from explorer.ui.learn_cache import (
     LANCZOS_MAX_STEPS,
     POWER_MAX_STEPS,
@@ -48,12 +52,15 @@ PARAMS = {
 PAGE = PageState("learn")
 
 
-def link(stems: list[str], text: str) -> None:
-    """st.page_link to the first of ``stems`` that this build has (pages still being built are skipped)."""
+def link(stems: list[str], text: str, query_params: dict | None = None) -> None:
+    """st.page_link to the first of ``stems`` that this build has (pages still being built are skipped),
+    opening it with ``query_params`` when given."""
     for stem in stems:
         page = next((p for p in PAGES if p.url_path == stem), None)
         if page is not None:
-            st.page_link(page.file, label=f"{text} → **{page.title}**", icon=page.icon)
+            st.page_link(
+                page.file, label=f"{text} → **{page.title}**", icon=page.icon, query_params=query_params
+            )
             return
 
 
@@ -380,10 +387,46 @@ def walkthrough_gd() -> None:
     with c2:
         st.plotly_chart(figures.make_gd_decay_figure(res), width="stretch", key="learn_gd_decay")
         st.plotly_chart(figures.make_gd_rate_figure(res), width="stretch", key="learn_gd_rate")
+    real_curvature(lam_max, res.eta_max)
     link(
         ["weights"],
         "The same ratio κ = σ₁/σ_min measures how unevenly each weight matrix of the loaded model stretches",
     )
+
+
+def real_curvature(quadratic_lam_max: float, quadratic_eta_max: float) -> None:
+    """The loaded model's whole-model λ_max next to the quadratic's when the Curvature page (any session, or
+    an earlier process through its disk cache) has computed it; a link there otherwise. Never computes it:
+    a whole-model Hessian takes tens of seconds to minutes."""
+    sel = selection()
+    try:
+        lam = curvature_cache.known_lambda_max(sel.model_key, sel.text, sel.max_tokens)
+        loaded = cached_model(sel.model_key)
+    except ExplorerError:
+        lam = None
+    if lam is None:
+        link(
+            ["curvature"],
+            "The real loss of the loaded model has a Hessian too: compute its λ_max",
+            query_params={"block": "all"},
+        )
+        return
+    loss = (
+        "next-token cross-entropy on the sidebar text"
+        if loaded.causal
+        else "contrastive loss on shipped pairs"
+    )
+    st.markdown(f"**The real thing.** The Hessian of {loaded.id}'s {loss}, over every parameter:")
+    cols = st.columns(4)
+    cols[0].metric("λ_max (model)", f"{lam:.4g}", help="Top eigenvalue of the loss Hessian, whole model.")
+    cols[1].metric(
+        "2/λ_max (model)",
+        f"{stability_threshold(lam):.4g}",
+        help="The largest stable gradient-descent step for the model's loss near its weights.",
+    )
+    cols[2].metric("λ_max (this quadratic)", f"{quadratic_lam_max:.4g}")
+    cols[3].metric("2/λ_max (this quadratic)", f"{quadratic_eta_max:.4g}")
+    link(["curvature"], "Its whole spectrum, layer by layer", query_params={"block": "all"})
 
 
 # ------------------------------------------------------------------------------------- 4. temperature

@@ -173,7 +173,11 @@ def cached_outcome(
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_macs(
-    model_key: ModelChoice, method: str, kinds: tuple[str, ...], calibration: Calibration, setting: comp.RankSetting
+    model_key: ModelChoice,
+    method: str,
+    kinds: tuple[str, ...],
+    calibration: Calibration,
+    setting: comp.RankSetting,
 ) -> tuple[int, int]:
     """Multiply-adds per token of the weight products, (original, compressed at the setting's ranks)."""
     loaded = cached_model(model_key)

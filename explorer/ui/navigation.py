@@ -86,6 +86,13 @@ _LISTED: list[PageInfo] = [
         "Low-rank SVD of chosen weights: parameters saved against quality lost, measured.",
     ),
     PageInfo(
+        "pages/curvature.py",
+        "Loss curvature",
+        ":material/landscape:",
+        "Training",
+        "The loss Hessian's spectrum block by block, every layer at once, and GD's stability limit 2/λ_max.",
+    ),
+    PageInfo(
         "pages/learn.py",
         "Learn",
         ":material/school:",

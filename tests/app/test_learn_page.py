@@ -142,3 +142,39 @@ def test_head_walkthroughs_on_embedded_models(model):
     assert "layers.3" in " ".join(m.value for m in at.markdown) or "layer.3" in " ".join(
         m.value for m in at.markdown
     )
+
+
+def _curvature_links(at) -> list:
+    return [link.proto for link in at.get("page_link") if "Loss curvature" in link.proto.label]
+
+
+def test_gd_walkthrough_links_to_curvature_and_shows_a_computed_lambda_max(tmp_path, monkeypatch):
+    """Before the loaded model's whole-model λ_max is computed the walkthrough only links to the Curvature
+    page (block=all); once that page has computed it (jobs board, then the disk cache in a fresh process)
+    the walkthrough shows the same λ_max and 2/λ_max, and still computes nothing itself."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # an empty disk cache for this test
+    text = "A text only this test uses, so no other test has computed its curvature."
+    at = run_page(PAGE, model="tiny-gpt2", text=text, walkthrough="gd")
+    assert_page_ok(at)
+    links = _curvature_links(at)
+    assert len(links) == 1 and "compute its λ_max" in links[0].label and links[0].query_string == "block=all"
+    assert not any(m.label == "λ_max (model)" for m in at.metric)
+
+    curvature = run_page("pages/curvature.py", model="tiny-gpt2", text=text, block="all")
+    assert_page_ok(curvature)
+    lam = chart_spec(curvature, "curvature_top")["data"][0]["y"][0]
+
+    at = run_page(PAGE, model="tiny-gpt2", text=text, walkthrough="gd")
+    assert_page_ok(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["λ_max (model)"] == f"{lam:.4g}" and metrics["2/λ_max (model)"] == f"{2 / lam:.4g}"
+    assert metrics["2/λ_max (this quadratic)"] == metrics["2/λ_max"]  # the quadratic's own, unchanged
+    assert "Its whole spectrum" in _curvature_links(at)[0].label
+
+    # A new process finds it on disk: empty the jobs board (st.cache_resource) and ask again.
+    from explorer.ui import jobs
+
+    jobs._boards.clear()
+    at = run_page(PAGE, model="tiny-gpt2", text=text, walkthrough="gd")
+    assert_page_ok(at)
+    assert {m.label: m.value for m in at.metric}["λ_max (model)"] == f"{lam:.4g}"

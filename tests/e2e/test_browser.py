@@ -45,7 +45,8 @@ def _pick_gradient_descent(page) -> None:
 
 
 # page path -> an interaction that must change a chart's data. Pages that analyse the text get a new text;
-# the model-only pages (weights, circuits) get their first slider moved; Learn switches walkthrough.
+# the model-only pages (weights, circuits) get their first slider moved (Curvature: its trace probes, which
+# redraws the trace estimate); Learn switches walkthrough.
 INTERACTIONS = {
     "pages/home.py": _change_text,
     "pages/attention.py": _change_text,
@@ -53,6 +54,7 @@ INTERACTIONS = {
     "pages/directions.py": _change_text,
     "pages/gershgorin.py": _change_text,
     "pages/compression.py": _nudge_first_slider,
+    "pages/curvature.py": _nudge_first_slider,
     "pages/weights.py": _nudge_first_slider,
     "pages/circuits.py": _nudge_first_slider,
     "pages/learn.py": _pick_gradient_descent,

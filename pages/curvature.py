@@ -1,0 +1,347 @@
+"""Loss curvature: the Hessian's (or Gauss-Newton's) spectrum of the loaded model, block by block, every
+layer at once, and a training what-if against gradient descent's stability limit 2/λ_max. Thin: maths in
+explorer.analysis.curvature, jobs and disk cache in explorer.ui.curvature_cache, figures in
+explorer.figures.curvature."""
+
+import itertools
+
+import streamlit as st
+
+from explorer.errors import ExplorerError
+from explorer.figures import curvature as figures
+from explorer.spectra.curvature import stability_threshold
+from explorer.ui import curvature_cache as cc
+from explorer.ui import jobs
+from explorer.ui.session import require_model, selection
+from explorer.ui.state import Choice, Int, PageState, link_value
+
+OPERATORS = {"hessian": "Hessian", "gauss-newton": "Gauss-Newton"}
+TRACE_METHODS = {"hutchinson": "Hutchinson", "hutch++": "Hutch++"}
+OPTIMIZERS = {"gd": "Gradient descent", "adam": "Adam"}
+TRAIN_ON = {"block": "The chosen block", "all": "Every parameter"}
+ETAS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+# Below this many parameters the layer grid starts on its own; bigger models wait for a click.
+AUTO_GRID_PARAMS = 20_000_000
+PARTIAL_KEYS = itertools.count()
+# Session state: the jobs this session cancelled (not restarted on their own until asked).
+CANCELLED = "curvature_cancelled"
+
+st.title("Loss curvature")
+st.caption(
+    "How sharply the loss bends around the loaded weights: the eigenvalues of its Hessian H (second "
+    "derivatives), found from Hessian-vector products without ever forming H. A few large eigenvalues "
+    "(outliers) over a bulk near zero is the usual picture; negative ones are saddle directions. Gradient "
+    "descent with step η is stable only while η < 2/λ_max. The page starts on one layer's MLP, which takes "
+    "under a minute on a CPU; choose **Whole model** for every parameter at once (minutes on a CPU)."
+)
+
+loaded = require_model()
+sel = selection()
+try:
+    spec = cc.cached_loss(sel.model_key, sel.text, sel.max_tokens)
+    loss = cc.cached_loss_value(sel.model_key, sel.text, sel.max_tokens)
+except ExplorerError as err:
+    st.error(str(err), icon=":material/error:")
+    st.stop()
+choices = cc.block_choices(sel.model_key)
+n_layers = loaded.card.n_layers
+middle_mlp = f"layer:{n_layers // 2}:mlp"
+
+PAGE = PageState("curvature")
+BLOCK = Choice("block", middle_mlp if middle_mlp in choices else "all", choices)
+OPERATOR = Choice("op", "hessian", OPERATORS)
+K = Int("k", 3, 1, 10)
+TRACE = Choice("trace", "hutchinson", TRACE_METHODS)
+PROBES = Int("probes", 16, 4, 64)
+TRAIN_BLOCK = Choice("train_on", "block", TRAIN_ON)
+OPTIMIZER = Choice("opt", "gd", OPTIMIZERS)
+STEPS = Int("steps", 10, 1, 50)
+ETA = Choice("eta", 0.1, ETAS)
+
+st.markdown(f"**Loss.** {spec.description} At the loaded weights it is **{loss:.4f}** nats.")
+
+requested = link_value("block")
+if requested is not None and requested not in choices:
+    st.warning(
+        f"This model ({loaded.id}, {n_layers} layers) has no parameter block '{requested}': showing "
+        f"{choices[BLOCK.default]} instead. Blocks look like all, embeddings, layer:3, layer:3:attention, "
+        "layer:3:mlp or param:<parameter name>.",
+        icon=":material/warning:",
+    )
+
+
+def _whole_model() -> None:
+    st.session_state[PAGE.key(BLOCK)] = "all"
+
+
+left, mid, right = st.columns([2.2, 1.2, 1.6], gap="medium")
+block = PAGE.selectbox(
+    BLOCK,
+    "Parameter block",
+    where=left,
+    format_func=choices.get,
+    help="Which parameters H is taken over (the rest stay fixed): the whole model, the embeddings, one "
+    "layer, a layer's attention or MLP, or one weight matrix.",
+)
+if block != "all":
+    left.button("Whole model", key="curvature_whole_model", on_click=_whole_model, icon=":material/zoom_out:")
+kind = PAGE.segmented_control(
+    OPERATOR,
+    "Curvature",
+    where=mid,
+    format_func=OPERATORS.get,
+    help="Hessian: the loss's exact second derivative (can have negative eigenvalues). Gauss-Newton JᵀH_zJ: "
+    "the part through the softmax's own curvature, positive semi-definite.",
+)
+k = PAGE.number_input(K, "Top eigenvalues k", where=mid, step=1)
+trace_method = PAGE.segmented_control(
+    TRACE,
+    "Trace estimator",
+    where=right,
+    format_func=TRACE_METHODS.get,
+    help="Hutchinson: mean of zᵀHz over random ±1 vectors z. Hutch++: takes the top of the spectrum exactly "
+    "first, then Hutchinson on the rest (less variance when a few eigenvalues dominate).",
+)
+probes = PAGE.slider(PROBES, "Hessian-vector products for the trace", where=right)
+n_params = cc.block_size(sel.model_key, block)
+settings, memory_notes = cc.fit_to_memory(
+    cc.BlockSettings(block, kind, int(k), trace_method, int(probes)), n_params
+)
+cancelled: set = st.session_state.setdefault(CANCELLED, set())
+
+
+def _cancel(job: jobs.Job, what) -> None:
+    job.cancel()
+    st.session_state.setdefault(CANCELLED, set()).add(what)
+
+
+def _resume(what) -> None:
+    st.session_state.setdefault(CANCELLED, set()).discard(what)
+
+
+def stopped(what, label: str) -> bool:
+    """True (with a note and a button to start again) when this session cancelled ``what``."""
+    if what not in cancelled:
+        return False
+    st.info(f"{label} was cancelled.", icon=":material/cancel:")
+    st.button("Compute it again", key=f"curvature_resume_{label}", on_click=_resume, args=(what,))
+    return True
+
+
+def follow(job: jobs.Job, what, label: str, on_partial=None) -> bool:
+    """Progress bar and Cancel button while ``job`` runs (``on_partial(all items, new items)`` draws partial
+    results as they arrive); True when it finished with a result, else a message says why not."""
+    if not job.done:
+        bar, button = st.empty(), st.empty()
+        button.button("Cancel", key=f"curvature_cancel_{label}", on_click=_cancel, args=(job, what),
+                      icon=":material/stop:")  # fmt: skip
+        seen = [0]
+
+        def update(fraction: float, message: str) -> None:
+            bar.progress(fraction, text=f"{label}: {message}")
+            if on_partial is not None and len(job.partial) > seen[0]:
+                items = list(job.partial)
+                on_partial(items, items[seen[0] :])
+                seen[0] = len(items)
+
+        jobs.follow(job, update)
+        bar.empty()
+        button.empty()
+    if cc.was_cancelled(job):
+        cancelled.add(what)
+        stopped(what, label)
+        return False
+    if job.error is not None:
+        message = str(job.error) if isinstance(job.error, ExplorerError) else repr(job.error)
+        st.error(f"{label} failed: {message}", icon=":material/error:")
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------------------ one block
+st.subheader(f"{choices[block]}: {OPERATORS[kind]} spectrum")
+st.caption(
+    f"{n_params:,} parameters: H is {n_params:,} × {n_params:,} and is never formed; every number below "
+    "comes from products Hv (one double backward each)."
+)
+for note in memory_notes:
+    st.info(note, icon=":material/memory:")
+metrics = st.container()
+top_left, top_right = st.columns(2)
+slots = {"eigen": top_left.empty(), "convergence": top_right.empty()}
+low_left, low_right = st.columns(2)
+slots.update(density=low_left.empty(), trace=low_right.empty(), mass=st.empty())
+
+
+def partial_key() -> str:
+    """A fresh key for a chart drawn while a job runs (the same chart may be redrawn in one run)."""
+    return f"curvature_partial_{next(PARTIAL_KEYS)}"
+
+
+def draw_partial(_items, new) -> None:
+    for name, item in new:
+        if name == "eigen":
+            for slot, make in (("eigen", figures.make_top_eigen_figure),
+                               ("convergence", figures.make_convergence_figure),
+                               ("mass", figures.make_group_mass_figure)):  # fmt: skip
+                slots[slot].plotly_chart(make(item), width="stretch", key=partial_key())
+        elif name == "trace":
+            slots["trace"].plotly_chart(figures.make_trace_figure(item), width="stretch", key=partial_key())
+
+
+summary = None
+block_what = ("block", settings)
+if not stopped(block_what, "The block's spectrum"):
+    job = cc.block_job(sel.model_key, sel.text, sel.max_tokens, settings)
+    if follow(job, block_what, "The block's spectrum", draw_partial):
+        summary = job.result
+
+if summary is not None:
+    eigen, trace, density = summary.eigen, summary.trace, summary.density
+    lam_max = float(eigen.eigenvalues[0])
+    cols = metrics.columns(5)
+    cols[0].metric("λ_max", f"{lam_max:.4g}", help="Largest eigenvalue of H (nats per parameter unit²).")
+    cols[1].metric(
+        "2/λ_max",
+        f"{stability_threshold(lam_max):.4g}",
+        help="Gradient descent on this block with a larger step η is unstable along the top eigenvector.",
+    )
+    cols[2].metric(
+        "trace",
+        f"{trace.trace:.4g}",
+        help=f"Sum of all {n_params:,} eigenvalues, estimated from {trace.samples.size} random probes "
+        f"({trace.n_matvec} products); ± one standard error of the mean over probes.",
+    )
+    cols[2].caption(f"± {trace.stderr:.2g} (one standard error, {trace.samples.size} probes)")
+    cols[3].metric(
+        "mean eigenvalue",
+        f"{trace.trace / n_params:.3g}",
+        help="trace / number of parameters: the bulk's centre of mass, to compare with λ_max.",
+    )
+    cols[4].metric("products", f"{eigen.n_matvec}", "converged" if eigen.converged else "not converged",
+                   delta_color="normal" if eigen.converged else "inverse")  # fmt: skip
+    slots["eigen"].plotly_chart(figures.make_top_eigen_figure(eigen), width="stretch", key="curvature_top")
+    slots["convergence"].plotly_chart(
+        figures.make_convergence_figure(eigen), width="stretch", key="curvature_convergence"
+    )
+    slots["density"].plotly_chart(
+        figures.make_density_figure(density, eigen.eigenvalues), width="stretch", key="curvature_density"
+    )
+    slots["trace"].plotly_chart(
+        figures.make_trace_figure(trace), width="stretch", key="curvature_trace_estimate"
+    )
+    slots["mass"].plotly_chart(figures.make_group_mass_figure(eigen), width="stretch", key="curvature_mass")
+    regions = figures.density_regions(density, eigen.eigenvalues)
+    st.caption(
+        f"Density from {density.nodes.shape[0]} random probes × {density.nodes.shape[1]} Lanczos steps "
+        f"(each Ritz value broadened by a Gaussian of σ = {density.sigma:.2g}: finer detail is not resolved). "
+        f"The shaded bulk holds {figures.BULK_MASS:.0%} of the quadrature's weight, between "
+        f"{regions.bulk[0]:.3g} and {regions.bulk[1]:.3g}; {len(regions.outliers)} of the top "
+        f"{len(eigen.eigenvalues)} eigenvalues lie above it (outliers). {regions.negative_mass:.1%} of the "
+        "weight sits below −σ: eigenvalues resolved as negative, directions where the loss curves down "
+        "(saddle directions)."
+    )
+
+# --------------------------------------------------------------------------------------------- grid
+
+
+@st.fragment
+def grid_section() -> None:
+    st.subheader(f"Every layer: λ_max and trace of attention and MLP ({OPERATORS[kind]})")
+    what = ("grid", kind)
+    if stopped(what, "The layer grid"):
+        return
+    job = cc.peek_grid_job(sel.model_key, sel.text, sel.max_tokens, kind)
+    auto = loaded.card.n_params < AUTO_GRID_PARAMS or cc.grid_on_disk(
+        sel.model_key, sel.text, sel.max_tokens, kind
+    )
+    if job is None and not auto:
+        prompt = st.empty()  # cleared once the grid is asked for
+        with prompt.container():
+            st.caption(
+                f"{2 * n_layers} blocks, each with up to {cc.GRID_MAX_MATVEC} products for λ_max and "
+                f"{cc.GRID_PROBES} for the trace: several minutes on a CPU for this model. It runs in the "
+                "background, is shared with every other visitor, and is kept on disk for the next one."
+            )
+            clicked = st.button("Compute the grid", key="curvature_grid_start", icon=":material/play_arrow:")
+        if not clicked:
+            return
+        prompt.empty()
+    job = cc.grid_job(sel.model_key, sel.text, sel.max_tokens, kind)
+    slot = st.empty()
+
+    def partial(rows, _new) -> None:
+        grid = cc.merge_grid_rows(rows, n_layers, kind)
+        slot.plotly_chart(figures.make_grid_figure(grid), width="stretch", key=partial_key())
+
+    if follow(job, what, "The layer grid", partial):
+        slot.plotly_chart(figures.make_grid_figure(job.result), width="stretch", key="curvature_grid")
+        st.caption(
+            f"λ_max by Lanczos (relative tolerance {cc.GRID_TOL:g}, at most {cc.GRID_MAX_MATVEC} products), "
+            f"trace by Hutchinson with {cc.GRID_PROBES} probes, each block on its own with the rest of the "
+            "model fixed. Colours on a signed log scale; the numbers are the values."
+        )
+
+
+grid_section()
+
+# ----------------------------------------------------------------------------------- training what-if
+
+
+def _eta_past(threshold: float) -> None:
+    above = [eta for eta in ETAS if eta > threshold]
+    st.session_state[PAGE.key(ETA)] = above[0] if above else ETAS[-1]
+
+
+@st.fragment
+def training_section() -> None:
+    st.subheader("Training what-if: a few steps from the loaded weights")
+    st.caption(
+        "Full-batch steps on this loss, on a copy of the model (the loaded one is never changed), recording "
+        "the loss and the trained block's λ_max at every step. Gradient descent is stable while "
+        "λ_max < 2/η; past it the loss oscillates or blows up, and real training often hovers at the edge."
+    )
+    c1, c2, c3, c4 = st.columns([1.4, 1.2, 1, 1.6])
+    train_on = PAGE.radio(TRAIN_BLOCK, "Train", where=c1, format_func=TRAIN_ON.get)
+    optimizer = PAGE.radio(OPTIMIZER, "Optimizer", where=c2, format_func=OPTIMIZERS.get)
+    steps = PAGE.number_input(STEPS, "Steps", where=c3, step=1)
+    eta = PAGE.select_slider(ETA, "Step size η", where=c4, format_func=lambda v: f"{v:g}")
+    train_block = block if train_on == "block" else "all"
+    if summary is not None and train_block == block:
+        threshold = stability_threshold(float(summary.eigen.eigenvalues[0]))
+        c4.caption(f"This block's 2/λ_max = {threshold:.3g}.")
+        c4.button("η just past 2/λ_max", key="curvature_eta_past", on_click=_eta_past, args=(threshold,))
+    run_settings = cc.TrainingSettings(train_block, int(steps), float(eta), optimizer)
+    job = cc.peek_training_job(sel.model_key, sel.text, sel.max_tokens, run_settings)
+    if job is None:
+        prompt = st.empty()  # cleared once the run is asked for
+        with prompt.container():
+            st.caption(
+                f"{int(steps)} steps on {choices[train_block]} ({cc.block_size(sel.model_key, train_block):,} "
+                f"parameters), each with up to {cc.TRAIN_MAX_MATVEC} Hessian-vector products for λ_max."
+            )
+            clicked = st.button("Run the what-if", key="curvature_train_start", icon=":material/play_arrow:")
+        if not clicked:
+            return
+        prompt.empty()
+        cancelled.discard(("training", run_settings))
+        job = cc.training_job(sel.model_key, sel.text, sel.max_tokens, run_settings)
+    if not follow(job, ("training", run_settings), "The training what-if"):
+        return
+    run = job.result
+    cols = st.columns(4)
+    cols[0].metric("loss", f"{run.loss[-1]:.4f}", f"{run.loss[-1] - run.loss[0]:+.4f}", delta_color="inverse")
+    cols[0].caption(f"before: {run.loss[0]:.4f}")
+    cols[1].metric("λ_max", f"{run.lambda_max[-1]:.4g}", f"{run.lambda_max[-1] - run.lambda_max[0]:+.3g}",
+                   delta_color="off")  # fmt: skip
+    cols[1].caption(f"before: {run.lambda_max[0]:.4g}")
+    cols[2].metric("2/η", f"{run.threshold:.4g}", help="GD's stability limit for λ_max at this step size.")
+    cols[3].metric("η · λ_max (start)", f"{run.eta * run.lambda_max[0]:.3g}", help="Above 2: GD is unstable.")
+    st.plotly_chart(figures.make_training_figure(run), width="stretch", key="curvature_training")
+    if run.matrices:
+        st.plotly_chart(
+            figures.make_training_spectra_figure(run), width="stretch", key="curvature_training_spectra"
+        )
+
+
+training_section()
