@@ -33,7 +33,7 @@ LANCZOS_REL = 1e-4 + 1e3 * EPS32
 
 def _model(at):
     """The page's cached model (the same object the page used: one process, st.cache_resource)."""
-    return cached_model(*at.session_state["selection"].model_key)
+    return cached_model(at.session_state["selection"].model_key)
 
 
 def _float64_copy(loaded):
