@@ -160,9 +160,30 @@ answers = comp.budget_answers(points, original, budget, methods_key)
 best, closest = comp.overall_best(answers), comp.overall_closest(answers)
 running = job is not None and not job.done
 
+# Fewer bits on the same groups, measured alongside: the first answer covers every method.
+quant_job = qc.comparison_job(sel.model_key, kinds_key, calibration) if kinds_key else None
+if quant_job is not None and not quant_job.done and loaded.card.n_params < BLOCKING_SWEEP_PARAMS:
+    quant_bar = st.progress(0.0, text="Measuring fewer bits…")
+    jobs.follow(quant_job, lambda f, msg: quant_bar.progress(f, text=f"Fewer bits: {msg}"))
+    quant_bar.empty()
+quant_points = qc.comparison_points(quant_job) if quant_job is not None and not quant_job.failed else []
+quant_running = quant_job is not None and not quant_job.done
+all_points = [qz.from_sweep_point(p) for p in points] + quant_points
+original_bytes = loaded.card.n_params * comp.BYTES_PER_PARAM
+overall, overall_closest = qz.smallest_within(all_points, original, budget)
+
 with st.container(border=True):
+    if all_points:
+        st.markdown(
+            f"#### {words.tradeoff_headline(overall, overall_closest, original, original_bytes, budget)}"
+        )
+        st.caption(
+            "Every method: low rank (below), fewer bits and both (the chart further down), on the held-out "
+            "passage."
+            + (" Still measuring: the answer can still improve." if quant_running or running else "")
+        )
     headline, how = words.answer_headline(best, closest, original, budget, kinds_key)
-    st.markdown(f"#### {headline}")
+    st.markdown(f"##### Low rank alone: {headline}")
     chosen = best.best if best is not None else (closest.closest if closest is not None else None)
     if chosen is not None:
         left, right = st.columns([3, 1])
@@ -263,23 +284,9 @@ st.caption(
     "stored in int8. Each is measured like the low-rank settings, on the held-out passage; storage counts the "
     "real bytes (codes, scales, offsets), every other weight at fp16."
 )
-quant_job = qc.comparison_job(sel.model_key, kinds_key, calibration) if kinds_key else None
-if quant_job is not None and not quant_job.done and loaded.card.n_params < BLOCKING_SWEEP_PARAMS:
-    quant_bar = st.progress(0.0, text="Measuring fewer bits…")
-    jobs.follow(quant_job, lambda f, msg: quant_bar.progress(f, text=f"Fewer bits: {msg}"))
-    quant_bar.empty()
-quant_points = qc.comparison_points(quant_job) if quant_job is not None and not quant_job.failed else []
 if quant_job is not None and quant_job.failed:
     st.error(f"The fewer-bits comparison failed: {quant_job.error}", icon=":material/error:")
-all_points = [qz.from_sweep_point(p) for p in points] + quant_points
-original_bytes = loaded.card.n_params * comp.BYTES_PER_PARAM
 if all_points:
-    overall, overall_closest = qz.smallest_within(all_points, original, budget)
-    with st.container(border=True):
-        st.markdown(words.tradeoff_headline(overall, overall_closest, original, original_bytes, budget))
-        quant_running = quant_job is not None and not quant_job.done
-        if quant_running or running:
-            st.caption("Still measuring: the answer can still improve.")
     st.plotly_chart(
         make_tradeoff_figure(
             all_points,
@@ -300,7 +307,7 @@ if all_points:
         )
 
 
-@st.fragment(run_every=POLL_SECONDS if quant_job is not None and not quant_job.done else None)
+@st.fragment(run_every=POLL_SECONDS if quant_running else None)
 def quant_poller(seen: int) -> None:
     """While the fewer-bits comparison runs in the background: redraw the page when new points arrived."""
     now = qc.peek_comparison(sel.model_key, kinds_key, calibration)
@@ -308,7 +315,7 @@ def quant_poller(seen: int) -> None:
         st.rerun()
 
 
-if quant_job is not None and not quant_job.done:
+if quant_running:
     quant_poller(len(quant_points))
 
 
