@@ -137,7 +137,11 @@ def test_every_section_has_its_documented_keys(tiny_report):
         "bias_scores",
         "control",
     } <= set(tiny_report["directions"])
-    for entry in tiny_report["compression"]:
+    lowrank = [entry for entry in tiny_report["compression"] if "allocation" in entry]
+    assert lowrank and all(
+        {"method", "groups", "bytes", "perplexity", "kl"} <= set(e) for e in tiny_report["compression"]
+    )
+    for entry in lowrank:
         assert {
             "method",
             "groups",
@@ -233,5 +237,8 @@ def test_gershgorin_and_direction_numbers_are_consistent(tiny_report, hf_outputs
     ratio = np.array(tiny_report["directions"]["explained_variance_ratio"])
     assert np.all(np.diff(ratio) <= 1e-12) and ratio.sum() <= 1 + 1e-9 and np.all(ratio >= 0)
     for entry in tiny_report["compression"]:
+        if "allocation" not in entry:  # quantization rows: bytes instead of parameter counts
+            assert 0 < entry["bytes"] and np.isfinite(entry["perplexity"])
+            continue
         assert 0 < entry["params_kept"] <= entry["params_total"]
         assert np.isfinite(entry["perplexity"])
