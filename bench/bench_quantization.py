@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -23,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from explorer.analysis import compression as comp  # noqa: E402
 from explorer.analysis import healing  # noqa: E402
 from explorer.analysis import quantize as qz  # noqa: E402
-from explorer.analysis.factor_store import cached_factorize  # noqa: E402
 from explorer.analysis.lowrank import METHODS  # noqa: E402
 from explorer.models import load_model  # noqa: E402
 from explorer.spectra.quantization import INT4_SCHEMES, INT8, QuantScheme  # noqa: E402
@@ -33,31 +31,10 @@ HEAL_STEPS = 30
 RESIDUAL = QuantScheme(4, 32)
 
 
-def _factorizations(loaded, kinds, log):
-    text = comp.shipped_calibration_text()
-    gathered: dict = {}
-
-    def stats():
-        if "s" not in gathered:
-            gathered["s"] = comp.collect_activation_stats(
-                loaded, comp.calibration_chunks(loaded, text), kinds
-            )
-        return gathered["s"]
-
-    facts = {}
-    for method in METHODS:
-        start = time.perf_counter()
-        facts[method], hit = cached_factorize(
-            loaded.model, method, kinds, comp.calibration_key_of(text), stats
-        )
-        log(f"{method}: factors {'read' if hit else 'computed'} in {time.perf_counter() - start:.1f} s")
-    return facts
-
-
 def bench(model_id: str = "smollm2-135m", tokens: int = 512, log=print) -> dict:
     loaded = load_model(model_id, device="cpu")
     kinds = tuple(k for k in comp.DEFAULT_KINDS if k in comp.available_kinds(loaded.model))
-    facts = _factorizations(loaded, kinds, log)
+    facts = comp.shipped_factorizations(loaded, kinds, METHODS, log)
     evalset = comp.make_eval_set(loaded, comp.heldout_text(), tokens)  # encoders: + the sentence set
     ref = comp.reference(loaded, evalset)
     headline = "perplexity" if loaded.causal else "embedding_cosine"

@@ -27,7 +27,6 @@ from __future__ import annotations
 import html
 
 from explorer.analysis import compression as comp
-from explorer.analysis.factor_store import cached_factorize
 from explorer.analysis.lowrank import METHOD_LABELS, METHODS
 from explorer.errors import ExplorerError
 from explorer.figures.compression import make_pareto_figure
@@ -36,24 +35,6 @@ from explorer.report.quantization import quantization_records
 from explorer.report.section import ReportSection
 
 GREEDY_METHODS = ("svdllm",)
-
-
-def _factorizations(loaded: LoadedModel, kinds: tuple[str, ...]) -> dict:
-    """Each method's factors, from the disk store or computed; the calibration pass runs only on a miss."""
-    text = comp.shipped_calibration_text()
-    gathered: dict = {}
-
-    def stats():
-        if "stats" not in gathered:
-            gathered["stats"] = comp.collect_activation_stats(
-                loaded, comp.calibration_chunks(loaded, text), kinds
-            )
-        return gathered["stats"]
-
-    key = comp.calibration_key_of(text)
-    facts = {m: cached_factorize(loaded.model, m, kinds, key, stats)[0] for m in METHODS}
-    gathered.clear()
-    return facts
 
 
 def budget_summary(points: list[comp.SweepPoint], records: list[dict], original: comp.Quality) -> dict:
@@ -81,7 +62,7 @@ def compression_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
         data = {"compression": [], "compression_error": str(err), "compression_budget": None}
         return ReportSection("Compression what-if", None, data, [], f"<p>{html.escape(str(err))}</p>")
     ref = comp.reference(loaded, evalset)
-    facts = _factorizations(loaded, kinds)
+    facts = comp.shipped_factorizations(loaded, kinds)
     n_tokens = facts[METHODS[0]].calibration_tokens
     points = comp.sweep(loaded, facts, evalset, ref, comp.KEPT_SHARES, greedy=GREEDY_METHODS)
     records = comp.sweep_records(points, kinds)
