@@ -72,6 +72,8 @@ BUDGET_VALUES = {
     "spearman": Float("budget_rho", 0.98, 0.5, 0.9999, key="budget_rho", digits=4),
 }
 BUDGET_METHODS = Subset("budget_methods", list(METHODS), METHODS, key="budget_method")
+HEAL_STEPS = Int("heal_steps", 30, 5, 200, key="heal_steps")
+HEAL_LR = Choice("heal_lr", 1e-4, [1e-5, 3e-5, 1e-4, 3e-4, 1e-3], key="heal_lr")
 
 
 def chosen_groups() -> tuple[str, ...]:
@@ -286,6 +288,50 @@ st.caption(
 )
 if quant_job is not None and quant_job.failed:
     st.error(f"The fewer-bits comparison failed: {quant_job.error}", icon=":material/error:")
+
+# Healing: an explicit action on the low-rank answer (or the closest low-rank setting), on a copy.
+heal_job = None
+if chosen is not None:
+    heal_setting = comp.RankSetting(mode="share", share=chosen.share, allocation=chosen.allocation)
+    heal_args = (sel.model_key, chosen.method, kinds_key, calibration, heal_setting)
+    with st.expander(
+        f"Heal the low-rank answer ({qz.from_sweep_point(chosen).setting}) by training its factors"
+    ):
+        st.caption(
+            "A few Adam steps on the factors only (every other weight stays as loaded), on the shipped "
+            "calibration text, on a copy: "
+            + (
+                "next-token cross-entropy"
+                if causal
+                else "distillation to the original's hidden states (cosine)"
+            )
+            + ". Quality is measured on the held-out passage before and after, as everything above."
+        )
+        h1, h2, h3 = st.columns([1, 1, 1])
+        heal_steps = PAGE.number_input(HEAL_STEPS, "Steps", where=h1, step=5)
+        heal_lr = PAGE.selectbox(HEAL_LR, "Learning rate", where=h2, format_func=lambda v: f"{v:g}")
+        heal_job = qc.peek_healing(*heal_args, heal_steps, heal_lr)
+        if heal_job is None or heal_job.cancelled:
+            if h3.button("Heal", key="compression_heal", icon=":material/healing:"):
+                heal_job = qc.healing_job(*heal_args, heal_steps, heal_lr)
+        if heal_job is not None and not heal_job.done:
+            st.progress(heal_job.fraction, text=f"Healing: {heal_job.message}")
+            if st.button("Stop healing", key="compression_stop_heal", icon=":material/stop:"):
+                heal_job.cancel()
+                st.rerun()
+        elif heal_job is not None and heal_job.failed and not heal_job.cancelled:
+            st.error(f"Healing failed: {heal_job.error}", icon=":material/error:")
+        elif heal_job is not None and heal_job.done and not heal_job.failed:
+            run = heal_job.result
+            st.markdown(words.healing_sentence(run, original, budget))
+            healed = qz.TradeoffPoint(
+                "healed low rank",
+                f"{qz.from_sweep_point(chosen).setting}, healed ({run.steps} steps)",
+                chosen.bytes,
+                run.after,
+            )
+            all_points = [*all_points, healed]
+
 if all_points:
     st.plotly_chart(
         make_tradeoff_figure(
@@ -307,15 +353,19 @@ if all_points:
         )
 
 
-@st.fragment(run_every=POLL_SECONDS if quant_running else None)
+heal_running = heal_job is not None and not heal_job.done
+
+
+@st.fragment(run_every=POLL_SECONDS if quant_running or heal_running else None)
 def quant_poller(seen: int) -> None:
-    """While the fewer-bits comparison runs in the background: redraw the page when new points arrived."""
+    """While the fewer-bits comparison or a healing runs in the background: redraw the page when new points
+    arrived or the healing moved on."""
     now = qc.peek_comparison(sel.model_key, kinds_key, calibration)
-    if now is None or now.done or len(now.partial) != seen:
+    if now is None or now.done or len(now.partial) != seen or heal_running:
         st.rerun()
 
 
-if quant_running:
+if quant_running or heal_running:
     quant_poller(len(quant_points))
 
 

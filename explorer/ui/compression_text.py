@@ -94,8 +94,12 @@ def budget_phrase(budget: QualityBudget, causal: bool) -> str:
 
 def cost_phrase(point: SweepPoint, before: Quality, budget: QualityBudget) -> str:
     """What a point costs in the budget's metric: "+6 % perplexity (27.6 → 29.3)", ..."""
+    return cost_phrase_of(point.quality, before, budget)
+
+
+def cost_phrase_of(q: Quality, before: Quality, budget: QualityBudget) -> str:
+    """What a measured quality ``q`` costs in the budget's metric (see cost_phrase)."""
     metric = budget.metric_for(before.causal)
-    q = point.quality
     loss = budget.loss(before, q)
     if not np.isfinite(loss):
         return "a model that gives no usable numbers"
@@ -224,3 +228,18 @@ def tradeoff_headline(best, closest, before: Quality, original_bytes: int, budge
             f"{cost_phrase(closest, before, budget)}, {size_phrase(closest.bytes_model)}."
         )
     return "Nothing measured yet."
+
+
+def healing_sentence(run, before: Quality, budget: QualityBudget) -> str:
+    """What healing gave back (``run``: explorer.analysis.healing.HealingRun), in the budget's metric."""
+    was, now = budget.loss(before, run.before), budget.loss(before, run.after)
+    if not (np.isfinite(was) and np.isfinite(now)):
+        return f"After {run.steps} steps ({run.seconds:.0f} s) the model still gives no usable numbers."
+    given_back = (was - now) / was if was > 0 else 0.0
+    fits = "within" if budget.fits(before, run.after) else "outside"
+    return (
+        f"**{run.steps} steps ({run.seconds:.0f} s)**: from {cost_phrase_of(run.before, before, budget)} to "
+        f"{cost_phrase_of(run.after, before, budget)}: training gave back {given_back:.0%} of the loss, "
+        f"{fits} your budget. Training objective on the calibration text: {run.calibration_before:.4g} → "
+        f"{run.calibration_after:.4g}."
+    )

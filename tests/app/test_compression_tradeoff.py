@@ -73,3 +73,31 @@ def test_tradeoff_chart_and_answer_on_tiny_gpt2():
 
     cached = cached_model(at.session_state["selection"].model_key)
     assert weights_checksum(cached.model) == weights_checksum(loaded.model)
+
+
+def test_healing_is_an_explicit_action_with_its_result_on_the_chart():
+    import time
+
+    at = run_page(PAGE, model="tiny-gpt2", text=SAMPLE_TEXT, timeout=900, heal_steps="10", heal_lr="0.001")
+    assert_page_ok(at)
+    assert at.session_state["compression_heal_steps"] == 10
+    assert "healed low rank" not in {t["name"] for t in chart_spec(at, "compression_tradeoff")["data"]}
+    at.button(key="compression_heal").click().run()
+    deadline = time.monotonic() + 600
+    while not any("training gave back" in m.value for m in at.markdown):
+        assert time.monotonic() < deadline, "healing did not finish"
+        time.sleep(1)
+        at.run()
+    assert_page_ok(at)
+    sentence = next(m.value for m in at.markdown if "training gave back" in m.value)
+    assert sentence.startswith("**10 steps")
+    before, after = (float(v) for v in sentence.split("calibration text: ")[1].rstrip(".").split(" → "))
+    assert after < before  # the training objective went down on the data it was trained on
+    healed = next(t for t in chart_spec(at, "compression_tradeoff")["data"] if t["name"] == "healed low rank")
+    assert "healed (10 steps)" in healed["text"][0]
+    loaded = load_model("tiny-gpt2")
+    from explorer.ui.cache import cached_model
+
+    assert weights_checksum(cached_model(at.session_state["selection"].model_key).model) == weights_checksum(
+        loaded.model
+    )
