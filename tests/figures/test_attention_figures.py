@@ -75,6 +75,7 @@ def test_eigenvalue_plane(spectrum):
     fig = fa.make_eigenvalue_plane_figure(spectrum.eigvals, title="t")
     circle, points = fig.data
     np.testing.assert_allclose(np.hypot(circle.x, circle.y), 1.0, atol=1e-12)  # cos, sin to an ulp: ~2 eps
+    # exact: the trace holds the eigenvalues' real and imaginary parts
     np.testing.assert_array_equal(points.x, spectrum.eigvals.real)
     np.testing.assert_array_equal(points.y, spectrum.eigvals.imag)
     custom = np.asarray(points.customdata)

@@ -40,7 +40,7 @@ def test_plane_figure_draws_the_map():
         # parallel: a 2-term dot product vs a norm, c n eps
         assert abs(direction @ v) == pytest.approx(np.linalg.norm(direction), rel=2 * sum_rtol(2))
     tips = next(t for t in fig.data if t.mode == "text")
-    np.testing.assert_array_equal(tips.x, res.matrix[0] * 1.12)  # labels at M e1, M e2
+    np.testing.assert_array_equal(tips.x, res.matrix[0] * 1.12)  # labels at M e1, M e2: the same product
     assert fig.layout.yaxis.scaleanchor == "x"
     assert set(_axis_titles(fig)) == {"x", "y"}
 
@@ -83,7 +83,7 @@ def test_power_figures():
     vec = figures.make_power_vector_figure(res, step=30)
     np.testing.assert_array_equal(np.abs(vec.data[0].y), np.abs(res.iterates[30]))  # exact: the same np.abs
     assert np.dot(vec.data[0].y, vec.data[1].y) > 0  # drawn with the same sign as v1
-    np.testing.assert_array_equal(vec.data[1].y, res.v1)
+    np.testing.assert_array_equal(vec.data[1].y, res.v1)  # exact: drawn as computed
     A = _softmax(np.random.default_rng(0).normal(size=(6, 6)))
     nonsym = teaching.power_iteration(A.T, 20)
     assert "slope" in figures.make_power_convergence_figure(nonsym, step=5).data[1].name
@@ -94,6 +94,7 @@ def test_lanczos_figure():
     fig = figures.make_lanczos_figure(run, steps=12)
     ritz = fig.data[0]
     assert len(ritz.x) == 12 * 13 // 2  # step j has j Ritz values
+    # exact: the trace holds these Ritz values
     np.testing.assert_array_equal(sorted(ritz.y), sorted(_finite(run.ritz[:12].ravel())))
     rug = fig.data[1]
     np.testing.assert_array_equal(rug.y, run.eigvals)  # exact: the trace holds this array
