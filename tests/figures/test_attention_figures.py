@@ -42,7 +42,7 @@ def test_grid_figure_data_selection_and_flags(grid):
     custom = np.asarray(cells.customdata)
     for x, y, row in zip(cells.x, cells.y, custom, strict=True):
         assert (row[0], row[1]) == (y, x)
-        assert row[2] == pytest.approx(grid.entropy[y, x])
+        assert row[2] == grid.entropy[y, x]  # exact: a copy of the grid's value
     names = [trace.name for trace in fig.data]
     assert any("sink" in name for name in names) and any("collapsed" in name for name in names)
     flagged = next(trace for trace in fig.data if "collapsed" in trace.name)
@@ -60,23 +60,27 @@ def test_grid_figure_rejects_unknown_metric(grid):
 
 def test_attention_heatmap_linear_and_log(spectrum):
     fig = fa.make_attention_heatmap_figure(spectrum.attention, LABELS, title="t")
-    np.testing.assert_allclose(np.asarray(fig.data[0].z), spectrum.attention)
+    # exact: the trace holds this array
+    np.testing.assert_array_equal(np.asarray(fig.data[0].z), spectrum.attention)
     assert list(fig.data[0].x) == LABELS and list(fig.data[0].y) == LABELS
     assert "key" in fig.layout.xaxis.title.text and "query" in fig.layout.yaxis.title.text
     log = fa.make_attention_heatmap_figure(spectrum.attention, LABELS, title="t", log_color=True)
-    np.testing.assert_allclose(np.asarray(log.data[0].z), np.log10(np.maximum(spectrum.attention, 1e-6)))
-    np.testing.assert_allclose(np.asarray(log.data[0].customdata), spectrum.attention)
+    # exact: the same log10(max(a, 1e-6)) of the same array
+    np.testing.assert_array_equal(np.asarray(log.data[0].z), np.log10(np.maximum(spectrum.attention, 1e-6)))
+    # exact: the trace holds this array
+    np.testing.assert_array_equal(np.asarray(log.data[0].customdata), spectrum.attention)
 
 
 def test_eigenvalue_plane(spectrum):
     fig = fa.make_eigenvalue_plane_figure(spectrum.eigvals, title="t")
     circle, points = fig.data
     np.testing.assert_allclose(np.hypot(circle.x, circle.y), 1.0, atol=1e-12)  # cos, sin to an ulp: ~2 eps
-    np.testing.assert_allclose(points.x, spectrum.eigvals.real)
-    np.testing.assert_allclose(points.y, spectrum.eigvals.imag)
+    # exact: the trace holds the eigenvalues' real and imaginary parts
+    np.testing.assert_array_equal(points.x, spectrum.eigvals.real)
+    np.testing.assert_array_equal(points.y, spectrum.eigvals.imag)
     custom = np.asarray(points.customdata)
     np.testing.assert_array_equal(custom[:, 0], np.arange(1, N + 1))
-    np.testing.assert_allclose(custom[:, 1], np.abs(spectrum.eigvals))
+    np.testing.assert_array_equal(custom[:, 1], np.abs(spectrum.eigvals))  # exact: the same np.abs
     assert "|λ|" in points.hovertemplate
     assert fig.layout.xaxis.title.text == "Re λ" and fig.layout.yaxis.scaleanchor == "x"
 
@@ -84,20 +88,25 @@ def test_eigenvalue_plane(spectrum):
 def test_spectrum_figure_side_by_side(spectrum):
     fig = fa.make_spectrum_figure(spectrum.eigvals, spectrum.singular_values, title="t")
     moduli, sigma = fig.data
-    np.testing.assert_allclose(moduli.customdata, np.abs(spectrum.eigvals))
-    np.testing.assert_allclose(moduli.y, np.maximum(np.abs(spectrum.eigvals), fa.LOG_FLOOR))
-    np.testing.assert_allclose(sigma.customdata, spectrum.singular_values)
+    np.testing.assert_array_equal(moduli.customdata, np.abs(spectrum.eigvals))  # exact: the same np.abs
+    # exact: the same floor
+    np.testing.assert_array_equal(moduli.y, np.maximum(np.abs(spectrum.eigvals), fa.LOG_FLOOR))
+    # exact: the trace holds this array
+    np.testing.assert_array_equal(sigma.customdata, spectrum.singular_values)
     assert moduli.xaxis == "x" and sigma.xaxis == "x2"
     assert fig.layout.yaxis.type == "log" and fig.layout.yaxis2.type == "log"
     linear = fa.make_spectrum_figure(spectrum.eigvals, spectrum.singular_values, title="t", log_y=False)
-    np.testing.assert_allclose(linear.data[1].y, spectrum.singular_values)
+    # exact: the trace holds this array
+    np.testing.assert_array_equal(linear.data[1].y, spectrum.singular_values)
 
 
 def test_symmetric_laplacian_figure(spectrum):
     fig = fa.make_symmetric_laplacian_figure(spectrum.sym_eigvals, spectrum.laplacian_eigvals, title="t")
-    np.testing.assert_allclose(fig.data[0].y, spectrum.sym_eigvals)
-    np.testing.assert_allclose(fig.data[1].y, spectrum.laplacian_eigvals.real)
-    np.testing.assert_allclose(fig.data[1].customdata, spectrum.laplacian_eigvals.imag)
+    np.testing.assert_array_equal(fig.data[0].y, spectrum.sym_eigvals)  # exact: the trace holds this array
+    # exact: the trace holds this array
+    np.testing.assert_array_equal(fig.data[1].y, spectrum.laplacian_eigvals.real)
+    # exact: the trace holds this array
+    np.testing.assert_array_equal(fig.data[1].customdata, spectrum.laplacian_eigvals.imag)
     assert "Laplacian" in fig.layout.annotations[1].text
 
 
@@ -110,14 +119,16 @@ def test_head_title_mentions_temperature(attentions):
 def test_eigenvector_heatmap_signed_and_magnitude(attentions, kind):
     result = an.head_eigenvectors(attentions, 2, 3, kind=kind, k=4)
     fig = fe.make_eigenvector_heatmap_figure(result, LABELS, mode="signed")
-    np.testing.assert_allclose(np.asarray(fig.data[0].z), result.vectors.real)
+    # exact: the trace holds this array
+    np.testing.assert_array_equal(np.asarray(fig.data[0].z), result.vectors.real)
     assert fig.data[0].zmid == 0
     assert list(fig.data[0].y) == fe.vector_labels(result)
     assert list(fig.data[0].x) == LABELS
     mag = fe.make_eigenvector_heatmap_figure(result, LABELS, mode="magnitude")
-    np.testing.assert_allclose(np.asarray(mag.data[0].z), np.abs(result.vectors))
+    np.testing.assert_array_equal(np.asarray(mag.data[0].z), np.abs(result.vectors))  # exact: the same np.abs
     custom = np.asarray(mag.data[0].customdata)
-    np.testing.assert_allclose(custom[..., 3], np.degrees(np.angle(result.vectors)))
+    # exact: the same np.degrees(np.angle)
+    np.testing.assert_array_equal(custom[..., 3], np.degrees(np.angle(result.vectors)))
     with pytest.raises(ValueError):
         fe.make_eigenvector_heatmap_figure(result, LABELS, mode="rainbow")
 
@@ -131,11 +142,11 @@ def test_stationary_figure(attentions):
     result = an.head_eigenvectors(attentions, 1, 1, kind="symmetric", k=2)
     fig = fe.make_stationary_figure(result.stationary, LABELS, damping=0.85, top=3)
     bar = fig.data[0]
-    np.testing.assert_allclose(bar.y, result.stationary)
+    np.testing.assert_array_equal(bar.y, result.stationary)  # exact: the trace holds this array
     colors = np.asarray(bar.marker.color)
     top = np.argsort(-result.stationary)[:3]
     assert set(np.flatnonzero(colors == colors[top[0]])) == set(top)
-    assert fig.layout.shapes[0].y0 == pytest.approx(1 / N)
+    assert fig.layout.shapes[0].y0 == 1 / N  # exact: the uniform level 1 / n, computed the same way
     assert "π" in fig.layout.yaxis.title.text
 
 

@@ -45,7 +45,7 @@ def test_heatmap_cells_hold_each_matrix_value(spectra, metric):
     for i in range(len(spectra)):
         r = rows.index(str(spectra.layers[i]) if spectra.layers[i] >= 0 else OUTSIDE)
         c = cols.index(kind_label(spectra.kinds[i]))
-        assert z[r, c] == pytest.approx(values[i], nan_ok=True)
+        np.testing.assert_array_equal(z[r, c], values[i])  # exact: a copy (NaN equals NaN)
     assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
 
 
@@ -54,7 +54,8 @@ def test_heatmap_log_colour(spectra):
     z = np.array(fig.data[0].z, dtype=float)
     raw = np.array(fig.data[0].customdata[..., 0], dtype=float)
     finite = np.isfinite(raw)
-    np.testing.assert_allclose(z[finite], np.log10(raw[finite]))
+    # exact: the same log10 of the same values
+    np.testing.assert_array_equal(z[finite], np.log10(raw[finite]))
     assert "log" in fig.data[0].colorbar.title.text
 
 
@@ -62,12 +63,14 @@ def test_scree_figure(spectra):
     i = spectra.find("mlp_down", 1)
     fig = make_scree_figure(spectra, i)
     sigma, energy = fig.data[0], fig.data[1]
-    np.testing.assert_allclose(np.array(sigma.y), spectra.sigma[i][spectra.sigma[i] > 0])
+    # exact: the trace holds this array
+    np.testing.assert_array_equal(np.array(sigma.y), spectra.sigma[i][spectra.sigma[i] > 0])
     S2 = spectra.sigma[i] ** 2
-    np.testing.assert_allclose(np.array(energy.y), np.cumsum(S2) / S2.sum())
+    # exact: the same cumulative share
+    np.testing.assert_array_equal(np.array(energy.y), np.cumsum(S2) / S2.sum())
     lines = sorted(shape.x0 for shape in fig.layout.shapes)
     expected = sorted([spectra.k90[i], spectra.k99[i], spectra.break_even_rank(i)])
-    np.testing.assert_allclose(lines, expected)
+    np.testing.assert_array_equal(lines, expected)  # exact: the same ranks
     assert fig.layout.yaxis.type == "log"
     assert "σ" in fig.layout.yaxis.title.text and "energy" in fig.layout.yaxis2.title.text
 
@@ -94,16 +97,18 @@ def test_layer_scree_one_curve_per_layer(spectra):
     assert [trace.name for trace in curves] == ["layer 0", "layer 1"]
     assert fig.data[-1].marker.colorbar.title.text == "layer"
     for trace, i in zip(curves, spectra.of_kind("attn_q"), strict=True):
-        np.testing.assert_allclose(np.array(trace.y, dtype=float), spectra.sigma[i] / spectra.sigma[i][0])
+        # exact: the same division
+        np.testing.assert_array_equal(np.array(trace.y, dtype=float), spectra.sigma[i] / spectra.sigma[i][0])
     raw = make_layer_scree_figure(spectra, "attn_q", normalise=False)
-    np.testing.assert_allclose(
+    np.testing.assert_array_equal(  # exact: the trace holds this array
         np.array(raw.data[0].y, dtype=float), spectra.sigma[spectra.of_kind("attn_q")[0]]
     )
 
 
 def test_copying_heatmap(circuits):
     fig = make_copying_heatmap_figure(circuits)
-    np.testing.assert_allclose(np.array(fig.data[0].z, dtype=float), circuits.copying_score)
+    # exact: the trace holds this array
+    np.testing.assert_array_equal(np.array(fig.data[0].z, dtype=float), circuits.copying_score)
     assert fig.data[0].zmin == -1 and fig.data[0].zmax == 1
     assert "K/V" in fig.data[0].hovertemplate  # tiny-llama uses grouped-query attention
 
@@ -112,12 +117,14 @@ def test_ov_eigenvalue_and_singular_value_figures(circuits):
     fig = make_ov_eigenvalue_figure(circuits, 1, 2)
     points = fig.data[1]
     lam = circuits.ov_eigvals[1, 2]
-    np.testing.assert_allclose(np.array(points.x), lam.real)
-    np.testing.assert_allclose(np.array(points.y), lam.imag)
+    np.testing.assert_array_equal(np.array(points.x), lam.real)  # exact: the trace holds this array
+    np.testing.assert_array_equal(np.array(points.y), lam.imag)  # exact: the trace holds this array
     assert fig.layout.yaxis.scaleanchor == "x"
     sv = make_circuit_singular_values_figure(circuits, 1, 2)
-    np.testing.assert_allclose(np.array(sv.data[0].y, dtype=float), circuits.qk_sigma[1, 2])
-    np.testing.assert_allclose(np.array(sv.data[1].y, dtype=float), circuits.ov_sigma[1, 2])
+    # exact: the trace holds this array
+    np.testing.assert_array_equal(np.array(sv.data[0].y, dtype=float), circuits.qk_sigma[1, 2])
+    # exact: the trace holds this array
+    np.testing.assert_array_equal(np.array(sv.data[1].y, dtype=float), circuits.ov_sigma[1, 2])
 
 
 @pytest.mark.parametrize("columns", [False, True])
@@ -129,11 +136,13 @@ def test_gershgorin_figure(columns):
     disc_traces = [t for t in fig.data if t.fill == "toself"]
     assert len(disc_traces) == len(groups)
     centres = next(t for t in fig.data if "centres" in t.name)
-    np.testing.assert_allclose(np.array(centres.x), np.diag(A))
-    np.testing.assert_allclose(np.array(centres.customdata)[:, 0], result.discs(columns).radii)
+    np.testing.assert_array_equal(np.array(centres.x), np.diag(A))  # exact: the diagonal
+    # exact: the trace holds this array
+    np.testing.assert_array_equal(np.array(centres.customdata)[:, 0], result.discs(columns).radii)
     assert list(centres.text) == ["a", "b", "c"]
     eig = next(t for t in fig.data if t.name == "eigenvalues λ")
-    np.testing.assert_allclose(np.array(eig.x) + 1j * np.array(eig.y), result.eigvals)
+    # exact: the trace holds this array
+    np.testing.assert_array_equal(np.array(eig.x) + 1j * np.array(eig.y), result.eigvals)
     # Each drawn circle has the disc's radius around its centre.
     first = disc_traces[0]
     xs = np.array([v for v in first.x if v is not None], dtype=float)

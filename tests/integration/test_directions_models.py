@@ -65,6 +65,7 @@ def test_bias_scores_and_debias(embedded):
     _, static, _ = embedded
     analysis = dirs.combine_directions(PAIRS, TARGETS, static)
     assert analysis.targets == tuple(TARGETS)  # every default word is known to both tokenizers
+    # cosines: |cos| <= 1 up to c d eps, far inside rtol 1e-7
     np.testing.assert_allclose(np.abs(analysis.bias), np.abs(analysis.bias).clip(0, 1))
     # Projections on the removed direction: rounding of length-d dot products of unit vectors.
     np.testing.assert_allclose(analysis.debias.after, 0, atol=2 * sum_rtol(analysis.direction.vector.size))

@@ -230,11 +230,13 @@ def test_gershgorin_and_direction_numbers_are_consistent(tiny_report, hf_outputs
     A = out.attentions[g["layer"]][0, g["head"]].double().numpy()
     lam = np.linalg.eigvals(A)
     centres, radii = np.diag(A), np.abs(A).sum(1) - np.abs(np.diag(A))
+    # Causal: the eigenvalues are the diagonal entries (the centres) exactly; 1e-12 absorbs the radii's rounding.
     inside = np.abs(lam[:, None] - centres[None, :]) <= radii[None, :] + 1e-12
     assert g["all_inside"] == bool(inside.any(axis=1).all())
     assert sum(group["n_eigenvalues"] for group in g["groups"]) == A.shape[0]
     assert sum(group["n_discs"] for group in g["groups"]) == A.shape[0]
     ratio = np.array(tiny_report["directions"]["explained_variance_ratio"])
+    # Sorted variances over one total stay sorted (rounding is monotone); the ratios sum to 1 within c n eps.
     assert np.all(np.diff(ratio) <= 1e-12) and ratio.sum() <= 1 + 1e-9 and np.all(ratio >= 0)
     for entry in tiny_report["compression"]:
         if "allocation" not in entry:  # quantization rows: bytes instead of parameter counts

@@ -30,6 +30,7 @@ def test_report_curvature_section_with_grid(tmp_path):
     assert grid.shape == density.shape and np.all(density >= 0)
     assert abs(np.trapezoid(density, grid) - 1) < 1e-9  # normalised on its grid (JSON keeps 17 digits)
     masses = np.array(list(curv["top_eigenvector_mass"].values()))
+    # shares of their own sum, through JSON's 17 digits: c n eps
     assert np.all(masses >= 0) and abs(masses.sum() - 1) < 1e-9
     names = [row["name"] for row in curv["by_block"]]
     assert names == ["layer 0 attention", "layer 0 mlp", "layer 1 attention", "layer 1 mlp"]

@@ -127,7 +127,7 @@ def test_copying_score_in_a_real_gqa_model(load):
 def test_copying_score_formula():
     lam = np.array([[1 + 1j, 1 - 1j, -2, 0], [0, 0, 0, 0]])
     scores = copying_score(lam)
-    assert scores[0] == pytest.approx((1 + 1 - 2) / (2 * np.sqrt(2) + 2))
+    assert scores[0] == (1 + 1 - 2) / (2 * np.sqrt(2) + 2)  # exact: 1 + 1 - 2 = 0
     assert np.isnan(scores[1])
 
 

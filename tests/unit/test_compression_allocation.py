@@ -56,6 +56,7 @@ def test_greedy_spends_the_uniform_budget_and_never_loses_beyond_the_gap(llama_s
         e_greedy = comp.calib_output_error(fact, greedy)
         # The reported errors are the tails of the factorization; recompute them from W and X^T X (float32
         # factors: relative 1e-4 covers their rounding through the Gram matrix's spread).
+        # abs 1e-7 only serves errors near 0 (the float32 scale); rel 1e-4 governs.
         assert e_uniform == pytest.approx(
             _direct_output_error(loaded, fact, stats, uniform), rel=1e-4, abs=1e-7
         )
@@ -63,6 +64,7 @@ def test_greedy_spends_the_uniform_budget_and_never_loses_beyond_the_gap(llama_s
             _direct_output_error(loaded, fact, stats, greedy), rel=1e-4, abs=1e-7
         )
         # The theorem: at a budget no smaller than uniform's, greedy is at most one hull step worse.
+        # 1e-9: rounding of the normalised float64 error sums (~1e-13); the theorem's slack is the gap.
         assert e_greedy <= e_uniform + alloc.gap / den + 1e-9, (share, e_greedy, e_uniform)
 
 
@@ -139,6 +141,7 @@ def test_body_only_calibration_sees_what_the_full_model_feeds_the_mlps(load, mod
     assert n_tokens == 60 and len(names) == 2 * loaded.card.n_layers
     for name in names:
         X = torch.cat(seen[name]).double().numpy()
+        # float32 sums of |x|: the rtol carries them; the atol only serves means near 0.
         np.testing.assert_allclose(stats[name].abs_mean, np.abs(X).mean(0), rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(
             stats[name].gram.double().numpy(), X.T @ X, rtol=1e-4, atol=1e-4 * np.abs(X).max() ** 2

@@ -140,7 +140,7 @@ def test_marchenko_pastur_edge_bounds_a_random_matrix():
     W = rng.normal(0.0, np.sqrt(s2), shape)
     lam = esd(np.linalg.svd(W, compute_uv=False), shape)
     edge = float(mp_bulk_edge(shape, s2))
-    assert edge == pytest.approx(s2 * (1 + np.sqrt(500 / 2000)) ** 2)
+    assert edge == pytest.approx(s2 * (1 + np.sqrt(500 / 2000)) ** 2, rel=sum_rtol(4))  # a few flops: c n eps
     assert lam.max() == pytest.approx(edge, rel=0.03)
     assert (lam > edge * 1.01).sum() == 0
     # The estimated element variance gives (almost) the same edge.

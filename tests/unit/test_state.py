@@ -120,6 +120,7 @@ def _analysis(share: float, control_shares) -> DirectionAnalysis:
 def test_direction_verdict_thresholds_at_three_standard_deviations():
     control = [0.1, 0.2, 0.3]  # mean 0.2, sample std 0.1
     above = direction_verdict(_analysis(0.2 + 0.1 * (ONE_DIMENSIONAL_Z + 0.5), control))
+    # a few flops on O(1) numbers: rounding ~1e-15, far inside rel 1e-6
     assert above.z == pytest.approx(ONE_DIMENSIONAL_Z + 0.5)
     assert above.sentence.startswith("clearly one-dimensional") and above.ratio == pytest.approx(
         (0.2 + 0.35) / 0.2

@@ -62,9 +62,11 @@ def test_ill_conditioned_eigenvalues_get_room_in_proportion():
 
 def test_symmetric_tolerance_scales_with_norm_and_precision():
     A = np.eye(4) * 10
+    # a ratio of two evaluations of the same formula: equal to a few ulp
     assert symmetric_tolerance(A, dtype=np.float32) / symmetric_tolerance(A) == pytest.approx(
         np.finfo(np.float32).eps / np.finfo(np.float64).eps
     )
+    # scaling by 2 is exact in binary; the 2-norm to a few ulp
     assert symmetric_tolerance(2 * A) == pytest.approx(2 * symmetric_tolerance(A))
 
 
@@ -89,6 +91,7 @@ def test_subspace_tolerance_is_davis_kahan():
     v = np.linalg.eigh(A + E)[1][:, -1]
     sin = np.linalg.norm(v - (v @ Q[:, 0]) * Q[:, 0])  # not sqrt(1 - cos^2): that cancels to sqrt(eps)
     assert sin <= subspace_tolerance(A, gap=1e-3)
+    # the same formula over a gap: a few ulp
     assert subspace_tolerance(A, gap=1e-3) == pytest.approx(1e3 * backward_error(A))
     with pytest.raises(ValueError):
         subspace_tolerance(A, gap=0.0)
@@ -122,7 +125,7 @@ def test_sum_rtol_bounds_a_float32_sum_of_squares():
     exact = np.sum(x**2)  # float64: its own error is 1e-9 of the float32 bound
     got = float(np.sum(x.astype(np.float32) ** 2, dtype=np.float32))
     assert abs(got - exact) <= sum_rtol(x.size, dtype=np.float32) * exact
-    assert sum_rtol(10) == pytest.approx(10 * sum_rtol(1))
+    assert sum_rtol(10) == pytest.approx(10 * sum_rtol(1))  # 10 * (c eps) vs c 10 eps: a few ulp
 
 
 def test_solve_tolerance_bounds_the_forward_error():
@@ -146,6 +149,7 @@ def test_gram_singular_value_tolerance_covers_the_squaring():
     allowed = gram_singular_value_tolerance(A, s)
     assert np.all(np.abs(gram - s) <= allowed)
     # Tight where sigma is large (c n eps sigma_1^2 / sigma_1 ~ 3e-13), sqrt(delta) at the noise floor.
+    # ||A||_2 = s[0] to c n eps, then a sqrt: far inside rel 1e-6
     assert allowed[0] < 1e-12 and allowed[-1] == pytest.approx(np.sqrt(2 * backward_error(A) * s[0]))
 
 
