@@ -253,7 +253,7 @@ def test_old_link_opens_the_same_view(page, link, shown):
     for key, expected in shown.items():
         value = at.session_state[key]
         if isinstance(expected, float):
-            assert value == pytest.approx(expected), (key, value)
+            assert value == pytest.approx(expected), (key, value)  # values parsed from a link: exact decimals
         else:
             assert value == expected, (key, value)
 

@@ -216,7 +216,10 @@ def test_nonsense_params_fall_back_and_the_page_renders(page):
         if expected is None:
             assert isinstance(value, int) and value >= 0, (key, value)
         elif isinstance(expected, float):
-            assert value == pytest.approx(expected), (key, value)
+            assert value == pytest.approx(expected), (
+                key,
+                value,
+            )  # widget defaults: constants read back as stored
         else:
             assert value == expected, (key, value)
     # What the page wrote back into the link is the fallback, not the nonsense.

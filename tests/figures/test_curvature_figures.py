@@ -44,6 +44,8 @@ def test_symlog_is_odd_monotone_and_linear_near_zero():
 def test_symlog_ticks_label_the_values_at_their_positions():
     positions, labels = F.symlog_ticks(-0.5, 2e5, 0.02)
     values = [float(t.replace("−", "-")) for t in labels]
+    # Ticks are round numbers printed in full, so the parsed values are the ticks; symlog of the same values
+    # is the same computation (the default rtol 1e-7 only covers log1p's last bit).
     np.testing.assert_allclose(positions, F.symlog(values, 0.02))
     assert 0.0 in values and min(values) >= -0.5 and max(values) <= 2e5 and -0.1 in values
     assert not any(0 < abs(v) < 0.02 for v in values)  # none inside the linear part, where they would crowd 0
@@ -115,10 +117,11 @@ def test_running_trace_matches_numpy_on_every_prefix(offset):
     assert stderr[-1] == pytest.approx(trace.stderr, rel=1e-12)
     fig = F.make_trace_figure(trace)
     line = next(t for t in fig.data if t.name == "running estimate")
+    # Running means of at most 5 probes: cumulative sums in either order agree to ~5 eps, far inside 1e-7.
     np.testing.assert_allclose(line.y, estimate)
     assert line.y[-1] == pytest.approx(trace.trace, rel=1e-12)
     points = next(t for t in fig.data if t.name == "one probe")
-    np.testing.assert_allclose(points.y, offset + samples)
+    np.testing.assert_allclose(points.y, offset + samples)  # one addition each: exact or 1 ulp
     assert f"± {trace.stderr:.2g} (5 probes" in fig.layout.title.text
 
 
@@ -146,16 +149,18 @@ def test_density_figure_plots_the_density_on_the_signed_log_axis_and_marks_regio
     # Linear within the broadening sigma (the resolution), here larger than 1e-4 of the largest eigenvalue.
     scale = max(density.sigma, F.symlog_scale(np.concatenate([density.grid, [50.0, 0.2]])))
     assert scale == density.sigma
-    np.testing.assert_allclose(line.x, F.symlog(density.grid, scale))
-    np.testing.assert_allclose(line.customdata, density.grid)
+    # The figure draws symlog of the grid and the grid itself: the same computations on the same arrays.
+    np.testing.assert_array_equal(line.x, F.symlog(density.grid, scale))
+    np.testing.assert_array_equal(line.customdata, density.grid)
     shown = density.density >= F.DENSITY_FLOOR * density.density.max()
-    np.testing.assert_allclose(np.asarray(line.y)[shown], density.density[shown])
+    np.testing.assert_array_equal(np.asarray(line.y)[shown], density.density[shown])  # drawn as computed
     assert np.all(np.asarray(line.y)[~shown] == F.DENSITY_FLOOR * density.density.max())
     assert fig.layout.yaxis.type == "log"
     texts = [a.text for a in fig.layout.annotations]
     assert "bulk (90%)" in texts and "negative: 10.0%" in texts
     assert texts.count("λ1") == 1 and "λ2" not in texts  # 0.2 is the bulk's edge, not an outlier
     bulk = next(shape for shape in fig.layout.shapes if shape.fillcolor == "rgba(47,158,68,0.15)")
+    # The bulk's edges from the quadrature are -1 and 0.2 up to the Lanczos nodes' rounding (~eps * 50).
     assert (bulk.x0, bulk.x1) == pytest.approx(tuple(F.symlog([-1.0, 0.2], scale)))
 
 
@@ -175,7 +180,8 @@ def test_grid_figure_has_every_cell_value_and_leaves_missing_cells_blank():
     np.testing.assert_array_equal(tr.customdata, grid.trace)
     finite = np.isfinite(grid.lambda_max)
     scale = F.symlog_scale(grid.lambda_max[finite])
-    np.testing.assert_allclose(
+    # symlog of the same finite cells, drawn as computed.
+    np.testing.assert_array_equal(
         np.asarray(lam.z, dtype=float)[finite], F.symlog(grid.lambda_max[finite], scale)
     )
     assert np.isnan(np.asarray(lam.z, dtype=float)[~finite]).all()
