@@ -98,6 +98,18 @@ def make_tradeoff_figure(
         if causal
         else "mean cosine to the original embeddings (higher is better)"
     )
+    if causal:  # broken settings reach perplexities of 1e20 and more: show up to 1000x the original
+        values = [_value(p.quality) for p in points] + [_value(original)]
+        finite = [v for v in values if np.isfinite(v) and v > 0]
+        if finite:
+            top = min(max(finite), 1000 * _value(original))
+            fig.update_yaxes(range=[np.log10(min(finite) / 1.5), np.log10(top * 1.5)])
+            if max(finite) > top * 1.5:
+                fig.add_annotation(
+                    text="points above 1000× the original perplexity are off the chart",
+                    xref="paper", yref="paper", x=0.0, y=1.0, showarrow=False, font=dict(size=11),
+                    xanchor="left", yanchor="bottom",
+                )  # fmt: skip
     fig.update_layout(
         title="Model size against quality: low rank, fewer bits, and both",
         xaxis_title="storage of the whole model (MB; weights left alone at fp16)",

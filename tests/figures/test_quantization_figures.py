@@ -47,3 +47,15 @@ def test_encoder_axis_is_the_cosine():
     assert fig.layout.yaxis.type == "linear"
     assert fig.data[0].y[0] == 0.97
     assert not fig.layout.annotations  # no own-grid point, no annotation
+
+
+def test_broken_settings_do_not_stretch_the_axis():
+    points = [
+        TradeoffPoint("int8", "int8", 150_000_000, _q(11.0)),
+        TradeoffPoint("svd", "svd 25 %", 90_000_000, _q(1e25)),
+    ]
+    fig = make_tradeoff_figure(points, original=_q(10.0), original_bytes=269_000_000)
+    low, high = fig.layout.yaxis.range
+    assert low == np.log10(10.0 / 1.5) and high == np.log10(1000 * 10.0 * 1.5)  # up to 1000x the original
+    assert any("off the chart" in a.text for a in fig.layout.annotations)
+    assert fig.data[1].y[0] == 1e25  # still in the data (hover, download), just outside the range
