@@ -83,7 +83,7 @@ _LISTED: list[PageInfo] = [
         "Compression what-if",
         ":material/compress:",
         "Weights",
-        "Low-rank SVD of chosen weights: parameters saved against quality lost, measured.",
+        "The smallest model within your quality budget: low rank, fewer bits or both, measured.",
     ),
     PageInfo(
         "pages/curvature.py",
