@@ -95,6 +95,8 @@ def _eigenthings(torch, loaded, spec, names=None):
         logits = model(input_ids=batch, use_cache=False).logits[0, :-1]
         return torch.nn.functional.cross_entropy(logits, batch[0, 1:])
 
+    for name, p in loaded.model.named_parameters():  # it differentiates what requires grad (as PyHessian)
+        p.requires_grad_(names is None or name in names)
     keep = None if names is None else (lambda name, _p: name in names)
     return he.HessianOperator(loaded.model, [ids], loss_fn, param_filter=keep)
 
