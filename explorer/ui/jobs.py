@@ -15,6 +15,7 @@ first; running jobs are never dropped). Failed or cancelled jobs are replaced by
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from collections import OrderedDict
@@ -83,6 +84,8 @@ class Job:
         return self.result
 
     def _run(self, work: Callable[[Job], Any]) -> None:
+        with _RUNNING_LOCK:
+            _RUNNING.add(self)
         try:
             self.result = work(self)
             self.fraction, self.message = 1.0, "Done"
@@ -91,6 +94,29 @@ class Job:
         finally:
             self.finished = time.monotonic()
             self._done.set()
+            with _RUNNING_LOCK:
+                _RUNNING.discard(self)
+
+
+# Jobs whose work is running, so the process can stop them before it exits: a worker thread still inside torch
+# when the interpreter finalizes aborts the process ("terminate called without an active exception", exit 134),
+# which turns a finished test run or a server's clean shutdown into a crash.
+_RUNNING: set[Job] = set()
+_RUNNING_LOCK = threading.Lock()
+EXIT_WAIT_SECONDS = 120.0
+
+
+@atexit.register
+def _stop_running_jobs(timeout: float = EXIT_WAIT_SECONDS) -> None:
+    """Cancel every running job and wait (up to ``timeout`` seconds in all) for each to reach its next
+    ``report``, where it stops."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for job in running:
+        job.cancel()
+    deadline = time.monotonic() + timeout
+    for job in running:
+        job.wait(max(0.0, deadline - time.monotonic()))
 
 
 class JobBoard:

@@ -111,3 +111,39 @@ def test_follow_reports_progress_and_partial_results_arrive_while_running():
     threading.Timer(0.3, gate.set).start()
     follow(job, lambda fraction, message: seen.append((fraction, message)), poll_seconds=0.05)
     assert job.value() == "done" and seen and seen[-1] == (0.75, "point 2")
+
+
+def test_a_process_exiting_with_a_job_running_cancels_it_and_exits_cleanly(tmp_path):
+    """A worker still inside torch when the interpreter finalizes aborts the process (exit 134): at exit, running
+    jobs are cancelled and waited for, so a test run or a server stops cleanly."""
+    import subprocess
+    import sys
+    import textwrap
+
+    marker = tmp_path / "stopped"
+    script = textwrap.dedent(
+        f"""
+        import time, torch
+        from explorer.ui.jobs import Cancelled, JobBoard
+
+        def work(job):
+            a = torch.randn(300, 300)
+            try:
+                while True:
+                    job.report(0.5, "working")
+                    a = torch.tanh(a @ a)
+            except Cancelled:
+                open({str(marker)!r}, "w").write("cancelled")
+                raise
+
+        job = JobBoard("exit-test", 1).submit("key", work)
+        time.sleep(0.5)
+        assert not job.done
+        """
+    )
+    root = __import__("pathlib").Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert marker.read_text() == "cancelled"
