@@ -5,7 +5,7 @@ No session sees another's text or result, none raises, and the cached model's we
 AppTest is written for one run at a time: every run installs a mock ``Runtime`` singleton and sets it back to
 None when it finishes (so a concurrent run that reaches ``st.cache_data`` finds no runtime, or another run's),
 it patches ``config.get_option`` around each run (nested patches from several threads restore each other's
-mocks), and it compiles the scripts afresh for every run (a new ScriptCache each time). Compiling them in
+mocks), and it compiles the scripts afresh for every run (a new ScriptCache each time, in its script runner). Compiling them in
 several threads at once trips a CPython 3.11 bug (gh-106905: "SystemError: AST constructor recursion depth
 mismatch" from ast.parse, which Streamlit's magic uses); a real server compiles each script once, under its one
 ScriptCache's lock. ``_concurrent_apptest`` below installs one shared mock runtime, one ScriptCache and one
@@ -76,6 +76,7 @@ def _text(word: str) -> str:
 def _concurrent_apptest():
     """Let AppTest runs overlap in threads (see the module docstring)."""
     import streamlit.testing.v1.app_test as app_test_module
+    import streamlit.testing.v1.local_script_runner as runner_module
     from streamlit.components.v2.component_manager import BidiComponentManager
     from streamlit.runtime import Runtime
     from streamlit.runtime.caching.storage.dummy_cache_storage import MemoryCacheStorageManager
@@ -99,11 +100,15 @@ def _concurrent_apptest():
         app_test_module.Runtime,
         app_test_module.patch_config_options,
         app_test_module.ScriptCache,
+        runner_module.ScriptCache,
         Runtime._instance,
     )
     app_test_module.Runtime = PerRunRuntime
     app_test_module.patch_config_options = lambda _overrides: nullcontext()
+    # Both places that make a ScriptCache per run: the pages manager's (app_test) and the script runner's, which
+    # is the one that compiles the scripts (local_script_runner).
     app_test_module.ScriptCache = lambda: script_cache
+    runner_module.ScriptCache = lambda: script_cache
     Runtime._instance = shared
     try:
         with patch_config_options({"global.appTest": True}):
@@ -121,6 +126,7 @@ def _concurrent_apptest():
             app_test_module.Runtime,
             app_test_module.patch_config_options,
             app_test_module.ScriptCache,
+            runner_module.ScriptCache,
             Runtime._instance,
         ) = saved
 
