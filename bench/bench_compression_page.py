@@ -9,7 +9,8 @@ seconds of
 
 Ratios are against the no-cache visit of the same model in the same run. An empty factor store is made with a
 temporary XDG_CACHE_HOME whose entries link to the real cache's (model weights, Hugging Face files) except the
-factor store, so nothing is downloaded and only the factors are cold. Run on a quiet machine for numbers to
+factor store and the stored measurements, so nothing is downloaded and only those are cold; the restart visit
+reads both back. Run on a quiet machine for numbers to
 quote. Usage: .venv/bin/python bench/bench_compression_page.py [--models tiny-gpt2,smollm2-135m,minilm-l6]
 """
 
@@ -54,7 +55,8 @@ def child(model: str) -> dict:
 
 
 def _cold_cache_home() -> Path:
-    """A temporary XDG_CACHE_HOME linking every entry of the real one except the factor store."""
+    """A temporary XDG_CACHE_HOME linking every entry of the real one except the factor store and the stored
+    measurements (explorer/ui/result_store.py)."""
     real = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     home = Path(tempfile.mkdtemp(prefix="bench-comp-cache-"))
     for entry in real.iterdir():
@@ -63,7 +65,7 @@ def _cold_cache_home() -> Path:
     ours = home / "eigen-explorer"
     ours.mkdir()
     for entry in (real / "eigen-explorer").iterdir() if (real / "eigen-explorer").exists() else ():
-        if entry.name != "factors":
+        if entry.name not in ("factors", "results"):
             (ours / entry.name).symlink_to(entry)
     return home
 

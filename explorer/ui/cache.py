@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from explorer.analysis.weights import model_fingerprint
 from explorer.models import Capture, LoadedModel, capture
 from explorer.models.choice import ModelChoice, TextChoice
 
@@ -16,6 +17,13 @@ from explorer.models.choice import ModelChoice, TextChoice
 @st.cache_resource(max_entries=3, show_spinner=False)
 def cached_model(model_key: ModelChoice) -> LoadedModel:
     return model_key.load()
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def cached_fingerprint(model_key: ModelChoice) -> str:
+    """The loaded weights' fingerprint (explorer.analysis.weights.model_fingerprint): what disk caches are keyed
+    by, so a changed weight is a cache miss."""
+    return model_fingerprint(cached_model(model_key).model)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)

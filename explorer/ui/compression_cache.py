@@ -5,7 +5,8 @@ background jobs (explorer/ui/jobs.py) on bounded boards keyed by plain values (t
 calibration hash, groups, ...): a session asking about a job never waits on a lock held by the work, and a
 second session watches the same progress. Finished jobs keep their results (a few per board) and never a model.
 Factors also go to disk (explorer.analysis.factor_store, cut to the ranks that save parameters), so a restarted
-server reads them back instead of factoring again. Cheap results keyed by settings (one evaluated setting, one
+server reads them back instead of factoring again; so does the finished budget sweep (explorer/ui/result_store.py),
+so a restarted server answers the budget without measuring. Cheap results keyed by settings (one evaluated setting, one
 greedy generation) use st.cache_data.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import streamlit as st
 
@@ -22,8 +24,8 @@ from explorer.analysis.lowrank import Factorization
 from explorer.models import LoadedModel
 from explorer.models.capture import tokenize
 from explorer.models.choice import ModelChoice
-from explorer.ui import jobs
-from explorer.ui.cache import cached_model
+from explorer.ui import jobs, result_store
+from explorer.ui.cache import cached_fingerprint, cached_model
 
 Progress = Callable[[float, str], None]
 
@@ -235,8 +237,13 @@ def sweep_job(
     evalset, ref = budget_eval(model_key)
     ordered = tuple(m for m in BUDGET_METHODS if m in methods)
     n = len(ordered)
+    path = measured_path("sweep", model_key, kinds, calibration, methods=list(ordered),
+                         shares=list(comp.KEPT_SHARES))  # fmt: skip
 
     def work(job: jobs.Job):
+        stored = result_store.load(path, comp.SweepPoint)
+        if stored is not None:
+            return stored
         points = []
         for i, method in enumerate(ordered):
             method_job = _factorization_job(loaded, model_key, method, kinds, calibration)
@@ -253,9 +260,35 @@ def sweep_job(
                 greedy=(method,),
                 on_point=job.publish,
             )
+        result_store.save(path, points)
         return points
 
-    return _sweep_board().submit(_sweep_key(model_key, kinds, calibration, ordered), work, "budget sweep")
+    return on_disk_first(_sweep_board().submit(_sweep_key(model_key, kinds, calibration, ordered), work,
+                                               "budget sweep"), path)  # fmt: skip
+
+
+def measured_path(what: str, model_key: ModelChoice, kinds, calibration: Calibration, **settings) -> Path:
+    """Where a finished budget-view measurement is kept (explorer/ui/result_store.py): named by the weights,
+    the device and dtype, the groups, the calibration, the held-out passage, its token count and ``settings``."""
+    identity = {
+        "weights": cached_fingerprint(model_key),
+        "device": cached_model(model_key).device,
+        "dtype": model_key.dtype,
+        "kinds": list(kinds),
+        "calibration": calibration.key(),
+        "heldout": comp.text_hash(comp.heldout_text()),
+        "tokens": BUDGET_TOKENS,
+        **settings,
+    }
+    return result_store.result_path(what, identity)
+
+
+def on_disk_first(job: jobs.Job, path: Path) -> jobs.Job:
+    """``job``, given a moment to finish when its result is on disk (reading it takes milliseconds), so a
+    restarted server's first run draws the stored answer instead of "still measuring"."""
+    if not job.done and path.is_file():
+        job.wait(timeout=2.0)
+    return job
 
 
 def peek_sweep(model_key, kinds, calibration: Calibration, methods) -> jobs.Job | None:

@@ -26,13 +26,12 @@ import numpy as np
 import streamlit as st
 
 from explorer.analysis import curvature as C
-from explorer.analysis.weights import model_fingerprint
 from explorer.errors import InputError
 from explorer.models.choice import ModelChoice
 from explorer.paths import cache_dir
 from explorer.spectra.curvature import Cancelled as SolverCancelled
 from explorer.ui import jobs
-from explorer.ui.cache import cached_model
+from explorer.ui.cache import cached_fingerprint, cached_model
 
 FORMAT_VERSION = 2
 # Density: SLQ with this many probes and (at most) Lanczos steps (each probe holds steps + 1 vectors).
@@ -79,11 +78,6 @@ def cached_loss(model_key: ModelChoice, text: str, max_tokens: int) -> C.LossSpe
 def cached_loss_value(model_key: ModelChoice, text: str, max_tokens: int) -> float:
     """The loss (nats) at the loaded weights."""
     return C.loss_value(cached_model(model_key).model, cached_loss(model_key, text, max_tokens))
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def cached_fingerprint(model_key: ModelChoice) -> str:
-    return model_fingerprint(cached_model(model_key).model)
 
 
 def loss_key(spec: C.LossSpec) -> str:

@@ -4,7 +4,7 @@ browser session (explorer/ui/jobs.py boards, keyed by plain values).
 The comparison measures, on the same held-out passage and groups as the budget sweep: int8 per row, 4-bit in
 groups of 32/64/128 (symmetric and with an offset), the top singular directions at fp16 with a 4-bit residual,
 and SVD-LLM factors in int8, each point published as it is measured. Healing fine-tunes one low-rank setting's
-factors on a copy. Neither touches the cached model.
+factors on a copy. Neither touches the cached model. A finished comparison is kept on disk (explorer/ui/result_store.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from explorer.analysis import quantize as qz
 from explorer.models.choice import ModelChoice
 from explorer.spectra.quantization import INT4_SCHEMES, INT8, QuantScheme
 from explorer.ui import compression_cache as cc
-from explorer.ui import jobs
+from explorer.ui import jobs, result_store
 from explorer.ui.cache import cached_model
 
 SCHEMES = (INT8, *INT4_SCHEMES)
@@ -40,8 +40,14 @@ def comparison_job(model_key: ModelChoice, kinds: tuple[str, ...], calibration: 
     loaded = cached_model(model_key)
     evalset, ref = cc.budget_eval(model_key)
     plan = len(SCHEMES) + len(RESIDUAL_SHARES) + len(FACTOR_SHARES)
+    path = cc.measured_path("fewer-bits", model_key, kinds, calibration,
+                            schemes=[s.name for s in SCHEMES], residual=[RESIDUAL_SCHEME.name, *RESIDUAL_SHARES],
+                            factor_shares=list(FACTOR_SHARES))  # fmt: skip
 
     def work(job: jobs.Job):
+        stored = result_store.load(path, qz.TradeoffPoint)
+        if stored is not None:
+            return stored
         points, step = [], 0
 
         def add(point: qz.TradeoffPoint):
@@ -67,10 +73,11 @@ def comparison_job(model_key: ModelChoice, kinds: tuple[str, ...], calibration: 
             out = qz.quantize_factored_weights(loaded, fact, ranks, INT8, evalset, ref)
             add(qz.TradeoffPoint("SVD-LLM factors in int8", f"SVD-LLM {share:.0%} of break-even, int8 factors",
                                  out.bytes_model, out.after))  # fmt: skip
+        result_store.save(path, points)
         return points
 
     key = (model_key, kinds, calibration.key(), cc.BUDGET_TOKENS)
-    return _quant_board().submit(key, work, "fewer bits")
+    return cc.on_disk_first(_quant_board().submit(key, work, "fewer bits"), path)
 
 
 def peek_comparison(model_key: ModelChoice, kinds, calibration: cc.Calibration) -> jobs.Job | None:

@@ -166,6 +166,43 @@ def test_nothing_fits_is_a_plain_message_with_the_closest():
     assert at.session_state["compression_share"] == 95  # the gentlest setting is the closest in KL
 
 
+def test_a_restarted_server_answers_the_budget_from_disk(tmp_path, monkeypatch):
+    """The finished budget sweep and fewer-bits comparison are kept on disk: after a restart (every in-memory
+    cache and job board gone) the page draws the same answer without measuring anything again."""
+    import streamlit as st
+
+    from explorer.analysis import quantize as qz
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # an empty disk cache: this run measures
+    at = _wait_for_sweep(run_page(PAGE, model="tiny-llama", text=SAMPLE_TEXT))
+    assert_page_ok(at)
+    first = (
+        _headline(at),
+        chart_spec(at, "compression_pareto")["data"],
+        chart_spec(at, "compression_tradeoff"),
+    )
+    stored = sorted(p.name.split("-v")[0] for p in (tmp_path / "eigen-explorer" / "results").glob("*.json"))
+    assert stored == ["fewer-bits", "sweep"]
+
+    st.cache_data.clear()
+    st.cache_resource.clear()  # the model, the job boards: what a restart loses
+
+    def measuring(*_args, **_kwargs):
+        raise AssertionError("measured again although the result is on disk")
+
+    monkeypatch.setattr(comp, "sweep", measuring)
+    monkeypatch.setattr(qz, "quantize_weights", measuring)
+    at = run_page(PAGE, model="tiny-llama", text=SAMPLE_TEXT)
+    assert_page_ok(at)
+    assert not any("Still measuring" in (p.proto.text or "") for p in at.get("progress"))
+    again = (
+        _headline(at),
+        chart_spec(at, "compression_pareto")["data"],
+        chart_spec(at, "compression_tradeoff"),
+    )
+    assert again == first
+
+
 def test_budget_sweep_chart_and_allocated_ranks():
     at = run_page(PAGE, model="tiny-llama", text=SAMPLE_TEXT)
     assert_page_ok(at)
