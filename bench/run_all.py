@@ -62,6 +62,8 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
+# Everything after this line of RESULTS.md is written by hand from the benches run on their own, and kept.
+STANDALONE = "<!-- standalone benches: kept by run_all.py -->"
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(BENCH_DIR))
 # Streamlit outside a server warns on every cached call and bare-mode run; transformers notes long texts.
@@ -162,7 +164,14 @@ class Report:
         body = []
         for title, lines in self.sections:
             body += [f"## {title}", "", *lines, ""]
-        self.out.write_text("\n".join(head + body), encoding="utf-8")
+        # Results of the benches run on their own (bench_curvature, bench_budget, ...) follow STANDALONE in the
+        # same file: kept as they are, since this run does not measure them.
+        kept = []
+        if self.out.exists():
+            previous = self.out.read_text(encoding="utf-8")
+            if STANDALONE in previous:
+                kept = [STANDALONE + previous.split(STANDALONE, 1)[1]]
+        self.out.write_text("\n".join(head + body + kept), encoding="utf-8")
 
 
 def run_section(report: Report, title: str, fn: Callable[[], list[str]]) -> None:

@@ -49,3 +49,11 @@ def minilm():
 @pytest.fixture(scope="session")
 def smollm2():
     return get_model("smollm2-135m")
+
+
+@pytest.fixture()
+def cache_home(tmp_path, monkeypatch):
+    """An empty user cache dir for this test (XDG_CACHE_HOME = tmp_path), the factor store at its default cap."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("EIGEN_EXPLORER_FACTOR_CACHE_MB", raising=False)
+    return tmp_path

@@ -174,6 +174,8 @@ def test_a_restarted_server_answers_the_budget_from_disk(tmp_path, monkeypatch):
     from explorer.analysis import quantize as qz
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # an empty disk cache: this run measures
+    st.cache_data.clear()
+    st.cache_resource.clear()  # nor a job board of an earlier test in this process
     at = _wait_for_sweep(run_page(PAGE, model="tiny-llama", text=SAMPLE_TEXT))
     assert_page_ok(at)
     first = (

@@ -29,13 +29,8 @@ def metric_value(at, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
 
-@pytest.fixture
-def tmp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-
-
 @pytest.mark.parametrize("page", PAGES)
-def test_pages_render_on_a_tiny_model(page, tmp_cache):
+def test_pages_render_on_a_tiny_model(page, cache_home):
     at = run_page(page, model="tiny-gpt2", text=TEXT)
     assert_page_ok(at)
     assert len(plotly_specs(at)) >= 1
@@ -64,7 +59,7 @@ def test_pages_render_on_embedded_models(page, model):
         assert any("lower-triangular" in info.value for info in at.info) == card.causal
 
 
-def test_weights_page_draws_numpy_singular_values_and_follows_params(tmp_cache):
+def test_weights_page_draws_numpy_singular_values_and_follows_params(cache_home):
     at = run_page(WEIGHTS, model="tiny-llama", kind="mlp_down", layer=1)
     assert_page_ok(at)
     scree = spec_titled(at, "Scree plot: L1 MLP down")
@@ -87,7 +82,7 @@ def test_weights_page_draws_numpy_singular_values_and_follows_params(tmp_cache):
     spec_titled(at, "Scree plot: token embedding")
 
 
-def test_weights_page_survives_nonsense_params(tmp_cache):
+def test_weights_page_survives_nonsense_params(cache_home):
     at = run_page(WEIGHTS, model="tiny-bert", metric="nope", kind="nope", layer="999", compare="<script>")
     assert_page_ok(at)
     spec_titled(at, "power-law α of every weight matrix")  # the default metric

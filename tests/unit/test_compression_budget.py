@@ -17,13 +17,6 @@ from tests.tolerances import sum_rtol
 KINDS = ("mlp_gate", "mlp_up", "mlp_down")
 
 
-@pytest.fixture()
-def cache_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.delenv(store.CAP_ENV, raising=False)
-    return tmp_path
-
-
 @pytest.fixture(scope="module")
 def calibrated(load):
     loaded = load("tiny-llama")

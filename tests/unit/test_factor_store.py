@@ -18,13 +18,6 @@ from explorer.analysis.weights import model_fingerprint
 KINDS = ("mlp_up", "mlp_down", "attn_q")
 
 
-@pytest.fixture()
-def cache_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.delenv(store.CAP_ENV, raising=False)
-    return tmp_path
-
-
 @pytest.fixture(scope="module")
 def calibrated(load):
     loaded = load("tiny-llama")

@@ -4,17 +4,9 @@ missing; the name changes with anything in the identity."""
 
 import math
 
-import pytest
-
 from explorer.analysis.compression import Quality, SweepPoint
 from explorer.analysis.quantize import TradeoffPoint
 from explorer.ui import result_store
-
-
-@pytest.fixture()
-def cache_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    return tmp_path
 
 
 def _quality(ppl, kl=0.1, causal=True):

@@ -17,12 +17,6 @@ from explorer.analysis.weights import (
 from tests.tolerances import gram_singular_value_tolerance, sum_rtol, symmetric_tolerance
 
 
-@pytest.fixture
-def tmp_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    return tmp_path
-
-
 @pytest.mark.parametrize("method", ["gram", "svd"])
 def test_singular_values_equal_numpy_for_every_matrix(tiny_model, method):
     model = tiny_model.model
@@ -113,7 +107,7 @@ def test_mp_edge_and_spikes_against_numpy(load):
         assert spectra.n_spikes[i] == (lam > edge * (1 + 1e-9)).sum()
 
 
-def test_progress_is_monotone_and_finishes(load, tmp_cache):
+def test_progress_is_monotone_and_finishes(load, cache_home):
     seen = []
     weight_spectra(load("tiny-llama").model, progress=lambda f, msg: seen.append((f, msg)))
     fractions = [f for f, _ in seen]
@@ -121,12 +115,12 @@ def test_progress_is_monotone_and_finishes(load, tmp_cache):
     assert all(isinstance(msg, str) and msg for _, msg in seen)
 
 
-def test_disk_cache_round_trip(load, tmp_cache):
+def test_disk_cache_round_trip(load, cache_home):
     model = load("tiny-gpt2").model
     first = weight_spectra(model)
     assert not first.from_cache
     assert cache_path(first.fingerprint, "gram").is_file()
-    assert str(tmp_cache) in str(cache_path(first.fingerprint, "gram"))
+    assert str(cache_home) in str(cache_path(first.fingerprint, "gram"))
     second = weight_spectra(model)
     assert second.from_cache and second.names == first.names and second.kinds == first.kinds
     for a, b in zip(first.sigma, second.sigma, strict=True):
@@ -137,7 +131,7 @@ def test_disk_cache_round_trip(load, tmp_cache):
     assert not second.sigma[0].flags.writeable
 
 
-def test_corrupt_cache_file_is_recomputed(load, tmp_cache):
+def test_corrupt_cache_file_is_recomputed(load, cache_home):
     model = load("tiny-bert").model
     first = weight_spectra(model)
     cache_path(first.fingerprint, "gram").write_bytes(b"not a zip file")
