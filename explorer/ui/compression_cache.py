@@ -241,9 +241,6 @@ def sweep_job(
                          shares=list(comp.KEPT_SHARES))  # fmt: skip
 
     def work(job: jobs.Job):
-        stored = result_store.load(path, comp.SweepPoint)
-        if stored is not None:
-            return stored
         points = []
         for i, method in enumerate(ordered):
             method_job = _factorization_job(loaded, model_key, method, kinds, calibration)
@@ -260,11 +257,10 @@ def sweep_job(
                 greedy=(method,),
                 on_point=job.publish,
             )
-        result_store.save(path, points)
         return points
 
-    return on_disk_first(_sweep_board().submit(_sweep_key(model_key, kinds, calibration, ordered), work,
-                                               "budget sweep"), path)  # fmt: skip
+    key = _sweep_key(model_key, kinds, calibration, ordered)
+    return submit_stored(_sweep_board(), key, work, "budget sweep", path, comp.SweepPoint)
 
 
 def measured_path(what: str, model_key: ModelChoice, kinds, calibration: Calibration, **settings) -> Path:
@@ -283,9 +279,21 @@ def measured_path(what: str, model_key: ModelChoice, kinds, calibration: Calibra
     return result_store.result_path(what, identity)
 
 
-def on_disk_first(job: jobs.Job, path: Path) -> jobs.Job:
-    """``job``, given a moment to finish when its result is on disk (reading it takes milliseconds), so a
-    restarted server's first run draws the stored answer instead of "still measuring"."""
+def submit_stored(board: jobs.JobBoard, key, work, label: str, path: Path, cls: type) -> jobs.Job:
+    """``work`` as a job on ``board`` whose finished result (a list of ``cls``) is kept at ``path``: read back
+    instead of measured when it is there, written when the work finishes (a cancelled or failed job writes
+    nothing). A stored result takes milliseconds to read, so the job gets a moment to finish: a restarted
+    server's first run draws the stored answer instead of "still measuring"."""
+
+    def stored_work(job: jobs.Job):
+        stored = result_store.load(path, cls)
+        if stored is not None:
+            return stored
+        result = work(job)
+        result_store.save(path, result)
+        return result
+
+    job = board.submit(key, stored_work, label)
     if not job.done and path.is_file():
         job.wait(timeout=2.0)
     return job

@@ -15,7 +15,7 @@ from explorer.analysis import quantize as qz
 from explorer.models.choice import ModelChoice
 from explorer.spectra.quantization import INT4_SCHEMES, INT8, QuantScheme
 from explorer.ui import compression_cache as cc
-from explorer.ui import jobs, result_store
+from explorer.ui import jobs
 from explorer.ui.cache import cached_model
 
 SCHEMES = (INT8, *INT4_SCHEMES)
@@ -45,9 +45,6 @@ def comparison_job(model_key: ModelChoice, kinds: tuple[str, ...], calibration: 
                             factor_shares=list(FACTOR_SHARES))  # fmt: skip
 
     def work(job: jobs.Job):
-        stored = result_store.load(path, qz.TradeoffPoint)
-        if stored is not None:
-            return stored
         points, step = [], 0
 
         def add(point: qz.TradeoffPoint):
@@ -73,11 +70,10 @@ def comparison_job(model_key: ModelChoice, kinds: tuple[str, ...], calibration: 
             out = qz.quantize_factored_weights(loaded, fact, ranks, INT8, evalset, ref)
             add(qz.TradeoffPoint("SVD-LLM factors in int8", f"SVD-LLM {share:.0%} of break-even, int8 factors",
                                  out.bytes_model, out.after))  # fmt: skip
-        result_store.save(path, points)
         return points
 
     key = (model_key, kinds, calibration.key(), cc.BUDGET_TOKENS)
-    return cc.on_disk_first(_quant_board().submit(key, work, "fewer bits"), path)
+    return cc.submit_stored(_quant_board(), key, work, "fewer bits", path, qz.TradeoffPoint)
 
 
 def peek_comparison(model_key: ModelChoice, kinds, calibration: cc.Calibration) -> jobs.Job | None:
