@@ -16,7 +16,10 @@ import torch
 from explorer.analysis import curvature as C
 from explorer.analysis.matrices import weights_checksum
 from explorer.spectra.curvature import (
+    _DOT_CHUNK,
     Cancelled,
+    _orthogonalise,
+    dot64,
     gd_multipliers,
     hutchinson_trace,
     hutchpp_trace,
@@ -27,7 +30,13 @@ from explorer.spectra.curvature import (
     stability_threshold,
 )
 from tests.conftest import SAMPLE_TEXT, TINY_IDS, get_model
-from tests.tolerances import backward_error, sum_rtol, symmetric_tolerance, trace_tolerance
+from tests.tolerances import (
+    backward_error,
+    sum_rtol,
+    summation_tolerance,
+    symmetric_tolerance,
+    trace_tolerance,
+)
 
 F64 = torch.float64
 
@@ -112,6 +121,33 @@ def test_power_iteration_and_cancel():
         lanczos_top_k(_matvec(A), 50, 1, dtype=F64, cancel=lambda: True)
     with pytest.raises(Cancelled):
         hutchinson_trace(_matvec(A), 50, 4, dtype=F64, cancel=lambda: True)
+
+
+@pytest.mark.parametrize("n", [1, _DOT_CHUNK, 3 * _DOT_CHUNK + 17])
+def test_dot64_is_a_float64_dot_product_of_float32_vectors(n):
+    rng = np.random.default_rng(n)
+    a = rng.standard_normal(n).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    exact = np.dot(a.astype(np.float64), b.astype(np.float64))  # float32 products are exact in float64
+    # Summed in float64 chunk by chunk: Higham's bound for n terms, whatever the grouping.
+    tol = summation_tolerance(a.astype(np.float64) * b.astype(np.float64))
+    assert abs(dot64(torch.from_numpy(a), torch.from_numpy(b)) - exact) <= tol
+    assert abs(dot64(torch.from_numpy(a).double(), torch.from_numpy(b).double()) - exact) <= tol
+
+
+@pytest.mark.parametrize("j", [1, 3])
+def test_orthogonalise_leaves_a_vector_orthogonal_to_the_basis(j):
+    rng = np.random.default_rng(j)
+    n = 2000
+    Q, _ = np.linalg.qr(rng.standard_normal((n, j + 1)))
+    V = torch.tensor(Q.T.copy())  # (j + 1, n), orthonormal rows; only the first j are the basis
+    w0 = rng.standard_normal(n) + 50 * Q[:, 0]  # mostly along the basis: the case reorthogonalisation is for
+    w = torch.tensor(w0)
+    h, norm = _orthogonalise(V, j, w)
+    np.testing.assert_allclose(h, Q[:, :j].T @ w0, rtol=0, atol=backward_error(Q) * np.linalg.norm(w0))
+    # Twice is enough: orthogonal to working precision, relative to ||w0|| (not to the smaller ||w||).
+    assert np.abs(Q[:, :j].T @ w.numpy()).max() <= backward_error(Q) * np.linalg.norm(w0)
+    assert norm == pytest.approx(np.linalg.norm(w.numpy()), rel=sum_rtol(n))
 
 
 # ----------------------------------------------------------------------------------------------- traces
