@@ -10,7 +10,7 @@ from pathlib import Path
 def _serve(args: argparse.Namespace) -> int:
     from explorer.ui.serve import serve
 
-    return serve(args.port, args.address, args.streamlit_args)
+    return serve(args.port, args.address, args.streamlit_args, warm_up=not args.no_warm_up)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start the Streamlit app")
     serve.add_argument("--port", type=int, default=8501)
     serve.add_argument("--address", default="localhost", help="bind address (0.0.0.0 to serve others)")
+    serve.add_argument(
+        "--no-warm-up",
+        action="store_true",
+        help="do not import the app and load the default model in the background at start (saves its memory "
+        "until a page needs the model; the first visit then waits for both)",
+    )
     serve.add_argument("streamlit_args", nargs=argparse.REMAINDER, help="extra `streamlit run` options")
     serve.set_defaults(func=_serve)
 

@@ -152,8 +152,8 @@ if methods_key and not stopped:
     if job.failed and not job.cancelled:
         st.error(f"The budget sweep failed: {job.error}", icon=":material/error:")
 
-budget_eval, budget_ref = cc.budget_eval(sel.model_key)
-original = budget_ref.quality
+budget_tokens = cc.budget_evalset(sel.model_key).n_tokens
+original = cc.budget_original(sel.model_key)
 if stopped:
     points = list(stopped_state[1])
 else:
@@ -193,7 +193,7 @@ with st.container(border=True):
             f"{how}; {chosen.params_model_after / 1e6:.1f} M parameters, {words.size_phrase(chosen.bytes)} at "
             f"fp16 (original {chosen.params_model_before / 1e6:.1f} M, "
             f"{words.size_phrase(chosen.params_model_before * comp.BYTES_PER_PARAM)}). Measured on the held-out "
-            f"passage ({budget_eval.n_tokens} tokens), never seen in calibration."
+            f"passage ({budget_tokens} tokens), never seen in calibration."
         )
         if right.button(
             "Use these settings", key="compression_use_best", icon=":material/done:", type="primary"

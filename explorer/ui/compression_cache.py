@@ -220,10 +220,38 @@ def _sweep_key(model_key, kinds, calibration: Calibration, methods) -> tuple:
     return (model_key, calibration.key(), kinds, tuple(methods), BUDGET_TOKENS)
 
 
-def budget_eval(model_key: ModelChoice) -> tuple[comp.EvalSet, comp.Reference]:
-    """The held-out passage the budget is measured on, and the original model's outputs on it."""
-    text = comp.heldout_text()
-    return cached_eval_set(model_key, text, BUDGET_TOKENS), cached_reference(model_key, text, BUDGET_TOKENS)
+def _reference_board() -> jobs.JobBoard:
+    return jobs.board("heldout-reference", max_finished=1)
+
+
+def budget_evalset(model_key: ModelChoice) -> comp.EvalSet:
+    """The held-out passage the budget is measured on, as tokens (tokenization only)."""
+    return cached_eval_set(model_key, comp.heldout_text(), BUDGET_TOKENS)
+
+
+def heldout_reference(loaded: LoadedModel, model_key: ModelChoice, evalset: comp.EvalSet) -> comp.Reference:
+    """The original model's outputs on the held-out passage (one forward pass; the log-probs are ~100 MB), for
+    the jobs that measure against it: one job shared by them, called from their threads, never on the way to
+    the page's first card."""
+    job = _reference_board().submit(
+        model_key, lambda _job: comp.reference(loaded, evalset), "held-out reference"
+    )
+    job.wait()
+    return job.value()
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def budget_original(model_key: ModelChoice) -> comp.Quality:
+    """The original model's quality on the held-out passage, what the budget is relative to: read from disk
+    when a previous run measured it (a restarted server draws the budget card without a forward pass), else
+    measured and kept there."""
+    path = result_store.result_path("original", _heldout_identity(model_key))
+    stored = result_store.load(path, comp.Quality)
+    if stored is not None and len(stored) == 1:
+        return stored[0]
+    quality = heldout_reference(cached_model(model_key), model_key, budget_evalset(model_key)).quality
+    result_store.save(path, [quality])
+    return quality
 
 
 def sweep_job(
@@ -234,13 +262,14 @@ def sweep_job(
     job (``job.partial``) as it is measured, so the page draws what it has while the rest arrives; the job's
     value is the list of all points. One per (model, calibration, groups, methods), shared by sessions."""
     loaded = cached_model(model_key)
-    evalset, ref = budget_eval(model_key)
+    evalset = budget_evalset(model_key)
     ordered = tuple(m for m in BUDGET_METHODS if m in methods)
     n = len(ordered)
     path = measured_path("sweep", model_key, kinds, calibration, methods=list(ordered),
                          shares=list(comp.KEPT_SHARES))  # fmt: skip
 
     def work(job: jobs.Job):
+        ref = heldout_reference(loaded, model_key, evalset)
         points = []
         for i, method in enumerate(ordered):
             method_job = _factorization_job(loaded, model_key, method, kinds, calibration)
@@ -267,16 +296,23 @@ def measured_path(what: str, model_key: ModelChoice, kinds, calibration: Calibra
     """Where a finished budget-view measurement is kept (explorer/ui/result_store.py): named by the weights,
     the device and dtype, the groups, the calibration, the held-out passage, its token count and ``settings``."""
     identity = {
-        "weights": cached_fingerprint(model_key),
-        "device": cached_model(model_key).device,
-        "dtype": model_key.dtype,
+        **_heldout_identity(model_key),
         "kinds": list(kinds),
         "calibration": calibration.key(),
-        "heldout": comp.text_hash(comp.heldout_text()),
-        "tokens": BUDGET_TOKENS,
         **settings,
     }
     return result_store.result_path(what, identity)
+
+
+def _heldout_identity(model_key: ModelChoice) -> dict:
+    """What every measurement on the held-out passage depends on: the weights, device, dtype and the passage."""
+    return {
+        "weights": cached_fingerprint(model_key),
+        "device": cached_model(model_key).device,
+        "dtype": model_key.dtype,
+        "heldout": comp.text_hash(comp.heldout_text()),
+        "tokens": BUDGET_TOKENS,
+    }
 
 
 def submit_stored(board: jobs.JobBoard, key, work, label: str, path: Path, cls: type) -> jobs.Job:

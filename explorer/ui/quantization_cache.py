@@ -38,13 +38,14 @@ def _heal_board() -> jobs.JobBoard:
 def comparison_job(model_key: ModelChoice, kinds: tuple[str, ...], calibration: cc.Calibration) -> jobs.Job:
     """The fewer-bits comparison for these groups (started if needed); ``job.partial`` holds TradeoffPoints."""
     loaded = cached_model(model_key)
-    evalset, ref = cc.budget_eval(model_key)
+    evalset = cc.budget_evalset(model_key)
     plan = len(SCHEMES) + len(RESIDUAL_SHARES) + len(FACTOR_SHARES)
     path = cc.measured_path("fewer-bits", model_key, kinds, calibration,
                             schemes=[s.name for s in SCHEMES], residual=[RESIDUAL_SCHEME.name, *RESIDUAL_SHARES],
                             factor_shares=list(FACTOR_SHARES))  # fmt: skip
 
     def work(job: jobs.Job):
+        ref = cc.heldout_reference(loaded, model_key, evalset)
         points, step = [], 0
 
         def add(point: qz.TradeoffPoint):
@@ -96,12 +97,13 @@ def healing_job(
     """Heal the factors of one setting (``steps`` Adam steps of size ``lr`` on the calibration text); the job's
     value is the HealingRun (quality on the held-out passage before and after)."""
     loaded = cached_model(model_key)
-    evalset, ref = cc.budget_eval(model_key)
+    evalset = cc.budget_evalset(model_key)
     fact = cc.factorization(model_key, method, kinds, calibration)
     ranks = comp.choose_ranks(fact, setting)
     text = comp.shipped_calibration_text()
 
     def work(job: jobs.Job):
+        ref = cc.heldout_reference(loaded, model_key, evalset)
         run, _model = healing.heal(
             loaded, fact, ranks, text, evalset, ref, steps=steps, lr=lr, progress=job.report
         )

@@ -9,7 +9,7 @@ from explorer.paths import REPO_ROOT
 from explorer.ui.streamlit_internals import disable_legacy_pages_mode
 
 
-def serve(port: int, address: str, extra_args: list[str]) -> int:
+def serve(port: int, address: str, extra_args: list[str], warm_up: bool = True) -> int:
     app = REPO_ROOT / "streamlit_app.py"
     if not app.is_file():
         print(f"error: {app} not found; run from a source checkout (pip install -e .).", file=sys.stderr)
@@ -19,6 +19,12 @@ def serve(port: int, address: str, extra_args: list[str]) -> int:
     os.chdir(REPO_ROOT)  # so .streamlit/config.toml applies
     # In-process, so the first visitor already gets the app's own navigation (see streamlit_internals).
     disable_legacy_pages_mode()
+    if (
+        warm_up
+    ):  # imports and the default model in the background, so the first visitor does not wait for them
+        from explorer.ui import warmup
+
+        warmup.start()
     sys.argv = [
         "streamlit",
         "run",

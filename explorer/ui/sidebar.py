@@ -51,6 +51,19 @@ class Selection:
         return TextChoice(self.text, self.max_tokens)
 
 
+def default_model_key() -> ModelChoice:
+    """The model key of a first visit with no model in the link: what the widgets below default to (the first
+    device and dtype options, no remote code or pickle). The server's warm-up loads this one."""
+    return ModelChoice(
+        DEFAULT_MODEL_ID,
+        device="auto",
+        dtype=next(iter(DTYPES)),
+        trust_remote_code=False,
+        allow_pickle=False,
+        allow_external=settings.allow_external_models(),
+    )
+
+
 SIDEBAR = PageState("sidebar")
 MAX_TOKENS = Choice("max_tokens", DEFAULT_MAX_TOKENS, MAX_TOKEN_CHOICES)
 

@@ -16,6 +16,7 @@ from explorer.analysis.factor_store import cached_factorize
 from explorer.analysis.matrices import weights_checksum
 from explorer.models import capture, load_model
 from explorer.models.capture import tokenize
+from explorer.ui import compression_cache as cc
 from tests.apptest import assert_page_ok, chart_spec, plotly_specs, run_page
 from tests.conftest import SAMPLE_TEXT
 
@@ -167,8 +168,9 @@ def test_nothing_fits_is_a_plain_message_with_the_closest():
 
 
 def test_a_restarted_server_answers_the_budget_from_disk(tmp_path, monkeypatch):
-    """The finished budget sweep and fewer-bits comparison are kept on disk: after a restart (every in-memory
-    cache and job board gone) the page draws the same answer without measuring anything again."""
+    """The finished budget sweep, the fewer-bits comparison and the original's quality on the held-out passage
+    are kept on disk: after a restart (every in-memory cache and job board gone) the page draws the same answer
+    without measuring anything on the passage again."""
     import streamlit as st
 
     from explorer.analysis import quantize as qz
@@ -184,7 +186,7 @@ def test_a_restarted_server_answers_the_budget_from_disk(tmp_path, monkeypatch):
         chart_spec(at, "compression_tradeoff"),
     )
     stored = sorted(p.name.split("-v")[0] for p in (tmp_path / "eigen-explorer" / "results").glob("*.json"))
-    assert stored == ["fewer-bits", "sweep"]
+    assert stored == ["fewer-bits", "original", "sweep"]
 
     st.cache_data.clear()
     st.cache_resource.clear()  # the model, the job boards: what a restart loses
@@ -194,6 +196,9 @@ def test_a_restarted_server_answers_the_budget_from_disk(tmp_path, monkeypatch):
 
     monkeypatch.setattr(comp, "sweep", measuring)
     monkeypatch.setattr(qz, "quantize_weights", measuring)
+    monkeypatch.setattr(
+        cc, "heldout_reference", measuring
+    )  # the original's quality on the passage: on disk too
     at = run_page(PAGE, model="tiny-llama", text=SAMPLE_TEXT)
     assert_page_ok(at)
     assert not any("Still measuring" in (p.proto.text or "") for p in at.get("progress"))
