@@ -16,7 +16,7 @@ hutchinson with the same probes, and for the grid one operator per block through
 
 PyHessian and hessian-eigenthings are bench-only dependencies (bench/requirements.txt); without them their rows
 are skipped.
-Run:  HF_HUB_OFFLINE=1 /tmp/bench-venv/bin/python bench/bench_curvature.py [--tasks lambda trace grid]
+Run:  HF_HUB_OFFLINE=1 /tmp/bench-venv/bin/python bench/bench_curvature.py [--tasks lambda trace grid] [--seeds S]
           [--grid-layers N] [--probes P] [--json out.json]
 Machines here are shared: compare ratios measured in the same run, not seconds across runs.
 """
@@ -101,8 +101,11 @@ def _eigenthings(torch, loaded, spec, names=None):
     return he.HessianOperator(loaded.model, [ids], loss_fn, param_filter=keep)
 
 
-def child(task: str, contender: str, probes: int, grid_layers: int, lambda_tol: float = 1e-3) -> dict:
+def child(
+    task: str, contender: str, probes: int, grid_layers: int, lambda_tol: float = 1e-3, seed: int = 0
+) -> dict:
     torch, loaded, spec = _setup()
+    torch.manual_seed(seed)  # PyHessian draws its start vectors and probes from torch's global generator
     from explorer.analysis import curvature as C
     from explorer.spectra.curvature import hutchinson_trace, lanczos_top_k
 
@@ -111,13 +114,13 @@ def child(task: str, contender: str, probes: int, grid_layers: int, lambda_tol: 
     out: dict = {"task": task, "contender": contender}
     if task == "lambda" and contender == "ours":
         op = C.CurvatureOperator(loaded.model, spec, C.select_block(loaded.model, "all"))
-        res = lanczos_top_k(op, op.n, 1, max_basis=4, tol=lambda_tol, max_matvec=100)
+        res = lanczos_top_k(op, op.n, 1, max_basis=4, tol=lambda_tol, max_matvec=100, seed=seed)
         out.update(value=float(res.eigenvalues[0]), n_matvec=res.n_matvec, converged=res.converged)
     elif task == "lambda" and contender == "eigenthings":
         import hessian_eigenthings as he
 
         value, _v, _r, iters, converged = he.power_iteration_one(
-            _eigenthings(torch, loaded, spec), max_iter=100, tol=1e-3, seed=0
+            _eigenthings(torch, loaded, spec), max_iter=100, tol=1e-3, seed=seed
         )
         out.update(value=float(value), n_matvec=iters, converged=converged)
     elif task == "lambda":
@@ -168,13 +171,16 @@ def child(task: str, contender: str, probes: int, grid_layers: int, lambda_tol: 
             lam.append(row_l)
             tr.append(row_t)
         out.update(lambda_max=lam, trace=tr)
-    out.update(seconds=time.perf_counter() - start, peak_rss_gib=_peak_rss_gib(), load_rss_gib=baseline)
+    out.update(
+        seed=seed, seconds=time.perf_counter() - start, peak_rss_gib=_peak_rss_gib(), load_rss_gib=baseline
+    )
     return out
 
 
-def run_child(task: str, contender: str, args) -> dict | None:
+def run_child(task: str, contender: str, args, seed: int = 0) -> dict | None:
     cmd = [sys.executable, __file__, "--child", task, contender, "--probes", str(args.probes),
-           "--grid-layers", str(args.grid_layers), "--lambda-tol", str(args.lambda_tol)]  # fmt: skip
+           "--grid-layers", str(args.grid_layers), "--lambda-tol", str(args.lambda_tol),
+           "--seed", str(seed)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-3:]
@@ -182,10 +188,20 @@ def run_child(task: str, contender: str, args) -> dict | None:
         return None
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     print(
-        f"  {task}/{contender}: {result['seconds']:.1f} s, peak RSS {result['peak_rss_gib']:.2f} GiB",
+        f"  {task}/{contender} (seed {seed}): {result['seconds']:.1f} s, peak RSS {result['peak_rss_gib']:.2f} GiB"
+        + (f", value {result['value']:.6g}" if "value" in result else "")
+        + (f", {result['n_matvec']} products" if "n_matvec" in result else ""),
         flush=True,
     )
     return result
+
+
+def _median_run(runs: list[dict | None]) -> dict | None:
+    """The run of median time among several seeds (each run kept under "runs"); None if any failed."""
+    if not runs or any(r is None for r in runs):
+        return None
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    return {**ordered[(len(ordered) - 1) // 2], "runs": runs}
 
 
 def main() -> int:
@@ -205,11 +221,19 @@ def main() -> int:
     )
     parser.add_argument("--skip-pyhessian", action="store_true")
     parser.add_argument("--skip-eigenthings", action="store_true")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="lambda task: run each contender from this many random start vectors (seeds 0..N-1; PyHessian's "
+        "power iteration stops after a varying number of products) and compare medians",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(*args.child, args.probes, args.grid_layers, args.lambda_tol)))
+        print(json.dumps(child(*args.child, args.probes, args.grid_layers, args.lambda_tol, args.seed)))
         return 0
 
     import torch
@@ -240,8 +264,17 @@ def main() -> int:
         if present
     ]
     for task in args.tasks:
-        ours = run_child(task, "ours", args)
-        others = {name: run_child(task, name.lower(), args) for name in peers}
+        seeds = range(args.seeds if task == "lambda" else 1)
+        ours = _median_run([run_child(task, "ours", args, seed) for seed in seeds])
+        others = {
+            name: _median_run(
+                [
+                    run_child(task, name.lower(), args, seed)
+                    for seed in (seeds if name == "PyHessian" else [0])
+                ]
+            )
+            for name in peers
+        }
         results += [r for r in (ours, *others.values()) if r]
         if not ours:
             continue

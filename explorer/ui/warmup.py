@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
+import sys
 import threading
 import time
 
@@ -56,7 +57,12 @@ def _run(wait_for_runtime: bool) -> None:
         if wait_for_runtime:
             _wait_for_runtime()
         times = warm_up()
-        LOG.info("warm-up done: %s", ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
+        # On the server's console, beside Streamlit's own start lines (logging's INFO is not shown there).
+        print(
+            "eigen-explorer: warmed up (" + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()) + ")",
+            file=sys.stderr,
+            flush=True,
+        )
     except Exception:  # noqa: BLE001 - the page loads the model itself and shows the error there
         LOG.warning("warm-up failed; pages will load the model on first use", exc_info=True)
 
