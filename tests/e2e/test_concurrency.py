@@ -24,7 +24,10 @@ async def _settle(page, timeout=600.0) -> int:
     start, last, stable, looked_settled, early = time.time(), None, 0, 0, 0
     while time.time() - start < timeout:
         main = page.locator("[data-testid=stMain]")
-        text = await main.inner_text() if await main.count() else ""
+        # The loop's own timeout bounds the wait: Playwright's default 30 s per call was reached once with eight
+        # sessions and another test run sharing 2 cores (the element was there; the browser was slow to answer).
+        left_ms = max(1000.0, (timeout - (time.time() - start)) * 1000)
+        text = await main.inner_text(timeout=left_ms) if await main.count() else ""
         busy = 0
         for testid in BUSY_TESTIDS:
             busy += await page.locator(f"[data-testid={testid}]").count()
