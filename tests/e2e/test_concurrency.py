@@ -15,19 +15,17 @@ from tests.e2e.streamlit_page import BUSY_TESTIDS, SCRIPT_DONE, SCRIPT_STATE_ATT
 pytestmark = pytest.mark.e2e
 N_SESSIONS = 8
 BUSY = ("Loading ", "Running the model", "Starting eigen-explorer", "Computing")
+SETTLE_SECONDS = 600.0
 
 
-async def _settle(page, timeout=600.0) -> int:
+async def _settle(page, timeout=SETTLE_SECONDS) -> int:
     """Wait until the script run has finished, the text is stable, no spinner shows and every chart is drawn.
     Returns how many times the page looked settled by everything but the script state (the old criteria, which
     let the attention page be read before its charts arrived under load)."""
     start, last, stable, looked_settled, early = time.time(), None, 0, 0, 0
     while time.time() - start < timeout:
         main = page.locator("[data-testid=stMain]")
-        # The loop's own timeout bounds the wait: Playwright's default 30 s per call was reached once with eight
-        # sessions and another test run sharing 2 cores (the element was there; the browser was slow to answer).
-        left_ms = max(1000.0, (timeout - (time.time() - start)) * 1000)
-        text = await main.inner_text(timeout=left_ms) if await main.count() else ""
+        text = await main.inner_text() if await main.count() else ""
         busy = 0
         for testid in BUSY_TESTIDS:
             busy += await page.locator(f"[data-testid={testid}]").count()
@@ -55,6 +53,10 @@ async def _session(browser, url: str, index: int) -> dict:
     page_info = analysis_pages[index % len(analysis_pages)]
     text = f"Session number {index} writes about apples and pears, {index} times."
     context = await browser.new_context(viewport={"width": 1300, "height": 1400})
+    # _settle's own timeout bounds every wait: Playwright's default of 30 s per call (inner_text, get_attribute)
+    # was reached twice with eight sessions and another process sharing 2 cores (the page was there, the browser
+    # slow to answer).
+    context.set_default_timeout(SETTLE_SECONDS * 1000)
     page = await context.new_page()
     await page.goto(f"{url}/{page_info.url_path}?model=minilm-l6&text={text.replace(' ', '+')}")
     early = await _settle(page)
