@@ -5,7 +5,8 @@ app's imports and the default model, SmolLM2; timed separately), and a change of
 same process). Each visit runs the page under AppTest in its own process; times are wall-clock seconds from the
 start of the visit (after the warm-up where there is one) to
 
-- "card": the budget card's headline computed (the first screen: what the browser draws next);
+- "card": the budget card's answer computed (the first screen: what the browser draws next); on a cold visit
+  that is the first rerun with a measured point, not the first run;
 - "page drawn": the end of the first run of the page (model loading, the card's factors, its measurement, the
   figures, the greedy continuations at the bottom);
 - "budget answered": until the background budget sweep is done and the answer final;
@@ -108,6 +109,15 @@ def visit(model: str, cache_home: Path, warm: bool = False) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _seconds(value: float | None) -> str:
+    """The card's time; "-" when no run drew an answer (nothing measured yet when the visit ended)."""
+    return "-" if value is None else f"{value:.1f}s"
+
+
+def _ratio(value: float | None, cold: float | None) -> str:
+    return "-" if value is None or not cold else f"{value / cold:.2f}"
+
+
 def bench(models: list[str], log=print) -> dict:
     results = {}
     for model in models:
@@ -136,8 +146,8 @@ def bench(models: list[str], log=print) -> dict:
         for name in ("cold", "restart", "restart, warmed server"):
             v = r[name]
             log(
-                f"{model:14s} {name:23s} {v['card_s']:5.1f}s {v['drawn_s']:10.1f}s {v['answered_s']:8.1f}s "
-                f"{v['changed_s']:6.1f}s   {v['card_s'] / cold['card_s']:9.2f} "
+                f"{model:14s} {name:23s} {_seconds(v['card_s']):>6s} {v['drawn_s']:10.1f}s {v['answered_s']:8.1f}s "
+                f"{v['changed_s']:6.1f}s   {_ratio(v['card_s'], cold['card_s']):>9s} "
                 f"{v['answered_s'] / cold['answered_s']:13.2f}"
             )
         log(f"{model:14s} warm-up before the warmed visit: {r['restart, warmed server']['warm_up_s']:.1f} s")

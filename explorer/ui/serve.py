@@ -19,9 +19,8 @@ def serve(port: int, address: str, extra_args: list[str], warm_up: bool = True) 
     os.chdir(REPO_ROOT)  # so .streamlit/config.toml applies
     # In-process, so the first visitor already gets the app's own navigation (see streamlit_internals).
     disable_legacy_pages_mode()
-    if (
-        warm_up
-    ):  # imports and the default model in the background, so the first visitor does not wait for them
+    # Imports and the default model in the background, so the first visitor does not wait for them.
+    if warm_up:
         from explorer.ui import warmup
 
         warmup.start()
