@@ -2,9 +2,11 @@
 
 Tasks (each in a fresh child process, so each peak RSS is its own; model loading is included in every
 peak and reported separately as the baseline):
-  lambda   whole-model top Hessian eigenvalue. Ours: thick-restart Lanczos (k=1, basis of 4 vectors,
-           relative residual --lambda-tol, default 1e-3; 1e-2 certifies 1 %). PyHessian 0.1: hessian.eigenvalues(top_n=1), power iteration with its
-           default stopping rule (relative change of the Rayleigh quotient < 1e-3, at most 100 products).
+  lambda   whole-model top Hessian eigenvalue. Ours: thick-restart Lanczos (k=1, the default basis of 6
+           vectors, started from unit(gradient) + unit(random): analysis.curvature.start_vector; stops at a
+           relative residual --lambda-tol, default 1e-3; 1e-2 certifies 1 %). PyHessian 0.1:
+           hessian.eigenvalues(top_n=1), power iteration from a random vector with its default stopping rule
+           (relative change of the Rayleigh quotient < 1e-3, at most 100 products).
   trace    Hutchinson with the same number of Rademacher probes (PyHessian: trace(maxIter=P, tol=-1) so
            that it never stops early).
   grid     lambda_max and trace of every layer's attention and MLP. Ours: analysis.curvature.curvature_grid.
@@ -114,7 +116,7 @@ def child(
     out: dict = {"task": task, "contender": contender}
     if task == "lambda" and contender == "ours":
         op = C.CurvatureOperator(loaded.model, spec, C.select_block(loaded.model, "all"))
-        res = lanczos_top_k(op, op.n, 1, max_basis=4, tol=lambda_tol, max_matvec=100, seed=seed)
+        res = lanczos_top_k(op, op.n, 1, tol=lambda_tol, max_matvec=100, v0=C.start_vector(op, seed))
         out.update(value=float(res.eigenvalues[0]), n_matvec=res.n_matvec, converged=res.converged)
     elif task == "lambda" and contender == "eigenthings":
         import hessian_eigenthings as he

@@ -17,6 +17,7 @@ from explorer.analysis import curvature as C
 from explorer.analysis.matrices import weights_checksum
 from explorer.spectra.curvature import (
     _DOT_CHUNK,
+    _FUSE_CHUNK,
     Cancelled,
     _orthogonalise,
     dot64,
@@ -26,6 +27,7 @@ from explorer.spectra.curvature import (
     lanczos_top_k,
     power_iteration,
     quadratic_gd,
+    rademacher,
     slq_density,
     stability_threshold,
 )
@@ -123,6 +125,17 @@ def test_power_iteration_and_cancel():
         hutchinson_trace(_matvec(A), 50, 4, dtype=F64, cancel=lambda: True)
 
 
+@pytest.mark.parametrize("n", [1, 17, 1_000_003])
+def test_rademacher_signs_are_fair_and_independent(n):
+    x = rademacher(n, dtype=F64, device="cpu", generator=torch.Generator().manual_seed(n)).numpy()
+    assert x.shape == (n,) and set(np.unique(x)) <= {-1.0, 1.0}
+    if n > 1000:  # each statistic below has standard deviation 1/sqrt(n): 5 of them is a 6e-7 chance
+        five_sd = 5 / np.sqrt(n)
+        assert abs(x.mean()) < five_sd
+        for lag in (1, 15, 16):  # neighbours inside one 16-bit word, across words, the same bit of the next
+            assert abs(np.mean(x[:-lag] * x[lag:])) < five_sd
+
+
 @pytest.mark.parametrize("n", [1, _DOT_CHUNK, 3 * _DOT_CHUNK + 17])
 def test_dot64_is_a_float64_dot_product_of_float32_vectors(n):
     rng = np.random.default_rng(n)
@@ -135,19 +148,38 @@ def test_dot64_is_a_float64_dot_product_of_float32_vectors(n):
     assert abs(dot64(torch.from_numpy(a).double(), torch.from_numpy(b).double()) - exact) <= tol
 
 
+# along = 0: w mostly outside the span; 50: mostly in it; 1e12: so much in it that one pass leaves ~eps * 1e12
+# in the span, far above sqrt(eps) of what remains (~44), and the second update must run.
+@pytest.mark.parametrize("along", [0.0, 50.0, 1e12])
 @pytest.mark.parametrize("j", [1, 3])
-def test_orthogonalise_leaves_a_vector_orthogonal_to_the_basis(j):
+def test_orthogonalise_leaves_a_vector_orthogonal_to_the_basis(j, along):
     rng = np.random.default_rng(j)
     n = 2000
     Q, _ = np.linalg.qr(rng.standard_normal((n, j + 1)))
     V = torch.tensor(Q.T.copy())  # (j + 1, n), orthonormal rows; only the first j are the basis
-    w0 = rng.standard_normal(n) + 50 * Q[:, 0]  # mostly along the basis: the case reorthogonalisation is for
+    w0 = rng.standard_normal(n) + along * Q[:, 0]
     w = torch.tensor(w0)
     h, norm = _orthogonalise(V, j, w)
     np.testing.assert_allclose(h, Q[:, :j].T @ w0, rtol=0, atol=backward_error(Q) * np.linalg.norm(w0))
-    # Twice is enough: orthogonal to working precision, relative to ||w0|| (not to the smaller ||w||).
-    assert np.abs(Q[:, :j].T @ w.numpy()).max() <= backward_error(Q) * np.linalg.norm(w0)
     assert norm == pytest.approx(np.linalg.norm(w.numpy()), rel=sum_rtol(n))
+    # Semi-orthogonal by construction: what is left in the span is at most sqrt(eps) of w (then no second
+    # update), or the rounding of a second pass relative to ||w0|| (Gram-Schmidt twice).
+    left = np.abs(Q[:, :j].T @ w.numpy()).max()
+    second_pass = backward_error(Q) * np.linalg.norm(w0)
+    assert left <= np.sqrt(np.finfo(np.float64).eps) * norm + second_pass
+    if along == 1e12:  # semi-orthogonal whatever ||w0||: only the second update gets there
+        assert left <= np.sqrt(np.finfo(np.float64).eps) * norm
+
+
+@pytest.mark.parametrize("n", [_FUSE_CHUNK - 1, 2 * _FUSE_CHUNK + 3])
+def test_orthogonalise_across_chunk_edges_equals_one_whole_vector_pass(n):
+    rng = np.random.default_rng(n)
+    Q, _ = np.linalg.qr(rng.standard_normal((n, 3)))
+    V = torch.tensor(Q.T.copy())
+    w0 = rng.standard_normal(n) + 3 * Q[:, 1]
+    w = torch.tensor(w0)
+    h, _ = _orthogonalise(V, 3, w)
+    np.testing.assert_allclose(w.numpy(), w0 - Q @ h, rtol=0, atol=backward_error(Q) * np.linalg.norm(w0))
 
 
 # ----------------------------------------------------------------------------------------------- traces
@@ -220,7 +252,7 @@ def test_slq_quadrature_is_exact_per_probe():
     A = _symmetric(np.linspace(-3, 7, 50), seed=10)
     dens = slq_density(_matvec(A), 50, n_probes=1, steps=10, dtype=F64, seed=4)
     gen = torch.Generator().manual_seed(4)
-    z = torch.randint(0, 2, (50,), generator=gen, dtype=torch.int8).to(F64) * 2 - 1
+    z = rademacher(50, dtype=F64, device="cpu", generator=gen)  # slq_density's first draw
     for p in (1, 2):
         direct = float(z @ torch.linalg.matrix_power(A, p) @ z) / 50
         # e1^T T^p e1 of the Lanczos T vs z^T A^p z / n: each carries c n eps ||A||^p (p products)
@@ -336,6 +368,31 @@ def test_hessian_vector_products_match_the_exact_hessian(exact):
     )
     assert abs(float(u @ Hv) - float(v @ Hu)) <= 1e3 * eps * scale
     np.testing.assert_allclose(H, H.T, atol=1e3 * eps * np.linalg.norm(H, 2))
+
+
+def test_product_into_a_basis_row_is_the_product(exact):
+    """The solvers write each product straight into a basis row (``into``): the same numbers as ``op(v)``,
+    bit for bit (one concatenation, into a given row instead of a new tensor), and cast for another dtype."""
+    _model_id, _model, _spec, _block, op, _H, _loss, _base = exact
+    v = torch.tensor(np.random.default_rng(13).standard_normal(op.n))
+    rows = torch.full((3, op.n), np.nan, dtype=op.dtype)
+    op.into(v, rows[1])
+    assert torch.equal(rows[1], op(v))
+    assert torch.isnan(rows[0]).all() and torch.isnan(rows[2]).all()  # its neighbours untouched
+    row32 = torch.empty(op.n, dtype=torch.float32)
+    op.into(v, row32)
+    assert torch.equal(row32, op(v).to(torch.float32))
+
+
+def test_start_vector_is_the_unit_gradient_plus_a_unit_random_sign_vector(exact):
+    _model_id, _model, _spec, _block, op, _H, _loss, _base = exact
+    g = op.gradient()
+    rest = (C.start_vector(op, seed=3) - g / g.norm()).numpy()
+    # +-1/sqrt(n) entries, up to the rounding of two divisions and one addition (a few eps of each entry)
+    np.testing.assert_allclose(
+        np.abs(rest) * np.sqrt(op.n), 1.0, rtol=0, atol=8 * np.finfo(np.float64).eps * np.sqrt(op.n)
+    )
+    assert not torch.equal(C.start_vector(op, seed=3), C.start_vector(op, seed=4))
 
 
 def test_lanczos_top_eigenvalues_match_eigvalsh(exact):
