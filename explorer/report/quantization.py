@@ -86,6 +86,9 @@ def quantization_records(
             "healing": {
                 "steps": run.steps,
                 "lr": run.lr,
+                "lr_asked": run.lr_asked,
+                "best_step": run.best_step,
+                "validation_losses": run.validation_losses.tolist(),
                 "seconds": run.seconds,
                 "objective": run.objective,
                 "calibration_before": run.calibration_before,

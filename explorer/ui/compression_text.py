@@ -231,15 +231,32 @@ def tradeoff_headline(best, closest, before: Quality, original_bytes: int, budge
 
 
 def healing_sentence(run, before: Quality, budget: QualityBudget) -> str:
-    """What healing gave back (``run``: explorer.analysis.healing.HealingRun), in the budget's metric."""
+    """What healing gave back (``run``: explorer.analysis.healing.HealingRun), in the budget's metric, and
+    which step's factors were kept (the validation chunks decide; none: left as they were)."""
     was, now = budget.loss(before, run.before), budget.loss(before, run.after)
     if not (np.isfinite(was) and np.isfinite(now)):
         return f"After {run.steps} steps ({run.seconds:.0f} s) the model still gives no usable numbers."
+    step_size = (
+        f"step size {run.lr:g}"
+        if run.lr == run.lr_asked
+        else f"step size {run.lr:g}: {run.lr_asked:g} made the validation text worse at once"
+    )
+    if not run.improved:
+        return (
+            f"**Training did not help** ({run.steps} steps, {step_size}, {run.seconds:.0f} s): no check on the "
+            "calibration text held out of training beat the compressed model, so its factors are left as they "
+            f"were, at {cost_phrase_of(run.after, before, budget)}. A smaller step size may help."
+        )
     given_back = (was - now) / was if was > 0 else 0.0
     fits = "within" if budget.fits(before, run.after) else "outside"
+    kept = (
+        ""
+        if run.best_step == run.steps
+        else f", keeping step {run.best_step}'s factors (the validation best)"
+    )
     return (
-        f"**{run.steps} steps ({run.seconds:.0f} s)**: from {cost_phrase_of(run.before, before, budget)} to "
-        f"{cost_phrase_of(run.after, before, budget)}: training gave back {given_back:.0%} of the loss, "
-        f"{fits} your budget. Training objective on the calibration text: {run.calibration_before:.4g} → "
-        f"{run.calibration_after:.4g}."
+        f"**{run.steps} steps ({step_size}, {run.seconds:.0f} s){kept}**: from "
+        f"{cost_phrase_of(run.before, before, budget)} to {cost_phrase_of(run.after, before, budget)}: training "
+        f"gave back {given_back:.0%} of the loss, {fits} your budget. Training objective on the calibration "
+        f"text: {run.calibration_before:.4g} → {run.calibration_after:.4g}."
     )
