@@ -53,6 +53,9 @@ def _latency_board() -> jobs.JobBoard:
 # held-out passage (at most BUDGET_TOKENS tokens), never on the calibration text.
 BUDGET_METHODS = ("svdllm", "asvd", "svd")
 BUDGET_TOKENS = 512
+# Models below this many parameters measure within the page's run (seconds: the tiny test models); bigger ones
+# in the background, the page drawing what it has and redrawing as results arrive.
+BACKGROUND_FROM_PARAMS = 5_000_000
 
 
 def _forward(job: jobs.Job, offset: float, scale: float) -> Progress:
@@ -80,6 +83,11 @@ class Calibration:
             return comp.calibration_chunks(loaded, comp.shipped_calibration_text())
         ids, _n, _messages = tokenize(loaded, self.text, self.max_tokens)
         return [list(ids)]
+
+
+def in_background(loaded: LoadedModel) -> bool:
+    """Whether the page measures this model's sweep, comparison and first factors in the background."""
+    return loaded.card.n_params >= BACKGROUND_FROM_PARAMS
 
 
 def factorization_job(

@@ -210,6 +210,42 @@ def test_a_restarted_server_answers_the_budget_from_disk(tmp_path, monkeypatch):
     assert again == first
 
 
+def test_first_factors_of_a_big_model_do_not_hold_up_the_budget_answer(tmp_path, monkeypatch):
+    """Above cc.BACKGROUND_FROM_PARAMS the free controls' factors, computed the first time, come from a background
+    job: the run draws the budget view and a progress bar instead of waiting (which would also freeze the budget
+    answer: its pollers run between script runs), and the headline card arrives on a later run."""
+    import threading
+
+    import streamlit as st
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no factors on disk
+    st.cache_data.clear()
+    st.cache_resource.clear()  # no finished factorization job of an earlier test
+    monkeypatch.setattr(cc, "BACKGROUND_FROM_PARAMS", 0)  # the tiny model is treated as a big one
+    release = threading.Event()
+    real = comp.factorize_model
+
+    def slow_factorize(*args, **kwargs):
+        assert release.wait(120), "the test never released the factorization"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(comp, "factorize_model", slow_factorize)
+    try:
+        at = run_page(PAGE, model="tiny-llama", text=SAMPLE_TEXT)
+        assert_page_ok(at)
+        assert any("How small can it get" in h.value for h in at.subheader)
+        assert any("Factorizing the chosen matrices" in (p.proto.text or "") for p in at.get("progress"))
+        assert "Perplexity" not in _metrics(at)  # the card waits; the run did not
+    finally:
+        release.set()
+    deadline = time.monotonic() + 120
+    while "Perplexity" not in _metrics(at):
+        assert time.monotonic() < deadline, "the headline card never arrived"
+        time.sleep(1)
+        at.run()
+    assert_page_ok(at)
+
+
 def test_budget_sweep_chart_and_allocated_ranks():
     at = run_page(PAGE, model="tiny-llama", text=SAMPLE_TEXT)
     assert_page_ok(at)
