@@ -138,8 +138,21 @@ stop_key = "compression_sweep_stopped"
 sweep_id = (sel.model_key, kinds_key, calibration.key(), methods_key)
 stopped_state = st.session_state.get(stop_key)
 stopped = stopped_state is not None and stopped_state[0] == sweep_id
+# Fewer bits on the same groups, measured alongside: the first answer covers every method.
+quant_job = qc.comparison_job(sel.model_key, kinds_key, calibration) if kinds_key else None
+if quant_job is not None and not quant_job.done and not cc.in_background(loaded):
+    quant_bar = st.progress(0.0, text="Measuring fewer bits…")
+    jobs.follow(quant_job, lambda f, msg: quant_bar.progress(f, text=f"Fewer bits: {msg}"))
+    quant_bar.empty()
+quant_points = qc.comparison_points(quant_job) if quant_job is not None and not quant_job.failed else []
+quant_running = quant_job is not None and not quant_job.done
+# The first time, the fewer-bits comparison's first point (int8: one quantization and one forward pass) answers
+# the budget in seconds; the low-rank sweep and factors take minutes and, started at the same time, would share
+# the CPU with it. So they start once that first point is in (the comparison's poller redraws the page then).
+first_answer_pending = quant_running and not quant_points and cc.in_background(loaded)
+
 job = None
-if methods_key and not stopped:
+if methods_key and not stopped and not first_answer_pending:
     try:
         job = cc.sweep_job(sel.model_key, kinds_key, calibration, methods_key)
     except ExplorerError as err:
@@ -162,14 +175,6 @@ answers = comp.budget_answers(points, original, budget, methods_key)
 best, closest = comp.overall_best(answers), comp.overall_closest(answers)
 running = job is not None and not job.done
 
-# Fewer bits on the same groups, measured alongside: the first answer covers every method.
-quant_job = qc.comparison_job(sel.model_key, kinds_key, calibration) if kinds_key else None
-if quant_job is not None and not quant_job.done and not cc.in_background(loaded):
-    quant_bar = st.progress(0.0, text="Measuring fewer bits…")
-    jobs.follow(quant_job, lambda f, msg: quant_bar.progress(f, text=f"Fewer bits: {msg}"))
-    quant_bar.empty()
-quant_points = qc.comparison_points(quant_job) if quant_job is not None and not quant_job.failed else []
-quant_running = quant_job is not None and not quant_job.done
 all_points = [qz.from_sweep_point(p) for p in points] + quant_points
 original_bytes = loaded.card.n_params * comp.BYTES_PER_PARAM
 overall, overall_closest = qz.smallest_within(all_points, original, budget)
@@ -206,6 +211,10 @@ with st.container(border=True):
             st.session_state[stop_key] = (sweep_id, cc.sweep_points(job))
             st.rerun()
         st.caption("The answer can still improve: smaller settings of every method are being measured.")
+    elif first_answer_pending:
+        st.progress(
+            quant_job.fraction, text=f"Still measuring: fewer bits first ({quant_job.message}), low rank next"
+        )
     elif stopped:
         st.caption("The sweep was stopped: the answer covers the points measured before that.")
         if st.button("Run the sweep", key="compression_run_sweep", icon=":material/play_arrow:"):
@@ -475,6 +484,12 @@ with main:
         st.info(message, icon=":material/content_cut:")
 
     try:
+        if first_answer_pending and not cc.has_factorization(sel.model_key, method, kinds_key, calibration):
+            st.info(
+                "Measuring the first answer above (seconds); the factors for this card are computed next.",
+                icon=":material/hourglass_top:",
+            )
+            st.stop()
         if not cc.has_factorization(sel.model_key, method, kinds_key, calibration):
             factor_job = cc.factorization_job(sel.model_key, method, kinds_key, calibration)
             if cc.in_background(loaded) and not factor_job.wait(FACTORS_GRACE_SECONDS):
