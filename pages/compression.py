@@ -298,6 +298,21 @@ st.caption(
 if quant_job is not None and quant_job.failed:
     st.error(f"The fewer-bits comparison failed: {quant_job.error}", icon=":material/error:")
 
+
+@st.fragment(run_every=POLL_SECONDS)
+def healing_progress(args: tuple, steps: int, lr: float) -> None:
+    """While a healing runs: its progress and stop button, redrawn on their own (a whole-page rerun every few
+    seconds took the CPU and the GIL the training needs: MiniLM's 10-second healing did not finish in 10
+    minutes); the whole page once it is done."""
+    job = qc.peek_healing(*args, steps, lr)
+    if job is None or job.done:
+        st.rerun()
+    st.progress(job.fraction, text=f"Healing: {job.message}")
+    if st.button("Stop healing", key="compression_stop_heal", icon=":material/stop:"):
+        job.cancel()
+        st.rerun()
+
+
 # Healing: an explicit action on the low-rank answer (or the closest low-rank setting), on a copy.
 heal_job = None
 if chosen is not None:
@@ -326,10 +341,7 @@ if chosen is not None:
             if h3.button("Heal", key="compression_heal", icon=":material/healing:"):
                 heal_job = qc.healing_job(*heal_args, heal_steps, heal_lr)
         if heal_job is not None and not heal_job.done:
-            st.progress(heal_job.fraction, text=f"Healing: {heal_job.message}")
-            if st.button("Stop healing", key="compression_stop_heal", icon=":material/stop:"):
-                heal_job.cancel()
-                st.rerun()
+            healing_progress(heal_args, heal_steps, heal_lr)
         elif heal_job is not None and heal_job.failed and not heal_job.cancelled:
             st.error(f"Healing failed: {heal_job.error}", icon=":material/error:")
         elif heal_job is not None and heal_job.done and not heal_job.failed:
@@ -364,19 +376,15 @@ if all_points:
         )
 
 
-heal_running = heal_job is not None and not heal_job.done
-
-
-@st.fragment(run_every=POLL_SECONDS if quant_running or heal_running else None)
+@st.fragment(run_every=POLL_SECONDS if quant_running else None)
 def quant_poller(seen: int) -> None:
-    """While the fewer-bits comparison or a healing runs in the background: redraw the page when new points
-    arrived or the healing moved on."""
+    """While the fewer-bits comparison runs in the background: redraw the page when new points arrived."""
     now = qc.peek_comparison(sel.model_key, kinds_key, calibration)
-    if now is None or now.done or len(now.partial) != seen or heal_running:
+    if now is None or now.done or len(now.partial) != seen:
         st.rerun()
 
 
-if quant_running or heal_running:
+if quant_running:
     quant_poller(len(quant_points))
 
 
