@@ -492,19 +492,20 @@ with main:
         st.info(message, icon=":material/content_cut:")
 
     try:
-        if first_answer_pending and not cc.has_factorization(sel.model_key, method, kinds_key, calibration):
+        have_factors = cc.has_factorization(sel.model_key, method, kinds_key, calibration)
+        if first_answer_pending and not have_factors:
             st.info(
                 "Measuring the first answer above (seconds); the factors for this card are computed next.",
                 icon=":material/hourglass_top:",
             )
             st.stop()
-        if not cc.has_factorization(sel.model_key, method, kinds_key, calibration):
+        if not have_factors:
             factor_job = cc.factorization_job(sel.model_key, method, kinds_key, calibration)
             if cc.in_background(loaded) and not factor_job.wait(FACTORS_GRACE_SECONDS):
                 # The first time, a big model's factors take a minute or more: waiting here would also freeze
                 # the budget answer above (its pollers run only between script runs), so draw and poll.
                 st.progress(
-                    min(max(factor_job.fraction, 0.0), 1.0),
+                    factor_job.fraction,  # Job.report keeps it in [0, 1]
                     text=f"Factorizing the chosen matrices (first time only; kept on disk): {factor_job.message}",
                 )
                 st.caption(
