@@ -125,9 +125,12 @@ def render_sidebar() -> Selection:
         if notice:
             st.warning(notice)
         options = list(PICKER_IDS) + ([CUSTOM] if allow_external else [])
+        if state.sidebar_model not in options:  # a custom path from an earlier run, external models now off
+            state.sidebar_model = DEFAULT_MODEL_ID
         st.selectbox(
             "Model",
             options,
+            options.index(state.sidebar_model),
             key="sidebar_model",
             format_func=lambda mid: "Local folder or hub id…" if mid == CUSTOM else CATALOGUE[mid].label,
             help="SmolLM2 (causal) and MiniLM (encoder) ship with the app; tiny random models are for tests.",
@@ -136,6 +139,7 @@ def render_sidebar() -> Selection:
         if model_id == CUSTOM:
             model_id = st.text_input(
                 "Model folder or hub id",
+                state.get("sidebar_model_path", ""),
                 key="sidebar_model_path",
                 placeholder="/path/to/saved_model  or  org/name",
                 help="A folder written by save_pretrained (config.json + safetensors), or a hub id (needs internet).",
@@ -183,6 +187,7 @@ def render_sidebar() -> Selection:
         )
         text = st.text_area(
             "Text",
+            state.sidebar_text,
             key="sidebar_text",
             height=180,
             max_chars=settings.max_text_chars(),

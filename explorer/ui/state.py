@@ -331,22 +331,24 @@ class PageState:
         if getattr(setting, "low", None) == getattr(setting, "high", None):  # no range: nothing to choose
             where.caption(f"{label}: {setting.low}")
             return value
-        return where.slider(label, setting.low, setting.high, key=self.key(setting), **kw)
+        return where.slider(label, setting.low, setting.high, value, key=self.key(setting), **kw)
 
     def number_input(self, setting: Setting, label: str, *, where=st, **kw):
-        self.bind(setting)
-        return where.number_input(label, setting.low, setting.high, key=self.key(setting), **kw)
+        value = self.bind(setting)
+        return where.number_input(label, setting.low, setting.high, value, key=self.key(setting), **kw)
 
     def select_slider(self, setting: Setting, label: str, options: Sequence | None = None, *, where=st, **kw):
         value = self.bind(setting)
         options = list(setting.choices if options is None else options)
         if value not in options:  # a value inside the bounds that is not an option (a gap)
             value = self.set(setting, setting.default if setting.default in options else options[0])
-        return where.select_slider(label, options, key=self.key(setting), **kw)
+        return where.select_slider(label, options, value, key=self.key(setting), **kw)
 
     def _choice_widget(self, widget: str, setting: Setting, label: str, where, kw):
-        self.bind(setting)
-        return getattr(where, widget)(label, list(setting.choices), key=self.key(setting), **kw)
+        value = self.bind(setting)
+        choices = list(setting.choices)
+        default = {"default": value} if widget == "segmented_control" else {"index": choices.index(value)}
+        return getattr(where, widget)(label, choices, key=self.key(setting), **default, **kw)
 
     def selectbox(self, setting: Setting, label: str, *, where=st, **kw):
         return self._choice_widget("selectbox", setting, label, where, kw)
@@ -359,12 +361,12 @@ class PageState:
         return self._choice_widget("segmented_control", setting, label, where, {"required": True, **kw})
 
     def toggle(self, setting: Setting, label: str, *, where=st, **kw) -> bool:
-        self.bind(setting)
-        return where.toggle(label, key=self.key(setting), **kw)
+        value = self.bind(setting)
+        return where.toggle(label, bool(value), key=self.key(setting), **kw)
 
     def checkbox(self, setting: Setting, label: str, *, where=st, **kw) -> bool:
-        self.bind(setting)
-        return where.checkbox(label, key=self.key(setting), **kw)
+        value = self.bind(setting)
+        return where.checkbox(label, bool(value), key=self.key(setting), **kw)
 
     def checkboxes(self, setting: Setting, label: Callable[[Any], str], *, where=st, **kw) -> list:
         """One checkbox per choice of a Subset setting (keys ``<page>_<key>_<choice>``); returns the ticked."""
@@ -375,15 +377,15 @@ class PageState:
         for choice, key in keys.items():
             if st.session_state.get(key) != (choice in value):
                 st.session_state[key] = choice in value
-        return [c for c, key in keys.items() if where.checkbox(label(c), key=key, **kw)]
+        return [c for c, key in keys.items() if where.checkbox(label(c), c in value, key=key, **kw)]
 
     def text_area(self, setting: Setting, label: str, *, where=st, **kw) -> str:
-        self.bind(setting)
-        return where.text_area(label, key=self.key(setting), **kw)
+        value = self.bind(setting)
+        return where.text_area(label, value, key=self.key(setting), **kw)
 
     def text_input(self, setting: Setting, label: str, *, where=st, **kw) -> str:
-        self.bind(setting)
-        return where.text_input(label, key=self.key(setting), **kw)
+        value = self.bind(setting)
+        return where.text_input(label, value, key=self.key(setting), **kw)
 
 
 # --------------------------------------------------------------------------------------- layer and head
