@@ -21,7 +21,9 @@ default; a number out of range is clamped. The value shown is written back to th
 out of it, so the address bar always says what the page shows and stays short.
 
 Streamlit facts this relies on (checked on 1.67): a widget created with ``key=`` and no ``value=`` or
-``index=`` takes its value from ``st.session_state[key]`` when that is set before the widget is created; the
+``index=`` takes its value from ``st.session_state[key]`` when that is set before the widget is created (the
+helpers also pass that value as the default: the browser gets a session-state value once, with the run that set
+it, and a run interrupted before its messages were sent would leave the widget at its default); the
 state of a widget that is not drawn in a run is dropped at the end of that run; callbacks (``on_change``,
 ``on_click``) run before the script, so a value they write to session state is what the script sees; inside an
 ``@st.fragment`` rerun only the fragment's code runs, and it may read and write st.query_params like the full
