@@ -5,6 +5,7 @@ import streamlit as st
 from explorer.paths import ASSETS_DIR
 from explorer.ui.navigation import PAGES
 from explorer.ui.streamlit_internals import leave_legacy_pages_mode
+from explorer.ui.warmup import IMPORT_LOCK
 
 leave_legacy_pages_mode()
 st.set_page_config(page_title="eigen-explorer", page_icon=":material/scatter_plot:", layout="wide")
@@ -17,8 +18,9 @@ for i, page in enumerate(PAGES):
     )
 navigation = st.navigation(sections)
 
-# torch and transformers take seconds to import on a cold server: show that something is happening.
-with st.spinner("Starting eigen-explorer (loading torch and transformers)…"):
+# torch and transformers take seconds to import on a cold server: show that something is happening. The lock:
+# no two threads import the app at once (the server's warm-up may be importing it now; see warmup.py).
+with st.spinner("Starting eigen-explorer (loading torch and transformers)…"), IMPORT_LOCK:
     from explorer.ui.sidebar import render_sidebar
 
 render_sidebar()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SERVER_LOG = REPO_ROOT / "tests" / "e2e" / "server.log"
+SERVER_LOG_TAIL_LINES = 80
 SCREENSHOTS = REPO_ROOT / "tests" / "e2e" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -36,9 +39,15 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def server_url():
     port = _free_port()
-    log = open(REPO_ROOT / "tests" / "e2e" / "server.log", "w")  # noqa: SIM115 (closed at teardown)
-    # No file watcher: the tests edit nothing, and its "Inotify queue overflowed" lines flood the log.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none"}
+    log = open(SERVER_LOG, "w")  # noqa: SIM115 (closed at teardown)
+    # No file watcher: the tests edit nothing, and its "Inotify queue overflowed" lines flood the log. Full
+    # error details: an exception box in a test then names the error (the app's config redacts it for users).
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
+        "STREAMLIT_CLIENT_SHOW_ERROR_DETAILS": "full",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "explorer.cli", "serve", "--port", str(port), "--address", "127.0.0.1"],
         cwd=REPO_ROOT,
@@ -57,7 +66,7 @@ def server_url():
             time.sleep(0.5)
     else:
         proc.kill()
-        pytest.fail("the app server did not start within 60 s; see tests/e2e/server.log")
+        pytest.fail(f"the app server did not start within 60 s:\n{_server_log_tail()}")
     yield url
     proc.terminate()
     try:
@@ -65,6 +74,22 @@ def server_url():
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+def _server_log_tail() -> str:
+    if not SERVER_LOG.exists():
+        return "(no server log)"
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", SERVER_LOG.read_text(errors="replace")).splitlines()
+    return "\n".join(lines[-SERVER_LOG_TAIL_LINES:])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed browser test's report carries the end of the server's log (CI keeps only the report)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and "server_url" in getattr(item, "fixturenames", ()):
+        report.sections.append((f"server log (last {SERVER_LOG_TAIL_LINES} lines)", _server_log_tail()))
 
 
 @pytest.fixture(scope="session")

@@ -50,4 +50,5 @@ def plotly_trace_data(page) -> str:
 
 
 def exceptions(page) -> list[str]:
-    return [e.inner_text()[:500] for e in page.locator("[data-testid=stException]").all()]
+    """The text of every exception box: the error and its traceback (the test server shows full details)."""
+    return [e.inner_text()[:2000] for e in page.locator("[data-testid=stException]").all()]
