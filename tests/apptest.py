@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -66,6 +68,21 @@ def assert_page_ok(at: AppTest) -> None:
     """The run raised nothing and drew no st.error box (each is listed if it did)."""
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
+
+
+def rerun_until(
+    at: AppTest, done: Callable[[AppTest], bool], what: str, *, timeout: float = 600, every: float = 2.0
+) -> AppTest:
+    """Rerun the page, as its pollers do in a browser, until ``done(at)``: work a page hands to a background
+    job (e.g. the compression page's first measurement on a cold cache) is drawn by a later run, not the first.
+    Every run must be free of exceptions and error boxes; fails naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not done(at):
+        assert_page_ok(at)
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s of reruns"
+        time.sleep(every)
+        at.run()
+    return at
 
 
 def spec_titled(at: AppTest, start: str) -> dict:

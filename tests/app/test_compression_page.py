@@ -17,7 +17,7 @@ from explorer.analysis.matrices import weights_checksum
 from explorer.models import capture, load_model
 from explorer.models.capture import tokenize
 from explorer.ui import compression_cache as cc
-from tests.apptest import assert_page_ok, chart_spec, plotly_specs, run_page
+from tests.apptest import assert_page_ok, chart_spec, plotly_specs, rerun_until, run_page
 from tests.conftest import SAMPLE_TEXT
 
 PAGE = "pages/compression.py"
@@ -40,12 +40,11 @@ def _headline(at):
 
 def _wait_for_sweep(at, timeout=900):
     """Big models measure the sweep in the background: rerun until the page stops saying so."""
-    deadline = time.monotonic() + timeout
-    while any("Still measuring" in (p.proto.text or "") for p in at.get("progress")):
-        assert time.monotonic() < deadline, "the budget sweep did not finish"
-        time.sleep(5)
-        at.run()
-    return at
+
+    def swept(at):
+        return not any("Still measuring" in (p.proto.text or "") for p in at.get("progress"))
+
+    return rerun_until(at, swept, "the budget sweep", timeout=timeout, every=5)
 
 
 def _stats(loaded, kinds):
