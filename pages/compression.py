@@ -25,6 +25,9 @@ from explorer.ui.session import require_model, selection
 from explorer.ui.state import Choice, Float, Int, PageState, Subset
 
 POLL_SECONDS = 3
+# Until the fewer-bits comparison's first point is in, its poller looks every second: that point is the budget
+# card's first answer on a cold visit (a look is a dictionary read; the page reruns only when a point arrived).
+FIRST_POINT_POLL_SECONDS = 1
 # A factorization job that finishes within this wait (factors read back from disk: 0.2-1.5 s) is drawn in the
 # same run; a longer one (computed: a minute or more on SmolLM2) in the background.
 FACTORS_GRACE_SECONDS = 3.0
@@ -376,7 +379,9 @@ if all_points:
         )
 
 
-@st.fragment(run_every=POLL_SECONDS if quant_running else None)
+@st.fragment(
+    run_every=(FIRST_POINT_POLL_SECONDS if not quant_points else POLL_SECONDS) if quant_running else None
+)
 def quant_poller(seen: int) -> None:
     """While the fewer-bits comparison runs in the background: redraw the page when new points arrived."""
     now = qc.peek_comparison(sel.model_key, kinds_key, calibration)
