@@ -201,7 +201,8 @@ with st.container(border=True):
             f"{how}; {chosen.params_model_after / 1e6:.1f} M parameters, {words.size_phrase(chosen.bytes)} at "
             f"fp16 (original {chosen.params_model_before / 1e6:.1f} M, "
             f"{words.size_phrase(chosen.params_model_before * comp.BYTES_PER_PARAM)}). Measured on the held-out "
-            f"passage ({budget_tokens} tokens), never seen in calibration."
+            f"passage ({budget_tokens} tokens{'' if loaded.causal else ' and the shipped sentence set'}), never "
+            "seen in calibration."
         )
         if right.button(
             "Use these settings", key="compression_use_best", icon=":material/done:", type="primary"
