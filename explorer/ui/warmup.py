@@ -11,8 +11,8 @@ it). A failure here is only logged: the page then loads the model itself and sho
 Imports are not safe to run from two threads here: when two threads import modules that import each other,
 Python's deadlock detection raises in one of them, and transformers' lazy module turns that into
 ``ImportError: cannot import name 'AutoConfig' from 'transformers'`` (a cold server's first visit showed it).
-So the warm-up holds ``IMPORT_LOCK`` from before the server runs a script until it is done, and every script run takes it
-around its own imports (streamlit_app.py): a visitor who arrives during the warm-up waits for it.
+So the warm-up holds ``IMPORT_LOCK`` from before the server runs a script until it is done, and every script
+run takes it around its own imports (streamlit_app.py): a visitor who arrives during the warm-up waits for it.
 """
 
 from __future__ import annotations
