@@ -44,6 +44,7 @@ from explorer.spectra.curvature import (
     hutchinson_trace,
     hutchpp_trace,
     lanczos_top_k,
+    norm64,
     rademacher,
     seeded_generator,
     slq_density,
@@ -395,7 +396,7 @@ def start_vector(op: CurvatureOperator, seed: int = 0) -> torch.Tensor:
     tr(H) / n ~ 0; from it Lanczos needed 6 products where random starts needed 6-10. The random half keeps
     every eigendirection in the start (the gradient vanishes at a critical point and may miss some)."""
     g = op.gradient()
-    norm = float(torch.linalg.vector_norm(g))
+    norm = norm64(g)
     gen = seeded_generator(op.device, seed)
     signs = rademacher(op.n, dtype=op.dtype, device=gen.device, generator=gen).to(op.device)
     if not (np.isfinite(norm) and norm > 0):

@@ -77,17 +77,30 @@ def dot64(a: torch.Tensor, b: torch.Tensor) -> float:
 _SIGNS_PER_WORD = 16
 
 
+_SIGN_TABLES: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _sign_table(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Shape (2^16, 16): row w holds the 16 bits of w, lowest first, as -1 / +1 (4 MiB in float32)."""
+    key = (dtype, torch.device(device))
+    if key not in _SIGN_TABLES:
+        words = torch.arange(1 << _SIGNS_PER_WORD, dtype=torch.int32, device=device)[:, None]
+        shifts = torch.arange(_SIGNS_PER_WORD, dtype=torch.int32, device=device)
+        _SIGN_TABLES[key] = words.bitwise_right_shift(shifts).bitwise_and_(1).mul_(2).sub_(1).to(dtype)
+    return _SIGN_TABLES[key]
+
+
 def rademacher(n: int, *, dtype: torch.dtype, device, generator: torch.Generator) -> torch.Tensor:
     """A vector of shape (n,) with i.i.d. +-1 entries: the bits of uniform 16-bit words (each bit a fair,
-    independent coin). torch.randint is one thread and ~7 ns an entry, so one draw per entry took 1.2-1.3 s
-    for n = 134.5 M on CPU; one per 16 entries, 0.7-0.85 s."""
+    independent coin), lowest bit first. torch.randint is one thread and ~7 ns an entry, so one draw per entry
+    took 1.2-1.3 s for n = 134.5 M on CPU; one word per 16 entries, expanded by shifts and masks, 0.7-0.85 s;
+    looked up in a table of every word's 16 signs (one gather, no int32 temporaries), less again."""
     words = torch.randint(
-        0, 1 << _SIGNS_PER_WORD, (-(-n // _SIGNS_PER_WORD), 1), generator=generator, device=device,
+        0, 1 << _SIGNS_PER_WORD, (-(-n // _SIGNS_PER_WORD),), generator=generator, device=device,
         dtype=torch.int32,
     )  # fmt: skip
-    shifts = torch.arange(_SIGNS_PER_WORD, dtype=torch.int32, device=device)
-    signs = words.bitwise_right_shift(shifts).bitwise_and_(1).mul_(2).sub_(1)  # (words, 16) in {-1, 1}
-    return signs.reshape(-1)[:n].to(dtype)
+    signs = torch.index_select(_sign_table(dtype, words.device), 0, words)  # (words, 16) in {-1, 1}
+    return signs.reshape(-1)[:n]
 
 
 def _product_into(matvec: Matvec, v: torch.Tensor, out: torch.Tensor) -> None:
@@ -110,38 +123,67 @@ def _rotate_in_place(V: torch.Tensor, rows: int, S: np.ndarray) -> None:
         V[:k, start : start + _CHUNK] = coeff @ block
 
 
+def norm64(x: torch.Tensor) -> float:
+    """||x|| of a flat (n,) vector, its squares summed in float64 (``dot64``). torch.linalg.vector_norm sums
+    float32 squares in float32: on a vector with a few large entries and many small ones (a converging Lanczos
+    vector) it dropped 0.3 of the small entries' share, 6e-4 of ||x||^2 for n = 2 M."""
+    return float(np.sqrt(max(dot64(x, x), 0.0)))
+
+
 # The fused sweep below walks the n axis this many entries at a time, so each block of j basis rows is still in
 # cache when the check reads it after the update (CPU, j = 6, n = 134.5 M: update and check 0.4 s in one sweep,
 # 1.0 s as two whole-vector calls; 2^18 and 2^20 entries: 0.55 s and 0.74 s).
 _FUSE_CHUNK = 1 << 16
 
 
-def _orthogonalise(V: torch.Tensor, j: int, w: torch.Tensor) -> tuple[np.ndarray, float]:
-    """w <- w - V[:j]^T h by classical Gram-Schmidt against orthonormal rows V[:j]; returns (h of shape (j,),
-    float64; ||w|| after).
+def _update_and_measure(V: torch.Tensor, j: int, coef: torch.Tensor | None) -> tuple[np.ndarray, float]:
+    """w <- w - V[:j]^T coef for the row w = V[j] (no update when coef is None), in one sweep along n that also
+    measures what is left: returns (V[:j] w of shape (j,), ||w||), both summed in float64 across chunks.
+
+    Per chunk, one float32 matrix-vector product of the rows V[:j + 1] with the updated part of w gives the check
+    and w's squared norm (its last entry), each a sum of C = 2^16 terms; the chunks' partial sums are added in
+    float64. A whole-vector float32 reduction adds all n terms per accumulator lane, and once a lane holds a large
+    partial sum every small term after it is lost: torch.linalg.vector_norm of a converging Lanczos vector lost
+    6e-4 of its square (n = 2 M), which left the basis non-orthonormal by 3 % on SmolLM2 (n = 134.5 M)."""
+    w = V[j]
+    n = w.numel()
+    chunks = -(-n // _FUSE_CHUNK)
+    partial = torch.empty((chunks, j + 1), dtype=w.dtype, device=w.device)
+    for c, start in enumerate(range(0, n, _FUSE_CHUNK)):
+        rows = V[: j + 1, start : start + _FUSE_CHUNK]
+        part = rows[j]
+        if coef is not None:
+            part.addmv_(rows[:j].T, coef, alpha=-1.0)
+        torch.mv(rows, part, out=partial[c])
+    sums = partial.double().sum(0).cpu().numpy()
+    return sums[:j], float(np.sqrt(max(sums[j], 0.0)))
+
+
+def _orthogonalise(V: torch.Tensor, j: int, threshold: float | None = None) -> tuple[np.ndarray, float]:
+    """V[j] <- V[j] - V[:j]^T h by classical Gram-Schmidt against orthonormal rows V[:j] (a solver's next basis
+    row against the basis); returns (h of shape (j,), float64; ||V[j]|| after).
 
     One pass, then a check c = V[:j] w computed in the same sweep as the update (chunk by chunk, while each
-    block of V is in cache). The second update w -= V[:j]^T c (Gram-Schmidt twice, Giraud et al. 2005) is
-    applied only when ||c|| > sqrt(eps) ||w||: below that the basis is semi-orthogonal, which keeps every
-    Ritz value and residual accurate to about eps ||A|| (Simon 1984; Parlett, The Symmetric Eigenvalue
-    Problem, 13-8). In Lanczos that second update is needed only as residuals become small against ||A v||.
+    block of V is in cache; ``_update_and_measure``). The second update w -= V[:j]^T c (Gram-Schmidt twice,
+    Giraud et al. 2005) is applied only when ||c|| > threshold ||w|| (default sqrt(eps)): below sqrt(eps) the
+    basis is semi-orthogonal, which keeps every Ritz value accurate to about eps ||A|| (Simon 1984; Parlett, The
+    Symmetric Eigenvalue Problem, 13-8), but a residual estimate only to about threshold ||A||: a solver that
+    stops on small residuals passes a smaller threshold. In Lanczos the second update is needed only as
+    residuals become small against ||A v||. The check and the norm are summed in float64 across chunks: the
+    comparison with sqrt(eps) (3.5e-4 in float32) needs sums more accurate than that.
 
     The updates are in-place addmv with the transposed basis: on CPU, ``coef @ V[:j]`` (a vector-matrix product
     into a new n-vector) took 0.9-1.0 s for j = 4 and n = 134.5 M, the addmv 0.27 s."""
     if j == 0:
-        return np.zeros(0), float(torch.linalg.vector_norm(w))
-    coef = V[:j] @ w
-    check = torch.zeros_like(coef)
-    for start in range(0, w.numel(), _FUSE_CHUNK):
-        part, block = w[start : start + _FUSE_CHUNK], V[:j, start : start + _FUSE_CHUNK]
-        part.addmv_(block.T, coef, alpha=-1.0)
-        check.addmv_(block, part)
-    h = coef.double().cpu().numpy()
-    norm = float(torch.linalg.vector_norm(w))
-    if float(torch.linalg.vector_norm(check)) > np.sqrt(torch.finfo(w.dtype).eps) * norm:
-        w.addmv_(V[:j].T, check, alpha=-1.0)
-        h += check.double().cpu().numpy()
-        norm = float(torch.linalg.vector_norm(w))
+        return np.zeros(0), _update_and_measure(V, 0, None)[1]
+    coef = V[:j] @ V[j]
+    check, norm = _update_and_measure(V, j, coef)
+    h = coef.double().cpu().numpy()  # what was taken out of w
+    if threshold is None:
+        threshold = float(np.sqrt(torch.finfo(V.dtype).eps))
+    if float(np.linalg.norm(check)) > threshold * norm:
+        _, norm = _update_and_measure(V, j, torch.as_tensor(check, dtype=V.dtype, device=V.device))
+        h += check
     return h, norm
 
 
@@ -209,12 +251,18 @@ def lanczos_top_k(
     device = torch.device(device)
     gen = seeded_generator(device, seed)
     V = torch.empty((m + 1, n), dtype=dtype, device=device)  # rows written before read; last: residual
-    start = v0.detach().to(device=device, dtype=dtype).reshape(-1) if v0 is not None else None
-    if start is None or float(torch.linalg.vector_norm(start)) == 0.0:
-        start = rademacher(n, dtype=dtype, device=gen.device, generator=gen).to(device)
-    V[0].copy_(start).div_(torch.linalg.vector_norm(start))  # in place: no second 0.5 GB temporary
-    del start
+    norm = 0.0
+    if v0 is not None:  # copied in place: no second 0.5 GB temporary
+        V[0].copy_(v0.detach().reshape(-1))
+        norm = norm64(V[0])
+    if not (np.isfinite(norm) and norm > 0.0):
+        V[0].copy_(rademacher(n, dtype=dtype, device=gen.device, generator=gen))
+        norm = norm64(V[0])
+    V[0].div_(norm)
 
+    # Overlaps of a new basis vector with the basis up to `threshold` perturb H, and so every residual estimate,
+    # by about threshold * ||A|| * sqrt(m): kept at a tenth of the tolerance the solver stops on.
+    threshold = min(float(np.sqrt(torch.finfo(dtype).eps)), 0.1 * tol / np.sqrt(m))
     H = np.zeros((m + 1, m + 1))  # projected matrix V^T A V (symmetric; arrow after a restart)
     j = 0  # basis vectors 0..j are set; column j is next to expand
     hist_ritz: list[np.ndarray] = []
@@ -230,7 +278,7 @@ def lanczos_top_k(
         w = V[j + 1]  # the product becomes the next basis vector (or, at a restart, the residual row V[m])
         _product_into(matvec, V[j], w)
         n_matvec += 1
-        h, beta = _orthogonalise(V, j + 1, w)
+        h, beta = _orthogonalise(V, j + 1, threshold)
         H[: j + 1, j] = h
         H[j, : j + 1] = h
         size = j + 1
@@ -254,7 +302,7 @@ def lanczos_top_k(
         breakdown = beta <= 1e3 * np.finfo(np.float64).eps * scale
         if breakdown:
             w.copy_(rademacher(n, dtype=dtype, device=gen.device, generator=gen))
-            _, norm = _orthogonalise(V, size, w)
+            _, norm = _orthogonalise(V, size, threshold)
             beta = 0.0
             w.div_(norm)
         else:
@@ -324,16 +372,16 @@ def power_iteration(
     v = v0.detach().to(device=device, dtype=dtype).clone() if v0 is not None else None
     if v is None:
         v = rademacher(n, dtype=dtype, device=device, generator=gen)
-    v /= torch.linalg.vector_norm(v)
+    v /= norm64(v)
     history = []
     rayleigh = 0.0
     for _ in range(max_matvec):
         _check(cancel)
         w = matvec(v).to(dtype).reshape(-1)
-        new = float(torch.dot(v, w))
+        new = dot64(v, w)
         history.append(new)
-        norm = torch.linalg.vector_norm(w)
-        if float(norm) == 0.0:
+        norm = norm64(w)
+        if norm == 0.0:
             break
         v = w / norm
         if len(history) > 1 and abs(new - rayleigh) <= tol * max(abs(rayleigh), 1e-300):
@@ -414,8 +462,8 @@ def hutchpp_trace(
         w = Q[rank]  # overwritten by the next product when dropped
         _product_into(matvec, rademacher(n, dtype=dtype, device=device, generator=gen), w)
         done += 1
-        norm0 = float(torch.linalg.vector_norm(w))
-        _, norm = _orthogonalise(Q, rank, w)
+        norm0 = norm64(w)
+        _, norm = _orthogonalise(Q, rank)
         if norm > 1e-10 * max(norm0, 1e-300):  # drop directions already in the span (rank-deficient A)
             w.div_(norm)
             rank += 1
@@ -477,13 +525,14 @@ def lanczos_tridiagonal(
     n = v0.numel()
     steps = min(steps, n)
     V = torch.empty((steps + 1, n), dtype=v0.dtype, device=v0.device)
-    V[0] = v0.reshape(-1) / torch.linalg.vector_norm(v0)
+    V[0].copy_(v0.reshape(-1))
+    V[0].div_(norm64(V[0]))
     alpha, beta = [], []
     for j in range(steps):
         _check(cancel)
         w = V[j + 1]  # the product becomes the next basis vector
         _product_into(matvec, V[j], w)
-        h, norm = _orthogonalise(V, j + 1, w)
+        h, norm = _orthogonalise(V, j + 1)
         alpha.append(h[j])
         if j + 1 == steps or norm <= 1e3 * np.finfo(np.float64).eps * max(abs(h[j]), 1e-300):
             break
