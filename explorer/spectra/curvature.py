@@ -136,9 +136,9 @@ def norm64(x: torch.Tensor) -> float:
 _FUSE_CHUNK = 1 << 16
 
 
-def _update_and_measure(V: torch.Tensor, j: int, coef: torch.Tensor | None) -> tuple[np.ndarray, float]:
-    """w <- w - V[:j]^T coef for the row w = V[j] (no update when coef is None), in one sweep along n that also
-    measures what is left: returns (V[:j] w of shape (j,), ||w||), both summed in float64 across chunks.
+def _update_and_measure(V: torch.Tensor, j: int, coef: torch.Tensor) -> tuple[np.ndarray, float]:
+    """w <- w - V[:j]^T coef for the row w = V[j], in one sweep along n that also measures what is left:
+    returns (V[:j] w of shape (j,), ||w||), both summed in float64 across chunks.
 
     Per chunk, one float32 matrix-vector product of the rows V[:j + 1] with the updated part of w gives the check
     and w's squared norm (its last entry), each a sum of C = 2^16 terms; the chunks' partial sums are added in
@@ -152,8 +152,7 @@ def _update_and_measure(V: torch.Tensor, j: int, coef: torch.Tensor | None) -> t
     for c, start in enumerate(range(0, n, _FUSE_CHUNK)):
         rows = V[: j + 1, start : start + _FUSE_CHUNK]
         part = rows[j]
-        if coef is not None:
-            part.addmv_(rows[:j].T, coef, alpha=-1.0)
+        part.addmv_(rows[:j].T, coef, alpha=-1.0)
         torch.mv(rows, part, out=partial[c])
     sums = partial.double().sum(0).cpu().numpy()
     return sums[:j], float(np.sqrt(max(sums[j], 0.0)))
@@ -175,7 +174,7 @@ def _orthogonalise(V: torch.Tensor, j: int, threshold: float | None = None) -> t
     The updates are in-place addmv with the transposed basis: on CPU, ``coef @ V[:j]`` (a vector-matrix product
     into a new n-vector) took 0.9-1.0 s for j = 4 and n = 134.5 M, the addmv 0.27 s."""
     if j == 0:
-        return np.zeros(0), _update_and_measure(V, 0, None)[1]
+        return np.zeros(0), norm64(V[0])
     coef = V[:j] @ V[j]
     check, norm = _update_and_measure(V, j, coef)
     h = coef.double().cpu().numpy()  # what was taken out of w
@@ -462,7 +461,7 @@ def hutchpp_trace(
         w = Q[rank]  # overwritten by the next product when dropped
         _product_into(matvec, rademacher(n, dtype=dtype, device=device, generator=gen), w)
         done += 1
-        norm0 = norm64(w)
+        norm0 = float(torch.linalg.vector_norm(w))  # only for a 1e-10 rank test: its float32 sum will do
         _, norm = _orthogonalise(Q, rank)
         if norm > 1e-10 * max(norm0, 1e-300):  # drop directions already in the span (rank-deficient A)
             w.div_(norm)
