@@ -7,7 +7,8 @@ from the browser's `goto`:
 
 - "sidebar": the sidebar's model picker drawn (Streamlit's frontend loaded, the entry script running);
 - "card": the budget card's answer on screen ("Across every method, ...");
-- "settled": the page's script finished and no spinner or progress bar left.
+- "settled": the page's script finished and no spinner or progress bar left (NaN past the timeout; the
+  progress bars still showing then are printed, so a visit that never settles says what it was waiting on).
 
 Visits per model, in order: "cold" (an XDG cache with no factors and no stored measurements, a new browser
 profile), "restart, new browser" (a new server on the same disk caches, a new browser profile: Streamlit's
@@ -15,7 +16,7 @@ frontend downloaded and compiled again) and "restart, returning browser" (a new 
 visit before: the frontend from the browser's cache, as for someone who used the app before the restart).
 The cache home is made as in bench_compression_page (links to the real cache's model weights, so nothing is
 downloaded). Needs Debian's chromium and Playwright (`make test` installs both). Run on a quiet machine.
-Usage: .venv/bin/python bench/bench_compression_browser.py [--models smollm2-135m,minilm-l6]
+Usage: .venv/bin/python bench/bench_compression_browser.py [--models smollm2-135m,minilm-l6] [--visits 1|3]
 """
 
 from __future__ import annotations
@@ -47,10 +48,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(cache_home: Path, log_path: Path) -> tuple[subprocess.Popen, str, float]:
-    """A new `serve` process on a free port; returns it, its URL and the seconds until it printed "warmed up"."""
+def start_server(cache_home: Path, log_path: Path, trace_path: Path) -> tuple[subprocess.Popen, str, float]:
+    """A new `serve` process on a free port, tracing its jobs to ``trace_path``; returns it, its URL and the
+    seconds until it printed "warmed up"."""
     port = _free_port()
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache_home), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "XDG_CACHE_HOME": str(cache_home),
+        "PYTHONUNBUFFERED": "1",
+        "EIGEN_EXPLORER_JOB_TRACE": str(trace_path),
+    }
     log = open(log_path, "w")  # noqa: SIM115 (the process holds it; closed with the process)
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -75,7 +82,14 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def browser_visit(playwright, profile: Path, url: str, model: str) -> dict:
+def _still_busy(page) -> list[str]:
+    """The text of every progress bar and spinner on the page."""
+    return [
+        e.inner_text()[:200] for e in page.locator("[data-testid=stProgress], [data-testid=stSpinner]").all()
+    ]
+
+
+def browser_visit(playwright, profile: Path, url: str, model: str, log=print) -> dict:
     """Open the compression page in a browser with this profile directory; seconds from `goto` to each mark."""
     from tests.e2e.streamlit_page import exceptions, wait_until_settled
 
@@ -87,7 +101,7 @@ def browser_visit(playwright, profile: Path, url: str, model: str) -> dict:
     )
     try:
         page = context.new_page()
-        marks: dict[str, float] = {}
+        marks: dict[str, float] = {"goto_epoch": time.time()}
         start = time.perf_counter()
         page.goto(f"{url}/compression?model={model}")
         while "card" not in marks and time.perf_counter() - start < TIMEOUT:
@@ -102,8 +116,14 @@ def browser_visit(playwright, profile: Path, url: str, model: str) -> dict:
             time.sleep(0.05)
         marks.setdefault("card", float("nan"))  # never drawn within the timeout
         marks.setdefault("sidebar", marks["card"])
-        wait_until_settled(page, timeout=TIMEOUT)
-        marks["settled"] = time.perf_counter() - start
+        log(f"  {model}: sidebar {marks['sidebar']:.1f} s, card {marks['card']:.1f} s")
+        try:
+            wait_until_settled(page, timeout=TIMEOUT)
+            marks["settled"] = time.perf_counter() - start
+        except TimeoutError:
+            marks["settled"] = float("nan")
+            marks["busy_at_timeout"] = _still_busy(page)
+            log(f"  {model}: not settled after {TIMEOUT:.0f} s; still showing: {marks['busy_at_timeout']}")
         errors = exceptions(page)
         if errors:
             raise RuntimeError(f"{model}: the page shows an exception: {errors}")
@@ -112,7 +132,27 @@ def browser_visit(playwright, profile: Path, url: str, model: str) -> dict:
         context.close()
 
 
-def bench(models: list[str], log=print) -> dict:
+VISITS = (
+    ("cold", "profile-1"),
+    ("restart, new browser", "profile-2"),
+    ("restart, returning browser", "profile-2"),
+)
+
+
+def job_timeline(trace_path: Path, since_epoch: float, until_s: float) -> list[str]:
+    """The server's job trace (explorer/ui/jobs.py) as lines "seconds from goto  job  event", up to ``until_s``."""
+    if not trace_path.exists():
+        return []
+    lines = []
+    for row in trace_path.read_text().splitlines():
+        stamp, _thread, job, event = row.split("\t", 3)
+        at = float(stamp) - since_epoch
+        if at <= until_s:
+            lines.append(f"{at:7.1f} s  {job}: {event}")
+    return lines
+
+
+def bench(models: list[str], n_visits: int = len(VISITS), log=print) -> dict:
     from playwright.sync_api import sync_playwright
 
     results = {}
@@ -122,17 +162,16 @@ def bench(models: list[str], log=print) -> dict:
             work = Path(tempfile.mkdtemp(prefix="bench-comp-browser-"))
             visits = {}
             try:
-                for name, profile in (
-                    ("cold", work / "profile-1"),
-                    ("restart, new browser", work / "profile-2"),
-                    ("restart, returning browser", work / "profile-2"),
-                ):
-                    proc, url, warm_up_s = start_server(home, work / f"server-{len(visits)}.log")
+                for name, profile in VISITS[:n_visits]:
+                    trace = work / f"jobs-{len(visits)}.tsv"
+                    proc, url, warm_up_s = start_server(home, work / f"server-{len(visits)}.log", trace)
+                    log(f"{model}, {name}: server warmed up in {warm_up_s:.1f} s")
                     try:
-                        visits[name] = {
-                            "warm_up_s": warm_up_s,
-                            **browser_visit(playwright, profile, url, model),
-                        }
+                        marks = browser_visit(playwright, work / profile, url, model, log)
+                        until = marks["card"] if marks["card"] == marks["card"] else TIMEOUT
+                        marks["jobs_until_card"] = job_timeline(trace, marks["goto_epoch"], until)
+                        log("\n".join(f"    {line}" for line in marks["jobs_until_card"]))
+                        visits[name] = {"warm_up_s": warm_up_s, **marks}
                     finally:
                         stop_server(proc)
             finally:
@@ -152,9 +191,11 @@ def bench(models: list[str], log=print) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="smollm2-135m,minilm-l6")
+    parser.add_argument("--visits", type=int, default=len(VISITS), choices=range(1, len(VISITS) + 1),
+                        help="the first N visits: 1 = cold only")  # fmt: skip
     parser.add_argument("--json")
     args = parser.parse_args(argv)
-    result = bench(args.models.split(","))
+    result = bench(args.models.split(","), args.visits)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0

@@ -11,11 +11,16 @@ bar cannot be drawn from inside one, and a second session would wait on the cach
 
 Boards are bounded: each keeps at most ``max_finished`` finished jobs (least recently asked for are dropped
 first; running jobs are never dropped). Failed or cancelled jobs are replaced by a fresh one on the next ask.
+
+With ``EIGEN_EXPLORER_JOB_TRACE=<file>`` in the server's environment, every job's start, each new progress
+message and its end are appended to that file as tab-separated lines (wall-clock seconds, thread, job, event):
+the timeline of a visit, for finding what a page waited on (bench/bench_compression_browser.py prints it).
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -24,6 +29,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import streamlit as st
+
+_TRACE_PATH = os.environ.get("EIGEN_EXPLORER_JOB_TRACE")
+_TRACE_LOCK = threading.Lock()
+
+
+def _trace(job_name: str, event: str) -> None:
+    """One line of the job timeline (see the module docstring); nothing unless the trace is switched on."""
+    if not _TRACE_PATH:
+        return
+    line = f"{time.time():.3f}\t{threading.current_thread().name}\t{job_name}\t{event}\n"
+    with _TRACE_LOCK, open(_TRACE_PATH, "a") as out:
+        out.write(line)
 
 
 class Cancelled(Exception):
@@ -50,6 +67,8 @@ class Job:
         """Progress from the work; raises Cancelled if the job was cancelled."""
         if self._cancel.is_set():
             raise Cancelled(self.name)
+        if message != self.message:
+            _trace(self.name, message)
         self.fraction, self.message = min(max(float(fraction), 0.0), 1.0), message
 
     def publish(self, item: Any) -> None:
@@ -86,6 +105,7 @@ class Job:
     def _run(self, work: Callable[[Job], Any]) -> None:
         with _RUNNING_LOCK:
             _RUNNING.add(self)
+        _trace(self.name, "started")
         try:
             self.result = work(self)
             self.fraction, self.message = 1.0, "Done"
@@ -93,6 +113,11 @@ class Job:
             self.error = err
         finally:
             self.finished = time.monotonic()
+            _trace(
+                self.name,
+                f"finished in {self.finished - self.started:.1f} s"
+                + (f" ({self.error!r})" if self.error else ""),
+            )
             self._done.set()
             with _RUNNING_LOCK:
                 _RUNNING.discard(self)
