@@ -87,7 +87,9 @@ class Quantized:
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The matrix the codes stand for, shape (out, in)."""
-        w = self.codes.to(torch.float64) * self.scale + self.offset
+        w = self.codes.to(torch.float64).mul_(self.scale)
+        if not self.scheme.symmetric:  # a symmetric offset is zero (and the int16 codes have no -0 to undo)
+            w.add_(self.offset)
         m, n = self.shape
         return w.reshape(m, -1)[:, :n].to(dtype)
 
@@ -96,15 +98,21 @@ class Quantized:
         return self.scheme.nbytes(self.shape)
 
 
-def _grouped(w: torch.Tensor, group_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(out, in) -> values (out, groups, g) padded with zeros, and a mask of the real entries."""
+def _grouped(w: torch.Tensor, group_size: int | None, fill: str) -> tuple[torch.Tensor, int]:
+    """(out, in) -> a new float64 tensor (out, groups, g) and the padding past ``in`` (0 when g divides in).
+
+    The padding repeats each row's last value (``fill`` "edge": min and max of the last group stay those of its
+    real entries) or is zero ("zero": absmax unchanged, code 0). A copy either way: callers work on it in place.
+    """
     m, n = w.shape
     g = n if group_size is None else group_size
     groups = math.ceil(n / g)
     pad = groups * g - n
-    values = torch.nn.functional.pad(w, (0, pad)).reshape(m, groups, g)
-    mask = torch.nn.functional.pad(torch.ones_like(w, dtype=torch.bool), (0, pad)).reshape(m, groups, g)
-    return values, mask
+    values = w.detach().to(torch.float64, copy=True)
+    if pad:
+        edge = values[:, -1:].expand(m, pad) if fill == "edge" else values.new_zeros(m, pad)
+        values = torch.cat([values, edge], dim=1)
+    return values.reshape(m, groups, g), pad
 
 
 def _to_fp16(x: torch.Tensor, direction: float = 0.0) -> torch.Tensor:
@@ -127,22 +135,25 @@ def quantize(w: torch.Tensor, scheme: QuantScheme) -> Quantized:
     """
     if w.ndim != 2:
         raise ValueError(f"expected a matrix, got shape {tuple(w.shape)}")
-    values, mask = _grouped(w.detach().to(torch.float64), scheme.group_size)
+    # In place on one float64 copy: a 576 x 1536 matrix is 7 MB, and each extra temporary is another pass.
+    values, pad = _grouped(w, scheme.group_size, "zero" if scheme.symmetric else "edge")
     if scheme.symmetric:
         qmax = scheme.levels // 2 - 1
-        scale = _to_fp16(values.abs().amax(-1, keepdim=True) / qmax)
+        # max(amax, -amin) is max|w| without a full-size |w| temporary; abs() keeps an all-zero group's +0.
+        absmax = torch.maximum(values.amax(-1, keepdim=True), values.amin(-1, keepdim=True).neg_()).abs_()
+        scale = _to_fp16(absmax / qmax)
         safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-        codes = torch.round(values / safe).clamp(-qmax, qmax)
+        codes = values.div_(safe).round_().clamp_(-qmax, qmax)
         offset = torch.zeros_like(scale)
     else:
-        big = torch.finfo(torch.float64).max
-        low = _to_fp16(torch.where(mask, values, torch.full_like(values, big)).amin(-1, keepdim=True), -1)
-        high = torch.where(mask, values, torch.full_like(values, -big)).amax(-1, keepdim=True)
+        low = _to_fp16(values.amin(-1, keepdim=True), -1)
+        high = values.amax(-1, keepdim=True)
         scale = _to_fp16((high - low) / (scheme.levels - 1))
         safe = torch.where(scale > 0, scale, torch.ones_like(scale))
-        codes = torch.round((values - low) / safe).clamp(0, scheme.levels - 1)
+        codes = values.sub_(low).div_(safe).round_().clamp_(0, scheme.levels - 1)
         offset = low
-    codes = torch.where(mask, codes, torch.zeros_like(codes))
+    if pad:
+        codes.view(codes.shape[0], -1)[:, -pad:] = 0
     return Quantized(scheme, codes.to(torch.int16), scale, offset, (int(w.shape[0]), int(w.shape[1])))
 
 

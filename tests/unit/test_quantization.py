@@ -197,3 +197,47 @@ def test_bound_holds_for_narrow_groups_far_from_zero(scheme):
     q = quantize(w, scheme)
     error = np.abs(w.double().numpy() - q.dequantize(torch.float64).numpy())
     assert np.all(error <= _per_entry(q, q.scale) / 2 + 8 * EPS64 * 2.0)
+
+
+def _numpy_round_to_nearest(w: np.ndarray, scheme: QuantScheme) -> tuple[np.ndarray, np.ndarray]:
+    """The module docstring's definition, group by group in numpy float64: (codes, dequantized), both (out, in)."""
+    m, n = w.shape
+    g = n if scheme.group_size is None else scheme.group_size
+    codes, deq = np.zeros((m, n)), np.zeros((m, n))
+    for start in range(0, n, g):
+        block = w[:, start : start + g]  # the last group may be shorter: only its real entries count
+        if scheme.symmetric:
+            qmax = 2 ** (scheme.bits - 1) - 1
+            scale = (np.abs(block).max(1, keepdims=True) / qmax).astype(np.float16).astype(np.float64)
+            low, lo_code, hi_code = np.zeros_like(scale), -qmax, qmax
+        else:
+            low = block.min(1, keepdims=True).astype(np.float16).astype(np.float64)
+            too_high = low > block.min(1, keepdims=True)  # the stored offset is rounded down
+            low[too_high] = np.nextafter(low[too_high].astype(np.float16), np.float16(-np.inf)).astype(np.float64)
+            scale = ((block.max(1, keepdims=True) - low) / (2**scheme.bits - 1)).astype(np.float16)
+            scale = scale.astype(np.float64)
+            lo_code, hi_code = 0, 2**scheme.bits - 1
+        safe = np.where(scale > 0, scale, 1.0)
+        c = np.clip(np.rint((block - low) / safe), lo_code, hi_code)
+        codes[:, start : start + g], deq[:, start : start + g] = c, c * scale + low
+    return codes, deq
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: s.name)
+@pytest.mark.parametrize("shape", [(12, 100), (8, 64)], ids=["padded", "whole-groups"])
+def test_codes_and_values_equal_a_numpy_reference(scheme, shape):
+    """Bit for bit: the same float64 operations in the same order, so there is no rounding to allow for; 100
+    columns leave a short last group for every group size here, 64 none for 8, 16, 32 and 64."""
+    w = _matrix(7, shape)
+    codes, deq = _numpy_round_to_nearest(w.double().numpy(), scheme)
+    q = quantize(w, scheme)
+    m, n = shape
+    np.testing.assert_array_equal(q.codes.to(torch.float64).reshape(m, -1)[:, :n].numpy(), codes)
+    np.testing.assert_array_equal(q.dequantize(torch.float64).numpy(), deq)
+    np.testing.assert_array_equal(fake_quantize(w, scheme).numpy(), deq.astype(np.float32))
+    # The padding past ``in`` is stored as code 0, and the input is never written to (float64 input included:
+    # the grid is computed in place on a copy).
+    assert not q.codes.reshape(m, -1)[:, n:].any()
+    w64 = w.double()
+    np.testing.assert_array_equal(quantize(w64, scheme).dequantize(torch.float64).numpy(), deq)
+    np.testing.assert_array_equal(w64.numpy(), _matrix(7, shape).double().numpy())
