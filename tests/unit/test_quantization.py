@@ -213,7 +213,8 @@ def _numpy_round_to_nearest(w: np.ndarray, scheme: QuantScheme) -> tuple[np.ndar
         else:
             low = block.min(1, keepdims=True).astype(np.float16).astype(np.float64)
             too_high = low > block.min(1, keepdims=True)  # the stored offset is rounded down
-            low[too_high] = np.nextafter(low[too_high].astype(np.float16), np.float16(-np.inf)).astype(np.float64)
+            below = np.nextafter(low[too_high].astype(np.float16), np.float16(-np.inf))
+            low[too_high] = below.astype(np.float64)
             scale = ((block.max(1, keepdims=True) - low) / (2**scheme.bits - 1)).astype(np.float16)
             scale = scale.astype(np.float64)
             lo_code, hi_code = 0, 2**scheme.bits - 1
