@@ -212,19 +212,31 @@ def latency_sentences(latency: Latency, device: str) -> tuple[str, str]:
     return latency_sentence(latency.at_text, device), latency_sentence(latency.at_fixed, device)
 
 
+def setting_phrase(point) -> str:
+    """A chart point's setting in words a non-specialist reads first, the scheme's name after it: "8-bit
+    weights (int8)", "4-bit weights with an offset, groups of 32 (int4-g32-asym)"; low-rank and combined settings
+    are already words."""
+    if point.series == "int8":
+        return f"8-bit weights ({point.setting})"
+    if point.series.startswith("4-bit"):
+        detail = point.series.removeprefix("4-bit").replace(" + offset,", " with an offset,")
+        return f"4-bit weights{detail} ({point.setting})"
+    return point.setting
+
+
 def tradeoff_headline(best, closest, before: Quality, original_bytes: int, budget: QualityBudget) -> str:
     """The answer over every method (low rank, fewer bits, both): ``best``/``closest`` are TradeoffPoints
     (explorer.analysis.quantize.smallest_within)."""
     if best is not None:
         saved = original_bytes - best.bytes_model
         return (
-            f"Across every method, the smallest model within your budget: **{best.setting}**, "
+            f"Across every method, the smallest model within your budget: **{setting_phrase(best)}**, "
             f"{size_phrase(best.bytes_model)} instead of {size_phrase(original_bytes)} (saves "
             f"{size_phrase(saved)}, {saved / original_bytes:.0%}), at {cost_phrase(best, before, budget)}."
         )
     if closest is not None:
         return (
-            f"No method measured fits your budget; the closest is **{closest.setting}** at "
+            f"No method measured fits your budget; the closest is **{setting_phrase(closest)}** at "
             f"{cost_phrase(closest, before, budget)}, {size_phrase(closest.bytes_model)}."
         )
     return "Nothing measured yet."

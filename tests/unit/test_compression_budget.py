@@ -282,3 +282,17 @@ def test_verdict_thresholds_and_summary_sentences():
         and "SVD-LLM (whitened) factors of mean rank 10" in size
     )
     assert quality == "Perplexity on the text goes from **20** to **22**: quality **is slightly worse**."
+
+
+def test_the_headline_names_fewer_bits_in_words_then_the_scheme():
+    from explorer.analysis.quantize import TradeoffPoint, series_name
+    from explorer.spectra.quantization import INT8, QuantScheme
+
+    def phrase(scheme):
+        return words.setting_phrase(TradeoffPoint(series_name(scheme), scheme.name, 1, _q(ppl=20.0, kl=0.0)))
+
+    assert phrase(INT8) == "8-bit weights (int8)"
+    assert phrase(QuantScheme(4, 32)) == "4-bit weights, groups of 32 (int4-g32)"
+    assert phrase(QuantScheme(4, 64, False)) == "4-bit weights with an offset, groups of 64 (int4-g64-asym)"
+    combined = TradeoffPoint("SVD-LLM factors in int8", "SVD-LLM 95% of break-even, int8 factors", 1, None)
+    assert words.setting_phrase(combined) == combined.setting  # already words
