@@ -54,7 +54,7 @@ class Job:
 
     name: str
     fraction: float = 0.0
-    message: str = "Queued…"
+    message: str = "Starting…"
     result: Any = None
     error: BaseException | None = None
     partial: list = field(default_factory=list)
