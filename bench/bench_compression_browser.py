@@ -145,7 +145,10 @@ def job_timeline(trace_path: Path, since_epoch: float, until_s: float) -> list[s
         return []
     lines = []
     for row in trace_path.read_text().splitlines():
-        stamp, _thread, job, event = row.split("\t", 3)
+        fields = row.split("\t", 3)
+        if len(fields) < 4:  # a line the server is still writing
+            continue
+        stamp, _thread, job, event = fields
         at = float(stamp) - since_epoch
         if at <= until_s:
             lines.append(f"{at:7.1f} s  {job}: {event}")

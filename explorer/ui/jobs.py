@@ -39,8 +39,11 @@ def _trace(job_name: str, event: str) -> None:
     if not _TRACE_PATH:
         return
     line = f"{time.time():.3f}\t{threading.current_thread().name}\t{job_name}\t{event}\n"
-    with _TRACE_LOCK, open(_TRACE_PATH, "a") as out:
-        out.write(line)
+    try:
+        with _TRACE_LOCK, open(_TRACE_PATH, "a") as out:
+            out.write(line)
+    except OSError:  # a diagnostic: a bad path or a full disk must never fail or hang the job it traces
+        pass
 
 
 class Cancelled(Exception):

@@ -227,15 +227,22 @@ def _numpy_round_to_nearest(w: np.ndarray, scheme: QuantScheme) -> tuple[np.ndar
 @pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: s.name)
 @pytest.mark.parametrize("shape", [(12, 100), (8, 64)], ids=["padded", "whole-groups"])
 def test_codes_and_values_equal_a_numpy_reference(scheme, shape):
-    """Bit for bit: the same float64 operations in the same order, so there is no rounding to allow for; 100
-    columns leave a short last group for every group size here, 64 none for 8, 16, 32 and 64."""
+    """Bit for bit (compared as integers, so even the sign of a zero counts): the same float64 operations in
+    the same order, so there is no rounding to allow for; 100 columns leave a short last group for every group
+    size here, 64 none for 8, 16, 32 and 64."""
     w = _matrix(7, shape)
     codes, deq = _numpy_round_to_nearest(w.double().numpy(), scheme)
     q = quantize(w, scheme)
     m, n = shape
     np.testing.assert_array_equal(q.codes.to(torch.float64).reshape(m, -1)[:, :n].numpy(), codes)
-    np.testing.assert_array_equal(q.dequantize(torch.float64).numpy(), deq)
-    np.testing.assert_array_equal(fake_quantize(w, scheme).numpy(), deq.astype(np.float32))
+    np.testing.assert_array_equal(q.dequantize(torch.float64).numpy().view(np.int64), deq.view(np.int64))
+    expected32 = deq.astype(np.float32).view(np.int32)
+    np.testing.assert_array_equal(fake_quantize(w, scheme).numpy().view(np.int32), expected32)
+    # A non-contiguous float64 input (a transposed view) gives the same grid and is not written to either.
+    wt = w.double().t().contiguous().t()
+    np.testing.assert_array_equal(quantize(wt, scheme).dequantize(torch.float64).numpy().view(np.int64),
+                                  deq.view(np.int64))  # fmt: skip
+    np.testing.assert_array_equal(wt.numpy(), w.double().numpy())
     # The padding past ``in`` is stored as code 0, and the input is never written to (float64 input included:
     # the grid is computed in place on a copy).
     assert not q.codes.reshape(m, -1)[:, n:].any()
