@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import socket
@@ -83,10 +84,11 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 def _still_busy(page) -> list[str]:
-    """The text of every progress bar and spinner on the page."""
-    return [
-        e.inner_text()[:200] for e in page.locator("[data-testid=stProgress], [data-testid=stSpinner]").all()
-    ]
+    """The text of every element that keeps wait_until_settled waiting (spinners, skeletons, progress bars)."""
+    from tests.e2e.streamlit_page import BUSY_TESTIDS
+
+    selector = ", ".join(f"[data-testid={testid}]" for testid in BUSY_TESTIDS)
+    return [e.inner_text()[:200] for e in page.locator(selector).all()]
 
 
 def browser_visit(playwright, profile: Path, url: str, model: str, log=print) -> dict:
@@ -171,7 +173,7 @@ def bench(models: list[str], n_visits: int = len(VISITS), log=print) -> dict:
                     log(f"{model}, {name}: server warmed up in {warm_up_s:.1f} s")
                     try:
                         marks = browser_visit(playwright, work / profile, url, model, log)
-                        until = marks["card"] if marks["card"] == marks["card"] else TIMEOUT
+                        until = TIMEOUT if math.isnan(marks["card"]) else marks["card"]
                         marks["jobs_until_card"] = job_timeline(trace, marks["goto_epoch"], until)
                         log("\n".join(f"    {line}" for line in marks["jobs_until_card"]))
                         visits[name] = {"warm_up_s": warm_up_s, **marks}
