@@ -23,6 +23,8 @@ Block specs: "all", "embeddings", "layer:L", "layer:L:attention", "layer:L:mlp",
 from __future__ import annotations
 
 import copy
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -325,9 +327,11 @@ class CurvatureOperator:
     def flat(self, tensors) -> torch.Tensor:
         return torch.cat([t.reshape(-1) for t in tensors])
 
-    def gradient(self) -> torch.Tensor:
-        """The loss gradient w.r.t. the block, shape (n,)."""
-        return self.flat([g.detach() for g in self._grad])
+    def gradient(self, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The loss gradient w.r.t. the block, shape (n,); written into ``out`` (shape (n,)) when given."""
+        if out is None:
+            return self.flat([g.detach() for g in self._grad])
+        return torch.cat([g.detach().reshape(-1) for g in self._grad], out=out)
 
     def _product(self, v: torch.Tensor) -> list[torch.Tensor]:
         """H v (or G v) per parameter, in the block's shapes."""
@@ -388,20 +392,26 @@ def group_mass(op: CurvatureOperator, model: torch.nn.Module, vectors: torch.Ten
     return groups, mass / np.where(total > 0, total, 1.0)
 
 
-def start_vector(op: CurvatureOperator, seed: int = 0) -> torch.Tensor:
-    """Lanczos start for the top eigenvalues: unit(gradient) + unit(Rademacher), shape (n,).
+def start_vector(op: CurvatureOperator, seed: int = 0, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Lanczos start for the top eigenvalues: unit(gradient) + unit(Rademacher), shape (n,); written into
+    ``out`` (a solver's basis row, shape (n,)) when given, so a whole-model start allocates no 0.5 GB vector.
 
     The loss gradient lies largely in the top eigenspace of the Hessian (Gur-Ari, Roberts & Dyer 2018): on
     SmolLM2 (128 tokens) its Rayleigh quotient is 101 against lambda_max = 328, where a random vector's is
     tr(H) / n ~ 0; from it Lanczos needed 6 products where random starts needed 6-10. The random half keeps
     every eigendirection in the start (the gradient vanishes at a critical point and may miss some)."""
-    g = op.gradient()
-    norm = norm64(g)
+    out = op.gradient(out)
+    norm = norm64(out)
     gen = seeded_generator(op.device, seed)
     signs = rademacher(op.n, dtype=op.dtype, device=gen.device, generator=gen).to(op.device)
     if not (np.isfinite(norm) and norm > 0):
-        return signs
-    return g.div_(norm).add_(signs, alpha=1.0 / np.sqrt(op.n))  # ||signs|| = sqrt(n) exactly
+        return out.copy_(signs)
+    return out.div_(norm).add_(signs, alpha=1.0 / np.sqrt(op.n))  # ||signs|| = sqrt(n) exactly
+
+
+def start_into(op: CurvatureOperator, seed: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``start_vector`` as a writer into the basis row it is given (``lanczos_top_k``'s callable v0)."""
+    return functools.partial(start_vector, op, seed)
 
 
 def top_eigenpairs(
@@ -425,7 +435,7 @@ def top_eigenpairs(
         tol=tol,
         max_matvec=max_matvec,
         max_basis=max_basis,
-        v0=start_vector(op, seed) if v0 is None else v0,
+        v0=start_into(op, seed) if v0 is None else v0,
         dtype=op.dtype,
         device=op.device,
         seed=seed,
@@ -595,7 +605,7 @@ def curvature_grid(
             loss = op.loss
             mid = (start + end) / 2
             res = lanczos_top_k(
-                op, op.n, 1, tol=tol, max_matvec=max_matvec, v0=start_vector(op), dtype=op.dtype,
+                op, op.n, 1, tol=tol, max_matvec=max_matvec, v0=start_into(op), dtype=op.dtype,
                 device=op.device, progress=_sub(start, mid, progress), cancel=cancel,
             )  # fmt: skip
             trace = hutchinson_trace(
@@ -687,7 +697,7 @@ def train_what_if(
         start, end = t / (steps + 1), (t + 1) / (steps + 1)
         op = CurvatureOperator(trained, spec, chosen, "hessian")
         res = lanczos_top_k(
-            op, op.n, 1, tol=tol, max_matvec=max_matvec, v0=start_vector(op) if vector is None else vector,
+            op, op.n, 1, tol=tol, max_matvec=max_matvec, v0=start_into(op) if vector is None else vector,
             dtype=op.dtype, device=op.device, return_vectors=True, progress=_sub(start, end, progress),
             cancel=cancel,
         )  # fmt: skip

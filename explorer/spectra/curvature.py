@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from explorer.spectra.memory import empty_huge
+
 Matvec = Callable[[torch.Tensor], torch.Tensor]
 Progress = Callable[[float, str], None]
 CancelCheck = Callable[[], bool]
@@ -61,17 +63,26 @@ def seeded_generator(device: torch.device | str, seed: int) -> torch.Generator:
 
 def dot64(a: torch.Tensor, b: torch.Tensor) -> float:
     """a . b of two flat (n,) vectors, accumulated in float64 (a Hutchinson sample sums n terms of both
-    signs), converted chunk by chunk so the float64 copies stay in cache: for n = 134.5 M on CPU,
-    ``torch.dot(a.double(), b.double())`` took 1.4-3.3 s (two 1 GB copies), this 0.2 s."""
+    signs), converted chunk by chunk into two float64 buffers reused for every chunk, so the copies stay in
+    cache and nothing is allocated per chunk. For n = 134.5 M on CPU: ``torch.dot(a.double(), b.double())``
+    took 1.4-3.3 s (two 1 GB copies); a new float64 copy per chunk 1.0-1.4 s in a process holding a model
+    (each 2 MB allocation mapped fresh pages from the kernel); the reused buffers 0.1 s, the same sum bit for
+    bit (the same chunks added in the same order)."""
     a, b = a.reshape(-1), b.reshape(-1)
     if a.dtype == torch.float64 and b.dtype == torch.float64:
         return float(torch.dot(a, b))
-    return float(
-        sum(
-            torch.dot(a[i : i + _DOT_CHUNK].double(), b[i : i + _DOT_CHUNK].double())
-            for i in range(0, a.numel(), _DOT_CHUNK)
-        )
-    )
+    n = a.numel()
+    same = a.data_ptr() == b.data_ptr() and a.stride() == b.stride()  # a norm: one copy per chunk
+    a64 = torch.empty(min(n, _DOT_CHUNK), dtype=torch.float64, device=a.device)
+    b64 = a64 if same else torch.empty_like(a64)
+    total = torch.zeros((), dtype=torch.float64, device=a.device)
+    for start in range(0, n, _DOT_CHUNK):
+        size = min(_DOT_CHUNK, n - start)
+        a64[:size].copy_(a[start : start + size])
+        if not same:
+            b64[:size].copy_(b[start : start + size])
+        total += torch.dot(a64[:size], b64[:size])
+    return float(total)
 
 
 _SIGNS_PER_WORD = 16
@@ -90,17 +101,28 @@ def _sign_table(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return _SIGN_TABLES[key]
 
 
-def rademacher(n: int, *, dtype: torch.dtype, device, generator: torch.Generator) -> torch.Tensor:
+def rademacher(
+    n: int, *, dtype: torch.dtype, device, generator: torch.Generator, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """A vector of shape (n,) with i.i.d. +-1 entries: the bits of uniform 16-bit words (each bit a fair,
     independent coin), lowest bit first. torch.randint is one thread and ~7 ns an entry, so one draw per entry
     took 1.2-1.3 s for n = 134.5 M on CPU; one word per 16 entries, expanded by shifts and masks, 0.7-0.85 s;
-    looked up in a table of every word's 16 signs (one gather, no int32 temporaries), less again."""
+    looked up in a table of every word's 16 signs (one gather, no int32 temporaries), less again.
+
+    ``out``: a contiguous (n,) tensor of ``dtype`` on the generator's device to write the signs into (a solver's
+    reused buffer; the same signs as without it), returned."""
     words = torch.randint(
         0, 1 << _SIGNS_PER_WORD, (-(-n // _SIGNS_PER_WORD),), generator=generator, device=device,
         dtype=torch.int32,
     )  # fmt: skip
-    signs = torch.index_select(_sign_table(dtype, words.device), 0, words)  # (words, 16) in {-1, 1}
-    return signs.reshape(-1)[:n]
+    table = _sign_table(dtype, words.device)  # (2^16, 16) in {-1, 1}
+    if out is None:
+        return torch.index_select(table, 0, words).reshape(-1)[:n]
+    full = n // _SIGNS_PER_WORD  # words whose 16 signs all fit
+    torch.index_select(table, 0, words[:full], out=out[: full * _SIGNS_PER_WORD].view(full, _SIGNS_PER_WORD))
+    if full < words.numel():
+        out[full * _SIGNS_PER_WORD :].copy_(table[words[full]][: n - full * _SIGNS_PER_WORD])
+    return out
 
 
 def _product_into(matvec: Matvec, v: torch.Tensor, out: torch.Tensor) -> None:
@@ -118,9 +140,14 @@ def _rotate_in_place(V: torch.Tensor, rows: int, S: np.ndarray) -> None:
     coeff = torch.as_tensor(S.T, dtype=V.dtype, device=V.device)  # (k, rows)
     k = coeff.shape[0]
     n = V.shape[1]
+    rotated = torch.empty(
+        (k, min(n, _CHUNK)), dtype=V.dtype, device=V.device
+    )  # reused: no allocation per chunk
     for start in range(0, n, _CHUNK):
         block = V[:rows, start : start + _CHUNK]
-        V[:k, start : start + _CHUNK] = coeff @ block
+        out = rotated[:, : block.shape[1]]
+        torch.mm(coeff, block, out=out)
+        V[:k, start : start + _CHUNK] = out
 
 
 def norm64(x: torch.Tensor) -> float:
@@ -136,23 +163,27 @@ def norm64(x: torch.Tensor) -> float:
 _FUSE_CHUNK = 1 << 16
 
 
-def _update_and_measure(V: torch.Tensor, j: int, coef: torch.Tensor) -> tuple[np.ndarray, float]:
-    """w <- w - V[:j]^T coef for the row w = V[j], in one sweep along n that also measures what is left:
-    returns (V[:j] w of shape (j,), ||w||), both summed in float64 across chunks.
+def _sweep(V: torch.Tensor, j: int, coef: torch.Tensor | None = None) -> tuple[np.ndarray, float]:
+    """For the row w = V[j]: w <- w - V[:j]^T coef when ``coef`` (shape (j,)) is given, then (V[:j] w of shape
+    (j,), ||w||), in one sweep along the n axis, C = 2^16 entries at a time, so each block of the rows is still in
+    cache for the check after its update (CPU, j = 6, n = 134.5 M: update and check 0.4 s in one sweep, 1.0 s as
+    two whole-vector calls).
 
-    Per chunk, one float32 matrix-vector product of the rows V[:j + 1] with the updated part of w gives the check
-    and w's squared norm (its last entry), each a sum of C = 2^16 terms; the chunks' partial sums are added in
-    float64. A whole-vector float32 reduction adds all n terms per accumulator lane, and once a lane holds a large
-    partial sum every small term after it is lost: torch.linalg.vector_norm of a converging Lanczos vector lost
-    6e-4 of its square (n = 2 M), which left the basis non-orthonormal by 3 % on SmolLM2 (n = 134.5 M)."""
+    Per chunk, one float32 matrix-vector product of the rows V[:j + 1] with w's part gives the overlaps and w's
+    squared norm (its last entry), each a sum of C terms; the chunks' sums are added in float64. A whole-vector
+    float32 reduction adds all n terms per accumulator lane, and once a lane holds a large partial sum every small
+    term after it is lost: torch.linalg.vector_norm of a converging Lanczos vector lost 6e-4 of its square
+    (n = 2 M), which left the basis non-orthonormal by 3 % on SmolLM2 (n = 134.5 M); a whole-vector
+    ``V[:j] @ w`` got a product's overlaps wrong by 7e-4 to 5e-2 of what was left of it. Chunked, overlaps and
+    norms are right to about 1e-5 of ||w|| there (float64 copies of each chunk would give 1e-7 at twice the time)."""
     w = V[j]
     n = w.numel()
-    chunks = -(-n // _FUSE_CHUNK)
-    partial = torch.empty((chunks, j + 1), dtype=w.dtype, device=w.device)
+    partial = torch.empty((-(-n // _FUSE_CHUNK), j + 1), dtype=w.dtype, device=w.device)
     for c, start in enumerate(range(0, n, _FUSE_CHUNK)):
         rows = V[: j + 1, start : start + _FUSE_CHUNK]
         part = rows[j]
-        part.addmv_(rows[:j].T, coef, alpha=-1.0)
+        if coef is not None and j > 0:
+            part.addmv_(rows[:j].T, coef, alpha=-1.0)
         torch.mv(rows, part, out=partial[c])
     sums = partial.double().sum(0).cpu().numpy()
     return sums[:j], float(np.sqrt(max(sums[j], 0.0)))
@@ -162,27 +193,27 @@ def _orthogonalise(V: torch.Tensor, j: int, threshold: float | None = None) -> t
     """V[j] <- V[j] - V[:j]^T h by classical Gram-Schmidt against orthonormal rows V[:j] (a solver's next basis
     row against the basis); returns (h of shape (j,), float64; ||V[j]|| after).
 
-    One pass, then a check c = V[:j] w computed in the same sweep as the update (chunk by chunk, while each
-    block of V is in cache; ``_update_and_measure``). The second update w -= V[:j]^T c (Gram-Schmidt twice,
-    Giraud et al. 2005) is applied only when ||c|| > threshold ||w|| (default sqrt(eps)): below sqrt(eps) the
-    basis is semi-orthogonal, which keeps every Ritz value accurate to about eps ||A|| (Simon 1984; Parlett, The
-    Symmetric Eigenvalue Problem, 13-8), but a residual estimate only to about threshold ||A||: a solver that
-    stops on small residuals passes a smaller threshold. In Lanczos the second update is needed only as
-    residuals become small against ||A v||. The check and the norm are summed in float64 across chunks: the
-    comparison with sqrt(eps) (3.5e-4 in float32) needs sums more accurate than that.
+    One sweep measures the overlaps c = V[:j] w, a second takes them out and checks what is left, c' = V[:j] w,
+    chunk by chunk while each block of V is in cache (``_sweep``). A second update w -= V[:j]^T c' (Gram-Schmidt
+    twice, Giraud et al. 2005) is applied only when ||c'|| > threshold ||w|| (default sqrt(eps)): below sqrt(eps)
+    the basis is semi-orthogonal, which keeps every Ritz value accurate to about eps ||A|| (Simon 1984; Parlett,
+    The Symmetric Eigenvalue Problem, 13-8), but a residual estimate only to about threshold ||A||: a solver that
+    stops on small residuals passes a smaller threshold. On SmolLM2's Lanczos products one pass left 1e-6 to
+    2e-4 of ||w|| (under sqrt(eps) = 3.5e-4), so the second update did not run; it did every step while c came
+    from a whole-vector float32 product (off by 7e-4 to 5e-2). The check and the norm are summed in float64
+    across chunks: the comparison with sqrt(eps) needs sums more accurate than that.
 
     The updates are in-place addmv with the transposed basis: on CPU, ``coef @ V[:j]`` (a vector-matrix product
     into a new n-vector) took 0.9-1.0 s for j = 4 and n = 134.5 M, the addmv 0.27 s."""
     if j == 0:
         return np.zeros(0), norm64(V[0])
-    coef = V[:j] @ V[j]
-    check, norm = _update_and_measure(V, j, coef)
-    h = coef.double().cpu().numpy()  # what was taken out of w
+    h, _ = _sweep(V, j, None)
+    check, norm = _sweep(V, j, torch.as_tensor(h, dtype=V.dtype, device=V.device))
     if threshold is None:
         threshold = float(np.sqrt(torch.finfo(V.dtype).eps))
     if float(np.linalg.norm(check)) > threshold * norm:
-        _, norm = _update_and_measure(V, j, torch.as_tensor(check, dtype=V.dtype, device=V.device))
-        h += check
+        _, norm = _sweep(V, j, torch.as_tensor(check, dtype=V.dtype, device=V.device))
+        h = h + check
     return h, norm
 
 
@@ -226,7 +257,7 @@ def lanczos_top_k(
     max_basis: int | None = None,
     tol: float = 1e-6,
     max_matvec: int = 300,
-    v0: torch.Tensor | None = None,
+    v0: torch.Tensor | Callable[[torch.Tensor], object] | None = None,
     dtype: torch.dtype = torch.float32,
     device="cpu",
     seed: int = 0,
@@ -240,7 +271,9 @@ def lanczos_top_k(
         max_basis: basis size m (default max(2k + 2, 6), at most n); memory is m + 1 n-vectors.
         tol: stop when every wanted Ritz pair has residual <= tol * max |theta| (relative accuracy of the
             eigenvalues is then about tol^2 * ||A|| / gap, Parlett's bound).
-        v0: starting vector (e.g. the previous eigenvector, for a warm start); default a Rademacher vector.
+        v0: starting vector of shape (n,) (e.g. the previous eigenvector, for a warm start), or a callable
+            that writes one into the (n,) row it is given (a whole-model start then needs no temporary vector
+            and copy); default a Rademacher vector.
     """
     if k < 1 or k > n:
         raise ValueError(f"k must be in [1, n]; got k={k}, n={n}.")
@@ -249,13 +282,16 @@ def lanczos_top_k(
         raise ValueError(f"max_basis must exceed k; got {m} for k={k}.")
     device = torch.device(device)
     gen = seeded_generator(device, seed)
-    V = torch.empty((m + 1, n), dtype=dtype, device=device)  # rows written before read; last: residual
+    V = empty_huge((m + 1, n), dtype=dtype, device=device)  # rows written before read; last: residual
     norm = 0.0
-    if v0 is not None:  # copied in place: no second 0.5 GB temporary
+    if callable(v0):
+        v0(V[0])
+        norm = norm64(V[0])
+    elif v0 is not None:  # copied in place: no second 0.5 GB temporary
         V[0].copy_(v0.detach().reshape(-1))
         norm = norm64(V[0])
     if not (np.isfinite(norm) and norm > 0.0):
-        V[0].copy_(rademacher(n, dtype=dtype, device=gen.device, generator=gen))
+        rademacher(n, dtype=dtype, device=gen.device, generator=gen, out=V[0])
         norm = norm64(V[0])
     V[0].div_(norm)
 
@@ -416,15 +452,18 @@ def hutchinson_trace(
 ) -> TraceEstimate:
     """tr(A) ~ mean_i z_i^T A z_i, z_i Rademacher (unbiased; variance 2 sum_{i != j} A_ij^2 per probe).
 
-    Holds 2 n-vectors. The standard error is the sample standard deviation / sqrt(n_probes)."""
+    Holds 2 n-vectors, the probe and its product, allocated once (``empty_huge``) and rewritten per probe.
+    The standard error is the sample standard deviation / sqrt(n_probes)."""
     if n_probes < 2:
         raise ValueError("Hutchinson needs at least 2 probes for a standard error.")
     gen = seeded_generator(device, seed)
+    z, product = empty_huge((2, n), dtype=dtype, device=device)
     samples = np.empty(n_probes)
     for i in range(n_probes):
         _check(cancel)
-        z = rademacher(n, dtype=dtype, device=device, generator=gen)
-        samples[i] = dot64(z, matvec(z))
+        rademacher(n, dtype=dtype, device=device, generator=gen, out=z)
+        _product_into(matvec, z, product)
+        samples[i] = dot64(z, product)
         if progress is not None:
             progress((i + 1) / n_probes, f"Hutchinson trace: probe {i + 1} of {n_probes}")
     return TraceEstimate(
@@ -447,19 +486,20 @@ def hutchpp_trace(
     A S for s = n_matvec / 3 Rademacher columns S. Exact when rank(A) <= s; otherwise error O(1/n_matvec)
     instead of Hutchinson's O(1/sqrt(n_matvec)) for matrices with decaying spectra.
 
-    Holds s + 1 n-vectors (Q and one probe). ``stderr`` is that of the Hutchinson part (the deflated part is computed exactly
-    for the sampled Q)."""
+    Holds s + 2 n-vectors (Q, one probe and its product). ``stderr`` is that of the Hutchinson part (the
+    deflated part is computed exactly for the sampled Q)."""
     s = max(1, n_matvec // 3)
     g = max(2, n_matvec - 2 * s)
     gen = seeded_generator(device, seed)
     total = 2 * s + g
-    Q = torch.empty((s, n), dtype=dtype, device=device)
+    Q = empty_huge((s, n), dtype=dtype, device=device)
+    z, product = empty_huge((2, n), dtype=dtype, device=device)
     done = 0
     rank = 0
     for _ in range(s):
         _check(cancel)
         w = Q[rank]  # overwritten by the next product when dropped
-        _product_into(matvec, rademacher(n, dtype=dtype, device=device, generator=gen), w)
+        _product_into(matvec, rademacher(n, dtype=dtype, device=device, generator=gen, out=z), w)
         done += 1
         norm0 = float(torch.linalg.vector_norm(w))  # only for a 1e-10 rank test: its float32 sum will do
         _, norm = _orthogonalise(Q, rank)
@@ -471,16 +511,18 @@ def hutchpp_trace(
     deflated = 0.0
     for i in range(rank):
         _check(cancel)
-        deflated += dot64(Q[i], matvec(Q[i]))
+        _product_into(matvec, Q[i], product)
+        deflated += dot64(Q[i], product)
         done += 1
         if progress is not None:
             progress(done / total, f"Hutch++: product {done} of {total}")
     samples = np.empty(g)
     for i in range(g):
         _check(cancel)
-        z = rademacher(n, dtype=dtype, device=device, generator=gen)
+        rademacher(n, dtype=dtype, device=device, generator=gen, out=z)
         z.addmv_(Q[:rank].T, Q[:rank] @ z, alpha=-1.0)  # z -= Q^T (Q z), in place (see _orthogonalise)
-        samples[i] = dot64(z, matvec(z))
+        _product_into(matvec, z, product)
+        samples[i] = dot64(z, product)
         done += 1
         if progress is not None:
             progress(done / total, f"Hutch++: product {done} of {total}")
@@ -523,7 +565,7 @@ def lanczos_tridiagonal(
     Returns (alpha of shape (m,), beta of shape (m - 1,)), m <= steps (fewer on an invariant subspace)."""
     n = v0.numel()
     steps = min(steps, n)
-    V = torch.empty((steps + 1, n), dtype=v0.dtype, device=v0.device)
+    V = empty_huge((steps + 1, n), dtype=v0.dtype, device=v0.device)
     V[0].copy_(v0.reshape(-1))
     V[0].div_(norm64(V[0]))
     alpha, beta = [], []

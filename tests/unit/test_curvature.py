@@ -15,6 +15,7 @@ import torch
 
 from explorer.analysis import curvature as C
 from explorer.analysis.matrices import weights_checksum
+from explorer.spectra import curvature as C_spectra
 from explorer.spectra.curvature import (
     _DOT_CHUNK,
     _FUSE_CHUNK,
@@ -138,6 +139,20 @@ def test_rademacher_signs_are_fair_and_independent(n):
             assert abs(np.mean(x[:-lag] * x[lag:])) < five_sd
 
 
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 1_000_003])
+def test_rademacher_into_a_buffer_draws_the_same_signs(n):
+    """out= writes exactly the signs a fresh draw returns (same generator state), whether or not n fills
+    its last 16-bit word, and touches nothing past n."""
+    fresh = rademacher(n, dtype=torch.float32, device="cpu", generator=torch.Generator().manual_seed(n))
+    buffer = torch.full((n + 3,), 7.0)
+    written = rademacher(
+        n, dtype=torch.float32, device="cpu", generator=torch.Generator().manual_seed(n), out=buffer[:n]
+    )
+    assert written.data_ptr() == buffer.data_ptr()
+    assert torch.equal(buffer[:n], fresh)
+    assert torch.equal(buffer[n:], torch.full((3,), 7.0))
+
+
 @pytest.mark.parametrize("n", [1, _DOT_CHUNK, 3 * _DOT_CHUNK + 17])
 def test_dot64_is_a_float64_dot_product_of_float32_vectors(n):
     rng = np.random.default_rng(n)
@@ -148,6 +163,11 @@ def test_dot64_is_a_float64_dot_product_of_float32_vectors(n):
     tol = summation_tolerance(a.astype(np.float64) * b.astype(np.float64))
     assert abs(dot64(torch.from_numpy(a), torch.from_numpy(b)) - exact) <= tol
     assert abs(dot64(torch.from_numpy(a).double(), torch.from_numpy(b).double()) - exact) <= tol
+    # A vector with itself (one float64 buffer, copied once per chunk): its squared norm.
+    squares = a.astype(np.float64) ** 2
+    assert abs(dot64(torch.from_numpy(a), torch.from_numpy(a)) - squares.sum()) <= summation_tolerance(
+        squares
+    )
 
 
 # along = 0: w mostly outside the span; 50: mostly in it; 1e12: so much in it that one pass leaves ~eps * 1e12
@@ -183,6 +203,35 @@ def test_orthogonalise_across_chunk_edges_equals_one_whole_vector_pass(n):
     V[3] = torch.tensor(w0)
     h, _ = _orthogonalise(V, 3)
     np.testing.assert_allclose(V[3].numpy(), w0 - Q @ h, rtol=0, atol=backward_error(Q) * np.linalg.norm(w0))
+
+
+def test_one_gram_schmidt_pass_suffices_for_a_float32_lanczos_product(monkeypatch):
+    """A float32 product A v_j as Lanczos makes it: mostly along the last basis row (alpha = 300), some along the
+    one before (beta = 100), a little along the others, 60 outside the span; n = 2 M, past many chunks. Overlaps
+    measured chunk by chunk (float32 within, float64 across) are right enough that one update leaves under
+    sqrt(eps) of what is left in the span, so the second update does not run (a whole-vector float32 V @ w got
+    SmolLM2's overlaps wrong by up to 5e-2 of what was left and the second update ran every step)."""
+    n, j = 2_000_000, 4
+    rng = np.random.default_rng(7)
+    Q, _ = np.linalg.qr(rng.standard_normal((n, j + 1)))  # column j: the direction outside the span
+    coefficients = np.array([1e-3, -2e-3, 100.0, 300.0])
+    w0 = Q[:, :j] @ coefficients + 60.0 * Q[:, j]
+    V = torch.from_numpy(np.vstack([Q[:, :j].T, w0]).astype(np.float32))
+    basis = V[:j].double().numpy()  # the float32 rows, exactly
+    sweeps = []
+    sweep = C_spectra._sweep
+    monkeypatch.setattr(C_spectra, "_sweep", lambda *a, **k: sweeps.append(1) or sweep(*a, **k))
+    h, norm = _orthogonalise(V, j)
+    assert len(sweeps) == 2  # measure, then update and check: no second update
+    w = V[j].double().numpy()
+    u = np.finfo(np.float32).eps
+    assert np.abs(basis @ w).max() <= np.sqrt(u) * norm  # semi-orthogonal, measured in float64
+    assert norm == pytest.approx(np.linalg.norm(w), rel=probabilistic_sum_rtol(_FUSE_CHUNK, dtype=np.float32))
+    # What was taken out is the float32 rows' overlaps with w0, to the rounding of float32 sums of 2^16 terms.
+    w0_32 = w0.astype(np.float32).astype(np.float64)
+    exact = basis @ w0_32
+    bound = probabilistic_sum_rtol(_FUSE_CHUNK, dtype=np.float32) * (np.abs(basis) @ np.abs(w0_32))
+    assert np.all(np.abs(h - exact) <= bound)
 
 
 def _concentrated(n: int, seed: int) -> np.ndarray:
@@ -445,6 +494,19 @@ def test_start_vector_is_the_unit_gradient_plus_a_unit_random_sign_vector(exact)
         np.abs(rest) * np.sqrt(op.n), 1.0, rtol=0, atol=8 * np.finfo(np.float64).eps * np.sqrt(op.n)
     )
     assert not torch.equal(C.start_vector(op, seed=3), C.start_vector(op, seed=4))
+    # Written into a solver's row: the same vector bit for bit, its neighbours untouched.
+    rows = torch.full((3, op.n), np.nan, dtype=op.dtype)
+    assert C.start_into(op, 3)(rows[1]).data_ptr() == rows[1].data_ptr()
+    assert torch.equal(rows[1], C.start_vector(op, seed=3))
+    assert torch.isnan(rows[0]).all() and torch.isnan(rows[2]).all()
+
+
+def test_lanczos_from_a_start_written_into_its_row_equals_lanczos_from_that_vector():
+    A = _symmetric(np.concatenate([[10.0, 9.0], np.linspace(-2, 5, 48)]), seed=11)
+    v0 = torch.tensor(np.random.default_rng(2).standard_normal(50))
+    a = lanczos_top_k(_matvec(A), 50, 2, tol=1e-10, dtype=F64, v0=v0)
+    b = lanczos_top_k(_matvec(A), 50, 2, tol=1e-10, dtype=F64, v0=lambda row: row.copy_(v0))
+    assert np.array_equal(a.eigenvalues, b.eigenvalues) and a.n_matvec == b.n_matvec
 
 
 def test_lanczos_top_eigenvalues_match_eigvalsh(exact):
