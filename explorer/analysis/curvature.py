@@ -52,6 +52,7 @@ from explorer.spectra.curvature import (
     slq_density,
 )
 from explorer.spectra.heavy_tail import esd, fit_power_law
+from explorer.spectra.memory import empty_huge
 from explorer.spectra.ranks import stable_rank
 
 PAIRS_FILE = ASSETS_DIR / "sentences" / "contrastive_pairs.txt"
@@ -403,7 +404,10 @@ def start_vector(op: CurvatureOperator, seed: int = 0, out: torch.Tensor | None 
     out = op.gradient(out)
     norm = norm64(out)
     gen = seeded_generator(op.device, seed)
-    signs = rademacher(op.n, dtype=op.dtype, device=gen.device, generator=gen).to(op.device)
+    # The signs on huge pages too: on SmolLM2 the start took 0.35 s with a fresh vector of 4 KiB pages, 0.21 s so.
+    signs = rademacher(
+        op.n, dtype=op.dtype, device=gen.device, generator=gen, out=empty_huge((op.n,), op.dtype, gen.device)
+    ).to(op.device)
     if not (np.isfinite(norm) and norm > 0):
         return out.copy_(signs)
     return out.div_(norm).add_(signs, alpha=1.0 / np.sqrt(op.n))  # ||signs|| = sqrt(n) exactly
