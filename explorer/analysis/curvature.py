@@ -43,16 +43,15 @@ from explorer.spectra.curvature import (
     Progress,
     SpectralDensity,
     TraceEstimate,
+    dot64,
     hutchinson_trace,
     hutchpp_trace,
     lanczos_top_k,
-    norm64,
     rademacher,
     seeded_generator,
     slq_density,
 )
 from explorer.spectra.heavy_tail import esd, fit_power_law
-from explorer.spectra.memory import empty_huge
 from explorer.spectra.ranks import stable_rank
 
 PAIRS_FILE = ASSETS_DIR / "sentences" / "contrastive_pairs.txt"
@@ -328,11 +327,13 @@ class CurvatureOperator:
     def flat(self, tensors) -> torch.Tensor:
         return torch.cat([t.reshape(-1) for t in tensors])
 
-    def gradient(self, out: torch.Tensor | None = None) -> torch.Tensor:
-        """The loss gradient w.r.t. the block, shape (n,); written into ``out`` (shape (n,)) when given."""
-        if out is None:
-            return self.flat([g.detach() for g in self._grad])
-        return torch.cat([g.detach().reshape(-1) for g in self._grad], out=out)
+    def gradient_parts(self) -> list[torch.Tensor]:
+        """The loss gradient w.r.t. the block, one flat view per parameter (shapes (numel,), model order)."""
+        return [g.detach().reshape(-1) for g in self._grad]
+
+    def gradient(self) -> torch.Tensor:
+        """The loss gradient w.r.t. the block, shape (n,)."""
+        return torch.cat(self.gradient_parts())
 
     def _product(self, v: torch.Tensor) -> list[torch.Tensor]:
         """H v (or G v) per parameter, in the block's shapes."""
@@ -395,22 +396,28 @@ def group_mass(op: CurvatureOperator, model: torch.nn.Module, vectors: torch.Ten
 
 def start_vector(op: CurvatureOperator, seed: int = 0, out: torch.Tensor | None = None) -> torch.Tensor:
     """Lanczos start for the top eigenvalues: unit(gradient) + unit(Rademacher), shape (n,); written into
-    ``out`` (a solver's basis row, shape (n,)) when given, so a whole-model start allocates no 0.5 GB vector.
+    ``out`` (a solver's basis row, shape (n,), any dtype and device) when given: the signs are drawn into it and
+    the gradient added parameter by parameter, so a whole-model start allocates no n-vector at all.
 
     The loss gradient lies largely in the top eigenspace of the Hessian (Gur-Ari, Roberts & Dyer 2018): on
     SmolLM2 (128 tokens) its Rayleigh quotient is 101 against lambda_max = 328, where a random vector's is
     tr(H) / n ~ 0; from it Lanczos needed 6 products where random starts needed 6-10. The random half keeps
     every eigendirection in the start (the gradient vanishes at a critical point and may miss some)."""
-    out = op.gradient(out)
-    norm = norm64(out)
+    if out is None:
+        out = torch.empty(op.n, dtype=op.dtype, device=op.device)
+    parts = op.gradient_parts()
+    norm = float(np.sqrt(sum(dot64(g, g) for g in parts)))
     gen = seeded_generator(op.device, seed)
-    # The signs on huge pages too: on SmolLM2 the start took 0.35 s with a fresh vector of 4 KiB pages, 0.21 s so.
-    signs = rademacher(
-        op.n, dtype=op.dtype, device=gen.device, generator=gen, out=empty_huge((op.n,), op.dtype, gen.device)
-    ).to(op.device)
+    if out.device == gen.device and out.dtype == op.dtype and out.is_contiguous():
+        rademacher(op.n, dtype=op.dtype, device=gen.device, generator=gen, out=out)
+    else:
+        out.copy_(rademacher(op.n, dtype=op.dtype, device=gen.device, generator=gen))
     if not (np.isfinite(norm) and norm > 0):
-        return out.copy_(signs)
-    return out.div_(norm).add_(signs, alpha=1.0 / np.sqrt(op.n))  # ||signs|| = sqrt(n) exactly
+        return out
+    out.mul_(1.0 / np.sqrt(op.n))  # ||signs|| = sqrt(n) exactly
+    for g, row_part in zip(parts, out.split(op.numels), strict=True):
+        row_part.add_(g.to(row_part.device), alpha=1.0 / norm)
+    return out
 
 
 def start_into(op: CurvatureOperator, seed: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:

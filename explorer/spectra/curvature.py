@@ -69,6 +69,8 @@ def dot64(a: torch.Tensor, b: torch.Tensor) -> float:
     (each 2 MB allocation mapped fresh pages from the kernel); the reused buffers 0.1 s, the same sum bit for
     bit (the same chunks added in the same order)."""
     a, b = a.reshape(-1), b.reshape(-1)
+    if a.numel() != b.numel():
+        raise ValueError(f"dot64 of vectors of {a.numel()} and {b.numel()} entries.")
     if a.dtype == torch.float64 and b.dtype == torch.float64:
         return float(torch.dot(a, b))
     n = a.numel()
@@ -116,6 +118,10 @@ def rademacher(
         dtype=torch.int32,
     )  # fmt: skip
     table = _sign_table(dtype, words.device)  # (2^16, 16) in {-1, 1}
+    if out is not None and (out.shape != (n,) or out.dtype != dtype or not out.is_contiguous()):
+        raise ValueError(
+            f"out must be a contiguous ({n},) {dtype} tensor; got {tuple(out.shape)} {out.dtype}."
+        )
     if out is None:
         return torch.index_select(table, 0, words).reshape(-1)[:n]
     full = n // _SIGNS_PER_WORD  # words whose 16 signs all fit
@@ -272,8 +278,8 @@ def lanczos_top_k(
         tol: stop when every wanted Ritz pair has residual <= tol * max |theta| (relative accuracy of the
             eigenvalues is then about tol^2 * ||A|| / gap, Parlett's bound).
         v0: starting vector of shape (n,) (e.g. the previous eigenvector, for a warm start), or a callable
-            that writes one into the (n,) row it is given (a whole-model start then needs no temporary vector
-            and copy); default a Rademacher vector.
+            that writes one into the (n,) row it is given (so a whole-model start need not be built in a vector
+            of its own and copied); default a Rademacher vector.
     """
     if k < 1 or k > n:
         raise ValueError(f"k must be in [1, n]; got k={k}, n={n}.")
@@ -336,7 +342,7 @@ def lanczos_top_k(
         # Invariant subspace found (beta ~ 0): continue with a fresh direction orthogonal to the basis.
         breakdown = beta <= 1e3 * np.finfo(np.float64).eps * scale
         if breakdown:
-            w.copy_(rademacher(n, dtype=dtype, device=gen.device, generator=gen))
+            rademacher(n, dtype=dtype, device=gen.device, generator=gen, out=w)
             _, norm = _orthogonalise(V, size, threshold)
             beta = 0.0
             w.div_(norm)

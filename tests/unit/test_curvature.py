@@ -499,6 +499,35 @@ def test_start_vector_is_the_unit_gradient_plus_a_unit_random_sign_vector(exact)
     assert C.start_into(op, 3)(rows[1]).data_ptr() == rows[1].data_ptr()
     assert torch.equal(rows[1], C.start_vector(op, seed=3))
     assert torch.isnan(rows[0]).all() and torch.isnan(rows[2]).all()
+    # A row of another dtype gets the same vector, computed in that dtype: a few roundings of each term's size
+    # (the two terms may cancel, so the bound is on their magnitudes, not on the result's).
+    row32 = torch.empty(op.n, dtype=torch.float32)
+    C.start_vector(op, seed=3, out=row32)
+    expected = C.start_vector(op, seed=3).numpy()
+    terms = 1.0 / np.sqrt(op.n) + np.abs((g / g.norm()).numpy())
+    assert np.all(np.abs(row32.numpy() - expected) <= 4 * np.finfo(np.float32).eps * terms)
+
+
+def test_buffers_of_the_wrong_shape_are_refused():
+    gen = torch.Generator().manual_seed(0)
+    with pytest.raises(ValueError, match="contiguous"):
+        rademacher(17, dtype=F64, device="cpu", generator=gen, out=torch.empty(20, dtype=F64))
+    with pytest.raises(ValueError, match="contiguous"):
+        rademacher(17, dtype=F64, device="cpu", generator=gen, out=torch.empty(17, dtype=torch.float32))
+    with pytest.raises(ValueError, match="entries"):
+        dot64(torch.ones(5), torch.ones(4))
+
+
+def test_hutchinson_samples_are_the_quadratic_forms_of_its_seeded_probes():
+    """Each sample is z_i^T A z_i for the i-th draw of the seeded generator, computed here in numpy: the probe
+    and product buffers it reuses leak nothing from one probe into the next."""
+    A = _symmetric(np.linspace(-3, 7, 40), seed=4)
+    est = hutchinson_trace(_matvec(A), 40, 5, dtype=F64, seed=9)
+    gen = torch.Generator().manual_seed(9)
+    for sample in est.samples:
+        z = rademacher(40, dtype=F64, device="cpu", generator=gen).numpy()
+        # ||z||^2 = n times the backward error of one product A z (c n eps ||A||_2)
+        assert sample == pytest.approx(z @ A.numpy() @ z, rel=0, abs=symmetric_tolerance(A.numpy()) * 40)
 
 
 def test_lanczos_from_a_start_written_into_its_row_equals_lanczos_from_that_vector():
