@@ -47,7 +47,7 @@ from explorer.spectra.curvature import (
     hutchinson_trace,
     hutchpp_trace,
     lanczos_top_k,
-    rademacher,
+    rademacher_into,
     seeded_generator,
     slq_density,
 )
@@ -407,11 +407,7 @@ def start_vector(op: CurvatureOperator, seed: int = 0, out: torch.Tensor | None 
         out = torch.empty(op.n, dtype=op.dtype, device=op.device)
     parts = op.gradient_parts()
     norm = float(np.sqrt(sum(dot64(g, g) for g in parts)))
-    gen = seeded_generator(op.device, seed)
-    if out.device == gen.device and out.dtype == op.dtype and out.is_contiguous():
-        rademacher(op.n, dtype=op.dtype, device=gen.device, generator=gen, out=out)
-    else:
-        out.copy_(rademacher(op.n, dtype=op.dtype, device=gen.device, generator=gen))
+    rademacher_into(out, seeded_generator(op.device, seed))
     if not (np.isfinite(norm) and norm > 0):
         return out
     out.mul_(1.0 / np.sqrt(op.n))  # ||signs|| = sqrt(n) exactly

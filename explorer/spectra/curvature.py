@@ -131,6 +131,14 @@ def rademacher(
     return out
 
 
+def rademacher_into(row: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """row <- Rademacher signs (``rademacher``'s, for that generator), in place when the generator lives on the
+    row's device; otherwise (an MPS row: MPS draws on the CPU) drawn there and copied. Returns row."""
+    if row.device == generator.device and row.is_contiguous():
+        return rademacher(row.numel(), dtype=row.dtype, device=row.device, generator=generator, out=row)
+    return row.copy_(rademacher(row.numel(), dtype=row.dtype, device=generator.device, generator=generator))
+
+
 def _product_into(matvec: Matvec, v: torch.Tensor, out: torch.Tensor) -> None:
     """out <- A v for a flat row ``out`` (not aliasing v): through the operator's ``into`` when it has one,
     else by copying its result."""
@@ -297,7 +305,7 @@ def lanczos_top_k(
         V[0].copy_(v0.detach().reshape(-1))
         norm = norm64(V[0])
     if not (np.isfinite(norm) and norm > 0.0):
-        rademacher(n, dtype=dtype, device=gen.device, generator=gen, out=V[0])
+        rademacher_into(V[0], gen)
         norm = norm64(V[0])
     V[0].div_(norm)
 
@@ -342,7 +350,7 @@ def lanczos_top_k(
         # Invariant subspace found (beta ~ 0): continue with a fresh direction orthogonal to the basis.
         breakdown = beta <= 1e3 * np.finfo(np.float64).eps * scale
         if breakdown:
-            rademacher(n, dtype=dtype, device=gen.device, generator=gen, out=w)
+            rademacher_into(w, gen)
             _, norm = _orthogonalise(V, size, threshold)
             beta = 0.0
             w.div_(norm)
@@ -467,7 +475,7 @@ def hutchinson_trace(
     samples = np.empty(n_probes)
     for i in range(n_probes):
         _check(cancel)
-        rademacher(n, dtype=dtype, device=device, generator=gen, out=z)
+        rademacher_into(z, gen)
         _product_into(matvec, z, product)
         samples[i] = dot64(z, product)
         if progress is not None:
@@ -505,7 +513,7 @@ def hutchpp_trace(
     for _ in range(s):
         _check(cancel)
         w = Q[rank]  # overwritten by the next product when dropped
-        _product_into(matvec, rademacher(n, dtype=dtype, device=device, generator=gen, out=z), w)
+        _product_into(matvec, rademacher_into(z, gen), w)
         done += 1
         norm0 = float(torch.linalg.vector_norm(w))  # only for a 1e-10 rank test: its float32 sum will do
         _, norm = _orthogonalise(Q, rank)
@@ -525,7 +533,7 @@ def hutchpp_trace(
     samples = np.empty(g)
     for i in range(g):
         _check(cancel)
-        rademacher(n, dtype=dtype, device=device, generator=gen, out=z)
+        rademacher_into(z, gen)
         z.addmv_(Q[:rank].T, Q[:rank] @ z, alpha=-1.0)  # z -= Q^T (Q z), in place (see _orthogonalise)
         _product_into(matvec, z, product)
         samples[i] = dot64(z, product)

@@ -30,6 +30,7 @@ from explorer.spectra.curvature import (
     power_iteration,
     quadratic_gd,
     rademacher,
+    rademacher_into,
     slq_density,
     stability_threshold,
 )
@@ -151,6 +152,13 @@ def test_rademacher_into_a_buffer_draws_the_same_signs(n):
     assert written.data_ptr() == buffer.data_ptr()
     assert torch.equal(buffer[:n], fresh)
     assert torch.equal(buffer[n:], torch.full((3,), 7.0))
+    # rademacher_into: the same signs into a contiguous row in place, and into a strided one by a copy.
+    rows = torch.zeros((2, n))
+    assert rademacher_into(rows[0], torch.Generator().manual_seed(n)).data_ptr() == rows.data_ptr()
+    assert torch.equal(rows[0], fresh) and torch.all(rows[1] == 0)
+    column = torch.zeros((n, 2), dtype=torch.float64)[:, 1]
+    rademacher_into(column, torch.Generator().manual_seed(n))
+    assert torch.equal(column, fresh.double())
 
 
 @pytest.mark.parametrize("n", [1, _DOT_CHUNK, 3 * _DOT_CHUNK + 17])
