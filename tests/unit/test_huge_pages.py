@@ -52,8 +52,8 @@ def test_empty_huge_is_a_writable_contiguous_tensor_of_that_shape(shape, dtype):
 )
 def test_empty_huge_memory_is_advised_into_huge_pages():
     x = empty_huge((_MIN_BYTES // 4,), dtype=torch.float32)
-    # MADV_HUGEPAGE recorded on the mapping. (No negative check on a plain allocation: in the full suite one of
-    # 32 MiB was seen in a mapping with "hg", from memory the allocator had been given before.)
+    # MADV_HUGEPAGE recorded on the mapping. (No negative check on a plain allocation: in the full suite a plain
+    # 32 MiB torch.empty once sat in a mapping marked "hg"; why was not established, and the advice is a hint.)
     assert "hg" in _vm_flags(x.data_ptr())
     assert "hg" in _vm_flags(x.data_ptr() + x.numel() * x.element_size() - 1)  # to its last byte
 
