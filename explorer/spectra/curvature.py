@@ -113,15 +113,15 @@ def rademacher(
 
     ``out``: a contiguous (n,) tensor of ``dtype`` on the generator's device to write the signs into (a solver's
     reused buffer; the same signs as without it), returned."""
+    if out is not None and (out.shape != (n,) or out.dtype != dtype or not out.is_contiguous()):
+        raise ValueError(
+            f"out must be a contiguous ({n},) {dtype} tensor; got {tuple(out.shape)} {out.dtype}."
+        )  # refused before the draw, so the generator is not advanced
     words = torch.randint(
         0, 1 << _SIGNS_PER_WORD, (-(-n // _SIGNS_PER_WORD),), generator=generator, device=device,
         dtype=torch.int32,
     )  # fmt: skip
     table = _sign_table(dtype, words.device)  # (2^16, 16) in {-1, 1}
-    if out is not None and (out.shape != (n,) or out.dtype != dtype or not out.is_contiguous()):
-        raise ValueError(
-            f"out must be a contiguous ({n},) {dtype} tensor; got {tuple(out.shape)} {out.dtype}."
-        )
     if out is None:
         return torch.index_select(table, 0, words).reshape(-1)[:n]
     full = n // _SIGNS_PER_WORD  # words whose 16 signs all fit
@@ -297,13 +297,11 @@ def lanczos_top_k(
     device = torch.device(device)
     gen = seeded_generator(device, seed)
     V = empty_huge((m + 1, n), dtype=dtype, device=device)  # rows written before read; last: residual
-    norm = 0.0
     if callable(v0):
         v0(V[0])
-        norm = norm64(V[0])
     elif v0 is not None:  # copied in place: no second 0.5 GB temporary
         V[0].copy_(v0.detach().reshape(-1))
-        norm = norm64(V[0])
+    norm = 0.0 if v0 is None else norm64(V[0])
     if not (np.isfinite(norm) and norm > 0.0):
         rademacher_into(V[0], gen)
         norm = norm64(V[0])

@@ -1,16 +1,17 @@
 """Large solver buffers backed by transparent huge pages (Linux, CPU).
 
 A whole-model Lanczos basis row is 0.54 GB (SmolLM2, float32): 131 k pages of 4 KiB, each faulted in by the
-kernel on first write. In the virtual machines this project runs on a fault costs several microseconds, and a
-row written once per Hessian-vector product cost 0.5-1 s of faults on its own (measured: a product written into
-a fresh row took 2.8-3.2 s, into a row already written 2.2-2.4 s). Backed by 2 MiB pages the same row takes 262
-faults. The kernel honours the advice when /sys/kernel/mm/transparent_hugepage/enabled is "always" or
+kernel on first write, and a Hessian-vector product makes about 350 k faults in all. In the virtual machines this
+project runs on faults are expensive: SmolLM2's whole-model lambda_max (6 products) took 24.8 / 22.7 / 21.2 s with
+a plain basis and 20.0 / 19.5 / 20.4 s with this one (fresh processes, alternating). Backed by 2 MiB pages a row
+takes 262 faults. The kernel honours the advice when /sys/kernel/mm/transparent_hugepage/enabled is "always" or
 "madvise" (the common default); elsewhere, or off Linux, or off the CPU, these are plain torch.empty buffers.
 """
 
 from __future__ import annotations
 
 import ctypes
+import math
 import sys
 
 import torch
@@ -23,10 +24,8 @@ _libc = None
 
 
 def _madvise_huge(address: int, length: int) -> bool:
-    """Advise the kernel to back [address, address + length) with huge pages; False where it cannot."""
+    """Advise the (Linux) kernel to back [address, address + length) with huge pages; False where it cannot."""
     global _libc
-    if not sys.platform.startswith("linux"):
-        return False
     try:
         if _libc is None:
             _libc = ctypes.CDLL(None, use_errno=True)
@@ -43,11 +42,7 @@ def empty_huge(
     elsewhere plain torch.empty). Contents are uninitialised, as torch.empty's. The advice is given before
     the first write, so every fully covered 2 MiB span is faulted in as one huge page."""
     device = torch.device(device)
-    numel = 1
-    for size in shape:
-        numel *= int(size)
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    nbytes = numel * itemsize
+    nbytes = math.prod(int(size) for size in shape) * dtype.itemsize
     if device.type != "cpu" or nbytes < _MIN_BYTES or not sys.platform.startswith("linux"):
         return torch.empty(shape, dtype=dtype, device=device)
     raw = torch.empty(nbytes + HUGE_PAGE, dtype=torch.uint8)
