@@ -28,17 +28,27 @@ def parse_matrix(text: str, max_size: int = MAX_TYPED_SIZE) -> np.ndarray:
     if not rows:
         raise InputError("The matrix is empty. Type one row per line, e.g. `2 1` then `1 3`.")
     values: list[list[complex]] = []
+    bad: list[str] = []  # every entry that is not a finite number, named by row and column
     for number, row in enumerate(rows, start=1):
         entries = [e for e in _ENTRY_SPLIT.split(row.strip(" ,")) if e]
         parsed = []
-        for entry in entries:
+        for column, entry in enumerate(entries, start=1):
             try:
-                parsed.append(complex(entry.replace("i", "j").replace("J", "j")))
+                value = _complex(entry)
             except ValueError:
-                raise InputError(
-                    f"Row {number}: '{entry}' is not a number. Use plain numbers like 0.5, -2, 1e-3 or 1+2j."
-                ) from None
+                bad.append(f"row {number}, column {column}: '{entry}' is not a number")
+                value = 0j
+            else:
+                if not (np.isfinite(value.real) and np.isfinite(value.imag)):
+                    bad.append(f"row {number}, column {column}: '{entry}' is {_non_finite_word(value)}")
+            parsed.append(value)
         values.append(parsed)
+    if bad:
+        raise InputError(
+            f"{len(bad)} entr{'y' if len(bad) == 1 else 'ies'} to fix: "
+            + "; ".join(bad)
+            + ". Use finite plain numbers like 0.5, -2, 1e-3 or 1+2j."
+        )
     n = len(values)
     widths = {len(r) for r in values}
     if widths != {n}:
@@ -47,8 +57,6 @@ def parse_matrix(text: str, max_size: int = MAX_TYPED_SIZE) -> np.ndarray:
     if n > max_size:
         raise InputError(f"Typed matrices are limited to {max_size} x {max_size}; this one is {n} x {n}.")
     M = np.array(values, dtype=np.complex128)
-    if not np.isfinite(M).all():
-        raise InputError("The matrix holds inf or nan; use finite numbers.")
     if np.abs(M).max() > MAX_TYPED_ENTRY:
         # Radii (row sums) and LAPACK's balancing overflow near 1e308; eigenvalues scale with the matrix.
         raise InputError(
@@ -56,6 +64,19 @@ def parse_matrix(text: str, max_size: int = MAX_TYPED_SIZE) -> np.ndarray:
             "divide the matrix by a constant (its eigenvalues and discs scale by the same factor)."
         )
     return M.real.copy() if np.all(M.imag == 0) else M
+
+
+def _complex(entry: str) -> complex:
+    """Python's complex(), also taking ``i`` for the imaginary unit (``1-2i``) without breaking ``inf``."""
+    try:
+        return complex(entry)
+    except ValueError:
+        return complex(entry.replace("i", "j").replace("J", "j"))
+
+
+def _non_finite_word(value: complex) -> str:
+    parts = (value.real, value.imag)
+    return "not a number (nan)" if any(np.isnan(p) for p in parts) else "infinite"
 
 
 def format_matrix(A) -> str:

@@ -138,8 +138,8 @@ def test_parse_complex_and_round_trip():
     [
         ("", "empty"),
         ("1 2\n3", "square"),
-        ("1 x\n3 4", "'x' is not a number"),
-        ("1 inf\n3 4", "inf"),
+        ("1 x\n3 4", "row 1, column 2: 'x' is not a number"),
+        ("1 inf\n3 4", "row 1, column 2: 'inf' is infinite"),
         ("\n".join(" ".join(["1"] * 13) for _ in range(13)), "limited to 12"),
         ("1e308 1e308\n1e308 1e308", "divide the matrix"),
     ],
@@ -147,6 +147,31 @@ def test_parse_complex_and_round_trip():
 def test_parse_errors_say_what_to_fix(text, fragment):
     with pytest.raises(InputError, match=fragment):
         parse_matrix(text)
+
+
+def test_parse_names_every_bad_entry():
+    """Every entry that is not a finite number is named with its row and column, not only the first."""
+    with pytest.raises(InputError) as caught:
+        parse_matrix("nan,1;1,inf")
+    message = str(caught.value)
+    assert message.startswith("2 entries to fix")
+    assert "row 1, column 1: 'nan' is not a number (nan)" in message
+    assert "row 2, column 2: 'inf' is infinite" in message
+    with pytest.raises(InputError) as caught:
+        parse_matrix("1+nanj 2 z\n-inf 1 0\nq 0 1")
+    message = str(caught.value)
+    assert message.startswith("4 entries to fix")
+    for named in (
+        "row 1, column 1",
+        "row 1, column 3: 'z'",
+        "row 2, column 1: '-inf'",
+        "row 3, column 1: 'q'",
+    ):
+        assert named in message
+
+
+def test_parse_takes_i_as_imaginary_unit():
+    np.testing.assert_array_equal(parse_matrix("1-2i 0\n0 3i"), np.array([[1 - 2j, 0], [0, 3j]]))
 
 
 def test_rejects_non_square_and_nan():
