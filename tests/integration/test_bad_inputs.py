@@ -2,7 +2,6 @@
 
 import json
 import shutil
-import time
 
 import pytest
 
@@ -112,11 +111,10 @@ def test_model_without_attention_outputs(tmp_path):
         load_model(str(tmp_path))
 
 
-def test_hub_id_offline_fails_fast():
-    start = time.perf_counter()
+def test_hub_id_offline_fails_with_what_to_do():
+    # Speed is not asserted here (no timed assertions in tests): a hang would stall this test visibly.
     with pytest.raises(ModelLoadError, match="hub cannot be reached"):
         load_model("some-org/some-model")
-    assert time.perf_counter() - start < 10  # generous bound: a hang would be minutes
 
 
 def test_external_models_can_be_disabled(saved_tiny):

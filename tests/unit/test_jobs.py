@@ -8,10 +8,14 @@ import pytest
 from explorer.ui.jobs import Cancelled, JobBoard, follow
 
 
-def _gated(gate: threading.Event, calls: list, value=42):
+def _gated(gate: threading.Event, calls: list, value=42, reported: threading.Event | None = None):
+    """Work that reports half way (setting ``reported``), then waits for ``gate``."""
+
     def work(job):
         calls.append(1)
         job.report(0.5, "half way")
+        if reported is not None:
+            reported.set()
         gate.wait(10)
         return value
 
@@ -36,14 +40,13 @@ def test_one_job_per_key_shared_by_concurrent_askers():
 
 
 def test_asking_about_a_job_does_not_wait_for_its_work():
-    board, gate = JobBoard("t", max_finished=4), threading.Event()
-    job = board.submit("k", _gated(gate, []))
-    while job.message != "half way":
-        time.sleep(0.01)
-    started = time.monotonic()
+    board, gate, reported = JobBoard("t", max_finished=4), threading.Event(), threading.Event()
+    job = board.submit("k", _gated(gate, [], reported=reported))
+    assert reported.wait(10)
+    # The work is held on its gate until we open it: had peek waited on the work (a lock held across it), it
+    # could only return after the gate's 10 s timeout, with the job done. So "not done" is the check, not a clock.
     assert board.peek("k") is job and not job.done and job.fraction == 0.5
     assert board.peek("other") is None
-    assert time.monotonic() - started < 5  # the work waits up to 10 s on its gate; a lock would block us here
     gate.set()
     job.wait(10)
 
@@ -64,18 +67,19 @@ def test_a_failed_job_is_reported_then_replaced():
 
 
 def test_cancel_stops_the_work_at_its_next_report():
-    board, steps = JobBoard("t", max_finished=4), []
+    board, steps, third = JobBoard("t", max_finished=4), [], threading.Event()
 
     def long_work(job):
         for i in range(1000):
             job.report(i / 1000, f"step {i}")
             steps.append(i)
+            if i == 2:
+                third.set()
             time.sleep(0.005)
         return "finished"
 
     job = board.submit("k", long_work)
-    while len(steps) < 3:
-        time.sleep(0.005)
+    assert third.wait(10)
     job.cancel()
     assert job.wait(10) and job.cancelled
     with pytest.raises(Cancelled):
@@ -95,18 +99,18 @@ def test_eviction_keeps_finished_jobs_bounded_and_never_drops_running_ones():
 
 
 def test_follow_reports_progress_and_partial_results_arrive_while_running():
-    board, gate, seen = JobBoard("t", max_finished=2), threading.Event(), []
+    board, gate, seen, published = JobBoard("t", max_finished=2), threading.Event(), [], threading.Event()
 
     def work(job):
         for i in range(3):
             job.publish(i)
             job.report((i + 1) / 4, f"point {i}")
+        published.set()
         gate.wait(10)
         return "done"
 
     job = board.submit("k", work)
-    while len(job.partial) < 3:
-        time.sleep(0.01)
+    assert published.wait(10)
     assert job.partial == [0, 1, 2] and not job.done
     threading.Timer(0.3, gate.set).start()
     follow(job, lambda fraction, message: seen.append((fraction, message)), poll_seconds=0.05)
