@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from explorer.spectra.ranks import energy_rank
+
 FP16_BYTES = 2
 
 
@@ -183,15 +185,12 @@ def quantize_factors(U: torch.Tensor, B: torch.Tensor, scheme: QuantScheme) -> F
 
 
 def energy_rank_of(sigma: torch.Tensor, energy: float) -> int:
-    """Smallest r with sum_{i<r} σ_i² ≥ energy · sum σ_i² (σ decreasing); 0 for a zero matrix."""
-    power = sigma.to(torch.float64) ** 2
-    total = float(power.sum())
-    if total == 0.0:
+    """Smallest r with sum_{i<r} σ_i² ≥ energy · sum σ_i² (σ decreasing): ``ranks.energy_rank``, the one
+    definition (with its rounding tolerance); 0 for a zero matrix, which has nothing to keep."""
+    S = sigma.detach().to("cpu", torch.float64).numpy()
+    if not (S**2).sum() > 0.0:
         return 0
-    cumulative = torch.cumsum(power, 0) / total
-    return int(
-        min(int(torch.searchsorted(cumulative, torch.tensor(energy, dtype=torch.float64))) + 1, len(sigma))
-    )
+    return int(energy_rank(S, energy))
 
 
 @dataclass(frozen=True)
