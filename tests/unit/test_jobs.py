@@ -154,10 +154,10 @@ def test_a_process_exiting_with_a_job_running_cancels_it_and_exits_cleanly(tmp_p
 
 
 def test_the_trace_records_start_progress_and_end_and_never_breaks_a_job(tmp_path, monkeypatch):
-    from explorer.ui import jobs
+    from explorer import tasks
 
     trace = tmp_path / "jobs.tsv"
-    monkeypatch.setattr(jobs, "_TRACE_PATH", str(trace))
+    monkeypatch.setattr(tasks, "_TRACE_PATH", str(trace))
     gate = threading.Event()
     gate.set()
     job = JobBoard("t", max_finished=4).submit("k", _gated(gate, []), "traced")
@@ -165,6 +165,6 @@ def test_the_trace_records_start_progress_and_end_and_never_breaks_a_job(tmp_pat
     events = [line.split("\t")[3] for line in trace.read_text().splitlines()]
     assert events[0] == "started" and events[1] == "half way" and events[2].startswith("finished in ")
     # A path that cannot be written (a folder) leaves the job exactly as without the trace.
-    monkeypatch.setattr(jobs, "_TRACE_PATH", str(tmp_path))
+    monkeypatch.setattr(tasks, "_TRACE_PATH", str(tmp_path))
     job = JobBoard("t", max_finished=4).submit("k", _gated(gate, []), "untraceable")
     assert job.wait(10) and job.value() == 42

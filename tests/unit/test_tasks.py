@@ -1,0 +1,193 @@
+"""The task layer (explorer/tasks.py): one task per spec, the store behind KEEP specs, sticky cancel, the
+foreground rule, progress forwarding."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from explorer import store, tasks
+
+
+@pytest.fixture(autouse=True)
+def cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv(store.CAP_ENV, raising=False)
+    board = tasks.Board()
+    monkeypatch.setattr(tasks, "BOARD", board)
+    return board
+
+
+@dataclass(frozen=True)
+class Slow(tasks.Spec):
+    KIND = "unit-slow"
+    n: int = 0
+
+
+@dataclass(frozen=True)
+class Quick(tasks.Spec):
+    KIND = "unit-quick"
+    n: int = 0
+
+    def estimated_seconds(self) -> float:
+        return 0.01
+
+
+@dataclass(frozen=True)
+class Kept(tasks.Spec):
+    KIND = "unit-kept"
+    KEEP = True
+    RESULT = np.ndarray
+    n: int = 0
+
+    def estimated_seconds(self) -> float:
+        return 0.0
+
+
+def _gated(gate: threading.Event, calls: list, reported: threading.Event | None = None, value=42):
+    def work(task):
+        calls.append(threading.current_thread().name)
+        task.report(0.5, "half way")
+        if reported is not None:
+            reported.set()
+        if not gate.wait(10):
+            raise TimeoutError("gate")
+        task.report(0.9, "almost")
+        return value
+
+    return work
+
+
+def test_one_task_per_spec_shared_by_concurrent_askers(cache_home):
+    board, gate, calls, found = cache_home, threading.Event(), [], []
+    askers = [
+        threading.Thread(target=lambda: found.append(board.get(Slow(1), _gated(gate, calls))))
+        for _ in range(8)
+    ]
+    for t in askers:
+        t.start()
+    for t in askers:
+        t.join()
+    assert len({id(task) for task in found}) == 1
+    gate.set()
+    assert found[0].wait(10) and found[0].value() == 42 and len(calls) == 1
+    assert board.get(Slow(1), _gated(gate, calls)) is found[0] and len(calls) == 1  # finished: reused
+    assert board.get(Slow(2), _gated(gate, calls)) is not found[0]  # another spec, another task
+
+
+def test_the_foreground_rule_runs_quick_work_in_the_asking_thread(cache_home):
+    board, gate, calls = cache_home, threading.Event(), []
+    gate.set()
+    task = board.get(Quick(), _gated(gate, calls))
+    assert task.done and task.value() == 42 and calls == [threading.current_thread().name]
+    slow = board.get(Slow(), _gated(gate, calls))
+    assert slow.wait(10) and calls[-1].startswith("task-")
+
+
+def test_a_cancelled_task_stays_cancelled_until_started_again(cache_home):
+    board, gate, calls, reported = cache_home, threading.Event(), [], threading.Event()
+    task = board.get(Slow(), _gated(gate, calls, reported))
+    assert reported.wait(10)
+    board.cancel(Slow())
+    gate.set()
+    assert task.wait(10) and task.cancelled and task.failed  # failed: done without a result
+    with pytest.raises(tasks.Cancelled):
+        task.value()
+    for _ in range(3):  # page reruns ask again: the cancelled task comes back, no new work
+        assert board.get(Slow(), _gated(gate, calls)) is task
+    assert len(calls) == 1 and board.stopped(Slow())
+    again = board.start(Slow(), _gated(gate, calls))
+    assert again is not task and again.wait(10) and again.value() == 42 and len(calls) == 2
+    assert not board.stopped(Slow())
+
+
+def test_asking_never_waits_for_the_work(cache_home):
+    board, gate, reported = cache_home, threading.Event(), threading.Event()
+    task = board.get(Slow(), _gated(gate, [], reported))
+    assert reported.wait(10)
+    # Held on its gate until opened: a peek that waited on the work could only return it done.
+    assert board.peek(Slow()) is task and not task.done and task.fraction == 0.5
+    assert board.peek(Slow(9)) is None
+    gate.set()
+    assert task.wait(10)
+
+
+def test_a_failed_task_is_reported_then_replaced(cache_home):
+    board = cache_home
+
+    def boom(task):
+        raise ValueError("bad input")
+
+    task = board.get(Slow(), boom)
+    task.wait(10)
+    assert task.failed and board.peek(Slow()) is None
+    with pytest.raises(ValueError, match="bad input"):
+        task.value()
+    again = board.get(Slow(), lambda task: "ok")
+    assert again is not task and again.wait(10) and again.value() == "ok"
+
+
+def test_kept_results_are_written_once_and_read_back_after_a_restart(cache_home, monkeypatch):
+    calls = []
+
+    def work(task):
+        calls.append(1)
+        return np.arange(4.0) * task_factor
+
+    task_factor = 2.0
+    first = cache_home.get(Kept(3), work)
+    np.testing.assert_array_equal(first.value(), [0, 2, 4, 6])
+    assert store.Entry("unit-kept", 1, Kept(3)).path.exists()
+    restarted = tasks.Board()  # a new process: empty memory, same disk
+    task = restarted.get(Kept(3), work)
+    assert task.from_disk and len(calls) == 1
+    np.testing.assert_array_equal(task.value(), [0, 2, 4, 6])
+    assert restarted.peek(Kept(4)) is None  # another spec: nothing stored
+
+
+def test_cancelled_or_failed_work_leaves_nothing_on_disk(cache_home):
+    def boom(task):
+        raise ValueError("no")
+
+    cache_home.get(Kept(5), boom)
+    assert not Kept(5).entry.path.exists()
+
+
+def test_finished_tasks_are_bounded_per_kind_and_running_ones_never_dropped(cache_home):
+    board, gate = cache_home, threading.Event()
+    running = board.get(Slow(99), _gated(gate, []))
+    for i in range(Quick.MAX_FINISHED + 5):
+        board.get(Quick(i), lambda task, i=i: i)
+    assert board.peek(Slow(99)) is running
+    assert len(board) <= Quick.MAX_FINISHED + 2  # the finished kept, the one just run, the running one
+    assert (
+        board.peek(Quick(0)) is None
+        and board.peek(Quick(Quick.MAX_FINISHED + 4)).value() == Quick.MAX_FINISHED + 4
+    )
+    gate.set()
+    running.wait(10)
+
+
+def test_run_waits_and_forwards_progress(cache_home):
+    seen = []
+
+    def work(task):
+        for i in range(3):
+            task.report((i + 1) / 4, f"step {i}")
+        return "done"
+
+    assert tasks.run(Slow(7), work, progress=lambda f, m: seen.append((f, m))) == "done"
+    assert seen[:3] == [(0.25, "step 0"), (0.5, "step 1"), (0.75, "step 2")]
+
+
+def test_forward_maps_a_sub_step_onto_its_share():
+    seen = []
+    inner = tasks.forward(lambda f, m: seen.append((f, m)), 0.2, 0.6)
+    inner(0.0, "a")
+    inner(0.5, "b")
+    inner(2.0, "c")  # clamped
+    assert seen == [(0.2, "a"), (pytest.approx(0.4), "b"), (pytest.approx(0.6), "c")]
+    tasks.forward(None, 0, 1)(0.5, "nothing happens")
