@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from explorer import store  # noqa: E402
 from explorer.analysis import compression as comp  # noqa: E402
 from explorer.analysis import factor_store  # noqa: E402
 from explorer.analysis.lowrank import METHODS, factorize  # noqa: E402
@@ -103,7 +104,7 @@ def bench(model_id: str = "smollm2-135m", layers=None, log=print) -> dict:
                     )
                 )
                 assert not hit_cold and hit_warm
-                size = sum(p.stat().st_size for p in factor_store.store_dir().iterdir())
+                size = sum(p.stat().st_size for p in (store.store_root() / factor_store.KIND).iterdir())
                 out["methods"][method].update(cold_s=cold_s, warm_s=warm_s)
                 log(
                     f"  {method:7s} store: cold (calibration + factors + write) {cold_s:6.1f} s, warm read {warm_s:5.2f} s"

@@ -3,7 +3,7 @@
 For each embedded model (MiniLM, SmolLM2) it times:
   ours, first visit   analysis.weights.compute_weight_spectra (batched by shape; every metric and the
                       power-law fits included), with the default "gram" route and with "svd" (float32 svdvals)
-  ours, second visit  analysis.weights.weight_spectra reading the disk cache (fingerprint + .npz read)
+  ours, second visit  analysis.weights.weight_spectra reading the disk store (fingerprint + safetensors read)
   numpy loop          np.linalg.svd(W, compute_uv=False) on each matrix in turn (singular values only)
   WeightWatcher       ww.WeightWatcher(model=...).analyze() with its defaults (its SVDs + power-law fits)
 and compares our alphas with WeightWatcher's, matrix by matrix (matched by module name).
@@ -44,6 +44,7 @@ _threads_before_imports()
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from explorer import tasks  # noqa: E402
 from explorer.analysis.matrices import weight_matrices  # noqa: E402
 from explorer.analysis.weights import compute_weight_spectra, weight_spectra  # noqa: E402
 from explorer.models import load_model  # noqa: E402
@@ -136,7 +137,12 @@ def bench_model(model_id: str, skip_ww: bool) -> dict:
         os.environ["XDG_CACHE_HOME"] = tmp
         try:
             weight_spectra(model)  # computes and writes
-            t_cached, cached = timed(lambda: weight_spectra(model), repeat=3)
+
+            def second_visit():  # a restarted server: nothing in memory, the disk store read back
+                tasks.BOARD = tasks.Board()
+                return weight_spectra(model)
+
+            t_cached, cached = timed(second_visit, repeat=3)
             assert cached.from_cache
         finally:
             if previous is None:

@@ -338,11 +338,25 @@ class Board:
 
 BOARD = Board()  # the process's one board: every session, the report CLI and the benches share it
 
-peek = BOARD.peek
-get = BOARD.get
-start = BOARD.start
-cancel = BOARD.cancel
-stopped = BOARD.stopped
+
+def peek(spec: Spec) -> Task | None:
+    return BOARD.peek(spec)
+
+
+def get(spec: Spec, work: Callable[[Task], Any], *, background: bool | None = None) -> Task:
+    return BOARD.get(spec, work, background=background)
+
+
+def start(spec: Spec, work: Callable[[Task], Any], *, background: bool | None = None) -> Task:
+    return BOARD.start(spec, work, background=background)
+
+
+def cancel(spec: Spec) -> None:
+    BOARD.cancel(spec)
+
+
+def stopped(spec: Spec) -> bool:
+    return BOARD.stopped(spec)
 
 
 def run(spec: Spec, work: Callable[[Task], Any], *, progress: Progress | None = None) -> Any:

@@ -53,7 +53,18 @@ def smollm2():
 
 @pytest.fixture()
 def cache_home(tmp_path, monkeypatch):
-    """An empty user cache dir for this test (XDG_CACHE_HOME = tmp_path), the factor store at its default cap."""
+    """An empty user cache dir for this test (XDG_CACHE_HOME = tmp_path) at the default caps, and an empty task
+    board (as in a new process: results come from the disk store or are computed)."""
+    from explorer import store, tasks
+
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.delenv("EIGEN_EXPLORER_FACTOR_CACHE_MB", raising=False)
+    monkeypatch.delenv(store.CAP_ENV, raising=False)
+    monkeypatch.setattr(tasks, "BOARD", tasks.Board())
     return tmp_path
+
+
+def restart_tasks(monkeypatch) -> None:
+    """Forget every task in memory, as a restarted server would (the disk store stays)."""
+    from explorer import tasks
+
+    monkeypatch.setattr(tasks, "BOARD", tasks.Board())

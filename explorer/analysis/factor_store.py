@@ -1,65 +1,40 @@
 """Factorizations on disk: computed once per (weights, method, calibration, groups), read back after a restart.
 
-Files are safetensors (no pickle) in ``cache_dir("factors")`` (``$XDG_CACHE_HOME/eigen-explorer/factors``),
-one per factorization, named by a key that hashes the weights' fingerprint
+Each factorization is one entry of the disk store (``explorer.store``: safetensors for U, B and the error tails,
+JSON for the rest; no pickle), of kind ``factors``, identified by the weights' fingerprint
 (``explorer.analysis.weights.model_fingerprint``: every weight matrix's bytes, the class and config), the
-method, the caller's calibration key (which text, how it was cut), the groups, the layers, the ridge and this
-module's format version. Changing any one gives another file.
+method, the caller's calibration key (which text, how it was cut), the groups, the layers, the ridge and whether
+only the usable ranks are kept. Changing any one gives another entry; bumping FORMAT_VERSION makes old entries
+read as missing.
 
-Size: the directory is kept under ``EIGEN_EXPLORER_FACTOR_CACHE_MB`` megabytes (default 4096: the three
-methods' full factors of SmolLM2's MLP matrices take about 440 MB each, the page's usable-rank cuts 320 MB each,
-2.3 GB together) by deleting the least recently used files
-(a read refreshes a file's modification time). ``EIGEN_EXPLORER_FACTOR_CACHE_MB=0`` turns the store off.
-Deleting the directory (or ``make clean-cache``) clears it.
+Size: the store holds the whole cache directory under one cap (``EIGEN_EXPLORER_CACHE_MB``, least recently used
+first; a read refreshes an entry). The three methods' full factors of SmolLM2's MLP matrices take about 440 MB
+each, the page's usable-rank cuts 320 MB each. ``EIGEN_EXPLORER_CACHE_MB=0`` keeps nothing on disk.
 
-Concurrency: a file is written under a unique temporary name and renamed into place (atomic on POSIX), so a
+Concurrency: entries are written under a unique temporary name and renamed into place (atomic on POSIX), so a
 reader sees a whole file or none; two processes computing the same key write identical content and the last
-rename wins; a file evicted by another process between listing and reading is a miss, not an error.
+rename wins; an entry evicted by another process between listing and reading is a miss, not an error.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import time
-import uuid
 from collections.abc import Callable
-from pathlib import Path
 
-import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
+from explorer import store
 from explorer.analysis.lowrank import RIDGE, ActivationStats, Factorization, MatrixFactors, factorize
 from explorer.analysis.weights import model_fingerprint
-from explorer.paths import cache_dir
 from explorer.spectra.allocation import largest_factored_rank
 
-FORMAT_VERSION = 1
-CAP_ENV = "EIGEN_EXPLORER_FACTOR_CACHE_MB"
-DEFAULT_CAP_MB = 4096
-SUFFIX = ".safetensors"
+FORMAT_VERSION = 2  # 1: the factor store's own safetensors layout, before the one store
+KIND = "factors"
 
 Progress = Callable[[float, str], None]
 StatsProvider = Callable[[], tuple[dict[str, ActivationStats], int]]
 
 
-def store_dir() -> Path:
-    return cache_dir("factors")
-
-
-def cap_bytes() -> int:
-    """The size cap in bytes, from EIGEN_EXPLORER_FACTOR_CACHE_MB (default DEFAULT_CAP_MB; 0 disables)."""
-    raw = os.environ.get(CAP_ENV, "").strip()
-    try:
-        mb = float(raw) if raw else DEFAULT_CAP_MB
-    except ValueError:
-        mb = DEFAULT_CAP_MB
-    return max(int(mb * 1024 * 1024), 0)
-
-
-def factor_key(
+def factor_entry(
     fingerprint: str,
     method: str,
     calibration_key: str,
@@ -68,107 +43,34 @@ def factor_key(
     layers=None,
     ridge: float = RIDGE,
     usable_only: bool = False,
-) -> str:
-    """A hex key naming one factorization; any change of its inputs changes it (``usable_only``: the factors
-    truncated to the ranks that save parameters, ``usable_factors``; absent from the key when False, so the
-    keys of full factorizations are those of earlier versions)."""
-    spec = {
-        "version": FORMAT_VERSION,
+) -> store.Entry:
+    """The store entry of one factorization; any change of its inputs changes it (``usable_only``: the factors
+    truncated to the ranks that save parameters, ``usable_factors``)."""
+    identity = {
         "fingerprint": fingerprint,
         "method": method,
         "calibration": calibration_key,
         "kinds": sorted(kinds),
         "layers": None if layers is None else sorted(int(x) for x in layers),
         "ridge": repr(float(ridge)),
+        "usable_only": bool(usable_only),
     }
-    if usable_only:
-        spec["usable_only"] = True
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:40]
+    return store.Entry(KIND, FORMAT_VERSION, identity)
 
 
-def path_for(key: str) -> Path:
-    return store_dir() / f"factors-v{FORMAT_VERSION}-{key}{SUFFIX}"
+def factor_key(fingerprint: str, method: str, calibration_key: str, kinds, **kw) -> str:
+    """A hex key naming one factorization (the digest of its entry's identity)."""
+    return store.digest(factor_entry(fingerprint, method, calibration_key, kinds, **kw).identity)
 
 
-def _as_tensor(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a))
+def save_factorization(fact: Factorization, entry: store.Entry) -> None:
+    """Write ``fact`` as ``entry`` of the disk store (atomically; the cache then held under its cap)."""
+    store.save(entry, fact)
 
 
-def save_factorization(fact: Factorization, path: Path) -> None:
-    """Write ``fact`` as one safetensors file, atomically (temporary name, then rename)."""
-    tensors: dict[str, torch.Tensor] = {}
-    matrices = []
-    for i, f in enumerate(fact.matrices):
-        tensors[f"{i}.U"] = f.U.contiguous()
-        tensors[f"{i}.B"] = f.B.contiguous()
-        tensors[f"{i}.sigma"] = _as_tensor(f.sigma)
-        tensors[f"{i}.weight_tail"] = _as_tensor(f.weight_tail)
-        tensors[f"{i}.plain_tail"] = _as_tensor(f.plain_tail)
-        if f.output_tail is not None:
-            tensors[f"{i}.output_tail"] = _as_tensor(f.output_tail)
-        matrices.append(
-            {
-                "name": f.name,
-                "module": f.module,
-                "kind": f.kind,
-                "layer": f.layer,
-                "shape": list(f.shape),
-                "output_norm2": f.output_norm2,  # a Python float: json writes the shortest exact repr
-                "n_bias": f.n_bias,
-                "calibrated": f.calibrated,
-            }
-        )
-    meta = {
-        "version": FORMAT_VERSION,
-        "method": fact.method,
-        "calibration_tokens": fact.calibration_tokens,
-        "notes": list(fact.notes),
-        "matrices": matrices,
-    }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata={"explorer": json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def load_factorization(path: Path) -> Factorization | None:
-    """Read a file written by ``save_factorization``; None when it is missing, of another format or broken."""
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            meta = json.loads((handle.metadata() or {})["explorer"])
-        if meta.get("version") != FORMAT_VERSION:
-            return None
-        tensors = load_file(str(path))
-        matrices = []
-        for i, m in enumerate(meta["matrices"]):
-            out_tail = tensors.get(f"{i}.output_tail")
-            matrices.append(
-                MatrixFactors(
-                    name=m["name"],
-                    module=m["module"],
-                    kind=m["kind"],
-                    layer=m["layer"],
-                    shape=(int(m["shape"][0]), int(m["shape"][1])),
-                    U=tensors[f"{i}.U"],
-                    B=tensors[f"{i}.B"],
-                    sigma=tensors[f"{i}.sigma"].numpy(),
-                    weight_tail=tensors[f"{i}.weight_tail"].numpy(),
-                    plain_tail=tensors[f"{i}.plain_tail"].numpy(),
-                    output_tail=None if out_tail is None else out_tail.numpy(),
-                    output_norm2=m["output_norm2"],
-                    n_bias=int(m["n_bias"]),
-                    calibrated=bool(m["calibrated"]),
-                )
-            )
-        return Factorization(
-            meta["method"], tuple(matrices), int(meta["calibration_tokens"]), tuple(meta["notes"])
-        )
-    except (OSError, KeyError, ValueError, TypeError, json.JSONDecodeError, RuntimeError):
-        return None
+def load_factorization(entry: store.Entry) -> Factorization | None:
+    """The factorization stored as ``entry``; None when it is missing, of another layout or broken."""
+    return store.load(entry, Factorization)
 
 
 def usable_factors(fact: Factorization) -> Factorization:
@@ -203,38 +105,6 @@ def usable_factors(fact: Factorization) -> Factorization:
     return Factorization(fact.method, tuple(matrices), fact.calibration_tokens, fact.notes)
 
 
-def _entries(directory: Path) -> list[tuple[float, int, Path]]:
-    """(modification time, size, path) of the store's files; files vanishing meanwhile are skipped."""
-    out = []
-    for path in directory.glob(f"factors-*{SUFFIX}"):
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            continue
-        out.append((st.st_mtime, st.st_size, path))
-    return out
-
-
-def evict(cap: int | None = None, keep: Path | None = None, directory: Path | None = None) -> list[Path]:
-    """Delete least recently used files until the store holds at most ``cap`` bytes (``keep`` last of all,
-    and only when it alone is over the cap). Returns the deleted paths."""
-    cap = cap_bytes() if cap is None else cap
-    directory = store_dir() if directory is None else directory
-    entries = sorted(_entries(directory), key=lambda e: (e[2] == keep, e[0]))
-    total = sum(size for _, size, _ in entries)
-    removed = []
-    for _, size, path in entries:
-        if total <= cap:
-            break
-        try:
-            path.unlink()
-            removed.append(path)
-        except FileNotFoundError:
-            pass  # another process evicted it first
-        total -= size
-    return removed
-
-
 def cached_factorize(
     model: torch.nn.Module,
     method: str,
@@ -251,27 +121,19 @@ def cached_factorize(
     (``stats_provider``, only then: a hit needs no forward pass), the factors computed and stored.
     ``calibration_key`` must name the calibration data exactly (text hash and how it was cut).
     ``usable_only``: keep and store only the ranks that save parameters (``usable_factors``)."""
-    cap = cap_bytes()
-    key = factor_key(
-        model_fingerprint(model),
-        method,
-        calibration_key,
-        kinds,
-        layers=layers,
-        ridge=ridge,
-        usable_only=usable_only,
+    fingerprint = model_fingerprint(model)
+    entry = factor_entry(
+        fingerprint, method, calibration_key, kinds, layers=layers, ridge=ridge, usable_only=usable_only
     )
-    path = path_for(key)
-    if cap > 0:
-        found = _read(path)
+    if store.enabled():
+        found = load_factorization(entry)
         if found is None and usable_only:  # the full factors (the report's, a bench's) hold the usable ones
-            full_key = factor_key(
-                model_fingerprint(model), method, calibration_key, kinds, layers=layers, ridge=ridge
+            full = load_factorization(
+                factor_entry(fingerprint, method, calibration_key, kinds, layers=layers, ridge=ridge)
             )
-            full = _read(path_for(full_key))
             if full is not None:
                 found = usable_factors(full)
-                _store(found, path, cap)
+                save_factorization(found, entry)
         if found is not None:
             if progress is not None:
                 progress(1.0, "Factors read from the disk cache.")
@@ -289,26 +151,5 @@ def cached_factorize(
     )
     if usable_only:
         fact = usable_factors(fact)
-    if cap > 0:
-        _store(fact, path, cap)
+    save_factorization(fact, entry)
     return fact, False
-
-
-def _read(path: Path) -> Factorization | None:
-    """A stored factorization, its file marked as just used; None on a miss."""
-    found = load_factorization(path)
-    if found is not None:
-        try:
-            now = time.time()
-            os.utime(path, (now, now))  # least recently *used*: a read counts
-        except OSError:
-            pass
-    return found
-
-
-def _store(fact: Factorization, path: Path, cap: int) -> None:
-    try:
-        save_factorization(fact, path)
-        evict(cap, keep=path)
-    except OSError:
-        pass  # a full or read-only disk only costs the next visit a recomputation

@@ -15,26 +15,27 @@ Metrics are those of ``explorer.spectra.ranks`` (defined once) and the heavy-tai
 because the weights are stored in float32 (or coarser): singular values below sigma_1 * max(m, n) * eps32
 are rounding noise of the stored numbers, not structure.
 
-The result depends on the weights only, so it is written to ``cache_dir("weights")`` under a model
-fingerprint (see ``model_fingerprint``) and a second visit, even from a new process, reads it back.
+The result depends on the weights only, so it runs as a task (``WeightSpectraSpec``, keyed by a model
+fingerprint, see ``model_fingerprint``) kept in the disk store: a second visit, even from a new process, reads it
+back.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from explorer import tasks
 from explorer.analysis.matrices import KINDS, WeightMatrix, weight_matrices
 from explorer.models.device import linalg_device
-from explorer.paths import cache_dir
 from explorer.spectra import ranks
 from explorer.spectra.heavy_tail import element_variance, esd, fit_power_law, mp_bulk_edge
 
@@ -330,65 +331,22 @@ def compute_weight_spectra(
     )
 
 
-def cache_path(fingerprint: str, method: str) -> Path:
-    return cache_dir("weights") / f"weights-v{CACHE_VERSION}-{method}-{fingerprint}.npz"
+@dataclass(frozen=True)
+class WeightSpectraSpec(tasks.Spec):
+    """The task of one model's weight spectra: they depend on the weights (their fingerprint) and the route
+    only, so they are kept in the disk store and a new process reads them back."""
 
+    KIND: ClassVar[str] = "weight-spectra"
+    VERSION: ClassVar[int] = CACHE_VERSION
+    KEEP: ClassVar[bool] = True
+    RESULT: ClassVar[Any] = WeightSpectra
+    MAX_FINISHED: ClassVar[int] = 4
+    fingerprint: str
+    method: str = "gram"
 
-def save_spectra(result: WeightSpectra, path: Path) -> None:
-    """Write ``result`` as one .npz (no pickle), atomically (temp file, then rename)."""
-    lengths = np.array([s.size for s in result.sigma], dtype=np.int64)
-    payload = {
-        "names": np.array(result.names, dtype=str),
-        "kinds": np.array(result.kinds, dtype=str),
-        "layers": result.layers,
-        "shapes": result.shapes,
-        "sigma": np.concatenate(result.sigma) if result.sigma else np.zeros(0),
-        "lengths": lengths,
-        "meta": np.array(
-            json.dumps(
-                {
-                    "version": CACHE_VERSION,
-                    "fingerprint": result.fingerprint,
-                    "seconds": result.seconds,
-                    "method": result.method,
-                    "device": result.device,
-                }
-            )
-        ),
-        **{f: getattr(result, f) for f in _ARRAY_FIELDS},
-    }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, **payload)
-    os.replace(tmp, path)
-
-
-def load_spectra(path: Path) -> WeightSpectra | None:
-    """Read a file written by ``save_spectra``; None if it is missing, of another version or unreadable."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            if meta.get("version") != CACHE_VERSION:
-                return None
-            lengths = data["lengths"]
-            flat = data["sigma"]
-            bounds = np.concatenate([[0], np.cumsum(lengths)])
-            sigma = tuple(_frozen(flat[a:b].copy()) for a, b in zip(bounds[:-1], bounds[1:], strict=True))
-            return WeightSpectra(
-                names=tuple(str(n) for n in data["names"]),
-                kinds=tuple(str(k) for k in data["kinds"]),
-                layers=_frozen(data["layers"]),
-                shapes=_frozen(data["shapes"].reshape(-1, 2)),
-                sigma=sigma,
-                **{f: _frozen(data[f]) for f in _ARRAY_FIELDS},
-                fingerprint=meta["fingerprint"],
-                seconds=float(meta["seconds"]),
-                method=meta["method"],
-                device=meta["device"],
-                from_cache=True,
-            )
-    except (OSError, KeyError, ValueError, json.JSONDecodeError):
-        return None
+    @property
+    def label(self) -> str:
+        return "weight spectra"
 
 
 def weight_spectra(
@@ -397,26 +355,41 @@ def weight_spectra(
     device: str = "cpu",
     method: str = "gram",
     progress: ProgressCallback | None = None,
-    use_cache: bool = True,
 ) -> WeightSpectra:
-    """The model's weight spectra: read from the disk cache when this model was analysed before, else
-    computed (``compute_weight_spectra``) and written there. ``progress(fraction, message)`` is called
-    while computing."""
+    """The model's weight spectra through the task layer: read from the disk store when these weights were
+    analysed before (``from_cache``), else computed (``compute_weight_spectra``) and kept there.
+    ``progress(fraction, message)`` is called while computing."""
     mats = weight_matrices(model)
-    fingerprint = model_fingerprint(model, mats)
-    path = cache_path(fingerprint, method)
-    if use_cache:
-        cached = load_spectra(path)
-        if cached is not None and cached.names == tuple(m.name for m in mats):
-            if progress is not None:
-                progress(1.0, "Read from the cache.")
-            return cached
-    result = compute_weight_spectra(
-        model, device=device, method=method, progress=progress, mats=mats, fingerprint=fingerprint
-    )
-    if use_cache:
-        try:
-            save_spectra(result, path)
-        except OSError:
-            pass  # a read-only cache dir only costs the next visit a recomputation
-    return result
+    spec = WeightSpectraSpec(model_fingerprint(model, mats), method)
+    return weight_spectra_task(spec, model, device=device, progress=progress)
+
+
+def weight_spectra_task(
+    spec: WeightSpectraSpec,
+    model: torch.nn.Module,
+    *,
+    device: str = "cpu",
+    progress: ProgressCallback | None = None,
+    background: bool = False,
+) -> WeightSpectra | tasks.Task:
+    """``spec``'s result, waited for here (``background=False``), or its task (``background=True``: a page
+    watches it). A stored result comes back with ``from_cache`` set."""
+
+    def work(task: tasks.Task) -> WeightSpectra:
+        return compute_weight_spectra(
+            model, device=device, method=spec.method, progress=task.report, fingerprint=spec.fingerprint
+        )
+
+    if background:
+        return tasks.get(spec, work, background=True)
+    result = tasks.run(spec, work, progress=progress)
+    if progress is not None:
+        progress(1.0, "Done.")
+    return with_origin(result, spec)
+
+
+def with_origin(result: WeightSpectra, spec: WeightSpectraSpec) -> WeightSpectra:
+    """``result`` marked ``from_cache`` when the task layer read it from the disk store."""
+    task = tasks.peek(spec)
+    from_disk = task is not None and task.from_disk
+    return dataclasses.replace(result, from_cache=True) if from_disk and not result.from_cache else result

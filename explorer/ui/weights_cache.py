@@ -1,9 +1,9 @@
 """Cached, progress-reporting wrappers for the weight pages (weights, circuits, Gershgorin).
 
-Weight spectra take seconds the first time, so they run as a background job (explorer/ui/jobs.py, keyed
-by the model key): a second browser session that arrives mid-computation watches the same job instead of
-starting another one, and later visits find it finished. Below that, ``analysis.weights`` keeps the result
-on disk, so a new process reads it back in well under a second.
+Weight spectra take seconds the first time, so they run as a task (explorer/tasks.py, keyed by the weights'
+fingerprint): a second browser session that arrives mid-computation watches the same task instead of starting
+another one, later visits find it finished, and the disk store gives it back to a new process in well under a
+second.
 """
 
 from __future__ import annotations
@@ -11,30 +11,38 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from explorer import tasks
 from explorer.analysis.circuits import CircuitSpectra, circuit_spectra, ov_core_matrix
-from explorer.analysis.weights import WeightSpectra, weight_spectra
+from explorer.analysis.weights import WeightSpectra, WeightSpectraSpec, compute_weight_spectra, with_origin
 from explorer.models import LoadedModel
 from explorer.models.choice import ModelChoice, TextChoice
 from explorer.spectra.gershgorin import GershgorinResult, analyse_gershgorin
-from explorer.ui import jobs
-from explorer.ui.cache import cached_capture, cached_model
+from explorer.ui import task_view
+from explorer.ui.cache import cached_capture, cached_fingerprint, cached_model
 
 
 def weight_spectra_with_progress(model_key: ModelChoice, loaded: LoadedModel) -> WeightSpectra:
     """The model's weight spectra, drawing a progress bar while the first computation runs.
 
-    Stops the page with an st.error if the computation failed (the next visit retries)."""
-    job = jobs.board("weight-spectra", max_finished=4).submit(
-        model_key,
-        lambda job: weight_spectra(loaded.model, device=loaded.device, progress=job.report),
-        label="weight spectra",
-    )
-    return jobs.result_with_progress(
-        job,
-        "Weight spectra (first visit for this model)",
+    Stops the page after saying what to do if the computation failed (the next visit retries)."""
+    spec = WeightSpectraSpec(cached_fingerprint(model_key))
+
+    def work(task: tasks.Task) -> WeightSpectra:
+        return compute_weight_spectra(
+            loaded.model, device=loaded.device, progress=task.report, fingerprint=spec.fingerprint
+        )
+
+    result = task_view.watch(
+        spec,
+        work,
+        label="Weight spectra (first visit for this model)",
         failure="Computing the weight spectra failed. Reload the page to retry; if it fails again, try the CPU "
         "device in the sidebar.",
+        wait=True,
     )
+    if result is None:
+        st.stop()
+    return with_origin(result, spec)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Computing the QK and OV circuits of every head…")

@@ -1,14 +1,14 @@
-"""The factor store: bit-identical round trips, keys that follow the weights, LRU eviction under the cap,
-concurrent writers, and the loaded model left untouched."""
+"""The factor store: bit-identical round trips through the one disk store, keys that follow the weights, the
+one cap, concurrent writers, and the loaded model left untouched (LRU eviction itself: tests/unit/test_store.py)."""
 
 import copy
-import os
 import threading
 
 import numpy as np
 import pytest
 import torch
 
+from explorer import store as disk
 from explorer.analysis import compression as comp
 from explorer.analysis import factor_store as store
 from explorer.analysis.lowrank import factorize
@@ -52,17 +52,17 @@ def _assert_identical(a, b):
 def test_round_trip_is_bit_identical(cache_home, calibrated, method):
     loaded, (stats, n_tokens) = calibrated
     fact = factorize(loaded.model, method, KINDS, stats, calibration_tokens=n_tokens)
-    path = store.path_for("roundtrip")
-    store.save_factorization(fact, path)
-    _assert_identical(fact, store.load_factorization(path))
-    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+    entry = store.factor_entry("fp", method, "roundtrip", KINDS)
+    store.save_factorization(fact, entry)
+    _assert_identical(fact, store.load_factorization(entry))
+    assert not [p for p in entry.path.parent.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_uncalibrated_round_trip(cache_home, load):
     fact = factorize(load("tiny-gpt2").model, "asvd", ("mlp_up",))  # falls back to plain SVD, with a note
-    path = store.path_for("plain")
-    store.save_factorization(fact, path)
-    _assert_identical(fact, store.load_factorization(path))
+    entry = store.factor_entry("fp", "asvd", "plain", ("mlp_up",))
+    store.save_factorization(fact, entry)
+    _assert_identical(fact, store.load_factorization(entry))
 
 
 def test_cached_factorize_reads_back_and_leaves_the_model_unchanged(cache_home, calibrated):
@@ -104,29 +104,18 @@ def test_the_key_changes_when_one_weight_changes(load):
     assert len({base, *variants}) == 6
 
 
-def test_eviction_keeps_the_cap_and_drops_the_least_recently_used(cache_home):
-    directory = store.store_dir()
-    paths = []
-    for i in range(5):
-        path = directory / f"factors-v{store.FORMAT_VERSION}-{i}{store.SUFFIX}"
-        path.write_bytes(bytes(1000))
-        os.utime(path, (1000 + i, 1000 + i))
-        paths.append(path)
-    os.utime(paths[0], (2000, 2000))  # read recently: now the most recently used
-    removed = store.evict(cap=2500, keep=paths[4])
-    assert set(removed) == {paths[1], paths[2], paths[3]}
-    remaining = sorted(p.name for p in directory.iterdir())
-    assert remaining == sorted([paths[0].name, paths[4].name])
-    assert sum(p.stat().st_size for p in directory.iterdir()) <= 2500
+def _factor_files():
+    folder = disk.store_root() / store.KIND
+    return list(folder.iterdir()) if folder.exists() else []
 
 
-def test_the_cap_comes_from_the_environment(cache_home, calibrated, monkeypatch):
-    assert store.cap_bytes() == store.DEFAULT_CAP_MB * 1024 * 1024
-    monkeypatch.setenv(store.CAP_ENV, "0")
+def test_the_one_cap_comes_from_the_environment(cache_home, calibrated, monkeypatch):
+    assert disk.cap_bytes() == disk.DEFAULT_CAP_MB * 1024 * 1024
+    monkeypatch.setenv(disk.CAP_ENV, "0")
     loaded, (stats, n_tokens) = calibrated
     _, hit = store.cached_factorize(loaded.model, "svd", KINDS, "c", lambda: (stats, n_tokens))
     _, hit = store.cached_factorize(loaded.model, "svd", KINDS, "c", lambda: (stats, n_tokens))
-    assert not hit and not list(store.store_dir().iterdir())  # 0 turns the store off
+    assert not hit and not _factor_files()  # 0 turns the store off
 
 
 def test_concurrent_writers_leave_one_whole_file(cache_home, calibrated):
@@ -147,9 +136,11 @@ def test_concurrent_writers_leave_one_whole_file(cache_home, calibrated):
     for t in threads:
         t.join()
     assert not errors
-    files = list(store.store_dir().iterdir())
-    assert len(files) == 1 and files[0].suffix == store.SUFFIX
-    on_disk = store.load_factorization(files[0])
+    files = _factor_files()
+    assert len(files) == 1 and files[0].suffix == disk.SUFFIX
+    on_disk = store.load_factorization(
+        store.factor_entry(model_fingerprint(loaded.model), "svdllm", "conc", KINDS)
+    )
     for fact, _ in results:
         _assert_identical(fact, on_disk)
 
@@ -158,6 +149,6 @@ def test_factorize_model_uses_the_store(cache_home, calibrated):
     loaded, (stats, n_tokens) = calibrated
     key = comp.calibration_key_of(comp.shipped_calibration_text(), 64)
     a = comp.factorize_model(loaded, "svdllm", KINDS, stats, n_tokens, calibration_key=key)
-    assert len(list(store.store_dir().iterdir())) == 1
+    assert len(_factor_files()) == 1
     b = comp.factorize_model(loaded, "svdllm", KINDS, None, 0, calibration_key=key)  # no stats needed now
     _assert_identical(a, b)

@@ -9,11 +9,12 @@ import torch
 from explorer.analysis.matrices import weight_matrices, weights_checksum
 from explorer.analysis.weights import (
     METRICS,
-    cache_path,
+    WeightSpectraSpec,
     compute_weight_spectra,
     model_fingerprint,
     weight_spectra,
 )
+from tests.conftest import restart_tasks
 from tests.tolerances import gram_singular_value_tolerance, sum_rtol, symmetric_tolerance
 
 
@@ -115,12 +116,14 @@ def test_progress_is_monotone_and_finishes(load, cache_home):
     assert all(isinstance(msg, str) and msg for _, msg in seen)
 
 
-def test_disk_cache_round_trip(load, cache_home):
+def test_disk_cache_round_trip(load, cache_home, monkeypatch):
     model = load("tiny-gpt2").model
     first = weight_spectra(model)
     assert not first.from_cache
-    assert cache_path(first.fingerprint, "gram").is_file()
-    assert str(cache_home) in str(cache_path(first.fingerprint, "gram"))
+    path = WeightSpectraSpec(first.fingerprint, "gram").entry.path
+    assert path.is_file() and str(cache_home) in str(path)
+    assert weight_spectra(model) is first  # the same process: the task's result in memory
+    restart_tasks(monkeypatch)
     second = weight_spectra(model)
     assert second.from_cache and second.names == first.names and second.kinds == first.kinds
     for a, b in zip(first.sigma, second.sigma, strict=True):
@@ -131,10 +134,11 @@ def test_disk_cache_round_trip(load, cache_home):
     assert not second.sigma[0].flags.writeable
 
 
-def test_corrupt_cache_file_is_recomputed(load, cache_home):
+def test_corrupt_cache_file_is_recomputed(load, cache_home, monkeypatch):
     model = load("tiny-bert").model
     first = weight_spectra(model)
-    cache_path(first.fingerprint, "gram").write_bytes(b"not a zip file")
+    WeightSpectraSpec(first.fingerprint, "gram").entry.path.write_bytes(b"not a safetensors file")
+    restart_tasks(monkeypatch)
     again = weight_spectra(model)
     assert not again.from_cache
     np.testing.assert_array_equal(again.sigma[3], first.sigma[3])
