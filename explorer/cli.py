@@ -14,6 +14,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    import explorer.analysis.export  # noqa: F401 (registers the reader of exported compression decisions)
     from explorer.errors import ExplorerError
     from explorer.models import capture, load_model
     from explorer.report.build import default_sections, write_report

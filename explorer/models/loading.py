@@ -12,6 +12,7 @@ import importlib.util
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -300,6 +301,40 @@ def _verify_attention_outputs(model: torch.nn.Module, tokenizer, device: str, mo
         )
 
 
+# Exported compression decisions (explorer/analysis/export.py): a folder, or a .zip of one, holding this manifest.
+# The models layer may not import the analysis layer that reads them, so the reader registers itself here
+# (``register_export_loader``) when explorer.analysis.export is imported.
+EXPORT_MANIFEST = "eigen-explorer-export.json"
+_export_loader: Callable[..., LoadedModel] | None = None
+
+
+def register_export_loader(loader: Callable[..., LoadedModel]) -> None:
+    """Let ``load_model`` open exported decisions: ``loader(path, device=, dtype=)`` returns a new LoadedModel."""
+    global _export_loader
+    _export_loader = loader
+
+
+def is_exported_decision(model_id: str) -> bool:
+    """``model_id`` names an exported compression decision: a folder holding EXPORT_MANIFEST, or a .zip file
+    (checked by name only: what is inside is validated when it is read)."""
+    path = Path((model_id or "").strip()).expanduser()
+    try:
+        if path.is_dir():
+            return (path / EXPORT_MANIFEST).is_file()
+        return path.suffix.lower() == ".zip" and path.is_file()
+    except OSError:  # a name too long for the file system, say: not a path at all
+        return False
+
+
+def _load_exported(model_id: str, device: str, dtype: str) -> LoadedModel:
+    if _export_loader is None:
+        raise ModelLoadError(
+            f"'{model_id}' is an exported compression decision, but the reader of that format is not loaded "
+            "in this process. Import explorer.analysis.export before loading it."
+        )
+    return _export_loader(Path(model_id.strip()).expanduser().resolve(), device=device, dtype=dtype)
+
+
 def load_model(
     model_id: str,
     *,
@@ -314,6 +349,12 @@ def load_model(
     ``allow_external`` False restricts to the catalogue (for a server shared with others).
     """
     start = time.perf_counter()
+    if is_exported_decision(model_id):
+        if not allow_external:
+            raise ModelLoadError(
+                "This server only allows the catalogue models; local paths and hub ids are turned off."
+            )
+        return _load_exported(model_id, device, dtype)
     try:
         source_kind = classify(model_id)
         device = resolve_device(device)
@@ -383,4 +424,13 @@ def load_model(
     )
 
 
-__all__ = ["CATALOGUE", "LoadedModel", "ModelCard", "load_model", "make_card"]
+__all__ = [
+    "CATALOGUE",
+    "EXPORT_MANIFEST",
+    "LoadedModel",
+    "ModelCard",
+    "is_exported_decision",
+    "load_model",
+    "make_card",
+    "register_export_loader",
+]

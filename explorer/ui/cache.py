@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+import explorer.analysis.export  # noqa: F401 (registers the reader of exported compression decisions with load_model)
 from explorer.analysis.weights import model_fingerprint
 from explorer.models import Capture, LoadedModel, capture
 from explorer.models.choice import ModelChoice, TextChoice
