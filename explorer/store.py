@@ -123,15 +123,24 @@ def enabled() -> bool:
 def save(entry: Entry, value: Any) -> Path | None:
     """Write ``value`` for ``entry`` atomically, then hold the cache under its cap. None when the store is off
     or the disk refuses (a read-only or full cache dir costs the next visit a recomputation, nothing more)."""
+    return write(entry.path, value, kind=entry.kind)
+
+
+def load(entry: Entry, result_type: Any) -> Any | None:
+    """The value stored for ``entry`` read as ``result_type``, or None (missing, unreadable, another layout)."""
+    return read(entry.path, result_type)
+
+
+def write(path: Path, value: Any, *, kind: str = "") -> Path | None:
+    """``save`` at a path of the caller's naming (inside the cache dir, so the cap covers it)."""
     if not enabled():
         return None
     tensors: dict[str, np.ndarray] = {}
     tree = _encode(value, tensors)
-    path = entry.path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        save_file(tensors, str(tmp), metadata={"json": json.dumps(tree), "kind": entry.kind})
+        save_file(tensors, str(tmp), metadata={"json": json.dumps(tree), "kind": kind})
         os.replace(tmp, path)
     except OSError:
         return None
@@ -139,11 +148,10 @@ def save(entry: Entry, value: Any) -> Path | None:
     return path
 
 
-def load(entry: Entry, result_type: Any) -> Any | None:
-    """The value stored for ``entry`` read as ``result_type``, or None (missing, unreadable, another layout)."""
+def read(path: Path, result_type: Any) -> Any | None:
+    """``load`` from a path of the caller's naming."""
     if not enabled():
         return None
-    path = entry.path
     try:
         with safe_open(str(path), "np") as handle:
             tree = json.loads(handle.metadata()["json"])

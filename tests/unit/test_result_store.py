@@ -1,6 +1,6 @@
-"""The JSON store of measured results (explorer/ui/result_store.py): lists of nested frozen dataclasses come back
-equal, float for float (NaN, infinities and None included); a missing, corrupt or other-layout file reads as
-missing; the name changes with anything in the identity."""
+"""Measured results kept through the one store (explorer/ui/result_store.py): lists of nested frozen dataclasses
+come back equal, float for float (NaN, infinities and None included); a missing, corrupt or other-layout file reads
+as missing; the name changes with anything in the identity."""
 
 import math
 
@@ -33,7 +33,7 @@ POINTS = [
 
 def test_sweep_points_round_trip_float_for_float(cache_home):
     path = result_store.result_path("sweep", {"weights": "abc", "kinds": ["mlp_up"]})
-    assert path.parent == cache_home / "eigen-explorer" / "results"
+    assert path.parent == cache_home / "eigen-explorer" / "store" / "sweep"
     result_store.save(path, POINTS)
     back = result_store.load(path, SweepPoint)
     assert back[0] == POINTS[0] and back[2] == POINTS[2]  # exact: JSON writes a float's shortest repr
@@ -54,14 +54,16 @@ def test_tradeoff_points_round_trip(cache_home):
 def test_missing_corrupt_or_other_layout_reads_as_missing(cache_home):
     path = result_store.result_path("sweep", {"weights": "abc"})
     assert result_store.load(path, SweepPoint) is None
-    path.write_text('[{"method": "svd"', encoding="utf-8")  # cut off mid-write by another tool
+    result_store.save(path, POINTS)
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])  # cut off mid-write by another tool
     assert result_store.load(path, SweepPoint) is None
-    path.write_text(
-        '[{"method": "svd", "colour": "red"}]', encoding="utf-8"
-    )  # a field this code does not know
+    result_store.save(path, [{"method": "svd", "colour": "red"}])  # a field this code does not know
     assert result_store.load(path, SweepPoint) is None
-    path.write_text('[{"method": "svd"}]', encoding="utf-8")  # fields missing
+    result_store.save(path, [{"method": "svd"}])  # fields missing
     assert result_store.load(path, SweepPoint) is None
+    result_store.save(path, POINTS)
+    assert result_store.load(path, TradeoffPoint) is None  # another type altogether
 
 
 def test_the_name_follows_the_identity(cache_home):
