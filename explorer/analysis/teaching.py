@@ -23,6 +23,7 @@ import torch
 
 from explorer.analysis.matrices import weight_matrices
 from explorer.spectra import attention_spectra as spec
+from explorer.spectra.curvature import stability_threshold
 from explorer.spectra.ranks import energy_rank
 
 
@@ -52,6 +53,12 @@ PRESETS_2X2: dict[str, tuple[str, tuple[tuple[float, float], tuple[float, float]
     "jordan": ("Defective (Jordan block)", ((0.8, 1.0), (0.0, 0.8))),
     "stochastic": ("Row-stochastic (like attention)", ((0.9, 0.1), (0.4, 0.6))),
 }
+
+
+def preset_label(matrix) -> str | None:
+    """The label of the preset equal to ``matrix`` (2, 2) up to rounding (np.allclose), None when none is."""
+    M = np.asarray(matrix, dtype=np.float64)
+    return next((label for label, P in PRESETS_2X2.values() if np.allclose(P, M)), None)
 
 
 @dataclass(frozen=True)
@@ -292,6 +299,10 @@ class LanczosRun:
     def steps(self) -> int:
         return len(self.alpha)
 
+    def largest_ritz(self, steps: int) -> float:
+        """The largest Ritz value after ``steps`` (1..m) steps: the largest eigenvalue of T_steps."""
+        return float(self.ritz[steps - 1, steps - 1])
+
 
 def _eigsh(S: np.ndarray, k: int, which: str, v0: np.ndarray) -> np.ndarray:
     """ARPACK's k extreme eigenvalues; the converged ones (NaN for the rest) if it does not converge."""
@@ -355,6 +366,39 @@ def lanczos(S: np.ndarray, steps: int, seed: int = 0) -> LanczosRun:
 
 GD_ROTATION_DEG = 30.0  # the quadratic's eigenvectors are the axes turned by this angle
 GD_START = (-2.4, 1.6)
+GD_ETA_SPAN = 1.25  # step sizes shown run from 0 to this many times 2 / lambda_max, so divergence is visible
+GD_PAST = 1.04  # "just past" the threshold: a step this many times 2 / lambda_max (|1 - eta lam_max| = 1.08)
+
+
+@dataclass(frozen=True)
+class StepRange:
+    """The step sizes that matter for GD on a 2-D quadratic with curvatures lam_max >= lam_min > 0.
+
+    eta_max = 2 / lam_max (stability_threshold: larger steps diverge); eta_opt = 2 / (lam_max + lam_min), the
+    step of the best rate; past = GD_PAST eta_max, a step that just diverges; high = GD_ETA_SPAN eta_max
+    rounded to 4 decimals (the largest step offered) and resolution = high / 250 rounded to 5 decimals (the
+    smallest step offered and the spacing between steps). All in the curvatures' inverse units.
+    """
+
+    eta_max: float
+    eta_opt: float
+    past: float
+    high: float
+    resolution: float
+
+
+def gd_step_range(curvature_1: float, curvature_2: float) -> StepRange:
+    """The step-size range for curvatures ``curvature_1``, ``curvature_2`` (> 0, either order)."""
+    lam_max, lam_min = max(curvature_1, curvature_2), min(curvature_1, curvature_2)
+    eta_max = stability_threshold(lam_max)
+    high = round(GD_ETA_SPAN * eta_max, 4)
+    return StepRange(
+        eta_max=eta_max,
+        eta_opt=2 / (lam_max + lam_min),
+        past=eta_max * GD_PAST,
+        high=high,
+        resolution=round(high / 250, 5),
+    )
 
 
 @dataclass(frozen=True)
@@ -429,8 +473,8 @@ def gradient_descent(
     gx, gy = np.meshgrid(g, g)
     pts = np.stack([gx, gy], axis=-1)
     grid_f = 0.5 * np.einsum("...i,ij,...j->...", pts, H, pts)
-    eta_max = 2 / lam[0]
-    eta_grid = np.linspace(0, 1.25 * eta_max, 201)
+    eta_max = stability_threshold(lam[0])
+    eta_grid = np.linspace(0, GD_ETA_SPAN * eta_max, 201)
     condition = lam[0] / lam[1]
     return GradientDescent(
         hessian=H,
@@ -482,6 +526,11 @@ def default_taus(frames: int = 25) -> np.ndarray:
     return np.logspace(-1, 1, frames)
 
 
+def nearest_on_log_scale(grid, value: float) -> int:
+    """The index of the entry of ``grid`` (positive, shape (g,)) closest to ``value`` > 0 on a log scale."""
+    return int(np.argmin(np.abs(np.log(np.asarray(grid, dtype=np.float64)) - np.log(value))))
+
+
 @dataclass(frozen=True)
 class TemperatureSweep:
     """Eigenvalues of A_tau for a sweep of temperatures.
@@ -501,7 +550,7 @@ class TemperatureSweep:
 
     def index_of(self, tau: float) -> int:
         """The frame whose temperature is closest to ``tau`` (on a log scale)."""
-        return int(np.argmin(np.abs(np.log(self.taus) - np.log(tau))))
+        return nearest_on_log_scale(self.taus, tau)
 
 
 def temperature_sweep(A: np.ndarray, *, causal: bool, taus=None, max_tokens: int = 96) -> TemperatureSweep:
@@ -691,6 +740,11 @@ class LowRank:
     break_even: float
     k90: int
     k99: int
+
+    @property
+    def params_change(self) -> float:
+        """params_low / params_full - 1: the relative change in stored numbers (negative is a saving)."""
+        return self.params_low / self.params_full - 1
 
 
 def best_rank_k(factors: SVDFactors, k: int) -> LowRank:

@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 
 from explorer.analysis import teaching
+from explorer.ui import learn
+from explorer.ui.learn.walkthrough import parse_prose
+from explorer.ui.sidebar import MAX_TOKENS
 from tests.apptest import assert_page_ok, chart_spec, plotly_specs, run_page
+from tests.tolerances import backward_error
 
 PAGE = "pages/learn.py"
 CHARTS = {"matrix2x2": 3, "power": 3, "gd": 3, "temperature": 2, "nonnormal": 2, "svd": 2}
@@ -26,9 +30,60 @@ def test_every_walkthrough_renders(walkthrough):
     assert_page_ok(at)
     assert at.segmented_control(key="learn_walkthrough").value == walkthrough
     assert len(plotly_specs(at)) == CHARTS[walkthrough]
-    assert at.latex, "each walkthrough shows its formula"
+    # The prose shown is the record's markdown: its intro, every formula in order, every item to try.
+    prose = learn.BY_ID[walkthrough].prose
+    # (st.latex sends its body between $$ lines)
+    assert [m.value for m in at.latex][: len(prose.formulas)] == [f"$$\n{f}\n$$" for f in prose.formulas]
+    shown = [m.value for m in at.markdown]
+    assert prose.intro in shown
+    assert "**What to try**\n" + "\n".join(f"- {t}" for t in prose.tries) in shown
     # The default walkthrough is left out of the link (defaults are).
     assert at.query_params.get("walkthrough") == (None if walkthrough == "matrix2x2" else walkthrough)
+
+
+def test_records_have_prose_and_own_their_params():
+    assert [w.id for w in learn.WALKTHROUGHS] == list(CHARTS)  # the link values, in the picker's order
+    assert len(learn.BY_ID) == len(learn.WALKTHROUGHS)
+    page_params = {
+        *learn.PAGE_PARAMS,
+        "model",
+        "text",
+        "example",
+        MAX_TOKENS.param,
+    }  # the page's, the sidebar's
+    for w in learn.WALKTHROUGHS:
+        assert w.prose_path.is_file(), w.prose_path
+        assert w.prose.intro and w.prose.formulas and w.prose.tries, w.id
+        assert w.params and not set(w.params) & page_params, (w.id, w.params)
+        assert set(w.model_link or {}) <= set(w.params), w.id  # the params that put it on a model are its own
+    # Switching to gd drops every other walkthrough's params; layer and head stay while shared.
+    assert learn.stale_params("gd") == {p for w in learn.WALKTHROUGHS if w.id != "gd" for p in w.params}
+    assert {"layer", "head"} - learn.stale_params("temperature") == {"layer", "head"}
+    assert learn.label("gd") == "3 · Gradient descent"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("Intro.\n\n$$\nx\n$$\n", "missing a '**What to try**' list"),
+        ("Intro.\n\n$$\nx\n\n**What to try**\n- a\n", "not closed"),
+        ("$$\nx\n$$\n**What to try**\n- a\n", "missing an intro"),
+        ("Intro.\n$$\nx\n$$\nMore.\n**What to try**\n- a\n", "line 5: text between"),
+        ("Intro.\n$$\nx\n$$\n**What to try**\nno dash\n", "must start with '- '"),
+    ],
+)
+def test_prose_format_errors_name_the_file_and_the_problem(text, problem):
+    with pytest.raises(ValueError, match="my.md") as err:
+        parse_prose(text, source="my.md")
+    assert problem in str(err.value)
+
+
+def test_prose_joins_wrapped_lines():
+    prose = parse_prose(
+        "One\nparagraph.\n\nTwo.\n\n$$\na +\nb\n$$\n\n**What to try**\n\n- first\n  item\n- second\n"
+    )
+    assert prose.intro == "One paragraph.\n\nTwo." and prose.formulas == ("a + b",)
+    assert prose.tries == ("first item", "second")
 
 
 def test_link_restores_a_2x2_matrix():
@@ -60,9 +115,19 @@ def test_link_restores_gradient_descent_and_buttons_set_eta():
     assert_page_ok(at)
     assert at.slider(key="learn_gd_l1").value == 2.0 and at.slider(key="learn_gd_eta").value == 0.25
     path = next(t for t in chart_spec(at, "learn_gd_contour")["data"] if t.get("name") == "GD iterates x_t")
-    expected = teaching.gradient_descent(2.0, 1.0, 0.25).iterates
-    # The same function on the same inputs drawn and recomputed: equal up to JSON's float round trip (exact).
-    np.testing.assert_array_equal(_array(path["x"]), expected[:, 0])
+    drawn = np.stack([_array(path["x"]), _array(path["y"])], axis=1)
+    # The theorem: x_t = (I - eta H)^t x_0 with H = V diag(2, 1) V^T, V the rotation the quadratic is drawn in.
+    angle = np.deg2rad(teaching.GD_ROTATION_DEG)
+    V = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    H = (V * [2.0, 1.0]) @ V.T
+    step = np.eye(2) - 0.25 * H
+    x0 = np.asarray(teaching.GD_START)
+    expected = np.array([np.linalg.matrix_power(step, t) @ x0 for t in range(len(drawn))])
+    # ||step||_2 = 0.75 < 1: t products round by at most (t + 1) c n eps ||x_0|| each way (both sides); H formed
+    # twice differs by c n eps ||H||, moving x_t by t eta of that. JSON keeps every float64 digit.
+    t_max = len(drawn) - 1
+    tol = 2 * (t_max + 1) * (backward_error(step) + 0.25 * backward_error(H)) * np.linalg.norm(x0)
+    np.testing.assert_allclose(drawn, expected, rtol=0, atol=tol)
     at.button(key="learn_gd_opt").click().run()
     # 2/(l1 + l2) = 2/3 as a slider value and as the link's text (10 significant digits: error <= 5e-11).
     assert at.slider(key="learn_gd_eta").value == pytest.approx(2 / 3, rel=1e-12)
@@ -182,3 +247,15 @@ def test_gd_walkthrough_links_to_curvature_and_shows_a_computed_lambda_max(tmp_p
     at = run_page(PAGE, model="tiny-gpt2", text=text, walkthrough="gd")
     assert_page_ok(at)
     assert {m.label: m.value for m in at.metric}["λ_max (model)"] == f"{lam:.4g}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["smollm2-135m", "minilm-l6"])
+@pytest.mark.parametrize("walkthrough", [w.id for w in learn.WALKTHROUGHS if w.model_link is not None])
+def test_every_model_walkthrough_renders_on_embedded_models(walkthrough, model):
+    """Each walkthrough that uses the loaded model, opened on it by its own link params."""
+    record = learn.BY_ID[walkthrough]
+    at = run_page(PAGE, model=model, walkthrough=walkthrough, timeout=300, **record.model_link)
+    assert_page_ok(at)
+    assert len(plotly_specs(at)) == CHARTS[walkthrough]
+    assert {k: at.query_params.get(k) for k in record.model_link} == dict(record.model_link)

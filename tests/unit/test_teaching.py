@@ -104,6 +104,12 @@ def test_presets_eigen_decomposition(name):
     assert len(res.eigvecs) == expected_vectors
 
 
+def test_preset_label_finds_the_preset_up_to_rounding():
+    for label, matrix in teaching.PRESETS_2X2.values():
+        assert teaching.preset_label(np.asarray(matrix) + 1e-12) == label
+    assert teaching.preset_label([[2.0, 0.0], [0.0, 3.0]]) is None
+
+
 def test_preset_facts():
     rot = teaching.plane_2x2(teaching.PRESETS_2X2["rotation"][1])
     # normal: kappa = 1, so |lambda| = 1 to c n eps ||M|| ~ 1e-14
@@ -259,6 +265,15 @@ def test_lanczos_ritz_values_interlace_and_converge_fast():
     assert abs(run.ritz[39, 39] - 1.0) < 1e-8
 
 
+def test_largest_ritz_value_is_the_top_eigenvalue_of_the_tridiagonal():
+    S = teaching.example_symmetric(30, 0.9)
+    run = teaching.lanczos(S, 12)
+    for m in (1, 5, run.steps):
+        T = np.diag(run.alpha[:m]) + np.diag(run.beta[: m - 1], 1) + np.diag(run.beta[: m - 1], -1)
+        # Two eigensolvers (eigvalsh_tridiagonal vs eigvalsh) on the same symmetric T: Weyl, both sides.
+        assert run.largest_ritz(m) == pytest.approx(np.linalg.eigvalsh(T)[-1], abs=2 * symmetric_tolerance(T))
+
+
 def test_lanczos_on_attention_heads(tiny_model):
     att = _attention(tiny_model)
     S = teaching.symmetric_part(att[1, 0])
@@ -325,6 +340,26 @@ def test_gd_divergence_threshold_and_optimal_step():
     assert best.rate <= rates.min() + 1e-12
     # rate: |1 - eta lambda| of O(1) numbers; rate_opt: the same (8 - 1) / (8 + 1)
     assert best.rate == pytest.approx(7 / 9, rel=sum_rtol(2)) and best.rate_opt == 7 / 9
+
+
+@pytest.mark.parametrize(("l1", "l2"), [(4.0, 0.5), (0.5, 4.0), (10.0, 0.1), (2.0, 2.0)])
+def test_gd_step_range_brackets_the_threshold(l1, l2):
+    steps = teaching.gd_step_range(l1, l2)
+    lam_max, lam_min = max(l1, l2), min(l1, l2)
+    # The theorem: GD on the quadratic converges iff |1 - eta lambda_i| < 1 for both curvatures, i.e. eta < 2 /
+    # lam_max. The range's threshold is where |1 - eta lam_max| = 1 (two O(1) numbers: rounding ~2 eps).
+    assert abs(1 - steps.eta_max * lam_max) == pytest.approx(1.0, rel=sum_rtol(2))
+    assert steps.eta_max == teaching.gradient_descent(l1, l2, 0.01).eta_max  # one definition for both
+    # The optimal step balances the two factors: |1 - eta lam_max| = |1 - eta lam_min|.
+    assert abs(1 - steps.eta_opt * lam_max) == pytest.approx(
+        abs(1 - steps.eta_opt * lam_min), abs=sum_rtol(2)
+    )
+    # "Just past" diverges, the whole range shows both sides of 2/lam_max, and its resolution resolves eta*.
+    assert teaching.gradient_descent(l1, l2, steps.past).diverges
+    assert not teaching.gradient_descent(l1, l2, steps.eta_opt).diverges
+    assert steps.resolution <= steps.eta_opt < steps.eta_max < steps.past <= steps.high
+    assert steps.high == pytest.approx(1.25 * 2 / lam_max, abs=5e-5)  # rounded to 4 decimals
+    assert steps.resolution == pytest.approx(steps.high / 250, abs=5e-6)  # rounded to 5 decimals
 
 
 def test_gd_rejects_non_positive_curvature():
@@ -405,6 +440,16 @@ def test_sweep_truncates_and_finds_frames():
     assert sweep.taus[0] == pytest.approx(0.1, rel=sum_rtol(1)) and sweep.taus[-1] == pytest.approx(
         10.0, rel=sum_rtol(1)
     )
+
+
+@pytest.mark.parametrize("value", [0.1, 0.3, 0.316, 0.5, 1.0, 3.3, 10.0, 0.01, 100.0])
+def test_nearest_on_log_scale_is_the_closest_ratio(value):
+    taus = teaching.default_taus()
+    i = teaching.nearest_on_log_scale(taus, value)
+    # Closest on a log scale = smallest max(tau / value, value / tau), compared in plain arithmetic.
+    ratios = np.maximum(taus / value, value / taus)
+    assert ratios[i] == ratios.min()
+    assert teaching.temperature_sweep(np.eye(3), causal=False).index_of(value) == i
 
 
 # ------------------------------------------------------------------------------------------ non-normal
@@ -494,6 +539,7 @@ def test_eckart_young_on_the_picture(k):
     assert np.linalg.matrix_rank(res.approx) == min(k, np.linalg.matrix_rank(W))
     assert res.params_low == k * (72 + 96) and res.params_full == 72 * 96
     assert res.break_even == 72 * 96 / (72 + 96)  # exact: the same m n / (m + n)
+    assert res.params_change == k * (72 + 96) / (72 * 96) - 1  # exact: the same division of integers
     energy = np.cumsum(S**2) / (S**2).sum()
     assert res.k90 == int(np.argmax(energy >= 0.9 - 1e-12) + 1)  # cumulative share: n eps from 0.9 is a tie
     np.testing.assert_allclose(res.errors_by_k[k], expected, rtol=0, atol=drop_tol)

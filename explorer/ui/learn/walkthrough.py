@@ -1,0 +1,158 @@
+"""What every Learn walkthrough is made of: its record, its prose (a markdown file) and the pieces they share.
+
+A walkthrough is a ``Walkthrough`` record: an id (the link's ``walkthrough=`` value), a title, the link params
+it owns, the link params that put it on the loaded model (if it can use one), and a render function. Its prose,
+the intro, the formulas and the "What to try" list, is ``assets/learn/<id>.md`` (format in ``parse_prose``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import streamlit as st
+
+from explorer.paths import ASSETS_DIR
+from explorer.ui.navigation import PAGES
+from explorer.ui.state import PageState, head_picker
+
+PROSE_DIR = ASSETS_DIR / "learn"
+TRY_HEADING = "**What to try**"
+
+#: The Learn page's settings: widget keys ``learn_<key>``.
+PAGE = PageState("learn")
+
+
+@dataclass(frozen=True)
+class Prose:
+    """A walkthrough's text. intro: markdown (paragraphs separated by a blank line); formulas: LaTeX, one
+    display formula each (shown one per line: long LaTeX does not wrap); tries: markdown, one item each."""
+
+    intro: str
+    formulas: tuple[str, ...]
+    tries: tuple[str, ...]
+
+
+def parse_prose(text: str, *, source: str = "prose") -> Prose:
+    """Read a walkthrough's markdown: intro paragraphs, then display formulas each between two ``$$`` lines,
+    then a ``**What to try**`` line followed by a ``- `` list (an item may go on over indented lines).
+
+    Lines of a paragraph or an item are joined by one space, as markdown shows them; the lines of a formula
+    too (LaTeX ignores the space). Raises ValueError naming ``source`` when a part is missing or a formula is
+    not closed."""
+    paragraphs: list[list[str]] = [[]]
+    formulas: list[list[str]] = []
+    tries: list[list[str]] = []
+    in_formula = in_tries = False
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line == "$$":
+            if in_tries:
+                raise ValueError(f"{source}, line {number}: a formula after the '{TRY_HEADING}' list")
+            in_formula = not in_formula
+            if in_formula:
+                formulas.append([])
+        elif in_formula:
+            if line:
+                formulas[-1].append(line)
+        elif line == TRY_HEADING:
+            in_tries = True
+        elif in_tries:
+            if line.startswith("- "):
+                tries.append([line[2:].strip()])
+            elif line and tries:
+                tries[-1].append(line)
+            elif line:
+                raise ValueError(f"{source}, line {number}: the '{TRY_HEADING}' list must start with '- '")
+        elif formulas and line:
+            raise ValueError(f"{source}, line {number}: text between the formulas and '{TRY_HEADING}'")
+        elif line:
+            paragraphs[-1].append(line)
+        elif paragraphs[-1]:
+            paragraphs.append([])
+    if in_formula:
+        raise ValueError(f"{source}: a formula is not closed with '$$'")
+    if not all(formulas):
+        raise ValueError(f"{source}: an empty formula")
+    intro = "\n\n".join(" ".join(p) for p in paragraphs if p)
+    parts = (("an intro", intro), ("a formula", formulas), (f"a '{TRY_HEADING}' list", tries))
+    missing = [name for name, part in parts if not part]
+    if missing:
+        raise ValueError(f"{source}: missing {', '.join(missing)}")
+    return Prose(
+        intro=intro,
+        formulas=tuple(" ".join(f) for f in formulas),
+        tries=tuple(" ".join(t) for t in tries),
+    )
+
+
+@cache
+def load_prose(path: Path) -> Prose:
+    """The prose in ``path`` (read once per process: the assets do not change while the app runs)."""
+    return parse_prose(path.read_text(encoding="utf-8"), source=str(path))
+
+
+@dataclass(frozen=True)
+class Walkthrough:
+    """One walkthrough of the Learn page.
+
+    id: its link value (``?walkthrough=<id>``) and the name of its prose file ``assets/learn/<id>.md``.
+    title: shown as the page's subheader and, numbered, on the picker. params: the link params it owns (a
+    param may be owned by several: ``layer`` and ``head`` follow one choice across walkthroughs); switching
+    to another walkthrough drops the rest from the link. model_link: the link params that make it use the
+    loaded model (``{}``: it always does; None: it never does), for the tests and the docs.
+    render: draws it below the subheader, given its prose.
+    """
+
+    id: str
+    title: str
+    params: tuple[str, ...]
+    render: Callable[[Prose], None]
+    model_link: Mapping[str, str] | None = None
+
+    @property
+    def prose_path(self) -> Path:
+        return PROSE_DIR / f"{self.id}.md"
+
+    @property
+    def prose(self) -> Prose:
+        return load_prose(self.prose_path)
+
+
+# ------------------------------------------------------------------------------------ shared pieces
+
+
+def intro(prose: Prose) -> None:
+    """The intro, the formulas one per line, and the "What to try" list."""
+    st.markdown(prose.intro)
+    for formula in prose.formulas:
+        st.latex(formula)
+    st.markdown(TRY_HEADING + "\n" + "\n".join(f"- {t}" for t in prose.tries))
+
+
+def link(stems: list[str], text: str, query_params: dict | None = None) -> None:
+    """st.page_link to the first of ``stems`` that this build has (pages still being built are skipped),
+    opening it with ``query_params`` when given."""
+    for stem in stems:
+        page = next((p for p in PAGES if p.url_path == stem), None)
+        if page is not None:
+            st.page_link(
+                page.file, label=f"{text} → **{page.title}**", icon=page.icon, query_params=query_params
+            )
+            return
+
+
+def head_pickers(prefix: str, n_layers: int, n_heads: int) -> tuple[int, int]:
+    """The walkthroughs on a head share one choice of head (link params layer, head)."""
+    return head_picker(PAGE, n_layers, n_heads, shared="learn", prefix=f"{prefix}_")
+
+
+def causal_note(model_id: str) -> None:
+    st.info(
+        f"**{model_id} is causal**: each token attends only to itself and earlier tokens, so A is "
+        "lower-triangular and its eigenvalues are exactly its diagonal entries a_ii (how much each token "
+        "attends to itself). λ = 1 always comes from the first token, which can attend only to itself.",
+        icon=":material/south_west:",
+    )
