@@ -22,6 +22,10 @@ navigation = st.navigation(sections)
 # no two threads import the app at once (the server's warm-up may be importing it now; see warmup.py).
 with st.spinner("Starting eigen-explorer (loading torch and transformers)…"), IMPORT_LOCK:
     from explorer.ui.sidebar import render_sidebar
+    from explorer.ui.state import close_link_notices, open_link_notices
 
+# One notice at the top of the page names every link value that was replaced (the sidebar's and the page's).
+open_link_notices(navigation.url_path)
 render_sidebar()
 navigation.run()
+close_link_notices()

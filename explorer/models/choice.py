@@ -12,6 +12,12 @@ from dataclasses import dataclass
 from explorer.models.loading import LoadedModel, load_model
 
 
+def text_digest(text: str) -> str:
+    """16 hex digits of SHA-256 over the text's UTF-8 bytes: the text's name where it is too long for a link
+    (``text=@<digest>``, explorer/ui/text_store.py)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class ModelChoice:
     """Which model, and how it is loaded: the arguments of ``load_model``.

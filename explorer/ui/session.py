@@ -9,6 +9,7 @@ from explorer.models import Capture, LoadedModel
 from explorer.models.catalogue import CATALOGUE
 from explorer.ui.cache import cached_capture, cached_model
 from explorer.ui.sidebar import Selection, render_sidebar
+from explorer.ui.state import open_link_notices
 from explorer.ui.streamlit_internals import leave_legacy_pages_mode
 
 
@@ -18,6 +19,7 @@ def selection() -> Selection:
     through the entry script, or failing that draws the sidebar itself."""
     if "selection" not in st.session_state:
         leave_legacy_pages_mode()
+        open_link_notices("")  # the entry script did not run: the notice goes at the top of this page
         return render_sidebar()
     return st.session_state["selection"]
 

@@ -1,4 +1,9 @@
-"""The sidebar shared by every page: model, device, text. In the link: model, text or example, max_tokens."""
+"""The sidebar shared by every page: model, device, text. In the link: model, text or example, max_tokens.
+
+A text too long for a link is kept on this server and named in the link by its digest (``text=@<16 hex>``,
+explorer/ui/text_store.py); the sidebar says so under the text box. Link values it cannot use (an unknown model,
+example or stored text, a text over the size limit) are named in the page's link notice (explorer/ui/state.py).
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,12 @@ from explorer.models.catalogue import CATALOGUE, DEFAULT_MODEL_ID, PICKER_IDS
 from explorer.models.choice import ModelChoice, TextChoice
 from explorer.models.device import DTYPES, available_devices
 from explorer.texts import DEFAULT_EXAMPLE, EXAMPLE_TITLES, example_name_for, example_texts
-from explorer.ui import settings
-from explorer.ui.state import Choice, PageState, incoming, write_link
+from explorer.ui import settings, text_store
+from explorer.ui.state import Choice, PageState, incoming, link_notice, write_link
 
 CUSTOM = "__custom__"
-# Texts longer than this are not written into the link (URLs get unwieldy); the example name is, when it is one.
+# Texts longer than this are not written into the link (URLs get unwieldy): the example name is, when it is one,
+# else the text's name on this server (text_store).
 MAX_TEXT_IN_URL = 2000
 MAX_TOKEN_CHOICES = [64, 128, 256, 512, 1024]
 
@@ -64,7 +70,7 @@ def default_model_key() -> ModelChoice:
     )
 
 
-SIDEBAR = PageState("sidebar")
+SIDEBAR = PageState("sidebar", every_page=True)
 MAX_TOKENS = Choice("max_tokens", DEFAULT_MAX_TOKENS, MAX_TOKEN_CHOICES)
 
 
@@ -84,28 +90,67 @@ def _model_from_link() -> None:
     else:
         state.sidebar_model = DEFAULT_MODEL_ID
         if model:
-            state.sidebar_notice = (
-                f"Model '{model}' from the link is not available here; showing {DEFAULT_MODEL_ID}."
+            _note(
+                "model",
+                f"model '{model}' is not available here; showing {DEFAULT_MODEL_ID}",
+                DEFAULT_MODEL_ID,
             )
+
+
+def _note(param: str, text: str, shows: str) -> None:
+    """A sidebar link value replaced: named in the link notice until the reader changes that widget."""
+    key = "sidebar_model" if param == "model" else "sidebar_text"
+    link_notice(text, key=key, shows=shows, every_page=True, about=param)
+
+
+def _example_title(name: str) -> str:
+    return f"the {EXAMPLE_TITLES.get(name, name)!r} example"
 
 
 def _text_from_link() -> None:
     """Set the text from the link's ``text`` (or else its ``example`` name) when the link brings one."""
     state = st.session_state
     examples = example_texts()
+    default = examples.get(DEFAULT_EXAMPLE, "")
     text = incoming("text", "sidebar_text")
     example = incoming("example", "sidebar_text")
+    digest = text_store.digest_of(text) if text else None
+    if digest is not None:
+        text = text_store.load(digest)
+        if text is None:
+            state.sidebar_text = default
+            _note(
+                "text",
+                f"text @{digest} is not kept on this server (a link from another server, or its cache was "
+                f"cleaned); showing {_example_title(DEFAULT_EXAMPLE)}",
+                default,
+            )
+            return
     if text:
         limit = settings.max_text_chars()
-        if len(text) > limit:
-            state.sidebar_notice = (
-                f"The text in the link has {len(text):,} characters; only the first {limit:,} are used."
-            )
         state.sidebar_text = text[:limit]
+        if len(text) > limit:
+            _note(
+                "text",
+                f"text has {len(text):,} characters, more than this server takes; showing the first {limit:,}",
+                state.sidebar_text,
+            )
     elif example in examples:
         state.sidebar_text = examples[example]
     elif "sidebar_text" not in state:
-        state.sidebar_text = examples.get(DEFAULT_EXAMPLE, "")
+        state.sidebar_text = default
+    if example is not None and example not in examples:
+        if text:
+            shown = "the link's text"
+        elif state.sidebar_text == default:
+            shown = _example_title(DEFAULT_EXAMPLE)
+        else:
+            shown = "the text already here"
+        _note(
+            "example",
+            f"example '{example}' is not one of {', '.join(examples)}; showing {shown}",
+            state.sidebar_text,
+        )
 
 
 def _load_example() -> None:
@@ -121,9 +166,6 @@ def render_sidebar() -> Selection:
     state = st.session_state
     allow_external = settings.allow_external_models()
     with st.sidebar:
-        notice = state.pop("sidebar_notice", None)
-        if notice:
-            st.warning(notice)
         options = list(PICKER_IDS) + ([CUSTOM] if allow_external else [])
         if state.sidebar_model not in options:  # a custom path from an earlier run, external models now off
             state.sidebar_model = DEFAULT_MODEL_ID
@@ -193,6 +235,14 @@ def render_sidebar() -> Selection:
             max_chars=settings.max_text_chars(),
             help="Press Ctrl+Enter (or click outside) to analyse the new text.",
         )
+        example, text_param = _link_text(text or "")
+        if text_param is not None and text_store.digest_of(text_param) is not None:
+            st.caption(
+                f"This text ({len(text):,} characters) is too long for a link: the link names it "
+                f"`{text_param}` and carries it only on this server.",
+                help="The text is kept in this server's cache; a link opened on another server, or after the "
+                "cache is cleaned, shows the default text and says so.",
+            )
 
     selection = Selection(
         model_id=model_id,
@@ -205,14 +255,19 @@ def render_sidebar() -> Selection:
         max_tokens=int(max_tokens),
     )
     state.selection = selection
-    _mirror_to_link(selection)
+    # The model is always written: a link without it would open whatever the default model is by then.
+    write_link("model", selection.model_id or None)
+    write_link("example", None if example == DEFAULT_EXAMPLE else example)
+    write_link("text", text_param)
     return selection
 
 
-def _mirror_to_link(selection: Selection) -> None:
-    # The model is always written: a link without it would open whatever the default model is by then.
-    write_link("model", selection.model_id or None)
-    example = example_name_for(selection.text)
-    in_url = selection.text if (example is None and len(selection.text) <= MAX_TEXT_IN_URL) else None
-    write_link("example", None if example == DEFAULT_EXAMPLE else example)
-    write_link("text", in_url)
+def _link_text(text: str) -> tuple[str | None, str | None]:
+    """How the link names ``text``: (example name, None) for an example, else (None, the text itself), or for a
+    text over MAX_TEXT_IN_URL characters (None, ``@<digest>``) with the text kept on this server."""
+    example = example_name_for(text)
+    if example is not None:
+        return example, None
+    if len(text) <= MAX_TEXT_IN_URL:
+        return None, text
+    return None, text_store.store(text)

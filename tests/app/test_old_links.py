@@ -236,6 +236,13 @@ OLD_LINKS: list[tuple[str, str, dict]] = [
 ]
 
 
+# The old links above with nonsense in them, and the params their link notice names.
+REPLACED = {
+    "model=tiny-bert&layer=abc&head=-7&metric=bogus&tau=nan": ("layer", "head", "metric", "tau"),
+    "model=tiny-gpt2&walkthrough=temperature&layer=99&head=-4&tau=hot": ("layer", "head", "tau"),
+}
+
+
 def _case_id(case) -> str:
     page, link, _ = case
     return f"{page.split('/')[-1][:-3]}?{link}"
@@ -250,6 +257,12 @@ def test_old_link_opens_the_same_view(page, link, shown):
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     assert at.session_state["selection"].model_id == model
+    # The link notice names exactly the values the page replaced: none for a link of valid values.
+    notices = [i.value for i in at.info if i.value.startswith("Link:")]
+    named = REPLACED.get(link, ())
+    assert len(notices) == (1 if named else 0), notices
+    for param in named:
+        assert f"Link: {param} " in notices[0] or f" · {param} " in notices[0], (param, notices)
     for key, expected in shown.items():
         value = at.session_state[key]
         if isinstance(expected, float):

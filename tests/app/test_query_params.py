@@ -10,7 +10,7 @@ import pytest
 
 from explorer.models.catalogue import DEFAULT_MODEL_ID
 from explorer.ui.navigation import PAGES
-from tests.apptest import assert_page_ok, plotly_specs, rerun_until, run_page
+from tests.apptest import assert_page_ok, chart_spec, plotly_specs, rerun_until, run_page
 
 PAGE_PATHS = [page.path for page in PAGES]
 TEXT = "The cat sat on the mat because the mat was warm, and the dog watched the cat."
@@ -166,7 +166,7 @@ NONSENSE: dict[str, tuple[dict[str, str], int, dict, dict]] = {
             "curvature_train_on": "block",
             "curvature_opt": "gd",
             "curvature_steps": 1,
-            "curvature_eta": 0.1,
+            "curvature_eta": 1e4,  # eta is a Float up to 1e4 (pages/curvature.py ETA_MAX): inf clamps to it
         },
         {
             "block": None,
@@ -177,7 +177,7 @@ NONSENSE: dict[str, tuple[dict[str, str], int, dict, dict]] = {
             "train_on": None,
             "opt": None,
             "steps": "1",
-            "eta": None,
+            "eta": "10000",
         },
     ),
     "pages/learn.py": (
@@ -212,6 +212,12 @@ def test_nonsense_params_fall_back_and_the_page_renders(page):
     # The sidebar kept the link's model and text and fell back to the default max tokens.
     chosen = at.session_state["selection"]
     assert (chosen.model_id, chosen.text, chosen.max_tokens) == ("minilm-l6", TEXT, 512)
+    # One link notice names what was replaced, the sidebar's params included (tests/app/test_link_notices.py
+    # checks each kind of note word for word).
+    notices = [i.value for i in at.info if i.value.startswith("Link:")]
+    assert len(notices) == 1, notices
+    assert "max_tokens 'NaN' is not one of 64, 128, 256, 512, 1024; showing 512" in notices[0], notices
+    assert "example 'no-such-example' is not one of" in notices[0], notices
     for key, expected in fallbacks.items():
         value = at.session_state[key]
         if expected is None:
@@ -324,14 +330,44 @@ def test_unknown_model_id_says_what_to_do(page):
 
 @pytest.mark.slow
 def test_unknown_model_id_on_a_shared_server_falls_back_and_says_so(monkeypatch):
-    """With external models off (a shared server) the link's unknown id is replaced by the default model, with
-    a warning naming both."""
+    """With external models off (a shared server) the link's unknown id is replaced by the default model, and
+    the link notice names both."""
     monkeypatch.setenv("EIGEN_EXPLORER_ALLOW_EXTERNAL", "0")
     at = run_page("pages/home.py", model="no-such-model-xyz", text=TEXT, timeout=600)
     assert_page_ok(at)
     assert at.session_state["selection"].model_id == DEFAULT_MODEL_ID
-    warnings = [w.value for w in at.warning]
-    assert any(
-        "no-such-model-xyz" in w and DEFAULT_MODEL_ID in w and "not available" in w for w in warnings
-    ), warnings
+    notices = [i.value for i in at.info if i.value.startswith("Link:")]
+    assert len(notices) == 1, notices
+    assert "model 'no-such-model-xyz' is not available here" in notices[0] and DEFAULT_MODEL_ID in notices[0]
     assert plotly_specs(at), "the default (causal) model's home page draws its loss chart"
+
+
+# Arrow keys held on the attention page's temperature slider (drawn in an @st.fragment): up, a wiggle back and
+# forth, down through the default (which leaves the link), then a head change outside the fragment.
+TAU_PRESSES = [1.05, 1.1, 1.15, 1.1, 1.15, 1.1, 1.05, 1.0, 0.95, 0.9, 0.85]
+
+
+@pytest.mark.parametrize("lag", [2, 3])
+def test_rapid_temperature_changes_keep_slider_chart_and_link_together(monkeypatch, lag):
+    """The slider, the value the charts are drawn with and the link agree after every press, while the browser
+    applies the link updates ``lag`` runs late (see tests/unit/test_state.py's LaggingBrowser)."""
+    from tests.unit.test_state import LaggingBrowser
+
+    at = run_page("pages/attention.py", model="tiny-gpt2", text=TEXT)
+    browser = LaggingBrowser(at, monkeypatch, lag)
+    steps = [("attention_tau", tau) for tau in TAU_PRESSES] + [("attention_head", 2), ("attention_tau", 1.2)]
+    want = {"attention_tau": 1.0, "attention_head": 0}
+    for key, value in steps:
+        want[key] = value
+        widget = at.slider(key=key) if key == "attention_tau" else at.number_input(key=key)
+        widget.set_value(value)
+        browser.run()
+        assert_page_ok(at)
+        tau, head = at.slider(key="attention_tau").value, at.number_input(key="attention_head").value
+        assert (tau, head) == (want["attention_tau"], want["attention_head"])
+        title = chart_spec(at, "attention_heatmap")["layout"]["title"]["text"]
+        drawn = f"Layer 0 · head {head}" + ("" if tau == 1.0 else f" · τ = {tau:g}")
+        assert title.startswith(drawn + ":"), (title, drawn)
+        link = browser.eventual_url()
+        assert link.get("tau") == (None if tau == 1.0 else f"{tau:g}"), (key, value, browser.url, link)
+        assert link.get("head") == (None if head == 0 else str(head)), (key, value, link)

@@ -38,7 +38,8 @@ def test_unknown_model_in_link_falls_back_with_a_notice(monkeypatch):
     monkeypatch.setenv("EIGEN_EXPLORER_ALLOW_EXTERNAL", "0")
     at = run_page("pages/home.py", model="no-such-model")
     assert not at.exception
-    assert any("not available" in w.value for w in at.sidebar.warning)
+    notices = [i.value for i in at.info if i.value.startswith("Link:")]
+    assert len(notices) == 1 and "model 'no-such-model' is not available here" in notices[0], notices
 
 
 def test_bad_local_path_explained_and_recoverable():
@@ -59,4 +60,6 @@ def test_text_longer_than_the_size_limit_is_cut_with_a_notice(monkeypatch):
     at = run_page("pages/home.py", model="tiny-gpt2", text="word " * 20_000)
     assert not at.exception
     assert len(at.sidebar.text_area(key="sidebar_text").value) == 500
-    assert any("only the first 500" in w.value for w in at.sidebar.warning)
+    notices = [i.value for i in at.info if i.value.startswith("Link:")]
+    assert len(notices) == 1 and "text has 100,000 characters" in notices[0], notices
+    assert "showing the first 500" in notices[0]
