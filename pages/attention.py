@@ -5,6 +5,9 @@ import streamlit as st
 
 from explorer.analysis.attention import COLLAPSED_STABLE_RANK, GRID_METRICS, SINK_MASS
 from explorer.figures.attention import (
+    POOLINGS,
+    auto_log_color,
+    display_block,
     head_title,
     make_attention_grid_figure,
     make_attention_heatmap_figure,
@@ -17,6 +20,9 @@ from explorer.ui.attention_cache import (
     attention_head_picker,
     cached_attention_grid,
     cached_head_spectrum,
+    heat_color_help,
+    heatmap_caption,
+    pooling_help,
 )
 from explorer.ui.navigation import PAGES
 from explorer.ui.session import require_capture, selection
@@ -28,6 +34,9 @@ DAMPING = 0.85
 PAGE = PageState("attention")
 METRIC = Choice("metric", "lambda2_abs", GRID_METRICS)
 TAU = Float("tau", 1.0, 0.1, 5.0)
+HEAT_COLORS = {"auto": "Auto", "linear": "Linear", "log": "Log"}
+HEAT_COLOR = Choice("heat", "auto", HEAT_COLORS, key="heat_color")
+POOL = Choice("pool", "mass", POOLINGS)
 
 st.title("Attention spectra")
 st.caption(
@@ -96,7 +105,7 @@ if n_collapsed or n_sink:
 def head_views(layer: int, head: int) -> None:
     """The selected head's views; moving the temperature slider reruns only this part."""
     st.subheader(f"Layer {layer} · head {head}")
-    tau_col, log_col = st.columns([3, 1])
+    tau_col, color_col, pool_col = st.columns([3, 2, 2])
     tau = PAGE.slider(
         TAU,
         "Temperature τ (what-if)",
@@ -105,9 +114,28 @@ def head_views(layer: int, head: int) -> None:
         help="A_τ = row-softmax(log A / τ): exactly what the head would do with its scores divided by τ. "
         "τ < 1 sharpens, τ > 1 flattens towards uniform; τ = 1 is the captured head.",
     )
-    log_color = log_col.toggle(
-        "Log colour", key="attention_log_color", help="Colour the heatmap by log₁₀ of the attention."
+    # The same rule the figure applies on its own: the text's size and whether the head is causal.
+    triangular = bool(grid.triangular[layer, head])
+    auto_log = auto_log_color(n_tokens, triangular)
+    heat_color = PAGE.segmented_control(
+        HEAT_COLOR,
+        "Heatmap colour",
+        where=color_col,
+        format_func=lambda c: f"Auto ({'log' if auto_log else 'linear'})" if c == "auto" else HEAT_COLORS[c],
+        help=heat_color_help(),
     )
+    log_color = auto_log if heat_color == "auto" else heat_color == "log"
+    pooled = display_block(n_tokens) > 1
+    if pooled:
+        pooling = PAGE.segmented_control(
+            POOL,
+            "Heatmap blocks show",
+            where=pool_col,
+            format_func=lambda p: {"mass": "Attention mass", "max": "Largest weight"}[p],
+            help=pooling_help(),
+        )
+    else:
+        pooling = PAGE.bind(POOL, link=False)
     with st.spinner("Computing the full spectrum of this head…"):
         spectrum = cached_head_spectrum(sel.model_key, sel.text_key, layer, head, float(tau), DAMPING)
 
@@ -134,8 +162,13 @@ def head_views(layer: int, head: int) -> None:
         )
     labels = cap.labels()
     heatmap = make_attention_heatmap_figure(
-        spectrum.attention, labels, title=head_title(spectrum, "attention weights"), log_color=log_color
+        spectrum.attention,
+        labels,
+        title=head_title(spectrum, "attention weights"),
+        log_color=log_color,
+        pooling=pooling,
     )
+    heat_note = heatmap_caption(n_tokens, log_color=log_color, pooling=pooling, triangular=triangular)
     plane = make_eigenvalue_plane_figure(
         spectrum.eigvals,
         title=head_title(spectrum, "diagonal = eigenvalues" if spectrum.triangular else "eigenvalues"),
@@ -168,11 +201,13 @@ def head_views(layer: int, head: int) -> None:
         st.caption(lap_caption)
         left, right = st.columns([3, 2])
         left.plotly_chart(heatmap, width="stretch", key="attention_heatmap")
+        left.caption(heat_note)
         right.plotly_chart(plane, width="stretch", key="attention_plane")
         right.caption("Every point is a diagonal entry a_ii (a triangular matrix's eigenvalues), all real.")
     else:
         left, right = st.columns([3, 2])
         left.plotly_chart(heatmap, width="stretch", key="attention_heatmap")
+        left.caption(heat_note)
         right.plotly_chart(plane, width="stretch", key="attention_plane")
         right.caption(
             "λ₁ = 1 (Perron root); complex eigenvalues come in conjugate pairs. Hover for index and |λ|."

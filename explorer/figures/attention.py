@@ -132,44 +132,159 @@ def make_attention_grid_figure(
     return fig
 
 
+# Auto colour: log once a query that spreads its attention evenly over its k allowed keys (1/k each) falls in
+# the bottom 5 % of a linear scale from 0 to the largest weight (1 in a causal head, whose first row is [1]; near
+# 1 in most others): Blues draws that 5 % within 10/255 of white. k is the mean number of allowed keys, n for a
+# bidirectional head and (n + 1) / 2 for a causal one, so log from 21 tokens (bidirectional) and 40 (causal).
+# Measured on the shipped texts: at 64 tokens the median nonzero weight is below 2 % of the largest in every
+# SmolLM2 head and below 5 % in 97 % of MiniLM's. A rule on the size alone keeps one encoding for every head of
+# a text, so heads compared one after another are coloured alike.
+LOG_AUTO_SHARE = 0.05
+# Log colour spans 10^-6 .. 1; weights below 10^-6 take the bottom colour, exact zeros (masked keys, or weights
+# that underflowed float32) are left blank.
+LOG_COLOR_DECADES = 6
+# Past this many tokens a side the heatmap is drawn in blocks of b = ceil(n / DISPLAY_MAX_CELLS) tokens: a chart
+# about 500 px tall has no more rows of pixels. Every cell of a 1,024-token head, with a float64 hover copy, was
+# 25 MB of JSON, and one temperature step took ~20 s to redraw in Chromium on a loaded 2-core machine (4 s
+# pooled; bench/bench_attention_render.py measures the server's side).
+DISPLAY_MAX_CELLS = 256
+POOLINGS: dict[str, str] = {
+    "mass": "attention mass (block sum ÷ queries in the block)",
+    "max": "largest weight in the block",
+}
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def mean_allowed_keys(n_tokens: int, triangular: bool) -> float:
+    """How many keys a query may attend to, on average: n, or (n + 1) / 2 for a causal (lower-triangular) head."""
+    return (n_tokens + 1) / 2 if triangular else float(n_tokens)
+
+
+def auto_log_color(n_tokens: int, triangular: bool) -> bool:
+    """Whether the heatmap's automatic colour is log: an even row's weight 1/k is below LOG_AUTO_SHARE."""
+    return 1.0 / mean_allowed_keys(n_tokens, triangular) < LOG_AUTO_SHARE
+
+
+def is_lower_triangular(matrix: np.ndarray) -> bool:
+    """Every entry above the diagonal is exactly zero (a causal head: its future keys are masked)."""
+    return not np.triu(np.asarray(matrix), 1).any()
+
+
+def display_block(n_tokens: int, max_cells: int = DISPLAY_MAX_CELLS) -> int:
+    """Tokens per displayed cell: 1 up to ``max_cells`` tokens, else ceil(n / max_cells)."""
+    return max(1, -(-int(n_tokens) // int(max_cells)))
+
+
+def pool_blocks(matrix: np.ndarray, block: int, how: str = "mass") -> np.ndarray:
+    """An (n, n) attention matrix pooled over blocks of ``block`` consecutive queries and keys (the last block
+    may be shorter).
+
+    Returns (ceil(n / block), ceil(n / block)) float64. ``how="mass"``: P_IJ = (sum of a_ij over i in I, j in J)
+    / |I|, the attention a query of block I sends to block J on average, so each row of P sums to 1 like A's.
+    ``how="max"``: the largest a_ij in the block.
+    """
+    if how not in POOLINGS:
+        raise ValueError(f"pooling must be one of {list(POOLINGS)}, not {how!r}")
+    A = np.asarray(matrix, dtype=np.float64)
+    n = A.shape[0]
+    m = -(-n // block)
+    padded = np.zeros((m * block, m * block))
+    padded[:n, :n] = A  # zeros never raise a block's sum or (attention being >= 0) its max
+    blocks = padded.reshape(m, block, m, block)
+    if how == "max":
+        return blocks.max(axis=(1, 3))
+    queries = np.minimum(block, n - block * np.arange(m))  # |I|: the last block may be shorter
+    return blocks.sum(axis=(1, 3)) / queries[:, None]
+
+
+def block_labels(labels: list[str], block: int) -> list[str]:
+    """Axis labels of the blocks: "<first>–<last>:<text of the first token>" (token positions, inclusive)."""
+    n = len(labels)
+    out = []
+    for start in range(0, n, block):
+        end = min(start + block, n) - 1
+        text = labels[start].split(":", 1)[1] if ":" in labels[start] else labels[start]
+        out.append(f"{start}–{end}:{text}")
+    return out
+
+
+def log_color_ticks() -> tuple[list[int], list[str]]:
+    """The log colour bar's ticks: exponents -LOG_COLOR_DECADES .. 0 and their labels ("10⁻⁶" .. "0.001" .. "1")."""
+    values = list(range(-LOG_COLOR_DECADES, 1))
+    text = [f"10{str(v).translate(_SUPERSCRIPT)}" if v < -3 else f"{10.0**v:g}" for v in values]
+    return values, text
+
+
 def make_attention_heatmap_figure(
     attention: np.ndarray,
     labels: list[str],
     *,
     title: str,
-    log_color: bool = False,
+    log_color: bool | None = None,
+    pooling: str = "mass",
+    max_cells: int = DISPLAY_MAX_CELLS,
 ) -> go.Figure:
     """Attention matrix of one head: queries down (row i reads from the keys along it), keys across.
 
+    Only the drawing is reduced; the numbers are the matrix's. Values go to the browser as float32 (7 digits;
+    the hover shows 4): in linear colour the hover reads z itself, in log colour z holds log10 and the values
+    ride along once as customdata. Past ``max_cells`` tokens a side, cells are blocks of display_block(n) tokens
+    pooled by ``pooling`` (see pool_blocks), and the axis titles and colour bar say so.
+
     Args:
         attention: (query, key) row-stochastic.
-        labels: list of length ``token``, unique axis labels.
-        log_color: colour by log10(a) (floored at 1e-6), so weak attention is visible next to a sink.
+        labels: list of length ``token``, unique axis labels ("<position>:<text>").
+        log_color: colour by log10 of the value (10^-6 .. 1, zeros blank); None: auto_log_color of the size.
+        pooling: a key of POOLINGS, used when the matrix is pooled.
     """
-    A = np.asarray(attention, dtype=float)
-    z = np.log10(np.maximum(A, 1e-6)) if log_color else A
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=labels,
-            y=labels,
-            customdata=A,
-            colorscale="Blues" if not log_color else "Viridis",
-            zmin=-6 if log_color else 0,
-            zmax=0 if log_color else max(float(A.max()), 1e-12),
-            colorbar=dict(title="log₁₀ a" if log_color else "attention"),
-            hovertemplate="query %{y}<br>key %{x}<br>attention %{customdata:.4f}<extra></extra>",
+    A = np.asarray(attention, dtype=np.float64)
+    n = A.shape[0]
+    if log_color is None:
+        log_color = auto_log_color(n, is_lower_triangular(A))
+    block = display_block(n, max_cells)
+    if block > 1:
+        values, axis_labels = pool_blocks(A, block, pooling), block_labels(labels, block)
+        what = "attention mass" if pooling == "mass" else "largest weight"
+        x_title = f"key (attended to), blocks of {block} tokens: {POOLINGS[pooling]}"
+        y_title = f"query (attending), blocks of {block} tokens"
+        hover = f"queries %{{y}}<br>keys %{{x}}<br>{what}"
+    else:
+        values, axis_labels, what = A, labels, "attention"
+        x_title, y_title = "key (attended to)", "query (attending)"
+        hover = "query %{y}<br>key %{x}<br>attention"
+    shown = values.astype(np.float32)
+    if log_color:
+        with np.errstate(divide="ignore"):
+            z = np.where(values > 0, np.log10(values), np.nan).astype(np.float32)
+        tickvals, ticktext = log_color_ticks()
+        color = dict(
+            colorscale="Viridis",
+            zmin=-LOG_COLOR_DECADES,
+            zmax=0,
+            colorbar=dict(title=dict(text=f"{what}<br>(log scale)"), tickvals=tickvals, ticktext=ticktext),
+            customdata=shown,
+            hovertemplate=hover + " %{customdata:.4g}<extra></extra>",
         )
-    )
+    else:
+        z = shown
+        color = dict(
+            colorscale="Blues",
+            zmin=0,
+            zmax=max(float(values.max()), 1e-12),
+            colorbar=dict(title=dict(text=what)),
+            hovertemplate=hover + " %{z:.4f}<extra></extra>",
+        )
+    fig = go.Figure(go.Heatmap(z=z, x=axis_labels, y=axis_labels, **color))
     fig.update_layout(
         title=title,
-        xaxis_title="key (attended to)",
-        yaxis_title="query (attending)",
+        xaxis_title=x_title,
+        yaxis_title=y_title,
         height=560,
         margin=dict(l=60, r=20, t=50, b=60),
     )
-    fig.update_xaxes(type="category", tickangle=-60)
-    fig.update_yaxes(type="category", autorange="reversed")
+    # No grid lines: they would show through the blank (exactly zero) cells as if they were data.
+    fig.update_xaxes(type="category", tickangle=-60, showgrid=False)
+    fig.update_yaxes(type="category", autorange="reversed", showgrid=False)
     return fig
 
 

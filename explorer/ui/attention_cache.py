@@ -16,6 +16,14 @@ from explorer.analysis.attention import (
     head_eigenvectors,
     head_spectrum,
 )
+from explorer.figures.attention import (
+    DISPLAY_MAX_CELLS,
+    LOG_AUTO_SHARE,
+    POOLINGS,
+    auto_log_color,
+    display_block,
+    log_color_ticks,
+)
 from explorer.models.choice import ModelChoice, TextChoice
 from explorer.ui.cache import cached_capture, cached_model
 from explorer.ui.state import PageState, head_picker, head_settings
@@ -58,6 +66,55 @@ def cached_head_eigenvectors(
     return head_eigenvectors(
         cap.attentions, layer, head, kind=kind, k=k, tau=tau, damping=damping, device=loaded.device
     )
+
+
+def first_log_length(triangular: bool) -> int:
+    """The fewest tokens at which the heatmap's automatic colour is log (auto_log_color's threshold)."""
+    return next(n for n in range(1, 10_000) if auto_log_color(n, triangular))
+
+
+def heat_color_help() -> str:
+    """The help text of the heatmap's colour control, with the automatic rule's numbers."""
+    return (
+        "Log colours the heatmap by log₁₀ of the attention, so weak weights show next to a strong one. Auto "
+        f"picks log once a query that spreads its attention evenly (1/k on each of its k keys) would sit in the "
+        f"bottom {LOG_AUTO_SHARE:.0%} of a linear scale: from {first_log_length(False)} tokens, or "
+        f"{first_log_length(True)} for a causal head."
+    )
+
+
+def pooling_help() -> str:
+    """The help text of the heatmap's pooling control."""
+    return (
+        f"Past {DISPLAY_MAX_CELLS} tokens the heatmap is drawn in blocks of tokens (the numbers on the page "
+        "still come from the whole matrix). Attention mass: what a query of the block sends to the key block, "
+        "averaged over the block's queries, so each row still sums to 1. Largest weight: the strongest single "
+        "weight in the block."
+    )
+
+
+def heatmap_caption(n_tokens: int, *, log_color: bool, pooling: str, triangular: bool) -> str:
+    """What the heatmap draws: its colour scale and, past DISPLAY_MAX_CELLS tokens, its blocks (the same
+    display_block the figure uses)."""
+    block = display_block(n_tokens)
+    what = "attention" if block == 1 else ("block mass" if pooling == "mass" else "largest weight")
+    if log_color:
+        blank = (
+            "masked future keys, or weights that underflowed" if triangular else "weights that underflowed"
+        )
+        parts = [
+            f"Colour: log₁₀ of the {what}, from {log_color_ticks()[1][0]} (darkest, and anything smaller) to 1; "
+            f"blank cells are exactly 0 ({blank})."
+        ]
+    else:
+        parts = [f"Colour: the {what} on a linear scale from 0 to its largest value."]
+    if block > 1:
+        cells = -(-n_tokens // block)
+        parts.append(
+            f"Drawn in blocks of {block} tokens: {cells} × {cells} cells for the {n_tokens} × {n_tokens} weights, "
+            f"each the {POOLINGS[pooling]}. The numbers above use the whole matrix."
+        )
+    return " ".join(parts)
 
 
 # The selected head is shared by the attention and eigenvector pages: in a session, each opens on the head last

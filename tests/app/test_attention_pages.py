@@ -7,17 +7,41 @@ import numpy as np
 import pytest
 
 from explorer.models import capture
+from explorer.texts import example_texts
 from tests.apptest import assert_page_ok, plotly_specs, run_page, spec_titled
 from tests.conftest import get_model
-from tests.tolerances import eig_tolerances, pagerank_residual_tolerance
+from tests.tolerances import eig_tolerances, eps, pagerank_residual_tolerance
 
 ATTENTION = "pages/attention.py"
 EIGENVECTORS = "pages/eigenvectors.py"
 TEXT = "The quick brown fox jumps over the lazy dog. Then the fox sleeps."
 
 
-def attention_of(model_id: str, layer: int, head: int) -> np.ndarray:
-    return capture(get_model(model_id), TEXT).attentions[layer, head].astype(np.float64)
+# Every example text, repeated: over 2,000 SmolLM2 tokens, cut by the max-tokens setting.
+LONG_TEXT = " ".join([" ".join(example_texts().values())] * 12)
+
+
+def attention_of(
+    model_id: str, layer: int, head: int, text: str = TEXT, max_tokens: int | None = None
+) -> np.ndarray:
+    return capture(get_model(model_id), text, max_tokens).attentions[layer, head].astype(np.float64)
+
+
+def assert_log_of(z, A: np.ndarray) -> None:
+    """z is log10(A) rounded to float32, blank (NaN) where A is exactly 0. The page's capture and the test's are
+    the same float32 weights; an ulp of difference (relative eps32) moves log10 by eps32 / ln 10, and the float32
+    rounding of z adds one relative eps32."""
+    z = np.asarray(z, dtype=np.float64)
+    np.testing.assert_array_equal(np.isnan(z), A == 0)
+    np.testing.assert_allclose(z[A > 0], np.log10(A[A > 0]), rtol=eps(np.float32), atol=eps(np.float32))
+
+
+def block_mass(A: np.ndarray, block: int) -> np.ndarray:
+    """Sum of each block of ``block`` queries x ``block`` keys, divided by the block's number of queries."""
+    starts = range(0, len(A), block)
+    return np.array(
+        [[A[i : i + block, j : j + block].sum() / len(A[i : i + block]) for j in starts] for i in starts]
+    )
 
 
 @pytest.mark.parametrize("model", ["tiny-gpt2", "tiny-bert"])
@@ -41,10 +65,9 @@ def test_head_change_via_query_params_redraws():
     assert_page_ok(at)
     assert any(h.value == "Layer 1 · head 3" for h in at.subheader)
     heatmap = spec_titled(at, "Layer 1 · head 3: attention weights")
-    # The page's own capture: float32 attention weights <= 1, so 1e-7 is about one float32 ulp (6e-8).
-    np.testing.assert_allclose(
-        np.asarray(heatmap["data"][0]["z"]), attention_of("tiny-bert", 1, 3), atol=1e-7
-    )
+    # tiny-bert reads bytes: TEXT is over 21 tokens, so the heatmap is in log colour by default.
+    assert "log scale" in heatmap["data"][0]["colorbar"]["title"]["text"]
+    assert_log_of(heatmap["data"][0]["z"], attention_of("tiny-bert", 1, 3))
     plane = spec_titled(at, "Layer 1 · head 3: eigenvalues")
     expected = np.linalg.eigvals(attention_of("tiny-bert", 1, 3))
     # Sorted moduli differ by at most the optimal matching distance: within the worst kappa(lambda) bound.
@@ -72,21 +95,44 @@ def test_widgets_write_the_query_params():
 
 
 def test_temperature_from_the_link_reaches_the_heatmap():
-    at = run_page(ATTENTION, model="tiny-gpt2", text=TEXT, layer=1, head=1, tau=0.5)
+    at = run_page(ATTENTION, model="tiny-gpt2", text=TEXT, layer=1, head=1, tau=0.5, heat="linear")
     assert_page_ok(at)
+    assert at.segmented_control(key="attention_heat_color").value == "linear"
     heatmap = spec_titled(at, "Layer 1 · head 1 · τ = 0.5: attention weights")
     A = attention_of("tiny-gpt2", 1, 1)
     logits = np.where(A > 0, np.log(np.where(A > 0, A, 1)) / 0.5, -np.inf)
     expected = np.exp(logits - logits.max(-1, keepdims=True))
-    # Weights from the page's own float32 capture (<= 1): 1e-7 is about one float32 ulp (6e-8).
+    # Weights <= 1 from the page's own float32 capture, then rounded to float32 for the browser: one float32 ulp
+    # (6e-8) and half of one (3e-8), under 1e-7.
     np.testing.assert_allclose(
         np.asarray(heatmap["data"][0]["z"]), expected / expected.sum(-1, keepdims=True), atol=1e-7
     )
+    assert heatmap["data"][0]["colorbar"]["title"]["text"] == "attention"
+    assert at.query_params["heat"] in (
+        "linear",
+        ["linear"],
+    )  # a choice that is not the default stays in the link
+    caption = next(c.value for c in at.caption if c.value.startswith("Colour:"))
+    assert (
+        caption == "Colour: the attention on a linear scale from 0 to its largest value."
+    )  # no blocks: 65 bytes
 
 
 def test_nonsense_params_fall_back():
-    at = run_page(ATTENTION, model="tiny-bert", text=TEXT, layer="abc", head="-7", metric="bogus", tau="nan")
+    at = run_page(
+        ATTENTION,
+        model="tiny-bert",
+        text=TEXT,
+        layer="abc",
+        head="-7",
+        metric="bogus",
+        tau="nan",
+        heat="x",
+        pool="y",
+    )
     assert_page_ok(at)
+    assert at.segmented_control(key="attention_heat_color").value == "auto"
+    assert "heat" not in at.query_params and "pool" not in at.query_params  # defaults leave the link
     assert at.selectbox(key="attention_metric").value == "lambda2_abs"
     assert at.number_input(key="attention_layer").value == 0
     assert at.number_input(key="attention_head").value == 0  # clamped to the first head
@@ -148,6 +194,44 @@ def test_both_pages_on_embedded_models(model):
     spec_titled(
         at, f"Layer 2 · head 4: top 6 {'eigenvectors of the ' + kind if kind == 'symmetric part' else kind}"
     )
+
+
+# 512 tokens on both (MiniLM's maximum): SmolLM2's grid at 1,024 tokens costs a minute of CPU in this tier, and
+# the figure tests pool a 1,023-token matrix in blocks of 4.
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["smollm2-135m", "minilm-l6"])
+def test_long_text_heatmap_is_log_and_pooled_by_default(model):
+    max_tokens, block = 512, 2
+    at = run_page(ATTENTION, model=model, text=LONG_TEXT, max_tokens=max_tokens, layer=2, head=1)
+    assert_page_ok(at)
+    assert at.segmented_control(key="attention_heat_color").value == "auto"
+    assert "heat" not in at.query_params
+    spec = spec_titled(at, "Layer 2 · head 1: attention weights")
+    heatmap = spec["data"][0]
+    cells = max_tokens // block
+    assert np.asarray(heatmap["z"]).shape == (cells, cells) == (256, 256)
+    assert "log scale" in heatmap["colorbar"]["title"]["text"]
+    assert f"blocks of {block} tokens" in spec["layout"]["xaxis"]["title"]["text"]
+    assert f"blocks of {block} tokens" in spec["layout"]["yaxis"]["title"]["text"]
+    A = attention_of(model, 2, 1, LONG_TEXT, max_tokens)
+    assert A.shape == (max_tokens, max_tokens)
+    mass = block_mass(A, block)
+    assert_log_of(heatmap["z"], mass)
+    # The caption under it says what is drawn, with the numbers of this figure.
+    caption = next(c.value for c in at.caption if "Drawn in blocks" in c.value)
+    assert f"blocks of {block} tokens: {cells} × {cells} cells for the {max_tokens} × {max_tokens}" in caption
+    assert "log₁₀ of the block mass" in caption
+    # The reader can switch: linear colour and the largest weight per block, both written to the link.
+    at.segmented_control(key="attention_heat_color").set_value("linear").run()
+    at.segmented_control(key="attention_pool").set_value("max").run()
+    assert_page_ok(at)
+    assert at.query_params["heat"] in ("linear", ["linear"]) and at.query_params["pool"] in ("max", ["max"])
+    spec = spec_titled(at, "Layer 2 · head 1: attention weights")
+    assert "largest weight" in spec["layout"]["xaxis"]["title"]["text"]
+    starts = range(0, max_tokens, block)
+    largest = np.array([[A[i : i + block, j : j + block].max() for j in starts] for i in starts])
+    # exact: the largest of the same float32 weights, rounded back to float32
+    np.testing.assert_array_equal(np.asarray(spec["data"][0]["z"]), largest.astype(np.float32))
 
 
 @pytest.mark.parametrize(

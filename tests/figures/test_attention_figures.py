@@ -58,17 +58,127 @@ def test_grid_figure_rejects_unknown_metric(grid):
         fa.make_attention_grid_figure(grid, "nonsense", label="x")
 
 
+F32_EPS = float(np.finfo(np.float32).eps)
+
+
+def random_attention(n: int, *, causal: bool, seed: int = 0) -> np.ndarray:
+    """A random row-stochastic (n, n) matrix, lower-triangular when causal (rows over their allowed keys)."""
+    weights = np.random.default_rng(seed).exponential(size=(n, n)) ** 4  # heavy-tailed, like real heads
+    if causal:
+        weights = np.tril(weights)
+    return weights / weights.sum(-1, keepdims=True)
+
+
 def test_attention_heatmap_linear_and_log(spectrum):
-    fig = fa.make_attention_heatmap_figure(spectrum.attention, LABELS, title="t")
-    # exact: the trace holds this array
-    np.testing.assert_array_equal(np.asarray(fig.data[0].z), spectrum.attention)
-    assert list(fig.data[0].x) == LABELS and list(fig.data[0].y) == LABELS
-    assert "key" in fig.layout.xaxis.title.text and "query" in fig.layout.yaxis.title.text
+    fig = fa.make_attention_heatmap_figure(spectrum.attention, LABELS, title="t", log_color=False)
+    heatmap = fig.data[0]
+    # exact: the trace holds this array, rounded to float32 for the browser
+    np.testing.assert_array_equal(np.asarray(heatmap.z), spectrum.attention.astype(np.float32))
+    assert np.asarray(heatmap.z).dtype == np.float32 and heatmap.customdata is None  # hover reads z
+    assert "%{z" in heatmap.hovertemplate
+    assert list(heatmap.x) == LABELS and list(heatmap.y) == LABELS
+    assert fig.layout.xaxis.title.text == "key (attended to)"
+    assert fig.layout.yaxis.title.text == "query (attending)"
+    assert heatmap.zmin == 0 and heatmap.zmax == spectrum.attention.max()  # exact: the same max
     log = fa.make_attention_heatmap_figure(spectrum.attention, LABELS, title="t", log_color=True)
-    # exact: the same log10(max(a, 1e-6)) of the same array
-    np.testing.assert_array_equal(np.asarray(log.data[0].z), np.log10(np.maximum(spectrum.attention, 1e-6)))
-    # exact: the trace holds this array
-    np.testing.assert_array_equal(np.asarray(log.data[0].customdata), spectrum.attention)
+    heatmap = log.data[0]
+    # exact: the same log10 of the same array, rounded to float32
+    np.testing.assert_array_equal(np.asarray(heatmap.z), np.log10(spectrum.attention).astype(np.float32))
+    # exact: the trace holds this array (float32), and the hover shows it
+    np.testing.assert_array_equal(np.asarray(heatmap.customdata), spectrum.attention.astype(np.float32))
+    assert "%{customdata" in heatmap.hovertemplate
+    assert (heatmap.zmin, heatmap.zmax) == (-6, 0)
+    assert "log scale" in heatmap.colorbar.title.text
+    assert list(heatmap.colorbar.tickvals) == [-6, -5, -4, -3, -2, -1, 0]
+    assert list(heatmap.colorbar.ticktext) == ["10⁻⁶", "10⁻⁵", "10⁻⁴", "0.001", "0.01", "0.1", "1"]
+
+
+def test_log_colour_leaves_exact_zeros_blank():
+    A = random_attention(12, causal=True)
+    z = np.asarray(
+        fa.make_attention_heatmap_figure(A, LABELS + ["a", "b"], title="t", log_color=True).data[0].z
+    )
+    np.testing.assert_array_equal(np.isnan(z), A == 0)  # the masked future keys, and only they
+    np.testing.assert_array_equal(z[A > 0], np.log10(A[A > 0]).astype(np.float32))  # exact: same log10, cast
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_default_colour_is_log_past_the_washout_length(causal):
+    """Auto colour is log exactly when an even row's weight 1/k (k the mean number of allowed keys, counted
+    from the mask) is below 5 % of the scale; at long lengths it is log."""
+    for n in range(2, 120):
+        A = random_attention(n, causal=causal, seed=n)
+        allowed = (np.tril(np.ones((n, n))) if causal else np.ones((n, n))).sum(-1).mean()
+        expected_log = 1 / allowed < 0.05
+        assert fa.auto_log_color(n, fa.is_lower_triangular(A)) == expected_log, n
+    assert fa.auto_log_color(39, True) is False and fa.auto_log_color(40, True) is True
+    assert fa.auto_log_color(20, False) is False and fa.auto_log_color(21, False) is True
+    n = 1024
+    A = random_attention(n, causal=causal)
+    labels = [f"{i}:t{i}" for i in range(n)]
+    heatmap = fa.make_attention_heatmap_figure(A, labels, title="t").data[0]  # log_color not given: auto
+    assert "log scale" in heatmap.colorbar.title.text and heatmap.zmin == -6
+    short = fa.make_attention_heatmap_figure(
+        A[:8, :8] / A[:8, :8].sum(-1, keepdims=True), labels[:8], title="t"
+    )
+    assert short.data[0].colorscale[0][1] == "rgb(247,251,255)" and short.data[0].zmin == 0  # Blues, linear
+
+
+def numpy_blocks(A: np.ndarray, block: int, how: str) -> np.ndarray:
+    """Block mass (sum / queries in the block) or block max, one slice at a time."""
+    n = A.shape[0]
+    starts = range(0, n, block)
+    out = np.empty((len(starts), len(starts)))
+    for row, i0 in enumerate(starts):
+        for col, j0 in enumerate(starts):
+            cell = A[i0 : i0 + block, j0 : j0 + block]
+            out[row, col] = cell.max() if how == "max" else cell.sum() / cell.shape[0]
+    return out
+
+
+@pytest.mark.parametrize("how", ["mass", "max"])
+@pytest.mark.parametrize("log_color", [False, True])
+def test_pooled_heatmap_equals_numpy_blocks(how, log_color):
+    n = 1023  # blocks of ceil(1023 / 256) = 4 tokens, the last one 3
+    A = random_attention(n, causal=True, seed=7)
+    labels = [f"{i}:t{i}" for i in range(n)]
+    fig = fa.make_attention_heatmap_figure(A, labels, title="t", log_color=log_color, pooling=how)
+    heatmap = fig.data[0]
+    expected = numpy_blocks(A, 4, how)
+    assert np.asarray(heatmap.z).shape == (256, 256) == expected.shape
+    # A float64 sum of at most 16 terms rounded to float32: within one float32 rounding (eps32 relative).
+    shown = np.asarray(heatmap.customdata if log_color else heatmap.z, dtype=np.float64)
+    np.testing.assert_allclose(shown, expected, rtol=F32_EPS, atol=0)
+    if log_color:
+        z = np.asarray(heatmap.z, dtype=np.float64)
+        np.testing.assert_array_equal(np.isnan(z), expected == 0)  # blocks wholly above the diagonal
+        # log10 turns a relative error d into an absolute one d / ln 10; then one float32 rounding of |z| <= 20.
+        positive = expected > 0
+        np.testing.assert_allclose(z[positive], np.log10(expected[positive]), rtol=F32_EPS, atol=F32_EPS)
+    if how == "mass":
+        # Mass pooling keeps the rows stochastic: each block row sums to 1 (float64 sum of n terms).
+        np.testing.assert_allclose(
+            fa.pool_blocks(A, 4, "mass").sum(-1), 1.0, atol=4 * n * np.finfo(float).eps
+        )
+    # The axes say the pooling; the labels name each block's token range.
+    assert (
+        "blocks of 4 tokens" in fig.layout.xaxis.title.text
+        and fa.POOLINGS[how] in fig.layout.xaxis.title.text
+    )
+    assert "blocks of 4 tokens" in fig.layout.yaxis.title.text
+    assert (
+        heatmap.x[0] == "0–3:t0" and heatmap.x[-1] == "1020–1022:t1020" and list(heatmap.y) == list(heatmap.x)
+    )
+
+
+def test_no_pooling_up_to_the_display_limit():
+    n = fa.DISPLAY_MAX_CELLS
+    A = random_attention(n, causal=False)
+    fig = fa.make_attention_heatmap_figure(A, [f"{i}:t" for i in range(n)], title="t", log_color=False)
+    np.testing.assert_array_equal(np.asarray(fig.data[0].z), A.astype(np.float32))  # exact: the same cast
+    assert fa.display_block(n) == 1 and fa.display_block(n + 1) == 2 and fa.display_block(1024) == 4
+    with pytest.raises(ValueError, match="pooling"):
+        fa.pool_blocks(A, 2, "median")
 
 
 def test_eigenvalue_plane(spectrum):
