@@ -7,8 +7,10 @@ import numpy as np
 import plotly.graph_objects as go
 
 from explorer.analysis.circuits import CircuitSpectra
-from explorer.figures.common import circle_trace
+from explorer.figures.common import axes_layout, circle_trace, complex_points
 from explorer.figures.weights import log_axis
+
+_MARGIN = (60, 20, 60, 50)  # left, right, top, bottom (px)
 
 
 def make_copying_heatmap_figure(circuits: CircuitSpectra) -> go.Figure:
@@ -34,13 +36,8 @@ def make_copying_heatmap_figure(circuits: CircuitSpectra) -> go.Figure:
             ygap=1,
         )
     )
-    fig.update_layout(
-        title="OV copying score Σ Re λ / Σ |λ| of every head",
-        xaxis_title="head",
-        yaxis_title="layer",
-        height=max(320, 20 * L + 140),
-        margin=dict(l=60, r=20, t=60, b=50),
-    )
+    title = "OV copying score Σ Re λ / Σ |λ| of every head"
+    axes_layout(fig, title, "head", "layer", height=max(320, 20 * L + 140), margin=_MARGIN)
     fig.update_xaxes(type="category")
     fig.update_yaxes(type="category", autorange="reversed")
     return fig
@@ -52,28 +49,18 @@ def make_ov_eigenvalue_figure(circuits: CircuitSpectra, layer: int, head: int) -
     radius = float(np.abs(lam).max()) if lam.size else 1.0
     fig = go.Figure()
     fig.add_trace(circle_trace(radius, name=f"|λ| = {radius:.3g} (largest)", points=200))
+    marker = dict(size=8, color=np.where(lam.real >= 0, "#c92a2a", "#1971c2"), line=dict(width=0.5))
+    number = np.arange(1, lam.size + 1)  # λ1 = largest |λ|
     fig.add_trace(
-        go.Scatter(
-            x=lam.real,
-            y=lam.imag,
-            mode="markers",
-            name="eigenvalues of W_O W_V",
-            marker=dict(size=8, color=np.where(lam.real >= 0, "#c92a2a", "#1971c2"), line=dict(width=0.5)),
-            customdata=np.stack([np.abs(lam), np.arange(1, lam.size + 1)], axis=1),  # λ1 = largest |λ|
-            hovertemplate="λ%{customdata[1]} = %{x:.4g} %{y:+.4g}i<br>|λ| = %{customdata[0]:.4g}<extra></extra>",
+        complex_points(
+            lam, name="eigenvalues of W_O W_V", marker=marker, label="λ%{customdata[1]}", extra=number
         )
     )
     fig.add_hline(y=0, line=dict(color="#495057", width=1))
     fig.add_vline(x=0, line=dict(color="#495057", width=1))
     score = float(circuits.copying_score[layer, head])
-    fig.update_layout(
-        title=f"OV eigenvalues, layer {layer} head {head} (copying score {score:+.3f})",
-        xaxis_title="Re λ",
-        yaxis_title="Im λ",
-        height=460,
-        margin=dict(l=60, r=20, t=60, b=50),
-        legend=dict(orientation="h", y=-0.18),
-    )
+    title = f"OV eigenvalues, layer {layer} head {head} (copying score {score:+.3f})"
+    axes_layout(fig, title, "Re λ", "Im λ", height=460, margin=_MARGIN, legend_y=-0.18)
     fig.update_yaxes(scaleanchor="x", scaleratio=1)
     return fig
 
@@ -97,14 +84,9 @@ def make_circuit_singular_values_figure(circuits: CircuitSpectra, layer: int, he
                 hovertemplate=name + "<br>i = %{x}<br>σ = %{y:.4g}<extra></extra>",
             )
         )
-    fig.update_layout(
-        title=f"Singular values of the QK and OV circuits, layer {layer} head {head}",
-        xaxis_title="index i (largest first, at most d_head)",
-        yaxis_title="singular value σᵢ (log scale)",
-        height=420,
-        margin=dict(l=60, r=20, t=60, b=50),
-        legend=dict(orientation="h", y=-0.2),
-    )
+    title = f"Singular values of the QK and OV circuits, layer {layer} head {head}"
+    x_title, y_title = "index i (largest first, at most d_head)", "singular value σᵢ (log scale)"
+    axes_layout(fig, title, x_title, y_title, height=420, margin=_MARGIN, legend_y=-0.2)
     values = np.concatenate([circuits.qk_sigma[layer, head], circuits.ov_sigma[layer, head]])
     fig.update_yaxes(**log_axis(values))
     return fig

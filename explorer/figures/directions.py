@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from explorer.analysis.directions import DirectionAnalysis, LayerProfile
+from explorer.figures.common import axes_layout
 from explorer.spectra.projections import LayerwisePCA, PCAResult
 from explorer.spectra.semantic import Control, Debias
 
@@ -276,15 +277,26 @@ def make_bias_figure(analysis: DirectionAnalysis) -> go.Figure:
             hovertemplate="%{y}: %{x:.3f}<extra></extra>",
         )
     )
-    fig.update_layout(
-        title=f"Bias scores: cosine with the {a}–{b} direction",
-        xaxis_title=f"cosine with direction  (← {b} side · {a} side →)",
-        yaxis_title="word",
-        height=max(320, 22 * len(words) + 120),
-        margin=dict(l=110, r=20, t=50, b=50),
-    )
-    fig.update_xaxes(zeroline=True, zerolinewidth=1.5, zerolinecolor="#495057")
+    title = f"Bias scores: cosine with the {a}–{b} direction"
+    x_title = f"cosine with direction  (← {b} side · {a} side →)"
+    axes_layout(fig, title, x_title, "word", height=max(320, 22 * len(words) + 120), margin=(110, 20, 50, 50))
+    _zero_line(fig)
     return fig
+
+
+def _zero_line(fig: go.Figure) -> None:
+    """A marked x = 0, the boundary between the two sides of a direction."""
+    fig.update_xaxes(zeroline=True, zerolinewidth=1.5, zerolinecolor="#495057")
+
+
+def _grouped_bars_layout(
+    fig: go.Figure, title: str, x_title: str, y_title: str, *, height: int, left: int
+) -> None:
+    """Grouped bars with their legend above the plot at the right (the 70 px top margin leaves it room)."""
+    legend = dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right")
+    axes_layout(
+        fig, title, x_title, y_title, height=height, margin=(left, 20, 70, 50), legend=legend, barmode="group"
+    )
 
 
 def make_debias_figure(result: Debias, *, first: str, second: str) -> go.Figure:
@@ -292,37 +304,29 @@ def make_debias_figure(result: Debias, *, first: str, second: str) -> go.Figure:
     and the projection on the direction (zero after)."""
     order = np.argsort(result.gap_before)
     words = [result.words[i] for i in order]
+    after = "after (projection %{customdata:.1e})"
+    bars = (  # gap, projection on the direction (hovered after only), name, colour, hover
+        (result.gap_before, None, "before", _FIRST, "before"),
+        (result.gap_after, result.after, "after removing the direction", _CONTROL, after),
+    )
     fig = go.Figure(
         [
             go.Bar(
                 y=words,
-                x=result.gap_before[order],
+                x=gap[order],
                 orientation="h",
-                name="before",
-                marker_color=_FIRST,
-                hovertemplate="%{y}: gap %{x:.3f} before<extra></extra>",
-            ),
-            go.Bar(
-                y=words,
-                x=result.gap_after[order],
-                orientation="h",
-                name="after removing the direction",
-                marker_color=_CONTROL,
-                customdata=result.after[order],
-                hovertemplate="%{y}: gap %{x:.3f} after (projection %{customdata:.1e})<extra></extra>",
-            ),
+                name=name,
+                marker_color=color,
+                customdata=None if projection is None else projection[order],
+                hovertemplate=f"%{{y}}: gap %{{x:.3f}} {hover}<extra></extra>",
+            )
+            for gap, projection, name, color, hover in bars
         ]
     )
-    fig.update_layout(
-        barmode="group",
-        title="Debias preview: lean towards one side, before and after",
-        xaxis_title=f"lean: mean cos(word, {first}-side) − cos(word, {second}-side)",
-        yaxis_title="word",
-        height=max(340, 30 * len(words) + 140),
-        legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"),
-        margin=dict(l=110, r=20, t=70, b=50),
-    )
-    fig.update_xaxes(zeroline=True, zerolinewidth=1.5, zerolinecolor="#495057")
+    title = "Debias preview: lean towards one side, before and after"
+    x_title = f"lean: mean cos(word, {first}-side) − cos(word, {second}-side)"
+    _grouped_bars_layout(fig, title, x_title, "word", height=max(340, 30 * len(words) + 140), left=110)
+    _zero_line(fig)
     return fig
 
 
@@ -351,15 +355,9 @@ def make_direction_scree_figure(analysis: DirectionAnalysis, *, max_components: 
             ),
         ]
     )
-    fig.update_layout(
-        barmode="group",
-        title="How one-dimensional? Components of the pair differences",
-        xaxis_title="principal component of the pair differences",
-        yaxis_title="share of variance (%)",
-        legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"),
-        margin=dict(l=50, r=20, t=70, b=50),
-        height=360,
-    )
+    title = "How one-dimensional? Components of the pair differences"
+    x_title = "principal component of the pair differences"
+    _grouped_bars_layout(fig, title, x_title, "share of variance (%)", height=360, left=50)
     return fig
 
 
@@ -370,6 +368,10 @@ def make_direction_by_layer_figure(profile: LayerProfile, *, chosen_layer: int |
     mean = np.asarray(profile.control.mean, dtype=float) * 100
     std = np.asarray(profile.control.std, dtype=float) * 100
     layers = np.arange(len(share))
+    curves = (  # values (%), mode, line, name, hover tag
+        (mean, "lines", dict(color=_CONTROL, dash="dash"), "random pairs (mean)", "random"),
+        (share, "lines+markers", dict(color=_FIRST, width=3), f"{len(profile.pairs)} word pairs", "pairs"),
+    )
     fig = go.Figure(
         [
             go.Scatter(
@@ -382,21 +384,16 @@ def make_direction_by_layer_figure(profile: LayerProfile, *, chosen_layer: int |
                 hoverinfo="skip",
                 name="random pairs ± sd",
             ),
-            go.Scatter(
-                x=layers,
-                y=mean,
-                mode="lines",
-                line=dict(color=_CONTROL, dash="dash"),
-                name="random pairs (mean)",
-                hovertemplate="hidden state %{x}: %{y:.1f} %<extra>random</extra>",
-            ),
-            go.Scatter(
-                x=layers,
-                y=share,
-                mode="lines+markers",
-                line=dict(color=_FIRST, width=3),
-                name=f"{len(profile.pairs)} word pairs",
-                hovertemplate="hidden state %{x}: %{y:.1f} %<extra>pairs</extra>",
+            *(
+                go.Scatter(
+                    x=layers,
+                    y=y,
+                    mode=mode,
+                    line=line,
+                    name=name,
+                    hovertemplate=f"hidden state %{{x}}: %{{y:.1f}} %<extra>{tag}</extra>",
+                )
+                for y, mode, line, name, tag in curves
             ),
         ]
     )

@@ -6,9 +6,12 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
+from explorer.figures.common import axes_layout, complex_points
+
 _CIRCLE = np.exp(1j * np.linspace(0, 2 * np.pi, 65))
 # Beyond this many groups the rest share one colour (one trace each would make the legend useless).
 MAX_GROUP_TRACES = 12
+_MARGIN = (60, 20, 60, 50)  # left, right, top, bottom (px)
 
 
 def make_gershgorin_figure(
@@ -68,35 +71,24 @@ def make_gershgorin_figure(
     )
     inside = result.inside_cols if columns else result.inside_rows
     lam = result.eigvals
+    marker = dict(
+        size=9, symbol="x", color=np.where(inside, "#c92a2a", "#f08c00"), line=dict(width=1, color="white")
+    )
     fig.add_trace(
-        go.Scatter(
-            x=lam.real,
-            y=lam.imag,
-            mode="markers",
+        complex_points(
+            lam,
             name="eigenvalues λ",
-            marker=dict(
-                size=9,
-                symbol="x",
-                color=np.where(inside, "#c92a2a", "#f08c00"),
-                line=dict(width=1, color="white"),
-            ),
-            customdata=np.stack([np.abs(lam), inside.astype(int)], axis=1),
-            hovertemplate="λ = %{x:.4g} %{y:+.4g}i<br>|λ| = %{customdata[0]:.4g}"
-            "<br>inside the union: %{customdata[1]}<extra></extra>",
+            marker=marker,
+            extra=inside.astype(int),
+            extra_hover="<br>inside the union: %{customdata[1]}",
         )
     )
     if mark_one:
         fig.add_vline(x=1, line=dict(color="#2b8a3e", dash="dot", width=1.5))
         fig.add_annotation(x=1, y=1, yref="paper", text="Re z = 1", showarrow=False, xanchor="left")
-    fig.update_layout(
-        title=title or f"Gershgorin {word} discs and the eigenvalues ({n}×{n} matrix)",
-        xaxis_title="real part",
-        yaxis_title="imaginary part",
-        height=560,
-        margin=dict(l=60, r=20, t=60, b=50),
-        legend=dict(orientation="h", y=-0.15),
-        hovermode="closest",
-    )
+    title = title or f"Gershgorin {word} discs and the eigenvalues ({n}×{n} matrix)"
+    axes_layout(fig, title, "real part", "imaginary part", height=560, margin=_MARGIN, legend_y=-0.15)
+    fig.update_layout(hovermode="closest")
     fig.update_yaxes(scaleanchor="x", scaleratio=1, zeroline=True)
     fig.update_xaxes(zeroline=True)
     return fig

@@ -15,14 +15,25 @@ from explorer.analysis.teaching import (
     TemperatureSweep,
     TransientGrowth,
 )
-from explorer.figures.common import circle_trace, equal_axes
+from explorer.figures.common import (
+    CELL_HOVER,
+    axes_layout,
+    circle_trace,
+    diverging_heatmap,
+    equal_axes,
+    square_cells,
+    unit_modulus_marker,
+)
 
 BEFORE = "#b8bec9"
 AFTER = "#3b6fd4"
 EIGEN = "#1a9850"
 ACCENT = "#e8590c"
 SECOND = "#7b3fb8"
+HIGHLIGHT = "#d62728"  # the reader's choice or a single notable point
 GRAY_SCALE = [[0.0, "black"], [1.0, "white"]]
+_MARGIN = (50, 20, 50, 40)  # left, right, top, bottom (px) of the line plots
+_PLANE_MARGIN = (40, 20, 50, 40)  # of the equal-axes planes
 
 
 def _segments(points: np.ndarray) -> tuple[list, list]:
@@ -39,6 +50,13 @@ def format_complex(z: complex) -> str:
     if abs(z.imag) < 1e-12:
         return f"{z.real:.4g}"
     return f"{z.real:.4g} {'+' if z.imag >= 0 else '−'} {abs(z.imag):.4g}i"
+
+
+def _highlight(x: float, y: float, name: str, *, symbol: str, size: int = 13) -> go.Scatter:
+    """One point drawn large in the highlight colour: where the reader's choice lands, or a notable value."""
+    return go.Scatter(
+        x=[x], y=[y], mode="markers", marker=dict(size=size, color=HIGHLIGHT, symbol=symbol), name=name
+    )
 
 
 # ----------------------------------------------------------------------------------------------- 1. plane
@@ -104,14 +122,8 @@ def make_plane_figure(result: Plane2x2) -> go.Figure:
             hoverinfo="skip",
         )
     )
-    fig.update_layout(
-        title="M acting on the plane: grey before, blue and orange after",
-        xaxis_title="x",
-        yaxis_title="y",
-        height=520,
-        margin=dict(l=40, r=20, t=50, b=40),
-        legend=dict(orientation="h", y=-0.18),
-    )
+    title = "M acting on the plane: grey before, blue and orange after"
+    axes_layout(fig, title, "x", "y", height=520, margin=_PLANE_MARGIN, legend_y=-0.18)
     equal_axes(fig, half)
     return fig
 
@@ -136,14 +148,7 @@ def make_eigenvalue_plane_figure(
         ]
     )
     half = max(1.25, float(np.abs(eigvals).max(initial=0)) * 1.15)
-    fig.update_layout(
-        title=title,
-        xaxis_title="Re λ",
-        yaxis_title="Im λ",
-        height=height,
-        margin=dict(l=40, r=20, t=50, b=40),
-        showlegend=False,
-    )
+    axes_layout(fig, title, "Re λ", "Im λ", height=height, margin=_PLANE_MARGIN, showlegend=False)
     equal_axes(fig, half)
     return fig
 
@@ -164,14 +169,8 @@ def make_charpoly_figure(result: Plane2x2) -> go.Figure:
             )
         )
     tr, det = result.trace, result.det
-    fig.update_layout(
-        title=f"p(λ) = λ² {'−' if tr >= 0 else '+'} {abs(tr):.3g}λ {'+' if det >= 0 else '−'} {abs(det):.3g}",
-        xaxis_title="λ (real)",
-        yaxis_title="p(λ)",
-        height=340,
-        margin=dict(l=40, r=20, t=50, b=40),
-        showlegend=False,
-    )
+    title = f"p(λ) = λ² {'−' if tr >= 0 else '+'} {abs(tr):.3g}λ {'+' if det >= 0 else '−'} {abs(det):.3g}"
+    axes_layout(fig, title, "λ (real)", "p(λ)", height=340, margin=_PLANE_MARGIN, showlegend=False)
     return fig
 
 
@@ -207,15 +206,9 @@ def make_power_convergence_figure(result: PowerIteration, *, step: int) -> go.Fi
                 name=name,
             )
         )
-    fig.update_layout(
-        title=f"Error after k steps (rate {result.rate:.4g})",
-        xaxis_title="step k",
-        yaxis_title="error (log scale)",
-        yaxis_type="log",
-        yaxis_exponentformat="power",
-        height=420,
-        margin=dict(l=50, r=20, t=50, b=40),
-        legend=dict(orientation="h", y=-0.2),
+    title = f"Error after k steps (rate {result.rate:.4g})"
+    axes_layout(
+        fig, title, "step k", "error (log scale)", height=420, margin=_MARGIN, legend_y=-0.2, log_y=True
     )
     return fig
 
@@ -233,12 +226,13 @@ def make_power_vector_figure(
             go.Scatter(x=labels, y=result.v1, mode="markers", name="v₁", marker=dict(color=EIGEN, size=8)),
         ]
     )
-    fig.update_layout(
-        title=f"x_{step} against the top eigenvector v₁",
-        xaxis_title="entry (token for an attention head)",
-        yaxis_title="component (unit vectors)",
+    axes_layout(
+        fig,
+        f"x_{step} against the top eigenvector v₁",
+        "entry (token for an attention head)",
+        "component (unit vectors)",
         height=360,
-        margin=dict(l=50, r=20, t=50, b=80),
+        margin=(50, 20, 50, 80),
         legend=dict(orientation="h", y=1.12, x=1, xanchor="right"),
     )
     fig.update_xaxes(type="category", tickangle=-60)
@@ -298,14 +292,9 @@ def make_lanczos_figure(run: LanczosRun, *, steps: int) -> go.Figure:
                     hovertemplate=f"eigsh: {value:.6g}<extra></extra>",
                 )
             )
-    fig.update_layout(
-        title="Ritz values per step: the extremes converge first",
-        xaxis_title="Lanczos step m (size of the Krylov space)",
-        yaxis_title="eigenvalue",
-        height=460,
-        margin=dict(l=50, r=20, t=50, b=40),
-        legend=dict(orientation="h", y=-0.15),
-    )
+    title = "Ritz values per step: the extremes converge first"
+    x_title = "Lanczos step m (size of the Krylov space)"
+    axes_layout(fig, title, x_title, "eigenvalue", height=460, margin=_MARGIN, legend_y=-0.15)
     fig.update_xaxes(range=[0.3, right + 0.7])
     return fig
 
@@ -343,31 +332,17 @@ def make_gd_contour_figure(result: GradientDescent) -> go.Figure:
             x=X[:, 0],
             y=X[:, 1],
             mode="lines+markers",
-            line=dict(color="#d62728", width=2),
+            line=dict(color=HIGHLIGHT, width=2),
             marker=dict(size=6),
             name="GD iterates x_t",
             customdata=np.stack([np.arange(len(X)), result.loss], axis=1),
             hovertemplate="t = %{customdata[0]}<br>f = %{customdata[1]:.3g}<extra></extra>",
         )
     )
-    fig.add_trace(
-        go.Scatter(
-            x=[X[0, 0]],
-            y=[X[0, 1]],
-            mode="markers",
-            marker=dict(size=12, color="#d62728", symbol="star"),
-            name="x₀",
-        )
-    )
+    fig.add_trace(_highlight(X[0, 0], X[0, 1], "x₀", symbol="star", size=12))
     verdict = "diverges" if result.diverges else ("oscillates forever" if result.rate == 1 else "converges")
-    fig.update_layout(
-        title=f"η = {result.eta:.3g}: {verdict}",
-        xaxis_title="x₁",
-        yaxis_title="x₂",
-        height=520,
-        margin=dict(l=40, r=20, t=50, b=40),
-        legend=dict(orientation="h", y=-0.18),
-    )
+    title = f"η = {result.eta:.3g}: {verdict}"
+    axes_layout(fig, title, "x₁", "x₂", height=520, margin=_PLANE_MARGIN, legend_y=-0.18)
     equal_axes(fig, half)
     return fig
 
@@ -402,16 +377,9 @@ def make_gd_decay_figure(result: GradientDescent) -> go.Figure:
                 name=f"|v·x_t| along {name} (iterates)",
             )
         )
-    fig.update_layout(
-        title="Per eigendirection: c_i(t) = (1 − ηλ_i)^t c_i(0)",
-        xaxis_title="step t",
-        yaxis_title="|coordinate along eigenvector| (log)",
-        yaxis_type="log",
-        yaxis_exponentformat="power",
-        height=400,
-        margin=dict(l=50, r=20, t=50, b=40),
-        legend=dict(orientation="h", y=-0.25),
-    )
+    title = "Per eigendirection: c_i(t) = (1 − ηλ_i)^t c_i(0)"
+    y_title = "|coordinate along eigenvector| (log)"
+    axes_layout(fig, title, "step t", y_title, height=400, margin=_MARGIN, legend_y=-0.25, log_y=True)
     return fig
 
 
@@ -450,23 +418,9 @@ def make_gd_rate_figure(result: GradientDescent) -> go.Figure:
         annotation_text="2/λ_max",
         annotation_position="top right",
     )
-    fig.add_trace(
-        go.Scatter(
-            x=[result.eta],
-            y=[result.rate],
-            mode="markers",
-            marker=dict(size=13, color="#d62728", symbol="diamond"),
-            name=f"your η: rate {result.rate:.3g}",
-        )
-    )
-    fig.update_layout(
-        title="Shrink factor per step against η",
-        xaxis_title="step size η",
-        yaxis_title="|1 − ηλ| (per step)",
-        height=400,
-        margin=dict(l=50, r=20, t=50, b=40),
-        legend=dict(orientation="h", y=-0.25),
-    )
+    fig.add_trace(_highlight(result.eta, result.rate, f"your η: rate {result.rate:.3g}", symbol="diamond"))
+    title = "Shrink factor per step against η"
+    axes_layout(fig, title, "step size η", "|1 − ηλ| (per step)", height=400, margin=_MARGIN, legend_y=-0.25)
     fig.update_yaxes(range=[0, 1.6])
     return fig
 
@@ -479,14 +433,7 @@ def _temperature_trace(lam: np.ndarray) -> go.Scatter:
         x=lam.real,
         y=lam.imag,
         mode="markers",
-        marker=dict(
-            size=9,
-            color=np.abs(lam),
-            colorscale="Viridis",
-            cmin=0,
-            cmax=1,
-            line=dict(color="white", width=0.5),
-        ),
+        marker=unit_modulus_marker(lam, colorscale="Viridis", size=9, line=dict(color="white", width=0.5)),
         customdata=np.abs(lam),
         hovertemplate="λ = %{x:.4f} + %{y:.4f}i<br>|λ| = %{customdata:.4f}<extra></extra>",
         name="eigenvalues",
@@ -506,12 +453,13 @@ def make_temperature_animation_figure(
     start_index = int(np.clip(start_index, 0, len(frames) - 1))
     fig = go.Figure(data=[circle, _temperature_trace(sweep.eigvals[start_index])], frames=frames)
     step_args = {"mode": "immediate", "frame": {"duration": 0, "redraw": True}, "transition": {"duration": 0}}
-    fig.update_layout(
-        title=title or f"Eigenvalues of A_τ = row-softmax(log A / τ), {sweep.n} tokens",
-        xaxis_title="Re λ",
-        yaxis_title="Im λ",
+    axes_layout(
+        fig,
+        title or f"Eigenvalues of A_τ = row-softmax(log A / τ), {sweep.n} tokens",
+        "Re λ",
+        "Im λ",
         height=640,
-        margin=dict(l=40, r=20, t=60, b=110),
+        margin=(40, 20, 60, 110),
         showlegend=False,
         sliders=[
             dict(
@@ -554,33 +502,18 @@ def make_temperature_animation_figure(
 
 def make_temperature_summary_figure(sweep: TemperatureSweep, *, tau: float) -> go.Figure:
     """|λ₂| and normalised row entropy against τ (log axis), with the chosen τ marked."""
+    curves = ((sweep.second_modulus, SECOND, "|λ₂|"), (sweep.entropy, ACCENT, "row entropy / log(#keys)"))
     fig = go.Figure(
         [
-            go.Scatter(
-                x=sweep.taus,
-                y=sweep.second_modulus,
-                mode="lines+markers",
-                line=dict(color=SECOND),
-                name="|λ₂|",
-            ),
-            go.Scatter(
-                x=sweep.taus,
-                y=sweep.entropy,
-                mode="lines+markers",
-                line=dict(color=ACCENT),
-                name="row entropy / log(#keys)",
-            ),
+            go.Scatter(x=sweep.taus, y=values, mode="lines+markers", line=dict(color=color), name=name)
+            for values, color, name in curves
         ]
     )
     fig.add_vline(x=tau, line=dict(color="#333", dash="dash"), annotation_text=f"τ = {tau:.3g}")
-    fig.update_layout(
-        title="Sharp (small τ) to uniform (large τ)",
-        xaxis_title="temperature τ (log scale)",
-        yaxis_title="value (0 to 1)",
-        xaxis_type="log",
-        height=360,
-        margin=dict(l=50, r=20, t=50, b=40),
-        legend=dict(orientation="h", y=-0.25),
+    title = "Sharp (small τ) to uniform (large τ)"
+    x_title = "temperature τ (log scale)"
+    axes_layout(
+        fig, title, x_title, "value (0 to 1)", height=360, margin=_MARGIN, legend_y=-0.25, xaxis_type="log"
     )
     fig.update_yaxes(range=[0, 1.05])
     return fig
@@ -620,24 +553,11 @@ def make_transient_figure(result: TransientGrowth) -> go.Figure:
                 name=f"κ(V) ρ^t, κ(V) = {result.kappa_V:.3g}",
             )
         )
-    fig.add_trace(
-        go.Scatter(
-            x=[result.peak_t],
-            y=[result.peak_norm],
-            mode="markers",
-            marker=dict(size=13, color="#d62728", symbol="star"),
-            name=f"peak ‖J^{result.peak_t}‖ = {result.peak_norm:.3g}",
-        )
-    )
-    fig.update_layout(
-        title=f"Powers of J: ρ(J) = {result.rho:.3g}, yet ‖J^t‖ can grow first",
-        xaxis_title="power t",
-        yaxis_title="norm (log scale)",
-        yaxis_type="log",
-        yaxis_exponentformat="power",
-        height=440,
-        margin=dict(l=50, r=20, t=50, b=40),
-        legend=dict(orientation="h", y=-0.2),
+    peak = f"peak ‖J^{result.peak_t}‖ = {result.peak_norm:.3g}"
+    fig.add_trace(_highlight(result.peak_t, result.peak_norm, peak, symbol="star"))
+    title = f"Powers of J: ρ(J) = {result.rho:.3g}, yet ‖J^t‖ can grow first"
+    axes_layout(
+        fig, title, "power t", "norm (log scale)", height=440, margin=_MARGIN, legend_y=-0.2, log_y=True
     )
     return fig
 
@@ -650,28 +570,8 @@ def make_schur_figure(result: TransientGrowth) -> go.Figure:
         rows=1, cols=2, subplot_titles=("J (as given)", "Schur form T = Qᵀ J Q"), horizontal_spacing=0.12
     )
     for col, M in enumerate([result.matrix, result.schur_T], start=1):
-        fig.add_trace(
-            go.Heatmap(
-                z=M,
-                zmin=-lim,
-                zmax=lim,
-                colorscale="RdBu",
-                reversescale=True,
-                showscale=col == 2,
-                colorbar=dict(title="entry"),
-                hovertemplate="row %{y}, col %{x}: %{z:.4g}<extra></extra>",
-            ),
-            row=1,
-            col=col,
-        )
-        fig.update_yaxes(
-            autorange="reversed",
-            scaleanchor=f"x{'' if col == 1 else col}",
-            constrain="domain",
-            row=1,
-            col=col,
-        )
-        fig.update_xaxes(constrain="domain", row=1, col=col)
+        fig.add_trace(diverging_heatmap(M, lim, colorbar_title="entry", showscale=col == 2), row=1, col=col)
+        square_cells(fig, col)
         fig.update_xaxes(title_text="column", row=1, col=col)
     fig.update_yaxes(title_text="row", row=1, col=1)
     fig.update_layout(
@@ -697,27 +597,13 @@ def make_low_rank_figure(result: LowRank, *, image: bool, max_cells: int = 128) 
     for col, M in enumerate([result.matrix, result.approx, result.residual], start=1):
         block = M[:rows, :cols]
         if image and col < 3:
-            trace = go.Heatmap(z=block, zmin=0, zmax=1, colorscale=GRAY_SCALE, showscale=False)
-        else:
             trace = go.Heatmap(
-                z=block,
-                zmin=-lim,
-                zmax=lim,
-                colorscale="RdBu",
-                reversescale=True,
-                showscale=col == 3,
-                colorbar=dict(title="value"),
+                z=block, zmin=0, zmax=1, colorscale=GRAY_SCALE, showscale=False, hovertemplate=CELL_HOVER
             )
-        trace.update(hovertemplate="row %{y}, col %{x}: %{z:.4g}<extra></extra>")
+        else:
+            trace = diverging_heatmap(block, lim, colorbar_title="value", showscale=col == 3)
         fig.add_trace(trace, row=1, col=col)
-        fig.update_yaxes(
-            autorange="reversed",
-            scaleanchor=f"x{'' if col == 1 else col}",
-            constrain="domain",
-            row=1,
-            col=col,
-        )
-        fig.update_xaxes(constrain="domain", row=1, col=col)
+        square_cells(fig, col)
         fig.update_xaxes(showticklabels=False, row=1, col=col)
         fig.update_yaxes(showticklabels=col == 1, row=1, col=col)
     fig.update_layout(
@@ -740,28 +626,15 @@ def make_svd_error_figure(result: LowRank) -> go.Figure:
     )
     idx = np.arange(1, r + 1)
     kept = idx <= result.k
-    fig.add_trace(
-        go.Scatter(
-            x=idx[kept],
-            y=_positive(result.S[kept]),
+    for which, color, name in ((kept, AFTER, "kept σ_i"), (~kept, BEFORE, "dropped σ_i")):
+        points = go.Scatter(
+            x=idx[which],
+            y=_positive(result.S[which]),
             mode="markers",
-            marker=dict(color=AFTER, size=6),
-            name="kept σ_i",
-        ),
-        row=1,
-        col=1,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=idx[~kept],
-            y=_positive(result.S[~kept]),
-            mode="markers",
-            marker=dict(color=BEFORE, size=6),
-            name="dropped σ_i",
-        ),
-        row=1,
-        col=1,
-    )
+            marker=dict(color=color, size=6),
+            name=name,
+        )
+        fig.add_trace(points, row=1, col=1)
     fig.add_trace(
         go.Scatter(
             x=np.arange(r + 1),
@@ -773,17 +646,8 @@ def make_svd_error_figure(result: LowRank) -> go.Figure:
         row=1,
         col=2,
     )
-    fig.add_trace(
-        go.Scatter(
-            x=[result.k],
-            y=[result.error_fro],
-            mode="markers",
-            marker=dict(size=13, color="#d62728", symbol="diamond"),
-            name=f"measured ‖W − W_k‖_F at k = {result.k}",
-        ),
-        row=1,
-        col=2,
-    )
+    measured = f"measured ‖W − W_k‖_F at k = {result.k}"
+    fig.add_trace(_highlight(result.k, result.error_fro, measured, symbol="diamond"), row=1, col=2)
     if result.break_even < r:
         fig.add_vline(
             x=result.break_even,

@@ -128,6 +128,11 @@ def log_axis(values: np.ndarray) -> dict:
     return dict(type="log", dtick="D2", exponentformat="power")  # 1, 2, 5 within a decade
 
 
+def _line(x, y, name: str, line: dict, hover: str | None = None, **trace) -> go.Scatter:
+    """A named line trace; ``hover``: its hover template (None: Plotly's default). Other settings pass through."""
+    return go.Scatter(x=x, y=y, mode="lines", name=name, line=line, hovertemplate=hover, **trace)
+
+
 def make_scree_figure(spectra: WeightSpectra, index: int) -> go.Figure:
     """Scree plot of one matrix: sigma_i on a log axis, cumulative energy on a second axis, k_90 and k_99
     marked, and the break-even rank mn/(m+n) of a rank-k factorisation."""
@@ -136,28 +141,12 @@ def make_scree_figure(spectra: WeightSpectra, index: int) -> go.Figure:
     energy = np.cumsum(S**2) / max(float((S**2).sum()), np.finfo(float).tiny)
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     positive = S > 0
-    fig.add_trace(
-        go.Scatter(
-            x=k[positive],
-            y=S[positive],
-            mode="lines",
-            name="σᵢ",
-            line=dict(color="#3b5bdb", width=2),
-            hovertemplate="i = %{x}<br>σ = %{y:.4g}<extra></extra>",
-        ),
-        secondary_y=False,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=k,
-            y=energy,
-            mode="lines",
-            name="cumulative energy Σσ²",
-            line=dict(color="#e8590c", width=2, dash="dot"),
-            hovertemplate="k = %{x}<br>%{y:.2%} of Σσ²<extra></extra>",
-        ),
-        secondary_y=True,
-    )
+    sigma_hover = "i = %{x}<br>σ = %{y:.4g}<extra></extra>"
+    sigma = _line(k[positive], S[positive], "σᵢ", dict(color="#3b5bdb", width=2), sigma_hover)
+    fig.add_trace(sigma, secondary_y=False)
+    energy_line = dict(color="#e8590c", width=2, dash="dot")
+    energy_hover = "k = %{x}<br>%{y:.2%} of Σσ²<extra></extra>"
+    fig.add_trace(_line(k, energy, "cumulative energy Σσ²", energy_line, energy_hover), secondary_y=True)
     marks = [
         (float(spectra.k90[index]), "k₉₀", "#2b8a3e", "dash"),
         (float(spectra.k99[index]), "k₉₉", "#2b8a3e", "dashdot"),
@@ -165,16 +154,9 @@ def make_scree_figure(spectra: WeightSpectra, index: int) -> go.Figure:
     ]
     for x, name, color, dash in marks:
         fig.add_vline(x=x, line=dict(color=color, dash=dash, width=1.5))
-        fig.add_trace(
-            go.Scatter(
-                x=[x],
-                y=[None],
-                mode="lines",
-                name=f"{name} = {x:.0f}" if name.startswith("k") else f"{name} = {x:.1f}",
-                line=dict(color=color, dash=dash),
-                hoverinfo="skip",
-            )
-        )
+        label = f"{name} = {x:.0f}" if name.startswith("k") else f"{name} = {x:.1f}"
+        # A legend entry for the vertical line (shapes have none).
+        fig.add_trace(_line([x], [None], label, dict(color=color, dash=dash), hoverinfo="skip"))
     fig.update_yaxes(title_text="singular value σᵢ (log scale)", secondary_y=False, **log_axis(S))
     fig.update_yaxes(
         title_text="cumulative energy",
@@ -213,48 +195,27 @@ def make_esd_figure(spectra: WeightSpectra, index: int, *, bins: int = 60) -> go
     x = np.repeat(edges, 2)[1:-1]
     y = np.repeat(np.where(counts > 0, density, np.nan), 2)
     hover = np.repeat(np.stack([edges[:-1], edges[1:], counts], axis=1), 2, axis=0)
-    fig.add_trace(
-        go.Scatter(
-            x=x,
-            y=y,
-            mode="lines",
-            name="ESD histogram",
-            line=dict(color="#3b5bdb", width=2),
-            fill="none",
-            customdata=hover,
-            hovertemplate="λ in [%{customdata[0]:.3g}, %{customdata[1]:.3g}]<br>%{customdata[2]} eigenvalues"
-            "<br>density %{y:.3g}<extra></extra>",
-        )
+    bin_hover = (
+        "λ in [%{customdata[0]:.3g}, %{customdata[1]:.3g}]<br>%{customdata[2]} eigenvalues"
+        "<br>density %{y:.3g}<extra></extra>"
     )
+    blue = dict(color="#3b5bdb", width=2)
+    fig.add_trace(_line(x, y, "ESD histogram", blue, bin_hover, fill="none", customdata=hover))
     var = float(spectra.element_variance[index])
     edge = float(spectra.mp_edge[index])
     grid = np.geomspace(lo, max(hi, edge) * 1.01, 400)
     mp = mp_density(grid, shape, var)
-    fig.add_trace(
-        go.Scatter(
-            x=grid[mp > 0],
-            y=mp[mp > 0],
-            mode="lines",
-            name="Marchenko-Pastur (random, same shape and variance)",
-            line=dict(color="#868e96", width=2),
-            hovertemplate="λ = %{x:.3g}<br>MP density %{y:.3g}<extra></extra>",
-        )
-    )
+    mp_name = "Marchenko-Pastur (random, same shape and variance)"
+    mp_hover = "λ = %{x:.3g}<br>MP density %{y:.3g}<extra></extra>"
+    fig.add_trace(_line(grid[mp > 0], mp[mp > 0], mp_name, dict(color="#868e96", width=2), mp_hover))
     alpha, xmin = float(spectra.alpha[index]), float(spectra.alpha_xmin[index])
     if np.isfinite(alpha) and np.isfinite(xmin):
         tail_share = float(spectra.alpha_n_tail[index]) / lam.size
         x = np.geomspace(xmin, hi, 100)
         y = tail_share * (alpha - 1) / xmin * (x / xmin) ** (-alpha)
-        fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=y,
-                mode="lines",
-                name=f"power law α = {alpha:.2f} (KS D = {float(spectra.alpha_ks[index]):.3f})",
-                line=dict(color="#e8590c", width=3),
-                hovertemplate="λ = %{x:.3g}<br>fit density %{y:.3g}<extra></extra>",
-            )
-        )
+        fit_name = f"power law α = {alpha:.2f} (KS D = {float(spectra.alpha_ks[index]):.3f})"
+        fit_hover = "λ = %{x:.3g}<br>fit density %{y:.3g}<extra></extra>"
+        fig.add_trace(_line(x, y, fit_name, dict(color="#e8590c", width=3), fit_hover))
         fig.add_vline(x=xmin, line=dict(color="#e8590c", dash="dot", width=1))
         fig.add_annotation(
             x=np.log10(xmin), y=1, yref="paper", text="x_min", showarrow=False, yanchor="bottom"

@@ -1,7 +1,9 @@
 """Figures of the weight pages: the data they draw is the data they were given, axes are labelled."""
 
 import numpy as np
+import plotly.graph_objects as go
 import pytest
+from plotly.subplots import make_subplots
 
 from explorer.analysis.circuits import circuit_spectra
 from explorer.analysis.weights import METRICS, compute_weight_spectra
@@ -10,6 +12,7 @@ from explorer.figures.circuits import (
     make_copying_heatmap_figure,
     make_ov_eigenvalue_figure,
 )
+from explorer.figures.common import CELL_HOVER, axes_layout, complex_points, diverging_heatmap, square_cells
 from explorer.figures.gershgorin import make_gershgorin_figure
 from explorer.figures.weights import (
     OUTSIDE,
@@ -153,3 +156,33 @@ def test_gershgorin_figure(columns):
     # Each point is c + r (cos t, sin t): at distance r from c to a few eps (|c| + r) ~ 1e-15 here.
     assert np.abs(dist).min(axis=1).max() < 1e-9
     assert fig.layout.yaxis.scaleanchor == "x"
+
+
+def test_shared_figure_pieces_draw_what_they_are_given():
+    z = np.array([1 + 2j, -0.5 - 0.25j, 3.0 + 0j])
+    trace = complex_points(
+        z, name="z", marker=dict(size=4), extra=np.array([7, 8, 9]), extra_hover="<br>k %{customdata[1]}"
+    )
+    np.testing.assert_array_equal(np.array(trace.x), z.real)  # exact: the trace holds this array
+    np.testing.assert_array_equal(np.array(trace.y), z.imag)  # exact: the trace holds this array
+    custom = np.array(trace.customdata, dtype=float)
+    # |z| = hypot(Re z, Im z): correctly rounded to within an ulp either way.
+    np.testing.assert_allclose(custom[:, 0], np.hypot(z.real, z.imag), rtol=4 * np.finfo(float).eps)
+    np.testing.assert_array_equal(custom[:, 1], [7, 8, 9])
+    assert trace.hovertemplate.startswith("λ = %{x:.4g} %{y:+.4g}i<br>|λ| = %{customdata[0]:.4g}<br>k ")
+    assert np.array(complex_points(z, name="z", marker={}).customdata).shape == (3, 1)
+
+    fig = go.Figure()
+    axes_layout(fig, "title", "x", "y", height=300, margin=(1, 2, 3, 4), legend_y=-0.2, log_y=True)
+    layout = fig.layout
+    assert (layout.title.text, layout.xaxis.title.text, layout.yaxis.title.text) == ("title", "x", "y")
+    assert (layout.margin.l, layout.margin.r, layout.margin.t, layout.margin.b) == (1, 2, 3, 4)
+    assert (layout.legend.orientation, layout.legend.y, layout.height) == ("h", -0.2, 300)
+    assert (layout.yaxis.type, layout.yaxis.exponentformat) == ("log", "power")
+
+    heat = diverging_heatmap(np.eye(2), 2.5, colorbar_title="v", showscale=False)
+    assert (heat.zmin, heat.zmax, heat.showscale, heat.hovertemplate) == (-2.5, 2.5, False, CELL_HOVER)
+    grid = make_subplots(rows=1, cols=2)
+    square_cells(grid, 2)
+    assert (grid.layout.yaxis2.scaleanchor, grid.layout.yaxis2.autorange) == ("x2", "reversed")
+    assert grid.layout.yaxis.scaleanchor is None  # the other panel is left alone
