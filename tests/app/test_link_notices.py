@@ -8,7 +8,6 @@ Texts too long for a link are kept on the server under their digest and reopen f
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 import sys
 
@@ -175,10 +174,10 @@ def test_a_long_text_reopens_from_its_link_on_the_same_server(cache_home):
     assert at.query_params["text"] == f"@{digest}"
     captions = [c.value for c in at.sidebar.caption]
     assert any(f"@{digest}" in c and "only on this server" in c for c in captions), captions
-    stored = json.loads(
-        (cache_home / "eigen-explorer" / "texts" / f"{digest}.json").read_text(encoding="utf-8")
-    )
-    assert stored == {"format": 1, "text": long_text}
+    from explorer import store
+    from explorer.ui import text_store
+
+    assert store.read(text_store.entry(digest).path, str) == long_text  # kept on disk, in the one store
 
     reopened = run_page("pages/attention.py", model="tiny-gpt2", text=f"@{digest}")
     assert_page_ok(reopened)
@@ -196,8 +195,9 @@ def test_a_stored_text_outlives_the_process(cache_home):
     code = f"from explorer.ui import text_store; print(repr(text_store.load({name[1:]!r})))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == repr("ünïcode " * 400)
-    path = cache_home / "eigen-explorer" / "texts" / f"{name[1:]}.json"
-    path.write_text(json.dumps({"format": 1, "text": "not the text of that digest"}), encoding="utf-8")
+    from explorer import store
+
+    store.save(text_store.entry(name[1:]), "not the text of that digest")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "None"
     assert text_store.load("../../etc/passwd") is None
