@@ -41,6 +41,11 @@ OLD_LINKS: list[tuple[str, str, dict]] = [
         {"attention_layer": 1, "attention_head": 3, "attention_metric": "entropy"},
     ),
     (
+        "pages/attention.py",
+        "model=tiny-gpt2&layer=1&head=0&heat=linear",
+        {"attention_layer": 1, "attention_head": 0, "attention_heat_color": "linear"},
+    ),
+    (
         "pages/eigenvectors.py",
         "model=tiny-gpt2&layer=1&head=0&vectors=singular&k=3",
         {

@@ -28,10 +28,16 @@ COMMON = {"max_tokens": "NaN", "example": "no-such-example", "layer": "-3", "hea
 NONSENSE: dict[str, tuple[dict[str, str], int, dict, dict]] = {
     "pages/home.py": ({}, 0, {}, {}),
     "pages/attention.py": (
-        {"metric": "bogus", "tau": "nan"},
+        {"metric": "bogus", "tau": "nan", "heat": "bogus"},
         5,
-        {"attention_layer": 0, "attention_head": 11, "attention_metric": "lambda2_abs", "attention_tau": 1.0},
-        {"layer": None, "head": "11", "metric": None, "tau": None},
+        {
+            "attention_layer": 0,
+            "attention_head": 11,
+            "attention_metric": "lambda2_abs",
+            "attention_tau": 1.0,
+            "attention_heat_color": "auto",
+        },
+        {"layer": None, "head": "11", "metric": None, "tau": None, "heat": None},
     ),
     "pages/eigenvectors.py": (
         {"vectors": "sideways", "k": "0", "color": "plaid", "tau": "-inf", "damping": "abc"},
