@@ -601,6 +601,11 @@ class PageState:
         self._store(setting, value, link=link)
         return value, origin
 
+    def widget_value(self, suffix: str) -> Any:
+        """The current value of this page's widget ``<page>_<suffix>`` that is not a link setting (a picker whose
+        callback loads settings: Streamlit passes a callback no value), or None before it is drawn."""
+        return st.session_state.get(f"{self.name}_{suffix}")
+
     def set(self, setting: Setting, value: Any) -> Any:
         """Give a setting a value from the page (a click on a chart), before its widget is drawn."""
         value = setting.clean(value)

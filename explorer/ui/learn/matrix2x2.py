@@ -25,9 +25,9 @@ KIND_TEXT = {
 
 
 def _load_preset() -> None:
-    # A selectbox callback gets no value: read the picker's own widget state, then set the entries through
-    # the page state (sliders and link) before the script runs.
-    name = st.session_state.get(f"{PAGE.name}_{PRESET_KEY}")
+    # A selectbox callback gets no value: read the picker's own widget, then set the entries through the page
+    # state (sliders and link) before the script runs.
+    name = PAGE.widget_value(PRESET_KEY)
     if name in teaching.PRESETS_2X2:
         (a, b), (c, d) = teaching.PRESETS_2X2[name][1]
         for setting, value in zip(ENTRIES.values(), (a, b, c, d), strict=True):
