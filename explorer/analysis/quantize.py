@@ -9,8 +9,9 @@ The cached model is only read; copies share every tensor they do not replace.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -219,18 +220,54 @@ def quantize_factored_weights(
     return outcome
 
 
+STORES = ("lowrank", "bits", "factors", "residual")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a point's chosen matrices are stored, in the terms the page's free controls use: enough to measure
+    the same setting again.
+
+    store: "lowrank" (rank-k factors at fp16), "bits" (every chosen matrix quantized with ``scheme``),
+    "factors" (rank-k factors, each factor quantized with ``scheme``), "residual" (the top plain-SVD directions
+    at fp16 plus the rest quantized with ``scheme``), "" (unknown). method: the low-rank method ("svd", "asvd",
+    "svdllm"; "" for "bits", "svd" for "residual"). share: each matrix's rank as a share of its break-even rank
+    mn/(m+n) (0 for "bits"). allocation: "uniform" or "greedy" (the same factor parameters placed where they
+    lower the calibration output error most). scheme: QuantScheme.name ("int8", "int4-g32-asym"; "" for fp16).
+    heal_steps, heal_lr: the low-rank factors trained that many Adam steps of that size (0: not healed)."""
+
+    store: str = ""
+    method: str = ""
+    share: float = 0.0
+    allocation: str = "uniform"
+    scheme: str = ""
+    heal_steps: int = 0
+    heal_lr: float = 0.0
+
+
 @dataclass(frozen=True)
 class TradeoffPoint:
     """One point of the bytes/quality chart. series: the family it belongs to ("int8", "4-bit, groups of 32",
     "SVD-LLM (whitened)", ...); setting: what produced it, for the hover; bytes_model: the whole model's storage
     in bytes; quality: measured on the EvalSet; on_own_grid: True for a 4-bit grid the weights were stored on
-    before (SmolLM2's Q4_1): its cost is zero by construction, not a finding about 4-bit quantization."""
+    before (SmolLM2's Q4_1): its cost is zero by construction, not a finding about 4-bit quantization; recipe:
+    the setting that produced it, as the free controls take it."""
 
     series: str
     setting: str
     bytes_model: int
     quality: Quality
     on_own_grid: bool = False
+    recipe: Recipe = Recipe()
+
+
+def scheme_named(name: str) -> QuantScheme:
+    """The scheme whose ``QuantScheme.name`` is ``name`` ("int8", "int4-g32", "int4-g64-asym")."""
+    match = re.fullmatch(r"int(\d+)(?:-g(\d+))?(-asym)?", name)
+    if match is None:
+        raise ValueError(f"not a quantization scheme name: {name!r}")
+    bits, group, asym = match.groups()
+    return QuantScheme(int(bits), None if group is None else int(group), asym is None)
 
 
 def series_name(scheme: QuantScheme) -> str:
@@ -260,7 +297,12 @@ def tradeoff_point(
     """A chart point from a quantization outcome (``scheme``: the plain scheme used, for its series name)."""
     series = series_name(scheme) if scheme is not None and outcome.method == scheme.name else outcome.method
     own = scheme is not None and outcome.method == scheme.name and is_own_grid(loaded, scheme)
-    return TradeoffPoint(series, outcome.method, outcome.bytes_model, outcome.after, own)
+    recipe = (
+        Recipe("bits", scheme=outcome.method)
+        if scheme is not None and outcome.method == scheme.name
+        else Recipe()
+    )
+    return TradeoffPoint(series, outcome.method, outcome.bytes_model, outcome.after, own, recipe)
 
 
 def from_sweep_point(point: SweepPoint) -> TradeoffPoint:
@@ -269,7 +311,8 @@ def from_sweep_point(point: SweepPoint) -> TradeoffPoint:
         ", allocated ranks" if point.allocation == "greedy" else ""
     )
     setting = f"{series}, keeping {point.group_share_kept:.0%} of the groups' parameters"
-    return TradeoffPoint(series, setting, point.bytes, point.quality)
+    recipe = Recipe("lowrank", point.method, point.share, point.allocation)
+    return TradeoffPoint(series, setting, point.bytes, point.quality, recipe=recipe)
 
 
 def smallest_within(
@@ -282,3 +325,41 @@ def smallest_within(
     best = min(fitting, key=lambda p: (p.bytes_model, budget.loss(before, p.quality)), default=None)
     closest = min(candidates, key=lambda p: (budget.loss(before, p.quality), p.bytes_model), default=None)
     return best, closest
+
+
+@dataclass(frozen=True)
+class SeriesAnswer:
+    """The budget's answer within one series (one way of shrinking the model): ``best`` the smallest point
+    within the budget (None when none fits), ``closest`` the point of the smallest loss; ``measured``: how many
+    points of the series were measured; ``own_grid``: the series holds only points on the weights' own storage
+    grid (left out of the answer over every method: their cost is zero by construction)."""
+
+    series: str
+    best: TradeoffPoint | None
+    closest: TradeoffPoint | None
+    measured: int
+    own_grid: bool
+
+    @property
+    def point(self) -> TradeoffPoint | None:
+        """What the row shows: the best point, else the closest."""
+        return self.best if self.best is not None else self.closest
+
+
+def answers_by_series(
+    points: list[TradeoffPoint], before: Quality, budget: QualityBudget
+) -> list[SeriesAnswer]:
+    """One SeriesAnswer per series, in the order the series first appear in ``points``."""
+    series: dict[str, list[TradeoffPoint]] = {}
+    for p in points:
+        series.setdefault(p.series, []).append(p)
+    out = []
+    for name, members in series.items():
+        own = all(p.on_own_grid for p in members)
+        pool = [replace(p, on_own_grid=False) for p in members] if own else members
+        best, closest = smallest_within(pool, before, budget)
+        if own:  # shown for what it is, with its flag back on
+            best = None if best is None else replace(best, on_own_grid=True)
+            closest = None if closest is None else replace(closest, on_own_grid=True)
+        out.append(SeriesAnswer(name, best, closest, len(members), own))
+    return out

@@ -28,27 +28,60 @@ BUDGET_METRIC_LABELS = {
 ALLOCATION_WORDS = {"uniform": "same share for every matrix", "greedy": "ranks allocated where they matter"}
 
 
+# Words for a measured change, by the ratio they describe (stated on the page next to the ratio itself).
+PERPLEXITY_WORDS = (
+    (1.02, "barely changes"),
+    (1.10, "is slightly worse"),
+    (1.5, "is noticeably worse"),
+    (3.0, "is much worse"),
+    (10.0, "is far worse"),
+)
+COSINE_WORDS = (
+    (0.999, "barely changes"),
+    (0.99, "changes a little"),
+    (0.95, "changes noticeably"),
+    (0.85, "changes a lot"),
+)
+
+
 def verdict(before: Quality, after: Quality) -> str:
-    """A plain-language judgement of the quality change (thresholds are conventions, stated on the page)."""
+    """A plain-language judgement of the quality change, from the perplexity ratio (causal LM; PERPLEXITY_WORDS,
+    each limit inclusive) or the mean embedding cosine (encoder; COSINE_WORDS)."""
     if after.causal:
         if after.perplexity is None or not np.isfinite(after.perplexity):
             return "the compressed model produces no usable numbers"
         ratio = after.perplexity / before.perplexity
-        for limit, words in (
-            (1.05, "barely changes"),
-            (1.5, "is slightly worse"),
-            (3, "is noticeably worse"),
-        ):
+        for limit, words in PERPLEXITY_WORDS:
             if ratio <= limit:
                 return words
-        return "is much worse" if ratio <= 10 else "is broken (it has lost the language)"
+        return "is broken (it has lost the language)"
     cosine = after.embedding_cosine
     if cosine is None or not np.isfinite(cosine):
         return "the compressed model produces no usable numbers"
-    for limit, words in ((0.99, "barely changes"), (0.95, "changes a little"), (0.85, "changes noticeably")):
+    for limit, words in COSINE_WORDS:
         if cosine >= limit:
             return words
     return "changes a lot (similarity rankings are no longer trustworthy)"
+
+
+def ratio_text(before: Quality, after: Quality) -> str:
+    """The measured number the verdict is read from: "perplexity ×2.75" or "embedding cosine 0.962"."""
+    if after.causal:
+        if after.perplexity is None or not np.isfinite(after.perplexity):
+            return "perplexity not finite"
+        return f"perplexity ×{after.perplexity / before.perplexity:,.4g}"
+    if after.embedding_cosine is None or not np.isfinite(after.embedding_cosine):
+        return "embedding cosine not finite"
+    return f"embedding cosine {after.embedding_cosine:.3f}"
+
+
+def verdict_scale(causal: bool) -> str:
+    """The words and the ratios they stand for, as one caption."""
+    if causal:
+        steps = ", ".join(f"≤ ×{limit:g}: {words.removeprefix('is ')}" for limit, words in PERPLEXITY_WORDS)
+        return f"Perplexity ratio {steps}; beyond: broken."
+    steps = ", ".join(f"≥ {limit:g}: {words}" for limit, words in COSINE_WORDS)
+    return f"Embedding cosine {steps}; below: rankings no longer trustworthy."
 
 
 def groups_phrase(kinds) -> str:
@@ -77,7 +110,7 @@ def summary_sentences(outcome: Outcome) -> tuple[str, str]:
         quality = f"Perplexity on the text goes from **{b.perplexity:,.4g}** to **{a.perplexity:,.4g}**"
     else:
         quality = f"Sentence embeddings keep a mean cosine of **{a.embedding_cosine:.3f}** with the original"
-    return size, f"{quality}: quality **{verdict(b, a)}**."
+    return size, f"{quality}: quality **{verdict(b, a)}** ({ratio_text(b, a)})."
 
 
 def budget_phrase(budget: QualityBudget, causal: bool) -> str:
@@ -104,12 +137,20 @@ def cost_phrase_of(q: Quality, before: Quality, budget: QualityBudget) -> str:
     if not np.isfinite(loss):
         return "a model that gives no usable numbers"
     if metric == "perplexity":
-        return f"{loss:+.1%} perplexity ({before.perplexity:,.4g} → {q.perplexity:,.4g})"
+        return f"{change_text(loss)} perplexity ({before.perplexity:,.4g} → {q.perplexity:,.4g})"
     if metric == "kl":
         return f"a KL divergence of {q.kl:.3g} nats/token"
     if metric == "cosine":
         return f"an embedding cosine of {q.embedding_cosine:.4f} with the original"
     return f"a similarity-ranking correlation of {q.similarity_spearman:.4f} with the original"
+
+
+def change_text(loss: float) -> str:
+    """A relative change that stays readable: "+6.0%" below ×10, then the factor: "×12.3", "×8,041"."""
+    if loss < 9:
+        return f"{loss:+.1%}"
+    ratio = 1 + loss
+    return f"×{ratio:,.1f}" if ratio < 100 else f"×{ratio:,.0f}"
 
 
 def size_phrase(nbytes: float) -> str:
@@ -271,4 +312,76 @@ def healing_sentence(run, before: Quality, budget: QualityBudget) -> str:
         f"{cost_phrase_of(run.before, before, budget)} to {cost_phrase_of(run.after, before, budget)}: training "
         f"gave back {given_back:.0%} of the loss, {fits} your budget. Training objective on the calibration "
         f"text: {run.calibration_before:.4g} → {run.calibration_after:.4g}."
+    )
+
+
+def blocks_phrase(blocks: tuple[int, ...], n_layers: int) -> str:
+    """ "all 30 blocks", "blocks 0-5", "blocks 1, 3" (counted from 0), "no block" (embeddings only)."""
+    if not blocks:
+        return "no block"
+    if len(blocks) == n_layers:
+        return f"all {n_layers} blocks"
+    if blocks == tuple(range(blocks[0], blocks[-1] + 1)):
+        return f"blocks {blocks[0]}–{blocks[-1]}"
+    return "blocks " + ", ".join(str(b) for b in blocks)
+
+
+def scope_sentence(scope, budget_tokens: int) -> str:
+    """What the card's numbers cover (``scope``: explorer.ui.compression_view.Scope), in one sentence."""
+    names = ", ".join(GROUP_LABELS.get(k, k) for k in scope.kinds)
+    shipped = (
+        f" The model's weights were {scope.shipped}; this page loads them as floats, so the fp16 baseline is "
+        "what it compares with, not the file that ships."
+        if scope.shipped
+        else ""
+    )
+    return (
+        f"Scope: only the {scope.n_matrices} chosen matrices are compressed ({names} of "
+        f"{blocks_phrase(scope.blocks, scope.n_layers)}: {scope.params_chosen / 1e6:.1f} M of the model's "
+        f"{scope.params_model / 1e6:.1f} M parameters); every size is the whole model with everything else at "
+        f"fp16, against the whole model at fp16 ({size_phrase(scope.bytes_fp16)}; "
+        f"{size_phrase(scope.bytes_fp32)} at fp32); quality on the held-out passage ({budget_tokens} tokens)."
+        + shipped
+    )
+
+
+def free_sentences(description: str, nbytes: int, original_bytes: int, before: Quality, after: Quality,
+                   where: str) -> tuple[str, str]:  # fmt: skip
+    """The free result's two sentences (Markdown): what the setting stores and saves, what it costs."""
+    saved = original_bytes - nbytes
+    size = (
+        f"{description}: the model takes **{size_phrase(nbytes)}** instead of {size_phrase(original_bytes)} "
+        f"at fp16 ({'saves' if saved >= 0 else 'adds'} {size_phrase(abs(saved))}, "
+        f"{abs(saved) / original_bytes:.0%})."
+    )
+    if after.causal:
+        quality = (
+            f"Perplexity on {where} goes from **{before.perplexity:,.4g}** to **{after.perplexity:,.4g}**"
+        )
+    else:
+        quality = f"On {where}, sentence embeddings keep a mean cosine of **{after.embedding_cosine:.3f}**"
+    return size, f"{quality}: quality **{verdict(before, after)}** ({ratio_text(before, after)})."
+
+
+def quality_value(q: Quality) -> str:
+    """The headline number of a measured quality, as the table shows it: perplexity or embedding cosine."""
+    value = q.perplexity if q.causal else q.embedding_cosine
+    if value is None or not np.isfinite(value):
+        return "not finite"
+    return f"{value:,.4g}" if q.causal else f"{value:.4f}"
+
+
+def following_note(answer, fits: bool) -> str | None:
+    """The free card's caption while it follows the budget's answer (``answer``: a TradeoffPoint or None)."""
+    if answer is None:
+        return None
+    opened = (
+        f"Opened on the budget's answer ({setting_phrase(answer)})"
+        if fits
+        else f"**Nothing measured fits your budget**: opened on the closest setting ({setting_phrase(answer)}), "
+        "outside the budget"
+    )
+    return (
+        f"{opened}, measured on the held-out passage. It follows the answer while it is measured; move any "
+        "control to try your own."
     )

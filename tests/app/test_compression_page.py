@@ -94,7 +94,8 @@ def _embeddings(loaded, model, ids, sentences) -> torch.Tensor:
 
 
 def _use_best(at):
-    at.button(key="compression_use_best").click().run()
+    """The low-rank answer's own button (the primary one applies the answer over every method)."""
+    at.button(key="compression_use_lowrank").click().run()
     assert_page_ok(at)
     return at
 
@@ -161,7 +162,7 @@ def test_nothing_fits_is_a_plain_message_with_the_closest():
     headline = _headline(at)
     assert headline.startswith("**Nothing measured fits your KL ≤ 1e-06 nats/token budget.** The closest:")
     assert "outside your" in headline
-    at.button(key="compression_use_best").click().run()  # the closest can still be tried
+    at.button(key="compression_use_lowrank").click().run()  # the closest can still be tried
     assert_page_ok(at)
     assert at.session_state["compression_share"] == 95  # the gentlest setting is the closest in KL
 
@@ -177,15 +178,17 @@ def test_a_restarted_server_answers_the_budget_from_disk(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # an empty disk cache: this run measures
     st.cache_data.clear()
     st.cache_resource.clear()  # nor a job board of an earlier test in this process
-    at = _wait_for_sweep(run_page(PAGE, model="tiny-llama", text=SAMPLE_TEXT))
+    # A free-control setting in the link: the free card stays low rank (its own measurement is not the point).
+    at = _wait_for_sweep(run_page(PAGE, model="tiny-llama", text=SAMPLE_TEXT, comp_method="svd"))
     assert_page_ok(at)
     first = (
         _headline(at),
         chart_spec(at, "compression_pareto")["data"],
         chart_spec(at, "compression_tradeoff"),
     )
-    stored = sorted(p.name.split("-v")[0] for p in (tmp_path / "eigen-explorer" / "results").glob("*.json"))
-    assert stored == ["fewer-bits", "original", "sweep"]
+    # One folder per kind of result in the one disk store (explorer/ui/result_store.py).
+    stored = sorted(p.parent.name for p in (tmp_path / "eigen-explorer" / "store").glob("*/*") if p.is_file())
+    assert [k for k in stored if k != "factors"] == ["fewer-bits", "original", "sweep"]  # factors: their own
 
     st.cache_data.clear()
     st.cache_resource.clear()  # the model, the job boards: what a restart loses
@@ -198,7 +201,7 @@ def test_a_restarted_server_answers_the_budget_from_disk(tmp_path, monkeypatch):
     monkeypatch.setattr(
         cc, "heldout_reference", measuring
     )  # the original's quality on the passage: on disk too
-    at = run_page(PAGE, model="tiny-llama", text=SAMPLE_TEXT)
+    at = run_page(PAGE, model="tiny-llama", text=SAMPLE_TEXT, comp_method="svd")
     assert_page_ok(at)
     assert not any("Still measuring" in (p.proto.text or "") for p in at.get("progress"))
     again = (
@@ -235,7 +238,8 @@ def test_first_factors_of_a_big_model_do_not_hold_up_the_budget_answer(tmp_path,
         return any("Factorizing the chosen matrices" in (p.proto.text or "") for p in at.get("progress"))
 
     try:
-        at = run_page(PAGE, model="tiny-llama", text=SAMPLE_TEXT)
+        # A low-rank setting in the link (a visit without one opens on the budget's answer, maybe fewer bits).
+        at = run_page(PAGE, model="tiny-llama", text=SAMPLE_TEXT, comp_method="svd")
         assert_page_ok(at)
         assert any("How small can it get" in h.value for h in at.subheader)
         # Fewer bits first: the factors start once its first point is in (a rerun, as its poller would do).
@@ -269,8 +273,18 @@ def test_budget_sweep_chart_and_allocated_ranks():
     ranks = chart_spec(at, "compression_ranks")
     uniform, greedy = ranks["data"]
     assert np.nanmax(np.asarray(uniform["z"], dtype=float)) <= 1.0
-    table = at.dataframe[0].value  # each method's answer
-    assert len(table) == 6 and set(table["fits"]) <= {"yes", "no: closest shown"}
+    rows = at.session_state["compression_budget_rows"]  # each method's answer, one row per series
+    lowrank = [r for r in rows if r["recipe"]["store"] == "lowrank"]
+    assert len(lowrank) == 6  # three methods, uniform and greedy
+    assert {(r["recipe"]["method"], r["recipe"]["allocation"]) for r in lowrank} == {
+        (m, a) for m in ("svd", "asvd", "svdllm") for a in ("uniform", "greedy")
+    }
+    assert {r["recipe"]["scheme"] for r in rows if r["recipe"]["store"] == "bits"} == {
+        "int8",
+        *(f"int4-g{g}{o}" for g in (32, 64, 128) for o in ("", "-asym")),
+    }
+    for r in rows:
+        assert at.button(key=r["key"]).label == "Use these settings"
 
 
 def test_rank_mode_from_the_link_and_a_slider_change_updates_quality():

@@ -95,6 +95,18 @@ def test_healing_is_an_explicit_action_with_its_result_on_the_chart():
     assert after < before  # the training objective went down on the data it was trained on
     healed = next(t for t in chart_spec(at, "compression_tradeoff")["data"] if t["name"] == "healed low rank")
     assert "healed (10 steps)" in healed["text"][0]
+    # The healed row has its own button: the free controls take the healed factors, and the healed copy,
+    # measured again on the same passage, gives the row's numbers (same copy, same tokens: see
+    # test_compression_apply.SAME_MEASUREMENT for the tolerance).
+    row = next(r for r in at.session_state["compression_budget_rows"] if r["series"] == "healed low rank")
+    assert row["recipe"]["heal_steps"] == 10 and row["recipe"]["heal_lr"] == 0.001
+    at.button(key=row["key"]).click().run()
+    assert_page_ok(at)
+    assert at.session_state["compression_healed"] is True and at.query_params["comp_healed"] == "1"
+    free = at.session_state["compression_free_setting"]
+    assert free["healed"] == {"steps": 10, "lr": 0.001} and free["evaluation"] == "heldout"
+    assert free["bytes_model"] == row["bytes_model"]
+    assert free["after"]["perplexity"] == pytest.approx(row["quality"]["perplexity"], rel=1e-5)
     loaded = load_model("tiny-gpt2")
     from explorer.ui.cache import cached_model
 

@@ -17,6 +17,13 @@ from tests.tolerances import sum_rtol
 KINDS = ("mlp_gate", "mlp_up", "mlp_down")
 
 
+def _factor_files() -> list:
+    """The factor entries on disk (one file each, in the one store's ``factors`` folder)."""
+    from explorer import store as disk
+
+    return list((disk.store_root() / store.KIND).iterdir())
+
+
 @pytest.fixture(scope="module")
 def calibrated(load):
     loaded = load("tiny-llama")
@@ -72,7 +79,7 @@ def test_usable_factors_are_read_back_bit_identical_and_keyed_apart(cache_home, 
         fingerprint, "asvd", "cal", KINDS
     )
     full, _ = store.cached_factorize(loaded.model, "asvd", KINDS, "cal", provider)
-    sizes = sorted(p.stat().st_size for p in store.store_dir().iterdir())
+    sizes = sorted(p.stat().st_size for p in _factor_files())
     assert len(sizes) == 2 and sizes[0] < sizes[1]  # the usable file is the smaller one
     assert full.matrices[0].max_rank > first.matrices[0].max_rank
 
@@ -252,7 +259,7 @@ def test_usable_factors_come_from_stored_full_factors_without_a_calibration_pass
         raise AssertionError("the full factors on disk hold the usable ones: no calibration pass needed")
 
     cut, hit = store.cached_factorize(loaded.model, "svdllm", KINDS, "cal", no_pass, usable_only=True)
-    assert hit and len(list(store.store_dir().iterdir())) == 2  # the usable file is written for next time
+    assert hit and len(list(_factor_files())) == 2  # the usable file is written for next time
     again, hit = store.cached_factorize(loaded.model, "svdllm", KINDS, "cal", no_pass, usable_only=True)
     expected = store.usable_factors(full)
     for f, g, h in zip(expected.matrices, cut.matrices, again.matrices, strict=True):
@@ -266,12 +273,16 @@ def test_usable_factors_come_from_stored_full_factors_without_a_calibration_pass
 
 def test_verdict_thresholds_and_summary_sentences():
     before = _q(ppl=20.0, kl=0.0)
-    assert words.verdict(before, _q(ppl=21.0, kl=0.1)) == "barely changes"  # x1.05: the limit is inclusive
-    assert words.verdict(before, _q(ppl=29.0, kl=0.1)) == "is slightly worse"
+    assert words.verdict(before, _q(ppl=20.4, kl=0.1)) == "barely changes"  # x1.02: the limit is inclusive
+    assert words.verdict(before, _q(ppl=21.0, kl=0.1)) == "is slightly worse"  # x1.05
+    assert words.verdict(before, _q(ppl=29.0, kl=0.1)) == "is noticeably worse"  # x1.45
+    assert words.verdict(before, _q(ppl=55.0, kl=0.1)) == "is much worse"  # x2.75: the issue's case
     assert words.verdict(before, _q(ppl=1000.0, kl=0.1)).startswith("is broken")
+    assert words.ratio_text(before, _q(ppl=55.0, kl=0.1)) == "perplexity ×2.75"
     assert words.verdict(before, _q(ppl=float("nan"), kl=0.1)).endswith("no usable numbers")
     enc = _q(cos=1.0, rho=1.0)
-    assert words.verdict(enc, _q(cos=0.96, rho=0.9)) == "changes a little"
+    assert words.verdict(enc, _q(cos=0.995, rho=0.9)) == "changes a little"
+    assert words.verdict(enc, _q(cos=0.96, rho=0.9)) == "changes noticeably"  # below the default 0.99 budget
     row = comp.MatrixRow("l.0.up", "mlp_up", 0, (64, 32), 10, 21.3, 2048, 960, 0.3, 0.35, 0.2)
     outcome = comp.Outcome(
         "svdllm", ("mlp_up",), 1_000_000, 998_912, 2048, 960, before, _q(ppl=22.0, kl=0.1), (row,)
@@ -281,7 +292,55 @@ def test_verdict_thresholds_and_summary_sentences():
         "keeps **100% of the model's parameters**" in size
         and "SVD-LLM (whitened) factors of mean rank 10" in size
     )
-    assert quality == "Perplexity on the text goes from **20** to **22**: quality **is slightly worse**."
+    assert quality == (
+        "Perplexity on the text goes from **20** to **22**: quality **is slightly worse** (perplexity ×1.1)."
+    )
+
+
+def test_huge_changes_stay_readable():
+    before = _q(ppl=27.6, kl=0.0)
+    budget = comp.QualityBudget()
+    assert words.cost_phrase_of(_q(ppl=27.6 * 1.06, kl=0.1), before, budget).startswith("+6.0% perplexity")
+    # +804012.7 % in the issue: a factor, no column to cut it off in.
+    huge = words.cost_phrase_of(_q(ppl=27.6 * 8041.127, kl=5.0), before, budget)
+    assert huge.startswith("×8,041 perplexity (27.6 → 2.219e+05)"), huge
+    assert words.change_text(11.345) == "×12.3"
+
+
+def test_scope_names_matrices_blocks_baseline_and_shipping():
+    from explorer.ui.compression_view import Scope
+
+    scope = Scope(
+        KINDS, 90, tuple(range(30)), 30, 79_626_240, 134_515_008, "de-quantized from the 4-bit GGUF"
+    )
+    text = words.scope_sentence(scope, 512)
+    assert "only the 90 chosen matrices" in text and "MLP gate, MLP up, MLP down of all 30 blocks" in text
+    assert "79.6 M of the model's 134.5 M parameters" in text
+    assert f"({134_515_008 * 2 / 1e6:,.0f} MB; {134_515_008 * 4 / 1e6:,.0f} MB at fp32)" in text
+    assert "de-quantized from the 4-bit GGUF" in text
+    partial = Scope(("mlp_up",), 2, (1, 3), 6, 1, 10, None)
+    assert "MLP up of blocks 1, 3" in words.scope_sentence(partial, 512)
+
+
+def test_answers_by_series_pick_each_series_smallest_within():
+    from explorer.analysis.quantize import Recipe, TradeoffPoint, answers_by_series, scheme_named
+    from explorer.spectra.quantization import INT8, QuantScheme
+
+    before = _q(ppl=10.0, kl=0.0)
+    pts = [
+        TradeoffPoint("a", "a1", 100, _q(ppl=10.5, kl=0.1), recipe=Recipe("bits", scheme="int8")),
+        TradeoffPoint("a", "a2", 80, _q(ppl=10.9, kl=0.1)),
+        TradeoffPoint("a", "a3", 60, _q(ppl=30.0, kl=0.1)),
+        TradeoffPoint("b", "b1", 50, _q(ppl=12.0, kl=0.1)),
+        TradeoffPoint("b", "b2", 40, _q(ppl=15.0, kl=0.1)),
+        TradeoffPoint("own", "o", 30, _q(ppl=10.0, kl=0.0), on_own_grid=True),
+    ]
+    a, b, own = answers_by_series(pts, before, comp.QualityBudget())
+    assert (a.best.setting, a.closest.setting, a.measured) == ("a2", "a1", 3)
+    assert b.best is None and b.point.setting == "b1"  # nothing fits: the closest
+    assert own.own_grid and own.point.on_own_grid
+    for scheme in (INT8, QuantScheme(4, 32), QuantScheme(4, 128, False), QuantScheme(8, 64)):
+        assert scheme_named(scheme.name) == scheme
 
 
 def test_the_headline_names_fewer_bits_in_words_then_the_scheme():

@@ -1,0 +1,1063 @@
+"""The compression page's controller: its settings, the budget's rows over every method, what "Use these
+settings" does, where the free controls open, and one free setting measured.
+
+The page (pages/compression.py) draws; this module decides. Nothing here computes a number itself: low-rank
+settings are measured by explorer.ui.compression_cache, fewer-bits and combined ones by
+explorer.ui.quantization_cache, both on the same evaluation tokens the budget uses, so a budget row and the free
+result for the same setting are two measurements of the same thing.
+
+State: the free controls are page settings (explorer/ui/state.py, widget keys ``compression_<key>``). A visit
+whose link names no free-control setting *follows the budget's answer*: the controls are set to the smallest
+setting within the budget (or, when nothing fits, the closest) as it is measured, until the person moves a
+control or presses a "Use these settings" button. A link with free-control settings opens exactly them, as
+published links always did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+import streamlit as st
+
+from explorer.analysis import compression as comp
+from explorer.analysis import quantize as qz
+from explorer.analysis.lowrank import ASVD_ALPHA, METHOD_LABELS, METHODS, RIDGE
+from explorer.analysis.matrices import weight_matrices
+from explorer.errors import ExplorerError
+from explorer.figures.compression import make_matrix_error_figure, make_rank_allocation_figure
+from explorer.models.choice import ModelChoice
+from explorer.models.loading import LoadedModel
+from explorer.spectra.quantization import QuantScheme
+from explorer.ui import compression_cache as cc
+from explorer.ui import compression_text as words
+from explorer.ui import jobs
+from explorer.ui import quantization_cache as qc
+from explorer.ui.cache import cached_model
+from explorer.ui.state import Choice, Flag, Float, Int, PageState, Setting, Subset, link_value
+
+CALIBRATION_SOURCES = {"shipped": "Shipped calibration set (≈900 words)", "text": "The current text"}
+EVAL_SOURCES = {"text": "The current text (sidebar)", "heldout": "Shipped held-out passage (≈500 words)"}
+STORE_LABELS = {
+    "lowrank": "Low-rank factors (fp16)",
+    "bits": "Fewer bits per weight",
+    "factors": "Low-rank factors, stored in fewer bits",
+    "residual": "Top directions at fp16 + the rest in fewer bits",
+}
+GROUP_SIZES = ("row", 128, 64, 32)  # "row": one scale per output row
+# Stores built from a low-rank method's factors (the other two need no factorization).
+FACTOR_STORES = ("lowrank", "factors")
+FOLLOW_KEY = "compression_follow_answer"  # session: the free controls still follow the budget's answer
+FOLLOWED_KEY = "compression_followed"  # session: the widget values the page last set while following
+ROWS_KEY = "compression_budget_rows"  # session: the budget table's rows (plain dicts), for tests and exports
+FREE_KEY = "compression_free_setting"  # session: current_free_setting()'s dict
+
+
+@dataclass(frozen=True)
+class Controls:
+    """Every setting of the page, declared once for this model (ranks and groups depend on its shapes)."""
+
+    page: PageState
+    method: Setting
+    groups: Setting
+    mode: Setting
+    energy: Setting
+    share: Setting
+    allocation: Setting
+    calibration: Setting
+    evaluation: Setting
+    ranks: dict
+    store: Setting
+    bits: Setting
+    qgroup: Setting
+    offset: Setting
+    healed: Setting
+    budget_metric: Setting
+    budget_values: dict
+    budget_methods: Setting
+    heal_steps: Setting
+    heal_lr: Setting
+
+    def free(self) -> tuple[Setting, ...]:
+        """The free controls' settings (groups and calibration excluded: the budget measures them too)."""
+        return (self.store, self.method, self.mode, self.energy, self.share, self.allocation, self.bits,
+                self.qgroup, self.offset, self.healed, self.evaluation, *self.ranks.values())  # fmt: skip
+
+
+def controls(shapes: dict, causal: bool) -> Controls:
+    """The page's settings for a model whose groups have ``shapes`` (comp.kind_shapes)."""
+    default_groups = [k for k in comp.DEFAULT_KINDS if k in shapes] or list(shapes)[:1]
+    return Controls(
+        page=PageState("compression"),
+        method=Choice("comp_method", "svdllm", METHODS, key="method"),
+        groups=Subset("comp_groups", default_groups, shapes, key="group"),
+        mode=Choice("comp_mode", "share", comp.MODES, key="mode"),
+        energy=Float("comp_energy", 0.9, 0.5, 0.995, key="energy"),
+        share=Int("comp_share", 90, 5, 100, key="share"),
+        allocation=Choice("comp_alloc", "uniform", comp.ALLOCATIONS, key="alloc"),
+        calibration=Choice("comp_calib", "shipped", CALIBRATION_SOURCES, key="calib"),
+        # A link without comp_eval has always meant the sidebar text: kept so published links open the same
+        # view. A visit without free-control settings opens on the budget's answer, on the held-out passage.
+        evaluation=Choice("comp_eval", "text", EVAL_SOURCES, key="eval"),
+        ranks={
+            kind: Int(f"comp_rank_{kind}", max(1, round(k_star / 2)), 1, max_rank, key=f"rank_{kind}")
+            for kind, (_shape, k_star, max_rank) in shapes.items()
+        },
+        store=Choice("comp_store", "lowrank", STORE_LABELS, key="store"),
+        bits=Choice("comp_bits", 8, (8, 4), key="bits"),
+        qgroup=Choice("comp_qgroup", "row", GROUP_SIZES, key="qgroup"),
+        offset=Flag("comp_offset", False, key="offset"),
+        healed=Flag("comp_healed", False, key="healed"),
+        budget_metric=Choice(
+            "budget_metric", comp.BUDGET_METRICS[causal][0], comp.BUDGET_METRICS[causal], key="budget_metric"
+        ),
+        budget_values={
+            "perplexity": Int("budget_ppl", 10, 1, 200, key="budget_ppl"),
+            "kl": Float("budget_kl", 0.05, 1e-6, 2.0, key="budget_kl", digits=3),
+            "cosine": Float("budget_cos", 0.99, 0.5, 0.9999, key="budget_cos", digits=4),
+            "spearman": Float("budget_rho", 0.98, 0.5, 0.9999, key="budget_rho", digits=4),
+        },
+        budget_methods=Subset("budget_methods", list(METHODS), METHODS, key="budget_method"),
+        heal_steps=Int("heal_steps", 30, 5, 200, key="heal_steps"),
+        heal_lr=Choice("heal_lr", 1e-4, [1e-5, 3e-5, 1e-4, 3e-4, 1e-3], key="heal_lr"),
+    )
+
+
+def budget_of(metric: str, limit: float) -> comp.QualityBudget:
+    """The budget a metric and its limit stand for (perplexity: the limit in percent)."""
+    if metric == "perplexity":
+        return comp.QualityBudget(perplexity_increase=limit / 100, metric=metric)
+    if metric == "kl":
+        return comp.QualityBudget(max_kl=limit, metric=metric)
+    if metric == "cosine":
+        return comp.QualityBudget(min_cosine=limit, metric=metric)
+    return comp.QualityBudget(min_spearman=limit, metric=metric)
+
+
+# ------------------------------------------------------------------------------------------ scope
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What the budget compresses and compares with. n_matrices: matrices of the chosen groups; blocks: the
+    transformer blocks they lie in; params_chosen: their parameters (weights only); params_model: the whole
+    model's (tied once); bytes_fp16/bytes_fp32: the whole model at 2 and 4 bytes per parameter; shipped: how the
+    weights were stored before loading (e.g. "de-quantized from the 4-bit GGUF (Q4_1) ..."), None when floats."""
+
+    kinds: tuple[str, ...]
+    n_matrices: int
+    blocks: tuple[int, ...]
+    n_layers: int
+    params_chosen: int
+    params_model: int
+    shipped: str | None
+
+    @property
+    def bytes_fp16(self) -> int:
+        return self.params_model * comp.BYTES_PER_PARAM
+
+    @property
+    def bytes_fp32(self) -> int:
+        return self.params_model * 4
+
+
+def scope_of(loaded: LoadedModel, kinds: tuple[str, ...]) -> Scope:
+    mats = [m for m in weight_matrices(loaded.model) if m.kind in kinds]
+    blocks = tuple(sorted({m.layer for m in mats if m.layer is not None}))
+    q = loaded.anatomy.quantization
+    return Scope(
+        kinds=tuple(kinds),
+        n_matrices=len(mats),
+        blocks=blocks,
+        n_layers=loaded.card.n_layers,
+        params_chosen=sum(m.weight.numel() for m in mats),
+        params_model=int(loaded.card.n_params),
+        shipped=None if q is None else q.describe(),
+    )
+
+
+# ------------------------------------------------------------------------------------------ budget rows
+
+
+@dataclass(frozen=True)
+class BudgetRow:
+    """One row of "each method's answer": a series' SeriesAnswer, the recipe its button applies, and the key
+    of that button."""
+
+    answer: qz.SeriesAnswer
+    key: str
+
+    @property
+    def point(self) -> qz.TradeoffPoint | None:
+        return self.answer.point
+
+
+def button_key(series: str) -> str:
+    return "compression_use_" + re.sub(r"[^a-z0-9]+", "_", series.lower()).strip("_")
+
+
+def budget_rows(points: list[qz.TradeoffPoint], before: comp.Quality, budget: comp.QualityBudget):
+    """Every series measured (low rank by method and allocation, int8, 4-bit by group and offset, the
+    combinations, healed), its answer within the budget, in the order measured."""
+    return [BudgetRow(a, button_key(a.series)) for a in qz.answers_by_series(points, before, budget)]
+
+
+def publish_rows(rows: list[BudgetRow], before: comp.Quality, budget: comp.QualityBudget) -> None:
+    """The rows as plain dicts in the session (``compression_budget_rows``): what a test or an export reads."""
+    st.session_state[ROWS_KEY] = [
+        {
+            "series": r.answer.series,
+            "key": r.key,
+            "recipe": dataclasses.asdict(r.point.recipe),
+            "setting": r.point.setting,
+            "bytes_model": r.point.bytes_model,
+            "quality": dataclasses.asdict(r.point.quality),
+            "fits": r.answer.best is not None,
+            "loss": budget.loss(before, r.point.quality),
+            "own_grid": r.answer.own_grid,
+        }
+        for r in rows
+        if r.point is not None
+    ]
+
+
+# ------------------------------------------------------------------------------------------ applying
+
+
+def appliable(recipe: qz.Recipe) -> bool:
+    return recipe.store in qz.STORES
+
+
+def apply(ctl: Controls, recipe: qz.Recipe) -> None:
+    """Set the free controls to ``recipe`` (before they are drawn), measured on the held-out passage as the
+    budget was."""
+    page = ctl.page
+    page.set(ctl.store, recipe.store)
+    if recipe.store in FACTOR_STORES:
+        page.set(ctl.method, recipe.method)
+        page.set(ctl.allocation, recipe.allocation)
+    if recipe.store != "bits":
+        page.set(ctl.mode, "share")
+        page.set(ctl.share, round(100 * recipe.share))
+    page.set(ctl.healed, recipe.heal_steps > 0)
+    if recipe.heal_steps > 0:
+        page.set(ctl.heal_steps, recipe.heal_steps)
+        page.set(ctl.heal_lr, recipe.heal_lr)
+    if recipe.scheme:
+        scheme = qz.scheme_named(recipe.scheme)
+        page.set(ctl.bits, scheme.bits)
+        page.set(ctl.qgroup, "row" if scheme.group_size is None else scheme.group_size)
+        page.set(ctl.offset, not scheme.symmetric)
+    page.set(ctl.evaluation, "heldout")
+
+
+def use(ctl: Controls, recipe: qz.Recipe) -> None:
+    """A "Use these settings" press: apply, and stop following the budget's answer."""
+    st.session_state[FOLLOW_KEY] = False
+    apply(ctl, recipe)
+
+
+def _widget_values(ctl: Controls) -> dict:
+    return {ctl.page.key(s): st.session_state.get(ctl.page.key(s)) for s in ctl.free()}
+
+
+def follow_answer(ctl: Controls, answer: qz.TradeoffPoint | None) -> bool:
+    """On a visit that follows the budget's answer, set the free controls to ``answer`` (the smallest point
+    within the budget, else the closest); returns whether this visit still follows. A visit stops following
+    when its link names a free-control setting (on its first run), or once a free control was moved."""
+    if FOLLOW_KEY not in st.session_state:
+        st.session_state[FOLLOW_KEY] = not any(link_value(s.param) is not None for s in ctl.free())
+    if not st.session_state[FOLLOW_KEY]:
+        return False
+    followed = st.session_state.get(FOLLOWED_KEY)
+    if followed is not None:
+        now = _widget_values(ctl)
+        if any(now[k] is not None and now[k] != v for k, v in followed.items()):
+            st.session_state[FOLLOW_KEY] = False  # the person moved a control: it is theirs now
+            return False
+    if answer is not None and appliable(answer.recipe):
+        apply(ctl, answer.recipe)
+        st.session_state[FOLLOWED_KEY] = _widget_values(ctl)
+    return True
+
+
+# ------------------------------------------------------------------------------------------ free setting
+
+
+@dataclass(frozen=True)
+class FreeSetting:
+    """What the free controls chose. store: see STORE_LABELS; method and rank: the low-rank part ("lowrank",
+    "factors"; "residual" uses plain-SVD directions at ``rank.share``); scheme: QuantScheme.name, "" for fp16;
+    eval_source: "text" or "heldout"."""
+
+    store: str
+    method: str
+    kinds: tuple[str, ...]
+    rank: comp.RankSetting
+    scheme: str
+    calibration: cc.Calibration
+    eval_source: str
+    heal: tuple[int, float] | None = None  # (steps, lr) of a healing of these factors ("lowrank" only)
+
+    @property
+    def needs_factors(self) -> bool:
+        return self.store in FACTOR_STORES
+
+
+def scheme_of(bits: int, group, offset: bool) -> str:
+    return QuantScheme(int(bits), None if group == "row" else int(group), not offset).name
+
+
+@dataclass(frozen=True)
+class FreeResult:
+    """One free setting measured. bytes_model: the whole model's storage (chosen matrices as stored, every
+    other parameter at fp16); bytes_original: the whole model at fp16; before/after: Quality of the original
+    and of the compressed copy on the same tokens; n_tokens: how many; outcome: the low-rank Outcome
+    ("lowrank"), rows: per-matrix ranks and errors (factor stores), quant: the QuantOutcome (other stores);
+    healed: ``after`` is the healed copy's (False when the setting asks for a healing that has not run)."""
+
+    setting: FreeSetting
+    bytes_model: int
+    bytes_original: int
+    before: comp.Quality
+    after: comp.Quality
+    n_tokens: int
+    outcome: comp.Outcome | None
+    rows: tuple[comp.MatrixRow, ...]
+    quant: qz.QuantOutcome | None
+    healed: bool = False
+
+
+def eval_tokens(source: str, text: str, max_tokens: int) -> tuple[str, int]:
+    """(text, token cap) quality is measured on: the held-out passage at the budget's cap, or the sidebar's."""
+    return (comp.heldout_text(), cc.BUDGET_TOKENS) if source == "heldout" else (text, max_tokens)
+
+
+def measure(model_key: ModelChoice, free: FreeSetting, text: str, max_tokens: int) -> FreeResult:
+    """Measure ``free`` on (text, max_tokens) through the shared caches; factors must be ready for the factor
+    stores (cc.has_factorization)."""
+    original = cached_model(model_key).card.n_params * comp.BYTES_PER_PARAM
+    args = (model_key, free.kinds)
+    if free.store == "lowrank":
+        out = cc.cached_outcome(
+            model_key, free.method, free.kinds, free.calibration, free.rank, text, max_tokens
+        )
+        after = out.after
+        # The healed copy measured again (same sizes: healing trains the factors, never resizes them).
+        if free.heal is not None:
+            healed = qc.healed_quality(model_key, free.method, free.kinds, free.calibration, free.rank,
+                                       *free.heal, text, max_tokens)  # fmt: skip
+            after = out.after if healed is None else healed
+        return FreeResult(free, comp.model_bytes(out.params_model_after), original, out.before, after,
+                          out.after.n_tokens, out, out.rows, None, after is not out.after)  # fmt: skip
+    rows: tuple = ()
+    if free.store == "bits":
+        q = qc.cached_bits_outcome(*args, free.scheme, text, max_tokens)
+    elif free.store == "residual":
+        q = qc.cached_residual_outcome(*args, free.scheme, free.rank.share, text, max_tokens)
+    else:
+        q = qc.cached_factor_bits_outcome(model_key, free.method, free.kinds, free.calibration, free.rank,
+                                          free.scheme, text, max_tokens)  # fmt: skip
+        fact = cc.factorization(model_key, free.method, free.kinds, free.calibration)
+        rows = comp.matrix_rows(fact, comp.choose_ranks(fact, free.rank))
+    return FreeResult(free, q.bytes_model, original, q.before, q.after, q.after.n_tokens, None, rows, q)
+
+
+def current_free_setting(result: FreeResult | None = None) -> dict | None:
+    """The free setting as a plain dict (what an export or a decision report needs), with its measured quality:
+    method ("lowrank" | "bits" | "factors" | "residual" store and the low-rank method), ranks per kind (rank
+    mode) or share/energy, allocation, groups, bits, group size, offset, calibration source, evaluation passage,
+    bytes and quality. Called with a result, it stores the dict in the session; without, it returns the dict the
+    page last stored (None before the first free result)."""
+    if result is None:
+        return st.session_state.get(FREE_KEY)
+    s = result.setting
+    scheme = qz.scheme_named(s.scheme) if s.scheme else None
+    low_rank = s.store != "bits"
+    info = {
+        "store": s.store,
+        "store_label": STORE_LABELS[s.store],
+        "method": s.method if s.store in FACTOR_STORES else ("svd" if s.store == "residual" else None),
+        "groups": list(s.kinds),
+        "rank_mode": s.rank.mode if low_rank else None,
+        "ranks_per_kind": dict(s.rank.ranks) if low_rank and s.rank.mode == "rank" else None,
+        "energy": s.rank.energy if low_rank and s.rank.mode == "energy" else None,
+        "share_of_break_even": s.rank.share if low_rank and s.rank.mode == "share" else None,
+        "allocation": s.rank.allocation if s.store in FACTOR_STORES else None,
+        "ranks": {r.name: r.rank for r in result.rows}
+        or (dict(result.quant.ranks) if result.quant is not None and result.quant.ranks else None),
+        "bits": None if scheme is None else scheme.bits,
+        "group_size": None if scheme is None else scheme.group_size,
+        "offset": None if scheme is None else not scheme.symmetric,
+        "scheme": s.scheme or None,
+        "calibration": s.calibration.source if s.needs_factors and s.method != "svd" else None,
+        "calibration_key": s.calibration.key() if s.needs_factors else None,
+        "healed": {"steps": s.heal[0], "lr": s.heal[1]} if result.healed else None,
+        "evaluation": s.eval_source,
+        "n_tokens": result.n_tokens,
+        "bytes_model": result.bytes_model,
+        "bytes_original_fp16": result.bytes_original,
+        "before": dataclasses.asdict(result.before),
+        "after": dataclasses.asdict(result.after),
+    }
+    st.session_state[FREE_KEY] = info
+    return info
+
+
+def describe(result: FreeResult) -> str:
+    """The free setting in words: "SVD-LLM (whitened) factors of mean rank 105 in fp16 for 90 MLP matrices",
+    "Fewer bits per weight (int4-g32) for the MLP matrices", ..."""
+    free = result.setting
+    groups = words.groups_phrase(free.kinds)
+    if free.store == "bits":
+        return f"{STORE_LABELS['bits']} ({free.scheme}) for the {groups} matrices"
+    if free.store == "residual":
+        n = len(result.quant.ranks) if result.quant is not None else 0
+        return (
+            f"The top plain-SVD directions ({free.rank.share:.0%} of break-even rank) at fp16, the rest in "
+            f"{free.scheme}, for {n} {groups} matrices"
+        )
+    ranks = [r.rank for r in result.rows]
+    mean_rank = sum(ranks) / len(ranks) if ranks else 0
+    stored = "fp16" if free.store == "lowrank" else free.scheme
+    return (
+        f"{METHOD_LABELS[free.method]} factors of mean rank {mean_rank:.0f} in {stored} for {len(ranks)} "
+        f"{groups} matrices"
+    )
+
+
+# ------------------------------------------------------------------------------------------ the budget's jobs
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    """Where the budget's measurements stand this run. points: low-rank sweep points so far; answers, best,
+    closest: comp.budget_answers over them; chosen: the low-rank answer (best, else closest); all_points: every
+    series on one chart (low rank, fewer bits, both, healed); overall/overall_closest: the answer over every
+    method; rows: each series' answer; quant_job/job: the fewer-bits and sweep jobs (None when not started);
+    first_answer_pending: the fewer-bits comparison's first point is not in yet (the sweep waits for it);
+    stopped: this session stopped the sweep (its points so far are kept); heal_args: the healing job's key
+    without steps and lr (None without a low-rank answer); budget_tokens: the held-out passage's tokens."""
+
+    budget: comp.QualityBudget
+    original: comp.Quality
+    budget_tokens: int
+    points: list
+    answers: tuple
+    best: comp.BudgetAnswer | None
+    closest: comp.BudgetAnswer | None
+    chosen: comp.SweepPoint | None
+    all_points: list
+    overall: qz.TradeoffPoint | None
+    overall_closest: qz.TradeoffPoint | None
+    rows: list
+    quant_job: object
+    quant_points: list
+    job: object
+    first_answer_pending: bool
+    stopped: bool
+    sweep_id: tuple
+    heal_args: tuple | None
+
+    @property
+    def quant_running(self) -> bool:
+        return self.quant_job is not None and not self.quant_job.done
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None and not self.job.done
+
+    @property
+    def answer_point(self) -> qz.TradeoffPoint | None:
+        """What "Use these settings" applies and the free controls open on: within the budget, else closest."""
+        return self.overall if self.overall is not None else self.overall_closest
+
+
+STOP_KEY = "compression_sweep_stopped"  # session: (what the stopped sweep measured, its points so far)
+
+
+def measure_budget(
+    loaded: LoadedModel,
+    model_key: ModelChoice,
+    kinds: tuple[str, ...],
+    calibration: cc.Calibration,
+    methods: tuple[str, ...],
+    budget: comp.QualityBudget,
+    heal: tuple[int, float],
+) -> BudgetState:
+    """Start (or find) the budget's jobs in their order and collect what they measured so far. Small models
+    are measured within the run (with progress bars); big ones in the background, the page redrawing as points
+    arrive. The fewer-bits comparison goes first: its first point (int8: one quantization, one forward pass)
+    answers the budget in seconds, and the low-rank sweep and factors, which take minutes and would share the
+    CPU with it, start once that point is in."""
+    background = cc.in_background(loaded)
+    sweep_id = (model_key, kinds, calibration.key(), methods)
+    stopped_state = st.session_state.get(STOP_KEY)
+    stopped = stopped_state is not None and stopped_state[0] == sweep_id
+    quant_job = qc.comparison_job(model_key, kinds, calibration) if kinds else None
+    if quant_job is not None and not quant_job.done and not background:
+        bar = st.progress(0.0, text="Measuring fewer bits…")
+        jobs.follow(quant_job, lambda f, msg: bar.progress(f, text=f"Fewer bits: {msg}"))
+        bar.empty()
+    quant_points = qc.comparison_points(quant_job) if quant_job is not None and not quant_job.failed else []
+    first_pending = quant_job is not None and not quant_job.done and not quant_points and background
+
+    job = None
+    if methods and not stopped and not first_pending:
+        try:
+            job = cc.sweep_job(model_key, kinds, calibration, methods)
+        except ExplorerError as err:
+            st.error(str(err), icon=":material/error:")
+            st.stop()
+        if not job.done and not background:
+            bar = st.progress(0.0, text="Measuring the budget sweep…")
+            jobs.follow(job, lambda f, msg: bar.progress(f, text=f"Budget sweep: {msg}"))
+            bar.empty()
+        if job.failed and not job.cancelled:
+            st.error(f"The budget sweep failed: {job.error}", icon=":material/error:")
+
+    original = cc.budget_original(model_key)
+    if stopped:
+        points = list(stopped_state[1])
+    else:
+        points = cc.sweep_points(job) if job is not None and not job.failed else []
+    answers = comp.budget_answers(points, original, budget, methods)
+    best, closest = comp.overall_best(answers), comp.overall_closest(answers)
+    chosen = best.best if best is not None else (closest.closest if closest is not None else None)
+
+    all_points = [qz.from_sweep_point(p) for p in points] + quant_points
+    heal_args = None
+    if (
+        chosen is not None
+    ):  # healing (an explicit action) on the low-rank answer: its result is one more series
+        setting = comp.RankSetting(mode="share", share=chosen.share, allocation=chosen.allocation)
+        heal_args = (model_key, chosen.method, kinds, calibration, setting)
+        heal_job = qc.peek_healing(*heal_args, *heal)
+        if heal_job is not None and heal_job.done and not heal_job.failed:
+            run = heal_job.result.run
+            recipe = dataclasses.replace(
+                qz.from_sweep_point(chosen).recipe, heal_steps=int(heal[0]), heal_lr=float(heal[1])
+            )
+            all_points.append(
+                qz.TradeoffPoint(
+                    "healed low rank",
+                    f"{qz.from_sweep_point(chosen).setting}, healed ({run.steps} steps)",
+                    chosen.bytes,
+                    run.after,
+                    recipe=recipe,
+                )
+            )
+    overall, overall_closest = qz.smallest_within(all_points, original, budget)
+    rows = budget_rows(all_points, original, budget)
+    publish_rows(rows, original, budget)
+    return BudgetState(
+        budget, original, cc.budget_evalset(model_key).n_tokens, points, answers, best, closest, chosen,
+        all_points, overall, overall_closest, rows, quant_job, quant_points, job, first_pending, stopped,
+        sweep_id, heal_args,
+    )  # fmt: skip
+
+
+def stop_sweep(state: BudgetState) -> None:
+    """Cancel the sweep, keeping its points so far for this session's answer."""
+    state.job.cancel()
+    st.session_state[STOP_KEY] = (state.sweep_id, cc.sweep_points(state.job))
+
+
+def run_sweep_again() -> None:
+    st.session_state.pop(STOP_KEY, None)
+
+
+def draw_rows(ctl: Controls, state: BudgetState, causal: bool) -> None:
+    """Each method's answer: one row per series with its size, quality, cost and its own button."""
+    widths = [2.8, 0.8, 0.9, 2.2, 1.0, 1.7]  # the last: room for its button's label
+    labels = ("setting", "size", "perplexity" if causal else "embedding cosine", "cost in the budget's metric",
+              "within budget", "")  # fmt: skip
+    for col, label in zip(st.columns(widths), labels, strict=True):
+        if label:
+            col.markdown(f"**{label}**")
+    for row in state.rows:
+        point, answer = row.point, row.answer
+        cells = st.columns(widths, vertical_alignment="center")
+        cells[0].markdown(
+            f"{words.setting_phrase(point)}  \n:gray[{answer.series}, {answer.measured} measured]"
+        )
+        cells[1].markdown(words.size_phrase(point.bytes_model))
+        cells[2].markdown(words.quality_value(point.quality))
+        cells[3].markdown(words.cost_phrase_of(point.quality, state.original, state.budget))
+        cells[4].markdown(
+            "shipped grid" if answer.own_grid else ("yes" if answer.best is not None else "no: closest")
+        )
+        if not appliable(point.recipe):
+            cells[5].caption("see Heal below")
+        elif cells[5].button("Use these settings", key=row.key, width="stretch"):
+            use(ctl, point.recipe)
+    st.caption(
+        "Each row: the smallest setting of that kind within your budget, else its closest. A button sets the "
+        "free controls below to exactly that setting, measured on the same held-out passage."
+        + (
+            " The shipped grid row re-creates the 4-bit grid the weights were stored on: it costs nothing by "
+            "construction and is left out of the answer."
+            if any(r.answer.own_grid for r in state.rows)
+            else ""
+        )
+    )
+
+
+# ------------------------------------------------------------------------------------------ the free result
+
+
+@st.fragment(run_every=3)
+def factors_poller(model_key: ModelChoice, method: str, kinds: tuple[str, ...], calibration) -> None:
+    """While the free controls' factors are computed in the background: redraw the page once they are."""
+    if cc.has_factorization(model_key, method, kinds, calibration):
+        st.rerun()
+
+
+# A factorization job that finishes within this wait (factors read back from disk: 0.2-1.5 s) is drawn in the
+# same run; a longer one (computed: a minute or more on SmolLM2) in the background.
+FACTORS_GRACE_SECONDS = 3.0
+
+
+def factors_ready(
+    loaded: LoadedModel, model_key: ModelChoice, free: FreeSetting, first_pending: bool
+) -> bool:
+    """Whether the free setting's factors are there (computed within the run for small models); otherwise
+    draws why not (and a poller that redraws the page once they are) and returns False."""
+    if not free.needs_factors or cc.has_factorization(model_key, free.method, free.kinds, free.calibration):
+        return True
+    if first_pending:
+        st.info(
+            "Measuring the first answer above (seconds); the factors for this card are computed next.",
+            icon=":material/hourglass_top:",
+        )
+        return False
+    job = cc.factorization_job(model_key, free.method, free.kinds, free.calibration)
+    if cc.in_background(loaded) and not job.wait(FACTORS_GRACE_SECONDS):
+        # The first time, a big model's factors take a minute or more: waiting here would also freeze the
+        # budget answer above (its pollers run only between script runs), so draw and poll.
+        st.progress(
+            job.fraction,  # Job.report keeps it in [0, 1]
+            text=f"Factorizing the chosen matrices (first time only; kept on disk): {job.message}",
+        )
+        st.caption("This card appears when they are ready; the budget answer above updates meanwhile.")
+        factors_poller(model_key, free.method, free.kinds, free.calibration)
+        return False
+    bar = st.progress(0.0, text="Factorizing the chosen matrices (first time only; kept on disk)…")
+    cc.factorization(model_key, free.method, free.kinds, free.calibration,
+                     lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))  # fmt: skip
+    bar.empty()
+    return True
+
+
+def free_controls(ctl: Controls, shapes: dict, text: str, max_tokens: int) -> FreeSetting | None:
+    """Draw the free controls (store, method, groups, ranks, bits, calibration, evaluation) where the caller
+    is, and return the setting they choose (None when no group is ticked)."""
+    page = ctl.page
+    store = page.radio(
+        ctl.store,
+        "Store the chosen matrices as",
+        format_func=STORE_LABELS.get,
+        help="Low rank: two thin factors per matrix. Fewer bits: every weight rounded to a coarser grid. "
+        "Both: the factors rounded, or the top singular directions kept exact and the rest rounded.",
+    )
+    lowrank_store = store in FACTOR_STORES
+    method = page.bind(ctl.method, link=lowrank_store)
+    if lowrank_store:
+        method = page.radio(
+            ctl.method,
+            "Method",
+            format_func=METHOD_LABELS.get,
+            help="Plain SVD keeps the directions of largest weight. ASVD and SVD-LLM weigh them by how the "
+            "calibration text actually uses each input, which is what keeps the model working.",
+        )
+    st.markdown("**Weight groups to compress**")
+    kinds = page.checkboxes(
+        ctl.groups, lambda kind: f"{comp.GROUP_LABELS[kind]} ({shapes[kind][0][0]}×{shapes[kind][0][1]})"
+    )
+    # Every hidden setting keeps its value (a link's value survives a trip through another store or mode);
+    # only the shown widgets' values are in the link.
+    mode = page.bind(ctl.mode, link=lowrank_store) if lowrank_store else "share"
+    ranks = {
+        kind: page.bind(setting, link=lowrank_store and mode == "rank" and kind in kinds)
+        for kind, setting in ctl.ranks.items()
+    }
+    energy = page.bind(ctl.energy, link=lowrank_store and mode == "energy")
+    share = page.bind(ctl.share, link=store != "bits" and mode == "share")
+    allocation = page.bind(ctl.allocation, link=lowrank_store)
+    if lowrank_store:
+        mode = page.radio(ctl.mode, "Choose ranks by", format_func=comp.MODE_LABELS.get)
+    if store != "bits" and mode == "rank":
+        for kind in kinds:
+            (m, n), k_star, max_rank = shapes[kind]
+            ranks[kind] = page.slider(
+                ctl.ranks[kind],
+                f"{comp.GROUP_LABELS[kind]} rank",
+                help=f"{m}×{n}: break-even rank k* = mn/(m+n) = {k_star:.0f}; above it nothing is saved, so the "
+                f"slider stops at {max_rank}.",
+            )
+    elif store != "bits" and mode == "energy":
+        energy = page.slider(
+            ctl.energy,
+            "Energy kept p",
+            step=0.005,
+            help="Each matrix keeps the smallest rank k_p whose singular values hold this share of "
+            "sum σ² (of the method's own matrix: W, W·D or W·L).",
+        )
+    elif store != "bits":
+        share = page.slider(
+            ctl.share,
+            "Directions kept at fp16 (% of break-even rank)"
+            if store == "residual"
+            else "Parameters kept per matrix (%)",
+            step=5,
+            help="Rank k = share × mn/(m+n), so each factored matrix holds about this share of its numbers. "
+            "100 % is the break-even rank: nothing saved.",
+        )
+    if lowrank_store:
+        allocation = page.radio(
+            ctl.allocation,
+            "Ranks",
+            format_func=comp.ALLOCATION_LABELS.get,
+            help="Allocated: the same number of factor parameters, spent where each parameter lowers the error "
+            "on the calibration activations most (greedy over every matrix's next component).",
+        )
+    bits = page.bind(ctl.bits, link=store != "lowrank")
+    qgroup = page.bind(ctl.qgroup, link=store != "lowrank")
+    offset = page.bind(ctl.offset, link=store != "lowrank")
+    if store != "lowrank":
+        bits = page.select_slider(ctl.bits, "Bits per weight", options=[4, 8])
+        qgroup = page.select_slider(
+            ctl.qgroup,
+            "Weights per scale",
+            options=list(GROUP_SIZES),
+            format_func=lambda g: "a whole row" if g == "row" else f"groups of {g}",
+            help="Each group of consecutive input columns gets its own fp16 scale: smaller groups fit the grid "
+            "closer and store more scales.",
+        )
+        offset = page.checkbox(
+            ctl.offset, "With an offset", help="A per-group fp16 minimum as well (GGUF's Q4_1 stores one)."
+        )
+    can_heal = store == "lowrank" and mode == "share"  # healing trains a share setting's factors
+    healed = page.bind(ctl.healed, link=can_heal)
+    if can_heal:
+        steps, lr = page.bind(ctl.heal_steps), page.bind(ctl.heal_lr)
+        healed = page.checkbox(
+            ctl.healed,
+            f"Healed factors ({steps} steps, step size {lr:g})",
+            help="The factors after the healing section's training (steps and step size are set there); "
+            "run it there first.",
+        )
+    calib = page.radio(
+        ctl.calibration, "Calibration text (ASVD, SVD-LLM)", format_func=CALIBRATION_SOURCES.get
+    )
+    eval_source = page.radio(ctl.evaluation, "Measure quality on", format_func=EVAL_SOURCES.get)
+    with st.expander("How the methods work"):
+        st.markdown(
+            "Every low-rank method keeps k directions U_k of each matrix's output and stores W_k = U_k (U_kᵀW): "
+            "k(m+n) numbers instead of mn.\n\n"
+            "- **Plain SVD**: U = singular vectors of W (Eckart-Young: the smallest ‖W−W_k‖ possible).\n"
+            f"- **ASVD**: singular vectors of W·diag(mean|x|^{ASVD_ALPHA}), x = the calibration inputs.\n"
+            "- **SVD-LLM**: singular vectors of W·L, L Lᵀ = XᵀX + λI (Cholesky, "
+            f"λ = {RIDGE:g} × mean diagonal): the smallest ‖(W−W_k)X‖ on the calibration text.\n"
+            "- **Fewer bits**: round to nearest on a grid per row or per group (scale = max|w| / (2^(b−1)−1); "
+            "with an offset, (max − min) / (2^b − 1) from the minimum). Storage counts the codes, scales and "
+            "offsets.\n\n"
+            "Factors are computed once per model, method, calibration and groups and kept on disk (they "
+            "survive a restart); moving a slider only slices them and re-runs the model."
+        )
+
+    # Only the active mode's value enters the setting, so hidden sliders never split the cache.
+    rank_setting = comp.RankSetting(
+        mode=mode,
+        ranks=tuple((k, int(ranks[k])) for k in shapes if k in kinds) if mode == "rank" else (),
+        energy=float(energy) if mode == "energy" else 0.9,
+        share=int(share) / 100 if mode == "share" else 0.5,
+        allocation=allocation if lowrank_store else "uniform",
+    )
+    if not kinds:
+        return None
+    kinds = tuple(k for k in shapes if k in kinds)
+    return FreeSetting(
+        store=store,
+        method=method if lowrank_store else ("svd" if store == "residual" else ""),
+        kinds=kinds,
+        rank=rank_setting,
+        scheme="" if store == "lowrank" else scheme_of(bits, qgroup, offset),
+        calibration=cc.Calibration(calib, text, max_tokens) if calib == "text" else cc.Calibration(),
+        eval_source=eval_source,
+        heal=(page.bind(ctl.heal_steps), page.bind(ctl.heal_lr)) if can_heal and healed else None,
+    )
+
+
+GENERATION_TOKENS = 32
+
+
+def draw_free_card(
+    result: FreeResult, evalset: comp.EvalSet, model_key: ModelChoice, note: str | None
+) -> None:
+    """The headline card of the free setting: sentences, then size and quality metrics."""
+    free, before, after = result.setting, result.before, result.after
+    where = "the held-out passage" if free.eval_source == "heldout" else "the text"
+    with st.container(border=True):
+        for sentence in words.free_sentences(
+            describe(result), result.bytes_model, result.bytes_original, before, after, where
+        ):
+            st.markdown(f"##### {sentence}")
+        if note:
+            st.caption(note)
+        if free.heal is not None:
+            st.caption(
+                f"Healed factors ({free.heal[0]} steps, step size {free.heal[1]:g}), measured again here."
+                if result.healed
+                else "This setting has not been healed with these steps and step size yet (Heal above): "
+                "the factors as computed."
+            )
+        # Two rows of three: five metrics side by side beside the controls truncate their values ("102.…").
+        cols = [*st.columns(3), *st.columns(3)]
+        change = result.bytes_model - result.bytes_original
+        cols[0].metric(
+            "Model size",
+            words.size_phrase(result.bytes_model),
+            f"{words.size_phrase(change)} ({change / result.bytes_original:+.0%})",
+            delta_color="inverse",
+            help="The whole model's weights: the chosen matrices as stored (factors, codes, scales, offsets), "
+            "every other parameter at fp16.",
+        )
+        cols[0].caption(f"before: {words.size_phrase(result.bytes_original)} at fp16")
+        if result.outcome is not None:
+            out = result.outcome
+            saved = out.params_model_after - out.params_model_before
+            cols[1].metric(
+                "Parameters",
+                f"{out.params_model_after / 1e6:.1f} M",
+                f"{saved / 1e6:+.1f} M ({saved / out.params_model_before:+.0%})",
+                delta_color="inverse",
+                help="Every parameter of the model (tied weights once). Each factored matrix holds k(m+n) "
+                "numbers plus its bias.",
+            )
+            cols[1].caption(f"before: {out.params_model_before / 1e6:.1f} M")
+            cols[2].metric(
+                "Memory fp32",
+                words.size_phrase(out.params_model_after * 4),
+                f"{words.size_phrase(saved * 4)}",
+                delta_color="inverse",
+                help="Weights only, at 4 bytes per parameter.",
+            )
+            cols[2].caption(f"before: {words.size_phrase(out.params_model_before * 4)}")
+        elif result.quant is not None:
+            q = result.quant
+            cols[1].metric(
+                "Chosen matrices",
+                words.size_phrase(q.bytes_chosen),
+                f"{q.bytes_chosen / q.bytes_chosen_fp16 - 1:+.0%}",
+                delta_color="inverse",
+                help="The chosen matrices as stored, against the same matrices at fp16.",
+            )
+            cols[1].caption(f"at fp16: {words.size_phrase(q.bytes_chosen_fp16)}")
+            cols[2].metric(
+                "Weight error",
+                f"{q.weight_error:.3g}",
+                help="Σ‖W − Q(W)‖²_F / Σ‖W‖²_F over the chosen matrices: the share of their energy lost.",
+            )
+        if after.causal:
+            cols[3].metric(
+                "Perplexity",
+                f"{after.perplexity:,.4g}",
+                f"×{after.perplexity / before.perplexity:.4g}",
+                delta_color="inverse",
+                help="Lower is better. exp(mean next-token loss) on the evaluated tokens: roughly how many "
+                "words the model hesitates between.",
+            )
+            cols[3].caption(f"before: {before.perplexity:,.4g}")
+            cols[5].metric(
+                "KL divergence (nats/token)",
+                f"{after.kl:.3g}",
+                help="Mean KL(original ‖ compressed) of the next-token distributions: 0 = the compressed copy "
+                "predicts exactly like the original; 1 nat/token ≈ its predictions are often different.",
+            )
+            cols[5].caption("before: 0")
+        else:
+            cols[3].metric(
+                "Embedding cosine",
+                f"{after.embedding_cosine:.3f}",
+                f"{after.embedding_cosine - 1:+.3f}",
+                help="1 = unchanged. Mean cosine between original and compressed mean-pooled embeddings of "
+                f"the text and {len(evalset.sentences)} shipped sentences.",
+            )
+            cols[3].caption("before: 1")
+            cols[5].metric(
+                "Similarity ranking",
+                f"{after.similarity_spearman:.3f}",
+                f"{after.similarity_spearman - 1:+.3f}",
+                help="Spearman correlation between the original and compressed pairwise cosine similarities of "
+                f"the {len(evalset.sentences)} shipped sentences: 1 = every pair ranked the same.",
+            )
+            cols[5].caption("before: 1")
+        if free.needs_factors:
+            macs_before, macs_after = cc.cached_macs(
+                model_key, free.method, free.kinds, free.calibration, free.rank
+            )
+            cols[4].metric(
+                "Multiply-adds per token",
+                f"{macs_after / 1e6:,.1f} M",
+                f"{macs_after / macs_before - 1:+.0%}",
+                delta_color="inverse",
+                help="Of the products with weight matrices: mn for a dense matrix, k(m+n) for a factored one. "
+                "Measured latency: below.",
+            )
+            cols[4].caption(f"before: {macs_before / 1e6:,.1f} M")
+        st.caption(f"The words: {words.verdict_scale(after.causal)}")
+    if (
+        result.outcome is not None
+        and result.outcome.params_chosen_after > result.outcome.params_chosen_before
+    ):
+        st.warning(
+            "At these ranks the two factors hold more numbers than the dense matrices (rank above "
+            "break-even k* = mn/(m+n)): the model gets bigger, not smaller.",
+            icon=":material/warning:",
+        )
+    if (
+        free.needs_factors
+        and free.calibration.source == "text"
+        and free.eval_source == "text"
+        and free.method != "svd"
+    ):
+        st.info(
+            "Calibrated and measured on the same tokens: the activation-aware methods look better here than "
+            "they would on new text. Use the shipped calibration set for an honest number.",
+            icon=":material/info:",
+        )
+    if free.needs_factors:
+        for note in cc.factorization(model_key, free.method, free.kinds, free.calibration).notes:
+            st.info(note, icon=":material/info:")
+    if after.causal and evalset.n_tokens < 64:
+        st.caption(
+            f"Perplexity on {evalset.n_tokens} tokens is noisy: measure on the held-out passage or a longer "
+            "text for numbers you can quote."
+        )
+
+
+def draw_free_details(
+    result: FreeResult,
+    evalset: comp.EvalSet,
+    eval_text: str,
+    eval_tokens: int,
+    loaded: LoadedModel,
+    model_key: ModelChoice,
+) -> None:
+    """Latency, ranks, per-matrix errors and a greedy continuation of the free setting, where they apply."""
+    free = result.setting
+    if free.store == "lowrank":
+        latency_section(model_key, free, eval_text, eval_tokens, loaded.device)
+    else:
+        st.caption(
+            "Latency: not measured for rounded weights. This page runs them de-quantized in floats, so a timing "
+            "would say nothing about a 4- or 8-bit kernel."
+        )
+    if not free.needs_factors:
+        return
+    st.subheader("Where the ranks go")
+    comparison = cc.rank_comparison(
+        model_key,
+        free.method,
+        free.kinds,
+        free.calibration,
+        free.rank.share if free.rank.mode == "share" else 0.5,
+    )
+    st.plotly_chart(make_rank_allocation_figure(comparison), width="stretch", key="compression_ranks")
+    st.caption(
+        "Each cell: one matrix's rank (the colour: its share of the break-even rank mn/(m+n)). The greedy "
+        "spends the same parameters as the same share for every matrix, one component at a time where it "
+        "removes the most calibration output error per parameter; it may leave a matrix dense."
+        + (
+            ""
+            if free.rank.mode == "share"
+            else " (Shown at 50 %: choose ranks by share to follow the slider.)"
+        )
+    )
+    st.subheader("Per-matrix ranks and errors")
+    st.caption(
+        "Eckart-Young: sqrt(Σ dropped σ²)/‖W‖, the least error any rank-k matrix can have. Weight error: "
+        "this method's ‖W−W_k‖/‖W‖ (equal to Eckart-Young for plain SVD). Output error: ‖(W−W_k)X‖/‖WX‖ "
+        "on the calibration inputs X, the error the model actually feels."
+        + (" Before the factors are rounded to fewer bits." if free.store == "factors" else "")
+    )
+    st.plotly_chart(
+        make_matrix_error_figure(result.rows, method=free.method), width="stretch", key="compression_errors"
+    )
+    table = pd.DataFrame(
+        [
+            {
+                "matrix": r.name,
+                "kind": r.kind,
+                "layer": r.layer,
+                "shape": f"{r.shape[0]}×{r.shape[1]}",
+                "rank k": r.rank,
+                "break-even k*": round(r.break_even, 1),
+                "params before": r.params_before,
+                "params after": r.params_after,
+                "Eckart-Young error": r.eckart_young_error,
+                "weight error": r.weight_error,
+                "output error (calibration)": r.output_error,
+            }
+            for r in result.rows
+        ]
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        key="compression_table",
+        column_config={
+            c: st.column_config.NumberColumn(format="%.4f")
+            for c in ("Eckart-Young error", "weight error", "output error (calibration)")
+        },
+    )
+    st.download_button(
+        "Download the per-matrix table (CSV)",
+        table.to_csv(index=False),
+        file_name=f"compression_matrices_{loaded.id.replace('/', '_')}_{free.method}.csv",
+        mime="text/csv",
+        key="compression_table_csv",
+    )
+    if loaded.causal and free.store == "lowrank":
+        st.subheader("Greedy continuation, original and compressed")
+        n_prompt = min(32, evalset.n_tokens)
+        with st.spinner(f"Generating {GENERATION_TOKENS} tokens with both models…"):
+            prompt, original_text = cc.cached_original_generation(
+                model_key, eval_text, eval_tokens, n_prompt, GENERATION_TOKENS
+            )
+            compressed_text = cc.cached_compressed_generation(
+                model_key, free.method, free.kinds, free.calibration, free.rank, eval_text, eval_tokens,
+                n_prompt, GENERATION_TOKENS,
+            )  # fmt: skip
+        st.caption(f"Prompt (the first {n_prompt} tokens of the text): {prompt!r}")
+        left, right = st.columns(2)
+        with left.container(border=True):
+            st.markdown("**Original model**")
+            st.text(original_text or "(nothing: it ended the text)")
+        with right.container(border=True):
+            st.markdown(
+                f"**Compressed ({METHOD_LABELS[free.method]}, {result.outcome.share_kept:.0%} of parameters)**"
+            )
+            st.text(compressed_text or "(nothing: it ended the text)")
+
+
+@st.fragment
+def latency_section(model_key: ModelChoice, free: FreeSetting, eval_text: str, eval_tokens: int, device: str):
+    st.markdown("**Latency** (warm-up, then interleaved runs of both models: medians with their spread)")
+    args = (model_key, free.method, free.kinds, free.calibration, free.rank, eval_text, eval_tokens)
+    job = cc.peek_latency(*args)
+    if job is None:
+        if not st.button("Measure latency", key="compression_latency", icon=":material/timer:"):
+            st.caption(
+                "Takes a few seconds to a minute: each model runs several times at this text's tokens and "
+                "at 256 tokens."
+            )
+            return
+        job = cc.latency_job(*args)
+    latency = jobs.result_with_progress(job, "Latency", failure="The latency measurement failed")
+    for sentence in words.latency_sentences(latency, device):
+        st.markdown(sentence)
