@@ -24,12 +24,13 @@ import torch  # noqa: E402
 from explorer.analysis import compression as comp  # noqa: E402
 from explorer.analysis import latency as lat  # noqa: E402
 from explorer.analysis.lowrank import factorize  # noqa: E402
+from explorer.analysis.surgery import LowRankLinear  # noqa: E402
 from explorer.models import load_model  # noqa: E402
 
 
 def _contiguous(model: torch.nn.Module) -> torch.nn.Module:
     for module in model.modules():
-        if isinstance(module, comp.LowRankLinear):
+        if isinstance(module, LowRankLinear):
             module.A = module.A.contiguous()
             module.B = module.B.contiguous()
     return model

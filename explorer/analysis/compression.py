@@ -16,7 +16,6 @@ forward pass that produces those numbers (milliseconds, on the model's device).
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import time
 from collections.abc import Callable
@@ -38,9 +37,18 @@ from explorer.analysis.lowrank import (
     factorize,
 )
 from explorer.analysis.matrices import weight_matrices
+from explorer.analysis.surgery import (
+    ConcatLinear,
+    DenseLinear,
+    LowRankEmbedding,
+    LowRankLinear,
+    set_submodule,
+    structural_copy,
+    sync_device,
+    tied_output_module,
+)
 from explorer.errors import InputError
 from explorer.labels import WEIGHT_KIND_LABELS
-from explorer.models.anatomy import anatomy_of
 from explorer.models.capture import tokenize
 from explorer.models.loading import LoadedModel
 from explorer.paths import ASSETS_DIR
@@ -124,19 +132,6 @@ def calibration_chunks(loaded: LoadedModel, text: str, chunk_tokens: int = CALIB
     return chunks
 
 
-def _structural_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A new module tree that shares every parameter and buffer of ``model`` (nothing copied or written)."""
-    memo = {id(t): t for t in model.parameters()}
-    memo.update({id(t): t for t in model.buffers()})
-    return copy.deepcopy(model, memo)
-
-
-def _tied_output_module(model: torch.nn.Module, embed_module: str) -> str | None:
-    """Name of the output layer that shares the embedding's weight (tied lm_head), if any."""
-    anatomy = anatomy_of(model)
-    return anatomy.tied_output if embed_module == anatomy.embed else None
-
-
 @torch.no_grad()
 def collect_activation_stats(
     loaded: LoadedModel,
@@ -150,13 +145,13 @@ def collect_activation_stats(
     one place where it multiplies activations; without a tied output layer it has none. Modules that read the
     same tensor (q/k/v, gate/up) share one accumulator. Returns (module name -> stats, tokens seen).
     """
-    model = _structural_copy(loaded.model)
+    model = structural_copy(loaded.model)
     targets: dict[str, str] = {}  # module whose input we hook -> module name the stats belong to
     for mat in weight_matrices(model):
         if mat.kind not in kinds:
             continue
         if mat.kind == "embed":
-            tied = _tied_output_module(model, mat.module)
+            tied = tied_output_module(model, mat.module)
             if tied is not None:
                 targets[tied] = mat.module
         else:
@@ -278,66 +273,6 @@ def calibration_key_of(text: str, chunk_tokens: int = CALIBRATION_CHUNK_TOKENS) 
     return f"{text_hash(text)}-{chunk_tokens}"
 
 
-# ------------------------------------------------------------------------------------ factored modules
-
-
-class LowRankLinear(torch.nn.Module):
-    """y = A (B x) + bias for x of shape (..., in): A (out, k), B (k, in). Replaces Linear and Conv1D."""
-
-    def __init__(self, A: torch.Tensor, B: torch.Tensor, bias: torch.Tensor | None):
-        super().__init__()
-        self.register_buffer("A", A, persistent=False)
-        self.register_buffer("B", B, persistent=False)
-        self.bias = bias
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(F.linear(x, self.B), self.A, self.bias)
-
-
-class DenseLinear(torch.nn.Module):
-    """y = W x (+ bias) with W (out, in): an untouched slice of a fused module."""
-
-    def __init__(self, W: torch.Tensor, bias: torch.Tensor | None = None):
-        super().__init__()
-        self.W = W
-        self.bias = bias
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.W, self.bias)
-
-
-class ConcatLinear(torch.nn.Module):
-    """GPT-2's fused c_attn: q, k, v parts (each low-rank or dense), outputs concatenated, plus the bias."""
-
-    def __init__(self, parts: list[torch.nn.Module], bias: torch.Tensor | None):
-        super().__init__()
-        self.parts = torch.nn.ModuleList(parts)
-        self.bias = bias
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.cat([part(x) for part in self.parts], dim=-1)
-        return y if self.bias is None else y + self.bias
-
-
-class LowRankEmbedding(torch.nn.Module):
-    """E_k[ids] = A[ids] @ B with A (vocab, k), B (k, d_model)."""
-
-    def __init__(self, A: torch.Tensor, B: torch.Tensor, padding_idx: int | None = None):
-        super().__init__()
-        self.register_buffer("A", A, persistent=False)
-        self.register_buffer("B", B, persistent=False)
-        self.padding_idx = padding_idx
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return F.embedding(ids, self.A) @ self.B
-
-
-def _set_submodule(root: torch.nn.Module, name: str, module: torch.nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, child, module)
-
-
 def compressed_model(
     loaded: LoadedModel, factorization: Factorization, ranks: dict[str, int]
 ) -> torch.nn.Module:
@@ -346,7 +281,7 @@ def compressed_model(
     The cached model is only read. A tied output layer follows a compressed embedding.
     """
     model = loaded.model
-    clone = _structural_copy(model)
+    clone = structural_copy(model)
     ref = next(model.parameters())
     dtype, device = ref.dtype, ref.device
 
@@ -368,15 +303,15 @@ def compressed_model(
         bias = getattr(original, "bias", None)
         if isinstance(original, torch.nn.Embedding):
             A, B = factors(chosen[mats[0].name])
-            _set_submodule(clone, module_name, LowRankEmbedding(A, B, original.padding_idx))
-            tied = _tied_output_module(model, module_name)
+            set_submodule(clone, module_name, LowRankEmbedding(A, B, original.padding_idx))
+            tied = tied_output_module(model, module_name)
             if tied is not None:
-                _set_submodule(
+                set_submodule(
                     clone, tied, LowRankLinear(A, B, getattr(model.get_submodule(tied), "bias", None))
                 )
         elif len(mats) == 1:
             A, B = factors(chosen[mats[0].name])
-            _set_submodule(clone, module_name, LowRankLinear(A, B, bias))
+            set_submodule(clone, module_name, LowRankLinear(A, B, bias))
         else:  # fused module (GPT-2 c_attn): factor the chosen parts, keep the others dense
             parts = []
             for mat in mats:
@@ -384,7 +319,7 @@ def compressed_model(
                     parts.append(LowRankLinear(*factors(chosen[mat.name]), None))
                 else:
                     parts.append(DenseLinear(mat.weight))
-            _set_submodule(clone, module_name, ConcatLinear(parts, bias))
+            set_submodule(clone, module_name, ConcatLinear(parts, bias))
     return clone.eval()
 
 
@@ -579,22 +514,17 @@ def make_eval_set(loaded: LoadedModel, text: str, max_tokens: int | None) -> Eva
     return EvalSet(loaded.causal, tuple(int(i) for i in ids), sentences, tuple(messages))
 
 
-def _sync(device: str) -> None:
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 @torch.no_grad()
 def _forward(loaded: LoadedModel, module: torch.nn.Module, evalset: EvalSet) -> tuple[torch.Tensor, float]:
     """(log-probs (token, vocab), or mean-pooled embeddings (item, d_model) of [text] + sentences; float32 CPU)
     and the wall-clock ms of the forward passes: the text, and for encoders also the sentence batch."""
     device = loaded.device
     ids = torch.tensor([evalset.ids], device=device)
-    _sync(device)
+    sync_device(device)
     start = time.perf_counter()
     out = module(input_ids=ids)
     if evalset.causal:
-        _sync(device)
+        sync_device(device)
         latency = (time.perf_counter() - start) * 1e3
         return torch.log_softmax(out.logits[0].float(), dim=-1).cpu(), latency
     # Sentences in one padded batch of their own (padding them to the text's length would waste compute).
@@ -609,7 +539,7 @@ def _forward(loaded: LoadedModel, module: torch.nn.Module, evalset: EvalSet) -> 
         k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")
     }
     hidden = module(**batch).last_hidden_state.float()
-    _sync(device)
+    sync_device(device)
     latency = (time.perf_counter() - start) * 1e3
     mask = batch["attention_mask"].unsqueeze(-1).float()
     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)

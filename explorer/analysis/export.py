@@ -33,7 +33,6 @@ compression page measured (A (B x) for factors), whose outputs equal the page's 
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import math
@@ -50,18 +49,17 @@ from safetensors.torch import save as save_safetensors_bytes
 from transformers.pytorch_utils import Conv1D
 
 from explorer.analysis import quantize as qz
-from explorer.analysis.compression import (
-    BYTES_PER_PARAM,
-    ConcatLinear,
-    DenseLinear,
-    EvalSet,
-    LowRankEmbedding,
-    LowRankLinear,
-    Quality,
-    text_hash,
-)
+from explorer.analysis.compression import BYTES_PER_PARAM, EvalSet, Quality, text_hash
 from explorer.analysis.lowrank import Factorization
 from explorer.analysis.matrices import WeightMatrix, weight_matrices
+from explorer.analysis.surgery import (
+    ConcatLinear,
+    DenseLinear,
+    LowRankEmbedding,
+    LowRankLinear,
+    set_submodule,
+    structural_copy,
+)
 from explorer.analysis.weights import model_fingerprint
 from explorer.errors import InputError, ModelLoadError
 from explorer.models import loading
@@ -291,18 +289,6 @@ def _cpu_quantized(q: Quantized) -> Quantized:
 # --------------------------------------------------------------------------------------- the copies
 
 
-def _structural_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A new module tree sharing every parameter and buffer of ``model`` (as compression.py builds its copies)."""
-    memo = {id(t): t for t in model.parameters()}
-    memo.update({id(t): t for t in model.buffers()})
-    return copy.deepcopy(model, memo)
-
-
-def _set_submodule(root: torch.nn.Module, name: str, module: torch.nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(root.get_submodule(parent_name) if parent_name else root, child, module)
-
-
 def factored_copy(loaded: LoadedModel, compression: Compression) -> torch.nn.Module:
     """The copy the compression page measured: factors as LowRankLinear / LowRankEmbedding (A (B x)), exactly as
     ``compression.compressed_model`` builds them; quantized forms through ``quantize.with_weights_replaced``.
@@ -313,7 +299,7 @@ def factored_copy(loaded: LoadedModel, compression: Compression) -> torch.nn.Mod
             loaded, {n: compression.dense_weight(n, ref.dtype) for n in compression.entries}
         )
     model = loaded.model
-    clone = _structural_copy(model)
+    clone = structural_copy(model)
     dev = {"device": ref.device, "dtype": ref.dtype}
 
     def pair(f: Factors):
@@ -329,15 +315,15 @@ def factored_copy(loaded: LoadedModel, compression: Compression) -> torch.nn.Mod
         bias = getattr(original, "bias", None)
         if isinstance(original, torch.nn.Embedding):
             A, B = pair(compression.entries[mats[0].name])
-            _set_submodule(clone, module_name, LowRankEmbedding(A, B, original.padding_idx))
+            set_submodule(clone, module_name, LowRankEmbedding(A, B, original.padding_idx))
             tied = loaded.anatomy.tied_output
             if tied is not None:
                 if compression.tied_output is not None:
                     A, B = pair(compression.tied_output)
                 out_bias = getattr(model.get_submodule(tied), "bias", None)
-                _set_submodule(clone, tied, LowRankLinear(A, B, out_bias))
+                set_submodule(clone, tied, LowRankLinear(A, B, out_bias))
         elif len(mats) == 1:
-            _set_submodule(clone, module_name, LowRankLinear(*pair(compression.entries[mats[0].name]), bias))
+            set_submodule(clone, module_name, LowRankLinear(*pair(compression.entries[mats[0].name]), bias))
         else:  # GPT-2's fused c_attn: factored parts and untouched dense parts, concatenated
             parts = [
                 LowRankLinear(*pair(compression.entries[m.name]), None)
@@ -345,7 +331,7 @@ def factored_copy(loaded: LoadedModel, compression: Compression) -> torch.nn.Mod
                 else DenseLinear(m.weight)
                 for m in mats
             ]
-            _set_submodule(clone, module_name, ConcatLinear(parts, bias))
+            set_submodule(clone, module_name, ConcatLinear(parts, bias))
     return clone.eval()
 
 
@@ -356,7 +342,7 @@ def dense_copy(loaded: LoadedModel, compression: Compression) -> torch.nn.Module
     shared with ``loaded``, which is only read. A tied output layer stays tied to a changed embedding (a healed
     copy's own output factors untie it)."""
     model = loaded.model
-    clone = _structural_copy(model)
+    clone = structural_copy(model)
     ref = next(model.parameters())
     by_module: dict[str, list[WeightMatrix]] = {}
     for mat in weight_matrices(model):

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from explorer.analysis.compression import _sync, _tied_output_module, heldout_text
+from explorer.analysis.compression import heldout_text
 from explorer.analysis.matrices import weight_matrices
+from explorer.analysis.surgery import sync_device, tied_output_module
 from explorer.models.loading import LoadedModel
 
 FIXED_TOKENS = 256
@@ -110,7 +111,7 @@ def matmul_macs(loaded: LoadedModel, n_tokens: int, ranks: dict[str, int] | None
         module = model.get_submodule(mat.module)
         if isinstance(module, torch.nn.Embedding):
             per_token += 0 if k is None else k * n  # lookup of A_k's row, then times B_k (k, d_model)
-            tied = _tied_output_module(model, mat.module) if mat.kind == "embed" else None
+            tied = tied_output_module(model, mat.module) if mat.kind == "embed" else None
             if tied is not None:
                 per_token += m * n if k is None else k * (m + n)
         else:
@@ -119,10 +120,10 @@ def matmul_macs(loaded: LoadedModel, n_tokens: int, ranks: dict[str, int] | None
 
 
 def _time_once(loaded: LoadedModel, module: torch.nn.Module, ids: torch.Tensor) -> float:
-    _sync(loaded.device)
+    sync_device(loaded.device)
     start = time.perf_counter()
     module(input_ids=ids)
-    _sync(loaded.device)
+    sync_device(loaded.device)
     return (time.perf_counter() - start) * 1e3
 
 

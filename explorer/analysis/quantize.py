@@ -17,20 +17,22 @@ import torch
 
 from explorer.analysis.compression import (
     BYTES_PER_PARAM,
-    ConcatLinear,
-    DenseLinear,
     EvalSet,
     Quality,
     QualityBudget,
     Reference,
     SweepPoint,
-    _set_submodule,
-    _structural_copy,
-    _tied_output_module,
     evaluate,
 )
 from explorer.analysis.lowrank import Factorization
 from explorer.analysis.matrices import weight_matrices
+from explorer.analysis.surgery import (
+    ConcatLinear,
+    DenseLinear,
+    set_submodule,
+    structural_copy,
+    tied_output_module,
+)
 from explorer.labels import LOWRANK_METHOD_LABELS
 from explorer.models.loading import LoadedModel
 from explorer.spectra.quantization import (
@@ -79,7 +81,7 @@ def with_weights_replaced(loaded: LoadedModel, replaced: dict[str, torch.Tensor]
     Handles Linear, Conv1D, GPT-2's fused q/k/v (the other parts stay as they are) and embeddings (a tied output
     layer follows its embedding)."""
     model = loaded.model
-    clone = _structural_copy(model)
+    clone = structural_copy(model)
     ref = next(model.parameters())
     by_module: dict[str, list] = {}
     for mat in weight_matrices(model):
@@ -94,16 +96,16 @@ def with_weights_replaced(loaded: LoadedModel, replaced: dict[str, torch.Tensor]
             embedding = torch.nn.Embedding.from_pretrained(
                 new[0], freeze=True, padding_idx=original.padding_idx
             )
-            _set_submodule(clone, module_name, embedding)
-            tied = _tied_output_module(model, module_name)
+            set_submodule(clone, module_name, embedding)
+            tied = tied_output_module(model, module_name)
             if tied is not None:
-                _set_submodule(
+                set_submodule(
                     clone, tied, DenseLinear(new[0], getattr(model.get_submodule(tied), "bias", None))
                 )
         elif len(mats) == 1:
-            _set_submodule(clone, module_name, DenseLinear(new[0], bias))
+            set_submodule(clone, module_name, DenseLinear(new[0], bias))
         else:  # fused q/k/v: one dense part per slice, outputs concatenated in order
-            _set_submodule(clone, module_name, ConcatLinear([DenseLinear(w) for w in new], bias))
+            set_submodule(clone, module_name, ConcatLinear([DenseLinear(w) for w in new], bias))
     return clone.eval()
 
 

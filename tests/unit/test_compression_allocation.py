@@ -8,6 +8,7 @@ import torch
 from explorer.analysis import compression as comp
 from explorer.analysis.lowrank import METHODS, factorize
 from explorer.analysis.matrices import weight_matrices, weights_checksum
+from explorer.analysis.surgery import structural_copy
 from tests.module_inputs import record_inputs
 
 
@@ -81,7 +82,7 @@ def test_greedy_ranks_build_a_model_equal_to_dense_reconstruction(llama_setup):
     ids = torch.tensor([list(range(3, 50))])
     with torch.no_grad():
         factored = comp.compressed_model(loaded, fact, ranks)(input_ids=ids).logits
-        reference_model = comp._structural_copy(loaded.model)
+        reference_model = structural_copy(loaded.model)
         for mat in weight_matrices(reference_model):
             module = reference_model.get_submodule(mat.module)
             module.weight = torch.nn.Parameter(dense[mat.name], requires_grad=False)
@@ -135,7 +136,7 @@ def test_body_only_calibration_sees_what_the_full_model_feeds_the_mlps(load, mod
     loaded = load(model_id)
     chunks = [list(range(5, 45)), list(range(50, 70))]
     stats, n_tokens = comp.collect_activation_stats(loaded, chunks, ("mlp_up", "mlp_down"))
-    clone = comp._structural_copy(loaded.model)
+    clone = structural_copy(loaded.model)
     names = sorted(stats)
     seen = record_inputs(clone, names, chunks)
     assert n_tokens == 60 and len(names) == 2 * loaded.card.n_layers

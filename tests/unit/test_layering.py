@@ -138,3 +138,30 @@ def test_the_layer_check_would_catch_a_violation():
         "from explorer.ui import jobs\nfrom ..figures import common\n", "explorer.spectra._layering_probe"
     )
     assert {"explorer.ui.jobs", "explorer.figures.common"} <= found
+
+
+# ------------------------------------------------------------------ public homes (docs/ARCHITECTURE.md section 1)
+
+
+def _private_imports(source: str) -> list[str]:
+    """``from explorer... import _name`` in ``source``: a private helper reached across modules."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in {"explorer", "pages"}:
+            found += [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    return found
+
+
+def test_no_module_imports_another_modules_private_names():
+    offenders = {}
+    for path in [*_files(), *sorted((ROOT.parent / "pages").glob("*.py"))]:
+        names = _private_imports(path.read_text(encoding="utf-8"))
+        if names:
+            offenders[str(path.relative_to(ROOT.parent))] = names
+    assert offenders == {}, f"give these a public home: {offenders}"
+
+
+def test_the_private_import_check_would_catch_one():
+    assert _private_imports("from explorer.analysis.compression import _sync, heldout_text\n") == [
+        "explorer.analysis.compression._sync"
+    ]

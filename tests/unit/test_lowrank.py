@@ -22,6 +22,7 @@ from explorer.analysis.lowrank import (
     whitening_factor,
 )
 from explorer.analysis.matrices import weight_matrices, weights_checksum
+from explorer.analysis.surgery import LowRankLinear
 from explorer.errors import InputError
 from explorer.models import capture
 from explorer.spectra.ranks import energy_rank
@@ -345,7 +346,7 @@ def test_parameter_totals_follow_k_m_plus_n(load):
     assert outcome.params_model_before == total
     assert outcome.params_model_after == total - expected_removed
     module = comp.compressed_model(loaded, fact, ranks)
-    assert isinstance(module.lm_head, comp.LowRankLinear)  # the tied output layer follows the embedding
+    assert isinstance(module.lm_head, LowRankLinear)  # the tied output layer follows the embedding
 
 
 def test_bad_input_is_a_readable_error(load):
