@@ -11,9 +11,10 @@ from explorer.errors import ExplorerError
 from explorer.figures import curvature as figures
 from explorer.spectra.curvature import stability_threshold
 from explorer.ui import curvature_cache as cc
+from explorer.ui import curvature_text as words
 from explorer.ui import jobs
 from explorer.ui.session import require_model, selection
-from explorer.ui.state import Choice, Int, PageState, link_value
+from explorer.ui.state import Choice, Float, Int, PageState, link_value
 
 OPERATORS = {"hessian": "Hessian", "gauss-newton": "Gauss-Newton"}
 TRACE_METHODS = {"hutchinson": "Hutchinson", "hutch++": "Hutch++"}
@@ -30,9 +31,10 @@ st.title("Loss curvature")
 st.caption(
     "How sharply the loss bends around the loaded weights: the eigenvalues of its Hessian H (second "
     "derivatives), found from Hessian-vector products without ever forming H. A few large eigenvalues "
-    "(outliers) over a bulk near zero is the usual picture; negative ones are saddle directions. Gradient "
-    "descent with step η is stable only while η < 2/λ_max. The page starts on one layer's MLP, which takes "
-    "under a minute on a CPU; choose **Whole model** for every parameter at once (minutes on a CPU)."
+    "(outliers) over a bulk near zero is the usual picture; negative ones are saddle directions. On a "
+    "quadratic loss, gradient descent with step η is stable only while η < 2/λ_max. The page starts on one "
+    "layer's MLP, which takes under a minute on a CPU; choose **Whole model** for every parameter at once "
+    "(minutes on a CPU)."
 )
 
 loaded = require_model()
@@ -56,7 +58,10 @@ PROBES = Int("probes", 16, 4, 64)
 TRAIN_BLOCK = Choice("train_on", "block", TRAIN_ON)
 OPTIMIZER = Choice("opt", "gd", OPTIMIZERS)
 STEPS = Int("steps", 10, 1, 50)
-ETA = Choice("eta", 0.1, ETAS)
+# Any step in range (the "just past 2/λ_max" button sets one off the grid: 2.2/λ_max of a flat block can be
+# large); the slider offers ETAS and it.
+ETA_MAX = 1e4
+ETA = Float("eta", 0.1, ETAS[0], ETA_MAX)
 
 st.markdown(f"**Loss.** {spec.description} At the loaded weights it is **{loss:.4f}** nats.")
 
@@ -170,7 +175,8 @@ metrics = st.container()
 top_left, top_right = st.columns(2)
 slots = {"eigen": top_left.empty(), "convergence": top_right.empty()}
 low_left, low_right = st.columns(2)
-slots.update(density=low_left.empty(), trace=low_right.empty(), mass=st.empty())
+slots.update(density=low_left.empty(), trace=low_right.empty())
+slots.update(density_caption=low_left.empty(), mass=st.empty())
 
 
 def partial_key() -> str:
@@ -204,7 +210,8 @@ if summary is not None:
     cols[1].metric(
         "2/λ_max",
         f"{stability_threshold(lam_max):.4g}",
-        help="Gradient descent on this block with a larger step η is unstable along the top eigenvector.",
+        help="On a quadratic model, gradient descent on this block with a larger step η diverges along the "
+        "top eigenvector.",
     )
     cols[2].metric(
         "trace",
@@ -231,16 +238,11 @@ if summary is not None:
         figures.make_trace_figure(trace), width="stretch", key="curvature_trace_estimate"
     )
     slots["mass"].plotly_chart(figures.make_group_mass_figure(eigen), width="stretch", key="curvature_mass")
-    regions = figures.density_regions(density, eigen.eigenvalues)
-    st.caption(
-        f"Density from {density.nodes.shape[0]} random probes × {density.nodes.shape[1]} Lanczos steps "
-        f"(each Ritz value broadened by a Gaussian of σ = {density.sigma:.2g}: finer detail is not resolved). "
-        f"The shaded bulk holds {figures.BULK_MASS:.0%} of the quadrature's weight, between "
-        f"{regions.bulk[0]:.3g} and {regions.bulk[1]:.3g}; {len(regions.outliers)} of the top "
-        f"{len(eigen.eigenvalues)} eigenvalues lie above it (outliers). {regions.negative_mass:.1%} of the "
-        "weight sits below −σ: eigenvalues resolved as negative, directions where the loss curves down "
-        "(saddle directions)."
-    )
+    slots["density_caption"].caption(words.density_caption(summary))
+    with metrics:
+        st.markdown("\n\n".join(words.block_sentences(summary)))
+        with st.expander("Details: how these numbers are computed"):
+            st.markdown("\n\n".join(words.block_details(summary)))
 
 # --------------------------------------------------------------------------------------------- grid
 
@@ -288,9 +290,8 @@ grid_section()
 # ----------------------------------------------------------------------------------- training what-if
 
 
-def _eta_past(threshold: float) -> None:
-    above = [eta for eta in ETAS if eta > threshold]
-    st.session_state[PAGE.key(ETA)] = above[0] if above else ETAS[-1]
+def _eta_past(lambda_max: float) -> None:
+    st.session_state[PAGE.key(ETA)] = min(words.eta_just_past(lambda_max), ETA_MAX)
 
 
 @st.fragment
@@ -298,19 +299,26 @@ def training_section() -> None:
     st.subheader("Training what-if: a few steps from the loaded weights")
     st.caption(
         "Full-batch steps on this loss, on a copy of the model (the loaded one is never changed), recording "
-        "the loss and the trained block's λ_max at every step. Gradient descent is stable while "
-        "λ_max < 2/η; past it the loss oscillates or blows up, and real training often hovers at the edge."
+        "the loss and the trained block's λ_max at every step. On a quadratic loss gradient descent is stable "
+        "while λ_max < 2/η and blows up past it; a real loss is not quadratic, and steps past the limit can "
+        "lower λ_max itself (a catapult, or a hover at the edge of stability). The run below says which it "
+        "did."
     )
     c1, c2, c3, c4 = st.columns([1.4, 1.2, 1, 1.6])
     train_on = PAGE.radio(TRAIN_BLOCK, "Train", where=c1, format_func=TRAIN_ON.get)
     optimizer = PAGE.radio(OPTIMIZER, "Optimizer", where=c2, format_func=OPTIMIZERS.get)
     steps = PAGE.number_input(STEPS, "Steps", where=c3, step=1)
-    eta = PAGE.select_slider(ETA, "Step size η", where=c4, format_func=lambda v: f"{v:g}")
+    eta_now = PAGE.bind(ETA)
+    eta = PAGE.select_slider(
+        ETA, "Step size η", sorted({*ETAS, eta_now}), where=c4, format_func=lambda v: f"{v:g}"
+    )
     train_block = block if train_on == "block" else "all"
     if summary is not None and train_block == block:
-        threshold = stability_threshold(float(summary.eigen.eigenvalues[0]))
-        c4.caption(f"This block's 2/λ_max = {threshold:.3g}.")
-        c4.button("η just past 2/λ_max", key="curvature_eta_past", on_click=_eta_past, args=(threshold,))
+        lam_max = float(summary.eigen.eigenvalues[0])
+        c4.caption(f"This block's 2/λ_max = {stability_threshold(lam_max):.3g}.")
+        if lam_max > words.ETA_PAST_FACTOR / ETA_MAX:
+            c4.button(f"η = {words.ETA_PAST_FACTOR:g}/λ_max (just past the limit)", key="curvature_eta_past",
+                      on_click=_eta_past, args=(lam_max,))  # fmt: skip
     run_settings = cc.TrainingSettings(train_block, int(steps), float(eta), optimizer)
     job = cc.peek_training_job(sel.model_key, sel.text, sel.max_tokens, run_settings)
     if job is None:
@@ -336,8 +344,11 @@ def training_section() -> None:
                    delta_color="off")  # fmt: skip
     cols[1].caption(f"before: {run.lambda_max[0]:.4g}")
     cols[2].metric("2/η", f"{run.threshold:.4g}", help="GD's stability limit for λ_max at this step size.")
-    cols[3].metric("η · λ_max (start)", f"{run.eta * run.lambda_max[0]:.3g}", help="Above 2: GD is unstable.")
+    cols[3].metric(
+        "η · λ_max (start)", f"{run.eta * run.lambda_max[0]:.3g}", help="Above 2: a quadratic model diverges."
+    )
     st.plotly_chart(figures.make_training_figure(run), width="stretch", key="curvature_training")
+    st.markdown("\n\n".join(words.training_sentences(run)))
     if run.matrices:
         st.plotly_chart(
             figures.make_training_spectra_figure(run), width="stretch", key="curvature_training_spectra"

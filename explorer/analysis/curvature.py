@@ -634,11 +634,15 @@ def curvature_grid(
 class TrainingRun:
     """N steps of full-batch training of one block on a deep copy of the model.
 
-    loss: ndarray (steps + 1,), nats, before each step and after the last. lambda_max: ndarray (steps + 1,),
-    the block's top Hessian eigenvalue at the same points (nats / unit^2). eta: step size. threshold:
+    loss: ndarray (steps + 1,), nats, before each step and after the last (shorter when the loss stopped
+    being finite: then its last entry is inf or NaN). lambda_max: ndarray, same length, the block's top
+    Hessian eigenvalue at the same points (nats / unit^2; NaN where the loss is not finite). eta: step size. threshold:
     2 / eta (GD's stability limit for lambda_max). optimizer: "gd" or "adam". block: spec.
     matrices: names of the block's 2-D weights. stable_rank_before/after, alpha_before/after: ndarray
     (matrix,), their stable rank and power-law alpha (ESD of W^T W / N; NaN where no fit).
+    lambda_residual: ndarray like lambda_max, the Lanczos residual ||Hy - theta y|| of each recorded
+    lambda_max (the true top eigenvalue is within it when converged; an unconverged Ritz value is a lower
+    bound). lambda_converged: ndarray of bool, residual below tolerance within the product budget.
     """
 
     loss: np.ndarray
@@ -652,6 +656,8 @@ class TrainingRun:
     stable_rank_after: np.ndarray
     alpha_before: np.ndarray
     alpha_after: np.ndarray
+    lambda_residual: np.ndarray
+    lambda_converged: np.ndarray
 
 
 def _matrix_spectra(model: torch.nn.Module, block: Block) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
@@ -660,7 +666,12 @@ def _matrix_spectra(model: torch.nn.Module, block: Block) -> tuple[tuple[str, ..
     chosen = [m for m in weight_matrices(model) if f"{m.module}.weight" in names]
     sr, alpha = [], []
     for m in chosen:
-        S = torch.linalg.svdvals(m.weight.detach().to("cpu", torch.float64)).numpy()
+        W = m.weight.detach().to("cpu", torch.float64)
+        if not bool(torch.isfinite(W).all()):  # a run that blew up: no spectrum to read
+            sr.append(float("nan"))
+            alpha.append(float("nan"))
+            continue
+        S = torch.linalg.svdvals(W).numpy()
         sr.append(float(stable_rank(S)))
         alpha.append(float(fit_power_law(esd(S, m.shape)).alpha))
     return tuple(m.name for m in chosen), np.array(sr), np.array(alpha)
@@ -684,7 +695,9 @@ def train_what_if(
 ) -> TrainingRun:
     """Train ``block`` of a deep copy of ``model`` for ``steps`` full-batch steps of size ``eta``; at every
     iterate record the loss and the block's lambda_max (Lanczos warm-started from the previous top
-    eigenvector). ``model`` itself is never written to. For Adam, 2 / eta is shown for reference only (its
+    eigenvector: the top direction moves little per step, so a few products each). A run whose loss stops
+    being finite ends there (its arrays are shorter, the last loss non-finite, its lambda_max NaN).
+    ``model`` itself is never written to. For Adam, 2 / eta is shown for reference only (its
     stability is governed by the preconditioned Hessian)."""
     if optimizer not in OPTIMIZERS:
         raise InputError(f"Unknown optimizer '{optimizer}': choose one of {OPTIMIZERS}.")
@@ -698,11 +711,19 @@ def train_what_if(
     adam = None
     if optimizer == "adam":
         adam = torch.optim.Adam(block_params, lr=eta)
-    losses, lambdas = [], []
+    losses, lambdas, residuals, converged = [], [], [], []
     vector = None
     for t in range(steps + 1):
         start, end = t / (steps + 1), (t + 1) / (steps + 1)
         op = CurvatureOperator(trained, spec, chosen, "hessian")
+        if not np.isfinite(op.loss):  # blown up: no curvature to measure, and no step to take from here
+            losses.append(op.loss)
+            lambdas.append(float("nan"))
+            residuals.append(float("nan"))
+            converged.append(False)
+            if progress is not None:
+                progress(1.0, f"Training what-if: the loss is not finite at step {t}: stopped")
+            break
         res = lanczos_top_k(
             op, op.n, 1, tol=tol, max_matvec=max_matvec, v0=start_into(op) if vector is None else vector,
             dtype=op.dtype, device=op.device, return_vectors=True, progress=_sub(start, end, progress),
@@ -711,6 +732,8 @@ def train_what_if(
         vector = res.eigenvectors[0]
         losses.append(op.loss)
         lambdas.append(float(res.eigenvalues[0]))
+        residuals.append(float(res.residual_norms[0]))
+        converged.append(bool(res.converged))
         if progress is not None:
             progress(end, f"Training what-if: step {t} of {steps}, loss {op.loss:.4f}")
         if t == steps:
@@ -739,4 +762,124 @@ def train_what_if(
         sr_after,
         alpha_before,
         alpha_after,
+        np.array(residuals),
+        np.array(converged, dtype=bool),
     )
+
+
+# ------------------------------------------------------------------------ what the training run did
+
+# The outcomes ``classify_training`` tells apart, in the order it tests them.
+OUTCOMES = ("diverged", "catapult", "edge of stability", "sharpness reduced", "converged", "unsettled")
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What a training run did against gradient descent's stability limit, read from its recorded numbers.
+
+    kind: one of OUTCOMES. eta: the step. threshold: 2 / eta (nats / unit^2). start_ratio, end_ratio:
+    eta * lambda_max at the first and last recorded step (above 2: past the limit). quadratic_factor:
+    (1 - eta * lambda_max[0])^2, the factor by which one GD step multiplies the loss along the top
+    eigenvector of a quadratic model with the starting Hessian. loss_start, loss_end, loss_peak: nats (the
+    peak over the finite losses after the start; -inf when there are none). peak_step: its step. rises:
+    steps where the loss went up by more than the tolerance. spiked: some loss rose above the start by more
+    than the tolerance. lambda_start, lambda_end: the first and last finite lambda_max. lambda_peak,
+    lambda_peak_step: the largest lambda_max and its step. lambda_low,
+    lambda_high: lambda_max's range over the hovering window (the last half of the steps). hover_from: the
+    window's first step. nonfinite_step: the first step whose loss is not finite, or -1. steps: steps taken
+    (recorded points - 1)."""
+
+    kind: str
+    eta: float
+    threshold: float
+    start_ratio: float
+    end_ratio: float
+    quadratic_factor: float
+    loss_start: float
+    loss_end: float
+    loss_peak: float
+    peak_step: int
+    rises: int
+    spiked: bool
+    lambda_start: float
+    lambda_end: float
+    lambda_peak: float
+    lambda_peak_step: int
+    lambda_low: float
+    lambda_high: float
+    hover_from: int
+    nonfinite_step: int
+    steps: int
+
+    @property
+    def past_limit(self) -> bool:
+        """The run started with eta past 2 / lambda_max: a quadratic model diverges."""
+        return self.start_ratio > 2.0
+
+
+def classify_training(loss, lambda_max, eta: float, *, rise_tol: float = 1e-3, band: float = 0.1
+                      ) -> TrainingOutcome:  # fmt: skip
+    """Which of OUTCOMES a run of ``loss`` (nats) and ``lambda_max`` (nats / unit^2), arrays of shape
+    (steps + 1,) recorded before each step and after the last, at step size ``eta`` is; the first that holds:
+
+    - "diverged": the loss stopped being finite, or ended above its start and was still rising;
+    - "catapult": the loss rose above its start for some steps, then fell below it, and lambda_max ended
+      below 2 / eta (Lewkowycz et al. 2020);
+    - "edge of stability": over the last half of the steps lambda_max stayed within ``band`` of 2 / eta,
+      while the loss fell overall but not monotonically (Cohen et al. 2021);
+    - "sharpness reduced": eta started past 2 / lambda_max, the loss never rose above its start and fell,
+      and lambda_max ended below 2 / eta (Damian et al. 2022's self-stabilisation, without a spike);
+    - "converged": eta started below 2 / lambda_max, lambda_max stayed below 2 / eta throughout, and the
+      loss fell;
+    - "unsettled": none of these within the steps run (e.g. lambda_max still above 2 / eta with the loss
+      falling, or a spike not yet back below the start).
+
+    A rise counts when it exceeds ``rise_tol`` times |loss[0]| (float32 losses round at ~1e-7 relative, so
+    1e-3 is far above rounding and far below a spike worth the name)."""
+    loss = np.asarray(loss, dtype=np.float64)
+    lam = np.asarray(lambda_max, dtype=np.float64)
+    if loss.ndim != 1 or loss.shape != lam.shape or loss.size < 2:
+        raise InputError(
+            "A run needs a loss and a λ_max for at least two points (one step), of equal length."
+        )
+    if not (np.isfinite(eta) and eta > 0) or not np.isfinite(loss[0]) or not np.isfinite(lam[0]):
+        raise InputError("The step size and the starting loss and λ_max must be finite (and η > 0).")
+    threshold = 2.0 / eta
+    tol = rise_tol * max(abs(loss[0]), np.finfo(np.float64).tiny)
+    bad = np.flatnonzero(~np.isfinite(loss))
+    nonfinite = int(bad[0]) if bad.size else -1
+    finite = loss[:nonfinite] if nonfinite >= 0 else loss
+    lam_ok = lam[np.isfinite(lam)]
+    after = finite[1:]
+    peak_step = int(np.argmax(after)) + 1 if after.size else 0
+    peak = float(after[peak_step - 1]) if after.size else float("-inf")
+    rises = int(np.sum(np.diff(finite) > tol))
+    spiked = bool(after.size and peak > loss[0] + tol)
+    hover_from = (lam.size - 1) // 2 if lam.size > 2 else 0
+    window = lam[hover_from:]
+    window = window[np.isfinite(window)]
+    low = float(window.min()) if window.size else float("nan")
+    high = float(window.max()) if window.size else float("nan")
+    end = float(finite[-1])
+    lam_end = float(lam_ok[-1])
+    lam_peak_step = int(np.nanargmax(lam))
+    fell = end < loss[0] - tol
+
+    if nonfinite >= 0 or (end > loss[0] + tol and finite.size > 1 and finite[-1] > finite[-2] + tol):
+        kind = "diverged"
+    elif spiked and fell and lam_end < threshold:
+        kind = "catapult"
+    elif window.size >= 2 and np.all(np.abs(window / threshold - 1.0) <= band) and fell and rises > 0:
+        kind = "edge of stability"
+    elif eta * lam[0] > 2.0 and not spiked and fell and lam_end < threshold:
+        kind = "sharpness reduced"
+    elif eta * lam[0] < 2.0 and np.all(lam_ok < threshold) and fell:
+        kind = "converged"
+    else:
+        kind = "unsettled"
+    return TrainingOutcome(
+        kind, float(eta), threshold, float(eta * lam[0]), float(eta * lam_end), float((1 - eta * lam[0]) ** 2),
+        float(loss[0]), float(loss[-1]) if nonfinite >= 0 else end, peak, peak_step, rises, spiked,
+        float(lam[0]), lam_end, float(lam[lam_peak_step]), lam_peak_step, low, high, hover_from, nonfinite,
+        int(loss.size - 1),
+    )  # fmt: skip

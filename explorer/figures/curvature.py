@@ -226,11 +226,20 @@ class DensityRegions:
     """Reading of an SLQ spectral density from its quadrature (nodes and weights), not from the broadened
     curve, whose Gaussians smear every eigenvalue by sigma. bulk: (low, high), the central BULK_MASS of the
     quadrature's mass (eigenvalue units). negative_mass: the quadrature's mass below -sigma, eigenvalues
-    resolved as negative (saddle directions). outliers: ndarray of the given top eigenvalues above the bulk."""
+    resolved as negative (saddle directions). outliers: ndarray of the given top eigenvalues above the bulk.
+
+    What the broadening does below zero, told apart from what the quadrature says: negative_ritz and
+    n_ritz: how many of the Ritz values (nodes, every probe) are below 0, of how many; negative_weight: their
+    share of the weight; curve_below_zero: the share of the drawn curve's area below 0 (trapezoid on its
+    grid), which a Gaussian of width sigma puts there even from nodes at or above 0."""
 
     bulk: tuple[float, float]
     negative_mass: float
     outliers: np.ndarray
+    negative_ritz: int
+    n_ritz: int
+    negative_weight: float
+    curve_below_zero: float
 
 
 def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
@@ -253,7 +262,40 @@ def density_regions(density: SpectralDensity, top_eigenvalues=()) -> DensityRegi
     low, high = _weighted_quantile(values, mass, tail), _weighted_quantile(values, mass, 1 - tail)
     negative = float(mass[values < -density.sigma].sum())
     top = np.asarray(top_eigenvalues, dtype=np.float64)
-    return DensityRegions((low, high), negative, top[top > high])
+    below = values < 0
+    return DensityRegions((low, high), negative, top[top > high], int(below.sum()), int(values.size),
+                          float(mass[below].sum()), curve_area_below_zero(density))  # fmt: skip
+
+
+def curve_area_below_zero(density: SpectralDensity) -> float:
+    """The share of the broadened curve's area (trapezoid on its grid, the curve integrating to 1) at
+    eigenvalues below 0, with the grid cell that straddles 0 cut at 0 by linear interpolation."""
+    grid, dens = np.asarray(density.grid, dtype=np.float64), np.asarray(density.density, dtype=np.float64)
+    if grid[0] >= 0:
+        return 0.0
+    if grid[-1] <= 0:
+        return 1.0
+    i = int(np.searchsorted(grid, 0.0))  # grid[i - 1] < 0 <= grid[i]
+    at_zero = dens[i - 1] + (dens[i] - dens[i - 1]) * (0.0 - grid[i - 1]) / (grid[i] - grid[i - 1])
+    area = np.trapezoid(np.append(dens[:i], at_zero), np.append(grid[:i], 0.0))
+    return float(area / np.trapezoid(dens, grid))
+
+
+def share_text(share: float) -> str:
+    """A share as the page prints it: "0%" only when it is exactly 0, "<0.1%" when it would print as 0.0%."""
+    if share == 0:
+        return "0%"
+    return "<0.1%" if share < 5e-4 else f"{share:.1%}"
+
+
+def broadening_note(density: SpectralDensity, regions: DensityRegions) -> str:
+    """Two short lines for the density chart: how much of the curve the broadening puts below 0, against
+    how many Ritz values are negative and their weight."""
+    return (
+        f"Broadening σ = {density.sigma:.2g} puts {regions.curve_below_zero:.1%} of the curve below 0;<br>"
+        f"Ritz values: {regions.negative_ritz} of {regions.n_ritz} below 0 ({share_text(regions.negative_weight)} "
+        f"of the weight), {share_text(regions.negative_mass)} below −σ"
+    )
 
 
 # Values below this share of the peak are drawn at it (a log axis cannot show the Gaussians' far tails).
@@ -284,7 +326,7 @@ def make_density_figure(density: SpectralDensity, top_eigenvalues=()) -> go.Figu
     if regions.negative_mass >= 1e-3:  # what "0.1%" would show; less is not worth a region
         fig.add_vrect(x0=float(symlog(lo, scale)), x1=float(symlog(-density.sigma, scale)),
                       fillcolor="rgba(232,89,12,0.10)", line_width=0,
-                      annotation_text=f"negative: {regions.negative_mass:.1%}",
+                      annotation_text=f"below −σ: {regions.negative_mass:.1%}",
                       annotation_position="bottom left")  # fmt: skip
     for i, value in enumerate(regions.outliers):
         fig.add_vline(
@@ -293,15 +335,20 @@ def make_density_figure(density: SpectralDensity, top_eigenvalues=()) -> go.Figu
             annotation_text=f"λ{i + 1}",
             annotation_position="top" if i % 2 == 0 else "bottom",
         )  # fmt: skip (close lines alternate)
+    if regions.curve_below_zero >= 1e-3 or regions.negative_ritz:
+        fig.add_annotation(text=broadening_note(density, regions), xref="paper", yref="paper", x=0, y=-0.19,
+                           xanchor="left", yanchor="top", align="left", showarrow=False,
+                           font=dict(size=11, color="#868e96"),
+                           name="broadening")  # fmt: skip
     tickvals, ticktext = symlog_ticks(lo, hi, scale)
     fig.update_layout(
         title=dict(text="Spectral density (SLQ), signed log axis"),
         xaxis=dict(title=f"eigenvalue λ ({UNIT}); linear within ±{scale:.2g}", tickvals=tickvals,
                    ticktext=ticktext),
         yaxis=dict(title="density per unit λ (log scale)", type="log", dtick=1),
-        height=400,
+        height=450,
         showlegend=False,
-        margin=dict(t=60, b=40),
+        margin=dict(t=60, b=100),
     )  # fmt: skip
     return fig
 
@@ -344,11 +391,16 @@ def make_grid_figure(grid: CurvatureGrid) -> go.Figure:
 
 
 def make_training_figure(run: TrainingRun) -> go.Figure:
-    """Loss (top) and the trained block's λ_max (bottom) at every step, against the 2/η line."""
+    """Loss (top, with its starting level dotted) and the trained block's λ_max (bottom) at every step,
+    against the 2/η line."""
     steps = np.arange(run.loss.size)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1)
     fig.add_trace(go.Scatter(x=steps, y=run.loss, mode="lines+markers", name="loss (nats)",
                              line=dict(color="#1c7ed6")), row=1, col=1)  # fmt: skip
+    # The start's level: a loss above it is a spike (what tells a catapult from a plain descent).
+    fig.add_trace(go.Scatter(x=[steps[0], steps[-1]], y=[run.loss[0], run.loss[0]], mode="lines",
+                             name=f"loss at the start ({run.loss[0]:.4g})", line=dict(color="#adb5bd", dash="dot")),
+                  row=1, col=1)  # fmt: skip
     fig.add_trace(go.Scatter(x=steps, y=run.lambda_max, mode="lines+markers", name="λ_max",
                              line=dict(color="#e8590c")), row=2, col=1)  # fmt: skip
     reference = "GD's stability limit" if run.optimizer == "gd" else "for reference (Adam)"

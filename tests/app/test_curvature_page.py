@@ -8,6 +8,7 @@ float64, and numpy's eigvalsh. The page computes in float32, with Lanczos stoppe
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -86,6 +87,75 @@ def _check_block_charts(at, lam: np.ndarray, trace: float, k: int, probes: int) 
     assert np.trapezoid(values, grid) == pytest.approx(1.0, abs=sum_rtol(len(grid)) + floor_mass)
 
 
+def _words(at) -> str:
+    return "\n\n".join(m.value for m in at.markdown)
+
+
+def _check_block_words(at) -> None:
+    """The plain sentences against the charts: 2/λ_max from the top eigenvalue drawn, the trace and its mean
+    from the trace chart, and the curve's area below 0 from the density chart (numpy's trapezoid)."""
+    words = _words(at)
+    top = chart_spec(at, "curvature_top")["data"][0]["y"][0]
+    assert f"**λ_max = {top:.4g}**" in words and f"2/λ_max = {2 / top:.4g}" in words
+    line = next(
+        t for t in chart_spec(at, "curvature_trace_estimate")["data"] if t["name"] == "running estimate"
+    )
+    assert f"**Trace = {line['y'][-1]:.4g}**" in words
+    density = chart_spec(at, "curvature_density")["data"][0]
+    grid, values = np.asarray(density["customdata"]), np.asarray(density["y"])
+    # The area left of 0: the grid points below it and the curve linearly interpolated at 0 (the cell across 0
+    # matters: the bulk peaks there, ~1/(σ√2π) high, and one cell holds up to a few % of the mass).
+    below = grid < 0
+    x = np.append(grid[below], 0.0)
+    area = np.trapezoid(np.append(values[below], np.interp(0.0, grid, values)), x) / np.trapezoid(
+        values, grid
+    )
+    match = re.search(r"\*\*<?([0-9.]+)% negative\*\* of the spectrum's weight \(Ritz values of the density below "
+                      r"−σ[^)]*\).*?drawn curve has ([0-9.]+)% of its area below 0", words)  # fmt: skip
+    assert match, words
+    # Printed to 0.1 % (half a unit: 5e-4); the chart's floor for the log axis adds at most DENSITY_FLOOR of the
+    # peak times the span (the same bound as _check_block_charts).
+    floor_mass = DENSITY_FLOOR * values.max() * (grid[-1] - grid[0])
+    assert abs(float(match[2]) / 100 - area) <= 5e-4 + floor_mass + 1e-9, (match[2], area)
+    assert "Details: how these numbers are computed" in [e.label for e in at.expander]
+
+
+def _check_training_words(at, eta: float) -> None:
+    """The training what-if's sentences against the run drawn in its chart: the quadratic model's prediction
+    from η λ_max at the start, and the outcome named only when the chart's numbers show what defines it."""
+    traces = {t["name"]: t for t in chart_spec(at, "curvature_training")["data"]}
+    loss = np.asarray(traces["loss (nats)"]["y"], dtype=float)
+    lam = np.asarray(traces["λ_max"]["y"], dtype=float)
+    words = _words(at)
+    threshold, ratio = 2 / eta, eta * lam[0]
+    assert f"η · λ_max = {ratio:.3g}" in words
+    assert ("predicts divergence" in words) == (ratio > 2) and ("predicts convergence" in words) == (
+        ratio < 2
+    )
+    if ratio > 2:
+        assert f"|1 − ηλ_max|² = {(1 - ratio) ** 2:.3g}" in words
+    label = re.search(r"What happened: ([^*]*)\.\*\*", words)[1]
+    assert f"{loss[0]:.4g}" in words and f"2/η = {threshold:.4g}" in words
+    tol = 1e-3 * abs(loss[0])  # the classifier's rise tolerance; every rise named below is far above it
+    if label == "converged below the limit":
+        assert ratio < 2 and lam.max() < threshold and loss[-1] < loss[0] - tol
+    elif label == "diverged":
+        assert not np.isfinite(loss[-1]) or (loss[-1] > loss[0] and loss[-1] > loss[-2])
+    elif label == "a catapult":
+        assert loss[1:].max() > loss[0] + tol and loss[-1] < loss[0] and lam[-1] < threshold
+    elif label == "edge of stability":
+        half = lam[(lam.size - 1) // 2 :]
+        assert np.all(np.abs(half / threshold - 1) <= 0.1) and np.any(np.diff(loss) > tol)
+    elif label == "the sharpness fell, without a spike":
+        assert ratio > 2 and loss[1:].max() <= loss[0] + tol and lam[-1] < threshold and loss[-1] < loss[0]
+        assert (
+            f"from {loss[0]:.4g} to {loss[-1]:.4g}" in words
+            and f"from {lam[0]:.4g} to {lam[-1]:.4g}" in words
+        )
+    else:
+        assert label.startswith("not settled"), label
+
+
 # ----------------------------------------------------------------------------------------- tiny-gpt2
 
 TINY_BLOCK = "param:transformer.h.1.ln_2.weight"
@@ -142,6 +212,32 @@ def test_grid_cell_matches_the_block_spectrum_of_the_same_block():
     assert cells[1, 1] == pytest.approx(top, rel=1e-3 + LANCZOS_REL)
 
 
+def test_block_sentences_match_the_charts():
+    at = run_page(PAGE, model="tiny-gpt2", text=TEXT, block=TINY_BLOCK, k=2)
+    assert_page_ok(at)
+    _check_block_words(at)
+
+
+def test_eta_past_the_limit_button_and_what_the_run_did():
+    """The button sets η = 2.2/λ_max (3 digits, into the link) and says its factor; the run's sentences then
+    match its chart."""
+    at = run_page(PAGE, model="tiny-gpt2", text=TEXT, block=TINY_BLOCK, steps=4)
+    assert_page_ok(at)
+    button = at.button(key="curvature_eta_past")
+    assert "2.2/λ_max" in button.label
+    top = chart_spec(at, "curvature_top")["data"][0]["y"][0]
+    button.click().run()
+    assert_page_ok(at)
+    eta = float(f"{2.2 / top:.3g}")
+    assert at.session_state["curvature_eta"] == eta and float(at.query_params["eta"]) == eta
+    at.button(key="curvature_train_start").click().run()
+    assert_page_ok(at)
+    _check_training_words(at, eta)
+    # The run starts at the block's λ_max (its Lanczos to 1e-3, the block's to 1e-4), so 10 % past the limit.
+    lam = chart_spec(at, "curvature_training")["data"][2]["y"]
+    assert eta * lam[0] == pytest.approx(2.2, rel=1e-3 + 5e-3)  # plus the 3-digit rounding of η (< 0.5 %)
+
+
 def test_widget_changes_are_written_to_the_link():
     at = run_page(PAGE, model="tiny-gpt2", text=TEXT, block=TINY_BLOCK)
     at.number_input(key="curvature_k").set_value(2).run()
@@ -158,7 +254,7 @@ def test_widget_changes_are_written_to_the_link():
 def test_nonsense_link_params_fall_back_with_a_message_for_the_block():
     at = run_page(
         PAGE, model="tiny-gpt2", text=TEXT, block="layer:99:mlp", op="bogus", k="-5", trace="nope",
-        probes="NaN", train_on="moon", opt="sgd", steps="0", eta="7",
+        probes="NaN", train_on="moon", opt="sgd", steps="0", eta="fast",
     )  # fmt: skip
     assert_page_ok(at)
     warnings = [w.value for w in at.warning]
@@ -190,8 +286,9 @@ def test_training_what_if_matches_gradient_descent_and_leaves_the_cached_model_a
     at.button(key="curvature_train_start").click().run()
     assert_page_ok(at)
     assert weights_checksum(loaded.model) == before
-    spec = chart_spec(at, "curvature_training")
-    loss_trace, lam_trace, line = spec["data"]
+    traces = {t["name"]: t for t in chart_spec(at, "curvature_training")["data"]}
+    loss_trace, lam_trace = traces["loss (nats)"], traces["λ_max"]
+    line = next(t for name, t in traces.items() if name.startswith("2/η"))
     # The same steps in float64, written out: theta <- theta - eta grad, and the exact Hessian at each iterate.
     loss, theta = _causal_loss_fn(loaded, TINY_BLOCK[len("param:") :], TEXT, 512)
     losses, lams = [], []
@@ -208,6 +305,7 @@ def test_training_what_if_matches_gradient_descent_and_leaves_the_cached_model_a
     # λ_max per step: the training run's Lanczos stops at a relative residual of 1e-3 (curvature_cache).
     np.testing.assert_allclose(lam_trace["y"], lams, rtol=1e-3 + LANCZOS_REL)
     assert list(line["y"]) == [pytest.approx(2 / eta)] * 2  # one division, drawn as computed: exact to 1 ulp
+    _check_training_words(at, eta)
 
 
 # ----------------------------------------------------------------------------------- embedded models
@@ -272,6 +370,24 @@ def test_minilm_last_layernorm_block_matches_the_exact_hessian():
 
     lam, trace = _exact(loss, norm.weight.detach().double().clone())
     _check_block_charts(at, lam, trace, 2, 8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["smollm2-135m", "minilm-l6"])
+def test_embedded_model_run_at_2_2_over_lambda_max_is_told_as_it_happened(model):
+    """Both embedded models, the middle layer's MLP (the page's default block): the block's sentences match
+    its charts, the button sets η = 2.2/λ_max, and what the page says the run did matches the run's chart."""
+    at = run_page(PAGE, model=model, text=TEXT, k=1, probes=4, steps=5, timeout=600)
+    assert_page_ok(at)
+    _check_block_words(at)
+    top = chart_spec(at, "curvature_top")["data"][0]["y"][0]
+    at.button(key="curvature_eta_past").click().run()
+    assert_page_ok(at)
+    eta = float(f"{2.2 / top:.3g}")
+    assert at.session_state["curvature_eta"] == eta
+    at.button(key="curvature_train_start").click().run()
+    assert_page_ok(at)
+    _check_training_words(at, eta)
 
 
 def test_cancelled_jobs_are_told_apart_from_failed_ones():

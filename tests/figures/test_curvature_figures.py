@@ -1,6 +1,8 @@
 """The curvature figures on hand-made results (no model): every trace's numbers against the result's, the
 signed log axis, the density's bulk, negative mass and outliers against a density whose answers are known."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -45,9 +47,10 @@ def test_symlog_is_odd_monotone_and_linear_near_zero():
 def test_symlog_ticks_label_the_values_at_their_positions():
     positions, labels = F.symlog_ticks(-0.5, 2e5, 0.02)
     values = [float(t.replace("−", "-")) for t in labels]
-    # Ticks are round numbers printed in full, so the parsed values are the ticks; symlog of the same values
-    # is the same computation (the default rtol 1e-7 only covers log1p's last bit).
-    np.testing.assert_allclose(positions, F.symlog(values, 0.02))
+    # Ticks are round numbers printed in full, so the parsed values are the ticks; their positions are
+    # sign(v) log10(1 + |v| / c), written out here: one log10 of a number >= 1, a few ulps.
+    values = np.array(values)
+    np.testing.assert_allclose(positions, np.sign(values) * np.log10(1 + np.abs(values) / 0.02), rtol=1e-14)
     assert 0.0 in values and min(values) >= -0.5 and max(values) <= 2e5 and -0.1 in values
     assert not any(0 < abs(v) < 0.02 for v in values)  # none inside the linear part, where they would crowd 0
     assert "1e5" in labels and "−0.1" in labels
@@ -164,11 +167,37 @@ def test_density_figure_plots_the_density_on_the_signed_log_axis_and_marks_regio
     assert np.all(np.asarray(line.y)[~shown] == F.DENSITY_FLOOR * density.density.max())
     assert fig.layout.yaxis.type == "log"
     texts = [a.text for a in fig.layout.annotations]
-    assert "bulk (90%)" in texts and "negative: 10.0%" in texts
+    assert "bulk (90%)" in texts and "below −σ: 10.0%" in texts
     assert texts.count("λ1") == 1 and "λ2" not in texts  # 0.2 is the bulk's edge, not an outlier
     bulk = next(shape for shape in fig.layout.shapes if shape.fillcolor == "rgba(47,158,68,0.15)")
     # The bulk's edges from the quadrature are -1 and 0.2 up to the Lanczos nodes' rounding (~eps * 50).
     assert (bulk.x0, bulk.x1) == pytest.approx(tuple(F.symlog([-1.0, 0.2], scale)))
+
+
+def test_density_regions_tell_the_broadening_from_the_ritz_values():
+    """Nodes at and above 0 have no negative Ritz value, yet the drawn curve has area below 0: the Gaussian
+    mixture's mass there is sum_j w_j Phi(-theta_j / sigma) (normal CDF, by math.erf)."""
+    density = _density()
+    regions = F.density_regions(density)
+    assert (regions.negative_ritz, regions.n_ritz) == (1, 5)  # only -1 is below 0
+    assert regions.negative_weight == pytest.approx(0.1, rel=sum_rtol(5))
+    nodes, weights = density.nodes[0], density.weights[0]
+    phi = np.array([0.5 * (1 + math.erf(-t / density.sigma / math.sqrt(2))) for t in nodes])
+    # The trapezoid on a grid of step h = 2.6e-3 = sigma / 20 errs by ~h^2 / 12 * max|f''| per unit area
+    # (2e-3 relative of the mass near 0); the tails beyond +-5 sigma of the grid's ends are ~3e-7.
+    assert regions.curve_below_zero == pytest.approx(float(weights @ phi), abs=2e-3)
+    assert regions.curve_below_zero > regions.negative_weight + 0.1  # the node at 0 spills half its 0.3
+    shifted = SpectralDensity(density.nodes + 2.0, density.weights, density.grid + 2.0, density.density, 1.0,
+                              density.sigma, np.zeros(3), np.zeros(3))  # fmt: skip
+    # Every node at 1 or above and the grid from 0.75: nothing below 0, drawn or resolved.
+    assert F.density_regions(shifted).negative_ritz == 0 and F.curve_area_below_zero(shifted) == 0.0
+    fig = F.make_density_figure(density)
+    note = next(a.text for a in fig.layout.annotations if a.name == "broadening")
+    assert note.startswith(
+        f"Broadening σ = {density.sigma:.2g} puts {regions.curve_below_zero:.1%} of the curve"
+    )
+    assert note.endswith("Ritz values: 1 of 5 below 0 (10.0% of the weight), 10.0% below −σ")
+    assert F.share_text(0.0) == "0%" and F.share_text(4e-4) == "<0.1%" and F.share_text(5e-4) == "0.1%"
 
 
 def _grid(n_layers=3):
@@ -200,15 +229,17 @@ def test_grid_figure_has_every_cell_value_and_leaves_missing_cells_blank():
 def _run(optimizer="gd"):
     return TrainingRun(np.array([3.0, 2.5, 2.2]), np.array([10.0, 12.0, 15.0]), 0.1, 20.0, optimizer,
                        "layer:0:mlp", ("0.mlp.up", "0.mlp.down"), np.array([5.0, 6.0]), np.array([4.0, 6.5]),
-                       np.array([3.0, np.nan]), np.array([2.5, 4.0]))  # fmt: skip
+                       np.array([3.0, np.nan]), np.array([2.5, 4.0]), np.full(3, 1e-3),
+                       np.ones(3, dtype=bool))  # fmt: skip
 
 
 @pytest.mark.parametrize("optimizer", ["gd", "adam"])
 def test_training_figure_shows_loss_lambda_and_the_two_over_eta_line(optimizer):
     run = _run(optimizer)
     fig = F.make_training_figure(run)
-    loss, lam, line = fig.data
+    loss, start, lam, line = fig.data
     np.testing.assert_array_equal(loss.y, run.loss)
+    assert list(start.y) == [3.0, 3.0] and "loss at the start (3)" in start.name
     np.testing.assert_array_equal(lam.y, run.lambda_max)
     np.testing.assert_array_equal(loss.x, [0, 1, 2])
     assert list(line.y) == [20.0, 20.0] and "2/η = 20" in line.name

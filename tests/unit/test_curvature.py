@@ -15,6 +15,7 @@ import torch
 
 from explorer.analysis import curvature as C
 from explorer.analysis.matrices import weights_checksum
+from explorer.errors import InputError
 from explorer.spectra import curvature as C_spectra
 from explorer.spectra.curvature import (
     _DOT_CHUNK,
@@ -687,3 +688,111 @@ def test_progress_and_cancel_in_the_grid():
     assert len(grid.rows()) == 4 and grid.rows()[0]["name"] == "layer 0 attention"
     with pytest.raises(Cancelled):
         C.curvature_grid(loaded.model, spec, cancel=lambda: True)
+
+
+# --------------------------------------------------------------------- what a training run did, classified
+
+# Synthetic runs at eta = 0.2 (2 / eta = 10), one per outcome: (loss, lambda_max) per recorded step.
+SYNTHETIC_RUNS = {
+    "converged": ([3.0 * 0.8**t for t in range(8)], [5.0] * 8),
+    "diverged": ([3.0 * 1.44**t for t in range(8)], [11.0] * 8),
+    "catapult": ([3.0, 5.0, 8.0, 4.0, 2.0, 1.5], [12.0, 12.0, 9.0, 6.0, 5.0, 5.0]),
+    "edge of stability": (
+        [3.0, 2.8, 2.6, 2.65, 2.4, 2.45, 2.2, 2.1],
+        [6.0, 8.0, 9.5, 10.3, 9.7, 10.2, 9.8, 10.1],
+    ),
+    # What the user saw on SmolLM2 at eta = 2.2 / lambda_max: no spike, lambda_max ended far below 2 / eta.
+    "sharpness reduced": ([3.0, 2.4, 2.0, 1.6, 1.2, 0.9, 0.7], [11.0, 6.0, 5.0, 7.0, 4.0, 3.0, 2.5]),
+    "unsettled": ([3.0, 2.9, 2.8], [11.0, 11.5, 12.0]),
+}
+
+
+@pytest.mark.parametrize("kind", list(SYNTHETIC_RUNS))
+def test_classify_training_tells_each_outcome_apart(kind):
+    loss, lam = SYNTHETIC_RUNS[kind]
+    outcome = C.classify_training(loss, lam, 0.2)
+    assert outcome.kind == kind
+    assert outcome.threshold == 2 / 0.2  # the same division
+    assert (outcome.loss_start, outcome.loss_end) == (loss[0], loss[-1])
+    assert (outcome.lambda_start, outcome.lambda_end) == (lam[0], lam[-1])
+    assert outcome.steps == len(loss) - 1
+    assert outcome.loss_peak == max(loss[1:]) and loss[outcome.peak_step] == outcome.loss_peak
+    assert outcome.lambda_peak == max(lam) and lam[outcome.lambda_peak_step] == max(lam)
+    assert outcome.rises == sum(b > a for a, b in zip(loss, loss[1:], strict=False))  # rises far above 1e-3
+    # Products and a difference of floats: a few ulps.
+    assert outcome.start_ratio == pytest.approx(0.2 * lam[0], rel=4 * np.finfo(float).eps)
+    assert outcome.quadratic_factor == pytest.approx((1 - 0.2 * lam[0]) ** 2, rel=16 * np.finfo(float).eps)
+
+
+def test_classify_training_reads_the_defining_facts():
+    catapult = C.classify_training(*SYNTHETIC_RUNS["catapult"], 0.2)
+    assert catapult.spiked and catapult.peak_step == 2 and catapult.loss_peak == 8.0
+    eos = C.classify_training(*SYNTHETIC_RUNS["edge of stability"], 0.2)
+    # The hovering window is the last half of the 7 steps: steps 3..7.
+    assert eos.hover_from == 3 and (eos.lambda_low, eos.lambda_high) == (9.7, 10.3)
+    reduced = C.classify_training(*SYNTHETIC_RUNS["sharpness reduced"], 0.2)
+    assert reduced.past_limit and not reduced.spiked and reduced.lambda_end < reduced.threshold
+    # A spike that has not come back below the start and is falling at the end is not (yet) divergence.
+    assert C.classify_training([3.0, 5.0, 4.0], [11.0, 9.0, 8.0], 0.2).kind == "unsettled"
+    # Rounding-sized wiggles are not rises: 1e-6 relative is far below the 1e-3 tolerance.
+    flat = C.classify_training([3.0, 2.0, 2.000002, 1.5], [5.0] * 4, 0.2)
+    assert flat.kind == "converged" and flat.rises == 0
+
+
+def test_classify_training_stops_at_a_non_finite_loss():
+    outcome = C.classify_training([3.0, 40.0, np.inf], [11.0, 30.0, np.nan], 0.2)
+    assert outcome.kind == "diverged" and outcome.nonfinite_step == 2
+    assert outcome.lambda_end == 30.0 and outcome.loss_peak == 40.0
+    assert C.classify_training([3.0, np.nan], [11.0, np.nan], 0.2).nonfinite_step == 1
+
+
+@pytest.mark.parametrize(
+    "loss, lam, eta",
+    [
+        ([3.0], [1.0], 0.1),
+        ([3.0, 2.0], [1.0], 0.1),
+        ([3.0, 2.0], [1.0, 1.0], 0.0),
+        ([np.nan, 2.0], [1.0, 1.0], 0.1),
+    ],
+)
+def test_classify_training_refuses_runs_it_cannot_read(loss, lam, eta):
+    with pytest.raises(InputError):
+        C.classify_training(loss, lam, eta)
+
+
+@pytest.mark.parametrize(
+    "factor, kind", [(0.5, "converged"), (1.9, "converged"), (2.1, "diverged"), (2.5, "diverged")]
+)
+def test_classify_training_on_gradient_descent_on_a_quadratic(factor, kind):
+    """GD on f(x) = x^T A x / 2 with known eigenvalues, written out in numpy: x <- x - eta A x. The
+    Hessian is A at every step, so lambda_max per step is eigvalsh(A)'s largest; a quadratic diverges exactly
+    past 2 / lambda_max (the top direction's factor |1 - eta lambda_max| crosses 1)."""
+    eigenvalues = np.array([4.0, 2.5, 1.0, 0.3])
+    A = _symmetric(eigenvalues, seed=3).numpy()
+    lam = np.linalg.eigvalsh(A)[-1]
+    eta = factor / lam  # eta * lambda_max = factor: past the limit when factor > 2
+    x = np.ones(4)
+    losses = []
+    for _ in range(41):
+        losses.append(0.5 * x @ A @ x)
+        x = x - eta * (A @ x)
+    outcome = C.classify_training(losses, np.full(41, lam), eta)
+    assert outcome.kind == kind
+    assert outcome.past_limit is (factor > 2)
+
+
+def test_training_what_if_stops_where_the_loss_stops_being_finite():
+    """A step of 1e30 sends tiny-gpt2's MLP weights to ~1e30 and the forward overflows float32: the run
+    records the non-finite loss, a NaN lambda_max, and stops; the classifier calls it diverged."""
+    loaded = get_model("tiny-gpt2")
+    before = weights_checksum(loaded.model)
+    spec = C.make_loss(loaded, SAMPLE_TEXT)
+    run = C.train_what_if(loaded.model, spec, "layer:1:mlp", steps=4, eta=1e30, max_matvec=5)
+    assert weights_checksum(loaded.model) == before
+    assert run.loss.size < 5 and np.isfinite(run.loss[0]) and not np.isfinite(run.loss[-1])
+    assert (
+        np.isnan(run.lambda_max[-1])
+        and run.lambda_residual.shape == run.lambda_converged.shape == run.loss.shape
+    )
+    outcome = C.classify_training(run.loss, run.lambda_max, run.eta)
+    assert outcome.kind == "diverged" and outcome.nonfinite_step == run.loss.size - 1
