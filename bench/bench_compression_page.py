@@ -57,7 +57,7 @@ def child(model: str, warm: bool = False) -> dict:
 
     compression_text.tradeoff_headline = timed_headline
     start = time.perf_counter()
-    at = run_page(PAGE, model=model, timeout=TIMEOUT)
+    at = run_page(PAGE, model=model, timeout=TIMEOUT, comp_store="lowrank")  # the share slider is shown
     drawn = time.perf_counter() - start
     assert_page_ok(at)
     while any("Still measuring" in (p.proto.text or "") for p in at.get("progress")):

@@ -1,7 +1,8 @@
 """Compression for decisions: how small can the model get at the quality you accept? The budget view (first),
 measured in the background on the held-out passage over every method (low rank, fewer bits, both), each method's
 answer with a button that sets the free controls to it, then the free controls (any store: low rank, fewer
-bits, both) with their measured card, latency, allocated ranks, the per-matrix table and a greedy continuation.
+bits, both) with their measured card and its downloads (report, table, compressed weights), latency, allocated
+ranks, the per-matrix table and a greedy continuation.
 Thin: settings, rows, following the answer and measuring a setting in explorer.ui.compression_view, caching and
 jobs in explorer.ui.compression_cache / quantization_cache, words in explorer.ui.compression_text, figures in
 explorer.figures."""
@@ -316,6 +317,10 @@ def free_section() -> view.FreeResult | None:
         words.following_note(answer_point, budget.fits(original, answer_point.quality)) if following else None
     )
     view.draw_free_card(result, evalset, sel.model_key, note)
+    try:
+        view.draw_downloads(view.decision_of(sel.model_key, result, evalset, eval_text, state, attr_line))
+    except ExplorerError as err:
+        st.info(str(err), icon=":material/download:")
     view.draw_free_details(result, evalset, eval_text, eval_tokens, loaded, sel.model_key)
     return result
 

@@ -385,3 +385,30 @@ def following_note(answer, fits: bool) -> str | None:
         f"{opened}, measured on the held-out passage. It follows the answer while it is measured; move any "
         "control to try your own."
     )
+
+
+# ------------------------------------------------------------------------------------------ the downloads
+
+LOAD_BACK_SENTENCE = (
+    "To load the compressed weights back, unzip them or keep the .zip, then open the sidebar's model box and "
+    "give the path of the unzipped folder or the .zip: the page checks that the base model is the same one."
+)
+
+
+def decision_title(model_id: str, description: str) -> str:
+    return f"Compression decision for {model_id}: {description}"
+
+
+def decision_notes(where: str, n_tokens: int, on_budget_chart: bool) -> tuple[str, ...]:
+    """The sentences under the decision report's title: what was measured where, what the chart shows, and how
+    to load the weights back."""
+    chart = (
+        "The chart: every setting the budget measured on the held-out passage, and this one."
+        if on_budget_chart
+        else "The chart: this setting only (the budget's settings were measured on the held-out passage)."
+    )
+    return (
+        f"Measured by running the compressed copy on {where} ({n_tokens} tokens) against the original on the "
+        f"same tokens. {chart}",
+        LOAD_BACK_SENTENCE,
+    )

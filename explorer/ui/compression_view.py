@@ -17,19 +17,23 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pandas as pd
 import streamlit as st
 
 from explorer.analysis import compression as comp
+from explorer.analysis import export
 from explorer.analysis import quantize as qz
 from explorer.analysis.lowrank import ASVD_ALPHA, METHOD_LABELS, METHODS, RIDGE
 from explorer.analysis.matrices import weight_matrices
 from explorer.errors import ExplorerError
 from explorer.figures.compression import make_matrix_error_figure, make_rank_allocation_figure
+from explorer.figures.quantization import make_tradeoff_figure
 from explorer.models.choice import ModelChoice
 from explorer.models.loading import LoadedModel
+from explorer.report.decision import decision_csv, decision_html
 from explorer.spectra.quantization import QuantScheme
 from explorer.ui import compression_cache as cc
 from explorer.ui import compression_text as words
@@ -53,6 +57,7 @@ FOLLOW_KEY = "compression_follow_answer"  # session: the free controls still fol
 FOLLOWED_KEY = "compression_followed"  # session: the widget values the page last set while following
 ROWS_KEY = "compression_budget_rows"  # session: the budget table's rows (plain dicts), for tests and exports
 FREE_KEY = "compression_free_setting"  # session: current_free_setting()'s dict
+DECISION_KEY = "compression_decision"  # session: the Decision the download buttons serve
 
 
 @dataclass(frozen=True)
@@ -426,6 +431,204 @@ def describe(result: FreeResult) -> str:
         f"{METHOD_LABELS[free.method]} factors of mean rank {mean_rank:.0f} in {stored} for {len(ranks)} "
         f"{groups} matrices"
     )
+
+
+# ------------------------------------------------------------------------------------------ the decision
+
+
+def compression_builder(model_key: ModelChoice, result: FreeResult) -> Callable[[], export.Compression]:
+    """A function that builds the free setting's exportable Compression from the objects the page measured it
+    with (its factorization and ranks, its scheme, its healed copy), so the written weights are what the card
+    measured. Looks them up now, in the script thread (they are ready: the card was measured); the returned
+    function does the work (quantizing, slicing factors) without Streamlit, when a download asks for it. Never
+    writes to the cached model."""
+    loaded = cached_model(model_key)
+    free = result.setting
+    scheme = qz.scheme_named(free.scheme) if free.scheme else None
+    if free.store == "bits":
+        return lambda: export.quantized(loaded, free.kinds, scheme)
+    if free.store == "residual":
+        return lambda: export.residual_split(loaded, free.kinds, scheme, share=free.rank.share)
+    fact = cc.factorization(model_key, free.method, free.kinds, free.calibration)
+    ranks = comp.choose_ranks(fact, free.rank)
+    if free.store == "factors":
+        return lambda: export.quantized_factors(loaded, fact, ranks, scheme)
+    if result.healed:
+        healed = qc.finished_healing(
+            model_key, free.method, free.kinds, free.calibration, free.rank, *free.heal
+        )
+        if healed is not None:  # the card showed the healed copy: export its own factors
+            return lambda: export.from_factored_model(loaded, healed.model, f"{free.method}, healed")
+        raise ExplorerError("The healing behind this card is no longer kept: run Heal again to export it.")
+    return lambda: export.lowrank(loaded, fact, ranks)
+
+
+def _metric_cells(quality: dict) -> dict:
+    """The two quality numbers of a Quality dict: perplexity and KL (causal LM), or embedding cosine and
+    similarity-ranking correlation (encoder)."""
+    names = ("perplexity", "kl") if quality["causal"] else ("embedding_cosine", "similarity_spearman")
+    return {name: quality[name] for name in names}
+
+
+def decision_rows(free: dict, description: str, fits: bool | None, budget_rows: list[dict]) -> list[dict]:
+    """The decision's table (its CSV and the report's "compared settings"): the free setting first, then every
+    budget row, each with its whole-model bytes and its two quality numbers as measured. fits: whether the free
+    setting is within the budget (None when measured on the sidebar text, not the budget's passage)."""
+    rows = [
+        {
+            "row": "this decision",
+            "series": free["store_label"],
+            "setting": description,
+            "measured on": EVAL_SOURCES[free["evaluation"]],
+            "tokens": free["n_tokens"],
+            "bytes_model": free["bytes_model"],
+            **_metric_cells(free["after"]),
+            "within budget": fits,
+        }
+    ]
+    rows += [
+        {
+            "row": "budget",
+            "series": r["series"],
+            "setting": r["setting"],
+            "measured on": EVAL_SOURCES["heldout"],
+            "tokens": r["quality"]["n_tokens"],
+            "bytes_model": r["bytes_model"],
+            **_metric_cells(r["quality"]),
+            "within budget": r["fits"],
+            "shipped grid": r["own_grid"],  # re-creates the weights' own grid: no cost by construction
+        }
+        for r in budget_rows
+    ]
+    return rows
+
+
+@dataclass(frozen=True, eq=False)
+class Decision:
+    """One measured free setting, ready to download: the report's title, notes, setting (name -> value) and
+    quality (export.quality_record: passage, tokens, each metric with its definition), the table's rows, the
+    size/quality chart with the chosen point, and how to build the compressed weights on ``base``. The three
+    downloads are methods (no arguments), so a download button can take them as deferred data."""
+
+    title: str
+    notes: tuple[str, ...]
+    setting: dict
+    quality: dict
+    rows: tuple[dict, ...]
+    figure: object  # plotly Figure
+    base: LoadedModel
+    build: Callable[[], export.Compression]
+    file_stem: str
+    manifest_setting: dict = field(default_factory=dict)
+
+    def csv(self) -> str:
+        return decision_csv(self.rows)
+
+    def html(self) -> str:
+        return decision_html(
+            self.figure,
+            self.rows,
+            title=self.title,
+            setting=self.setting,
+            quality=self.quality,
+            notes=self.notes,
+        )
+
+    def zip_bytes(self) -> bytes:
+        """The compressed weights and manifest as one .zip (export.export_zip); seconds on SmolLM2."""
+        return export.export_zip(
+            self.build(), base=self.base, setting=self.manifest_setting, quality=self.quality
+        )
+
+
+def decision_of(
+    model_key: ModelChoice,
+    result: FreeResult,
+    evalset: comp.EvalSet,
+    eval_text: str,
+    state: BudgetState,
+    budget_line: tuple[float, str] | None,
+) -> Decision:
+    """The free result as a Decision. Cheap: nothing is quantized or rendered until a download asks."""
+    loaded = cached_model(model_key)
+    free = current_free_setting(result)
+    description = describe(result)
+    heldout = result.setting.eval_source == "heldout"
+    where = "the shipped held-out passage" if heldout else "the sidebar text"
+    quality = export.quality_record(result.before, result.after, evalset, eval_text, where)
+    # The budget's points were measured on the held-out passage: the chosen point joins them only when it was too.
+    on_chart = heldout and bool(state.all_points)
+    figure = make_tradeoff_figure(
+        state.all_points if on_chart else [],
+        original=state.original if on_chart else result.before,
+        original_bytes=result.bytes_original,
+        budget_line=budget_line if on_chart else None,
+        current=qz.TradeoffPoint("this decision", description, result.bytes_model, result.after),
+        measured_on=where,
+    )
+    fits = state.budget.fits(result.before, result.after) if heldout else None
+    rows = decision_rows(free, description, fits, st.session_state.get(ROWS_KEY, []))
+    setting = {"model": loaded.id, "decision": description}
+    # Settings that do not apply to this store are None: left out of the report (the manifest keeps them).
+    setting |= {
+        k: v for k, v in free.items() if k not in ("before", "after", "store_label") and v is not None
+    }
+    return Decision(
+        title=words.decision_title(loaded.id, description),
+        notes=words.decision_notes(where, result.n_tokens, on_chart),
+        setting=setting,
+        quality=quality,
+        rows=tuple(rows),
+        figure=figure,
+        base=loaded,
+        build=compression_builder(model_key, result),
+        file_stem=f"compression_decision_{re.sub(r'[^A-Za-z0-9.-]+', '_', loaded.id)}_{free['scheme'] or free['method']}",
+        manifest_setting={**free, "decision": description},
+    )
+
+
+def draw_downloads(decision: Decision) -> None:
+    """The three downloads of a decision. The report and the weights are built on click (deferred data: the
+    report inlines plotly.js, ~5 MB; the weights take seconds), never on the way to the page's first draw."""
+    st.session_state[DECISION_KEY] = decision
+    st.markdown("**Download this decision**")
+    left, middle, right = st.columns(3)
+    left.download_button(
+        "Report (HTML)",
+        decision.html,
+        file_name=f"{decision.file_stem}.html",
+        mime="text/html",
+        key="compression_decision_html",
+        on_click="ignore",
+        icon=":material/description:",
+        width="stretch",
+        help="One page that opens offline: the chart with this setting, the setting, the measured quality and "
+        "how it was measured, and every setting the budget compared.",
+    )
+    middle.download_button(
+        "Table (CSV)",
+        decision.csv(),
+        file_name=f"{decision.file_stem}.csv",
+        mime="text/csv",
+        key="compression_decision_csv",
+        on_click="ignore",
+        icon=":material/table:",
+        width="stretch",
+        help="This setting and every budget row: whole-model bytes and the measured quality.",
+    )
+    right.download_button(
+        "Compressed weights (.zip)",
+        decision.zip_bytes,
+        file_name=f"{decision.file_stem}.zip",
+        mime="application/zip",
+        key="compression_decision_zip",
+        on_click="ignore",
+        icon=":material/download:",
+        width="stretch",
+        help="compressed.safetensors (only the changed matrices, as measured) and a JSON manifest (base model, "
+        "setting, measured quality). Built when you click: seconds on a big model.",
+    )
+    st.caption(words.LOAD_BACK_SENTENCE)
 
 
 # ------------------------------------------------------------------------------------------ the budget's jobs
