@@ -17,12 +17,18 @@ import torch
 
 from explorer.analysis.compression import (
     BYTES_PER_PARAM,
+    BudgetAnswer,
     EvalSet,
     Quality,
     QualityBudget,
+    RankSetting,
     Reference,
     SweepPoint,
+    budget_answers,
+    choose_ranks,
     evaluate,
+    overall_best,
+    overall_closest,
 )
 from explorer.analysis.lowrank import Factorization
 from explorer.analysis.matrices import weight_matrices
@@ -36,6 +42,8 @@ from explorer.analysis.surgery import (
 from explorer.labels import LOWRANK_METHOD_LABELS
 from explorer.models.loading import LoadedModel
 from explorer.spectra.quantization import (
+    INT4_SCHEMES,
+    INT8,
     QuantScheme,
     energy_rank_of,
     fake_quantize,
@@ -365,3 +373,99 @@ def answers_by_series(
             closest = None if closest is None else replace(closest, on_own_grid=True)
         out.append(SeriesAnswer(name, best, closest, len(members), own))
     return out
+
+
+# ------------------------------------------------------------------------ the budget's fewer-bits points
+
+# What "fewer bits" measures beside the low-rank sweep, on the page and in the report alike.
+FEWER_BITS_SCHEMES = (INT8, *INT4_SCHEMES)
+RESIDUAL_SCHEME = QuantScheme(4, 32)
+RESIDUAL_SHARES = (
+    0.1,
+    0.25,
+)  # of the dense parameters kept as fp16 top directions, on top of the 4-bit residual
+FACTOR_SHARES = (0.95, 0.8, 0.5)  # SVD-LLM at these shares of break-even rank, each factor in int8
+FEWER_BITS_STEPS = len(FEWER_BITS_SCHEMES) + len(RESIDUAL_SHARES) + len(FACTOR_SHARES)
+
+
+def fewer_bits_points(
+    loaded: LoadedModel,
+    kinds: tuple[str, ...],
+    evalset: EvalSet,
+    ref: Reference,
+    svdllm: Callable[[], Factorization],
+    *,
+    progress: Callable[[float, str], None] | None = None,
+    publish: Callable[[TradeoffPoint], None] | None = None,
+) -> list[TradeoffPoint]:
+    """Every fewer-bits point the budget weighs, measured on ``evalset``: int8 per row, 4-bit in groups of
+    32/64/128 (with and without an offset), the top directions at fp16 with a 4-bit residual, and SVD-LLM factors
+    in int8 (``svdllm()`` gives the factors; called only when they are needed). ``publish`` sees each point as it
+    is measured; ``progress(fraction, message)`` before each."""
+    points: list[TradeoffPoint] = []
+
+    def add(point: TradeoffPoint) -> None:
+        points.append(point)
+        if publish is not None:
+            publish(point)
+
+    def step(message: str) -> None:
+        if progress is not None:
+            progress(len(points) / FEWER_BITS_STEPS, message)
+
+    for scheme in FEWER_BITS_SCHEMES:
+        step(series_name(scheme))
+        add(tradeoff_point(loaded, quantize_weights(loaded, kinds, scheme, evalset, ref), scheme))
+    for share in RESIDUAL_SHARES:
+        step(f"top directions ({share:.0%}) + 4-bit residual")
+        out = residual_split_weights(loaded, kinds, RESIDUAL_SCHEME, evalset, ref, share=share)
+        recipe = Recipe("residual", "svd", share, "uniform", RESIDUAL_SCHEME.name)
+        add(TradeoffPoint("top directions fp16 + 4-bit residual", f"{out.method}, {share:.0%} at fp16",
+                          out.bytes_model, out.after, recipe=recipe))  # fmt: skip
+    fact = svdllm()
+    for share in FACTOR_SHARES:
+        step(f"SVD-LLM factors at {share:.0%}, in int8")
+        ranks = choose_ranks(fact, RankSetting(mode="share", share=share))
+        out = quantize_factored_weights(loaded, fact, ranks, INT8, evalset, ref)
+        recipe = Recipe("factors", "svdllm", share, "uniform", INT8.name)
+        add(TradeoffPoint("SVD-LLM factors in int8", f"SVD-LLM {share:.0%} of break-even, int8 factors",
+                          out.bytes_model, out.after, recipe=recipe))  # fmt: skip
+    return points
+
+
+@dataclass(frozen=True)
+class BudgetDecision:
+    """The budget's two answers, as the page and the report give them.
+
+    overall / overall_closest: the smallest point within the budget over every method (low rank, fewer bits,
+    both, healed), or the point of the smallest loss when none fits; lowrank / lowrank_closest: the same over
+    low rank alone (``BudgetAnswer`` of the method and allocation that wins); answers: each low-rank method and
+    allocation's own answer."""
+
+    overall: TradeoffPoint | None
+    overall_closest: TradeoffPoint | None
+    lowrank: BudgetAnswer | None
+    lowrank_closest: BudgetAnswer | None
+    answers: tuple[BudgetAnswer, ...]
+
+    @property
+    def lowrank_point(self) -> SweepPoint | None:
+        """The low-rank answer's point: the best within the budget, else the closest."""
+        if self.lowrank is not None:
+            return self.lowrank.best
+        return None if self.lowrank_closest is None else self.lowrank_closest.closest
+
+
+def decide(
+    sweep_points: list[SweepPoint],
+    other_points: list[TradeoffPoint],
+    before: Quality,
+    budget: QualityBudget,
+    methods,
+) -> BudgetDecision:
+    """Both answers of the budget from the measured points: ``sweep_points`` (low rank) and ``other_points``
+    (fewer bits, both, healed, already on the bytes/quality chart)."""
+    answers = budget_answers(sweep_points, before, budget, methods)
+    every = [from_sweep_point(p) for p in sweep_points] + list(other_points)
+    overall, closest = smallest_within(every, before, budget)
+    return BudgetDecision(overall, closest, overall_best(answers), overall_closest(answers), answers)

@@ -12,10 +12,13 @@ metrics.json gains
   ``calib_output_error`` is sum ||(W - W_k) X^T||^2 / sum ||W X^T||^2 over the compressed matrices on the
   calibration activations X. The sweep keeps 95, 90, 80, 70, 50 and 25 % of the compressed groups' parameters,
   for the three methods with uniform ranks and SVD-LLM with allocated ranks too.
-- ``"compression_budget"``: ``{"budget", "limit", "description", "original", "best", "closest"}``: the budget
-  (causal LM: perplexity at most +10 % over the original on the report's text; encoder: mean embedding cosine to
-  the original at least 0.99), the row with the fewest parameters within it (null if none) and the row of the
-  smallest quality loss (what to show when nothing fits).
+- ``"compression_budget"``: the budget (causal LM: perplexity at most +10 % over the original on the report's
+  text; encoder: mean embedding cosine to the original at least 0.99) and its two answers, as the app's
+  compression page gives them (both from ``quantize.decide``): ``"best"`` / ``"closest"``: low rank alone, the
+  sweep row with the fewest parameters within the budget (null if none) and the row of the smallest quality loss
+  (what to show when nothing fits); ``"overall"`` / ``"overall_closest"``: across every method (low rank, int8,
+  4-bit by group with or without an offset, top directions + 4-bit residual, SVD-LLM factors in int8:
+  ``quantize.fewer_bits_points``, the page's set), ``{"series", "setting", "bytes", <quality keys>}``.
 
 The list also holds the quantization rows (``explorer/report/quantization.py`` describes them); they carry no
 ``"allocation"``. report.html gains the Pareto chart and the tables. Factors come from the disk store when an earlier run (or the
@@ -27,21 +30,29 @@ from __future__ import annotations
 import html
 
 from explorer.analysis import compression as comp
+from explorer.analysis import quantize as qz
 from explorer.analysis.lowrank import METHOD_LABELS, METHODS
 from explorer.errors import ExplorerError
 from explorer.figures.compression import make_pareto_figure
 from explorer.models import Capture, LoadedModel
-from explorer.report.quantization import quantization_records
+from explorer.report.quantization import quality_record, quantization_records
 from explorer.report.section import ReportSection
 
 GREEDY_METHODS = ("svdllm",)
 
 
-def budget_summary(points: list[comp.SweepPoint], records: list[dict], original: comp.Quality) -> dict:
+def budget_summary(
+    points: list[comp.SweepPoint],
+    records: list[dict],
+    fewer_bits: list[qz.TradeoffPoint],
+    original: comp.Quality,
+) -> dict:
     """metrics.json's ``compression_budget`` (see the module docstring)."""
     budget = comp.QualityBudget()
-    best, closest = comp.within_budget(points, original, budget)
+    decision = qz.decide(points, fewer_bits, original, budget, METHODS)
     row = {id(p): r for p, r in zip(points, records, strict=True)}
+    best = None if decision.lowrank is None else decision.lowrank.best
+    closest = None if decision.lowrank_closest is None else decision.lowrank_closest.closest
     return {
         "budget": "perplexity_increase" if original.causal else "embedding_cosine",
         "limit": budget.perplexity_increase if original.causal else budget.min_cosine,
@@ -49,6 +60,19 @@ def budget_summary(points: list[comp.SweepPoint], records: list[dict], original:
         "original": original.headline,
         "best": None if best is None else row[id(best)],
         "closest": None if closest is None else row[id(closest)],
+        "overall": _point_record(decision.overall),
+        "overall_closest": _point_record(decision.overall_closest),
+    }
+
+
+def _point_record(point: qz.TradeoffPoint | None) -> dict | None:
+    if point is None:
+        return None
+    return {
+        "series": point.series,
+        "setting": point.setting,
+        "bytes": point.bytes_model,
+        **quality_record(point.quality),
     }
 
 
@@ -66,7 +90,8 @@ def compression_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
     n_tokens = facts[METHODS[0]].calibration_tokens
     points = comp.sweep(loaded, facts, evalset, ref, comp.KEPT_SHARES, greedy=GREEDY_METHODS)
     records = comp.sweep_records(points, kinds)
-    budget = budget_summary(points, records, ref.quality)
+    fewer_bits = qz.fewer_bits_points(loaded, kinds, evalset, ref, lambda: facts["svdllm"])
+    budget = budget_summary(points, records, fewer_bits, ref.quality)
     quantized = quantization_records(loaded, kinds, facts["svdllm"], evalset, ref)
     fig = make_pareto_figure(
         points, original=ref.quality, break_even=comp.break_even_by_kind(facts[METHODS[0]])
@@ -98,6 +123,14 @@ def compression_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
             f"closest is {html.escape(METHOD_LABELS[closest['method']])} ({closest['allocation']} ranks) "
             f"keeping {closest['group_params_kept'] / closest['group_params_total']:.0%} of the groups' "
             f"parameters: {quality.replace('_', ' ')} {closest[quality]:.4g}."
+        )
+    overall = budget["overall"] or budget["overall_closest"]
+    if overall is not None:
+        fits = budget["overall"] is not None
+        answer = (
+            f"Across every method, {'the smallest model within the budget' if fits else 'nothing fits; the closest'}"
+            f": {html.escape(overall['setting'])} ({html.escape(overall['series'])}), {overall['bytes'] / 1e6:.0f} MB"
+            f", {quality.replace('_', ' ')} {overall[quality]:.4g}. Low rank alone: " + answer
         )
     text = (
         f"<p><b>{answer}</b></p>"

@@ -31,7 +31,8 @@ COMBINED_SHARE = 0.5  # of each matrix's break-even rank, as the sweep's 50 % po
 HEAL_STEPS = 20
 
 
-def _quality(q: comp.Quality) -> dict:
+def quality_record(q: comp.Quality) -> dict:
+    """The quality keys of a row: perplexity and KL (causal) or cosine and Spearman (encoder), and latency."""
     if q.causal:
         return {"perplexity": q.perplexity, "kl": q.kl, "latency_ms": q.latency_ms}
     return {
@@ -49,7 +50,7 @@ def outcome_record(outcome: qz.QuantOutcome) -> dict:
         "group_bytes": outcome.bytes_chosen,
         "group_bytes_fp16": outcome.bytes_chosen_fp16,
         "weight_error": outcome.weight_error,
-        **_quality(outcome.after),
+        **quality_record(outcome.after),
     }
     if outcome.ranks:
         row["ranks"] = dict(outcome.ranks)
@@ -82,7 +83,7 @@ def quantization_records(
             "bytes": qz.model_fp16_bytes(loaded) - dense_bytes + factor_bytes,
             "group_bytes": factor_bytes,
             "group_bytes_fp16": dense_bytes,
-            **_quality(run.after),
+            **quality_record(run.after),
             "healing": {
                 "steps": run.steps,
                 "lr": run.lr,
@@ -93,7 +94,7 @@ def quantization_records(
                 "objective": run.objective,
                 "calibration_before": run.calibration_before,
                 "calibration_after": run.calibration_after,
-                "quality_before": _quality(run.before),
+                "quality_before": quality_record(run.before),
             },
         }
     )

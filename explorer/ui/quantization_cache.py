@@ -18,18 +18,9 @@ from explorer.analysis import compression as comp
 from explorer.analysis import healing
 from explorer.analysis import quantize as qz
 from explorer.models.choice import ModelChoice
-from explorer.spectra.quantization import INT4_SCHEMES, INT8, QuantScheme
 from explorer.ui import compression_cache as cc
 from explorer.ui import jobs
 from explorer.ui.cache import cached_model
-
-SCHEMES = (INT8, *INT4_SCHEMES)
-RESIDUAL_SCHEME = QuantScheme(4, 32)
-RESIDUAL_SHARES = (
-    0.1,
-    0.25,
-)  # of the dense parameters kept as fp16 top directions, on top of the 4-bit residual
-FACTOR_SHARES = (0.95, 0.8, 0.5)  # SVD-LLM at these shares of break-even rank, each factor in int8
 
 
 @dataclass(frozen=True)
@@ -53,41 +44,22 @@ def comparison_job(model_key: ModelChoice, kinds: tuple[str, ...], calibration: 
     """The fewer-bits comparison for these groups (started if needed); ``job.partial`` holds TradeoffPoints."""
     loaded = cached_model(model_key)
     evalset = cc.budget_evalset(model_key)
-    plan = len(SCHEMES) + len(RESIDUAL_SHARES) + len(FACTOR_SHARES)
     path = cc.measured_path("fewer-bits", model_key, kinds, calibration,
-                            schemes=[s.name for s in SCHEMES], residual=[RESIDUAL_SCHEME.name, *RESIDUAL_SHARES],
-                            factor_shares=list(FACTOR_SHARES), layout="recipe")  # fmt: skip
+                            schemes=[s.name for s in qz.FEWER_BITS_SCHEMES],
+                            residual=[qz.RESIDUAL_SCHEME.name, *qz.RESIDUAL_SHARES],
+                            factor_shares=list(qz.FACTOR_SHARES), layout="recipe")  # fmt: skip
 
     def work(job: jobs.Job):
         ref = cc.heldout_reference(loaded, model_key, evalset)
-        points, step = [], 0
 
-        def add(point: qz.TradeoffPoint):
-            nonlocal step
-            points.append(point)
-            job.publish(point)
-            step += 1
+        def svdllm():
+            factor_job = cc.factorization_job(model_key, "svdllm", kinds, calibration)
+            jobs.follow(factor_job, None)
+            return factor_job.value()
 
-        for scheme in SCHEMES:
-            job.report(step / plan, f"{qz.series_name(scheme)}")
-            add(qz.tradeoff_point(loaded, qz.quantize_weights(loaded, kinds, scheme, evalset, ref), scheme))
-        for share in RESIDUAL_SHARES:
-            job.report(step / plan, f"top directions ({share:.0%}) + 4-bit residual")
-            out = qz.residual_split_weights(loaded, kinds, RESIDUAL_SCHEME, evalset, ref, share=share)
-            recipe = qz.Recipe("residual", "svd", share, "uniform", RESIDUAL_SCHEME.name)
-            add(qz.TradeoffPoint("top directions fp16 + 4-bit residual", f"{out.method}, {share:.0%} at fp16",
-                                 out.bytes_model, out.after, recipe=recipe))  # fmt: skip
-        factor_job = cc.factorization_job(model_key, "svdllm", kinds, calibration)
-        jobs.follow(factor_job, None)
-        fact = factor_job.value()
-        for share in FACTOR_SHARES:
-            job.report(step / plan, f"SVD-LLM factors at {share:.0%}, in int8")
-            ranks = comp.choose_ranks(fact, comp.RankSetting(mode="share", share=share))
-            out = qz.quantize_factored_weights(loaded, fact, ranks, INT8, evalset, ref)
-            recipe = qz.Recipe("factors", "svdllm", share, "uniform", INT8.name)
-            add(qz.TradeoffPoint("SVD-LLM factors in int8", f"SVD-LLM {share:.0%} of break-even, int8 factors",
-                                 out.bytes_model, out.after, recipe=recipe))  # fmt: skip
-        return points
+        return qz.fewer_bits_points(
+            loaded, kinds, evalset, ref, svdllm, progress=job.report, publish=job.publish
+        )
 
     key = (model_key, kinds, calibration.key(), cc.BUDGET_TOKENS)
     return cc.submit_stored(_quant_board(), key, work, "fewer bits", path, qz.TradeoffPoint)
