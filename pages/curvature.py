@@ -14,7 +14,7 @@ from explorer.ui import curvature_cache as cc
 from explorer.ui import curvature_text as words
 from explorer.ui import jobs
 from explorer.ui.session import require_model, selection
-from explorer.ui.state import Choice, Float, Int, PageState, link_value
+from explorer.ui.state import Choice, Float, Int, PageState
 
 OPERATORS = {"hessian": "Hessian", "gauss-newton": "Gauss-Newton"}
 TRACE_METHODS = {"hutchinson": "Hutchinson", "hutch++": "Hutch++"}
@@ -50,7 +50,13 @@ n_layers = loaded.card.n_layers
 middle_mlp = f"layer:{n_layers // 2}:mlp"
 
 PAGE = PageState("curvature")
-BLOCK = Choice("block", middle_mlp if middle_mlp in choices else "all", choices)
+BLOCK = Choice(
+    "block",
+    middle_mlp if middle_mlp in choices else "all",
+    choices,
+    hint=f"{loaded.id} has layers 0-{n_layers - 1}; blocks look like all, embeddings, layer:3, "
+    "layer:3:attention, layer:3:mlp or param:<parameter name>",
+)
 OPERATOR = Choice("op", "hessian", OPERATORS)
 K = Int("k", 3, 1, 10)
 TRACE = Choice("trace", "hutchinson", TRACE_METHODS)
@@ -65,18 +71,9 @@ ETA = Float("eta", 0.1, ETAS[0], ETA_MAX)
 
 st.markdown(f"**Loss.** {spec.description} At the loaded weights it is **{loss:.4f}** nats.")
 
-requested = link_value("block")
-if requested is not None and requested not in choices:
-    st.warning(
-        f"This model ({loaded.id}, {n_layers} layers) has no parameter block '{requested}': showing "
-        f"{choices[BLOCK.default]} instead. Blocks look like all, embeddings, layer:3, layer:3:attention, "
-        "layer:3:mlp or param:<parameter name>.",
-        icon=":material/warning:",
-    )
-
 
 def _whole_model() -> None:
-    st.session_state[PAGE.key(BLOCK)] = "all"
+    PAGE.set(BLOCK, "all")
 
 
 left, mid, right = st.columns([2.2, 1.2, 1.6], gap="medium")
@@ -291,7 +288,7 @@ grid_section()
 
 
 def _eta_past(lambda_max: float) -> None:
-    st.session_state[PAGE.key(ETA)] = min(words.eta_just_past(lambda_max), ETA_MAX)
+    PAGE.set(ETA, min(words.eta_just_past(lambda_max), ETA_MAX))
 
 
 @st.fragment

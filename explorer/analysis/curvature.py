@@ -32,7 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from explorer import tasks
 from explorer.analysis.matrices import weight_matrices
+from explorer.analysis.surgery import structural_copy
 from explorer.errors import ExplorerError, InputError
 from explorer.models import LoadedModel
 from explorer.models.anatomy import anatomy_of
@@ -60,20 +62,6 @@ MNRL_SCALE = 20.0
 DEFAULT_MAX_TOKENS = 128
 KINDS = ("hessian", "gauss-newton")
 LAYER_PARTS = ("attention", "mlp")
-
-
-def _structural_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A new module tree sharing every parameter and buffer of ``model`` (nothing copied or written)."""
-    memo = {id(t): t for t in model.parameters()}
-    memo.update({id(t): t for t in model.buffers()})
-    return copy.deepcopy(model, memo)
-
-
-def _sub(fraction_start: float, fraction_end: float, progress: Progress | None) -> Progress | None:
-    """A progress callback for a sub-task spanning [start, end] of the caller's range."""
-    if progress is None:
-        return None
-    return lambda f, msg: progress(fraction_start + (fraction_end - fraction_start) * f, msg)
 
 
 # ------------------------------------------------------------------------------------------------- loss
@@ -300,7 +288,7 @@ class CurvatureOperator:
         self.block = block
         self.spec = spec
         params = dict(model.named_parameters())
-        self._shell = _structural_copy(model)
+        self._shell = structural_copy(model)
         self.theta = [params[n].detach().requires_grad_(True) for n in block.names]
         self.shapes = [p.shape for p in self.theta]
         self.numels = [p.numel() for p in self.theta]
@@ -536,10 +524,12 @@ def curvature_summary(
     """Top-k eigenvalues, trace and spectral density of one block, on one retained graph."""
     chosen = select_block(model, block)
     op = CurvatureOperator(model, spec, chosen, kind)
-    eigen = top_eigen(op, model, k, max_matvec=max_matvec, progress=_sub(0.0, 0.5, progress), cancel=cancel)
-    trace = block_trace(op, trace_probes, progress=_sub(0.5, 0.8, progress), cancel=cancel)
+    eigen = top_eigen(
+        op, model, k, max_matvec=max_matvec, progress=tasks.forward(progress, 0.0, 0.5), cancel=cancel
+    )
+    trace = block_trace(op, trace_probes, progress=tasks.forward(progress, 0.5, 0.8), cancel=cancel)
     density = block_density(
-        op, density_probes, density_steps, progress=_sub(0.8, 1.0, progress), cancel=cancel
+        op, density_probes, density_steps, progress=tasks.forward(progress, 0.8, 1.0), cancel=cancel
     )
     return CurvatureSummary(
         op.loss, spec.n_tokens, block, chosen.n_params, kind, eigen, trace, density, spec.description
@@ -613,11 +603,11 @@ def curvature_grid(
             mid = (start + end) / 2
             res = lanczos_top_k(
                 op, op.n, 1, tol=tol, max_matvec=max_matvec, v0=start_into(op), dtype=op.dtype,
-                device=op.device, progress=_sub(start, mid, progress), cancel=cancel,
+                device=op.device, progress=tasks.forward(progress, start, mid), cancel=cancel,
             )  # fmt: skip
             trace = hutchinson_trace(
                 op, op.n, trace_probes, dtype=op.dtype, device=op.device,
-                progress=_sub(mid, end, progress), cancel=cancel,
+                progress=tasks.forward(progress, mid, end), cancel=cancel,
             )  # fmt: skip
             lam[i, j], tr[i, j], se[i, j] = res.eigenvalues[0], trace.trace, trace.stderr
             sizes[i, j] = block.n_params
@@ -726,7 +716,7 @@ def train_what_if(
             break
         res = lanczos_top_k(
             op, op.n, 1, tol=tol, max_matvec=max_matvec, v0=start_into(op) if vector is None else vector,
-            dtype=op.dtype, device=op.device, return_vectors=True, progress=_sub(start, end, progress),
+            dtype=op.dtype, device=op.device, return_vectors=True, progress=tasks.forward(progress, start, end),
             cancel=cancel,
         )  # fmt: skip
         vector = res.eigenvectors[0]

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from explorer import tasks
 from explorer.analysis import curvature as C
 from explorer.errors import InputError
 from explorer.models.choice import ModelChoice
@@ -251,10 +252,6 @@ def eigenvector_mass(op: C.CurvatureOperator, model, vectors) -> tuple[tuple[str
     return tuple(op.block.names), mass / mass.sum(0, keepdims=True)
 
 
-def _forward(job: jobs.Job, start: float, end: float):
-    return lambda fraction, message: job.report(start + (end - start) * fraction, message)
-
-
 def block_job(model_key: ModelChoice, text: str, max_tokens: int, settings: BlockSettings) -> jobs.Job:
     """The job analysing one block: started (or found) on the shared board, read from disk when a previous
     process computed it. Partial results: ("eigen", TopEigen), then ("trace", TraceEstimate)."""
@@ -272,16 +269,18 @@ def block_job(model_key: ModelChoice, text: str, max_tokens: int, settings: Bloc
         job.report(0.0, f"Building the {s.kind} operator of {chosen.label} ({chosen.n_params:,} parameters)")
         op = C.CurvatureOperator(model, spec, chosen, s.kind)
         cancel = lambda: job.cancelled  # noqa: E731
-        res = C.top_eigenpairs(op, s.k, max_matvec=s.max_matvec, progress=_forward(job, 0.02, 0.5),
+        res = C.top_eigenpairs(op, s.k, max_matvec=s.max_matvec, progress=tasks.forward(job.report, 0.02, 0.5),
                                cancel=cancel)  # fmt: skip
         groups, mass = eigenvector_mass(op, model, res.eigenvectors)
         eigen = C.TopEigen(res.eigenvalues, res.residual_norms, res.history_ritz, res.history_residuals,
                            res.n_matvec, res.converged, groups, mass)  # fmt: skip
         del res
         job.publish(("eigen", eigen))
-        trace = C.block_trace(op, s.probes, s.trace_method, progress=_forward(job, 0.5, 0.75), cancel=cancel)
+        trace = C.block_trace(
+            op, s.probes, s.trace_method, progress=tasks.forward(job.report, 0.5, 0.75), cancel=cancel
+        )
         job.publish(("trace", trace))
-        density = C.block_density(op, DENSITY_PROBES, s.density_steps, progress=_forward(job, 0.75, 1.0),
+        density = C.block_density(op, DENSITY_PROBES, s.density_steps, progress=tasks.forward(job.report, 0.75, 1.0),
                                   cancel=cancel)  # fmt: skip
         result = C.CurvatureSummary(op.loss, spec.n_tokens, s.block, chosen.n_params, s.kind, eigen, trace,
                                     density, spec.description)  # fmt: skip
@@ -362,7 +361,7 @@ def grid_job(model_key: ModelChoice, text: str, max_tokens: int, kind: str) -> j
             row = C.curvature_grid(
                 loaded.model, spec, kind=kind, trace_probes=GRID_PROBES, tol=GRID_TOL,
                 max_matvec=GRID_MAX_MATVEC, layers=[layer],
-                progress=_forward(job, layer / n_layers, (layer + 1) / n_layers), cancel=lambda: job.cancelled,
+                progress=tasks.forward(job.report, layer / n_layers, (layer + 1) / n_layers), cancel=lambda: job.cancelled,
             )  # fmt: skip
             rows.append(row)
             job.publish(row)

@@ -257,8 +257,12 @@ def test_nonsense_link_params_fall_back_with_a_message_for_the_block():
         probes="NaN", train_on="moon", opt="sgd", steps="0", eta="fast",
     )  # fmt: skip
     assert_page_ok(at)
-    warnings = [w.value for w in at.warning]
-    assert any("no parameter block 'layer:99:mlp'" in w and "Layer 1 MLP" in w for w in warnings), warnings
+    notices = [i.value for i in at.info if i.value.startswith("Link:")]
+    assert len(notices) == 1, notices  # the block named in the one link notice, the same way as on every page
+    assert (
+        "block 'layer:99:mlp' is not a choice here; showing layer:1:mlp (tiny-gpt2 has layers 0-1;"
+        in notices[0]
+    )
     state = at.session_state
     assert (state["curvature_block"], state["curvature_op"], state["curvature_k"]) == (
         "layer:1:mlp",
