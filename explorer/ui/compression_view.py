@@ -726,11 +726,13 @@ def measure_budget(
         points = list(stopped_state[1])
     else:
         points = cc.sweep_points(job) if job is not None and not job.failed else []
-    answers = comp.budget_answers(points, original, budget, methods)
-    best, closest = comp.overall_best(answers), comp.overall_closest(answers)
-    chosen = best.best if best is not None else (closest.closest if closest is not None else None)
+    # The budget's answers come from quantize.decide, the function the report uses too: low rank alone first
+    # (healing starts from its answer), then across every method with the healed point, once there is one.
+    lowrank = qz.decide(points, [], original, budget, methods)
+    answers, best, closest = lowrank.answers, lowrank.lowrank, lowrank.lowrank_closest
+    chosen = lowrank.lowrank_point
 
-    all_points = [qz.from_sweep_point(p) for p in points] + quant_points
+    others = list(quant_points)
     heal_args = None
     if (
         chosen is not None
@@ -743,7 +745,7 @@ def measure_budget(
             recipe = dataclasses.replace(
                 qz.from_sweep_point(chosen).recipe, heal_steps=int(heal[0]), heal_lr=float(heal[1])
             )
-            all_points.append(
+            others.append(
                 qz.TradeoffPoint(
                     "healed low rank",
                     f"{qz.from_sweep_point(chosen).setting}, healed ({run.steps} steps)",
@@ -752,7 +754,9 @@ def measure_budget(
                     recipe=recipe,
                 )
             )
-    overall, overall_closest = qz.smallest_within(all_points, original, budget)
+    decision = qz.decide(points, others, original, budget, methods)
+    overall, overall_closest = decision.overall, decision.overall_closest
+    all_points = [qz.from_sweep_point(p) for p in points] + others
     rows = budget_rows(all_points, original, budget)
     publish_rows(rows, original, budget)
     return BudgetState(
