@@ -234,29 +234,37 @@ def embedding_view() -> None:
 # Semantic directions
 
 
-def _load_preset() -> None:
-    preset = st.session_state.directions_preset
-    st.session_state.directions_pairs = wordlists.preset_pairs_text(preset)
-    st.session_state.directions_targets = wordlists.preset_targets_text(preset)
-
-
-@st.fragment
-def directions_view() -> None:
-    methods = [m for m in word_vectors.METHODS if not (m == "sentence" and loaded.causal)]
-    preset = PAGE.bind(PRESET)
-    pairs_setting = Text(
+def _text_settings(preset: str) -> tuple[Text, Text]:
+    """The word-pair and target-word boxes, whose defaults are the preset's lists."""
+    pairs = Text(
         "pairs",
         wordlists.preset_pairs_text(preset),
         from_link=wordlists.pairs_from_param,
         to_link=_pairs_to_link,
     )
-    targets_setting = Text(
+    targets = Text(
         "words",
         wordlists.preset_targets_text(preset),
         from_link=wordlists.words_from_param,
         to_link=_words_to_link,
         key="targets",
     )
+    return pairs, targets
+
+
+def _load_preset() -> None:
+    # The picker's callback runs before the script: fill both boxes with the chosen preset's lists.
+    preset = PAGE.bind(PRESET)
+    pairs, targets = _text_settings(preset)
+    PAGE.set(pairs, pairs.default)
+    PAGE.set(targets, targets.default)
+
+
+@st.fragment
+def directions_view() -> None:
+    methods = [m for m in word_vectors.METHODS if not (m == "sentence" and loaded.causal)]
+    preset = PAGE.bind(PRESET)
+    pairs_setting, targets_setting = _text_settings(preset)
 
     cols = st.columns([2, 3])
     PAGE.selectbox(
