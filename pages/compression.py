@@ -48,17 +48,8 @@ ctl = view.controls(shapes, causal)
 PAGE = ctl.page
 
 
-def chosen_groups() -> tuple[str, ...]:
-    """The ticked groups before their checkboxes are drawn (the budget view above them measures them): the
-    boxes' own state once they exist, else the setting (link, memory or default)."""
-    keys = {kind: f"{PAGE.key(ctl.groups)}_{kind}" for kind in ctl.groups.choices}
-    if all(key in st.session_state for key in keys.values()):
-        return tuple(kind for kind, key in keys.items() if st.session_state[key])
-    return tuple(PAGE.bind(ctl.groups))
-
-
-# Read before the budget view: it measures the chosen groups with the chosen calibration.
-kinds = chosen_groups()
+# Read before the budget view: it measures the chosen groups (ticked below) with the chosen calibration.
+kinds = PAGE.ticked(ctl.groups)
 calib = PAGE.bind(ctl.calibration)
 kinds_key = tuple(k for k in shapes if k in kinds)
 calibration = cc.Calibration(calib, sel.text, sel.max_tokens) if calib == "text" else cc.Calibration()

@@ -671,9 +671,20 @@ class PageState:
         value = self.bind(setting)
         return where.checkbox(label, bool(value), key=self.key(setting), **kw)
 
+    def _box_keys(self, setting: Setting) -> dict:
+        return {choice: f"{self.key(setting)}_{choice}" for choice in setting.choices}
+
+    def ticked(self, setting: Setting) -> tuple:
+        """A Subset's ticked choices before its checkboxes are drawn (a view above them uses them): the boxes'
+        own state once they exist, else the setting's value (link, memory or default)."""
+        keys = self._box_keys(setting)
+        if all(key in st.session_state for key in keys.values()):
+            return tuple(choice for choice, key in keys.items() if st.session_state[key])
+        return tuple(self.bind(setting))
+
     def checkboxes(self, setting: Setting, label: Callable[[Any], str], *, where=st, **kw) -> list:
         """One checkbox per choice of a Subset setting (keys ``<page>_<key>_<choice>``); returns the ticked."""
-        keys = {choice: f"{self.key(setting)}_{choice}" for choice in setting.choices}
+        keys = self._box_keys(setting)
         if all(key in st.session_state for key in keys.values()):  # the boxes' own state is the widget value
             st.session_state[self.key(setting)] = tuple(c for c, key in keys.items() if st.session_state[key])
         value = self.bind(setting)
