@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from explorer.paths import cache_dir
@@ -110,6 +110,8 @@ def cap_bytes() -> int:
         mb = float(raw) if raw else DEFAULT_CAP_MB
     except ValueError:
         mb = DEFAULT_CAP_MB
+    if not math.isfinite(mb):  # "nan" or "inf" parse as floats but name no size
+        mb = DEFAULT_CAP_MB
     return max(int(mb * 1024 * 1024), 0)
 
 
@@ -136,13 +138,17 @@ def write(path: Path, value: Any, *, kind: str = "") -> Path | None:
     if not enabled():
         return None
     tensors: dict[str, np.ndarray] = {}
-    tree = _encode(value, tensors)
+    tree = _encode(value, tensors)  # a value the store cannot keep is a programming error: it raises
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         save_file(tensors, str(tmp), metadata={"json": json.dumps(tree), "kind": kind})
         os.replace(tmp, path)
-    except OSError:
+    except (OSError, SafetensorError):  # safetensors reports a full or read-only disk as its own error
+        try:
+            tmp.unlink(missing_ok=True)  # a half-written temporary would sit outside the cap for good
+        except OSError:
+            pass
         return None
     enforce_cap(keep=path)
     return path

@@ -262,7 +262,8 @@ class Board:
         started now (in this thread when ``spec.estimated_seconds()`` <= FOREGROUND_SECONDS, else in a worker;
         ``background`` overrides the rule)."""
         found = self.peek(spec)
-        if found is not None and (not found.cancelled or spec in self._stopped):
+        # A cancel that came after the work's last report leaves a good result: keep it.
+        if found is not None and (found.succeeded or not found.cancelled or spec in self._stopped):
             return found
         return self._start(spec, work, background)
 
@@ -308,7 +309,8 @@ class Board:
     def _start(self, spec: Spec, work: Callable[[Task], Any], background: bool | None) -> Task:
         with self._lock:
             current = self._tasks.get(spec)
-            if current is not None and not current.done:  # another session started it meanwhile
+            # Another session started it meanwhile; a cancelled task still winding down is not reused.
+            if current is not None and not current.done and not current.cancelled:
                 return current
             task = Task(spec.label)
             self._tasks[spec] = task

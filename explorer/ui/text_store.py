@@ -10,6 +10,7 @@ and shows the default text.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -56,8 +57,14 @@ def store(text: str) -> str:
     with _lock:
         known = _memory.get(digest) == text
     if not known:
-        if not entry(digest).path.is_file():
+        path = entry(digest).path
+        if not path.is_file():
             disk.save(entry(digest), text)
+        else:
+            try:
+                os.utime(path)  # in use again: the cap evicts least recently used first
+            except OSError:
+                pass
         _remember(digest, text)
     return PREFIX + digest
 

@@ -161,3 +161,24 @@ def test_zero_keeps_nothing(monkeypatch):
     monkeypatch.setenv(store.CAP_ENV, "0")
     entry = store.Entry("unit", 1, "off")
     assert store.save(entry, Point("x", 1.0)) is None and store.load(entry, Point) is None
+
+
+def test_a_disk_that_refuses_costs_a_recomputation_not_an_error(monkeypatch):
+    from safetensors import SafetensorError
+
+    def refuse(tensors, filename, metadata=None):
+        with open(filename, "wb") as half:  # a partial write, then the library's own error
+            half.write(b"\0" * 10)
+        raise SafetensorError("No space left on device")
+
+    monkeypatch.setattr(store, "save_file", refuse)
+    entry = store.Entry("unit", 1, "refused")
+    assert store.save(entry, Point("x", 1.0)) is None
+    assert not list(entry.path.parent.glob(".*.tmp"))  # no temporary left outside the cap
+    assert store.load(entry, Point) is None
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf", "lots"])
+def test_a_cap_that_names_no_size_falls_back_to_the_default(monkeypatch, raw):
+    monkeypatch.setenv(store.CAP_ENV, raw)
+    assert store.cap_bytes() == store.DEFAULT_CAP_MB * 1024 * 1024

@@ -191,3 +191,33 @@ def test_forward_maps_a_sub_step_onto_its_share():
     inner(2.0, "c")  # clamped
     assert seen == [(0.2, "a"), (pytest.approx(0.4), "b"), (pytest.approx(0.6), "c")]
     tasks.forward(None, 0, 1)(0.5, "nothing happens")
+
+
+def test_a_cancel_after_the_last_report_keeps_the_good_result(cache_home):
+    board, gate, reported = cache_home, threading.Event(), threading.Event()
+
+    def work(task):
+        task.report(0.5, "last report")
+        reported.set()
+        gate.wait(10)
+        return "good"  # no report after the cancel: the work finishes with its result
+
+    task = board.get(Slow(), work)
+    assert reported.wait(10)
+    task.cancel()  # by code, not a person: the result still counts
+    gate.set()
+    assert task.wait(10) and task.succeeded
+    assert board.get(Slow(), work) is task and task.value() == "good"
+
+
+def test_start_again_does_not_reuse_a_cancelled_task_still_winding_down(cache_home):
+    board, gate, reported, calls = cache_home, threading.Event(), threading.Event(), []
+    old = board.get(Slow(), _gated(gate, calls, reported))
+    assert reported.wait(10)
+    board.cancel(Slow())  # its work is still waiting on the gate: not done yet
+    again = board.start(Slow(), _gated(threading.Event(), calls))
+    assert again is not old
+    gate.set()
+    assert old.wait(10) and old.cancelled
+    again.cancel()
+    again.wait(15)
