@@ -9,6 +9,7 @@ in ``WALKTHROUGHS`` below. The page (pages/learn.py) only shows the picker and c
 from __future__ import annotations
 
 from explorer.ui.learn import gd, matrix2x2, nonnormal, power, svd, temperature
+from explorer.ui.learn.exercise import SEED
 from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough
 from explorer.ui.state import Choice
 
@@ -26,7 +27,7 @@ BY_ID: dict[str, Walkthrough] = {w.id: w for w in WALKTHROUGHS}
 #: The page's own setting: which walkthrough (link param ``walkthrough``; the first one by default).
 PICKER = Choice("walkthrough", WALKTHROUGHS[0].id, list(BY_ID))
 #: Link params of the page itself; no walkthrough may own one of these.
-PAGE_PARAMS = (PICKER.param,)
+PAGE_PARAMS = (PICKER.param, SEED.param)
 
 
 def label(walkthrough_id: str) -> str:
@@ -47,6 +48,7 @@ __all__ = [
     "PAGE",
     "PAGE_PARAMS",
     "PICKER",
+    "SEED",
     "WALKTHROUGHS",
     "Prose",
     "Walkthrough",
