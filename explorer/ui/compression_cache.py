@@ -140,10 +140,17 @@ def factorization(
     return job.value()
 
 
+def peek_factorization(
+    model_key: ModelChoice, method: str, kinds: tuple[str, ...], calibration: Calibration
+) -> jobs.Job | None:
+    """The factorization job for these arguments if one was started and kept; never starts one."""
+    return _factors_board().peek((model_key, method, calibration.key(), kinds))
+
+
 def has_factorization(
     model_key: ModelChoice, method: str, kinds: tuple[str, ...], calibration: Calibration
 ) -> bool:
-    job = _factors_board().peek((model_key, method, calibration.key(), kinds))
+    job = peek_factorization(model_key, method, kinds, calibration)
     return job is not None and job.done
 
 

@@ -19,26 +19,33 @@ def wait_until_settled(page, timeout: float = 480.0) -> None:
     """Wait until the script run has finished, the page's text stops changing, no spinner shows, and every
     Plotly chart is drawn."""
     page.wait_for_selector("[data-testid=stApp]", timeout=60_000)
-    start, last, stable = time.time(), None, 0
+    start, last, stable, why = time.time(), None, 0, ""
     while time.time() - start < timeout:
         main = page.locator("[data-testid=stMain]")
         text = main.inner_text() if main.count() else ""
-        busy = sum(page.locator(f"[data-testid={testid}]").count() for testid in BUSY_TESTIDS) > 0
-        busy = busy or any(t in text for t in BUSY_TEXTS)
-        busy = (
-            busy or page.locator("[data-testid=stApp]").first.get_attribute(SCRIPT_STATE_ATTR) != SCRIPT_DONE
-        )
+        spinners = {t: n for t in BUSY_TESTIDS if (n := page.locator(f"[data-testid={t}]").count())}
+        busy_texts = [t for t in BUSY_TEXTS if t in text]
+        script_state = page.locator("[data-testid=stApp]").first.get_attribute(SCRIPT_STATE_ATTR)
         charts = page.locator("[data-testid=stPlotlyChart]").count()
         drawn = page.locator("[data-testid=stPlotlyChart] .js-plotly-plot").count()
+        busy = bool(spinners or busy_texts) or script_state != SCRIPT_DONE
         if text and text == last and not busy and drawn >= charts:
             stable += 1
             if stable >= 4:
                 return
         else:
             stable = 0
+        # What kept the page from settling, for the error: a timeout alone says nothing about the cause.
+        why = (
+            f"script state {script_state!r}, busy elements {spinners}, busy texts {busy_texts}, "
+            f"{drawn}/{charts} charts drawn, text {'unchanged' if text == last else 'still changing'}"
+        )
         last = text
         time.sleep(0.5)
-    raise TimeoutError(f"page did not settle within {timeout:.0f} s")
+    raise TimeoutError(
+        f"page did not settle within {timeout:.0f} s ({page.url}): last seen {why}; "
+        f"the page's text ends: {(last or '')[-600:]!r}"
+    )
 
 
 def plotly_trace_data(page) -> str:
