@@ -71,3 +71,16 @@ def draw(walkthrough: str, exercise: Exercise, number: int = 1) -> Verdict | Non
         with st.expander("Worked solution"):
             st.markdown(exercise.solution)
     return verdict
+
+
+def draw_all(walkthrough: str, exercises: tuple[Exercise, ...]) -> None:
+    """A walkthrough's exercises under one heading, numbered from 1 (nothing when there are none)."""
+    if not exercises:
+        return
+    st.markdown("#### Exercises")
+    st.caption(
+        f"Your instance: seed {seed()} (in the address bar; another seed gives other numbers). Predict, then "
+        "check: a wrong answer gets a hint, and the worked solution is there when you want it."
+    )
+    for number, exercise in enumerate(exercises, start=1):
+        draw(walkthrough, exercise, number)

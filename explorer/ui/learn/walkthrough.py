@@ -14,6 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from explorer.analysis.exercises import Exercise
 from explorer.paths import ASSETS_DIR
 from explorer.ui.navigation import PAGES
 from explorer.ui.state import PageState, head_picker
@@ -103,7 +104,9 @@ class Walkthrough:
     param may be owned by several: ``layer`` and ``head`` follow one choice across walkthroughs); switching
     to another walkthrough drops the rest from the link. model_link: the link params that make it use the
     loaded model (``{}``: it always does; None: it never does), for the tests and the docs.
-    render: draws it below the subheader, given its prose.
+    render: draws it below the subheader, given its prose. exercises: the student's exercises from their seed
+    (pure maths on small matrices, no model: the same function serves the page, the handouts and the tests;
+    render draws them with explorer.ui.learn.exercise.draw_all).
     """
 
     id: str
@@ -111,6 +114,7 @@ class Walkthrough:
     params: tuple[str, ...]
     render: Callable[[Prose], None]
     model_link: Mapping[str, str] | None = None
+    exercises: Callable[[int], tuple[Exercise, ...]] | None = None
 
     @property
     def prose_path(self) -> Path:
