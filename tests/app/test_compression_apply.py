@@ -112,10 +112,15 @@ def _check_opened_on_the_answer(at, fits):
     before, after = free["before"], free["after"]
     within = fits(before, after)
     captions = " ".join(c.value for c in at.caption)
+    # What the page was doing, for a failure's report: following or not, and what it shows instead.
+    doing = (
+        f"follow={at.session_state['compression_follow_answer']!r}, free={free['store']}/{free['scheme']}, "
+        f"infos={[i.value[:100] for i in at.info]}, captions={captions[:1500]!r}"
+    )
     if within:
-        assert "Opened on the budget's answer" in captions
+        assert "Opened on the budget's answer" in captions, doing
     else:
-        assert "Nothing measured fits your budget" in captions
+        assert "Nothing measured fits your budget" in captions, doing
     return within
 
 
