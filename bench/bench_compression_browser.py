@@ -142,7 +142,7 @@ VISITS = (
 
 
 def job_timeline(trace_path: Path, since_epoch: float, until_s: float) -> list[str]:
-    """The server's job trace (explorer/ui/jobs.py) as lines "seconds from goto  job  event", up to ``until_s``."""
+    """The server's task trace (explorer/tasks.py, EIGEN_EXPLORER_JOB_TRACE) as lines "seconds from goto  job  event", up to ``until_s``."""
     if not trace_path.exists():
         return []
     lines = []

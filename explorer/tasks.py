@@ -105,6 +105,16 @@ class Spec:
     def entry(self) -> store.Entry:
         return store.Entry(self.KIND, self.VERSION, self)
 
+    def load(self) -> Any | None:
+        """A KEEP spec's finished result from the disk store, or None (the board calls it; a spec whose work
+        writes its own entry, like the factor store's, reads it back here all the same)."""
+        return store.load(self.entry, self.RESULT)
+
+    def save(self, result: Any) -> None:
+        """Keep a KEEP spec's finished result in the disk store (a spec whose work already wrote its entry
+        overrides this with nothing)."""
+        store.save(self.entry, result)
+
 
 # ------------------------------------------------------------------------------------------------- tasks
 
@@ -294,7 +304,7 @@ class Board:
     def _from_disk(self, spec: Spec) -> Task | None:
         if not spec.KEEP:
             return None
-        result = store.load(spec.entry, spec.RESULT)
+        result = spec.load()
         if result is None:
             return None
         task = finished_task(spec.label, result, from_disk=True)
@@ -315,7 +325,7 @@ class Board:
             task = Task(spec.label)
             self._tasks[spec] = task
             self._evict(type(spec))
-        after = (lambda result: store.save(spec.entry, result)) if spec.KEEP else None
+        after = spec.save if spec.KEEP else None
         if background is None:
             background = spec.estimated_seconds() > FOREGROUND_SECONDS
         if background:
@@ -332,6 +342,13 @@ class Board:
         ]
         for spec in finished[: max(0, len(finished) - kind.MAX_FINISHED)]:
             del self._tasks[spec]
+
+    def clear(self) -> None:
+        """Forget every task in memory and every person's cancel (the disk store stays), as a restarted server
+        starts. Running work goes on in its thread, watched by nobody."""
+        with self._lock:
+            self._tasks.clear()
+            self._stopped.clear()
 
     def __len__(self) -> int:
         with self._lock:
@@ -359,6 +376,10 @@ def cancel(spec: Spec) -> None:
 
 def stopped(spec: Spec) -> bool:
     return BOARD.stopped(spec)
+
+
+def clear() -> None:
+    BOARD.clear()
 
 
 def run(spec: Spec, work: Callable[[Task], Any], *, progress: Progress | None = None) -> Any:

@@ -3,9 +3,9 @@ measured in the background on the held-out passage over every method (low rank, 
 answer with a button that sets the free controls to it, then the free controls (any store: low rank, fewer
 bits, both) with their measured card and its downloads (report, table, compressed weights), latency, allocated
 ranks, the per-matrix table and a greedy continuation.
-Thin: settings, rows, following the answer and measuring a setting in explorer.ui.compression_view, caching and
-jobs in explorer.ui.compression_cache / quantization_cache, words in explorer.ui.compression_text, figures in
-explorer.figures."""
+Thin: settings, rows, following the answer, watching the budget's tasks and measuring a setting in
+explorer.ui.compression_view, tasks and caching in explorer.ui.compression_cache / quantization_cache, words in
+explorer.ui.compression_text, figures in explorer.figures."""
 
 import pandas as pd
 import streamlit as st
@@ -21,13 +21,7 @@ from explorer.figures.quantization import make_tradeoff_figure
 from explorer.ui import compression_cache as cc
 from explorer.ui import compression_text as words
 from explorer.ui import compression_view as view
-from explorer.ui import quantization_cache as qc
 from explorer.ui.session import require_model, selection
-
-POLL_SECONDS = 3
-# Until the fewer-bits comparison's first point is in, its poller looks every second: that point is the budget
-# card's first answer on a cold visit (a look is a dictionary read; the page reruns only when a point arrived).
-FIRST_POINT_POLL_SECONDS = 1
 
 st.title("Compression what-if")
 st.caption(
@@ -130,23 +124,9 @@ with st.container(border=True):
         )
         if right.button("Use the low-rank setting", key="compression_use_lowrank", icon=":material/tune:"):
             view.use(ctl, qz.from_sweep_point(chosen).recipe)
-    if state.running:
-        st.progress(
-            state.job.fraction, text=f"Still measuring ({len(points)} points so far): {state.job.message}"
-        )
-        if st.button("Stop the sweep", key="compression_stop_sweep", icon=":material/stop:"):
-            view.stop_sweep(state)
-            st.rerun()
-        st.caption("The answer can still improve: smaller settings of every method are being measured.")
-    elif state.first_answer_pending:
-        job = state.quant_job
-        st.progress(job.fraction, text=f"Still measuring: fewer bits first ({job.message}), low rank next")
-    elif state.stopped:
-        st.caption("The sweep was stopped: the answer covers the points measured before that.")
-        if st.button("Run the sweep", key="compression_run_sweep", icon=":material/play_arrow:"):
-            view.run_sweep_again()
-            st.rerun()
-    elif not kinds_key:
+    view.watch_fewer_bits(state)
+    view.watch_sweep(state)
+    if not kinds_key:
         st.caption("Choose at least one weight group below to compress.")
     elif not methods_key:
         st.caption("Choose at least one low-rank method to search.")
@@ -183,18 +163,6 @@ if state.answers and points:
     )
 
 
-@st.fragment(run_every=POLL_SECONDS if state.running else None)
-def sweep_poller(seen: int) -> None:
-    """While the sweep runs in the background: redraw the page when new points arrived."""
-    now = cc.peek_sweep(sel.model_key, kinds_key, calibration, methods_key)
-    if now is None or now.done or len(now.partial) != seen:
-        st.rerun()
-
-
-if state.running:
-    sweep_poller(len(points))
-
-
 # ====================================================================================== fewer bits
 st.subheader("Low rank, fewer bits, or both?")
 st.caption(
@@ -203,23 +171,6 @@ st.caption(
     "stored in int8. Each is measured like the low-rank settings, on the held-out passage; storage counts the "
     "real bytes (codes, scales, offsets), every other weight at fp16."
 )
-if state.quant_job is not None and state.quant_job.failed:
-    st.error(f"The fewer-bits comparison failed: {state.quant_job.error}", icon=":material/error:")
-
-
-@st.fragment(run_every=POLL_SECONDS)
-def healing_progress(args: tuple, steps: int, lr: float) -> None:
-    """While a healing runs: its progress and stop button, redrawn on their own (a whole-page rerun every few
-    seconds took the CPU and the GIL the training needs: MiniLM's 10-second healing did not finish in 10
-    minutes); the whole page once it is done."""
-    job = qc.peek_healing(*args, steps, lr)
-    if job is None or job.done:
-        st.rerun()
-    st.progress(job.fraction, text=f"Healing: {job.message}")
-    if st.button("Stop healing", key="compression_stop_heal", icon=":material/stop:"):
-        job.cancel()
-        st.rerun()
-
 
 # Healing: an explicit action on the low-rank answer (or the closest low-rank setting), on a copy.
 heal_args = state.heal_args
@@ -242,34 +193,11 @@ if heal_args is not None:
         h1, h2, h3 = st.columns([1, 1, 1])
         heal_steps = PAGE.number_input(ctl.heal_steps, "Steps", where=h1, step=5)
         heal_lr = PAGE.selectbox(ctl.heal_lr, "Learning rate", where=h2, format_func=lambda v: f"{v:g}")
-        heal_job = qc.peek_healing(*heal_args, heal_steps, heal_lr)
-        if heal_job is None or heal_job.cancelled:
-            if h3.button("Heal", key="compression_heal", icon=":material/healing:"):
-                heal_job = qc.healing_job(*heal_args, heal_steps, heal_lr)
-        if heal_job is not None and not heal_job.done:
-            healing_progress(heal_args, heal_steps, heal_lr)
-        elif heal_job is not None and heal_job.failed and not heal_job.cancelled:
-            st.error(f"Healing failed: {heal_job.error}", icon=":material/error:")
-        elif heal_job is not None and heal_job.done and not heal_job.failed:
-            st.markdown(words.healing_sentence(heal_job.result.run, original, budget))
+        healed = view.healing(heal_args, heal_steps, heal_lr, start=h3)
+        if healed is not None:
+            st.markdown(words.healing_sentence(healed.run, original, budget))
 
 tradeoff_slot = st.container()
-
-
-@st.fragment(
-    run_every=(FIRST_POINT_POLL_SECONDS if not state.quant_points else POLL_SECONDS)
-    if state.quant_running
-    else None
-)
-def quant_poller(seen: int) -> None:
-    """While the fewer-bits comparison runs in the background: redraw the page when new points arrived."""
-    now = qc.peek_comparison(sel.model_key, kinds_key, calibration)
-    if now is None or now.done or len(now.partial) != seen:
-        st.rerun()
-
-
-if state.quant_running:
-    quant_poller(len(state.quant_points))
 
 
 # ====================================================================================== free controls
@@ -286,7 +214,7 @@ def free_section() -> view.FreeResult | None:
         st.warning("Choose at least one weight group on the left to compress.", icon=":material/tune:")
         return None
     eval_text, eval_tokens = view.eval_tokens(free.eval_source, sel.text, sel.max_tokens)
-    if following and answer_point is None and cc.in_background(loaded):
+    if following and answer_point is None and (state.quant_running or state.running):
         st.info(
             "Measuring the budget's first answer above (seconds): these controls open on it.",
             icon=":material/hourglass_top:",
@@ -296,7 +224,7 @@ def free_section() -> view.FreeResult | None:
         evalset = cc.cached_eval_set(sel.model_key, eval_text, eval_tokens)
         for message in evalset.messages:
             st.info(message, icon=":material/content_cut:")
-        if not view.factors_ready(loaded, sel.model_key, free, state.first_answer_pending):
+        if not view.factors_ready(sel.model_key, free, state.first_answer_pending):
             return None
         with st.spinner("Measuring the compressed copy…"):
             result = view.measure(sel.model_key, free, eval_text, eval_tokens)

@@ -1,9 +1,7 @@
 """Loss curvature: the Hessian's (or Gauss-Newton's) spectrum of the loaded model, block by block, every
 layer at once, and a training what-if against gradient descent's stability limit 2/λ_max. Thin: maths in
-explorer.analysis.curvature, jobs and disk cache in explorer.ui.curvature_cache, figures in
-explorer.figures.curvature."""
-
-import itertools
+explorer.analysis.curvature, tasks and their disk store in explorer.ui.curvature_cache, watching them and drawing a
+block's results in explorer.ui.curvature_view, figures in explorer.figures.curvature."""
 
 import streamlit as st
 
@@ -12,7 +10,7 @@ from explorer.figures import curvature as figures
 from explorer.spectra.curvature import stability_threshold
 from explorer.ui import curvature_cache as cc
 from explorer.ui import curvature_text as words
-from explorer.ui import jobs
+from explorer.ui import curvature_view as view
 from explorer.ui.session import require_model, selection
 from explorer.ui.state import Choice, Float, Int, PageState
 
@@ -21,11 +19,6 @@ TRACE_METHODS = {"hutchinson": "Hutchinson", "hutch++": "Hutch++"}
 OPTIMIZERS = {"gd": "Gradient descent", "adam": "Adam"}
 TRAIN_ON = {"block": "The chosen block", "all": "Every parameter"}
 ETAS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
-# Below this many parameters the layer grid starts on its own; bigger models wait for a click.
-AUTO_GRID_PARAMS = 20_000_000
-PARTIAL_KEYS = itertools.count()
-# Session state: the jobs this session cancelled (not restarted on their own until asked).
-CANCELLED = "curvature_cancelled"
 
 st.title("Loss curvature")
 st.caption(
@@ -109,55 +102,6 @@ n_params = cc.block_size(sel.model_key, block)
 settings, memory_notes = cc.fit_to_memory(
     cc.BlockSettings(block, kind, int(k), trace_method, int(probes)), n_params
 )
-cancelled: set = st.session_state.setdefault(CANCELLED, set())
-
-
-def _cancel(job: jobs.Job, what) -> None:
-    job.cancel()
-    st.session_state.setdefault(CANCELLED, set()).add(what)
-
-
-def _resume(what) -> None:
-    st.session_state.setdefault(CANCELLED, set()).discard(what)
-
-
-def stopped(what, label: str) -> bool:
-    """True (with a note and a button to start again) when this session cancelled ``what``."""
-    if what not in cancelled:
-        return False
-    st.info(f"{label} was cancelled.", icon=":material/cancel:")
-    st.button("Compute it again", key=f"curvature_resume_{label}", on_click=_resume, args=(what,))
-    return True
-
-
-def follow(job: jobs.Job, what, label: str, on_partial=None) -> bool:
-    """Progress bar and Cancel button while ``job`` runs (``on_partial(all items, new items)`` draws partial
-    results as they arrive); True when it finished with a result, else a message says why not."""
-    if not job.done:
-        bar, button = st.empty(), st.empty()
-        button.button("Cancel", key=f"curvature_cancel_{label}", on_click=_cancel, args=(job, what),
-                      icon=":material/stop:")  # fmt: skip
-        seen = [0]
-
-        def update(fraction: float, message: str) -> None:
-            bar.progress(fraction, text=f"{label}: {message}")
-            if on_partial is not None and len(job.partial) > seen[0]:
-                items = list(job.partial)
-                on_partial(items, items[seen[0] :])
-                seen[0] = len(items)
-
-        jobs.follow(job, update)
-        bar.empty()
-        button.empty()
-    if cc.was_cancelled(job):
-        cancelled.add(what)
-        stopped(what, label)
-        return False
-    if job.error is not None:
-        message = str(job.error) if isinstance(job.error, ExplorerError) else repr(job.error)
-        st.error(f"{label} failed: {message}", icon=":material/error:")
-        return False
-    return True
 
 
 # ------------------------------------------------------------------------------------------ one block
@@ -168,78 +112,10 @@ st.caption(
 )
 for note in memory_notes:
     st.info(note, icon=":material/memory:")
-metrics = st.container()
-top_left, top_right = st.columns(2)
-slots = {"eigen": top_left.empty(), "convergence": top_right.empty()}
-low_left, low_right = st.columns(2)
-slots.update(density=low_left.empty(), trace=low_right.empty())
-slots.update(density_caption=low_left.empty(), mass=st.empty())
-
-
-def partial_key() -> str:
-    """A fresh key for a chart drawn while a job runs (the same chart may be redrawn in one run)."""
-    return f"curvature_partial_{next(PARTIAL_KEYS)}"
-
-
-def draw_partial(_items, new) -> None:
-    for name, item in new:
-        if name == "eigen":
-            for slot, make in (("eigen", figures.make_top_eigen_figure),
-                               ("convergence", figures.make_convergence_figure),
-                               ("mass", figures.make_group_mass_figure)):  # fmt: skip
-                slots[slot].plotly_chart(make(item), width="stretch", key=partial_key())
-        elif name == "trace":
-            slots["trace"].plotly_chart(figures.make_trace_figure(item), width="stretch", key=partial_key())
-
-
-summary = None
-block_what = ("block", settings)
-if not stopped(block_what, "The block's spectrum"):
-    job = cc.block_job(sel.model_key, sel.text, sel.max_tokens, settings)
-    if follow(job, block_what, "The block's spectrum", draw_partial):
-        summary = job.result
-
+slots = view.block_slots()
+summary = view.block_summary(sel.model_key, sel.text, sel.max_tokens, settings, slots)
 if summary is not None:
-    eigen, trace, density = summary.eigen, summary.trace, summary.density
-    lam_max = float(eigen.eigenvalues[0])
-    cols = metrics.columns(5)
-    cols[0].metric("λ_max", f"{lam_max:.4g}", help="Largest eigenvalue of H (nats per parameter unit²).")
-    cols[1].metric(
-        "2/λ_max",
-        f"{stability_threshold(lam_max):.4g}",
-        help="On a quadratic model, gradient descent on this block with a larger step η diverges along the "
-        "top eigenvector.",
-    )
-    cols[2].metric(
-        "trace",
-        f"{trace.trace:.4g}",
-        help=f"Sum of all {n_params:,} eigenvalues, estimated from {trace.samples.size} random probes "
-        f"({trace.n_matvec} products); ± one standard error of the mean over probes.",
-    )
-    cols[2].caption(f"± {trace.stderr:.2g} (one standard error, {trace.samples.size} probes)")
-    cols[3].metric(
-        "mean eigenvalue",
-        f"{trace.trace / n_params:.3g}",
-        help="trace / number of parameters: the bulk's centre of mass, to compare with λ_max.",
-    )
-    cols[4].metric("products", f"{eigen.n_matvec}", "converged" if eigen.converged else "not converged",
-                   delta_color="normal" if eigen.converged else "inverse")  # fmt: skip
-    slots["eigen"].plotly_chart(figures.make_top_eigen_figure(eigen), width="stretch", key="curvature_top")
-    slots["convergence"].plotly_chart(
-        figures.make_convergence_figure(eigen), width="stretch", key="curvature_convergence"
-    )
-    slots["density"].plotly_chart(
-        figures.make_density_figure(density, eigen.eigenvalues), width="stretch", key="curvature_density"
-    )
-    slots["trace"].plotly_chart(
-        figures.make_trace_figure(trace), width="stretch", key="curvature_trace_estimate"
-    )
-    slots["mass"].plotly_chart(figures.make_group_mass_figure(eigen), width="stretch", key="curvature_mass")
-    slots["density_caption"].caption(words.density_caption(summary))
-    with metrics:
-        st.markdown("\n\n".join(words.block_sentences(summary)))
-        with st.expander("Details: how these numbers are computed"):
-            st.markdown("\n\n".join(words.block_details(summary)))
+    view.draw_summary(summary, slots, n_params)
 
 # --------------------------------------------------------------------------------------------- grid
 
@@ -247,39 +123,7 @@ if summary is not None:
 @st.fragment
 def grid_section() -> None:
     st.subheader(f"Every layer: λ_max and trace of attention and MLP ({OPERATORS[kind]})")
-    what = ("grid", kind)
-    if stopped(what, "The layer grid"):
-        return
-    job = cc.peek_grid_job(sel.model_key, sel.text, sel.max_tokens, kind)
-    auto = loaded.card.n_params < AUTO_GRID_PARAMS or cc.grid_on_disk(
-        sel.model_key, sel.text, sel.max_tokens, kind
-    )
-    if job is None and not auto:
-        prompt = st.empty()  # cleared once the grid is asked for
-        with prompt.container():
-            st.caption(
-                f"{2 * n_layers} blocks, each with up to {cc.GRID_MAX_MATVEC} products for λ_max and "
-                f"{cc.GRID_PROBES} for the trace: several minutes on a CPU for this model. It runs in the "
-                "background, is shared with every other visitor, and is kept on disk for the next one."
-            )
-            clicked = st.button("Compute the grid", key="curvature_grid_start", icon=":material/play_arrow:")
-        if not clicked:
-            return
-        prompt.empty()
-    job = cc.grid_job(sel.model_key, sel.text, sel.max_tokens, kind)
-    slot = st.empty()
-
-    def partial(rows, _new) -> None:
-        grid = cc.merge_grid_rows(rows, n_layers, kind)
-        slot.plotly_chart(figures.make_grid_figure(grid), width="stretch", key=partial_key())
-
-    if follow(job, what, "The layer grid", partial):
-        slot.plotly_chart(figures.make_grid_figure(job.result), width="stretch", key="curvature_grid")
-        st.caption(
-            f"λ_max by Lanczos (relative tolerance {cc.GRID_TOL:g}, at most {cc.GRID_MAX_MATVEC} products), "
-            f"trace by Hutchinson with {cc.GRID_PROBES} probes, each block on its own with the rest of the "
-            "model fixed. Colours on a signed log scale; the numbers are the values."
-        )
+    view.layer_grid(sel.model_key, sel.text, sel.max_tokens, kind, n_layers)
 
 
 grid_section()
@@ -317,23 +161,10 @@ def training_section() -> None:
             c4.button(f"η = {words.ETA_PAST_FACTOR:g}/λ_max (just past the limit)", key="curvature_eta_past",
                       on_click=_eta_past, args=(lam_max,))  # fmt: skip
     run_settings = cc.TrainingSettings(train_block, int(steps), float(eta), optimizer)
-    job = cc.peek_training_job(sel.model_key, sel.text, sel.max_tokens, run_settings)
-    if job is None:
-        prompt = st.empty()  # cleared once the run is asked for
-        with prompt.container():
-            st.caption(
-                f"{int(steps)} steps on {choices[train_block]} ({cc.block_size(sel.model_key, train_block):,} "
-                f"parameters), each with up to {cc.TRAIN_MAX_MATVEC} Hessian-vector products for λ_max."
-            )
-            clicked = st.button("Run the what-if", key="curvature_train_start", icon=":material/play_arrow:")
-        if not clicked:
-            return
-        prompt.empty()
-        cancelled.discard(("training", run_settings))
-        job = cc.training_job(sel.model_key, sel.text, sel.max_tokens, run_settings)
-    if not follow(job, ("training", run_settings), "The training what-if"):
+    run = view.training_run(sel.model_key, sel.text, sel.max_tokens, run_settings, choices[train_block],
+                            cc.block_size(sel.model_key, train_block))  # fmt: skip
+    if run is None:
         return
-    run = job.result
     cols = st.columns(4)
     cols[0].metric("loss", f"{run.loss[-1]:.4f}", f"{run.loss[-1] - run.loss[0]:+.4f}", delta_color="inverse")
     cols[0].caption(f"before: {run.loss[0]:.4f}")

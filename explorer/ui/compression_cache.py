@@ -1,66 +1,46 @@
 """Cached work behind the compression page, shared by every browser session.
 
-Heavy, progress-reporting work (calibration statistics, factorizations, the budget sweep, latency) runs as
-background jobs (explorer/ui/jobs.py) on bounded boards keyed by plain values (the model choice, method,
-calibration hash, groups, ...): a session asking about a job never waits on a lock held by the work, and a
-second session watches the same progress. Finished jobs keep their results (a few per board) and never a model.
-Factors also go to disk (explorer.analysis.factor_store, cut to the ranks that save parameters), so a restarted
-server reads them back instead of factoring again; so does the finished budget sweep (explorer/ui/result_store.py),
-so a restarted server answers the budget without measuring. Cheap results keyed by settings (one evaluated setting, one
-greedy generation) use st.cache_data.
+Heavy, progress-reporting work (calibration statistics, factorizations, the held-out reference, the budget
+sweep, latency) runs through the task layer (explorer/tasks.py): each is a frozen spec keyed by everything its
+result depends on (the model choice, the weights' fingerprint, the device, the method, the calibration's key,
+the groups, ...) and a work function. The layer runs it in the page's run or in the background by the spec's
+``estimated_seconds`` (the one rule), shares it between sessions and keeps finished ones in memory (a few per
+kind, never a model). Specs worth keeping across a restart (factors, the budget sweep, the original's quality)
+are ``KEEP``: the one disk store gives them back, so a factorization dropped from memory by other work comes
+back from disk within the same run. Cheap results keyed by settings (one evaluated setting, one greedy
+generation) use st.cache_data.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import streamlit as st
 
+from explorer import tasks
 from explorer.analysis import compression as comp
+from explorer.analysis import factor_store
 from explorer.analysis.latency import Latency, matmul_macs, measure_latency
 from explorer.analysis.lowrank import Factorization
 from explorer.models import LoadedModel
 from explorer.models.capture import tokenize
 from explorer.models.choice import ModelChoice
-from explorer.ui import jobs, result_store
 from explorer.ui.cache import cached_fingerprint, cached_model
 
 Progress = Callable[[float, str], None]
-
-
-# Activation statistics hold X^T X per matrix (about 330 MB for SmolLM2's MLPs): keep one. Factorizations hold
-# U and U^T W per matrix (about 440 MB per method for SmolLM2's MLPs): keep three, one per method, so the sweep
-# and a method switch reuse them. Sweeps are small.
-def _stats_board() -> jobs.JobBoard:
-    return jobs.board("activation-stats", max_finished=1)
-
-
-def _factors_board() -> jobs.JobBoard:
-    return jobs.board("factors", max_finished=3)
-
-
-def _sweep_board() -> jobs.JobBoard:
-    return jobs.board("sweep", max_finished=8)
-
-
-def _latency_board() -> jobs.JobBoard:
-    return jobs.board("latency", max_finished=8)
-
 
 # The budget sweep: every method, best first, so the likeliest answer arrives first; measured on the shipped
 # held-out passage (at most BUDGET_TOKENS tokens), never on the calibration text.
 BUDGET_METHODS = ("svdllm", "asvd", "svd")
 BUDGET_TOKENS = 512
-# Models below this many parameters measure within the page's run (seconds: the tiny test models); bigger ones
-# in the background, the page drawing what it has and redrawing as results arrive.
-BACKGROUND_FROM_PARAMS = 5_000_000
-
-
-def _forward(job: jobs.Job, offset: float, scale: float) -> Progress:
-    """A progress callback that reports into ``job``'s range [offset, offset + scale]."""
-    return lambda fraction, message: job.report(offset + scale * fraction, message)
+# The cost model behind this page's Spec.estimated_seconds (the task layer's one foreground/background rule):
+# seconds per model parameter. Measured on a laptop CPU, one evaluation pass of a 5 M-parameter model over the
+# held-out passage takes about a second and every task here is a small multiple of such passes, so the tiny
+# test models (well under a million parameters) finish within a page run, while MiniLM (22 M) and SmolLM2
+# (135 M), seconds to minutes, run in the background and the page draws what it has meanwhile.
+SECONDS_PER_PARAM = 1.0 / 5_000_000
 
 
 @dataclass(frozen=True)
@@ -85,46 +65,193 @@ class Calibration:
         return [list(ids)]
 
 
-def in_background(loaded: LoadedModel) -> bool:
-    """Whether the page measures this model's sweep, comparison and first factors in the background."""
-    return loaded.card.n_params >= BACKGROUND_FROM_PARAMS
+# ------------------------------------------------------------------------------------------------- specs
 
 
-def factorization_job(
-    model_key: ModelChoice, method: str, kinds: tuple[str, ...], calibration: Calibration
-) -> jobs.Job:
-    """The background job computing the factors of the chosen groups by ``method``: one per (model, method,
-    calibration, groups), shared by every session. Calibration statistics are a job of their own, shared by
-    the three methods."""
-    return _factorization_job(cached_model(model_key), model_key, method, kinds, calibration)
+@dataclass(frozen=True)
+class ModelSpec(tasks.Spec):
+    """A compression task on one loaded model. ``n_params`` (not part of the key: it follows from the model)
+    sizes ``estimated_seconds``: SECONDS_PER_PARAM per parameter."""
+
+    model_key: ModelChoice
+    n_params: int = field(default=0, compare=False, kw_only=True)
+
+    def estimated_seconds(self) -> float:
+        return self.n_params * SECONDS_PER_PARAM
 
 
-def _factorization_job(loaded: LoadedModel, model_key, method, kinds, calibration: Calibration) -> jobs.Job:
-    # Takes the model from the caller: Streamlit's caches are read from the script thread, never from a worker.
-    def stats_work(job: jobs.Job):
-        return comp.collect_activation_stats(loaded, calibration.chunks(loaded), kinds, job.report)
+@dataclass(frozen=True)
+class StatsSpec(ModelSpec):
+    """Activation statistics X^T X of the calibration data per matrix (about 330 MB for SmolLM2's MLPs: one is
+    kept, in memory only), shared by the three methods' factorizations."""
 
-    def work(job: jobs.Job):
-        def stats():  # only on a disk-cache miss: a hit needs no calibration pass
-            stats_job = _stats_board().submit(
-                (model_key, calibration.key(), kinds), stats_work, "calibration"
-            )
-            jobs.follow(stats_job, _forward(job, 0.0, 0.3))
-            return stats_job.value()
+    KIND: ClassVar[str] = "activation-stats"
+    MAX_FINISHED: ClassVar[int] = 1
+    calibration: str = ""
+    kinds: tuple[str, ...] = ()
 
-        return comp.factorize_model(
-            loaded,
-            method,
-            kinds,
-            None,
-            0,
-            _forward(job, 0.3, 0.7),
-            calibration_key=calibration.key(),
-            stats_provider=stats,
-            usable_only=True,
+    @property
+    def label(self) -> str:
+        return "calibration"
+
+
+@dataclass(frozen=True)
+class FactorsSpec(ModelSpec):
+    """One method's factors of the chosen groups, cut to the ranks that save parameters: kept on disk in the
+    factor store's entry (explorer.analysis.factor_store, written by the work itself), three in memory (about
+    440 MB per method for SmolLM2's MLPs: one per method, so the sweep and a method switch reuse them)."""
+
+    KIND: ClassVar[str] = factor_store.KIND
+    VERSION: ClassVar[int] = factor_store.FORMAT_VERSION
+    KEEP: ClassVar[bool] = True
+    RESULT: ClassVar[Any] = Factorization
+    MAX_FINISHED: ClassVar[int] = 3
+    fingerprint: str = ""
+    method: str = "svd"
+    calibration: str = ""
+    kinds: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} factors"
+
+    @property
+    def entry(self):
+        return factor_store.factor_entry(
+            self.fingerprint, self.method, self.calibration, self.kinds, usable_only=True
         )
 
-    return _factors_board().submit((model_key, method, calibration.key(), kinds), work, f"{method} factors")
+    def save(self, result: Any) -> None:
+        """Nothing: the work (factor_store.cached_factorize) has already written this very entry."""
+
+
+@dataclass(frozen=True)
+class HeldoutSpec(ModelSpec):
+    """A measurement on the held-out passage: it depends on the weights, the device, the dtype (in the model
+    choice) and the passage with its token count."""
+
+    fingerprint: str = ""
+    device: str = "cpu"
+    heldout: str = ""
+    tokens: int = BUDGET_TOKENS
+
+
+@dataclass(frozen=True)
+class ReferenceSpec(ModelSpec):
+    """The original model's outputs on the held-out passage (its log-probs are ~100 MB): one, in memory."""
+
+    KIND: ClassVar[str] = "heldout-reference"
+    MAX_FINISHED: ClassVar[int] = 1
+
+    @property
+    def label(self) -> str:
+        return "held-out reference"
+
+
+@dataclass(frozen=True)
+class OriginalSpec(HeldoutSpec):
+    """The original model's quality on the held-out passage, what the budget is relative to (kept on disk)."""
+
+    KIND: ClassVar[str] = "original"
+    KEEP: ClassVar[bool] = True
+    RESULT: ClassVar[Any] = comp.Quality
+    MAX_FINISHED: ClassVar[int] = 4
+
+    @property
+    def label(self) -> str:
+        return "the original model on the held-out passage"
+
+
+@dataclass(frozen=True)
+class SweepSpec(HeldoutSpec):
+    """The budget sweep: ``methods`` at ``shares`` of their parameters, uniform and greedy-allocated (kept on
+    disk); its points are published as they are measured."""
+
+    KIND: ClassVar[str] = "sweep"
+    KEEP: ClassVar[bool] = True
+    RESULT: ClassVar[Any] = list[comp.SweepPoint]
+    MAX_FINISHED: ClassVar[int] = 8
+    calibration: str = ""
+    kinds: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    shares: tuple[float, ...] = tuple(comp.KEPT_SHARES)
+
+    @property
+    def label(self) -> str:
+        return "budget sweep"
+
+
+@dataclass(frozen=True)
+class LatencySpec(ModelSpec):
+    """Honest latency of one setting (not kept: timings belong to this machine's present load)."""
+
+    KIND: ClassVar[str] = "latency"
+    MAX_FINISHED: ClassVar[int] = 8
+    method: str = "svd"
+    calibration: str = ""
+    kinds: tuple[str, ...] = ()
+    setting: comp.RankSetting | None = None
+    text: str = ""
+    max_tokens: int = 0
+
+    @property
+    def label(self) -> str:
+        return "latency"
+
+
+def model_fields(model_key: ModelChoice) -> dict:
+    """The fields every compression spec shares (read in the script thread: Streamlit's caches are)."""
+    return {"model_key": model_key, "n_params": cached_model(model_key).card.n_params}
+
+
+def heldout_fields(model_key: ModelChoice) -> dict:
+    """The fields every held-out spec shares: the model's, the weights, the device and the passage."""
+    return {
+        **model_fields(model_key),
+        "fingerprint": cached_fingerprint(model_key),
+        "device": str(cached_model(model_key).device),
+        "heldout": comp.text_hash(comp.heldout_text()),
+        "tokens": BUDGET_TOKENS,
+    }
+
+
+# ------------------------------------------------------------------------------------------ factorizations
+
+
+def factors_spec(
+    model_key: ModelChoice, method: str, kinds: tuple[str, ...], calibration: Calibration
+) -> FactorsSpec:
+    """The one spec of these factors: used to start, to peek and to wait for them."""
+    return FactorsSpec(fingerprint=cached_fingerprint(model_key), method=method, calibration=calibration.key(),
+                       kinds=tuple(kinds), **model_fields(model_key))  # fmt: skip
+
+
+def factors_work(loaded: LoadedModel, spec: FactorsSpec, calibration: Calibration) -> Callable:
+    """The work of ``spec``: the factor store's entry if another process wrote it, else the calibration
+    statistics (a task of their own, shared by the three methods; run only on a miss) and the factorization.
+    Takes the model from the caller: Streamlit's caches are read in the script thread, never in a worker."""
+    stats_spec = StatsSpec(calibration=spec.calibration, kinds=spec.kinds, model_key=spec.model_key,
+                           n_params=spec.n_params)  # fmt: skip
+
+    def stats_work(task: tasks.Task):
+        return comp.collect_activation_stats(loaded, calibration.chunks(loaded), spec.kinds, task.report)
+
+    def work(task: tasks.Task) -> Factorization:
+        def stats():  # only on a disk-cache miss: a hit needs no calibration pass
+            return tasks.run(stats_spec, stats_work, progress=tasks.forward(task.report, 0.0, 0.3))
+
+        return comp.factorize_model(loaded, spec.method, spec.kinds, None, 0, tasks.forward(task.report, 0.3, 1.0),
+                                    calibration_key=spec.calibration, stats_provider=stats, usable_only=True)  # fmt: skip
+
+    return work
+
+
+def factorization_task(
+    model_key: ModelChoice, method: str, kinds: tuple[str, ...], calibration: Calibration
+) -> tuple[FactorsSpec, Callable]:
+    """(spec, work) of the factors of the chosen groups by ``method``, for tasks.get / task_view.watch."""
+    spec = factors_spec(model_key, method, kinds, calibration)
+    return spec, factors_work(cached_model(model_key), spec, calibration)
 
 
 def factorization(
@@ -134,24 +261,26 @@ def factorization(
     calibration: Calibration,
     progress: Progress | None = None,
 ) -> Factorization:
-    """Factors of the chosen groups by ``method`` (waits for the job, reporting to ``progress`` meanwhile)."""
-    job = factorization_job(model_key, method, kinds, calibration)
-    jobs.follow(job, progress)
-    return job.value()
+    """Factors of the chosen groups by ``method``: from memory, from disk, or computed here (``progress``
+    sees the fraction and message meanwhile)."""
+    return tasks.run(*factorization_task(model_key, method, kinds, calibration), progress=progress)
 
 
 def peek_factorization(
     model_key: ModelChoice, method: str, kinds: tuple[str, ...], calibration: Calibration
-) -> jobs.Job | None:
-    """The factorization job for these arguments if one was started and kept; never starts one."""
-    return _factors_board().peek((model_key, method, calibration.key(), kinds))
+) -> tasks.Task | None:
+    """The factors' task if one was started (or their entry is on disk); never starts one."""
+    return tasks.peek(factors_spec(model_key, method, kinds, calibration))
 
 
 def has_factorization(
     model_key: ModelChoice, method: str, kinds: tuple[str, ...], calibration: Calibration
 ) -> bool:
-    job = peek_factorization(model_key, method, kinds, calibration)
-    return job is not None and job.done
+    task = peek_factorization(model_key, method, kinds, calibration)
+    return task is not None and task.succeeded
+
+
+# ------------------------------------------------------------------------------------ settings, measured
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -231,12 +360,14 @@ def cached_compressed_generation(
     return comp.greedy_continuation(loaded, compressed, evalset.ids[:n_prompt], n_new)
 
 
-def _sweep_key(model_key, kinds, calibration: Calibration, methods) -> tuple:
-    return (model_key, calibration.key(), kinds, tuple(methods), BUDGET_TOKENS)
+def rank_comparison(
+    model_key: ModelChoice, method: str, kinds: tuple[str, ...], calibration: Calibration, share: float
+) -> comp.RankComparison:
+    """Uniform against greedy ranks at ``share`` of break-even rank (cheap: cached factors only)."""
+    return comp.rank_comparison(factorization(model_key, method, kinds, calibration), share)
 
 
-def _reference_board() -> jobs.JobBoard:
-    return jobs.board("heldout-reference", max_finished=1)
+# ----------------------------------------------------------------------------------- the held-out passage
 
 
 def budget_evalset(model_key: ModelChoice) -> comp.EvalSet:
@@ -245,129 +376,75 @@ def budget_evalset(model_key: ModelChoice) -> comp.EvalSet:
 
 
 def heldout_reference(loaded: LoadedModel, model_key: ModelChoice, evalset: comp.EvalSet) -> comp.Reference:
-    """The original model's outputs on the held-out passage (one forward pass; the log-probs are ~100 MB), for
-    the jobs that measure against it: one job shared by them, called from their threads, never on the way to
-    the page's first card."""
-    job = _reference_board().submit(
-        model_key, lambda _job: comp.reference(loaded, evalset), "held-out reference"
-    )
-    job.wait()
-    return job.value()
+    """The original model's outputs on the held-out passage (one forward pass), for the work that measures
+    against it: one task shared by them, called from their threads (the fields are the caller's)."""
+    spec = ReferenceSpec(model_key, n_params=loaded.card.n_params)
+    return tasks.run(spec, lambda _task: comp.reference(loaded, evalset))
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
-def budget_original(model_key: ModelChoice) -> comp.Quality:
-    """The original model's quality on the held-out passage, what the budget is relative to: read from disk
-    when a previous run measured it (a restarted server draws the budget card without a forward pass), else
-    measured and kept there."""
-    path = result_store.result_path("original", _heldout_identity(model_key))
-    stored = result_store.load(path, comp.Quality)
-    if stored is not None and len(stored) == 1:
-        return stored[0]
-    quality = heldout_reference(cached_model(model_key), model_key, budget_evalset(model_key)).quality
-    result_store.save(path, [quality])
-    return quality
+def original_task(model_key: ModelChoice) -> tuple[OriginalSpec, Callable]:
+    """(spec, work) of the original model's quality on the held-out passage, what the budget is relative to:
+    read from disk when a previous run measured it (a restarted server draws the budget card without a
+    forward pass), else measured and kept there."""
+    loaded, evalset = cached_model(model_key), budget_evalset(model_key)
+    spec = OriginalSpec(**heldout_fields(model_key))
+    return spec, lambda _task: heldout_reference(loaded, model_key, evalset).quality
 
 
-def sweep_job(
+# ----------------------------------------------------------------------------------------- the budget sweep
+
+
+def ordered_methods(methods) -> tuple[str, ...]:
+    return tuple(m for m in BUDGET_METHODS if m in methods)
+
+
+def sweep_spec(
     model_key: ModelChoice, kinds: tuple[str, ...], calibration: Calibration, methods: tuple[str, ...]
-) -> jobs.Job:
-    """The budget sweep (started if needed): ``methods`` (in BUDGET_METHODS order) at comp.KEPT_SHARES of
-    their parameters, uniform and greedy-allocated, on the held-out passage. Each point is published on the
-    job (``job.partial``) as it is measured, so the page draws what it has while the rest arrives; the job's
-    value is the list of all points. One per (model, calibration, groups, methods), shared by sessions."""
+) -> SweepSpec:
+    return SweepSpec(calibration=calibration.key(), kinds=tuple(kinds), methods=ordered_methods(methods),
+                     **heldout_fields(model_key))  # fmt: skip
+
+
+def sweep_task(
+    model_key: ModelChoice, kinds: tuple[str, ...], calibration: Calibration, methods: tuple[str, ...]
+) -> tuple[SweepSpec, Callable]:
+    """(spec, work) of the budget sweep: ``methods`` (in BUDGET_METHODS order) at comp.KEPT_SHARES of their
+    parameters, uniform and greedy-allocated, on the held-out passage. Each point is published on the task
+    (``task.partial``) as it is measured, so the page draws what it has while the rest arrives; the result is
+    the list of all points."""
     loaded = cached_model(model_key)
     evalset = budget_evalset(model_key)
-    ordered = tuple(m for m in BUDGET_METHODS if m in methods)
-    n = len(ordered)
-    path = measured_path("sweep", model_key, kinds, calibration, methods=list(ordered),
-                         shares=list(comp.KEPT_SHARES))  # fmt: skip
+    spec = sweep_spec(model_key, kinds, calibration, methods)
+    factors = [factorization_task(model_key, method, kinds, calibration) for method in spec.methods]
+    n = len(spec.methods)
 
-    def work(job: jobs.Job):
+    def work(task: tasks.Task) -> list[comp.SweepPoint]:
         ref = heldout_reference(loaded, model_key, evalset)
         points = []
-        for i, method in enumerate(ordered):
-            method_job = _factorization_job(loaded, model_key, method, kinds, calibration)
+        for i, (method, (f_spec, f_work)) in enumerate(zip(spec.methods, factors, strict=True)):
             start = i / n
-            jobs.follow(method_job, _forward(job, start, 0.4 / n))
-            fact = method_job.value()
-            points += comp.sweep(
-                loaded,
-                {method: fact},
-                evalset,
-                ref,
-                comp.KEPT_SHARES,
-                _forward(job, start + 0.4 / n, 0.6 / n),
-                greedy=(method,),
-                on_point=job.publish,
-            )
+            fact = tasks.run(f_spec, f_work, progress=tasks.forward(task.report, start, start + 0.4 / n))
+            points += comp.sweep(loaded, {method: fact}, evalset, ref, spec.shares,
+                                 tasks.forward(task.report, start + 0.4 / n, (i + 1) / n), greedy=(method,),
+                                 on_point=task.publish)  # fmt: skip
         return points
 
-    key = _sweep_key(model_key, kinds, calibration, ordered)
-    return submit_stored(_sweep_board(), key, work, "budget sweep", path, comp.SweepPoint)
+    return spec, work
 
 
-def measured_path(what: str, model_key: ModelChoice, kinds, calibration: Calibration, **settings) -> Path:
-    """Where a finished budget-view measurement is kept (explorer/ui/result_store.py): named by the weights,
-    the device and dtype, the groups, the calibration, the held-out passage, its token count and ``settings``."""
-    identity = {
-        **_heldout_identity(model_key),
-        "kinds": list(kinds),
-        "calibration": calibration.key(),
-        **settings,
-    }
-    return result_store.result_path(what, identity)
+def peek_sweep(model_key, kinds, calibration: Calibration, methods) -> tasks.Task | None:
+    return tasks.peek(sweep_spec(model_key, kinds, calibration, methods))
 
 
-def _heldout_identity(model_key: ModelChoice) -> dict:
-    """What every measurement on the held-out passage depends on: the weights, device, dtype and the passage."""
-    return {
-        "weights": cached_fingerprint(model_key),
-        "device": cached_model(model_key).device,
-        "dtype": model_key.dtype,
-        "heldout": comp.text_hash(comp.heldout_text()),
-        "tokens": BUDGET_TOKENS,
-    }
+def sweep_points(task: tasks.Task) -> list[comp.SweepPoint]:
+    """The points measured so far (all of them once the task is done)."""
+    return list(task.result) if task.succeeded else list(task.partial)
 
 
-def submit_stored(board: jobs.JobBoard, key, work, label: str, path: Path, cls: type) -> jobs.Job:
-    """``work`` as a job on ``board`` whose finished result (a list of ``cls``) is kept at ``path``: read back
-    instead of measured when it is there, written when the work finishes (a cancelled or failed job writes
-    nothing). A stored result takes milliseconds to read, so the job gets a moment to finish: a restarted
-    server's first run draws the stored answer instead of "still measuring"."""
-
-    def stored_work(job: jobs.Job):
-        stored = result_store.load(path, cls)
-        if stored is not None:
-            return stored
-        result = work(job)
-        result_store.save(path, result)
-        return result
-
-    job = board.submit(key, stored_work, label)
-    if not job.done and path.is_file():
-        job.wait(timeout=2.0)
-    return job
+# ------------------------------------------------------------------------------------------------ latency
 
 
-def peek_sweep(model_key, kinds, calibration: Calibration, methods) -> jobs.Job | None:
-    ordered = tuple(m for m in BUDGET_METHODS if m in methods)
-    return _sweep_board().peek(_sweep_key(model_key, kinds, calibration, ordered))
-
-
-def sweep_points(job: jobs.Job) -> list[comp.SweepPoint]:
-    """The points measured so far (all of them once the job is done)."""
-    return list(job.result) if job.done and job.error is None else list(job.partial)
-
-
-def rank_comparison(
-    model_key: ModelChoice, method: str, kinds: tuple[str, ...], calibration: Calibration, share: float
-) -> comp.RankComparison:
-    """Uniform against greedy ranks at ``share`` of break-even rank (cheap: cached factors only)."""
-    return comp.rank_comparison(factorization(model_key, method, kinds, calibration), share)
-
-
-def latency_job(
+def latency_spec(
     model_key: ModelChoice,
     method: str,
     kinds: tuple[str, ...],
@@ -375,19 +452,27 @@ def latency_job(
     setting: comp.RankSetting,
     text: str,
     max_tokens: int,
-) -> jobs.Job:
-    """Honest latency of one setting (explorer.analysis.latency.measure_latency: warm-up, interleaved runs,
-    medians with spread, at the text's tokens and at 256): slow, so a job started on demand."""
+) -> LatencySpec:
+    return LatencySpec(method=method, calibration=calibration.key(), kinds=tuple(kinds), setting=setting,
+                       text=text, max_tokens=max_tokens, **model_fields(model_key))  # fmt: skip
+
+
+def latency_work(
+    model_key: ModelChoice,
+    method: str,
+    kinds: tuple[str, ...],
+    calibration: Calibration,
+    setting: comp.RankSetting,
+    text: str,
+    max_tokens: int,
+) -> Callable:
+    """The work of one setting's honest latency (explorer.analysis.latency.measure_latency: warm-up,
+    interleaved runs, medians with spread, at the text's tokens and at 256). Reads the factors here, in the
+    script thread."""
     loaded, evalset, fact, ranks = _setting(model_key, method, kinds, calibration, setting, text, max_tokens)
 
-    def work(job: jobs.Job) -> Latency:
-        job.report(0.1, "Timing the original and the compressed model…")
+    def work(task: tasks.Task) -> Latency:
+        task.report(0.1, "Timing the original and the compressed model…")
         return measure_latency(loaded, comp.compressed_model(loaded, fact, ranks), evalset.ids, ranks)
 
-    key = (model_key, method, calibration.key(), kinds, setting, comp.text_hash(text), max_tokens)
-    return _latency_board().submit(key, work, "latency")
-
-
-def peek_latency(model_key, method, kinds, calibration: Calibration, setting, text, max_tokens):
-    key = (model_key, method, calibration.key(), kinds, setting, comp.text_hash(text), max_tokens)
-    return _latency_board().peek(key)
+    return work

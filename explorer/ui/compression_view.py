@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import streamlit as st
 
+from explorer import tasks
 from explorer.analysis import compression as comp
 from explorer.analysis import export
 from explorer.analysis import quantize as qz
@@ -37,8 +38,8 @@ from explorer.report.decision import decision_csv, decision_html
 from explorer.spectra.quantization import QuantScheme
 from explorer.ui import compression_cache as cc
 from explorer.ui import compression_text as words
-from explorer.ui import jobs
 from explorer.ui import quantization_cache as qc
+from explorer.ui import task_view
 from explorer.ui.cache import cached_model
 from explorer.ui.state import Choice, Flag, Float, Int, PageState, Setting, Subset, link_value
 
@@ -279,7 +280,9 @@ def follow_answer(ctl: Controls, answer: qz.TradeoffPoint | None) -> bool:
     followed = st.session_state.get(FOLLOWED_KEY)
     if followed is not None:
         now = _widget_values(ctl)
-        if any(now[k] is not None and now[k] != v for k, v in followed.items()):
+        # Only controls that had a value when followed: one not drawn yet then (a first run that found the
+        # answer already measured, e.g. on disk) takes its default when drawn, which is no person's move.
+        if any(v is not None and now[k] is not None and now[k] != v for k, v in followed.items()):
             st.session_state[FOLLOW_KEY] = False  # the person moved a control: it is theirs now
             return False
     if answer is not None and appliable(answer.recipe):
@@ -631,7 +634,7 @@ def draw_downloads(decision: Decision) -> None:
     st.caption(words.LOAD_BACK_SENTENCE)
 
 
-# ------------------------------------------------------------------------------------------ the budget's jobs
+# ------------------------------------------------------------------------------------------ the budget's tasks
 
 
 @dataclass(frozen=True)
@@ -639,10 +642,11 @@ class BudgetState:
     """Where the budget's measurements stand this run. points: low-rank sweep points so far; answers, best,
     closest: comp.budget_answers over them; chosen: the low-rank answer (best, else closest); all_points: every
     series on one chart (low rank, fewer bits, both, healed); overall/overall_closest: the answer over every
-    method; rows: each series' answer; quant_job/job: the fewer-bits and sweep jobs (None when not started);
-    first_answer_pending: the fewer-bits comparison's first point is not in yet (the sweep waits for it);
-    stopped: this session stopped the sweep (its points so far are kept); heal_args: the healing job's key
-    without steps and lr (None without a low-rank answer); budget_tokens: the held-out passage's tokens."""
+    method; rows: each series' answer; quant/sweep: the fewer-bits and sweep tasks' (spec, work) (None when not
+    asked for); quant_job/job: their tasks; first_answer_pending: the fewer-bits comparison's first point is not
+    in yet (the sweep waits for it); stopped: a person stopped the sweep (its points so far are kept on its
+    task); heal_args: the healing task's arguments without steps and lr (None without a low-rank answer);
+    budget_tokens: the held-out passage's tokens."""
 
     budget: comp.QualityBudget
     original: comp.Quality
@@ -656,12 +660,13 @@ class BudgetState:
     overall: qz.TradeoffPoint | None
     overall_closest: qz.TradeoffPoint | None
     rows: list
+    quant: tuple | None
     quant_job: object
     quant_points: list
+    sweep: tuple | None
     job: object
     first_answer_pending: bool
     stopped: bool
-    sweep_id: tuple
     heal_args: tuple | None
 
     @property
@@ -678,7 +683,11 @@ class BudgetState:
         return self.overall if self.overall is not None else self.overall_closest
 
 
-STOP_KEY = "compression_sweep_stopped"  # session: (what the stopped sweep measured, its points so far)
+# While the fewer-bits comparison's first point is not in, its watcher looks every second: that point is the
+# budget card's first answer on a cold visit (a look is a dictionary read; the page reruns only when a point
+# arrived); then every few seconds.
+FIRST_POINT_POLL_SECONDS = 1.0
+POLL_SECONDS = 3.0
 
 
 def measure_budget(
@@ -690,42 +699,36 @@ def measure_budget(
     budget: comp.QualityBudget,
     heal: tuple[int, float],
 ) -> BudgetState:
-    """Start (or find) the budget's jobs in their order and collect what they measured so far. Small models
-    are measured within the run (with progress bars); big ones in the background, the page redrawing as points
-    arrive. The fewer-bits comparison goes first: its first point (int8: one quantization, one forward pass)
-    answers the budget in seconds, and the low-rank sweep and factors, which take minutes and would share the
-    CPU with it, start once that point is in."""
-    background = cc.in_background(loaded)
-    sweep_id = (model_key, kinds, calibration.key(), methods)
-    stopped_state = st.session_state.get(STOP_KEY)
-    stopped = stopped_state is not None and stopped_state[0] == sweep_id
-    quant_job = qc.comparison_job(model_key, kinds, calibration) if kinds else None
-    if quant_job is not None and not quant_job.done and not background:
-        bar = st.progress(0.0, text="Measuring fewer bits…")
-        jobs.follow(quant_job, lambda f, msg: bar.progress(f, text=f"Fewer bits: {msg}"))
-        bar.empty()
-    quant_points = qc.comparison_points(quant_job) if quant_job is not None and not quant_job.failed else []
-    first_pending = quant_job is not None and not quant_job.done and not quant_points and background
+    """Start (or find) the budget's tasks in their order and collect what they measured so far. Quick work (a
+    small model) finishes within the run; longer work runs in the background (the task layer's one rule) and
+    ``watch_budget`` redraws the page as points arrive. The fewer-bits comparison goes first: its first point
+    (int8: one quantization, one forward pass) answers the budget in seconds, and the low-rank sweep and
+    factors, which take minutes and would share the CPU with it, start once that point is in."""
+    quant = qc.comparison_task(model_key, kinds, calibration) if kinds else None
+    quant_job = tasks.get(*quant) if quant is not None else None
+    quant_points = qc.comparison_points(quant_job) if quant_job is not None and not _broken(quant_job) else []
+    first_pending = quant_job is not None and not quant_job.done and not quant_points
 
-    job = None
-    if methods and not stopped and not first_pending:
+    sweep = job = None
+    if methods and not first_pending:
         try:
-            job = cc.sweep_job(model_key, kinds, calibration, methods)
+            sweep = cc.sweep_task(model_key, kinds, calibration, methods)
         except ExplorerError as err:
             st.error(str(err), icon=":material/error:")
             st.stop()
-        if not job.done and not background:
-            bar = st.progress(0.0, text="Measuring the budget sweep…")
-            jobs.follow(job, lambda f, msg: bar.progress(f, text=f"Budget sweep: {msg}"))
-            bar.empty()
-        if job.failed and not job.cancelled:
-            st.error(f"The budget sweep failed: {job.error}", icon=":material/error:")
+        job = tasks.get(*sweep)
+    stopped = sweep is not None and tasks.stopped(sweep[0])
 
-    original = cc.budget_original(model_key)
-    if stopped:
-        points = list(stopped_state[1])
-    else:
-        points = cc.sweep_points(job) if job is not None and not job.failed else []
+    original = task_view.watch(
+        *cc.original_task(model_key),
+        label="The original model on the held-out passage",
+        failure="Measuring the original model failed; reload the page to retry.",
+        wait=True,
+        key="compression_original",
+    )
+    if original is None:
+        st.stop()
+    points = cc.sweep_points(job) if job is not None and not _broken(job) else []
     # The budget's answers come from quantize.decide, the function the report uses too: low rank alone first
     # (healing starts from its answer), then across every method with the healed point, once there is one.
     lowrank = qz.decide(points, [], original, budget, methods)
@@ -739,9 +742,9 @@ def measure_budget(
     ):  # healing (an explicit action) on the low-rank answer: its result is one more series
         setting = comp.RankSetting(mode="share", share=chosen.share, allocation=chosen.allocation)
         heal_args = (model_key, chosen.method, kinds, calibration, setting)
-        heal_job = qc.peek_healing(*heal_args, *heal)
-        if heal_job is not None and heal_job.done and not heal_job.failed:
-            run = heal_job.result.run
+        healed = qc.finished_healing(*heal_args, *heal)
+        if healed is not None:
+            run = healed.run
             recipe = dataclasses.replace(
                 qz.from_sweep_point(chosen).recipe, heal_steps=int(heal[0]), heal_lr=float(heal[1])
             )
@@ -761,19 +764,67 @@ def measure_budget(
     publish_rows(rows, original, budget)
     return BudgetState(
         budget, original, cc.budget_evalset(model_key).n_tokens, points, answers, best, closest, chosen,
-        all_points, overall, overall_closest, rows, quant_job, quant_points, job, first_pending, stopped,
-        sweep_id, heal_args,
+        all_points, overall, overall_closest, rows, quant, quant_job, quant_points, sweep, job, first_pending,
+        stopped, heal_args,
     )  # fmt: skip
 
 
-def stop_sweep(state: BudgetState) -> None:
-    """Cancel the sweep, keeping its points so far for this session's answer."""
-    state.job.cancel()
-    st.session_state[STOP_KEY] = (state.sweep_id, cc.sweep_points(state.job))
+def healing(heal_args: tuple, steps: int, lr: float, *, start) -> qc.Healed | None:
+    """The healing of the low-rank answer: a "Heal" button (in ``start``) until someone asks for it, then its
+    progress and "Stop healing" in a watcher that redraws on its own (a whole-page rerun every few seconds
+    took the CPU and the GIL the training needs), then the Healed result."""
+    if tasks.peek(qc.healing_spec(*heal_args, steps, lr)) is None:
+        if not start.button("Heal", key="compression_heal", icon=":material/healing:"):
+            return None
+        if tasks.start(*qc.healing_task(*heal_args, steps, lr)).done:
+            st.rerun()  # done within this run (a small model): the budget above draws the healed point
+    return task_view.watch(
+        *qc.healing_task(*heal_args, steps, lr),
+        label="Healing",
+        failure="Healing failed",
+        key="compression_healing",
+        poll=POLL_SECONDS,
+        cancel_label="Stop healing",
+        restart_label="Heal again",
+    )
 
 
-def run_sweep_again() -> None:
-    st.session_state.pop(STOP_KEY, None)
+def _broken(task) -> bool:
+    """Failed by an error of its own (a cancelled task keeps its partial results)."""
+    return task.failed and not task.cancelled
+
+
+def watch_sweep(state: BudgetState) -> None:
+    """The budget sweep's progress, "Stop the sweep" (its points so far stay on its task and keep answering)
+    and "Run the sweep" after a stop; the page is redrawn as its points arrive."""
+    if state.sweep is None:
+        return
+    task_view.watch(
+        *state.sweep,
+        label=f"Still measuring ({len(state.points)} points so far)",
+        failure="The budget sweep failed",
+        key="compression_sweep",
+        redraw=True,
+        poll=POLL_SECONDS,
+        cancel_label="Stop the sweep",
+        restart_label="Run the sweep",
+        cancelled="The sweep was stopped: the answer covers the points measured before that.",
+    )
+
+
+def watch_fewer_bits(state: BudgetState) -> None:
+    """The fewer-bits comparison's progress while it runs; the page is redrawn as its points arrive."""
+    if state.quant is None:
+        return
+    label = "Still measuring: fewer bits first" + (", low rank next" if state.first_answer_pending else "")
+    task_view.watch(
+        *state.quant,
+        label=label,
+        failure="The fewer-bits comparison failed",
+        key="compression_fewer_bits",
+        redraw=True,
+        poll=FIRST_POINT_POLL_SECONDS if not state.quant_points else POLL_SECONDS,
+    )
 
 
 def draw_rows(ctl: Controls, state: BudgetState, causal: bool) -> None:
@@ -815,23 +866,15 @@ def draw_rows(ctl: Controls, state: BudgetState, causal: bool) -> None:
 # ------------------------------------------------------------------------------------------ the free result
 
 
-@st.fragment(run_every=3)
-def factors_poller(model_key: ModelChoice, method: str, kinds: tuple[str, ...], calibration) -> None:
-    """While the free controls' factors are computed in the background: redraw the page once they are."""
-    if cc.has_factorization(model_key, method, kinds, calibration):
-        st.rerun()
-
-
-# A factorization job that finishes within this wait (factors read back from disk: 0.2-1.5 s) is drawn in the
+# A factorization that finishes within this wait (factors read back from disk: 0.2-1.5 s) is drawn in the
 # same run; a longer one (computed: a minute or more on SmolLM2) in the background.
 FACTORS_GRACE_SECONDS = 3.0
 
 
-def factors_ready(
-    loaded: LoadedModel, model_key: ModelChoice, free: FreeSetting, first_pending: bool
-) -> bool:
-    """Whether the free setting's factors are there (computed within the run for small models); otherwise
-    draws why not (and a poller that redraws the page once they are) and returns False."""
+def factors_ready(model_key: ModelChoice, free: FreeSetting, first_pending: bool) -> bool:
+    """Whether the free setting's factors are there (in memory or on disk, or computed within the run when
+    that is quick); otherwise draws why not (with a watcher that redraws the page once they are) and returns
+    False."""
     if not free.needs_factors or cc.has_factorization(model_key, free.method, free.kinds, free.calibration):
         return True
     if first_pending:
@@ -840,22 +883,22 @@ def factors_ready(
             icon=":material/hourglass_top:",
         )
         return False
-    job = cc.factorization_job(model_key, free.method, free.kinds, free.calibration)
-    if cc.in_background(loaded) and not job.wait(FACTORS_GRACE_SECONDS):
-        # The first time, a big model's factors take a minute or more: waiting here would also freeze the
-        # budget answer above (its pollers run only between script runs), so draw and poll.
-        st.progress(
-            job.fraction,  # Job.report keeps it in [0, 1]
-            text=f"Factorizing the chosen matrices (first time only; kept on disk): {job.message}",
-        )
+    spec, work = cc.factorization_task(model_key, free.method, free.kinds, free.calibration)
+    task = tasks.get(spec, work)
+    if task.wait(FACTORS_GRACE_SECONDS) and task.succeeded:
+        return True
+    # The first time, a big model's factors take a minute or more: waiting here would also freeze the budget
+    # answer above (its watchers run only between script runs), so draw and watch.
+    found = task_view.watch(
+        spec,
+        work,
+        label="Factorizing the chosen matrices (first time only; kept on disk)",
+        failure="Factorizing the chosen matrices failed; reload the page to retry",
+        key="compression_factors",
+    )
+    if found is None and not task.done:
         st.caption("This card appears when they are ready; the budget answer above updates meanwhile.")
-        factors_poller(model_key, free.method, free.kinds, free.calibration)
-        return False
-    bar = st.progress(0.0, text="Factorizing the chosen matrices (first time only; kept on disk)…")
-    cc.factorization(model_key, free.method, free.kinds, free.calibration,
-                     lambda f, msg: bar.progress(min(max(f, 0.0), 1.0), text=msg))  # fmt: skip
-    bar.empty()
-    return True
+    return found is not None
 
 
 def free_controls(ctl: Controls, shapes: dict, text: str, max_tokens: int) -> FreeSetting | None:
@@ -1256,15 +1299,19 @@ def draw_free_details(
 def latency_section(model_key: ModelChoice, free: FreeSetting, eval_text: str, eval_tokens: int, device: str):
     st.markdown("**Latency** (warm-up, then interleaved runs of both models: medians with their spread)")
     args = (model_key, free.method, free.kinds, free.calibration, free.rank, eval_text, eval_tokens)
-    job = cc.peek_latency(*args)
-    if job is None:
-        if not st.button("Measure latency", key="compression_latency", icon=":material/timer:"):
-            st.caption(
-                "Takes a few seconds to a minute: each model runs several times at this text's tokens and "
-                "at 256 tokens."
-            )
-            return
-        job = cc.latency_job(*args)
-    latency = jobs.result_with_progress(job, "Latency", failure="The latency measurement failed")
+    spec = cc.latency_spec(*args)
+    if tasks.peek(spec) is None and not st.button(
+        "Measure latency", key="compression_latency", icon=":material/timer:"
+    ):
+        st.caption(
+            "Takes a few seconds to a minute: each model runs several times at this text's tokens and at 256 tokens."
+        )
+        return
+    latency = task_view.watch(
+        spec, cc.latency_work(*args), label="Latency", failure="The latency measurement failed", wait=True,
+        key="compression_latency_task",
+    )  # fmt: skip
+    if latency is None:
+        return
     for sentence in words.latency_sentences(latency, device):
         st.markdown(sentence)

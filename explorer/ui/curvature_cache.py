@@ -1,26 +1,29 @@
 """Cached, background work behind the Curvature page (and the λ_max that Learn's walkthrough shows).
 
-Three kinds of job (explorer/ui/jobs.py), shared by every browser session and cancellable:
-- one block's top-k eigenvalues, trace and spectral density (``block_job``), publishing the eigenvalues and
+Three kinds of task (explorer/tasks.py), shared by every browser session and cancellable (a person's cancel
+stays until someone starts the task again):
+- one block's top-k eigenvalues, trace and spectral density (``BlockSpec``), publishing the eigenvalues and
   the trace as partial results before the density is done;
-- the layer x {attention, MLP} grid of λ_max and trace (``grid_job``), publishing one layer at a time;
-- the training what-if (``training_job``), on a deep copy made by the analysis.
+- the layer x {attention, MLP} grid of λ_max and trace (``GridSpec``), publishing one layer at a time;
+- the training what-if (``TrainingSpec``), on a deep copy made by the analysis.
 
-Finished block results and grids are also kept on disk under ``cache_dir("curvature")`` as .npz (no pickle),
-named by a hash of the weights' fingerprint (``explorer.analysis.weights.model_fingerprint``, the one the
-weight-spectra and factor stores use), the loss's exact inputs (the token ids the text and max tokens give,
-or the shipped sentence pairs for encoders, whose loss does not read the text), the operator, the block and
-the solver settings; a new process reads them back instead of recomputing. Training runs are not kept on disk.
+Block results and grids are ``KEEP`` specs: the one disk store (explorer/store.py: safetensors + JSON, no
+pickle) keeps them, keyed by the weights' fingerprint (``explorer.analysis.weights.model_fingerprint``, the one
+the weight-spectra and factor stores use), the loss's exact inputs (``loss_key``: the token ids the text and max
+tokens give, or the shipped sentence pairs for encoders, whose loss does not read the text), the operator, the
+block and the solver settings; a new process reads them back instead of recomputing. Training runs are not
+kept on disk.
+
+Foreground or background is the task layer's one rule (``Spec.estimated_seconds``): each spec estimates its
+Hessian-vector products, each costing about SECONDS_PER_PARAM_PRODUCT per model parameter.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import typing
-from dataclasses import dataclass, fields, is_dataclass
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import streamlit as st
@@ -29,14 +32,11 @@ from explorer import tasks
 from explorer.analysis import curvature as C
 from explorer.errors import InputError
 from explorer.models.choice import ModelChoice
-from explorer.paths import cache_dir
 from explorer.spectra.curvature import Cancelled as SolverCancelled
-from explorer.ui import jobs
 from explorer.ui.cache import cached_fingerprint, cached_model
 
-# 3: results of the float32 solvers before their sums were accurate (explorer/spectra/curvature.py's
-# _update_and_measure): a whole-model lambda_max 0.3 % off, residuals under-reported; never read back.
-FORMAT_VERSION = 3
+# 4: kept in the one disk store (3: .npz files under curvature/, never read back).
+FORMAT_VERSION = 4
 # Density: SLQ with this many probes and (at most) Lanczos steps (each probe holds steps + 1 vectors).
 DENSITY_PROBES = 2
 DENSITY_STEPS = 20
@@ -49,23 +49,16 @@ GRID_MAX_MATVEC = 30
 GRID_PROBES = 8
 # Training what-if: Lanczos budget for λ_max at every step (warm-started from the previous step's vector).
 TRAIN_MAX_MATVEC = 20
+# One Hessian-vector product is a double backward through the whole model whatever the block (the loss
+# reads every layer): measured on a laptop CPU at the page's default text, about one second for SmolLM2's
+# 135 M parameters. So the tiny test models' work takes well under a second (in the run), MiniLM's block a
+# few seconds and SmolLM2's a minute or two (in the background, watched).
+SECONDS_PER_PARAM_PRODUCT = 1.0 / 135_000_000
 
 
-def _block_board() -> jobs.JobBoard:
-    return jobs.board("curvature-block", max_finished=8)
-
-
-def _grid_board() -> jobs.JobBoard:
-    return jobs.board("curvature-grid", max_finished=4)
-
-
-def _training_board() -> jobs.JobBoard:
-    return jobs.board("curvature-training", max_finished=4)
-
-
-def was_cancelled(job: jobs.Job) -> bool:
-    """The job stopped because someone cancelled it (from a progress report or the solvers' own check)."""
-    return job.done and isinstance(job.error, jobs.Cancelled | SolverCancelled)
+def was_cancelled(task: tasks.Task) -> bool:
+    """The task stopped because someone cancelled it (from a progress report or the solvers' own check)."""
+    return task.done and task.cancelled and isinstance(task.error, tasks.Cancelled | SolverCancelled)
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -73,7 +66,7 @@ def was_cancelled(job: jobs.Job) -> bool:
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def cached_loss(model_key: ModelChoice, text: str, max_tokens: int) -> C.LossSpec:
-    """The loss the page curves (its input tensors are shared read-only by the jobs)."""
+    """The loss the page curves (its input tensors are shared read-only by the tasks)."""
     return C.make_loss(cached_model(model_key), text, max_tokens)
 
 
@@ -131,66 +124,6 @@ def block_size(model_key: ModelChoice, block: str) -> int:
     return C.select_block(cached_model(model_key).model, block).n_params
 
 
-# ------------------------------------------------------------------------------------------ disk cache
-
-
-def _npz_items(obj, prefix: str, out: dict) -> None:
-    for f in fields(obj):
-        value, key = getattr(obj, f.name), f"{prefix}{f.name}"
-        if is_dataclass(value):
-            _npz_items(value, f"{key}.", out)
-        elif isinstance(value, tuple):
-            out[key] = np.array([str(v) for v in value], dtype=str)
-        elif isinstance(value, dict):  # LossSpec inputs: not stored
-            continue
-        else:
-            out[key] = np.asarray(value)
-
-
-def _from_npz(cls, prefix: str, data) -> object:
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for f in fields(cls):
-        kind, key = hints[f.name], f"{prefix}{f.name}"
-        if is_dataclass(kind):
-            values[f.name] = _from_npz(kind, f"{key}.", data)
-        elif kind in (int, float, str, bool):
-            values[f.name] = kind(data[key][()])
-        elif typing.get_origin(kind) is tuple:
-            values[f.name] = tuple(str(v) for v in data[key])
-        else:
-            values[f.name] = np.array(data[key])
-    return cls(**values)
-
-
-def _disk_path(what: str, identity: dict, settings: dict) -> Path:
-    """``<what>-v<version>-<hash of identity>-<hash of settings>.npz``: Learn finds a block's λ_max by the
-    identity part whatever the solver settings were."""
-
-    def h(d):
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:20]
-
-    return cache_dir("curvature") / f"{what}-v{FORMAT_VERSION}-{h(identity)}-{h(settings)}.npz"
-
-
-def _save(result, path: Path) -> None:
-    payload: dict = {}
-    _npz_items(result, "", payload)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, **payload)
-    os.replace(tmp, path)  # atomic: a reader sees a whole file or none
-
-
-def _load(cls, path: Path):
-    """The result stored at ``path``, or None (missing, unreadable, another layout)."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return _from_npz(cls, "", data)
-    except (OSError, KeyError, ValueError, TypeError):
-        return None
-
-
 # --------------------------------------------------------------------------------------------- blocks
 
 
@@ -230,14 +163,99 @@ def fit_to_memory(settings: BlockSettings, n_params: int) -> tuple[BlockSettings
                          steps), notes  # fmt: skip
 
 
-def _identity(model_key: ModelChoice, spec: C.LossSpec, kind: str, block: str) -> dict:
-    return {"weights": cached_fingerprint(model_key), "loss": loss_key(spec), "kind": kind, "block": block}
+@dataclass(frozen=True)
+class CurvatureSpec(tasks.Spec):
+    """A task on one model's loss, keyed by the model choice, the weights' fingerprint and ``loss``
+    (``loss_key``: exactly what the loss sees). ``model_params`` (not in the key: it follows from the model)
+    sizes ``estimated_seconds``: ``products()`` Hessian-vector products through the whole model."""
+
+    VERSION: ClassVar[int] = FORMAT_VERSION
+    model_key: ModelChoice
+    fingerprint: str
+    loss: str
+    model_params: int = field(default=0, compare=False, kw_only=True)
+
+    def products(self) -> int:
+        return 1
+
+    def estimated_seconds(self) -> float:
+        return self.products() * self.model_params * SECONDS_PER_PARAM_PRODUCT
 
 
-def _block_path(model_key: ModelChoice, spec: C.LossSpec, s: BlockSettings) -> Path:
-    settings = {"k": s.k, "trace": s.trace_method, "probes": s.probes, "max_matvec": s.max_matvec,
-                "density": [DENSITY_PROBES, s.density_steps]}  # fmt: skip
-    return _disk_path("block", _identity(model_key, spec, s.kind, s.block), settings)
+@dataclass(frozen=True)
+class BlockSpec(CurvatureSpec):
+    """One block's spectrum (kept on disk)."""
+
+    KIND: ClassVar[str] = "curvature-block"
+    KEEP: ClassVar[bool] = True
+    RESULT: ClassVar[Any] = C.CurvatureSummary
+    MAX_FINISHED: ClassVar[int] = 8
+    settings: BlockSettings = BlockSettings("all")
+    density_probes: int = DENSITY_PROBES
+
+    def products(self) -> int:
+        s = self.settings
+        return s.max_matvec + s.probes + self.density_probes * s.density_steps
+
+    @property
+    def label(self) -> str:
+        return f"curvature of {self.settings.block}"
+
+
+@dataclass(frozen=True)
+class GridSpec(CurvatureSpec):
+    """λ_max and trace of every layer's attention and MLP (kept on disk)."""
+
+    KIND: ClassVar[str] = "curvature-grid"
+    KEEP: ClassVar[bool] = True
+    RESULT: ClassVar[Any] = C.CurvatureGrid
+    MAX_FINISHED: ClassVar[int] = 4
+    kind: str = "hessian"
+    tol: float = GRID_TOL
+    max_matvec: int = GRID_MAX_MATVEC
+    probes: int = GRID_PROBES
+    n_layers: int = field(default=0, compare=False, kw_only=True)
+
+    def products(self) -> int:
+        return 2 * self.n_layers * (self.max_matvec + self.probes)
+
+    @property
+    def label(self) -> str:
+        return "curvature grid"
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    block: str
+    steps: int = 10
+    eta: float = 1e-3
+    optimizer: str = "gd"
+
+
+@dataclass(frozen=True)
+class TrainingSpec(CurvatureSpec):
+    """The training what-if (in memory only)."""
+
+    KIND: ClassVar[str] = "curvature-training"
+    MAX_FINISHED: ClassVar[int] = 4
+    settings: TrainingSettings = TrainingSettings("all")
+
+    def products(self) -> int:
+        return self.settings.steps * (TRAIN_MAX_MATVEC + 2)
+
+    @property
+    def label(self) -> str:
+        return "training what-if"
+
+
+def _fields(model_key: ModelChoice, text: str, max_tokens: int) -> dict:
+    """What every curvature spec shares (read in the script thread: Streamlit's caches are)."""
+    return {
+        "model_key": model_key,
+        "fingerprint": cached_fingerprint(model_key),
+        "loss": loss_key(cached_loss(model_key, text, max_tokens)),
+        "model_params": cached_model(model_key).card.n_params,
+    }
 
 
 def eigenvector_mass(op: C.CurvatureOperator, model, vectors) -> tuple[tuple[str, ...], np.ndarray]:
@@ -252,78 +270,67 @@ def eigenvector_mass(op: C.CurvatureOperator, model, vectors) -> tuple[tuple[str
     return tuple(op.block.names), mass / mass.sum(0, keepdims=True)
 
 
-def block_job(model_key: ModelChoice, text: str, max_tokens: int, settings: BlockSettings) -> jobs.Job:
-    """The job analysing one block: started (or found) on the shared board, read from disk when a previous
-    process computed it. Partial results: ("eigen", TopEigen), then ("trace", TraceEstimate)."""
+def block_spec(model_key: ModelChoice, text: str, max_tokens: int, settings: BlockSettings) -> BlockSpec:
+    return BlockSpec(settings=settings, **_fields(model_key, text, max_tokens))
+
+
+def block_task(
+    model_key: ModelChoice, text: str, max_tokens: int, settings: BlockSettings
+) -> tuple[BlockSpec, Callable]:
+    """(spec, work) analysing one block. Partial results: ("eigen", TopEigen), then ("trace", TraceEstimate)."""
     loaded = cached_model(model_key)  # read here: Streamlit's caches are not read from worker threads
-    spec = cached_loss(model_key, text, max_tokens)
-    path = _block_path(model_key, spec, settings)
+    loss = cached_loss(model_key, text, max_tokens)
+    spec = block_spec(model_key, text, max_tokens, settings)
     s = settings
 
-    def work(job: jobs.Job) -> C.CurvatureSummary:
-        stored = _load(C.CurvatureSummary, path)
-        if stored is not None:
-            return stored
+    def work(task: tasks.Task) -> C.CurvatureSummary:
         model = loaded.model
         chosen = C.select_block(model, s.block)
-        job.report(0.0, f"Building the {s.kind} operator of {chosen.label} ({chosen.n_params:,} parameters)")
-        op = C.CurvatureOperator(model, spec, chosen, s.kind)
-        cancel = lambda: job.cancelled  # noqa: E731
-        res = C.top_eigenpairs(op, s.k, max_matvec=s.max_matvec, progress=tasks.forward(job.report, 0.02, 0.5),
+        task.report(0.0, f"Building the {s.kind} operator of {chosen.label} ({chosen.n_params:,} parameters)")
+        op = C.CurvatureOperator(model, loss, chosen, s.kind)
+        cancel = lambda: task.cancelled  # noqa: E731
+        res = C.top_eigenpairs(op, s.k, max_matvec=s.max_matvec, progress=tasks.forward(task.report, 0.02, 0.5),
                                cancel=cancel)  # fmt: skip
         groups, mass = eigenvector_mass(op, model, res.eigenvectors)
         eigen = C.TopEigen(res.eigenvalues, res.residual_norms, res.history_ritz, res.history_residuals,
                            res.n_matvec, res.converged, groups, mass)  # fmt: skip
         del res
-        job.publish(("eigen", eigen))
+        task.publish(("eigen", eigen))
         trace = C.block_trace(
-            op, s.probes, s.trace_method, progress=tasks.forward(job.report, 0.5, 0.75), cancel=cancel
+            op, s.probes, s.trace_method, progress=tasks.forward(task.report, 0.5, 0.75), cancel=cancel
         )
-        job.publish(("trace", trace))
-        density = C.block_density(op, DENSITY_PROBES, s.density_steps, progress=tasks.forward(job.report, 0.75, 1.0),
-                                  cancel=cancel)  # fmt: skip
-        result = C.CurvatureSummary(op.loss, spec.n_tokens, s.block, chosen.n_params, s.kind, eigen, trace,
-                                    density, spec.description)  # fmt: skip
-        _save(result, path)
-        return result
+        task.publish(("trace", trace))
+        density = C.block_density(op, spec.density_probes, s.density_steps,
+                                  progress=tasks.forward(task.report, 0.75, 1.0), cancel=cancel)  # fmt: skip
+        return C.CurvatureSummary(op.loss, loss.n_tokens, s.block, chosen.n_params, s.kind, eigen, trace,
+                                  density, loss.description)  # fmt: skip
 
-    key = (model_key, loss_key(spec), settings)
-    return _block_board().submit(key, work, f"curvature of {settings.block}")
+    return spec, work
 
 
-def peek_block_job(
+def peek_block(
     model_key: ModelChoice, text: str, max_tokens: int, settings: BlockSettings
-) -> jobs.Job | None:
-    spec = cached_loss(model_key, text, max_tokens)
-    return _block_board().peek((model_key, loss_key(spec), settings))
+) -> tasks.Task | None:
+    """The block's task if one was started (or its result is on disk); never starts one."""
+    return tasks.peek(block_spec(model_key, text, max_tokens, settings))
 
 
 def known_lambda_max(model_key: ModelChoice, text: str, max_tokens: int, block: str = "all") -> float | None:
-    """λ_max of ``block``'s Hessian if any session or process has already computed it (jobs board with
-    the page's default settings, or any file on disk for this model, loss and block); never computes it."""
+    """λ_max of ``block``'s Hessian at the page's default settings if any session or process has already
+    computed it (in memory, its partial eigenvalues while it runs, or on disk); never computes it."""
     n_params = block_size(model_key, block)
-    job = peek_block_job(model_key, text, max_tokens, fit_to_memory(BlockSettings(block), n_params)[0])
-    if job is not None and job.done and job.error is None:
-        return float(job.result.eigen.eigenvalues[0])
-    if job is not None:
-        for kind, item in list(job.partial):
-            if kind == "eigen":
-                return float(item.eigenvalues[0])
-    spec = cached_loss(model_key, text, max_tokens)
-    prefix = _disk_path("block", _identity(model_key, spec, "hessian", block), {}).name.rsplit("-", 1)[0]
-    for path in sorted(cache_dir("curvature").glob(f"{prefix}-*.npz")):
-        stored = _load(C.CurvatureSummary, path)
-        if stored is not None:
-            return float(stored.eigen.eigenvalues[0])
+    task = peek_block(model_key, text, max_tokens, fit_to_memory(BlockSettings(block), n_params)[0])
+    if task is None:
+        return None
+    if task.succeeded:
+        return float(task.result.eigen.eigenvalues[0])
+    for kind, item in list(task.partial):
+        if kind == "eigen":
+            return float(item.eigenvalues[0])
     return None
 
 
 # ----------------------------------------------------------------------------------------------- grid
-
-
-def _grid_path(model_key: ModelChoice, spec: C.LossSpec, kind: str) -> Path:
-    settings = {"tol": GRID_TOL, "max_matvec": GRID_MAX_MATVEC, "probes": GRID_PROBES}
-    return _disk_path("grid", _identity(model_key, spec, kind, "layers:attention,mlp"), settings)
 
 
 def merge_grid_rows(rows: list[C.CurvatureGrid], n_layers: int, kind: str) -> C.CurvatureGrid:
@@ -344,73 +351,63 @@ def merge_grid_rows(rows: list[C.CurvatureGrid], n_layers: int, kind: str) -> C.
     return C.CurvatureGrid(np.arange(n_layers), C.LAYER_PARTS, lam, tr, se, sizes, loss, kind)
 
 
-def grid_job(model_key: ModelChoice, text: str, max_tokens: int, kind: str) -> jobs.Job:
-    """λ_max and trace of every layer's attention and MLP, one layer at a time (each published as a
-    CurvatureGrid of one row), from disk when already computed."""
-    loaded = cached_model(model_key)
-    spec = cached_loss(model_key, text, max_tokens)
-    path = _grid_path(model_key, spec, kind)
+def grid_spec(model_key: ModelChoice, text: str, max_tokens: int, kind: str) -> GridSpec:
+    n_layers = C.n_layers_of(cached_model(model_key).model)
+    return GridSpec(kind=kind, n_layers=n_layers, **_fields(model_key, text, max_tokens))
 
-    def work(job: jobs.Job) -> C.CurvatureGrid:
-        stored = _load(C.CurvatureGrid, path)
-        if stored is not None:
-            return stored
-        n_layers = C.n_layers_of(loaded.model)
+
+def grid_task(model_key: ModelChoice, text: str, max_tokens: int, kind: str) -> tuple[GridSpec, Callable]:
+    """(spec, work) of λ_max and trace of every layer's attention and MLP, one layer at a time (each published
+    as a CurvatureGrid of one row)."""
+    loaded = cached_model(model_key)
+    loss = cached_loss(model_key, text, max_tokens)
+    spec = grid_spec(model_key, text, max_tokens, kind)
+
+    def work(task: tasks.Task) -> C.CurvatureGrid:
+        n_layers = spec.n_layers
         rows = []
         for layer in range(n_layers):
             row = C.curvature_grid(
-                loaded.model, spec, kind=kind, trace_probes=GRID_PROBES, tol=GRID_TOL,
-                max_matvec=GRID_MAX_MATVEC, layers=[layer],
-                progress=tasks.forward(job.report, layer / n_layers, (layer + 1) / n_layers), cancel=lambda: job.cancelled,
+                loaded.model, loss, kind=kind, trace_probes=spec.probes, tol=spec.tol,
+                max_matvec=spec.max_matvec, layers=[layer],
+                progress=tasks.forward(task.report, layer / n_layers, (layer + 1) / n_layers),
+                cancel=lambda: task.cancelled,
             )  # fmt: skip
             rows.append(row)
-            job.publish(row)
-        result = merge_grid_rows(rows, n_layers, kind)
-        _save(result, path)
-        return result
+            task.publish(row)
+        return merge_grid_rows(rows, n_layers, kind)
 
-    return _grid_board().submit((model_key, loss_key(spec), kind), work, "curvature grid")
+    return spec, work
 
 
-def peek_grid_job(model_key: ModelChoice, text: str, max_tokens: int, kind: str) -> jobs.Job | None:
-    spec = cached_loss(model_key, text, max_tokens)
-    return _grid_board().peek((model_key, loss_key(spec), kind))
-
-
-def grid_on_disk(model_key: ModelChoice, text: str, max_tokens: int, kind: str) -> bool:
-    return _grid_path(model_key, cached_loss(model_key, text, max_tokens), kind).is_file()
+def grid_starts_itself(spec: GridSpec) -> bool:
+    """The grid starts without a click when it is quick (the task layer's foreground rule) or already there
+    (in memory or on disk); otherwise a person asks for it."""
+    return spec.estimated_seconds() <= tasks.FOREGROUND_SECONDS or tasks.peek(spec) is not None
 
 
 # ------------------------------------------------------------------------------------------- training
 
 
-@dataclass(frozen=True)
-class TrainingSettings:
-    block: str
-    steps: int = 10
-    eta: float = 1e-3
-    optimizer: str = "gd"
+def training_spec(
+    model_key: ModelChoice, text: str, max_tokens: int, settings: TrainingSettings
+) -> TrainingSpec:
+    return TrainingSpec(settings=settings, **_fields(model_key, text, max_tokens))
 
 
-def _training_key(model_key, spec, s: TrainingSettings) -> tuple:
-    return (model_key, loss_key(spec), s)
-
-
-def training_job(model_key: ModelChoice, text: str, max_tokens: int, settings: TrainingSettings) -> jobs.Job:
-    """The training what-if (on a deep copy, made by ``train_what_if``; the cached model is never written)."""
+def training_task(
+    model_key: ModelChoice, text: str, max_tokens: int, settings: TrainingSettings
+) -> tuple[TrainingSpec, Callable]:
+    """(spec, work) of the training what-if (on a deep copy, made by ``train_what_if``; the cached model is
+    never written)."""
     loaded = cached_model(model_key)
-    spec = cached_loss(model_key, text, max_tokens)
+    loss = cached_loss(model_key, text, max_tokens)
     s = settings
 
-    def work(job: jobs.Job) -> C.TrainingRun:
+    def work(task: tasks.Task) -> C.TrainingRun:
         return C.train_what_if(
-            loaded.model, spec, s.block, steps=s.steps, eta=s.eta, optimizer=s.optimizer,
-            max_matvec=TRAIN_MAX_MATVEC, progress=job.report, cancel=lambda: job.cancelled,
+            loaded.model, loss, s.block, steps=s.steps, eta=s.eta, optimizer=s.optimizer,
+            max_matvec=TRAIN_MAX_MATVEC, progress=task.report, cancel=lambda: task.cancelled,
         )  # fmt: skip
 
-    return _training_board().submit(_training_key(model_key, spec, s), work, "training what-if")
-
-
-def peek_training_job(model_key: ModelChoice, text: str, max_tokens: int, settings: TrainingSettings):
-    spec = cached_loss(model_key, text, max_tokens)
-    return _training_board().peek(_training_key(model_key, spec, settings))
+    return training_spec(model_key, text, max_tokens, settings), work

@@ -1,79 +1,114 @@
 """Background work behind the compression page's "fewer bits" comparison and its healing action, shared by every
-browser session (explorer/ui/jobs.py boards, keyed by plain values).
+browser session through the task layer (explorer/tasks.py: frozen specs, one board, the disk store).
 
 The comparison measures, on the same held-out passage and groups as the budget sweep: int8 per row, 4-bit in
 groups of 32/64/128 (symmetric and with an offset), the top singular directions at fp16 with a 4-bit residual,
-and SVD-LLM factors in int8, each point published as it is measured. Healing fine-tunes one low-rank setting's
-factors on a copy. Neither touches the cached model. A finished comparison is kept on disk (explorer/ui/result_store.py).
+and SVD-LLM factors in int8, each point published as it is measured; a finished comparison is kept on disk.
+Healing fine-tunes one low-rank setting's factors on a copy (kept in memory only: it holds a model). Neither
+touches the cached model.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import streamlit as st
 import torch
 
+from explorer import tasks
 from explorer.analysis import compression as comp
 from explorer.analysis import healing
 from explorer.analysis import quantize as qz
 from explorer.models.choice import ModelChoice
 from explorer.ui import compression_cache as cc
-from explorer.ui import jobs
 from explorer.ui.cache import cached_model
 
 
 @dataclass(frozen=True)
 class Healed:
     """A finished healing: its run and the healed copy (its own factors; every other tensor shared with the
-    cached model, which it never changes). The board keeps a few (max_finished)."""
+    cached model, which it never changes). The board keeps a few (HealingSpec.MAX_FINISHED)."""
 
     run: healing.HealingRun
     model: torch.nn.Module
 
 
-def _quant_board() -> jobs.JobBoard:
-    return jobs.board("quantization", max_finished=4)
+@dataclass(frozen=True)
+class ComparisonSpec(cc.HeldoutSpec):
+    """The fewer-bits comparison of the chosen groups on the held-out passage (kept on disk): every scheme,
+    residual share and factor share it measures is part of its key."""
+
+    KIND: ClassVar[str] = "fewer-bits"
+    KEEP: ClassVar[bool] = True
+    RESULT: ClassVar[Any] = list[qz.TradeoffPoint]
+    MAX_FINISHED: ClassVar[int] = 4
+    calibration: str = ""
+    kinds: tuple[str, ...] = ()
+    schemes: tuple[str, ...] = tuple(s.name for s in qz.FEWER_BITS_SCHEMES)
+    residual: tuple = (qz.RESIDUAL_SCHEME.name, *qz.RESIDUAL_SHARES)
+    factor_shares: tuple[float, ...] = tuple(qz.FACTOR_SHARES)
+
+    @property
+    def label(self) -> str:
+        return "fewer bits"
 
 
-def _heal_board() -> jobs.JobBoard:
-    return jobs.board("healing", max_finished=4)
+@dataclass(frozen=True)
+class HealingSpec(cc.ModelSpec):
+    """Healing one low-rank setting's factors: ``steps`` Adam steps of size ``lr`` (in memory only)."""
+
+    KIND: ClassVar[str] = "healing"
+    MAX_FINISHED: ClassVar[int] = 4
+    method: str = "svd"
+    kinds: tuple[str, ...] = ()
+    calibration: str = ""
+    setting: comp.RankSetting | None = None
+    steps: int = 0
+    lr: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return "healing"
 
 
-def comparison_job(model_key: ModelChoice, kinds: tuple[str, ...], calibration: cc.Calibration) -> jobs.Job:
-    """The fewer-bits comparison for these groups (started if needed); ``job.partial`` holds TradeoffPoints."""
+def comparison_spec(
+    model_key: ModelChoice, kinds: tuple[str, ...], calibration: cc.Calibration
+) -> ComparisonSpec:
+    return ComparisonSpec(calibration=calibration.key(), kinds=tuple(kinds), **cc.heldout_fields(model_key))
+
+
+def comparison_task(
+    model_key: ModelChoice, kinds: tuple[str, ...], calibration: cc.Calibration
+) -> tuple[ComparisonSpec, Callable]:
+    """(spec, work) of the fewer-bits comparison for these groups; the task's ``partial`` holds TradeoffPoints."""
     loaded = cached_model(model_key)
     evalset = cc.budget_evalset(model_key)
-    path = cc.measured_path("fewer-bits", model_key, kinds, calibration,
-                            schemes=[s.name for s in qz.FEWER_BITS_SCHEMES],
-                            residual=[qz.RESIDUAL_SCHEME.name, *qz.RESIDUAL_SHARES],
-                            factor_shares=list(qz.FACTOR_SHARES), layout="recipe")  # fmt: skip
+    f_spec, f_work = cc.factorization_task(model_key, "svdllm", kinds, calibration)
 
-    def work(job: jobs.Job):
+    def work(task: tasks.Task) -> list[qz.TradeoffPoint]:
         ref = cc.heldout_reference(loaded, model_key, evalset)
+        return qz.fewer_bits_points(loaded, kinds, evalset, ref, lambda: tasks.run(f_spec, f_work),
+                                    progress=task.report, publish=task.publish)  # fmt: skip
 
-        def svdllm():
-            factor_job = cc.factorization_job(model_key, "svdllm", kinds, calibration)
-            jobs.follow(factor_job, None)
-            return factor_job.value()
-
-        return qz.fewer_bits_points(
-            loaded, kinds, evalset, ref, svdllm, progress=job.report, publish=job.publish
-        )
-
-    key = (model_key, kinds, calibration.key(), cc.BUDGET_TOKENS)
-    return cc.submit_stored(_quant_board(), key, work, "fewer bits", path, qz.TradeoffPoint)
+    return comparison_spec(model_key, kinds, calibration), work
 
 
-def peek_comparison(model_key: ModelChoice, kinds, calibration: cc.Calibration) -> jobs.Job | None:
-    return _quant_board().peek((model_key, kinds, calibration.key(), cc.BUDGET_TOKENS))
+def peek_comparison(model_key: ModelChoice, kinds, calibration: cc.Calibration) -> tasks.Task | None:
+    return tasks.peek(comparison_spec(model_key, kinds, calibration))
 
 
-def comparison_points(job: jobs.Job) -> list[qz.TradeoffPoint]:
-    return list(job.result) if job.done and job.error is None else list(job.partial)
+def comparison_points(task: tasks.Task) -> list[qz.TradeoffPoint]:
+    return list(task.result) if task.succeeded else list(task.partial)
 
 
-def healing_job(
+def healing_spec(model_key, method, kinds, calibration: cc.Calibration, setting, steps, lr) -> HealingSpec:
+    return HealingSpec(method=method, kinds=tuple(kinds), calibration=calibration.key(), setting=setting,
+                       steps=int(steps), lr=float(lr), **cc.model_fields(model_key))  # fmt: skip
+
+
+def healing_task(
     model_key: ModelChoice,
     method: str,
     kinds: tuple[str, ...],
@@ -81,33 +116,33 @@ def healing_job(
     setting: comp.RankSetting,
     steps: int,
     lr: float,
-) -> jobs.Job:
-    """Heal the factors of one setting (``steps`` Adam steps of size ``lr`` on the calibration text); the job's
-    value is a Healed: the HealingRun (quality on the held-out passage before and after) and the healed copy."""
+) -> tuple[HealingSpec, Callable]:
+    """(spec, work) healing the factors of one setting (``steps`` Adam steps of size ``lr`` on the calibration
+    text); the result is a Healed: the HealingRun (quality on the held-out passage before and after) and the
+    healed copy. Reads the factors here, in the script thread."""
     loaded = cached_model(model_key)
     evalset = cc.budget_evalset(model_key)
     fact = cc.factorization(model_key, method, kinds, calibration)
     ranks = comp.choose_ranks(fact, setting)
     text = comp.shipped_calibration_text()
 
-    def work(job: jobs.Job):
+    def work(task: tasks.Task) -> Healed:
         ref = cc.heldout_reference(loaded, model_key, evalset)
         run, model = healing.heal(
-            loaded, fact, ranks, text, evalset, ref, steps=steps, lr=lr, progress=job.report
+            loaded, fact, ranks, text, evalset, ref, steps=steps, lr=lr, progress=task.report
         )
         return Healed(run, model)
 
-    key = (model_key, method, kinds, calibration.key(), setting, steps, lr)
-    return _heal_board().submit(key, work, "healing")
+    return healing_spec(model_key, method, kinds, calibration, setting, steps, lr), work
 
 
-def peek_healing(model_key, method, kinds, calibration, setting, steps, lr) -> jobs.Job | None:
-    return _heal_board().peek((model_key, method, kinds, calibration.key(), setting, steps, lr))
+def peek_healing(model_key, method, kinds, calibration, setting, steps, lr) -> tasks.Task | None:
+    return tasks.peek(healing_spec(model_key, method, kinds, calibration, setting, steps, lr))
 
 
 # ---------------------------------------------------------------- one setting of the free controls, measured
 # Keyed like cc.cached_outcome: plain values, the scheme by its name. Each measures the same way the comparison
-# job does (same analysis function, same evaluation tokens), so a budget row and the free result agree.
+# task does (same analysis function, same evaluation tokens), so a budget row and the free result agree.
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -155,8 +190,8 @@ def cached_factor_bits_outcome(
 
 def finished_healing(model_key, method, kinds, calibration, setting, steps, lr) -> Healed | None:
     """The finished healing of this setting (None when not run, running, failed or cancelled)."""
-    job = peek_healing(model_key, method, kinds, calibration, setting, steps, lr)
-    return job.result if job is not None and job.done and job.error is None else None
+    task = peek_healing(model_key, method, kinds, calibration, setting, steps, lr)
+    return task.result if task is not None and task.succeeded else None
 
 
 def healed_quality(model_key, method, kinds, calibration, setting, steps, lr, text, max_tokens):

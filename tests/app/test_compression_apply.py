@@ -32,7 +32,7 @@ def _headline_value(q: dict) -> float:
 
 
 def _await_budget(at, loaded, timeout=1800):
-    """Big models measure in background jobs: await the fewer-bits comparison, then the sweep it starts, by
+    """Big models measure in background tasks: await the fewer-bits comparison, then the sweep it starts, by
     their own completion events, and redraw the page once each is done."""
     model_key = at.session_state["selection"].model_key
     kinds = tuple(k for k in comp.DEFAULT_KINDS if k in comp.kind_shapes(loaded.model))
@@ -49,9 +49,10 @@ def _await_budget(at, loaded, timeout=1800):
 
 
 def _await_free_card(at, kinds, timeout):
-    """The free card follows the answer: when that needs factors a job had not kept (the factor board keeps
-    three, and other tests in this process use it), the page starts them in the background and draws progress.
-    Await them by their completion events and redraw, until the card's caption is there."""
+    """The free card follows the answer: factors dropped from memory (three are kept, and other tests in this
+    process use them) come back from the disk store within the run; factors never computed are started in the
+    background with progress drawn. Await them by their completion events and redraw, until the card's caption
+    is there."""
     model_key = at.session_state["selection"].model_key
     for _ in range(4):
         captions = " ".join(c.value for c in at.caption)
@@ -214,3 +215,17 @@ def test_minilm_every_row_applies_its_own_setting(minilm):
     at = _await_budget(run_page(PAGE, model="minilm-l6", timeout=1800), minilm)
     _check_opened_on_the_answer(at, _cos_within)
     _check_every_row(at)
+
+
+def test_a_plain_rerun_keeps_following_the_answer():
+    """A first run that finds the answer already measured (a small model measures within the run; a big one
+    reads it from the disk store) sets the free controls before they were ever drawn: drawing them with their
+    defaults on that run is no person's move, so the reruns after it still follow the answer."""
+    at = run_page(PAGE, model="tiny-llama", text=SAMPLE_TEXT)
+    assert_page_ok(at)
+    for _ in range(2):
+        at.run()
+        assert_page_ok(at)
+        assert at.session_state["compression_follow_answer"]
+        captions = " ".join(c.value for c in at.caption)
+        assert "Opened on the budget's answer" in captions or "Nothing measured fits your budget" in captions

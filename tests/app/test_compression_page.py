@@ -4,7 +4,6 @@ setting the widgets and the link, a plain message when nothing fits, the free co
 on demand, and proof that no what-if touches the cached model."""
 
 import copy
-import time
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from explorer.models import capture, load_model
 from explorer.models.capture import tokenize
 from explorer.ui import compression_cache as cc
 from tests.apptest import assert_page_ok, chart_spec, plotly_specs, rerun_until, run_page
-from tests.conftest import SAMPLE_TEXT
+from tests.conftest import SAMPLE_TEXT, restart_tasks
 
 PAGE = "pages/compression.py"
 BUDGET_TOKENS = (
@@ -177,7 +176,8 @@ def test_a_restarted_server_answers_the_budget_from_disk(tmp_path, monkeypatch):
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # an empty disk cache: this run measures
     st.cache_data.clear()
-    st.cache_resource.clear()  # nor a job board of an earlier test in this process
+    st.cache_resource.clear()
+    restart_tasks(monkeypatch)  # nor a task of an earlier test in this process
     # A free-control setting in the link: the free card stays low rank (its own measurement is not the point).
     at = _wait_for_sweep(run_page(PAGE, model="tiny-llama", text=SAMPLE_TEXT, comp_method="svd"))
     assert_page_ok(at)
@@ -186,12 +186,13 @@ def test_a_restarted_server_answers_the_budget_from_disk(tmp_path, monkeypatch):
         chart_spec(at, "compression_pareto")["data"],
         chart_spec(at, "compression_tradeoff"),
     )
-    # One folder per kind of result in the one disk store (explorer/ui/result_store.py).
+    # One folder per kind of result in the one disk store (explorer/store.py, the KEEP specs).
     stored = sorted(p.parent.name for p in (tmp_path / "eigen-explorer" / "store").glob("*/*") if p.is_file())
     assert [k for k in stored if k != "factors"] == ["fewer-bits", "original", "sweep"]  # factors: their own
 
     st.cache_data.clear()
-    st.cache_resource.clear()  # the model, the job boards: what a restart loses
+    st.cache_resource.clear()  # the model, the tasks in memory: what a restart loses
+    restart_tasks(monkeypatch)
 
     def measuring(*_args, **_kwargs):
         raise AssertionError("measured again although the result is on disk")
@@ -213,22 +214,27 @@ def test_a_restarted_server_answers_the_budget_from_disk(tmp_path, monkeypatch):
 
 
 def test_first_factors_of_a_big_model_do_not_hold_up_the_budget_answer(tmp_path, monkeypatch):
-    """Above cc.BACKGROUND_FROM_PARAMS the free controls' factors, computed the first time, come from a background
-    job started once the fewer-bits comparison's first point is in: the runs draw the budget view, its first
-    answer and a progress bar instead of waiting (which would also freeze the budget answer: its pollers run
-    between script runs), and the headline card arrives on a later run."""
+    """When the work is estimated above the task layer's foreground limit (made so here for the tiny model),
+    the free controls' factors, computed the first time, come from a background task started once the
+    fewer-bits comparison's first point is in: the runs draw the budget view, its first answer and a progress
+    bar instead of waiting (which would also freeze the budget answer: its watchers run between script runs),
+    and the headline card arrives on a later run."""
     import threading
 
     import streamlit as st
 
+    from explorer.ui import quantization_cache as qc
+
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no factors on disk
     st.cache_data.clear()
-    st.cache_resource.clear()  # no finished factorization job of an earlier test
-    monkeypatch.setattr(cc, "BACKGROUND_FROM_PARAMS", 0)  # the tiny model is treated as a big one
-    release = threading.Event()
+    st.cache_resource.clear()
+    restart_tasks(monkeypatch)  # no finished factorization of an earlier test
+    monkeypatch.setattr(cc, "SECONDS_PER_PARAM", 1.0)  # the tiny model is treated as a big one
+    entered, release = threading.Event(), threading.Event()
     real = comp.factorize_model
 
     def slow_factorize(*args, **kwargs):
+        entered.set()
         assert release.wait(120), "the test never released the factorization"
         return real(*args, **kwargs)
 
@@ -242,23 +248,25 @@ def test_first_factors_of_a_big_model_do_not_hold_up_the_budget_answer(tmp_path,
         at = run_page(PAGE, model="tiny-llama", text=SAMPLE_TEXT, comp_method="svd")
         assert_page_ok(at)
         assert any("How small can it get" in h.value for h in at.subheader)
-        # Fewer bits first: the factors start once its first point is in (a rerun, as its poller would do).
-        deadline = time.monotonic() + 120
-        while not factorizing(at):
-            assert time.monotonic() < deadline, "the factorization never started"
-            time.sleep(0.5)
-            at.run()
+        model_key = at.session_state["selection"].model_key
+        kinds = tuple(k for k in comp.DEFAULT_KINDS if k in comp.kind_shapes(load_model("tiny-llama").model))
+        # Fewer bits first: factors are asked for only once its first points are in (by its own SVD-LLM step
+        # or the sweep that starts after them); then redraw, as its watcher would.
+        assert entered.wait(120), "nothing asked for factors"
+        assert qc.peek_comparison(model_key, kinds, cc.Calibration()).partial
+        at.run()
         assert_page_ok(at)
+        assert factorizing(at)  # the factors started in the background; the run did not wait for them
         assert any(m.value.startswith("#### Across every method") for m in at.markdown)  # answered meanwhile
         assert "Perplexity" not in _metrics(at)  # the card waits; the run did not
+        factors = cc.peek_factorization(model_key, "svd", kinds, cc.Calibration())
+        assert factors is not None and not factors.done
     finally:
         release.set()
-    deadline = time.monotonic() + 120
-    while "Perplexity" not in _metrics(at):
-        assert time.monotonic() < deadline, "the headline card never arrived"
-        time.sleep(1)
-        at.run()
+    assert factors.wait(120), "the factors did not finish"
+    at.run()
     assert_page_ok(at)
+    assert "Perplexity" in _metrics(at)
 
 
 def test_budget_sweep_chart_and_allocated_ranks():
@@ -405,3 +413,25 @@ def test_minilm_budget_view_answers_in_cosine():
     _use_best(at)
     assert at.session_state["compression_eval"] == "heldout"
     assert "Embedding cosine" in _metrics(at)
+
+
+def test_factors_dropped_from_memory_come_back_from_disk_in_the_same_run(tmp_path, monkeypatch):
+    """Factors are a kept task: once other work has pushed them out of memory (three are kept) or the server
+    restarted, asking for them reads the factor store's entry at once instead of waiting for a factorization."""
+    import streamlit as st
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    st.cache_data.clear()
+    restart_tasks(monkeypatch)
+    at = run_page(PAGE, model="tiny-llama", text=SAMPLE_TEXT, comp_method="svd")
+    assert_page_ok(at)
+    model_key = at.session_state["selection"].model_key
+    kinds = tuple(k for k in comp.DEFAULT_KINDS if k in comp.kind_shapes(load_model("tiny-llama").model))
+    computed = cc.peek_factorization(model_key, "svd", kinds, cc.Calibration())
+    assert computed is not None and computed.succeeded and not computed.from_disk
+    restart_tasks(monkeypatch)  # nothing in memory
+    back = cc.peek_factorization(model_key, "svd", kinds, cc.Calibration())
+    assert back is not None and back.succeeded and back.from_disk
+    assert cc.has_factorization(model_key, "svd", kinds, cc.Calibration())
+    for mine, theirs in zip(computed.result.matrices, back.result.matrices, strict=True):
+        assert mine.name == theirs.name and torch.equal(mine.U, theirs.U) and torch.equal(mine.B, theirs.B)

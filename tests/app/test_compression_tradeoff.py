@@ -76,18 +76,13 @@ def test_tradeoff_chart_and_answer_on_tiny_gpt2():
 
 
 def test_healing_is_an_explicit_action_with_its_result_on_the_chart():
-    import time
 
     at = run_page(PAGE, model="tiny-gpt2", text=SAMPLE_TEXT, timeout=900, heal_steps="10", heal_lr="0.001")
     assert_page_ok(at)
     assert at.session_state["compression_heal_steps"] == 10
     assert "healed low rank" not in {t["name"] for t in chart_spec(at, "compression_tradeoff")["data"]}
+    # The tiny model's healing is estimated under the task layer's foreground limit: the click's run does it.
     at.button(key="compression_heal").click().run()
-    deadline = time.monotonic() + 600
-    while not any("training gave back" in m.value for m in at.markdown):
-        assert time.monotonic() < deadline, "healing did not finish"
-        time.sleep(1)
-        at.run()
     assert_page_ok(at)
     sentence = next(m.value for m in at.markdown if "training gave back" in m.value)
     assert sentence.startswith("**10 steps")

@@ -394,38 +394,58 @@ def test_embedded_model_run_at_2_2_over_lambda_max_is_told_as_it_happened(model)
     _check_training_words(at, eta)
 
 
-def test_cancelled_jobs_are_told_apart_from_failed_ones():
-    """Cancel reaches a job through its progress report (jobs.Cancelled) or the solvers' own check
-    (spectra's Cancelled): both read as cancelled, which the page does not restart on its own; any other
-    error does not."""
+def test_a_cancel_is_told_apart_from_a_failure_and_stays_until_started_again(monkeypatch):
+    """Cancel reaches a task through its progress report (tasks.Cancelled) or the solvers' own check
+    (spectra's Cancelled): both read as cancelled, and the task layer hands the cancelled task back (the page
+    does not restart it on its own) until someone starts it again; any other error is a failure."""
     import threading
+    from dataclasses import dataclass
 
+    from explorer import tasks
     from explorer.spectra.curvature import lanczos_top_k
     from explorer.ui import curvature_cache as cc
-    from explorer.ui import jobs
 
-    board = jobs.JobBoard("test-cancel", max_finished=4)
+    monkeypatch.setattr(tasks, "BOARD", tasks.Board())
+
+    @dataclass(frozen=True)
+    class Probe(tasks.Spec):  # unknown cost: runs in the background
+        KIND = "test-cancel"
+        name: str = ""
+
     started = threading.Event()
 
-    def reporting(job):
+    def reporting(task):
         started.set()
         while True:
-            job.report(0.5, "working")
+            task.report(0.5, "working")
             threading.Event().wait(0.01)
 
-    first = board.submit("report", reporting)
+    first = tasks.get(Probe("report"), reporting)
     assert started.wait(30)
-    first.cancel()
+    tasks.cancel(Probe("report"))
     assert first.wait(30) and cc.was_cancelled(first)
+    assert tasks.get(Probe("report"), reporting) is first  # stays cancelled: not started again on its own
 
-    def solving(job):
-        return lanczos_top_k(lambda v: 2 * v, 10, 1, cancel=lambda: job.cancelled or True)
+    in_solver, gate = threading.Event(), threading.Event()
 
-    second = board.submit("solver", solving)
+    def matvec(v):  # a spread spectrum: Lanczos needs more than one product, checking cancel before each
+        in_solver.set()
+        assert gate.wait(30)
+        return v * torch.arange(1, 11, dtype=v.dtype)
+
+    def solving(task):
+        return lanczos_top_k(matvec, 10, 1, cancel=lambda: task.cancelled)
+
+    second = tasks.get(Probe("solver"), solving)
+    assert in_solver.wait(30)
+    tasks.cancel(Probe("solver"))
+    gate.set()
     assert second.wait(30) and cc.was_cancelled(second)
+    again = tasks.start(Probe("solver"), solving)  # started again by a person: a fresh task that finishes
+    assert again is not second and again.wait(30) and again.succeeded
 
-    def failing(job):
+    def failing(task):
         raise ValueError("not a cancel")
 
-    third = board.submit("failure", failing)
+    third = tasks.get(Probe("failure"), failing)
     assert third.wait(30) and third.failed and not cc.was_cancelled(third)

@@ -221,3 +221,119 @@ def test_start_again_does_not_reuse_a_cancelled_task_still_winding_down(cache_ho
     assert old.wait(10) and old.cancelled
     again.cancel()
     again.wait(15)
+
+
+def test_partial_results_arrive_while_the_task_runs(cache_home):
+    board, gate, published = cache_home, threading.Event(), threading.Event()
+
+    def work(task):
+        for i in range(3):
+            task.publish(i)
+            task.report((i + 1) / 4, f"point {i}")
+        published.set()
+        gate.wait(10)
+        return "done"
+
+    task = board.get(Slow(), work)
+    assert published.wait(10)
+    assert task.partial == [0, 1, 2] and not task.done and (task.fraction, task.message) == (0.75, "point 2")
+    gate.set()
+    assert task.wait(10) and task.value() == "done"
+
+
+@dataclass(frozen=True)
+class SelfKept(tasks.Spec):
+    """A KEEP spec whose work writes its own entry (as the factor store does): the board reads it back through
+    ``load`` and writes nothing itself."""
+
+    KIND = "unit-self-kept"
+    KEEP = True
+    RESULT = np.ndarray
+    n: int = 0
+
+    def estimated_seconds(self) -> float:
+        return 0.0
+
+    def save(self, result) -> None:
+        pass
+
+
+def test_a_spec_that_writes_its_own_entry_is_read_back_and_not_written_twice(cache_home, monkeypatch):
+    written = []
+    real_save = store.save
+    monkeypatch.setattr(store, "save", lambda entry, value: written.append(entry) or real_save(entry, value))
+
+    def work(task):
+        store.save(SelfKept(1).entry, np.arange(3.0))  # the work's own write
+        return np.arange(3.0)
+
+    assert tasks.get(SelfKept(1), work).value().tolist() == [0.0, 1.0, 2.0]
+    assert written == [SelfKept(1).entry]  # once, by the work
+    tasks.clear()  # a restart: memory gone, the disk stays
+    back = tasks.peek(SelfKept(1))
+    assert back is not None and back.from_disk and back.value().tolist() == [0.0, 1.0, 2.0]
+
+
+def test_clear_forgets_tasks_and_cancels_but_not_the_disk(cache_home):
+    board = cache_home
+    board.get(Kept(3), lambda task: np.ones(2))
+    board.cancel(Slow())
+    board.clear()
+    assert len(board) == 0 and not board.stopped(Slow())
+    assert board.peek(Kept(3)).from_disk  # read back from the store
+
+
+def test_a_process_exiting_with_a_task_running_cancels_it_and_exits_cleanly(tmp_path):
+    """A worker still inside torch when the interpreter finalizes aborts the process (exit 134): at exit, running
+    tasks are cancelled and waited for, so a test run or a server stops cleanly."""
+    import subprocess
+    import sys
+    import textwrap
+
+    marker = tmp_path / "stopped"
+    script = textwrap.dedent(
+        f"""
+        import time, torch
+        from dataclasses import dataclass
+        from explorer import tasks
+
+        @dataclass(frozen=True)
+        class Spin(tasks.Spec):
+            KIND = "exit-test"
+
+        def work(task):
+            a = torch.randn(300, 300)
+            try:
+                while True:
+                    task.report(0.5, "working")
+                    a = torch.tanh(a @ a)
+            except tasks.Cancelled:
+                open({str(marker)!r}, "w").write("cancelled")
+                raise
+
+        task = tasks.get(Spin(), work)
+        time.sleep(0.5)
+        assert not task.done
+        """
+    )
+    root = __import__("pathlib").Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert marker.read_text() == "cancelled"
+
+
+def test_the_trace_records_start_progress_and_end_and_never_breaks_a_task(cache_home, tmp_path, monkeypatch):
+    board, gate = cache_home, threading.Event()
+    gate.set()
+    trace = tmp_path / "tasks.tsv"
+    monkeypatch.setattr(tasks, "_TRACE_PATH", str(trace))
+    task = board.get(Slow(1), _gated(gate, []))
+    assert task.wait(10) and task.value() == 42
+    events = [line.split("\t")[3] for line in trace.read_text().splitlines()]
+    assert events[:3] == ["started", "half way", "almost"] and events[3].startswith("finished in ")
+    # A path that cannot be written (a folder) leaves the task exactly as without the trace.
+    monkeypatch.setattr(tasks, "_TRACE_PATH", str(tmp_path))
+    task = board.get(Slow(2), _gated(gate, []))
+    assert task.wait(10) and task.value() == 42
