@@ -2,18 +2,19 @@
 
 import streamlit as st
 
-from explorer.analysis.weights import METRICS
+from explorer.analysis.weights import METRICS, WW_METRICS, ww_rows
 from explorer.figures.weights import (
     kind_label,
     make_esd_figure,
     make_layer_scree_figure,
     make_scree_figure,
     make_weight_heatmap_figure,
+    make_ww_layer_figure,
     matrix_label,
 )
 from explorer.ui.session import require_model, selection
 from explorer.ui.state import LAYER_HELP, Choice, Flag, Int, PageState, drop_from_link
-from explorer.ui.weights_cache import weight_spectra_with_progress
+from explorer.ui.weights_cache import randomized_in_background, weight_spectra_with_progress, ww_sentence
 
 st.title("Weight spectra")
 st.markdown(
@@ -55,6 +56,16 @@ kinds = spectra.kinds_present
 METRIC = Choice("metric", "alpha", METRICS)
 KIND = Choice("kind", "attn_q", kinds)
 NORMALISE = Flag("normalise", True)
+RANDOMIZE = Flag("randomize", False)  # off: a first visit stays one pass over the weights
+WW_METRIC = Choice("ww_metric", "alpha_hat", WW_METRICS)
+
+randomize = PAGE.toggle(
+    RANDOMIZE,
+    "Randomized comparison: every matrix with its entries shuffled",
+    help="WeightWatcher's randomize=True: doubles the first visit's work (in the background, kept on disk). "
+    "Adds rand_distance, correlation traps and the shuffled ESD.",
+)
+randomized = randomized_in_background(loaded, spectra) if randomize else None
 
 
 @st.fragment
@@ -117,11 +128,33 @@ def matrix_section() -> None:
         help=f"Fitted on the top {spectra.alpha_n_tail[index]:.0f} eigenvalues (x_min = "
         f"{spectra.alpha_xmin[index]:.3g}); KS distance D = {spectra.alpha_ks[index]:.3f}.",
     )
+    ww_cols = st.columns(5)
+    alpha_hat = spectra.metric("alpha_hat")[index]
+    ww_cols[0].metric(
+        "α̂ = α·log₁₀λ_max",
+        "n/a" if alpha_hat != alpha_hat else f"{alpha_hat:.2f}",
+        help=METRICS["alpha_hat"][1],
+    )
+    ww_cols[1].metric("log₁₀‖W‖_F²", f"{spectra.metric('log_norm')[index]:.3f}", help=METRICS["log_norm"][1])
+    ww_cols[2].metric(
+        "log₁₀λ_max",
+        f"{spectra.metric('log_spectral_norm')[index]:.3f}",
+        help=METRICS["log_spectral_norm"][1],
+    )
+    if randomized is not None:
+        ww_cols[3].metric(
+            "rand_distance", f"{randomized.rand_distance[index]:.3f}", help=WW_METRICS["rand_distance"][1]
+        )
+        ww_cols[4].metric(
+            "correlation traps", f"{randomized.n_traps[index]:.0f}", help=WW_METRICS["n_traps"][1]
+        )
     a, b = st.columns(2)
     with a:
         st.plotly_chart(make_scree_figure(spectra, index), width="stretch", key="weights_scree")
     with b:
-        st.plotly_chart(make_esd_figure(spectra, index), width="stretch", key="weights_esd")
+        st.plotly_chart(
+            make_esd_figure(spectra, index, randomized=randomized), width="stretch", key="weights_esd"
+        )
     m, n = (int(v) for v in spectra.shapes[index])
     st.caption(
         f"Break-even rank mn/(m+n) = {spectra.break_even_rank(index):.1f}: a rank-k factorisation stores "
@@ -133,6 +166,22 @@ def matrix_section() -> None:
         "distance over tails of at least 10 eigenvalues; WeightWatcher's one-sided distance can pick a shorter "
         "tail and a different α on a few matrices."
     )
+    if randomized is not None:
+        traps = randomized.traps(index)
+        listed = ", ".join(f"{v:.4g}" for v in traps[:10]) + (" …" if traps.size > 10 else "")
+        st.caption(
+            f"Shuffled (seed {randomized.seed}): the purple ESD is this matrix with its {m * n:,} entries "
+            f"permuted, which keeps every value and destroys every correlation. Its largest eigenvalue is "
+            f"{randomized.esd(index)[0]:.4g} against the trap edge {randomized.trap_edge[index]:.4g} (λ₊ plus 4 "
+            "Tracy-Widom widths); "
+            + (
+                f"{traps.size} correlation trap(s) at λ = {listed}: a few outsized entries, not learned structure."
+                if traps.size
+                else "no correlation trap."
+            )
+            + f" rand_distance {randomized.rand_distance[index]:.3f}: the Jensen-Shannon distance between the "
+            "two sorted spectra."
+        )
 
 
 @st.fragment
@@ -154,8 +203,31 @@ def across_layers_section() -> None:
     )
 
 
+@st.fragment
+def weightwatcher_section() -> None:
+    st.subheader("WeightWatcher's metric set per layer")
+    metric = PAGE.selectbox(WW_METRIC, "Metric", format_func=lambda m: WW_METRICS[m][0])
+    st.plotly_chart(make_ww_layer_figure(spectra, metric, randomized), width="stretch", key="weights_ww")
+    st.caption(ww_sentence(spectra, randomized, metric))
+    st.caption(
+        "WeightWatcher's units: λ are eigenvalues of WᵀW (not divided by N as in the ESD above), so "
+        "log₁₀λ_max = 2 log₁₀σ₁ and α̂ = α·log₁₀σ₁². Matrices outside the blocks are in the table below."
+    )
+    rows = ww_rows(spectra, randomized)
+    table = [
+        {
+            **row,
+            "shape": "×".join(str(v) for v in row["shape"]),
+            "traps": ", ".join(f"{v:.4g}" for v in row["traps"]) if row["traps"] else "",
+        }
+        for row in rows
+    ]
+    st.dataframe(table, width="stretch", hide_index=True, key="weights_ww_table")
+
+
 heatmap_section()
 matrix_section()
+weightwatcher_section()
 across_layers_section()
 
 with st.expander("All matrices as a table", expanded=False):

@@ -37,6 +37,7 @@ from explorer import tasks
 from explorer.analysis.matrices import KINDS, WeightMatrix, weight_matrices
 from explorer.models.device import linalg_device
 from explorer.spectra import ranks
+from explorer.spectra import weightwatcher as ww
 from explorer.spectra.heavy_tail import element_variance, esd, fit_power_law, mp_bulk_edge
 
 # Bump when the computation or the file layout changes: old cache files are then ignored.
@@ -68,8 +69,16 @@ METRICS: dict[str, tuple[str, str]] = {
     ),
     "alpha_ks": ("KS distance D", "Kolmogorov-Smirnov distance of the power-law fit (smaller = better fit)."),
     "n_spikes": ("MP spikes", "ESD eigenvalues above the Marchenko-Pastur bulk edge λ₊."),
+    "alpha_hat": (
+        "α̂ = α·log₁₀λ_max",
+        "WeightWatcher's alpha-weighted: α times log₁₀ of the largest eigenvalue σ₁² of WᵀW.",
+    ),
+    "log_norm": ("log₁₀‖W‖_F²", "WeightWatcher's log norm: log₁₀ Σσᵢ², the total energy."),
+    "log_spectral_norm": ("log₁₀λ_max = log₁₀σ₁²", "WeightWatcher's log spectral norm: log₁₀ σ₁²."),
 }
 LOG_METRICS = {"condition_number", "spectral_norm", "frobenius_norm"}
+# Metrics computed from sigma and alpha when asked for (not stored: no cache version bump).
+_DERIVED = ("alpha_hat", "log_norm", "log_spectral_norm")
 
 
 @dataclass(frozen=True)
@@ -143,9 +152,18 @@ class WeightSpectra:
         """(matrix,) float64 values of one of METRICS."""
         if name == "k90_fraction":
             return self.k90 / self.shapes.min(axis=1)
+        if name in _DERIVED:
+            return self._derived(name)
         if name not in METRICS:
             raise KeyError(f"Unknown metric '{name}'; choose one of {list(METRICS)}.")
         return np.asarray(getattr(self, name), dtype=np.float64)
+
+    def _derived(self, name: str) -> np.ndarray:
+        """WeightWatcher's norm metrics (explorer/spectra/weightwatcher.py), (matrix,) float64."""
+        if name == "log_norm":
+            return np.array([ww.log_norm(S) for S in self.sigma], dtype=np.float64)
+        top = np.array([ww.log_spectral_norm(S) for S in self.sigma], dtype=np.float64)
+        return top if name == "log_spectral_norm" else np.asarray(self.alpha, dtype=np.float64) * top
 
     def esd(self, i: int) -> np.ndarray:
         """(min(m, n),) float64 eigenvalues of W^T W / N of matrix i, decreasing."""
@@ -159,6 +177,7 @@ class WeightSpectra:
     def rows(self) -> list[dict]:
         """One plain dict per matrix (name, layer, kind, shape and every metric), for tables and JSON."""
         out = []
+        derived = {name: self.metric(name) for name in _DERIVED}
         for i, name in enumerate(self.names):
             row = {
                 "name": name,
@@ -169,6 +188,8 @@ class WeightSpectra:
             for key in _ARRAY_FIELDS:
                 value = float(getattr(self, key)[i])
                 row[key] = int(value) if key in _COUNTS and np.isfinite(value) else value
+            for key, values in derived.items():
+                row[key] = float(values[i])
             out.append(row)
         return out
 
@@ -393,3 +414,232 @@ def with_origin(result: WeightSpectra, spec: WeightSpectraSpec) -> WeightSpectra
     task = tasks.peek(spec)
     from_disk = task is not None and task.from_disk
     return dataclasses.replace(result, from_cache=True) if from_disk and not result.from_cache else result
+
+
+# ------------------------------------------------------------------------------ randomized comparison
+
+RANDOMIZED_VERSION = 1
+DEFAULT_SEED = 0
+# Entries shuffled and decomposed per second on one CPU core (SmolLM2: 134.5 M entries), for the task layer's
+# estimate: tiny models run in the asking thread, the embedded ones in a worker.
+_ENTRIES_PER_SECOND = 1e7
+
+# WeightWatcher's metric set, in the order of the page's picker: key -> (label, what it means).
+WW_METRICS: dict[str, tuple[str, str]] = {
+    "alpha": ("power-law α", METRICS["alpha"][1]),
+    "alpha_hat": METRICS["alpha_hat"],
+    "log_norm": METRICS["log_norm"],
+    "log_spectral_norm": METRICS["log_spectral_norm"],
+    "stable_rank": ("stable rank", "Σσᵢ² / σ₁²: WeightWatcher's stable rank, the same number as ours."),
+    "rand_distance": (
+        "rand_distance",
+        "Jensen-Shannon distance between the sorted ESD of W and of W with its entries shuffled (0 = no "
+        "learned structure; at most √ln2 ≈ 0.83).",
+    ),
+    "n_traps": (
+        "correlation traps",
+        "Eigenvalues of the shuffled W's ESD past the Marchenko-Pastur edge (plus 4 Tracy-Widom widths): "
+        "a few outsized entries, not learned correlations.",
+    ),
+}
+RANDOMIZED_METRICS = ("rand_distance", "n_traps")
+
+
+@dataclass(frozen=True)
+class RandomizedSpectra:
+    """The randomized comparison of every weight matrix (WeightWatcher's ``randomize=True``), in
+    ``weight_matrices`` order: each matrix with its m n entries shuffled by its own seeded permutation
+    (``explorer.spectra.weightwatcher.matrix_seed``), decomposed by the same route as the real spectra.
+
+    names: tuple of length ``matrix``. shapes: (matrix, 2) int64 (out, in). sigma: tuple of (min(m, n),)
+    float64 singular values of the shuffled matrices, decreasing. rand_distance: (matrix,) float64, the JS
+    distance between the real and the shuffled ESD (nats, square-rooted). trap_edge: (matrix,) float64, lambda_+
+    plus ``TRAP_MARGIN`` Tracy-Widom widths, in ESD units (sigma^2 / N). n_traps: (matrix,) float64 count of
+    shuffled ESD eigenvalues above trap_edge. seed: the base seed; fingerprint, seconds, method, device,
+    from_cache: as in ``WeightSpectra``.
+    """
+
+    names: tuple[str, ...]
+    shapes: np.ndarray
+    sigma: tuple[np.ndarray, ...]
+    rand_distance: np.ndarray
+    trap_edge: np.ndarray
+    n_traps: np.ndarray
+    seed: int
+    fingerprint: str
+    seconds: float
+    method: str
+    device: str
+    from_cache: bool = False
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def esd(self, i: int) -> np.ndarray:
+        """(min(m, n),) float64 eigenvalues of W_shuffled^T W_shuffled / N of matrix i, decreasing."""
+        return esd(self.sigma[i], tuple(self.shapes[i]))
+
+    def traps(self, i: int) -> np.ndarray:
+        """The shuffled ESD eigenvalues of matrix i above its trap edge, decreasing (ESD units)."""
+        lam = self.esd(i)
+        return lam[lam > self.trap_edge[i]]
+
+
+def compute_randomized_spectra(
+    model: torch.nn.Module,
+    spectra: WeightSpectra,
+    *,
+    device: str = "cpu",
+    seed: int = DEFAULT_SEED,
+    progress: ProgressCallback | None = None,
+    mats: list[WeightMatrix] | None = None,
+) -> RandomizedSpectra:
+    """Shuffle every weight matrix's entries (copies: the model is untouched) and decompose the shuffled stacks
+    by ``spectra``'s route, batched by shape as ``compute_weight_spectra`` does. ``spectra``: the model's real
+    weight spectra (the ESD each shuffled one is compared with)."""
+    start = time.perf_counter()
+    mats = weight_matrices(model) if mats is None else mats
+    if tuple(m.name for m in mats) != spectra.names:
+        raise ValueError("The weight spectra belong to another model: their matrices differ.")
+    lin_device = linalg_device(device)
+    by_shape: dict[tuple[int, int], list[int]] = {}
+    for i, m in enumerate(mats):
+        by_shape.setdefault(m.shape, []).append(i)
+    total = float(sum(m.shape[0] * m.shape[1] for m in mats)) or 1.0
+    done = 0.0
+    sigma: list[np.ndarray | None] = [None] * len(mats)
+    distance = np.full(len(mats), np.nan)
+    edge = np.full(len(mats), np.nan)
+    n_traps = np.full(len(mats), np.nan)
+    with torch.no_grad():
+        for shape, idx in by_shape.items():
+            size = shape[0] * shape[1]
+            chunk = max(1, _CHUNK_BYTES // (size * 8))
+            for lo in range(0, len(idx), chunk):
+                part = idx[lo : lo + chunk]
+                if progress is not None:
+                    progress(
+                        min(done / total, 1.0),
+                        f"Shuffling {len(idx)} matrices of shape {shape[0]}×{shape[1]}…",
+                    )
+                perms = torch.from_numpy(
+                    np.stack([ww.entry_permutation(size, ww.matrix_seed(mats[i].name, seed)) for i in part])
+                )
+                stack = torch.stack([mats[i].weight.detach() for i in part])
+                S = _singular_values(ww.shuffle_entries(stack, perms), spectra.method, lin_device)
+                del stack, perms
+                for row, i in enumerate(part):
+                    sigma[i] = _frozen(S[row].copy())
+                done += size * len(part)
+            S_real = np.stack([spectra.sigma[i] for i in idx])
+            S_rand = np.stack([sigma[i] for i in idx])
+            var = np.asarray(spectra.element_variance[idx], dtype=np.float64)  # a shuffle keeps every entry
+            distance[idx] = ww.rand_distance(esd(S_real, shape), esd(S_rand, shape))
+            edge[idx] = ww.trap_edge(shape, var)
+            n_traps[idx] = (esd(S_rand, shape) > edge[idx][:, None]).sum(axis=1)
+    if progress is not None:
+        progress(1.0, "Done.")
+    return RandomizedSpectra(
+        names=spectra.names,
+        shapes=spectra.shapes,
+        sigma=tuple(sigma),  # type: ignore[arg-type]
+        rand_distance=_frozen(distance),
+        trap_edge=_frozen(edge),
+        n_traps=_frozen(n_traps),
+        seed=int(seed),
+        fingerprint=spectra.fingerprint,
+        seconds=time.perf_counter() - start,
+        method=spectra.method,
+        device=str(lin_device),
+    )
+
+
+@dataclass(frozen=True)
+class RandomizedSpectraSpec(tasks.Spec):
+    """The randomized comparison of one model's weights: it depends on the weights (their fingerprint), the
+    route and the seed only, so it is kept in the disk store. ``n_entries`` (the weights' total size, fixed by
+    the fingerprint) only sizes the estimate that decides whether it runs in a worker."""
+
+    KIND: ClassVar[str] = "weight-spectra-randomized"
+    VERSION: ClassVar[int] = RANDOMIZED_VERSION
+    KEEP: ClassVar[bool] = True
+    RESULT: ClassVar[Any] = RandomizedSpectra
+    MAX_FINISHED: ClassVar[int] = 4
+    fingerprint: str
+    method: str = "gram"
+    seed: int = DEFAULT_SEED
+    n_entries: int = 0
+
+    def estimated_seconds(self) -> float:
+        return self.n_entries / _ENTRIES_PER_SECOND if self.n_entries else float("inf")
+
+    @property
+    def label(self) -> str:
+        return "randomized weight spectra"
+
+
+def randomized_spec(spectra: WeightSpectra, seed: int = DEFAULT_SEED) -> RandomizedSpectraSpec:
+    """The one way to build the spec of ``spectra``'s randomized comparison (pages, report and benches alike)."""
+    n_entries = int(np.prod(spectra.shapes, axis=1).sum()) if len(spectra) else 0
+    return RandomizedSpectraSpec(spectra.fingerprint, spectra.method, int(seed), n_entries)
+
+
+def randomized_work(
+    model: torch.nn.Module, spectra: WeightSpectra, device: str = "cpu", seed: int = DEFAULT_SEED
+):
+    """The task work of ``randomized_spec(spectra, seed)``."""
+
+    def work(task: tasks.Task) -> RandomizedSpectra:
+        return compute_randomized_spectra(model, spectra, device=device, seed=seed, progress=task.report)
+
+    return work
+
+
+def randomized_spectra(
+    model: torch.nn.Module,
+    spectra: WeightSpectra,
+    *,
+    device: str = "cpu",
+    seed: int = DEFAULT_SEED,
+    progress: ProgressCallback | None = None,
+) -> RandomizedSpectra:
+    """The randomized comparison through the task layer, waited for here (report CLI, benches): read from the
+    disk store when these weights were shuffled before with this seed (``from_cache``), else computed and kept."""
+    spec = randomized_spec(spectra, seed)
+    result = tasks.run(spec, randomized_work(model, spectra, device, seed), progress=progress)
+    task = tasks.peek(spec)
+    if task is not None and task.from_disk and not result.from_cache:
+        result = dataclasses.replace(result, from_cache=True)
+    return result
+
+
+def ww_metric(spectra: WeightSpectra, randomized: RandomizedSpectra | None, name: str) -> np.ndarray:
+    """(matrix,) float64 values of one of WW_METRICS; the randomized ones are NaN without ``randomized``."""
+    if name not in WW_METRICS:
+        raise KeyError(f"Unknown metric '{name}'; choose one of {list(WW_METRICS)}.")
+    if name in RANDOMIZED_METRICS:
+        if randomized is None:
+            return np.full(len(spectra), np.nan)
+        return np.asarray(getattr(randomized, name), dtype=np.float64)
+    return spectra.metric(name)
+
+
+def ww_rows(spectra: WeightSpectra, randomized: RandomizedSpectra | None) -> list[dict]:
+    """One plain dict per matrix: name, layer, kind, shape, WeightWatcher's metrics, the trap edge and the traps
+    (shuffled ESD eigenvalues past it, ESD units); the randomized fields are None without ``randomized``."""
+    values = {name: ww_metric(spectra, randomized, name) for name in WW_METRICS}
+    out = []
+    for i, name in enumerate(spectra.names):
+        row: dict = {
+            "name": name,
+            "layer": None if spectra.layers[i] < 0 else int(spectra.layers[i]),
+            "kind": spectra.kinds[i],
+            "shape": [int(v) for v in spectra.shapes[i]],
+        }
+        for key, column in values.items():
+            value = float(column[i])
+            row[key] = None if not np.isfinite(value) else (int(value) if key == "n_traps" else value)
+        row["trap_edge"] = None if randomized is None else float(randomized.trap_edge[i])
+        row["traps"] = None if randomized is None else [float(v) for v in randomized.traps(i)]
+        out.append(row)
+    return out

@@ -1,5 +1,6 @@
-"""Figures of weight spectra: the model-wide metric heatmap, a matrix's scree plot and ESD, and one matrix
-type across layers. Input: ``explorer.analysis.weights.WeightSpectra``."""
+"""Figures of weight spectra: the model-wide metric heatmap, a matrix's scree plot and ESD (with the shuffled
+matrix's ESD over it), one matrix type across layers, and WeightWatcher's metrics per layer. Input:
+``explorer.analysis.weights.WeightSpectra`` and, for the randomized comparison, ``RandomizedSpectra``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from explorer.analysis.weights import LOG_METRICS, METRICS, WeightSpectra
+from explorer.analysis.weights import (
+    LOG_METRICS,
+    METRICS,
+    WW_METRICS,
+    RandomizedSpectra,
+    WeightSpectra,
+    ww_metric,
+)
 from explorer.labels import weight_kind_label as kind_label
 from explorer.spectra.heavy_tail import mp_density
 
@@ -177,17 +185,28 @@ def make_scree_figure(spectra: WeightSpectra, index: int) -> go.Figure:
     return fig
 
 
-def make_esd_figure(spectra: WeightSpectra, index: int, *, bins: int = 60) -> go.Figure:
+def make_esd_figure(
+    spectra: WeightSpectra, index: int, *, bins: int = 60, randomized: RandomizedSpectra | None = None
+) -> go.Figure:
     """Log-log histogram (density) of the ESD of W^T W / N with the fitted power law from x_min, the
-    Marchenko-Pastur density of a random matrix of the same shape and element variance, and its edge."""
+    Marchenko-Pastur density of a random matrix of the same shape and element variance, and its edge.
+
+    randomized: when given, the ESD of W with its entries shuffled is drawn over the real one on the same bins
+    (extended to its range), with the trap edge (lambda_+ plus the Tracy-Widom margin) and each trap marked."""
     lam = spectra.esd(index)
     lam = lam[lam > 0]
+    shuffled = None
+    if randomized is not None:
+        shuffled = randomized.esd(index)
+        shuffled = shuffled[shuffled > 0]
     shape = tuple(int(v) for v in spectra.shapes[index])
     fig = go.Figure()
     if lam.size == 0:
         fig.update_layout(title="ESD: the matrix is zero")
         return fig
     lo, hi = float(lam.min()), float(lam.max())
+    if shuffled is not None and shuffled.size:
+        lo, hi = min(lo, float(shuffled.min())), max(hi, float(shuffled.max()))
     edges = np.geomspace(lo, hi * (1 + 1e-9), bins + 1) if hi > lo else np.array([lo * 0.9, hi * 1.1])
     counts, edges = np.histogram(lam, bins=edges)
     density = counts / (lam.size * np.diff(edges))
@@ -201,6 +220,39 @@ def make_esd_figure(spectra: WeightSpectra, index: int, *, bins: int = 60) -> go
     )
     blue = dict(color="#3b5bdb", width=2)
     fig.add_trace(_line(x, y, "ESD histogram", blue, bin_hover, fill="none", customdata=hover))
+    if shuffled is not None and shuffled.size:
+        r_counts, _ = np.histogram(shuffled, bins=edges)
+        r_density = r_counts / (shuffled.size * np.diff(edges))
+        r_y = np.repeat(np.where(r_counts > 0, r_density, np.nan), 2)
+        r_hover = np.repeat(np.stack([edges[:-1], edges[1:], r_counts], axis=1), 2, axis=0)
+        purple = dict(color="#ae3ec9", width=2.5)
+        fig.add_trace(
+            _line(
+                x,
+                r_y,
+                "ESD of W shuffled",
+                purple,
+                bin_hover.replace("eigenvalues", "shuffled eigenvalues"),
+                customdata=r_hover,
+            )
+        )
+        trap_edge = float(randomized.trap_edge[index])
+        fig.add_vline(x=trap_edge, line=dict(color="#9c36b5", dash="dash", width=1))
+        fig.add_annotation(
+            x=np.log10(trap_edge), y=0.86, yref="paper", text="trap edge", showarrow=False, xanchor="left"
+        )
+        traps = randomized.traps(index)
+        if traps.size:
+            fig.add_trace(
+                go.Scatter(
+                    x=traps,
+                    y=np.full(traps.size, float(np.nanmin(np.where(counts > 0, density, np.nan)))),
+                    mode="markers",
+                    name=f"correlation traps ({traps.size})",
+                    marker=dict(color="#9c36b5", symbol="x", size=11),
+                    hovertemplate="trap λ = %{x:.4g}<extra></extra>",
+                )
+            )
     var = float(spectra.element_variance[index])
     edge = float(spectra.mp_edge[index])
     grid = np.geomspace(lo, max(hi, edge) * 1.01, 400)
@@ -287,4 +339,45 @@ def make_layer_scree_figure(spectra: WeightSpectra, kind: str, *, normalise: boo
         height=440,
         margin=dict(l=60, r=20, t=60, b=50),
     )
+    return fig
+
+
+def make_ww_layer_figure(
+    spectra: WeightSpectra, metric: str, randomized: RandomizedSpectra | None = None
+) -> go.Figure:
+    """One of WeightWatcher's metrics (a key of ``analysis.weights.WW_METRICS``) against the layer, one line per
+    matrix type of the blocks (matrices outside the blocks are in the table, not here). Randomized metrics
+    without ``randomized`` give an empty chart that says so."""
+    label = WW_METRICS[metric][0]
+    values = ww_metric(spectra, randomized, metric)
+    fig = go.Figure()
+    in_blocks = np.flatnonzero(spectra.layers >= 0)
+    kinds = [k for k in spectra.kinds_present if any(spectra.kinds[i] == k for i in in_blocks)]
+    colors = sample_colorscale("Turbo", list(np.linspace(0.05, 0.95, max(len(kinds), 1))))
+    for kind, color in zip(kinds, colors, strict=False):
+        idx = [i for i in spectra.of_kind(kind) if spectra.layers[i] >= 0]
+        fig.add_trace(
+            go.Scatter(
+                x=[int(spectra.layers[i]) for i in idx],
+                y=values[idx],
+                mode="lines+markers",
+                name=kind_label(kind),
+                line=dict(color=color, width=1.5),
+                marker=dict(size=6),
+                customdata=[spectra.names[i] for i in idx],
+                hovertemplate="layer %{x} · %{customdata}<br>" + label + " = %{y:.4g}<extra></extra>",
+            )
+        )
+    title = f"{label} per layer"
+    if not np.isfinite(values).any():
+        title += " (not computed yet)" if randomized is None else " (no value)"
+    fig.update_layout(
+        title=title,
+        height=420,
+        legend=dict(orientation="h", y=-0.22),
+        margin=dict(l=60, r=20, t=60, b=60),
+        hovermode="closest",
+    )
+    fig.update_xaxes(title_text="layer", dtick=max(1, spectra.n_layers // 15))
+    fig.update_yaxes(title_text=label)
     return fig

@@ -2,8 +2,17 @@
 
 metrics.json gains, at the top level:
     "weights": [{"name", "layer", "kind", "shape", "spectral_norm", "stable_rank", "effective_rank",
-                 "condition_number", "k90", "k99", "alpha", "alpha_xmin", "alpha_ks"}, ...]  (one per matrix;
-                 alpha_xmin in units of the ESD of W^T W / N, N = max(m, n); alpha NaN -> null when no fit)
+                 "condition_number", "k90", "k99", "alpha", "alpha_xmin", "alpha_ks",
+                 "alpha_hat", "log_norm", "log_spectral_norm", "rand_distance", "n_traps", "trap_edge",
+                 "traps"}, ...]  (one per matrix;
+                 alpha_xmin in units of the ESD of W^T W / N, N = max(m, n); alpha NaN -> null when no fit.
+                 WeightWatcher's metric set (explorer/spectra/weightwatcher.py), in its units, eigenvalues of
+                 W^T W not divided by N: alpha_hat = alpha log10 sigma_1^2 (null without alpha), log_norm =
+                 log10 ||W||_F^2, log_spectral_norm = log10 sigma_1^2. The randomized comparison (W with its
+                 entries shuffled by numpy's permutation seeded [0, CRC-32 of the name]): rand_distance = the
+                 Jensen-Shannon distance (nats, square-rooted) between the sorted real and shuffled spectra;
+                 trap_edge = lambda_+ + 4 Tracy-Widom widths in ESD units; traps = the shuffled ESD eigenvalues
+                 above it, decreasing; n_traps = their count)
     "circuits": {"copying_score": [[...] * n_heads] * n_layers}
     "gershgorin": {"layer", "head", "all_inside": bool, "groups": [{"discs", "n_discs", "n_eigenvalues"}, ...]}
         for the row discs of that attention head on the report's text.
@@ -14,10 +23,10 @@ from __future__ import annotations
 import numpy as np
 
 from explorer.analysis.circuits import circuit_spectra
-from explorer.analysis.weights import weight_spectra
+from explorer.analysis.weights import randomized_spectra, weight_spectra, ww_rows
 from explorer.figures.circuits import make_copying_heatmap_figure
 from explorer.figures.gershgorin import make_gershgorin_figure
-from explorer.figures.weights import make_esd_figure, make_weight_heatmap_figure
+from explorer.figures.weights import make_esd_figure, make_weight_heatmap_figure, make_ww_layer_figure
 from explorer.models import Capture, LoadedModel
 from explorer.report.section import ReportSection
 from explorer.spectra.gershgorin import analyse_gershgorin
@@ -36,7 +45,16 @@ WEIGHT_KEYS = (
     "alpha",
     "alpha_xmin",
     "alpha_ks",
+    "alpha_hat",
+    "log_norm",
+    "log_spectral_norm",
+    "rand_distance",
+    "n_traps",
+    "trap_edge",
+    "traps",
 )
+# Taken from ``ww_rows`` (WeightWatcher's metric set and the randomized comparison); the rest from ``rows``.
+_WW_KEYS = ("alpha_hat", "log_norm", "log_spectral_norm", "rand_distance", "n_traps", "trap_edge", "traps")
 
 
 def weights_section(
@@ -46,13 +64,17 @@ def weights_section(
     head (layer, head) on the captured text (default: the middle layer, head 0)."""
     card = loaded.card
     spectra = weight_spectra(loaded.model, device=loaded.device)
+    randomized = randomized_spectra(loaded.model, spectra, device=loaded.device)
     circuits = circuit_spectra(loaded.model, card.n_layers, card.n_heads, card.n_kv_heads)
     layer = card.n_layers // 2 if layer is None else int(np.clip(layer, 0, card.n_layers - 1))
     head = 0 if head is None else int(np.clip(head, 0, card.n_heads - 1))
     gersh = analyse_gershgorin(np.asarray(cap.attentions[layer, head], dtype=np.float64))
 
     data = {
-        "weights": [{key: row[key] for key in WEIGHT_KEYS} for row in spectra.rows()],
+        "weights": [
+            {key: ww_row[key] if key in _WW_KEYS else row[key] for key in WEIGHT_KEYS}
+            for row, ww_row in zip(spectra.rows(), ww_rows(spectra, randomized), strict=True)
+        ],
         "circuits": {"copying_score": circuits.copying_score},
         "gershgorin": {
             "layer": layer,
@@ -68,9 +90,19 @@ def weights_section(
     figures = [
         ("Power-law exponent α of every weight matrix", make_weight_heatmap_figure(spectra, "alpha")),
         ("Stable rank of every weight matrix", make_weight_heatmap_figure(spectra, "stable_rank")),
+        ("WeightWatcher's α̂ = α·log₁₀λ_max per layer", make_ww_layer_figure(spectra, "alpha_hat")),
+        (
+            "rand_distance per layer (each matrix against its shuffle)",
+            make_ww_layer_figure(spectra, "rand_distance", randomized),
+        ),
     ]
     if embed is not None:
-        figures.append(("Spectral density of the token embedding", make_esd_figure(spectra, embed)))
+        figures.append(
+            (
+                "Spectral density of the token embedding, and of it shuffled",
+                make_esd_figure(spectra, embed, randomized=randomized),
+            )
+        )
     figures += [
         ("OV copying score of every head", make_copying_heatmap_figure(circuits)),
         (
@@ -80,7 +112,9 @@ def weights_section(
     ]
     median_alpha = float(np.nanmedian(spectra.alpha)) if np.isfinite(spectra.alpha).any() else float("nan")
     text = (
-        f"<p>{len(spectra)} weight matrices; median power-law α {median_alpha:.2f}. Copying scores range "
+        f"<p>{len(spectra)} weight matrices; median power-law α {median_alpha:.2f}; "
+        f"{int((randomized.n_traps > 0).sum())} with correlation traps ({int(randomized.n_traps.sum())} in all), "
+        f"median rand_distance {float(np.median(randomized.rand_distance)):.3f}. Copying scores range "
         f"{np.nanmin(circuits.copying_score):+.2f} to {np.nanmax(circuits.copying_score):+.2f}. "
         f"Gershgorin (layer {layer}, head {head}): every eigenvalue inside the row discs: "
         f"{'yes' if gersh.all_inside else 'NO'}; {len(gersh.row_groups)} connected group(s).</p>"

@@ -46,7 +46,7 @@ def test_pages_render_on_embedded_models(page, model):
     if page == WEIGHTS:
         heat = spec_titled(at, "power-law α of every weight matrix")
         assert len(heat["data"][0]["y"]) == card.n_layers + 1  # the blocks, plus the embeddings row
-        assert len(plotly_specs(at)) == 4
+        assert len(plotly_specs(at)) == 5  # heatmap, scree, ESD, one kind across layers, WeightWatcher's set
     elif page == CIRCUITS:
         heat = spec_titled(at, "OV copying score")
         assert np.asarray(heat["data"][0]["z"]).shape == (card.n_layers, card.n_heads)

@@ -127,6 +127,13 @@ def test_every_section_has_its_documented_keys(tiny_report):
             "alpha",
             "alpha_xmin",
             "alpha_ks",
+            "alpha_hat",
+            "log_norm",
+            "log_spectral_norm",
+            "rand_distance",
+            "n_traps",
+            "trap_edge",
+            "traps",
         } <= set(row)
     assert {"layer", "head", "all_inside", "groups"} <= set(tiny_report["gershgorin"])
     assert {
