@@ -15,6 +15,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     import explorer.analysis.export  # noqa: F401 (registers the reader of exported compression decisions)
+    from explorer.analysis.generation import generated_mask
     from explorer.errors import ExplorerError
     from explorer.models import capture, load_model
     from explorer.report.build import default_sections, write_report
@@ -31,14 +32,19 @@ def _report(args: argparse.Namespace) -> int:
         loaded = load_model(
             args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
         )
-        cap = capture(loaded, text, args.max_tokens)
+        max_tokens, generated = args.max_tokens, None
+        if args.generate:
+            text, max_tokens, generated_ids = _continue(loaded, text, args)
+        cap = capture(loaded, text, max_tokens)
+        if args.generate and generated_ids is not None:
+            generated = generated_mask(cap.token_ids, generated_ids)
         for message in cap.messages:
             print(f"note: {message}", file=sys.stderr)
         metrics, report = write_report(
             loaded,
             cap,
             args.out,
-            sections=default_sections(curvature_grid=args.curvature_grid),
+            sections=default_sections(curvature_grid=args.curvature_grid, generated=generated),
             progress=lambda name: print(f"computing {name}...", file=sys.stderr, flush=True),
         )
     except ExplorerError as err:
@@ -46,6 +52,27 @@ def _report(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote {metrics}\nwrote {report}")
     return 0
+
+
+def _continue(loaded, text: str, args: argparse.Namespace):
+    """``--generate``: (prompt + continuation text, its token limit, the prompt's ids); prints the settings. An
+    encoder cannot write: the text is analysed as given (ids None), with a note."""
+    from explorer.analysis.generation import GREEDY, SAMPLED, GenerationSettings, continue_text
+
+    if not loaded.causal:
+        print(
+            f"note: {loaded.card.id} is an encoder and cannot continue the text; --generate ignored",
+            file=sys.stderr,
+        )
+        return text, args.max_tokens, None
+    settings = GenerationSettings(
+        args.generate, SAMPLED if args.sample else GREEDY, args.temperature, args.top_p, args.seed
+    )
+    print(f"generating {settings.describe()}...", file=sys.stderr, flush=True)
+    prompt_ids, generation, prompt_text, continuation = continue_text(loaded, text, args.max_tokens, settings)
+    if generation.stopped_early:
+        print(f"note: the model ended its text after {generation.n_generated} tokens", file=sys.stderr)
+    return prompt_text + continuation, loaded.card.max_positions, prompt_ids
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--dtype", default="float32", help="float32, bfloat16, float16")
     report.add_argument("--max-tokens", type=int, default=512)
     report.add_argument("--trust-remote-code", action="store_true", help="allow the model's own Python code")
+    report.add_argument(
+        "--generate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="continue the text (cut to --max-tokens) by N tokens with the model and analyse text + continuation "
+        "(causal LMs; the logit_lens section marks the generated tokens)",
+    )
+    report.add_argument("--sample", action="store_true", help="with --generate: sample instead of greedy")
+    report.add_argument("--temperature", type=float, default=1.0, help="with --sample: softmax temperature")
+    report.add_argument("--top-p", type=float, default=1.0, help="with --sample: nucleus mass (0, 1]")
+    report.add_argument("--seed", type=int, default=0, help="with --sample: the random seed (reproducible)")
     report.add_argument(
         "--curvature-grid",
         action="store_true",

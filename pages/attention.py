@@ -30,6 +30,7 @@ from explorer.ui.state import Choice, Float, PageState, link_with
 
 GRID_KEY = "attention_grid"
 EIGENVECTORS_PAGE = next((p.file for p in PAGES if p.path == "pages/eigenvectors.py"), None)
+LENS_PAGE = next((p.file for p in PAGES if p.path == "pages/logit_lens.py"), None)
 DAMPING = 0.85
 PAGE = PageState("attention")
 METRIC = Choice("metric", "lambda2_abs", GRID_METRICS)
@@ -215,14 +216,22 @@ def head_views(layer: int, head: int) -> None:
         st.plotly_chart(spectra, width="stretch", key="attention_spectra")
         st.plotly_chart(sym_lap, width="stretch", key="attention_sym_lap")
         st.caption(lap_caption)
-    if EIGENVECTORS_PAGE is None:
-        return
-    st.page_link(
-        EIGENVECTORS_PAGE,
-        label=f"Eigenvectors and stationary distribution of layer {layer} · head {head}",
-        icon=":material/stacked_line_chart:",
-        query_params=link_with(layer=layer, head=head),
-    )
+    if EIGENVECTORS_PAGE is not None:
+        st.page_link(
+            EIGENVECTORS_PAGE,
+            label=f"Eigenvectors and stationary distribution of layer {layer} · head {head}",
+            icon=":material/stacked_line_chart:",
+            query_params=link_with(layer=layer, head=head),
+        )
+    if LENS_PAGE is not None and loaded.causal:
+        # The lens's own settings (metric, k) are not this page's: leave this page's out of the link.
+        own = ("metric", "head", "tau", "heat", "pool")
+        st.page_link(
+            LENS_PAGE,
+            label=f"Logit lens at layer {layer}: what the model is about to predict after this block",
+            icon=":material/visibility:",
+            query_params={k: v for k, v in link_with(layer=layer).items() if k not in own},
+        )
 
 
 head_views(layer, head)

@@ -33,3 +33,21 @@ def make_surprisal_figure(labels: list[str], token_losses: np.ndarray) -> go.Fig
     )
     fig.update_xaxes(tickangle=-60, type="category")
     return fig
+
+
+# Appended to the label of a token the model generated (a continuation of the text), on every axis that shows it.
+GENERATED_MARK = " ✦"
+
+
+def mark_generated(labels: list[str], generated: np.ndarray | None) -> list[str]:
+    """``labels`` with GENERATED_MARK after each generated token's label.
+
+    Args:
+        labels: list of length ``token``. generated: ndarray of shape (token,), bool, or None (nothing marked).
+    """
+    if generated is None:
+        return list(labels)
+    flags = np.asarray(generated, dtype=bool)
+    if flags.shape != (len(labels),):
+        raise ValueError(f"generated has shape {flags.shape}; expected ({len(labels)},)")
+    return [f"{label}{GENERATED_MARK}" if flag else label for label, flag in zip(labels, flags, strict=True)]

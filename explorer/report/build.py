@@ -21,6 +21,7 @@ from explorer.report.attention import attention_section
 from explorer.report.compression import compression_section
 from explorer.report.curvature import curvature_section
 from explorer.report.directions import directions_section
+from explorer.report.logit_lens import logit_lens_section
 from explorer.report.section import ReportSection
 from explorer.report.weights import weights_section
 
@@ -56,10 +57,16 @@ def model_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
     return ReportSection("Model and tokens", None, data, figures, text)
 
 
-def default_sections(curvature_grid: bool = False) -> list[Callable[[LoadedModel, Capture], ReportSection]]:
+def default_sections(
+    curvature_grid: bool = False, generated: np.ndarray | None = None
+) -> list[Callable[[LoadedModel, Capture], ReportSection]]:
     """Every capability's section, in report order.
 
-    ``curvature_grid`` adds lambda_max and trace of every layer's attention and MLP to the curvature section."""
+    ``curvature_grid`` adds lambda_max and trace of every layer's attention and MLP to the curvature section.
+    ``generated``: shape (token,), bool, the tokens of the capture the model wrote (``--generate``)."""
+
+    def logit_lens(loaded: LoadedModel, cap: Capture) -> ReportSection:
+        return logit_lens_section(loaded, cap, generated=generated)
 
     def curvature(loaded: LoadedModel, cap: Capture) -> ReportSection:
         return curvature_section(loaded, cap, grid=curvature_grid)
@@ -67,6 +74,7 @@ def default_sections(curvature_grid: bool = False) -> list[Callable[[LoadedModel
     return [
         model_section,
         attention_section,
+        logit_lens,
         weights_section,
         directions_section,
         compression_section,

@@ -51,6 +51,13 @@ _LISTED: list[PageInfo] = [
         "Eigenvectors of a head over the tokens, and the tokens the head keeps returning to.",
     ),
     PageInfo(
+        "pages/logit_lens.py",
+        "Logit lens",
+        ":material/visibility:",
+        "Attention",
+        "What each layer would predict: the residual stream read through the unembedding (causal LMs).",
+    ),
+    PageInfo(
         "pages/directions.py",
         "PCA & directions",
         ":material/explore:",

@@ -1,4 +1,10 @@
-"""The sidebar shared by every page: model, device, text. In the link: model, text or example, max_tokens.
+"""The sidebar shared by every page: model, device, text, and an optional continuation of the text by the model.
+In the link: model, text or example, max_tokens, and gen (tokens to generate), gen_mode, gen_temp, gen_top_p,
+gen_seed.
+
+With a continuation (causal LMs only), the text every page analyses is the text (cut to max tokens) followed by
+what the model wrote; ``Selection.prompt_ids`` keeps the prompt's tokens so pages can mark the generated ones
+(explorer.analysis.generation.generated_mask).
 
 A text too long for a link is kept on this server and named in the link by its digest (``text=@<16 hex>``,
 explorer/ui/text_store.py); the sidebar says so under the text box. Link values it cannot use (an unknown model,
@@ -7,17 +13,26 @@ example or stored text, a text over the size limit) are named in the page's link
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import streamlit as st
 
+from explorer.analysis.generation import (
+    GREEDY,
+    MAX_NEW_TOKENS,
+    MODES,
+    SAMPLED,
+    GenerationSettings,
+    continue_text,
+)
+from explorer.errors import ExplorerError
 from explorer.models.capture import DEFAULT_MAX_TOKENS
 from explorer.models.catalogue import CATALOGUE, DEFAULT_MODEL_ID, PICKER_IDS
 from explorer.models.choice import ModelChoice, TextChoice
 from explorer.models.device import DTYPES, available_devices
 from explorer.texts import DEFAULT_EXAMPLE, EXAMPLE_TITLES, example_name_for, example_texts
 from explorer.ui import settings, text_store
-from explorer.ui.state import Choice, PageState, incoming, link_notice, write_link
+from explorer.ui.state import Choice, Float, Int, PageState, incoming, link_notice, write_link
 
 CUSTOM = "__custom__"
 # Texts longer than this are not written into the link (URLs get unwieldy): the example name is, when it is one,
@@ -38,6 +53,16 @@ class Selection:
     allow_external: bool
     text: str
     max_tokens: int
+    # A continuation by the model: its settings, the prompt's token ids (the analysed text's first tokens) and
+    # the text as typed (``text`` is then prompt + continuation). Defaults: no continuation.
+    generation: GenerationSettings = GenerationSettings()
+    prompt_ids: tuple[int, ...] | None = None
+    prompt_text: str | None = None
+
+    @property
+    def generated_tokens(self) -> bool:
+        """True when ``text`` ends with a continuation written by the model."""
+        return self.prompt_ids is not None
 
     @property
     def model_key(self) -> ModelChoice:
@@ -72,6 +97,11 @@ def default_model_key() -> ModelChoice:
 
 SIDEBAR = PageState("sidebar", every_page=True)
 MAX_TOKENS = Choice("max_tokens", DEFAULT_MAX_TOKENS, MAX_TOKEN_CHOICES)
+GEN_TOKENS = Int("gen", 0, 0, MAX_NEW_TOKENS, key="gen_tokens")
+GEN_MODE = Choice("gen_mode", GREEDY, MODES)
+GEN_TEMPERATURE = Float("gen_temp", 1.0, 0.05, 5.0, digits=2)
+GEN_TOP_P = Float("gen_top_p", 1.0, 0.05, 1.0, digits=2)
+GEN_SEED = Int("gen_seed", 0, 0, 2**31 - 1)
 
 
 def _model_from_link() -> None:
@@ -235,6 +265,7 @@ def render_sidebar() -> Selection:
             max_chars=settings.max_text_chars(),
             help="Press Ctrl+Enter (or click outside) to analyse the new text.",
         )
+        generation_settings = _generation_controls()
         example, text_param = _link_text(text or "")
         if text_param is not None and text_store.digest_of(text_param) is not None:
             st.caption(
@@ -254,6 +285,8 @@ def render_sidebar() -> Selection:
         text=text or "",
         max_tokens=int(max_tokens),
     )
+    if generation_settings.active:
+        selection = _with_continuation(selection, generation_settings)
     state.selection = selection
     # The model is always written: a link without it would open whatever the default model is by then.
     write_link("model", selection.model_id or None)
@@ -271,3 +304,95 @@ def _link_text(text: str) -> tuple[str | None, str | None]:
     if len(text) <= MAX_TEXT_IN_URL:
         return None, text
     return None, text_store.store(text)
+
+
+def _generation_controls() -> GenerationSettings:
+    """The "continue the text" controls (in the link: gen, gen_mode, gen_temp, gen_top_p, gen_seed); the
+    sampling settings are drawn, and linked, only when sampling."""
+    with st.expander("Continue the text (generate)", expanded=bool(SIDEBAR.bind(GEN_TOKENS))):
+        n_new = SIDEBAR.number_input(
+            GEN_TOKENS,
+            "Continue the text by N tokens",
+            step=8,
+            help="The model writes N more tokens after the text (cut to max tokens) and every page analyses "
+            "text + continuation, with the generated tokens marked. 0 = off. Causal LMs only: an encoder "
+            "such as MiniLM cannot write.",
+        )
+        if not n_new:
+            for setting in (GEN_MODE, GEN_TEMPERATURE, GEN_TOP_P, GEN_SEED):
+                SIDEBAR.bind(setting, link=False)
+            return GenerationSettings()
+        mode = SIDEBAR.radio(GEN_MODE, "Decoding", format_func=MODES.get, horizontal=True)
+        if mode != SAMPLED:
+            for setting in (GEN_TEMPERATURE, GEN_TOP_P, GEN_SEED):
+                SIDEBAR.bind(setting, link=False)
+            return GenerationSettings(int(n_new), GREEDY)
+        temperature = SIDEBAR.slider(
+            GEN_TEMPERATURE,
+            "Temperature",
+            step=0.05,
+            help="Logits are divided by it: < 1 sharper, > 1 flatter.",
+        )
+        top_p = SIDEBAR.slider(
+            GEN_TOP_P,
+            "Top-p",
+            step=0.05,
+            help="Sample only from the most likely tokens whose mass reaches p.",
+        )
+        seed = SIDEBAR.number_input(GEN_SEED, "Seed", step=1, help="The same seed gives the same tokens.")
+        return GenerationSettings(int(n_new), SAMPLED, float(temperature), float(top_p), int(seed))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _cached_generation(model_key: ModelChoice, text_key: TextChoice, settings: GenerationSettings):
+    """(prompt ids, generation, prompt text, continuation text, the model's context length): the text cut as
+    pages cut it, and the model's continuation of it."""
+    from explorer.ui.cache import cached_model  # here: explorer.ui.cache imports heavy modules
+
+    loaded = cached_model(model_key)
+    prompt_ids, generation, prompt_text, continuation = continue_text(
+        loaded, text_key.text, text_key.max_tokens, settings
+    )
+    return prompt_ids, generation, prompt_text, continuation, loaded.card.max_positions
+
+
+def _with_continuation(selection: Selection, settings: GenerationSettings) -> Selection:
+    """The selection with the model's continuation appended to its text; unchanged (with a note in the sidebar
+    saying why) for an encoder, a model that does not load, or a text the model cannot take."""
+    from explorer.ui.cache import cached_model
+
+    try:
+        with st.spinner(f"Loading {selection.model_id}…"):
+            loaded = cached_model(selection.model_key)
+    except ExplorerError:
+        return selection  # the page says why the model does not load
+    if not loaded.causal:
+        st.sidebar.caption(
+            f":material/block: {loaded.card.id} is an encoder without a language-model head: it cannot continue "
+            "the text, so the text is analysed as typed."
+        )
+        return selection
+    try:
+        with st.spinner(f"Generating {settings.describe()}…"):
+            prompt_ids, generation, prompt_text, continuation, limit = _cached_generation(
+                selection.model_key, selection.text_key, settings
+            )
+    except ExplorerError as err:
+        st.sidebar.warning(f"No continuation: {err}", icon=":material/edit_off:")
+        return selection
+    n_new = generation.n_generated
+    st.sidebar.caption(
+        f":material/edit_note: Analysing the text ({len(prompt_ids):,} tokens) and its continuation by the "
+        f"model: {n_new} token{'s' if n_new != 1 else ''}, "
+        f"{'greedy' if settings.mode == GREEDY else 'sampled'}"
+        + (" (the model ended its text early)" if generation.stopped_early else "")
+        + f". The logit lens marks the generated tokens ✦. Continuation: “{continuation.strip()[:300]}”"
+    )
+    return replace(
+        selection,
+        text=prompt_text + continuation,
+        max_tokens=int(limit),
+        generation=settings,
+        prompt_ids=prompt_ids,
+        prompt_text=selection.text,
+    )

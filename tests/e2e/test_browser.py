@@ -58,6 +58,7 @@ INTERACTIONS = {
     "pages/weights.py": _nudge_first_slider,
     "pages/circuits.py": _nudge_first_slider,
     "pages/learn.py": _pick_gradient_descent,
+    "pages/logit_lens.py": _nudge_first_slider,
 }
 
 
