@@ -7,6 +7,8 @@
 4. ``temperature_sweep``: eigenvalues of a real attention head as the softmax temperature changes.
 5. ``transient_growth``: ||J^t|| of a non-normal matrix against rho^t and kappa(V) rho^t, with its Schur form.
 6. ``svd_factors`` / ``best_rank_k``: the best rank-k approximation and its Eckart-Young error.
+7. The exercises of these six: ``<id>_instance(seed)`` (the numbers one student is given) and
+   ``<id>_exercises(seed)`` (questions, answers computed here with numpy, hints, worked solutions).
 
 Eigenvalues follow docs/ARCHITECTURE.md section 2 (LAPACK geev, sorted by decreasing modulus). Everything is float64
 numpy; results are frozen dataclasses with shapes in their docstrings.
@@ -21,6 +23,7 @@ import scipy.linalg
 import scipy.sparse.linalg
 import torch
 
+from explorer.analysis.exercises import Exercise, instance_rng
 from explorer.analysis.matrices import weight_matrices
 from explorer.spectra import attention_spectra as spec
 from explorer.spectra.curvature import stability_threshold
@@ -580,6 +583,16 @@ def temperature_sweep(A: np.ndarray, *, causal: bool, taus=None, max_tokens: int
     )
 
 
+def example_attention(n: int = 12, *, causal: bool = True, seed: int = 0) -> np.ndarray:
+    """A synthetic attention head (n, n) for a figure without a model (the handouts): row-softmax of seeded
+    Gaussian scores (scale 2, so rows are neither one-hot nor uniform), lower-triangular when ``causal``."""
+    scores = 2.0 * np.random.default_rng(seed).standard_normal((n, n))
+    if causal:
+        scores = np.where(np.tril(np.ones((n, n), dtype=bool)), scores, -np.inf)
+    weights = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
 # --------------------------------------------------------------------------------------------------------
 # 5. Non-normal matrices and transient growth
 
@@ -776,4 +789,452 @@ def best_rank_k(factors: SVDFactors, k: int) -> LowRank:
         break_even=m * n / (m + n),
         k90=int(energy_rank(S, 0.9)),
         k99=int(energy_rank(S, 0.99)),
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# 7. Exercises: one per-student instance per seed (explorer/analysis/exercises.py), answers by numpy
+#
+# Each walkthrough has an ``<id>_instance(seed)`` (the numbers a student is given, reproducible from the seed:
+# tests recompute the answers from them with numpy, independently) and ``<id>_exercises(seed)`` (the
+# questions, their answers, hints and worked solutions). Numbers in a question are exact as printed (small
+# integers, one- or two-decimal values), so the answer follows from what the student reads. Tolerances are what
+# a careful hand computation reaches (two decimals), never what a run happened to give.
+
+NUMBER_TOLERANCE = 0.01  # two decimals: what a careful hand computation gives
+RATE_TOLERANCE = 0.005  # a rate or a fraction, where 0.01 would let a neighbouring answer pass
+
+
+def _num(x: float) -> str:
+    """A number as a question prints it: exact for the values instances use (integers, two decimals)."""
+    return f"{x:.4g}".replace("-", "−")
+
+
+def _charpoly_text(trace: float, det: float) -> str:
+    """λ² − trace·λ + det with the signs folded in: "λ² − 2λ − 2"."""
+    b, c = -trace, det
+    return (
+        "λ²"
+        + (f" {'−' if b < 0 else '+'} {abs(b):g}λ" if b else "")
+        + (f" {'−' if c < 0 else '+'} {abs(c):g}" if c else "")
+    )
+
+
+def _matrix_text(M: np.ndarray) -> str:
+    """``[[2, −1], [3, 0]]`` in code font (plain text: it reads the same on the page and in a handout)."""
+    rows = ", ".join("[" + ", ".join(f"{v:g}" for v in row) + "]" for row in np.asarray(M))
+    return f"`M = [{rows}]`"
+
+
+# ---- 1. a 2x2 matrix
+
+KIND_CHOICES_2X2 = (
+    "two distinct real eigenvalues",
+    "a complex-conjugate pair (no real eigenvector)",
+    "one repeated eigenvalue with a single eigenvector line (defective)",
+    "M = λI: every direction is an eigenvector",
+)
+_KINDS_2X2 = ("distinct", "complex", "defective")  # the kinds an instance draws (λI is too easy to spot)
+
+
+@dataclass(frozen=True)
+class Matrix2x2Instance:
+    """largest: (2, 2) integer matrix with two distinct real eigenvalues (exercise "largest");
+    kind_matrix: (2, 2) integer matrix of kind ``kind`` ("distinct", "complex" or "defective")."""
+
+    largest: np.ndarray
+    kind_matrix: np.ndarray
+    kind: str
+
+
+def _integer_2x2(rng: np.random.Generator, kind: str) -> np.ndarray:
+    """A (2, 2) float64 matrix of small integers of the given kind (entries in -3..3 or a sheared Jordan block)."""
+    if kind == "defective":
+        lam, s, p = rng.integers(-2, 3), rng.choice([-2, -1, 1, 2]), rng.integers(-1, 2)
+        P = np.array([[1.0, p], [0.0, 1.0]])  # integer and unimodular: P^-1 is integer too
+        J = np.array([[lam, s], [0.0, lam]], dtype=np.float64)
+        return P @ J @ np.linalg.inv(P).round()
+    while True:
+        M = rng.integers(-3, 4, size=(2, 2)).astype(np.float64)
+        disc = (M[0, 0] - M[1, 1]) ** 2 + 4 * M[0, 1] * M[1, 0]  # exact in integers: trace^2 - 4 det
+        if (kind == "distinct" and disc > 0 and M[0, 1] * M[1, 0] != 0) or (kind == "complex" and disc < 0):
+            return M
+
+
+def matrix2x2_instance(seed: int) -> Matrix2x2Instance:
+
+    kind = _KINDS_2X2[int(instance_rng(seed, "matrix2x2", "kind_pick").integers(len(_KINDS_2X2)))]
+    return Matrix2x2Instance(
+        largest=_integer_2x2(instance_rng(seed, "matrix2x2", "largest"), "distinct"),
+        kind_matrix=_integer_2x2(instance_rng(seed, "matrix2x2", "kind"), kind),
+        kind=kind,
+    )
+
+
+def matrix2x2_exercises(seed: int) -> tuple[Exercise, ...]:
+    """Two exercises: the larger eigenvalue of an integer 2x2 (number), and the kind of another (choice)."""
+
+    inst = matrix2x2_instance(seed)
+    M = inst.largest
+    tr, det = float(np.trace(M)), float(np.linalg.det(M).round())
+    lam = float(np.max(np.linalg.eigvals(M).real))
+    K = inst.kind_matrix
+    ktr, kdet = float(np.trace(K)), float(np.linalg.det(K).round())
+    return (
+        Exercise(
+            "largest",
+            f"{_matrix_text(M)} has two real eigenvalues. What is the larger one?",
+            lam,
+            hint="λ₁ + λ₂ = trace and λ₁ λ₂ = det: solve λ² − (trace) λ + det = 0.",
+            solution=(
+                f"trace = {_num(tr)}, det = {_num(det)}, so {_charpoly_text(tr, det)} = 0 and "
+                f"λ = ({_num(tr)} ± √({_num(tr * tr - 4 * det)})) / 2. The larger is **{lam:.4f}**."
+            ),
+            tolerance=NUMBER_TOLERANCE,
+        ),
+        Exercise(
+            "kind",
+            f"What eigenvalues does {_matrix_text(K)} have?",
+            {"distinct": 0, "complex": 1, "defective": 2}[inst.kind],
+            hint="Compute the discriminant trace² − 4 det: > 0, < 0 or 0? At 0, is M − λI zero?",
+            solution=(
+                f"trace = {_num(ktr)}, det = {_num(kdet)}, trace² − 4 det = {_num(ktr * ktr - 4 * kdet)}. "
+                + {
+                    "distinct": "Positive: two distinct real eigenvalues.",
+                    "complex": "Negative: a complex-conjugate pair, and no real direction is kept.",
+                    "defective": (
+                        f"Zero: one repeated eigenvalue λ = {_num(ktr / 2)}, and M − λI is not zero, so it has "
+                        "rank 1 and only one eigenvector line: M is defective."
+                    ),
+                }[inst.kind]
+            ),
+            choices=KIND_CHOICES_2X2,
+        ),
+    )
+
+
+# ---- 2. power iteration
+
+POWER_RATIOS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+POWER_TARGET = 1e-3
+
+
+@dataclass(frozen=True)
+class PowerInstance:
+    """ratio = |lambda_2 / lambda_1| of a symmetric matrix; the start has tan(theta_0) = 1."""
+
+    ratio: float
+
+
+def power_instance(seed: int) -> PowerInstance:
+
+    rng = instance_rng(seed, "power", "ratio")
+    return PowerInstance(ratio=float(POWER_RATIOS[int(rng.integers(len(POWER_RATIOS)))]))
+
+
+def power_steps_needed(ratio: float, target: float = POWER_TARGET) -> int:
+    """The smallest k with ratio^k <= target (0 < ratio < 1): the bound tan(theta_k) <= ratio^k tan(theta_0)
+    with tan(theta_0) = 1 falls below ``target`` after this many steps."""
+    return int(np.ceil(np.log(target) / np.log(ratio)))
+
+
+def power_exercises(seed: int) -> tuple[Exercise, ...]:
+    """Steps until the angle bound falls below 1e-3 (an integer), and the Rayleigh quotient's rate."""
+
+    r = power_instance(seed).ratio
+    k = power_steps_needed(r)
+    return (
+        Exercise(
+            "steps",
+            f"A symmetric matrix has |λ₂/λ₁| = {_num(r)}, and power iteration starts with tan θ₀ = 1. After how "
+            "many steps k does the bound tan θ_k ≤ |λ₂/λ₁|^k tan θ₀ first fall below 10⁻³? (a whole number)",
+            k,
+            hint="Solve |λ₂/λ₁|^k ≤ 10⁻³ for k with logarithms, and round up.",
+            solution=(
+                f"k ≥ log(10⁻³) / log({_num(r)}) = {np.log(POWER_TARGET) / np.log(r):.3f}, so **k = {k}** "
+                f"({_num(r)}^{k} = {r**k:.3g}, while {_num(r)}^{k - 1} = {r ** (k - 1):.3g})."
+            ),
+            tolerance=0.5,  # a whole number: the nearest integer and nothing else
+        ),
+        Exercise(
+            "rayleigh_rate",
+            f"Same matrix (|λ₂/λ₁| = {_num(r)}). By what factor does the bound on the Rayleigh quotient's error "
+            "|r_k − λ₁| shrink per step?",
+            r * r,
+            hint="For a symmetric matrix the eigenvalue error goes with tan² θ_k: look at the exponent 2k.",
+            solution=(
+                f"|r_k − λ₁| ≤ max|λ₁ − λᵢ| tan²θ₀ |λ₂/λ₁|^(2k): the factor per step is "
+                f"{_num(r)}² = **{r * r:.4f}**. The eigenvalue converges twice as fast (in digits) as the vector."
+            ),
+            tolerance=RATE_TOLERANCE,
+        ),
+    )
+
+
+# ---- 3. gradient descent
+
+GD_CURVATURES_MAX = (2.0, 2.5, 4.0, 5.0, 8.0, 10.0)
+GD_CURVATURES_MIN = (0.5, 1.0, 1.5, 2.0)
+GD_STEP_FACTORS = (0.8, 0.95, 1.05, 1.2)  # eta = factor * 2 / lambda_max: never exactly at the edge
+
+
+@dataclass(frozen=True)
+class GDInstance:
+    """The quadratic's Hessian eigenvalues lam_max > lam_min > 0, and a step size eta (a multiple of 2 / lam_max
+    that is not 1, so the iteration either converges or diverges)."""
+
+    lam_max: float
+    lam_min: float
+    eta: float
+
+
+def gd_instance(seed: int) -> GDInstance:
+
+    rng = instance_rng(seed, "gd", "curvatures")
+    lam_max = float(rng.choice(GD_CURVATURES_MAX))
+    lam_min = float(rng.choice([c for c in GD_CURVATURES_MIN if c < lam_max]))
+    factor = float(instance_rng(seed, "gd", "eta").choice(GD_STEP_FACTORS))
+    return GDInstance(lam_max, lam_min, round(factor * 2 / lam_max, 4))
+
+
+def gd_exercises(seed: int) -> tuple[Exercise, ...]:
+    """The largest stable step 2/lambda_max, the best rate (kappa - 1)/(kappa + 1), converge or diverge."""
+
+    g = gd_instance(seed)
+    kappa = g.lam_max / g.lam_min
+    setup = f"f(x) = ½ xᵀHx, where H has eigenvalues λ₁ = {_num(g.lam_max)} and λ₂ = {_num(g.lam_min)}."
+    factors = np.abs(1 - g.eta * np.array([g.lam_max, g.lam_min]))
+    diverges = bool(factors.max() > 1)
+    return (
+        Exercise(
+            "eta_max",
+            f"Gradient descent on {setup} What is the largest stable step size η?",
+            2 / g.lam_max,
+            hint="Along eigenvector i the error is multiplied by 1 − ηλᵢ each step; it must stay within (−1, 1).",
+            solution=(
+                f"|1 − ηλᵢ| < 1 for both curvatures needs η < 2/λ_max = 2/{_num(g.lam_max)} = "
+                f"**{2 / g.lam_max:.4f}**."
+            ),
+            tolerance=RATE_TOLERANCE,
+        ),
+        Exercise(
+            "best_rate",
+            f"Same quadratic: {setup} With the best fixed step, by what factor does the error shrink per step?",
+            (kappa - 1) / (kappa + 1),
+            hint="The best step η* = 2/(λ_max + λ_min) balances |1 − ηλ_max| and |1 − ηλ_min|; use κ = λ_max/λ_min.",
+            solution=(
+                f"κ = {_num(g.lam_max)}/{_num(g.lam_min)} = {kappa:.4g}, and the best rate is (κ − 1)/(κ + 1) = "
+                f"**{(kappa - 1) / (kappa + 1):.4f}** (at η* = {2 / (g.lam_max + g.lam_min):.4g})."
+            ),
+            tolerance=RATE_TOLERANCE,
+        ),
+        Exercise(
+            "converges",
+            f"Same quadratic: {setup} Does gradient descent with η = {g.eta:g} converge?",
+            1 if diverges else 0,
+            hint="Compare η with 2/λ_max.",
+            solution=(
+                f"|1 − ηλ₁| = |1 − {g.eta:g}·{_num(g.lam_max)}| = {factors[0]:.3g} and |1 − ηλ₂| = "
+                f"{factors[1]:.3g}: "
+                + (
+                    "the first is above 1, so the error grows along the steep direction: it **diverges**."
+                    if diverges
+                    else "both are below 1, so it **converges**."
+                )
+            ),
+            choices=("It converges to the minimum", "It diverges"),
+        ),
+    )
+
+
+# ---- 4. softmax temperature
+
+
+@dataclass(frozen=True)
+class TemperatureInstance:
+    """One attention row: weights = counts / counts.sum(), counts (4,) small positive integers (ties likely)."""
+
+    counts: np.ndarray
+
+    @property
+    def weights(self) -> np.ndarray:
+        return self.counts / self.counts.sum()
+
+
+def temperature_instance(seed: int) -> TemperatureInstance:
+
+    return TemperatureInstance(
+        instance_rng(seed, "temperature", "row").integers(1, 5, size=4).astype(np.float64)
+    )
+
+
+def temperature_exercises(seed: int) -> tuple[Exercise, ...]:
+    """The weight of key 1 at tau = 1/2 (each weight squared, renormalised), and the entropy as tau -> 0."""
+
+    inst = temperature_instance(seed)
+    c = inst.counts
+    total = int(c.sum())
+    row = "(" + ", ".join(f"{int(v)}" for v in c) + f")/{total}"
+    squared = c**2
+    half = float(squared[0] / squared.sum())
+    ties = int(np.sum(c == c.max()))
+    return (
+        Exercise(
+            "half",
+            f"An attention row has weights {row} on keys 1-4. Replayed at temperature τ = 1/2, what weight does "
+            "key 1 get?",
+            half,
+            hint="(A_τ)ᵢⱼ = aᵢⱼ^(1/τ) / Σₖ aᵢₖ^(1/τ): at τ = 1/2 square every weight and renormalise.",
+            solution=(
+                "Squares (the common denominator cancels): "
+                + ", ".join(f"{int(v)}" for v in squared)
+                + f"; key 1 gets {int(squared[0])}/{int(squared.sum())} = **{half:.4f}**."
+            ),
+            tolerance=RATE_TOLERANCE,
+        ),
+        Exercise(
+            "entropy_cold",
+            f"Same row {row}. As τ → 0, what does the row's entropy −Σ aⱼ log aⱼ tend to (in nats)?",
+            float(np.log(ties)),
+            hint="As τ → 0 the weight goes to the largest entries only. Are there ties for the largest?",
+            solution=(
+                f"The largest count {int(c.max())} appears {ties} time(s); the row tends to uniform weight over "
+                f"those {ties} key(s), so the entropy tends to log {ties} = **{np.log(ties):.4f}**."
+            ),
+            tolerance=NUMBER_TOLERANCE,
+        ),
+    )
+
+
+# ---- 5. non-normal growth
+
+NONNORMAL_RHOS = (0.8, 0.9, 0.95, 1.05)
+NONNORMAL_COUPLINGS = (1.0, 1.5, 2.0, 3.0)
+NONNORMAL_SECOND = 0.1  # the second eigenvalue is rho - 0.1: distinct, so J is diagonalizable
+
+
+@dataclass(frozen=True)
+class NonnormalInstance:
+    """J = [[rho, s], [0, rho - 0.1]] (2, 2): upper triangular, eigenvalues on the diagonal, coupling s."""
+
+    rho: float
+    coupling: float
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return np.array([[self.rho, self.coupling], [0.0, self.rho - NONNORMAL_SECOND]])
+
+
+def nonnormal_instance(seed: int) -> NonnormalInstance:
+
+    rng = instance_rng(seed, "nonnormal", "matrix")
+    return NonnormalInstance(float(rng.choice(NONNORMAL_RHOS)), float(rng.choice(NONNORMAL_COUPLINGS)))
+
+
+NONNORMAL_CHOICES = ("‖J^t‖ → 0", "‖J^t‖ → ∞", "‖J^t‖ stays bounded but does not go to 0")
+
+
+def nonnormal_exercises(seed: int) -> tuple[Exercise, ...]:
+    """||J||_2 of a triangular 2x2 (how much one step can stretch), and the long-run fate of ||J^t||."""
+
+    inst = nonnormal_instance(seed)
+    J = inst.matrix
+    mu = inst.rho - NONNORMAL_SECOND
+    gram_trace = float(np.sum(J**2))
+    gram_det = float((inst.rho * mu) ** 2)
+    norm = float(np.sqrt((gram_trace + np.sqrt(gram_trace**2 - 4 * gram_det)) / 2))
+    text = f"`J = [[{inst.rho:g}, {inst.coupling:g}], [0, {mu:g}]]`"
+    return (
+        Exercise(
+            "norm",
+            f"{text} has spectral radius ρ = {inst.rho:g}. What is ‖J‖₂, the most one step can stretch a vector?",
+            norm,
+            hint="‖J‖₂² is the largest eigenvalue of JᵀJ: use its trace (sum of squared entries) and determinant "
+            "(det J)².",
+            solution=(
+                f"JᵀJ has trace {gram_trace:.4g} and determinant (det J)² = {gram_det:.4g}; its largest eigenvalue "
+                f"is ({gram_trace:.4g} + √({gram_trace:.4g}² − 4·{gram_det:.4g}))/2 = {norm**2:.4f}, so ‖J‖₂ = "
+                f"**{norm:.4f}**, far above ρ = {inst.rho:g}: the coupling stretches before the powers decay."
+            ),
+            tolerance=NUMBER_TOLERANCE,
+        ),
+        Exercise(
+            "long_run",
+            f"Same {text}. What happens to ‖J^t‖ as t → ∞?",
+            0 if inst.rho < 1 else 1,
+            hint="The long run is decided by the eigenvalues alone: J^t = VΛ^tV⁻¹.",
+            solution=(
+                f"The eigenvalues are {inst.rho:g} and {mu:g} (the diagonal of a triangular matrix), distinct, so "
+                f"‖J^t‖ ≤ κ(V) ρ^t with ρ = {inst.rho:g} "
+                + (
+                    "< 1: it **goes to 0**, whatever the transient growth first."
+                    if inst.rho < 1
+                    else "> 1, and ‖J^t‖ ≥ ρ^t: it **grows without bound**."
+                )
+            ),
+            choices=NONNORMAL_CHOICES,
+        ),
+    )
+
+
+# ---- 6. SVD and Eckart-Young
+
+
+@dataclass(frozen=True)
+class SVDInstance:
+    """W (5, 4) = U diag(singular_values) V^T with random orthonormal U, V; singular_values (4,) distinct
+    integers 1..9, decreasing; k the rank kept (1..3)."""
+
+    matrix: np.ndarray
+    singular_values: np.ndarray
+    k: int
+
+
+def svd_instance(seed: int) -> SVDInstance:
+
+    rng = instance_rng(seed, "svd", "matrix")
+    sigma = np.sort(rng.choice(np.arange(1, 10), size=4, replace=False))[::-1].astype(np.float64)
+    U = np.linalg.qr(rng.standard_normal((5, 4)))[0]
+    V = np.linalg.qr(rng.standard_normal((4, 4)))[0]
+    return SVDInstance((U * sigma) @ V.T, sigma, int(rng.integers(1, 4)))
+
+
+def svd_exercises(seed: int) -> tuple[Exercise, ...]:
+    """The Eckart-Young errors of the rank-k truncation (Frobenius and 2-norm) and the energy it keeps."""
+
+    inst = svd_instance(seed)
+    s, k = inst.singular_values, inst.k
+    tail = s[k:]
+    fro = float(np.sqrt(np.sum(tail**2)))
+    kept = float(np.sum(s[:k] ** 2) / np.sum(s**2))
+    sv = ", ".join(f"{v:g}" for v in s)
+    setup = f"A 5×4 matrix W has singular values {sv}. W_{k} is its best rank-{k} approximation."
+    return (
+        Exercise(
+            "fro_error",
+            f"{setup} What is ‖W − W_{k}‖_F?",
+            fro,
+            hint="Eckart-Young: the error is made of the singular values you dropped: √(Σ_{i>k} σᵢ²).",
+            solution=(f"√({' + '.join(f'{v:g}²' for v in tail)}) = √{np.sum(tail**2):g} = **{fro:.4f}**."),
+            tolerance=NUMBER_TOLERANCE,
+        ),
+        Exercise(
+            "spectral_error",
+            f"{setup} What is ‖W − W_{k}‖₂ (the largest stretch of the error)?",
+            float(s[k]),
+            hint="In the 2-norm only the largest dropped singular value counts.",
+            solution=f"‖W − W_k‖₂ = σ_(k+1) = σ_{k + 1} = **{s[k]:g}**.",
+            tolerance=NUMBER_TOLERANCE,
+        ),
+        Exercise(
+            "energy",
+            f"{setup} What fraction of the energy ‖W‖_F² does W_{k} keep (between 0 and 1)?",
+            kept,
+            hint="‖W‖_F² = Σ σᵢ²; W_k keeps the first k of them.",
+            solution=(
+                f"({' + '.join(f'{v:g}²' for v in s[:k])}) / ({' + '.join(f'{v:g}²' for v in s)}) = "
+                f"{np.sum(s[:k] ** 2):g}/{np.sum(s**2):g} = **{kept:.4f}**."
+            ),
+            tolerance=RATE_TOLERANCE,
+        ),
     )

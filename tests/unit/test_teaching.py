@@ -594,3 +594,16 @@ def test_walkthroughs_on_embedded_models(load, model_id):
     sv_tol = 2 * symmetric_tolerance(W)  # Weyl on both sides, float64 (W is cast to float64)
     allowed = np.sqrt(dropped.size) * sv_tol + np.sqrt(min(W.shape)) * backward_error(W)
     assert res.error_fro == pytest.approx(np.sqrt((dropped**2).sum()), rel=0, abs=allowed)
+
+
+def test_example_attention_is_a_causal_row_stochastic_head():
+    A = teaching.example_attention(12, causal=True, seed=0)
+    assert A.shape == (12, 12)
+    np.testing.assert_allclose(A.sum(axis=1), 1.0, rtol=0, atol=12 * np.finfo(float).eps)
+    assert np.all(np.triu(A, 1) == 0) and np.all(A[np.tril_indices(12)] > 0)
+    # Causal: lower-triangular, so its eigenvalues are its diagonal (and lambda = 1 from the first token); geev
+    # finds a triangular matrix already in Schur form (after balancing's permutation): the diagonal to rounding.
+    np.testing.assert_allclose(np.sort(np.linalg.eigvals(A).real), np.sort(np.diag(A)), atol=1e-12)
+    assert A[0, 0] == 1.0
+    B = teaching.example_attention(5, causal=False, seed=1)
+    assert np.all(B > 0) and np.allclose(B.sum(axis=1), 1.0, rtol=0, atol=1e-15)

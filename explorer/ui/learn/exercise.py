@@ -31,6 +31,15 @@ def verdict_of(walkthrough: str, exercise: Exercise) -> Verdict | None:
     return st.session_state.get(_key(walkthrough, exercise, "verdict"))
 
 
+def forget_verdicts() -> None:
+    """Forget every check of this session (all walkthroughs): a student who clears their progress starts over,
+    and a walkthrough is not marked done again by checks made before."""
+    for key in [
+        k for k in st.session_state if str(k).startswith("learn_ex_") and str(k).endswith("_verdict")
+    ]:
+        del st.session_state[key]
+
+
 def draw(walkthrough: str, exercise: Exercise, number: int = 1) -> Verdict | None:
     """Draw ``exercise`` of ``walkthrough`` in a bordered box; returns the verdict of the last check.
 

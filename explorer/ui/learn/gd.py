@@ -10,10 +10,12 @@ from explorer.figures import learn as figures
 from explorer.spectra.curvature import stability_threshold
 from explorer.ui import curvature_cache
 from explorer.ui.cache import cached_model
+from explorer.ui.learn.exercise import draw_all, seed
 from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, intro, link
 from explorer.ui.session import selection
 from explorer.ui.state import Float
 
+ID = "gd"
 L1 = Float("l1", 4.0, 0.1, 10.0, key="gd_l1")
 L2 = Float("l2", 0.5, 0.1, 10.0, key="gd_l2")
 DEFAULT_ETA = 0.3  # or the optimal step, when that is smaller
@@ -86,6 +88,15 @@ def render(prose: Prose) -> None:
         ["weights"],
         "The same ratio κ = σ₁/σ_min measures how unevenly each weight matrix of the loaded model stretches",
     )
+    draw_all(ID, teaching.gd_exercises(seed()))
+
+
+def handout_figures(seed: int) -> list:
+    """The default view (curvatures 4 and 0.5, η = 0.3): the path over the contours and the decay per
+    eigen-direction. The same for every seed (the exercises state their own curvatures)."""
+    steps = teaching.gd_step_range(L1.default, L2.default)
+    res = teaching.gradient_descent(L1.default, L2.default, _eta_setting(steps).default)
+    return [figures.make_gd_contour_figure(res), figures.make_gd_decay_figure(res)]
 
 
 def real_curvature(quadratic_lam_max: float, quadratic_eta_max: float) -> None:
@@ -124,9 +135,12 @@ def real_curvature(quadratic_lam_max: float, quadratic_eta_max: float) -> None:
 
 
 WALKTHROUGH = Walkthrough(
-    id="gd",
+    id=ID,
     title="Gradient descent",
     params=(L1.param, L2.param, "eta"),
     render=render,
     model_link={},  # always: it shows the model's λ_max when the Curvature page has computed it
+    exercises=teaching.gd_exercises,
+    prerequisites=("matrix2x2",),
+    handout_figures=handout_figures,
 )

@@ -6,9 +6,11 @@ import streamlit as st
 
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
+from explorer.ui.learn.exercise import draw_all, seed
 from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, intro, link
 from explorer.ui.state import Float
 
+ID = "matrix2x2"
 #: The entries of M, each its own link param; defaults make the symmetric matrix [[2, 1], [1, 2]].
 ENTRIES = {
     name: Float(name, default, -3.0, 3.0, key=f"m_{name}")
@@ -97,8 +99,22 @@ def render(prose: Prose) -> None:
         ["gershgorin", "attention", "weights"],
         "Every attention matrix is row-stochastic like the last preset; see where its eigenvalues lie",
     )
+    draw_all(ID, teaching.matrix2x2_exercises(seed()))
+
+
+def handout_figures(seed: int) -> list:
+    """The default view (the symmetric matrix [[2, 1], [1, 2]]): the plane and the characteristic polynomial.
+    The same for every seed: a figure of the student's own matrix would show its answers."""
+    a, b, c, d = (s.default for s in ENTRIES.values())
+    res = teaching.plane_2x2([[a, b], [c, d]])
+    return [figures.make_plane_figure(res), figures.make_charpoly_figure(res)]
 
 
 WALKTHROUGH = Walkthrough(
-    id="matrix2x2", title="A 2×2 matrix", params=tuple(s.param for s in ENTRIES.values()), render=render
+    id=ID,
+    title="A 2×2 matrix",
+    params=tuple(s.param for s in ENTRIES.values()),
+    render=render,
+    exercises=teaching.matrix2x2_exercises,
+    handout_figures=handout_figures,
 )

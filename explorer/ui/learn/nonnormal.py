@@ -6,9 +6,11 @@ import streamlit as st
 
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
+from explorer.ui.learn.exercise import draw_all, seed
 from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, intro, link
 from explorer.ui.state import Float, Int
 
+ID = "nonnormal"
 SIZE = Int("n", 6, 2, 12, key="nn_n")
 RHO = Float("rho", 0.95, 0.5, 1.1, key="nn_rho")
 COUPLING = Float("s", 1.0, 0.0, 3.0, key="nn_s")
@@ -41,11 +43,24 @@ def render(prose: Prose) -> None:
         ["gershgorin", "attention"],
         "Attention matrices are strongly non-normal (causal ones triangular); see bounds on their eigenvalues",
     )
+    draw_all(ID, teaching.nonnormal_exercises(seed()))
+
+
+def handout_figures(seed: int) -> list:
+    """The default view (n = 6, ρ = 0.95, coupling 1): ‖J^t‖ between its bounds, and the Schur form. The same
+    for every seed (the exercises state their own matrix)."""
+    res = teaching.transient_growth(
+        teaching.nonnormal_matrix(SIZE.default, RHO.default, COUPLING.default), steps=STEPS
+    )
+    return [figures.make_transient_figure(res), figures.make_schur_figure(res)]
 
 
 WALKTHROUGH = Walkthrough(
-    id="nonnormal",
+    id=ID,
     title="Non-normal growth",
     params=(SIZE.param, RHO.param, COUPLING.param),
     render=render,
+    exercises=teaching.nonnormal_exercises,
+    prerequisites=("matrix2x2", "power"),
+    handout_figures=handout_figures,
 )

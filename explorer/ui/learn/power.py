@@ -6,6 +6,7 @@ import streamlit as st
 
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
+from explorer.ui.learn.exercise import draw_all, seed
 from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, causal_note, head_pickers, intro, link
 from explorer.ui.learn_cache import (
     LANCZOS_MAX_STEPS,
@@ -16,6 +17,7 @@ from explorer.ui.learn_cache import (
 from explorer.ui.session import require_capture, selection
 from explorer.ui.state import Choice, Float, Int
 
+ID = "power"
 MATRICES = {"example": "Example", "head": "Head Aᵀ", "head_sym": "Head (A+Aᵀ)/2"}
 MATRIX = Choice("matrix", "example", MATRICES, key="power_matrix")
 RATIO = Float("ratio", 0.8, 0.05, 0.99, key="power_ratio")
@@ -130,12 +132,28 @@ def render(prose: Prose) -> None:
     _lanczos_section(run, on_head=source != "example")
     link(["attention"], "|λ₂| and the spectral gap of every head of the loaded model")
     link(["eigenvectors"], "The stationary distribution and eigenvectors of a head over its tokens")
+    draw_all(ID, teaching.power_exercises(seed()))
+
+
+def handout_figures(seed: int) -> list:
+    """The default view: power iteration's errors on the symmetric example (|λ₂/λ₁| = 0.8) against the bounds,
+    and Lanczos' Ritz values. The same for every seed (the exercises state their own ratio)."""
+    S = teaching.example_symmetric(EXAMPLE_SIZE, RATIO.default)
+    power = teaching.power_iteration(S, POWER_MAX_STEPS)
+    run = teaching.lanczos(S, LANCZOS_MAX_STEPS)
+    return [
+        figures.make_power_convergence_figure(power, step=STEP.default),
+        figures.make_lanczos_figure(run, steps=min(10, run.steps)),
+    ]
 
 
 WALKTHROUGH = Walkthrough(
-    id="power",
+    id=ID,
     title="Power iteration & Lanczos",
     params=("matrix", "ratio", "layer", "head", "step", "lsteps"),
     render=render,
     model_link={"matrix": "head"},
+    exercises=teaching.power_exercises,
+    prerequisites=("matrix2x2",),
+    handout_figures=handout_figures,
 )

@@ -6,11 +6,13 @@ import streamlit as st
 
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
+from explorer.ui.learn.exercise import draw_all, seed
 from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, intro, link
 from explorer.ui.learn_cache import weight_svd
 from explorer.ui.session import require_model, selection
 from explorer.ui.state import LAYER_HELP, Choice, Int
 
+ID = "svd"
 SOURCES = {"image": "Picture", "weight": "Weight of the loaded model"}
 SOURCE = Choice("source", "image", SOURCES, key="svd_source")
 KIND = Choice("kind", "attn_q", teaching.WEIGHT_KINDS, key="svd_kind")
@@ -87,12 +89,23 @@ def render(prose: Prose) -> None:
     )
     st.plotly_chart(figures.make_svd_error_figure(res), width="stretch", key="learn_svd_error")
     link(["compression", "weights"], "What low-rank weights cost the loaded model's quality, measured")
+    draw_all(ID, teaching.svd_exercises(seed()))
+
+
+def handout_figures(seed: int) -> list:
+    """The default view: the picture at rank 4 and the Eckart-Young error for every rank. The same for every
+    seed (the exercises state their own singular values)."""
+    res = teaching.best_rank_k(teaching.svd_factors(teaching.image_matrix()), IMAGE_DEFAULT_K)
+    return [figures.make_low_rank_figure(res, image=True), figures.make_svd_error_figure(res)]
 
 
 WALKTHROUGH = Walkthrough(
-    id="svd",
+    id=ID,
     title="SVD & low rank",
     params=(SOURCE.param, "layer", KIND.param, "k"),
     render=render,
     model_link={SOURCE.param: "weight"},
+    exercises=teaching.svd_exercises,
+    prerequisites=("matrix2x2",),
+    handout_figures=handout_figures,
 )

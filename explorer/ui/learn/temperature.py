@@ -6,12 +6,15 @@ import streamlit as st
 
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
+from explorer.ui.learn.exercise import draw_all, seed
 from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, causal_note, head_pickers, intro, link
 from explorer.ui.learn_cache import temperature_on_head
 from explorer.ui.session import require_capture, selection
 from explorer.ui.state import Float
 
+ID = "temperature"
 TAUS = teaching.default_taus()
+HANDOUT_TOKENS = 12  # the synthetic head of the handout's figure
 TAU = Float("tau", 1.0, float(TAUS[0]), float(TAUS[-1]), key="temp_tau", digits=3)
 
 
@@ -75,12 +78,23 @@ def render(prose: Prose) -> None:
             figures.make_temperature_summary_figure(sweep, tau=tau), width="stretch", key="learn_temp_summary"
         )
     link(["attention"], "Every head's spectrum, and the temperature what-if on all heads at once")
+    draw_all(ID, teaching.temperature_exercises(seed()))
+
+
+def handout_figures(seed: int) -> list:
+    """|λ₂| and row entropy against τ for a synthetic causal head of 12 tokens (a handout has no model; the page
+    replays a real head). The same for every seed."""
+    sweep = teaching.temperature_sweep(teaching.example_attention(HANDOUT_TOKENS), causal=True, taus=TAUS)
+    return [figures.make_temperature_summary_figure(sweep, tau=TAU.default)]
 
 
 WALKTHROUGH = Walkthrough(
-    id="temperature",
+    id=ID,
     title="Softmax temperature",
     params=("layer", "head", TAU.param),
     render=render,
     model_link={},  # always on a head of the loaded model
+    exercises=teaching.temperature_exercises,
+    prerequisites=("power",),
+    handout_figures=handout_figures,
 )

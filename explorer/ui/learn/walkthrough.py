@@ -7,7 +7,7 @@ the intro, the formulas and the "What to try" list, is ``assets/learn/<id>.md`` 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -106,7 +106,10 @@ class Walkthrough:
     loaded model (``{}``: it always does; None: it never does), for the tests and the docs.
     render: draws it below the subheader, given its prose. exercises: the student's exercises from their seed
     (pure maths on small matrices, no model: the same function serves the page, the handouts and the tests;
-    render draws them with explorer.ui.learn.exercise.draw_all).
+    render draws them with explorer.ui.learn.exercise.draw_all). prerequisites: the ids of the walkthroughs it
+    builds on (the course path, explorer/ui/learn/course.py, puts them first). handout_figures: the figures of
+    its printed handout for a student's seed (Plotly figures from explorer.figures, no model: a handout opens
+    offline), None when it has none.
     """
 
     id: str
@@ -115,6 +118,8 @@ class Walkthrough:
     render: Callable[[Prose], None]
     model_link: Mapping[str, str] | None = None
     exercises: Callable[[int], tuple[Exercise, ...]] | None = None
+    prerequisites: tuple[str, ...] = ()
+    handout_figures: Callable[[int], list] | None = None
 
     @property
     def prose_path(self) -> Path:
@@ -123,6 +128,23 @@ class Walkthrough:
     @property
     def prose(self) -> Prose:
         return load_prose(self.prose_path)
+
+
+def course_order(walkthroughs: Sequence[Walkthrough]) -> tuple[str, ...]:
+    """The course path: every walkthrough after the ones it builds on (``prerequisites``), otherwise in the
+    order given (a stable topological sort: records nobody placed keep their listed order). A prerequisite
+    that is not among ``walkthroughs`` is ignored here (the tests name it); a cycle raises ValueError."""
+    ids = [w.id for w in walkthroughs]
+    known = set(ids)
+    needs = {w.id: {p for p in w.prerequisites if p in known and p != w.id} for w in walkthroughs}
+    order: list[str] = []
+    while len(order) < len(ids):
+        ready = next((i for i in ids if i not in order and needs[i] <= set(order)), None)
+        if ready is None:
+            stuck = [i for i in ids if i not in order]
+            raise ValueError(f"the prerequisites of {', '.join(stuck)} form a cycle")
+        order.append(ready)
+    return tuple(order)
 
 
 # ------------------------------------------------------------------------------------ shared pieces

@@ -1,0 +1,145 @@
+"""Cached model work of the Learn walkthroughs on dynamics and models (markov, laplacian, recurrent, hessian,
+lora, lipschitz), keyed by plain values. Quick results: st.cache_data; the Hessian's Lanczos run and the
+LoRA fine-tune go through the task layer (explorer/tasks.py), watched with explorer.ui.task_view.watch.
+Models and captures come from explorer.ui.cache and are only read (what-ifs run on copies)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import streamlit as st
+
+from explorer import tasks
+from explorer.analysis import teaching_models as tm
+from explorer.analysis.curvature import make_loss
+from explorer.analysis.lora import LoraRun, finetune_lora
+from explorer.models.choice import ModelChoice, TextChoice
+from explorer.ui.cache import cached_capture, cached_model
+
+MARKOV_STEPS = 40
+RECURRENT_STEPS = 40
+CURVATURE_TOKENS = 32  # tokens of the text the Hessian and LoRA losses see (the curvature page uses 128)
+
+
+def _head(model_key: ModelChoice, text_key: TextChoice, layer: int, head: int) -> np.ndarray:
+    return cached_capture(model_key, text_key).attentions[layer, head].astype(np.float64)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def markov_on_head(
+    model_key: ModelChoice, text_key: TextChoice, layer: int, head: int, damping: float
+) -> tm.MarkovChain:
+    return tm.markov_chain(_head(model_key, text_key, layer, head), damping, MARKOV_STEPS)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def fiedler_on_head(
+    model_key: ModelChoice, text_key: TextChoice, layer: int, head: int, normalized: bool
+) -> tm.FiedlerSplit:
+    return tm.fiedler_split(tm.token_graph(_head(model_key, text_key, layer, head)), normalized)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def recurrent_on_head(model_key: ModelChoice, layer: int, head: int, scaled: bool) -> tm.RecurrentPowers:
+    """Powers of the head's OV core C (``scaled``: C / rho(C), so only the non-normal part moves the norms)."""
+    C = tm.ov_core(cached_model(model_key).model, layer, head)
+    if scaled:
+        rho = float(np.max(np.abs(np.linalg.eigvals(C))))
+        C = C / rho if rho > 0 else C
+    return tm.recurrent_powers(C, RECURRENT_STEPS)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def lipschitz_of_model(model_key: ModelChoice) -> tm.ModelLipschitz:
+    return tm.model_lipschitz(cached_model(model_key).model)
+
+
+# ------------------------------------------------------------------------------------ the Hessian's block
+
+
+@dataclass(frozen=True)
+class HessianSpec(tasks.Spec):
+    """lambda_max and the SLQ density of one parameter block's Hessian on the loaded model."""
+
+    KIND: ClassVar[str] = "learn-hessian"
+    MAX_FINISHED: ClassVar[int] = 8
+    model_key: ModelChoice
+    text_key: TextChoice
+    block: str
+    max_matvec: int = 8
+    density_steps: int = 8
+
+    def estimated_seconds(self) -> float:
+        # ~ (matvec + density steps) products; a product on a tiny model takes milliseconds.
+        return 0.2 if self.model_key.model_id.startswith("tiny-") else float("inf")
+
+    @property
+    def label(self) -> str:
+        return f"Hessian of {self.block}"
+
+
+def hessian_spec(model_key: ModelChoice, text_key: TextChoice, block: str) -> HessianSpec:
+    return HessianSpec(model_key, text_key, block)
+
+
+def hessian_work(spec: HessianSpec) -> Callable[[tasks.Task], tm.BlockCurvature]:
+    """The task's work function (the task layer calls ``work(task)``)."""
+    return lambda task: tm.block_curvature(
+        cached_model(spec.model_key),
+        spec.text_key.text,
+        spec.block,
+        max_tokens=CURVATURE_TOKENS,
+        max_matvec=spec.max_matvec,
+        density_steps=spec.density_steps,
+        progress=task.report,
+    )
+
+
+# ------------------------------------------------------------------------------------------------- LoRA
+
+
+@dataclass(frozen=True)
+class LoraSpec(tasks.Spec):
+    """A LoRA fine-tune of the loaded model: everything its result depends on."""
+
+    KIND: ClassVar[str] = "learn-lora"
+    MAX_FINISHED: ClassVar[int] = 8
+    model_key: ModelChoice
+    text_key: TextChoice
+    rank: int
+    steps: int
+    lr: float
+    seed: int = 0
+
+    def estimated_seconds(self) -> float:
+        return 0.5 if self.model_key.model_id.startswith("tiny-") else float("inf")
+
+    @property
+    def label(self) -> str:
+        return f"LoRA rank {self.rank}"
+
+
+def lora_spec(model_key: ModelChoice, text_key: TextChoice, rank: int, steps: int, lr: float) -> LoraSpec:
+    return LoraSpec(model_key, text_key, int(rank), int(steps), float(lr))
+
+
+def lora_work(spec: LoraSpec) -> Callable[[tasks.Task], LoraRun]:
+    """The task's work function (the task layer calls ``work(task)``)."""
+
+    def work(task: tasks.Task) -> LoraRun:
+        loaded = cached_model(spec.model_key)
+        loss = make_loss(loaded, spec.text_key.text, CURVATURE_TOKENS)
+        return finetune_lora(
+            loaded.model,
+            loss,
+            rank=spec.rank,
+            steps=spec.steps,
+            lr=spec.lr,
+            seed=spec.seed,
+            progress=task.report,
+        )
+
+    return work
