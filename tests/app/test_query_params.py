@@ -85,16 +85,27 @@ NONSENSE: dict[str, tuple[dict[str, str], int, dict, dict]] = {
         {"layer": None, "state": "0", "view": None, "nn": None, "md": None},
     ),
     "pages/weights.py": (
-        {"metric": "nope", "kind": "no_such_kind", "compare": "-1"},
-        4,
+        {
+            "metric": "nope",
+            "kind": "no_such_kind",
+            "compare": "-1",
+            "ww_metric": "nope",
+            "randomize": "maybe",
+        },
+        5,
         {
             "weights_metric": "alpha",
             "weights_kind": "attn_q",
             "weights_layer": 0,
             "weights_compare": "mlp_down",
+            "weights_ww_metric": "alpha_hat",
+            "weights_randomize": False,
         },
-        {"metric": None, "kind": None, "layer": None, "compare": None},
+        {"metric": None, "kind": None, "layer": None, "compare": None, "ww_metric": None, "randomize": None},
     ),
+    # MiniLM has no LM head: the lens page says why and binds nothing (its own nonsense on a causal model:
+    # tests/app/test_logit_lens_page.py).
+    "pages/logit_lens.py": ({}, 0, {}, {}),
     "pages/circuits.py": (
         {"layer": "1e9", "head": "-4"},
         3,
