@@ -10,7 +10,7 @@ from explorer.figures.logit_lens import (
     make_position_trajectory_figure,
     make_top_k_figure,
 )
-from explorer.ui.lens_cache import TOP_K, lens_spec, lens_summary, watch_lens
+from explorer.ui.lens_cache import TOP_K, apply_lens_click, lens_spec, lens_summary, watch_lens
 from explorer.ui.navigation import PAGES
 from explorer.ui.session import require_capture, require_model, selection
 from explorer.ui.state import LAYER_HELP, Choice, Int, PageState, link_with
@@ -47,28 +47,7 @@ if view is None:
 lens = view.lens
 
 
-def apply_click() -> None:
-    """Select the (layer, position) of a newly clicked cell (the chart's selection, read at the top of the rerun
-    the click caused); a selection already applied is ignored so the sliders are not undone by it."""
-    state = st.session_state.get(CHART_KEY)
-    try:
-        point = state["selection"]["points"][0]
-        # customdata (layer, position, ...) arrives as a list, or as {"0": layer, "1": position, ...} when
-        # plotly sent it as a typed array.
-        data = point["customdata"]
-        clicked = (int(data["0"]), int(data["1"])) if isinstance(data, dict) else (int(data[0]), int(data[1]))
-    except (TypeError, KeyError, IndexError, ValueError):
-        st.session_state.pop(f"{CHART_KEY}_applied", None)
-        return
-    if st.session_state.get(f"{CHART_KEY}_applied") == clicked:
-        return
-    st.session_state[f"{CHART_KEY}_applied"] = clicked
-    if 0 <= clicked[0] < n_layers and 0 <= clicked[1] < n_tokens:
-        PAGE.set(LAYER, clicked[0])
-        PAGE.set(POS, clicked[1])
-
-
-apply_click()
+apply_lens_click(PAGE, CHART_KEY, LAYER, POS, n_layers, n_tokens)
 metric = PAGE.segmented_control(METRIC, "Heatmap shows", format_func=lambda m: LENS_METRICS[m])
 mid, right = st.columns([3, 2])
 layer = int(PAGE.slider(LAYER, "Layer", where=mid, help=LAYER_HELP))

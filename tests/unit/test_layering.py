@@ -165,3 +165,30 @@ def test_the_private_import_check_would_catch_one():
     assert _private_imports("from explorer.analysis.compression import _sync, heldout_text\n") == [
         "explorer.analysis.compression._sync"
     ]
+
+
+# ------------------------------------------------------------------ pages only lay out (docs/ARCHITECTURE.md section 7)
+
+# A page reads and writes state through explorer/ui/state.py (PageState) and watches long work through
+# explorer/ui/task_view.py: never Streamlit's session state or query params directly, no pollers of its own.
+PAGE_BYPASSES = ("st.session_state", "st.query_params", "run_every", "jobs.follow")
+
+
+def _bypasses(source: str) -> list[str]:
+    return [f"line {n}: {word}" for n, line in enumerate(source.splitlines(), 1) for word in PAGE_BYPASSES
+            if word in line.split("#")[0]]  # fmt: skip
+
+
+def test_pages_use_the_state_api_and_the_task_layer():
+    offenders = {}
+    for path in sorted((ROOT.parent / "pages").glob("*.py")):
+        found = _bypasses(path.read_text(encoding="utf-8"))
+        if found:
+            offenders[path.name] = found
+    assert offenders == {}, f"move these into the page's explorer/ui module: {offenders}"
+
+
+def test_the_page_bypass_check_would_catch_one():
+    assert _bypasses("x = st.session_state.get('k')  # ok\n# st.query_params in a comment\n") == [
+        "line 1: st.session_state"
+    ]
