@@ -89,12 +89,12 @@ right.plotly_chart(make_position_trajectory_figure(lens, pos, label), width="str
 if ATTENTION_PAGE is not None:
     st.page_link(
         ATTENTION_PAGE,
-        label=f"Attention at layer {layer}, query position {pos}",
+        label=f"Attention heads of layer {layer}: row {pos} of each head's heatmap is what position {pos} reads",
         icon=":material/grid_on:",
-        # This page's own settings stay here: the attention page has a `metric` of its own.
+        # This page's own settings stay here: the attention page has a `metric` of its own, and no position.
         query_params={
             name: value
-            for name, value in link_with(layer=layer, query=pos).items()
+            for name, value in link_with(layer=layer).items()
             if name not in (METRIC.param, K.param, POS.param)
         },
     )

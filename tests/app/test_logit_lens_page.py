@@ -92,9 +92,11 @@ def test_link_selects_the_cell_and_the_top_k_follows():
             (model.transformer.ln_f(out.hidden_states[1][0]) @ model.lm_head.weight.T).double(), -1
         )
     np.testing.assert_allclose(bars["x"], torch.sort(probs[3], descending=True).values[:4].numpy(), atol=1e-5)
-    # The attention page link carries the layer and position, not this page's own settings.
+    # The attention page link carries the layer (the attention page has no position setting), not this page's own
+    # settings, and names the row to look at.
     link = next(e for e in at.get("page_link"))
-    assert "layer=0" in str(link.proto) or "Attention at layer 0, query position 3" in link.proto.label
+    assert "layer=0" in str(link.proto) and "metric=" not in str(link.proto) and "pos=" not in str(link.proto)
+    assert "row 3 of each head's heatmap" in link.proto.label
 
 
 @pytest.mark.parametrize(
