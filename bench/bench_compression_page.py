@@ -81,7 +81,7 @@ def child(model: str, warm: bool = False) -> dict:
 
 def _cold_cache_home() -> Path:
     """A temporary XDG_CACHE_HOME linking every entry of the real one except the factor store and the stored
-    measurements (explorer/ui/result_store.py)."""
+    measurements (the kept task specs of explorer/ui/compression_cache.py)."""
     real = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     home = Path(tempfile.mkdtemp(prefix="bench-comp-cache-"))
     for entry in real.iterdir():
