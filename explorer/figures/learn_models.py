@@ -36,6 +36,13 @@ def _names(n: int, labels: list[str] | None) -> list[str]:
     return list(labels) if labels is not None else [f"{i}" for i in range(n)]
 
 
+def _bars_layout(fig: go.Figure, title: str, x_title: str, y_title: str) -> None:
+    """The layout of a one-bar-per-state (token or node) figure: the names stay categories in their order,
+    even when a tokenizer's pieces look like numbers."""
+    axes_layout(fig, title, x_title, y_title, height=340, margin=_MARGIN)
+    fig.update_xaxes(type="category")
+
+
 # ------------------------------------------------------------------------------------------- Markov
 
 
@@ -45,15 +52,12 @@ def make_stationary_figure(chain: MarkovChain, labels: list[str] | None = None) 
     fig = go.Figure(
         go.Bar(x=names, y=chain.pi, marker_color=MAIN, hovertemplate="%{x}: π = %{y:.4f}<extra></extra>")
     )
-    axes_layout(
+    _bars_layout(
         fig,
         f"Stationary distribution π (damping {chain.damping:g}): where the walk spends its time",
         "state (token)",
         "π",
-        height=340,
-        margin=_MARGIN,
     )
-    fig.update_xaxes(type="category")
     return fig
 
 
@@ -102,15 +106,12 @@ def make_fiedler_figure(split: FiedlerSplit, labels: list[str] | None = None) ->
             hovertemplate="%{x}: v₂ = %{y:.4f}<extra></extra>",
         )
     )  # fmt: skip
-    axes_layout(
+    _bars_layout(
         fig,
         f"Fiedler vector v₂ (λ₂ = {split.connectivity:.4g}): its sign splits the graph",
         "node (token)",
         "v₂ entry",
-        height=340,
-        margin=_MARGIN,
     )
-    fig.update_xaxes(type="category")
     return fig
 
 

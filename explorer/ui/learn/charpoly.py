@@ -11,7 +11,7 @@ from explorer.figures import learn_matrices as figures
 from explorer.figures.learn import format_complex
 from explorer.ui.learn import exercise
 from explorer.ui.learn.matrices_cache import POWER_STEPS, head_diagonalisation
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, causal_note, head_pickers, intro, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, causal_note, head_pickers, layout, link
 from explorer.ui.session import require_capture, selection
 from explorer.ui.state import Choice, Float, Int
 
@@ -122,10 +122,7 @@ def _model() -> None:
 
 
 def render(prose: Prose) -> None:
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        intro(prose)
-    with right:
+    with layout(prose):
         delta = PAGE.slider(DELTA, "δ: gap between the two eigenvalues near 2", step=0.01)
         k = PAGE.slider(POWER, "Power k")
         st.caption(

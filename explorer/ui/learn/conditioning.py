@@ -11,10 +11,20 @@ from explorer.figures import learn_matrices as figures
 from explorer.figures.learn import format_complex
 from explorer.ui.learn import exercise
 from explorer.ui.learn.matrices_cache import head_precision
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, causal_note, head_pickers, intro, link
-from explorer.ui.session import require_capture, selection
+from explorer.ui.learn.walkthrough import (
+    PAGE,
+    Prose,
+    Walkthrough,
+    causal_note,
+    head_pickers,
+    layout,
+    link,
+    model_heading,
+)
+from explorer.ui.session import selection
 from explorer.ui.state import Flag, Float
 
+TOO_SHORT = "The text is a single token: its attention is the 1×1 matrix (1). Add some words in the sidebar."
 COUPLING = Float("cd_s", 1.0, 0.0, 3.0, key="cd_s")
 LOG_EPS = Float("cd_eps", -3.0, -8.0, -1.0, key="cd_eps")
 ROTATE = Flag("cd_rotate", True, key="cd_rotate")
@@ -38,13 +48,10 @@ def _small(coupling: float, log_eps: float) -> None:
 
 
 def _model() -> None:
-    loaded, cap = require_capture()
-    st.markdown(f"#### On {loaded.id}")
-    if cap.n_tokens < 2:
-        st.warning(
-            "The text is a single token: its attention is the 1×1 matrix (1). Add some words in the sidebar."
-        )
+    got = model_heading(2, TOO_SHORT)
+    if got is None:
         return
+    loaded, cap = got
     layer, head = head_pickers("cd", loaded.card.n_layers, loaded.card.n_heads)
     rotate = (
         bool(PAGE.toggle(ROTATE, "Hide the triangle: analyse Q A Qᵀ (same eigenvalues)"))
@@ -78,10 +85,7 @@ def _model() -> None:
 
 
 def render(prose: Prose) -> None:
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        intro(prose)
-    with right:
+    with layout(prose):
         coupling = PAGE.slider(COUPLING, "Coupling (above the diagonal of T)", step=0.05)
         log_eps = PAGE.slider(LOG_EPS, "log₁₀ ε (size of the perturbation)", step=0.5)
         st.caption("A = Q T Qᵀ: T upper triangular with diagonal 1, 0.75, 0.5, 0.25; Q a fixed rotation.")

@@ -11,7 +11,7 @@ from explorer.spectra.curvature import stability_threshold
 from explorer.ui import curvature_cache
 from explorer.ui.cache import cached_model
 from explorer.ui.learn.exercise import draw_all, seed
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, intro, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layout, link
 from explorer.ui.session import selection
 from explorer.ui.state import Float
 
@@ -56,10 +56,7 @@ def _controls() -> tuple[float, float, float]:
 
 
 def render(prose: Prose) -> None:
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        intro(prose)
-    with right:
+    with layout(prose):
         l1, l2, eta = _controls()
 
     res = teaching.gradient_descent(l1, l2, eta)

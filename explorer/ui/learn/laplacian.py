@@ -10,7 +10,7 @@ from explorer.analysis.exercises import Exercise, instance_rng
 from explorer.figures import learn_models as figures
 from explorer.ui.learn import exercise
 from explorer.ui.learn.models_cache import fiedler_on_head
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, head_pickers, intro, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, head_pickers, layout, link
 from explorer.ui.session import require_capture, selection
 from explorer.ui.state import Choice, Float, Int
 
@@ -72,10 +72,7 @@ def _words(split: tm.FiedlerSplit, texts: list[str]) -> str:
 
 
 def render(prose: Prose) -> None:
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        intro(prose)
-    with right:
+    with layout(prose):
         source = PAGE.segmented_control(SOURCE, "Graph", format_func=SOURCES.get)
         kind = PAGE.segmented_control(KIND, "Laplacian", format_func=KINDS.get)
         if source == "example":

@@ -10,7 +10,7 @@ from explorer.analysis.exercises import Exercise, instance_rng
 from explorer.figures import learn_models as figures
 from explorer.ui.learn import exercise
 from explorer.ui.learn.models_cache import lipschitz_of_model
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, intro, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layout, link
 from explorer.ui.session import require_model, selection
 from explorer.ui.state import Choice, Flag, Float, Int
 
@@ -109,9 +109,7 @@ def _model() -> None:
 
 
 def render(prose: Prose) -> None:
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        intro(prose)
+    right = layout(prose)
     with right:
         source = PAGE.segmented_control(SOURCE, "Stack", format_func=SOURCES.get)
     if source == "example":

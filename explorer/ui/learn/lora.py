@@ -11,7 +11,7 @@ from explorer.figures import learn_models as figures
 from explorer.ui import task_view
 from explorer.ui.learn import exercise
 from explorer.ui.learn.models_cache import CURVATURE_TOKENS, lora_spec, lora_work
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, intro, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layout, link
 from explorer.ui.session import require_model, selection
 from explorer.ui.state import Choice, Int
 
@@ -124,9 +124,7 @@ def _model(controls) -> None:
 
 
 def render(prose: Prose) -> None:
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        intro(prose)
+    right = layout(prose)
     with right:
         source = PAGE.segmented_control(SOURCE, "Update", format_func=SOURCES.get)
     if source == "example":

@@ -10,7 +10,7 @@ from explorer.analysis.exercises import Exercise, instance_rng
 from explorer.figures import learn_models as figures
 from explorer.ui.learn import exercise
 from explorer.ui.learn.models_cache import MARKOV_STEPS, markov_on_head
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, causal_note, head_pickers, intro, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, causal_note, head_pickers, layout, link
 from explorer.ui.session import require_capture, selection
 from explorer.ui.state import Choice, Float, Int
 
@@ -65,10 +65,7 @@ def _example() -> tuple[tm.MarkovChain, None]:
 
 
 def render(prose: Prose) -> None:
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        intro(prose)
-    with right:
+    with layout(prose):
         source = PAGE.segmented_control(SOURCE, "Matrix", format_func=SOURCES.get)
         if source == "example":
             chain, labels = _example()

@@ -7,7 +7,7 @@ import streamlit as st
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
 from explorer.ui.learn.exercise import draw_all, seed
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, intro, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layout, link
 from explorer.ui.state import Float
 
 ID = "matrix2x2"
@@ -64,10 +64,7 @@ def _controls() -> list[list[float]]:
 
 
 def render(prose: Prose) -> None:
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        intro(prose)
-    with right:
+    with layout(prose):
         M = _controls()
 
     res = teaching.plane_2x2(M)

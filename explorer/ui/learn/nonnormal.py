@@ -7,7 +7,7 @@ import streamlit as st
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
 from explorer.ui.learn.exercise import draw_all, seed
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, intro, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layout, link
 from explorer.ui.state import Float, Int
 
 ID = "nonnormal"
@@ -18,10 +18,7 @@ STEPS = 60  # powers J^t shown, t = 0..STEPS
 
 
 def render(prose: Prose) -> None:
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        intro(prose)
-    with right:
+    with layout(prose):
         n = PAGE.slider(SIZE, "Size n")
         rho = PAGE.slider(RHO, "Spectral radius ρ", step=0.01)
         s = PAGE.slider(COUPLING, "Coupling (superdiagonal of T)", step=0.05)

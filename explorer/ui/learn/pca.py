@@ -10,10 +10,11 @@ from explorer.analysis import teaching_matrices as tm
 from explorer.figures import learn_matrices as figures
 from explorer.ui.learn import exercise
 from explorer.ui.learn.matrices_cache import hidden_pca
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, intro, link
-from explorer.ui.session import require_capture, selection
-from explorer.ui.state import LAYER_HELP, Float, Int
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layer_picker, layout, link, model_heading
+from explorer.ui.session import selection
+from explorer.ui.state import Float
 
+TOO_SHORT = "PCA of the hidden states needs at least three tokens. Add some words in the sidebar."
 ANGLE = Float("pca_angle", 30.0, -90.0, 90.0, key="pca_angle")
 RATIO = Float("pca_ratio", 0.35, 0.05, 1.0, key="pca_ratio")
 TABLE_ROWS = 5  # components listed in the three-way table
@@ -37,16 +38,11 @@ def _small(angle: float, ratio: float) -> None:
 
 
 def _model() -> None:
-    loaded, cap = require_capture()
-    st.markdown(f"#### On {loaded.id}")
-    if cap.n_tokens < 3:
-        st.warning("PCA of the hidden states needs at least three tokens. Add some words in the sidebar.")
+    got = model_heading(3, TOO_SHORT)
+    if got is None:
         return
-    layer = PAGE.slider(
-        Int("layer", 0, 0, loaded.card.n_layers - 1, key="pca_layer", shared="learn_layer"),
-        "Hidden state after block",
-        help=LAYER_HELP,
-    )
+    loaded, cap = got
+    layer = layer_picker("pca", loaded.card.n_layers, "Hidden state after block")
     sel = selection()
     with st.spinner("PCA three ways…"):
         res = hidden_pca(sel.model_key, sel.text_key, layer)
@@ -72,10 +68,7 @@ def _model() -> None:
 
 
 def render(prose: Prose) -> None:
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        intro(prose)
-    with right:
+    with layout(prose):
         angle = PAGE.slider(ANGLE, "Direction of the cloud (°)", step=1.0)
         ratio = PAGE.slider(RATIO, "Spread across / along", step=0.05)
     st.markdown("#### On a small matrix")

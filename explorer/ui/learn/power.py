@@ -7,7 +7,7 @@ import streamlit as st
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
 from explorer.ui.learn.exercise import draw_all, seed
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, causal_note, head_pickers, intro, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, causal_note, head_pickers, layout, link
 from explorer.ui.learn_cache import (
     LANCZOS_MAX_STEPS,
     POWER_MAX_STEPS,
@@ -92,10 +92,7 @@ def _lanczos_section(run, on_head: bool) -> None:
 
 
 def render(prose: Prose) -> None:
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        intro(prose)
-    with right:
+    with layout(prose):
         source = PAGE.segmented_control(MATRIX, "Matrix", format_func=MATRICES.get)
         labels = cap = model_id = None
         ratio, layer, head = RATIO.default, 0, 0

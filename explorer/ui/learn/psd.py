@@ -9,9 +9,9 @@ from explorer.analysis import teaching_matrices as tm
 from explorer.figures import learn_matrices as figures
 from explorer.ui.learn import exercise
 from explorer.ui.learn.matrices_cache import hidden_covariance
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, intro, link
-from explorer.ui.session import require_capture, selection
-from explorer.ui.state import LAYER_HELP, Float, Int
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layer_picker, layout, link, model_heading
+from explorer.ui.session import selection
+from explorer.ui.state import Float
 
 ENTRIES = {
     "a": Float("psd_a", 2.0, -3.0, 3.0, key="psd_a"),
@@ -56,16 +56,11 @@ def _show_small(form: tm.QuadraticForm) -> None:
 
 
 def _model() -> None:
-    loaded, cap = require_capture()
-    st.markdown(f"#### On {loaded.id}")
-    if cap.n_tokens < 2:
-        st.warning(TOO_SHORT, icon=":material/warning:")
+    got = model_heading(2, TOO_SHORT, icon=":material/warning:")
+    if got is None:
         return
-    layer = PAGE.slider(
-        Int("layer", 0, 0, loaded.card.n_layers - 1, key="psd_layer", shared="learn_layer"),
-        "Hidden state after block",
-        help=LAYER_HELP,
-    )
+    loaded, cap = got
+    layer = layer_picker("psd", loaded.card.n_layers, "Hidden state after block")
     sel = selection()
     with st.spinner("Eigenvalues of the covariance…"):
         res = hidden_covariance(sel.model_key, sel.text_key, layer)
@@ -87,10 +82,7 @@ def _model() -> None:
 
 
 def render(prose: Prose) -> None:
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        intro(prose)
-    with right:
+    with layout(prose):
         form = _small()
     st.markdown("#### On a small matrix")
     _show_small(form)

@@ -9,10 +9,11 @@ from explorer.analysis import teaching_matrices as tm
 from explorer.figures import learn_matrices as figures
 from explorer.ui.learn import exercise
 from explorer.ui.learn.matrices_cache import hidden_interlacing
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, intro, link
-from explorer.ui.session import require_capture, selection
-from explorer.ui.state import LAYER_HELP, Float, Int
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layer_picker, layout, link, model_heading
+from explorer.ui.session import selection
+from explorer.ui.state import Float, Int
 
+TOO_SHORT = "The text is a single token: a covariance needs at least two. Add some words in the sidebar."
 EIGS = tuple(
     Float(f"ry_l{i}", default, -3.0, 3.0, key=f"ry_l{i}")
     for i, default in zip((1, 2, 3), (2.5, 1.0, -1.5), strict=True)
@@ -55,21 +56,13 @@ def _small(values: list[float], dropped: int) -> None:
 
 
 def _model() -> None:
-    loaded, cap = require_capture()
-    st.markdown(f"#### On {loaded.id}")
-    if cap.n_tokens < 2:
-        st.warning(
-            "The text is a single token: a covariance needs at least two. Add some words in the sidebar."
-        )
+    got = model_heading(2, TOO_SHORT)
+    if got is None:
         return
+    loaded, cap = got
     d = loaded.card.d_model
     c1, c2 = st.columns(2)
-    layer = PAGE.slider(
-        Int("layer", 0, 0, loaded.card.n_layers - 1, key="ry_layer", shared="learn_layer"),
-        "Hidden state after block",
-        where=c1,
-        help=LAYER_HELP,
-    )
+    layer = layer_picker("ry", loaded.card.n_layers, "Hidden state after block", where=c1)
     dim = PAGE.number_input(
         Int("ry_dim", 0, 0, d - 1, key="ry_dim"), f"Coordinate to drop (0–{d - 1})", where=c2, step=1
     )
@@ -89,10 +82,7 @@ def _model() -> None:
 
 
 def render(prose: Prose) -> None:
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        intro(prose)
-    with right:
+    with layout(prose):
         values = [PAGE.slider(s, f"λ{i + 1} (sorted on the page)", step=0.05) for i, s in enumerate(EIGS)]
         dropped = PAGE.slider(DROP, "Drop row and column")
         st.caption("S = Q diag(λ) Qᵀ with Q a fixed random rotation.")

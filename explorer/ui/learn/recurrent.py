@@ -10,7 +10,7 @@ from explorer.analysis.exercises import Exercise, instance_rng
 from explorer.figures import learn_models as figures
 from explorer.ui.learn import exercise
 from explorer.ui.learn.models_cache import RECURRENT_STEPS, recurrent_on_head
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, head_pickers, intro, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, head_pickers, layout, link
 from explorer.ui.session import require_model, selection
 from explorer.ui.state import Choice, Float, Int
 
@@ -65,10 +65,7 @@ def exercises(seed: int) -> tuple[Exercise, ...]:
 
 
 def render(prose: Prose) -> None:
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        intro(prose)
-    with right:
+    with layout(prose):
         source = PAGE.segmented_control(SOURCE, "Matrix", format_func=SOURCES.get)
         if source == "example":
             n = PAGE.slider(SIZE, "Size n")

@@ -7,10 +7,10 @@ import streamlit as st
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
 from explorer.ui.learn.exercise import draw_all, seed
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, intro, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layer_picker, layout, link
 from explorer.ui.learn_cache import weight_svd
 from explorer.ui.session import require_model, selection
-from explorer.ui.state import LAYER_HELP, Choice, Int
+from explorer.ui.state import Choice, Int
 
 ID = "svd"
 SOURCES = {"image": "Picture", "weight": "Weight of the loaded model"}
@@ -24,11 +24,7 @@ IMAGE_DEFAULT_K = 4  # a few rank-one layers: enough for the sky and the house, 
 def _weight_picker():
     """Layer and weight kind of the loaded model; returns (name, SVDFactors), or None after an error box."""
     loaded = require_model()
-    layer = PAGE.slider(
-        Int("layer", 0, 0, loaded.card.n_layers - 1, key="svd_layer", shared="learn_layer"),
-        "Layer",
-        help=LAYER_HELP,
-    )
+    layer = layer_picker("svd", loaded.card.n_layers)
     kind = PAGE.selectbox(KIND, "Weight", format_func=KIND_LABELS.get)
     sel = selection()
     try:
@@ -65,10 +61,7 @@ def _metrics(res: teaching.LowRank) -> None:
 
 
 def render(prose: Prose) -> None:
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        intro(prose)
-    with right:
+    with layout(prose):
         source = PAGE.segmented_control(SOURCE, "Matrix", format_func=SOURCES.get)
         if source == "weight":
             picked = _weight_picker()

@@ -7,7 +7,7 @@ import streamlit as st
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
 from explorer.ui.learn.exercise import draw_all, seed
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, causal_note, head_pickers, intro, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, causal_note, head_pickers, layout, link
 from explorer.ui.learn_cache import temperature_on_head
 from explorer.ui.session import require_capture, selection
 from explorer.ui.state import Float
@@ -29,10 +29,7 @@ def _tau_slider() -> float:
 
 def render(prose: Prose) -> None:
     loaded, cap = require_capture()
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        intro(prose)
-    with right:
+    with layout(prose):
         if cap.n_tokens < 2:
             st.warning(
                 "The text has a single token: type a longer text in the sidebar.", icon=":material/warning:"

@@ -13,11 +13,14 @@ from functools import cache
 from pathlib import Path
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from explorer.analysis.exercises import Exercise
+from explorer.models import Capture, LoadedModel
 from explorer.paths import ASSETS_DIR
 from explorer.ui.navigation import PAGES
-from explorer.ui.state import PageState, head_picker
+from explorer.ui.session import require_capture
+from explorer.ui.state import LAYER_HELP, Int, PageState, head_picker
 
 PROSE_DIR = ASSETS_DIR / "learn"
 TRY_HEADING = "**What to try**"
@@ -182,3 +185,33 @@ def causal_note(model_id: str) -> None:
         "attends to itself). λ = 1 always comes from the first token, which can attend only to itself.",
         icon=":material/south_west:",
     )
+
+
+def layout(prose: Prose) -> DeltaGenerator:
+    """Every walkthrough's page: two columns (3 : 2), the intro drawn in the left one; returns the right
+    one, where the walkthrough puts its controls and figures (``with layout(prose): ...``)."""
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        intro(prose)
+    return right
+
+
+def layer_picker(prefix: str, n_layers: int, label: str = "Layer", *, where=st) -> int:
+    """The walkthroughs on one layer share one choice of layer (link param ``layer``; widget key
+    ``learn_<prefix>_layer``), 0 … n_layers − 1, drawn in ``where`` (a column; the page by default)."""
+    setting = Int("layer", 0, 0, n_layers - 1, key=f"{prefix}_layer", shared="learn_layer")
+    return PAGE.slider(setting, label, where=where, help=LAYER_HELP)
+
+
+def model_heading(
+    min_tokens: int, too_short: str, icon: str | None = None
+) -> tuple[LoadedModel, Capture] | None:
+    """The "On <model>" part of a walkthrough on the sidebar text: its heading, then the model and the capture;
+    None, after the warning ``too_short`` (with ``icon``), when the text has fewer than ``min_tokens`` tokens
+    (the walkthrough then shows nothing more on the model, but the rest of the page stays)."""
+    loaded, cap = require_capture()
+    st.markdown(f"#### On {loaded.id}")
+    if cap.n_tokens < min_tokens:
+        st.warning(too_short, icon=icon)
+        return None
+    return loaded, cap

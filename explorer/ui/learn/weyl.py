@@ -12,9 +12,9 @@ from explorer.figures import learn_matrices as figures
 from explorer.figures.learn import format_complex
 from explorer.ui.learn import exercise
 from explorer.ui.learn.matrices_cache import weight_kinds, weyl_on_weights
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, intro, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layer_picker, layout, link
 from explorer.ui.session import require_model, selection
-from explorer.ui.state import LAYER_HELP, Float, Int, Subset
+from explorer.ui.state import Float, Subset
 
 COUPLING = Float("wy_s", 1.0, 0.0, 3.0, key="wy_s")
 LOG_EPS = Float("wy_eps", -1.0, -4.0, 0.5, key="wy_eps")
@@ -57,11 +57,7 @@ def _small(coupling: float, log_eps: float) -> None:
 def _model() -> None:
     loaded = require_model()
     st.markdown(f"#### On {loaded.id}")
-    layer = PAGE.slider(
-        Int("layer", 0, 0, loaded.card.n_layers - 1, key="wy_layer", shared="learn_layer"),
-        "Layer",
-        help=LAYER_HELP,
-    )
+    layer = layer_picker("wy", loaded.card.n_layers)
     sel = selection()
     present = weight_kinds(sel.model_key, layer)
     st.markdown("Matrices of this block")
@@ -96,10 +92,7 @@ def _model() -> None:
 
 
 def render(prose: Prose) -> None:
-    left, right = st.columns([3, 2], gap="large")
-    with left:
-        intro(prose)
-    with right:
+    with layout(prose):
         coupling = PAGE.slider(COUPLING, "Coupling s (off-diagonal size)", step=0.05)
         log_eps = PAGE.slider(LOG_EPS, "log₁₀ ‖E‖₂ (perturbation for Weyl)", step=0.1)
     st.markdown("#### On a small matrix")
