@@ -136,22 +136,43 @@ def lens_logits(loaded: LoadedModel, residual: torch.Tensor) -> torch.Tensor:
     return unembed(norm(residual[None]))[0].float()
 
 
+# Candidates kept per position for the rank of the final prediction: when it is among a layer's top
+# RANK_CANDIDATES, every logit strictly above it is too, so its rank is counted there instead of over the vocabulary.
+RANK_CANDIDATES = 32
+
+
 def _reduce_layer(
-    logits: torch.Tensor, final_ids: torch.Tensor, cross: torch.Tensor, neg_entropy: torch.Tensor, k: int
+    logits: torch.Tensor,
+    final_ids: torch.Tensor,
+    cross: torch.Tensor,
+    neg_entropy: torch.Tensor,
+    k: int,
 ) -> tuple[torch.Tensor, ...]:
     """One layer's (positions, vocab) float32 logits -> top ids, top probs, final rank, final prob, KL.
 
-    ``cross``: (positions,), sum_v p_final(v) logits(v) (computed without the vocab, see ``logit_lens``);
-    ``neg_entropy``: (positions,), sum_v p_final log p_final. With log p = logits - lse (sum p_final = 1),
-    KL(final || layer) = neg_entropy - cross + lse: one pass over the vocabulary (the logsumexp) instead of four.
+    ``logits`` is used as scratch and overwritten (it is the layer's own fresh product). ``cross``: (positions,),
+    sum_v p_final(v) logits(v) (computed without the vocab, see ``logit_lens``); ``neg_entropy``: (positions,),
+    sum_v p_final log p_final. With log p = logits - lse (sum p_final = 1), KL(final || layer) = neg_entropy -
+    cross + lse: the logsumexp is the only full pass the KL needs.
+
+    Rank = 1 + the number of logits strictly above the final prediction's. Where the prediction is among the top
+    RANK_CANDIDATES logits, those strictly above it are all among them too, so they are counted there; only the
+    other positions (mostly early layers) count over the whole vocabulary.
     """
-    lse = torch.logsumexp(logits, dim=-1)
-    top_logits, top_ids = torch.topk(logits, k, dim=-1)
-    target = logits.gather(-1, final_ids[:, None])
-    rank = (logits > target).sum(dim=-1) + 1
+    candidates = min(max(k, RANK_CANDIDATES), logits.shape[-1])
+    top_logits, top_ids = torch.topk(logits, candidates, dim=-1)
+    target = logits.gather(-1, final_ids[:, None])  # (positions, 1)
+    rank = (top_logits > target).sum(dim=-1) + 1
+    outside = ~(top_ids == final_ids[:, None]).any(dim=-1)
+    if bool(outside.any()):
+        rows = outside.nonzero()[:, 0]
+        rank[rows] = (logits[rows] > target[rows]).sum(dim=-1) + 1
+    # logsumexp with the max (top_logits[:, 0]) already known: one exp pass in place, no temporaries.
+    peak = top_logits[:, :1]
+    lse = logits.sub_(peak).exp_().sum(dim=-1).log_() + peak[:, 0]
     final_prob = (target[:, 0] - lse).exp()
     kl = (neg_entropy.double() - cross.double() + lse.double()).clamp_min(0.0).float()
-    return top_ids, (top_logits - lse[:, None]).exp(), rank, final_prob, kl
+    return top_ids[:, :k], (top_logits[:, :k] - lse[:, None]).exp(), rank, final_prob, kl
 
 
 @torch.no_grad()

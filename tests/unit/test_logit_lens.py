@@ -137,3 +137,34 @@ def test_smollm2_last_block_is_the_model_output():
 def test_minilm_has_no_lens():
     with pytest.raises(NoLensError, match="no logit lens"):
         logit_lens(get_model("minilm-l6"), np.array([101, 2000, 102]))
+
+
+def test_reduce_layer_ranks_inside_and_outside_the_candidates():
+    """The rank shortcut (counted among the top RANK_CANDIDATES where the prediction is there, over the vocabulary
+    otherwise) gives numpy's exact count, ties included; the in-place logsumexp is scipy's."""
+    from scipy.special import logsumexp
+
+    from explorer.analysis.logit_lens import RANK_CANDIDATES, _reduce_layer
+
+    rng = np.random.default_rng(0)
+    vocab = 500
+    # Integer-valued logits: many exact ties, and the strict count is exact in float32.
+    logits = rng.integers(-40, 40, size=(6, vocab)).astype(np.float32)
+    order = np.argsort(-logits, axis=-1, kind="stable")
+    # Final ids at sorted positions 0, 5, RANK_CANDIDATES - 1, RANK_CANDIDATES, 200 and the last one.
+    positions = [0, 5, RANK_CANDIDATES - 1, RANK_CANDIDATES, 200, vocab - 1]
+    final_ids = order[np.arange(6), positions]
+    target = logits[np.arange(6), final_ids]
+    expected_rank = 1 + (logits > target[:, None]).sum(-1)
+    neg_entropy = torch.zeros(6)
+    cross = torch.zeros(6)
+    _, top_probs, rank, prob, kl = _reduce_layer(
+        torch.tensor(logits), torch.tensor(final_ids), cross, neg_entropy, k=3
+    )
+    assert np.array_equal(rank.numpy(), expected_rank)
+    lse = logsumexp(logits.astype(np.float64), axis=-1)
+    # kl = lse here (zero cross and entropy): float32 sum of <= vocab terms of size <= 1 after the shift.
+    np.testing.assert_allclose(kl.numpy(), lse, rtol=0, atol=vocab * EPS32 * (1 + np.abs(lse).max()))
+    np.testing.assert_allclose(prob.numpy(), np.exp(target - lse), rtol=vocab * EPS32)
+    top = -np.sort(-logits, axis=-1)[:, :3]
+    np.testing.assert_allclose(top_probs.numpy(), np.exp(top - lse[:, None]), rtol=vocab * EPS32)
