@@ -5,12 +5,10 @@ import streamlit as st
 
 from explorer.analysis.attention import COLLAPSED_STABLE_RANK, GRID_METRICS, SINK_MASS
 from explorer.figures.attention import (
-    POOLINGS,
     auto_log_color,
     display_block,
     head_title,
     make_attention_grid_figure,
-    make_attention_heatmap_figure,
     make_eigenvalue_plane_figure,
     make_spectrum_figure,
     make_symmetric_laplacian_figure,
@@ -21,7 +19,13 @@ from explorer.ui.attention_cache import (
     cached_attention_grid,
     cached_head_spectrum,
     heat_color_help,
-    heatmap_caption,
+)
+from explorer.ui.attention_view import (
+    PARAMS,
+    POOL,
+    POOL_LABELS,
+    apply_box_select,
+    heatmap_section,
     pooling_help,
 )
 from explorer.ui.navigation import PAGES
@@ -37,7 +41,6 @@ METRIC = Choice("metric", "lambda2_abs", GRID_METRICS)
 TAU = Float("tau", 1.0, 0.1, 5.0)
 HEAT_COLORS = {"auto": "Auto", "linear": "Linear", "log": "Log"}
 HEAT_COLOR = Choice("heat", "auto", HEAT_COLORS, key="heat_color")
-POOL = Choice("pool", "mass", POOLINGS)
 
 st.title("Attention spectra")
 st.caption(
@@ -105,6 +108,7 @@ if n_collapsed or n_sink:
 @st.fragment
 def head_views(layer: int, head: int) -> None:
     """The selected head's views; moving the temperature slider reruns only this part."""
+    apply_box_select(PAGE, n_tokens)  # before the zoom's range inputs are drawn
     st.subheader(f"Layer {layer} · head {head}")
     tau_col, color_col, pool_col = st.columns([3, 2, 2])
     tau = PAGE.slider(
@@ -132,7 +136,7 @@ def head_views(layer: int, head: int) -> None:
             POOL,
             "Heatmap blocks show",
             where=pool_col,
-            format_func=lambda p: {"mass": "Attention mass", "max": "Largest weight"}[p],
+            format_func=POOL_LABELS.get,
             help=pooling_help(),
         )
     else:
@@ -161,15 +165,6 @@ def head_views(layer: int, head: int) -> None:
             "goes to the first token (a common way for a head to do 'nothing').",
             icon=":material/vertical_align_bottom:",
         )
-    labels = cap.labels()
-    heatmap = make_attention_heatmap_figure(
-        spectrum.attention,
-        labels,
-        title=head_title(spectrum, "attention weights"),
-        log_color=log_color,
-        pooling=pooling,
-    )
-    heat_note = heatmap_caption(n_tokens, log_color=log_color, pooling=pooling, triangular=triangular)
     plane = make_eigenvalue_plane_figure(
         spectrum.eigvals,
         title=head_title(spectrum, "diagonal = eigenvalues" if spectrum.triangular else "eigenvalues"),
@@ -192,6 +187,21 @@ def head_views(layer: int, head: int) -> None:
             else "For a bidirectional head L is a general matrix; its eigenvalues come from a full solver."
         )
     )
+
+    def heatmaps() -> None:
+        heatmap_section(
+            PAGE,
+            sel,
+            cap,
+            layer,
+            head,
+            tau=float(tau),
+            pooling=pooling,
+            log_color=log_color,
+            triangular=triangular,
+            title=head_title(spectrum, "attention weights"),
+        )
+
     if spectrum.triangular:
         st.plotly_chart(spectra, width="stretch", key="attention_spectra")
         st.caption(
@@ -200,17 +210,15 @@ def head_views(layer: int, head: int) -> None:
         )
         st.plotly_chart(sym_lap, width="stretch", key="attention_sym_lap")
         st.caption(lap_caption)
-        left, right = st.columns([3, 2])
-        left.plotly_chart(heatmap, width="stretch", key="attention_heatmap")
-        left.caption(heat_note)
-        right.plotly_chart(plane, width="stretch", key="attention_plane")
-        right.caption("Every point is a diagonal entry a_ii (a triangular matrix's eigenvalues), all real.")
+        heatmaps()
+        left, _ = st.columns([2, 3])
+        left.plotly_chart(plane, width="stretch", key="attention_plane")
+        left.caption("Every point is a diagonal entry a_ii (a triangular matrix's eigenvalues), all real.")
     else:
-        left, right = st.columns([3, 2])
-        left.plotly_chart(heatmap, width="stretch", key="attention_heatmap")
-        left.caption(heat_note)
-        right.plotly_chart(plane, width="stretch", key="attention_plane")
-        right.caption(
+        heatmaps()
+        left, _ = st.columns([2, 3])
+        left.plotly_chart(plane, width="stretch", key="attention_plane")
+        left.caption(
             "λ₁ = 1 (Perron root); complex eigenvalues come in conjugate pairs. Hover for index and |λ|."
         )
         st.plotly_chart(spectra, width="stretch", key="attention_spectra")
@@ -225,7 +233,7 @@ def head_views(layer: int, head: int) -> None:
         )
     if LENS_PAGE is not None and loaded.causal:
         # The lens's own settings (metric, k) are not this page's: leave this page's out of the link.
-        own = ("metric", "head", "tau", "heat", "pool")
+        own = ("metric", "head", "tau", "heat", *PARAMS)
         st.page_link(
             LENS_PAGE,
             label=f"Logit lens at layer {layer}: what the model is about to predict after this block",

@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from explorer.analysis.attention_selection import POOLINGS, HeatView, pool_blocks
 from explorer.figures.common import circle_trace, equal_axes
 
 if TYPE_CHECKING:
@@ -146,13 +147,16 @@ LOG_COLOR_DECADES = 6
 # Past this many tokens a side the heatmap is drawn in blocks of b = ceil(n / DISPLAY_MAX_CELLS) tokens: a chart
 # about 500 px tall has no more rows of pixels. Every cell of a 1,024-token head, with a float64 hover copy, was
 # 25 MB of JSON, and one temperature step took ~20 s to redraw in Chromium on a loaded 2-core machine (4 s
-# pooled; bench/bench_attention_render.py measures the server's side).
+# pooled; bench/bench_attention_render.py measures the server's side). At 8,192 tokens the overview is still
+# 256 x 256 cells: about 0.7 MB of JSON in log colour (z and its hover copy, float32).
 DISPLAY_MAX_CELLS = 256
-POOLINGS: dict[str, str] = {
-    "mass": "attention mass (block sum ÷ queries in the block)",
-    "max": "largest weight in the block",
-}
+# Token text goes on the axes when a window has at most this many tokens a side (a 560 px chart fits about 48
+# slanted labels); past it, the axes number the positions.
+LABEL_FIT = 48
+# The summed-attention chart draws bars up to this many tokens, a line past it (8,192 bars redraw slowly).
+BAR_MAX_TOKENS = 512
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+SELECTED_COLOR = "#e03131"
 
 
 def mean_allowed_keys(n_tokens: int, triangular: bool) -> float:
@@ -175,44 +179,24 @@ def display_block(n_tokens: int, max_cells: int = DISPLAY_MAX_CELLS) -> int:
     return max(1, -(-int(n_tokens) // int(max_cells)))
 
 
-def pool_blocks(matrix: np.ndarray, block: int, how: str = "mass") -> np.ndarray:
-    """An (n, n) attention matrix pooled over blocks of ``block`` consecutive queries and keys (the last block
-    may be shorter).
-
-    Returns (ceil(n / block), ceil(n / block)) float64. ``how="mass"``: P_IJ = (sum of a_ij over i in I, j in J)
-    / |I|, the attention a query of block I sends to block J on average, so each row of P sums to 1 like A's.
-    ``how="max"``: the largest a_ij in the block.
-    """
-    if how not in POOLINGS:
-        raise ValueError(f"pooling must be one of {list(POOLINGS)}, not {how!r}")
-    A = np.asarray(matrix, dtype=np.float64)
-    n = A.shape[0]
-    m = -(-n // block)
-    padded = np.zeros((m * block, m * block))
-    padded[:n, :n] = A  # zeros never raise a block's sum or (attention being >= 0) its max
-    blocks = padded.reshape(m, block, m, block)
-    if how == "max":
-        return blocks.max(axis=(1, 3))
-    queries = np.minimum(block, n - block * np.arange(m))  # |I|: the last block may be shorter
-    return blocks.sum(axis=(1, 3)) / queries[:, None]
-
-
-def block_labels(labels: list[str], block: int) -> list[str]:
-    """Axis labels of the blocks: "<first>–<last>:<text of the first token>" (token positions, inclusive)."""
-    n = len(labels)
-    out = []
-    for start in range(0, n, block):
-        end = min(start + block, n) - 1
-        text = labels[start].split(":", 1)[1] if ":" in labels[start] else labels[start]
-        out.append(f"{start}–{end}:{text}")
-    return out
-
-
 def log_color_ticks() -> tuple[list[int], list[str]]:
     """The log colour bar's ticks: exponents -LOG_COLOR_DECADES .. 0 and their labels ("10⁻⁶" .. "0.001" .. "1")."""
     values = list(range(-LOG_COLOR_DECADES, 1))
     text = [f"10{str(v).translate(_SUPERSCRIPT)}" if v < -3 else f"{10.0**v:g}" for v in values]
     return values, text
+
+
+def pooling_name(how: str) -> str:
+    """What a pooled cell shows, in a few words ("attention mass", "mean weight", "largest weight")."""
+    return {"mass": "attention mass", "mean": "mean weight", "max": "largest weight"}[how]
+
+
+def _axis(start: int, stop: int, block: int) -> np.ndarray:
+    """A heatmap axis in token positions: cell centres (block 1) or cell edges (block > 1, so a ragged last
+    block ends exactly at stop - 0.5)."""
+    if block == 1:
+        return np.arange(start, stop)
+    return np.append(np.arange(start, stop, block), stop) - 0.5
 
 
 def make_attention_heatmap_figure(
@@ -224,17 +208,12 @@ def make_attention_heatmap_figure(
     pooling: str = "mass",
     max_cells: int = DISPLAY_MAX_CELLS,
 ) -> go.Figure:
-    """Attention matrix of one head: queries down (row i reads from the keys along it), keys across.
-
-    Only the drawing is reduced; the numbers are the matrix's. Values go to the browser as float32 (7 digits;
-    the hover shows 4): in linear colour the hover reads z itself, in log colour z holds log10 and the values
-    ride along once as customdata. Past ``max_cells`` tokens a side, cells are blocks of display_block(n) tokens
-    pooled by ``pooling`` (see pool_blocks), and the axis titles and colour bar say so.
+    """Attention matrix of one head, whole: pooled in blocks of display_block(n) tokens past ``max_cells``
+    tokens a side (see make_attention_view_figure).
 
     Args:
-        attention: (query, key) row-stochastic.
-        labels: list of length ``token``, unique axis labels ("<position>:<text>").
-        log_color: colour by log10 of the value (10^-6 .. 1, zeros blank); None: auto_log_color of the size.
+        attention: (query, key) row-stochastic. labels: list of length ``token`` ("<position>:<text>").
+        log_color: colour by log10 (10^-6 .. 1, zeros blank); None: auto_log_color of the size.
         pooling: a key of POOLINGS, used when the matrix is pooled.
     """
     A = np.asarray(attention, dtype=np.float64)
@@ -242,16 +221,46 @@ def make_attention_heatmap_figure(
     if log_color is None:
         log_color = auto_log_color(n, is_lower_triangular(A))
     block = display_block(n, max_cells)
-    if block > 1:
-        values, axis_labels = pool_blocks(A, block, pooling), block_labels(labels, block)
-        what = "attention mass" if pooling == "mass" else "largest weight"
-        x_title = f"key (attended to), blocks of {block} tokens: {POOLINGS[pooling]}"
-        y_title = f"query (attending), blocks of {block} tokens"
-        hover = f"queries %{{y}}<br>keys %{{x}}<br>{what}"
+    view = HeatView(pool_blocks(A, block, pooling) if block > 1 else A, block, pooling, (0, n), (0, n), n)
+    return make_attention_view_figure(view, labels, title=title, log_color=log_color)
+
+
+def make_attention_view_figure(
+    view: HeatView,
+    labels: list[str],
+    *,
+    title: str,
+    log_color: bool,
+    selectable: bool = False,
+    outline: tuple[tuple[int, int], tuple[int, int]] | None = None,
+    height: int = 560,
+) -> go.Figure:
+    """A window of one head's attention: queries down (row i reads from the keys along it), keys across.
+
+    Axes are token positions (so a box selection reads back as positions); with at most LABEL_FIT tokens a
+    side and no pooling, the ticks are the tokens' labels. Values go to the browser as float32 (7 digits; the
+    hover shows 4): in linear colour the hover reads z itself, in log colour z holds log10 and the values ride
+    along once as customdata. Pooled cells (view.block > 1) are the view's blocks, and the axis titles and colour
+    bar say which pooling.
+
+    Args:
+        view: HeatView (values (query block, key block)).
+        labels: the whole text's labels, length ``token`` ("<position>:<text>").
+        log_color: colour by log10 of the value (10^-6 .. 1, zeros blank).
+        selectable: box selection on (an invisible point on each corner makes plotly offer it).
+        outline: ((q0, q1), (k0, k1)) half-open token ranges outlined on the chart (a zoom window).
+    """
+    values = np.asarray(view.values, dtype=np.float64)
+    (q0, q1), (k0, k1), b = view.queries, view.keys, view.block
+    if b > 1:
+        what = pooling_name(view.how)
+        x_title = f"key (attended to), blocks of {b} tokens: {POOLINGS[view.how]}"
+        y_title = f"query (attending), blocks of {b} tokens"
+        hover = f"queries ≈ %{{y:.0f}} · keys ≈ %{{x:.0f}} (blocks of {b})<br>{what}"
     else:
-        values, axis_labels, what = A, labels, "attention"
+        what = "attention"
         x_title, y_title = "key (attended to)", "query (attending)"
-        hover = "query %{y}<br>key %{x}<br>attention"
+        hover = "query %{y} · key %{x}<br>attention"
     shown = values.astype(np.float32)
     if log_color:
         with np.errstate(divide="ignore"):
@@ -270,21 +279,111 @@ def make_attention_heatmap_figure(
         color = dict(
             colorscale="Blues",
             zmin=0,
-            zmax=max(float(values.max()), 1e-12),
+            zmax=max(float(values.max()), 1e-12) if values.size else 1.0,
             colorbar=dict(title=dict(text=what)),
             hovertemplate=hover + " %{z:.4f}<extra></extra>",
         )
-    fig = go.Figure(go.Heatmap(z=z, x=axis_labels, y=axis_labels, **color))
+    fig = go.Figure(go.Heatmap(z=z, x=_axis(k0, k1, b), y=_axis(q0, q1, b), name="attention", **color))
+    if selectable:
+        # Plotly offers box selection only over selectable traces; four transparent corner points suffice.
+        fig.add_trace(
+            go.Scatter(
+                x=[k0, k1 - 1, k0, k1 - 1],
+                y=[q0, q0, q1 - 1, q1 - 1],
+                mode="markers",
+                marker=dict(size=1, color="rgba(0,0,0,0)"),
+                hoverinfo="skip",
+                showlegend=False,
+                name="select",
+            )
+        )
+    if outline is not None:
+        (oq0, oq1), (ok0, ok1) = outline
+        fig.add_shape(
+            type="rect",
+            x0=ok0 - 0.5,
+            x1=ok1 - 0.5,
+            y0=oq0 - 0.5,
+            y1=oq1 - 0.5,
+            line=dict(color=SELECTED_COLOR, width=2),
+        )
     fig.update_layout(
         title=title,
         xaxis_title=x_title,
         yaxis_title=y_title,
-        height=560,
+        height=height,
         margin=dict(l=60, r=20, t=50, b=60),
+        plot_bgcolor="white",
+        dragmode="select" if selectable else "zoom",
     )
     # No grid lines: they would show through the blank (exactly zero) cells as if they were data.
-    fig.update_xaxes(type="category", tickangle=-60, showgrid=False)
-    fig.update_yaxes(type="category", autorange="reversed", showgrid=False)
+    fig.update_xaxes(range=[k0 - 0.5, k1 - 0.5], showgrid=False, zeroline=False, **_ticks(k0, k1, b, labels))
+    fig.update_yaxes(range=[q1 - 0.5, q0 - 0.5], showgrid=False, zeroline=False, **_ticks(q0, q1, b, labels))
+    fig.update_xaxes(tickangle=-60)
+    return fig
+
+
+def _ticks(start: int, stop: int, block: int, labels: list[str]) -> dict:
+    """Token labels as ticks when the window's tokens fit (LABEL_FIT, no pooling); else numbered positions."""
+    if block == 1 and stop - start <= LABEL_FIT and len(labels) >= stop:
+        positions = list(range(start, stop))
+        return dict(tickmode="array", tickvals=positions, ticktext=[labels[p] for p in positions])
+    return dict(tickmode="auto", tickformat="d")
+
+
+def make_summed_attention_figure(
+    sums: np.ndarray, labels: list[str], selected, *, over: str, title: str
+) -> go.Figure:
+    """Summed attention of several tokens over every token, the selected ones marked (▲ on the axis).
+
+    Args:
+        sums: (token,) float64: over="queries": entry j = sum over the selected queries i of a_ij (what they read
+            from key j); over="keys": entry i = sum over the selected keys j of a_ij (what query i gives them).
+        labels: length ``token`` ("<position>:<text>"), shown on hover. selected: the selected positions.
+        over: "queries" (rows summed) or "keys" (columns summed).
+    """
+    if over not in ("queries", "keys"):
+        raise ValueError(f"over must be 'queries' or 'keys', not {over!r}")
+    y = np.asarray(sums, dtype=np.float64)
+    x = np.arange(y.size)
+    chosen = np.asarray(sorted(set(int(p) for p in selected)), dtype=int)
+    hover = "%{text}<br>summed attention %{y:.4g}<extra></extra>"
+    if y.size <= BAR_MAX_TOKENS:
+        main = go.Bar(x=x, y=y, text=labels, textposition="none", marker_color="#4c6ef5", hovertemplate=hover)
+    else:
+        main = go.Scatter(
+            x=x, y=y, text=labels, mode="lines", line=dict(color="#4c6ef5", width=1), hovertemplate=hover
+        )
+    main.update(name="summed attention", showlegend=False)
+    fig = go.Figure(main)
+    count = len(chosen)
+    fig.add_trace(
+        go.Scatter(
+            x=chosen,
+            y=np.zeros(count),
+            mode="markers",
+            marker=dict(symbol="triangle-up", size=8, color=SELECTED_COLOR),
+            text=[labels[p] for p in chosen] if len(labels) == y.size else None,
+            hovertemplate="selected %{text}<extra></extra>",
+            name=f"selected {'queries' if over == 'queries' else 'keys'} ({count})",
+        )
+    )
+    if over == "queries":
+        x_title = "key (attended to)"
+        y_title = f"attention from the {count} selected queries"
+    else:
+        x_title = "query (attending)"
+        y_title = f"attention to the {count} selected keys"
+    fig.update_layout(
+        title=title,
+        xaxis_title=x_title,
+        yaxis_title=y_title,
+        height=340,
+        margin=dict(l=60, r=20, t=60, b=40),
+        bargap=0,
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1, xanchor="right"),
+    )
+    fig.update_xaxes(range=[-0.5, y.size - 0.5])
     return fig
 
 

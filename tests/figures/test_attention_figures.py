@@ -76,7 +76,14 @@ def test_attention_heatmap_linear_and_log(spectrum):
     np.testing.assert_array_equal(np.asarray(heatmap.z), spectrum.attention.astype(np.float32))
     assert np.asarray(heatmap.z).dtype == np.float32 and heatmap.customdata is None  # hover reads z
     assert "%{z" in heatmap.hovertemplate
-    assert list(heatmap.x) == LABELS and list(heatmap.y) == LABELS
+    # Axes in token positions (a box selection reads back as positions); the ticks are the tokens' labels.
+    assert list(heatmap.x) == list(range(N)) and list(heatmap.y) == list(range(N))
+    assert list(fig.layout.xaxis.ticktext) == LABELS and list(fig.layout.xaxis.tickvals) == list(range(N))
+    assert list(fig.layout.yaxis.ticktext) == LABELS
+    assert tuple(fig.layout.xaxis.range) == (-0.5, N - 0.5) and tuple(fig.layout.yaxis.range) == (
+        N - 0.5,
+        -0.5,
+    )
     assert fig.layout.xaxis.title.text == "key (attended to)"
     assert fig.layout.yaxis.title.text == "query (attending)"
     assert heatmap.zmin == 0 and heatmap.zmax == spectrum.attention.max()  # exact: the same max
@@ -125,18 +132,22 @@ def test_default_colour_is_log_past_the_washout_length(causal):
 
 
 def numpy_blocks(A: np.ndarray, block: int, how: str) -> np.ndarray:
-    """Block mass (sum / queries in the block) or block max, one slice at a time."""
+    """Block mass (sum / queries in the block), block mean (numpy's mean of the block) or block max, one slice
+    at a time."""
     n = A.shape[0]
     starts = range(0, n, block)
     out = np.empty((len(starts), len(starts)))
     for row, i0 in enumerate(starts):
         for col, j0 in enumerate(starts):
             cell = A[i0 : i0 + block, j0 : j0 + block]
-            out[row, col] = cell.max() if how == "max" else cell.sum() / cell.shape[0]
+            if how == "max":
+                out[row, col] = cell.max()
+            else:
+                out[row, col] = cell.sum() / (cell.shape[0] if how == "mass" else cell.size)
     return out
 
 
-@pytest.mark.parametrize("how", ["mass", "max"])
+@pytest.mark.parametrize("how", ["mass", "mean", "max"])
 @pytest.mark.parametrize("log_color", [False, True])
 def test_pooled_heatmap_equals_numpy_blocks(how, log_color):
     n = 1023  # blocks of ceil(1023 / 256) = 4 tokens, the last one 3
@@ -166,9 +177,11 @@ def test_pooled_heatmap_equals_numpy_blocks(how, log_color):
         and fa.POOLINGS[how] in fig.layout.xaxis.title.text
     )
     assert "blocks of 4 tokens" in fig.layout.yaxis.title.text
-    assert (
-        heatmap.x[0] == "0–3:t0" and heatmap.x[-1] == "1020–1022:t1020" and list(heatmap.y) == list(heatmap.x)
-    )
+    # Cell edges in token positions: blocks 0-3, 4-7, ..., the ragged last one 1020-1022 ends at 1022.5.
+    edges = np.asarray(heatmap.x)
+    np.testing.assert_array_equal(edges, np.append(np.arange(0, n, 4), n) - 0.5)
+    np.testing.assert_array_equal(np.asarray(heatmap.y), edges)
+    assert fig.layout.xaxis.tickmode == "auto"  # too many tokens for their text: positions
 
 
 def test_no_pooling_up_to_the_display_limit():
@@ -267,3 +280,60 @@ def test_top_tokens_table(attentions):
     for row, positions in zip(rows, result.top_tokens, strict=True):
         first, second = row["top tokens (entry)"].split(" · ")
         assert first.startswith(LABELS[positions[0]]) and second.startswith(LABELS[positions[1]])
+
+
+def test_view_figure_of_a_window_in_token_positions():
+    """A zoomed window: cells at the window's own positions, token text on the ticks when it fits, and the
+    overview's box selection and outline."""
+    from explorer.analysis.attention_selection import pooled_view
+
+    n = 300
+    A = random_attention(n, causal=True, seed=2).astype(np.float32)
+    labels = [f"{i}:t{i}" for i in range(n)]
+    view = pooled_view(A[None, None], 0, 0, 1, "max", queries=(100, 140), keys=(90, 120))
+    fig = fa.make_attention_view_figure(view, labels, title="t", log_color=False)
+    heatmap = fig.data[0]
+    np.testing.assert_array_equal(np.asarray(heatmap.z), A[100:140, 90:120])  # exact: the float32 weights
+    assert list(heatmap.x) == list(range(90, 120)) and list(heatmap.y) == list(range(100, 140))
+    assert (
+        list(fig.layout.xaxis.ticktext) == labels[90:120]
+        and list(fig.layout.yaxis.ticktext) == labels[100:140]
+    )
+    assert tuple(fig.layout.xaxis.range) == (89.5, 119.5) and tuple(fig.layout.yaxis.range) == (139.5, 99.5)
+    wide = pooled_view(A[None, None], 0, 0, 1, "max", queries=(0, fa.LABEL_FIT + 1), keys=(0, 10))
+    assert (
+        fa.make_attention_view_figure(wide, labels, title="t", log_color=False).layout.yaxis.tickmode
+        == "auto"
+    )
+    whole = pooled_view(A[None, None], 0, 0, fa.display_block(n), "mean")
+    over = fa.make_attention_view_figure(
+        whole, labels, title="t", log_color=True, selectable=True, outline=((100, 140), (90, 120))
+    )
+    assert over.layout.dragmode == "select"
+    corners = over.data[1]  # the invisible points that make plotly offer box selection
+    assert set(zip(corners.x, corners.y, strict=True)) == {(0, 0), (n - 1, 0), (0, n - 1), (n - 1, n - 1)}
+    rect = over.layout.shapes[0]
+    assert (rect.x0, rect.x1, rect.y0, rect.y1) == (89.5, 119.5, 99.5, 139.5)
+    assert (
+        "mean weight" in over.data[0].colorbar.title.text
+        and "blocks of 2 tokens" in over.layout.xaxis.title.text
+    )
+
+
+@pytest.mark.parametrize("n", [40, 2000])
+@pytest.mark.parametrize("over", ["queries", "keys"])
+def test_summed_figure_marks_the_selection(n, over):
+    sums = np.random.default_rng(0).random(n)
+    labels = [f"{i}:t{i}" for i in range(n)]
+    fig = fa.make_summed_attention_figure(sums, labels, [3, 5, 4, 30], over=over, title="t")
+    main, marks = fig.data
+    assert main.type == ("bar" if n <= fa.BAR_MAX_TOKENS else "scatter")
+    np.testing.assert_array_equal(np.asarray(main.y), sums)  # exact: the same float64 values
+    np.testing.assert_array_equal(np.asarray(main.x), np.arange(n))
+    assert list(main.text) == labels
+    assert list(marks.x) == [3, 4, 5, 30] and list(marks.text) == [labels[i] for i in (3, 4, 5, 30)]
+    assert f"selected {over} (4)" == marks.name
+    axis = "key (attended to)" if over == "queries" else "query (attending)"
+    assert fig.layout.xaxis.title.text == axis and "4 selected" in fig.layout.yaxis.title.text
+    with pytest.raises(ValueError, match="over must be"):
+        fa.make_summed_attention_figure(sums, labels, [1], over="rows", title="t")
