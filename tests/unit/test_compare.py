@@ -1,0 +1,138 @@
+"""explorer.analysis.compare against numpy and theorems (no model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from explorer.analysis.compare import (
+    compare_hidden,
+    compare_metric,
+    compare_outputs,
+    delta_spectrum,
+    rounding_floor,
+)
+from explorer.analysis.teaching_models import lora_subspace
+from explorer.analysis.variants import parse_key
+from explorer.errors import InputError
+from tests.tolerances import eps, sum_rtol
+
+
+def _rng():
+    return np.random.default_rng(7)
+
+
+def test_delta_zero_says_no_change():
+    W = _rng().standard_normal((20, 12))
+    d = delta_spectrum(W, W.copy())
+    assert d.zero and d.frobenius == 0.0 and d.numerical_rank == 0
+    assert np.isnan(d.energy_share).all() and np.isnan(d.amplification).all()
+    assert d.effective_rank == 0.0 and d.stable_rank == 0.0
+
+
+def test_energy_share_monotone_and_one_at_full_rank_square():
+    rng = _rng()
+    W = rng.standard_normal((16, 16))
+    dW = rng.standard_normal((16, 16))
+    d = delta_spectrum(W, W + dW)
+    tol = sum_rtol(16 * 16)
+    assert np.all(np.diff(d.energy_share) >= -tol)
+    assert d.energy_share[-1] == pytest.approx(1.0, abs=tol)
+    # numpy reference, two-sided projection at every r
+    U, _, Vh = np.linalg.svd(W)
+    ref = [np.linalg.norm(U[:, :r] @ U[:, :r].T @ dW @ Vh[:r].T @ Vh[:r]) ** 2 for r in range(1, 17)]
+    np.testing.assert_allclose(
+        d.energy_share, np.array(ref) / np.linalg.norm(dW) ** 2, rtol=0, atol=1e3 * eps()
+    )
+
+
+def test_planted_rank_r_update_found():
+    """A rank-3 update planted in W's top-3 singular subspace: effective rank <= 3, numerical rank 3, share 1
+    from r = 3 on."""
+    rng = _rng()
+    m, n, r = 40, 30, 3
+    U = np.linalg.qr(rng.standard_normal((m, n)))[0]
+    V = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    W = U @ np.diag(np.linspace(10, 1, n)) @ V.T
+    dW = U[:, :r] @ rng.standard_normal((r, r)) @ V[:, :r].T
+    d = delta_spectrum(W, W + dW, eps=eps())
+    assert d.numerical_rank == r
+    assert d.effective_rank <= r + 1e-9
+    assert d.energy_share[r - 1] == pytest.approx(1.0, abs=1e3 * eps())
+    assert d.energy_share[0] < 1.0
+
+
+def test_amplification_rank1_hand_computed():
+    """W = diag(3, 2, 1), dW = 5 e_3 e_3^T: U'_1 = V'_1 = e_3, U'^T W V' = 1, so the factor is 5 / 1 = 5; and
+    dW sits entirely outside W's top-2 subspace (share 0 at r = 1, 2; 1 at r = 3)."""
+    W = np.diag([3.0, 2.0, 1.0])
+    dW = np.zeros((3, 3))
+    dW[2, 2] = 5.0
+    d = delta_spectrum(W, W + dW)
+    assert d.amplification[0] == pytest.approx(5.0, rel=10 * eps())
+    np.testing.assert_allclose(d.energy_share, [0.0, 0.0, 1.0], atol=10 * eps())
+
+
+def test_agrees_with_teaching_lora_subspace():
+    rng = _rng()
+    W, dW = rng.standard_normal((24, 18)), rng.standard_normal((24, 4)) @ rng.standard_normal((4, 18))
+    d = delta_spectrum(W, W + dW)
+    for r in (1, 2, 4):
+        ref = lora_subspace(W, dW, r)
+        assert d.energy_share[r - 1] == pytest.approx(ref.top_share**2, rel=1e-10)
+        assert d.amplification[r - 1] == pytest.approx(ref.amplification, rel=1e-10)
+
+
+def test_rounding_floor_bounds_float32_rank():
+    """W + (exact rank-2 update) stored in float32: sigma_3 of the stored difference stays under the floor."""
+    rng = _rng()
+    W = rng.standard_normal((50, 40)).astype(np.float32)
+    low = (rng.standard_normal((50, 2)) @ rng.standard_normal((2, 40)) * 1e-2).astype(np.float32)
+    WB = (W + low).astype(np.float32)
+    d = delta_spectrum(W, WB)
+    assert d.sigma[2] <= rounding_floor(WB) and d.numerical_rank == 2
+
+
+def test_outputs_against_numpy_and_identity():
+    rng = _rng()
+    za, zb = rng.standard_normal((9, 11)), rng.standard_normal((9, 11))
+    ids = rng.integers(0, 11, 9)
+    same = compare_outputs(za, za.copy(), ids)
+    assert same.kl == 0.0 and same.top1_agreement == 1.0 and same.perplexity_a == same.perplexity_b
+    out = compare_outputs(za, zb, ids)
+    pa = np.exp(za[:-1]) / np.exp(za[:-1]).sum(1, keepdims=True)
+    pb = np.exp(zb[:-1]) / np.exp(zb[:-1]).sum(1, keepdims=True)
+    kl = (pa * np.log(pa / pb)).sum(1)
+    assert out.kl == pytest.approx(kl.mean(), rel=1e3 * eps())
+    assert out.top1_agreement == np.mean(pa.argmax(1) == pb.argmax(1))
+    ppl = np.exp(-np.mean(np.log(pb[np.arange(8), ids[1:]])))
+    assert out.perplexity_b == pytest.approx(ppl, rel=1e3 * eps())
+
+
+def test_hidden_and_metric():
+    rng = _rng()
+    h = rng.standard_normal((5, 8))
+    same = compare_hidden(h, h.copy())
+    assert same.mean_cosine == pytest.approx(1.0, abs=10 * eps()) and same.relative_change == 0.0
+    c = compare_metric(np.array([1.0, 0.0, 2.0]), np.array([1.5, 1.0, 1.0]), "alpha")
+    np.testing.assert_array_equal(c.delta, [0.5, 1.0, -1.0])
+    assert c.relative[0] == 0.5 and np.isnan(c.relative[1]) and c.relative[2] == -0.5
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["int8", "int4", "int4-g32", "int4-g64-asym", "rank:0.5", "rank:0.8:svdllm", "rank:0.5+int8",
+     "lora:r8:s50", "lora:r4:s2:cal", "dir:/some/folder"],
+)  # fmt: skip
+def test_keys_round_trip(key):
+    assert str(parse_key(key)) == key and parse_key(str(parse_key(key))) == parse_key(key)
+
+
+def test_short_forms_and_bad_keys():
+    assert str(parse_key("q4g32")) == "int4-g32" and str(parse_key("Q4G32A")) == "int4-g32-asym"
+    assert str(parse_key("rank:0.5:svd+q8")) == "rank:0.5+int8"
+    for bad, says in [("", "No variant"), ("int5", "bits must be"), ("q2g32", "symmetric"),
+                      ("rank:2", "share"), ("rank:x", "not a share"), ("rank:0.5:pca", "unknown method"),
+                      ("lora:r0:s5", "LoRA rank"), ("dir:", "no folder"), ("fp16", "Unknown variant")]:  # fmt: skip
+        with pytest.raises(InputError, match=says):
+            parse_key(bad)
