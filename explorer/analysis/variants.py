@@ -360,7 +360,6 @@ def _lora_variant(loaded: LoadedModel, key: VariantKey, text: str, report: tasks
             sizes = [m.shape[0] for m in parts]  # a fused q/k/v stacks its parts along the output
             for mat, piece in zip(parts, torch.split(delta, sizes, dim=0), strict=True):
                 replaced[mat.name] = (mat.weight.detach() + piece.to(mat.weight.dtype)).contiguous()
-    del copy_
     report(1.0, "Built")
     notes = (f"Loss {losses[0]:.4f} → {losses[-1]:.4f} nats over {key.steps} steps ({spec.description})",)
     return Variant(
