@@ -19,6 +19,7 @@ from explorer.analysis.word_vectors import (
     embed_words,
 )
 from explorer.errors import InputError
+from explorer.spectra.ranks import energy_rank
 from explorer.spectra.semantic import (
     CONTROL_SEED,
     N_CONTROL_DRAWS,
@@ -73,6 +74,15 @@ class LayerProfile:
     control: Control
     pairs: tuple[tuple[str, str], ...]
     template: str
+
+
+def components_for_share(ratio: np.ndarray, share: float) -> int:
+    """How many principal components hold at least ``share`` (0 < share <= 1) of the variance, given the
+    shares of every component ``ratio`` (rank,), decreasing, summing to 1 (PCAResult.explained_variance_ratio).
+
+    The variances are the squared singular values of the centred points, so this is the energy rank of their
+    square roots (explorer.spectra.ranks.energy_rank, with its tolerance at share = 1)."""
+    return int(energy_rank(np.sqrt(np.asarray(ratio, dtype=np.float64)), share))
 
 
 def control_words(pairs, targets) -> list[str]:
