@@ -12,6 +12,7 @@ from explorer.figures.weights import (
     make_ww_layer_figure,
     matrix_label,
 )
+from explorer.ui import compare_view
 from explorer.ui.session import require_model, selection
 from explorer.ui.state import LAYER_HELP, Choice, Flag, Int, PageState, drop_from_link
 from explorer.ui.weights_cache import randomized_in_background, weight_spectra_with_progress, ww_sentence
@@ -224,6 +225,11 @@ def weightwatcher_section() -> None:
     ]
     st.dataframe(table, width="stretch", hide_index=True, key="weights_ww_table")
 
+
+st.subheader("Compare with a variant")
+vs = compare_view.compare_control(PAGE)
+if vs is not None:
+    compare_view.draw(PAGE, sel, loaded, spectra, vs)
 
 heatmap_section()
 matrix_section()

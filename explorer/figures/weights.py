@@ -54,7 +54,13 @@ def _robust_range(values: np.ndarray) -> tuple[float, float, bool]:
 
 
 def make_weight_heatmap_figure(
-    spectra: WeightSpectra, metric: str, *, log_color: bool | None = None
+    spectra: WeightSpectra,
+    metric: str,
+    *,
+    log_color: bool | None = None,
+    values: np.ndarray | None = None,
+    label: str | None = None,
+    diverging: bool = False,
 ) -> go.Figure:
     """Layer x matrix-type heatmap of one metric: a row per block, plus a row "outside blocks" whose
     columns are the embeddings, the LM head and any other matrix (one column each).
@@ -63,11 +69,14 @@ def make_weight_heatmap_figure(
         spectra: the model's weight spectra.
         metric: a key of ``analysis.weights.METRICS``.
         log_color: colour by log10 of the value (default: for norms and condition numbers).
+        values, label: (matrix,) values to draw instead of the metric's, and their name (a comparison's
+            differences, in ``spectra``'s matrix order).
+        diverging: a red-blue scale symmetric about 0 (for differences; never log-coloured).
     Colours are clipped to a robust range (outliers show at the end of the scale; hover shows the value).
     """
-    label = METRICS[metric][0]
-    values = spectra.metric(metric)
-    log_color = metric in LOG_METRICS if log_color is None else log_color
+    label = METRICS[metric][0] if label is None else label
+    values = spectra.metric(metric) if values is None else np.asarray(values, dtype=np.float64)
+    log_color = (metric in LOG_METRICS if log_color is None else log_color) and not diverging
     columns: list[tuple[str, str]] = []  # (key, axis label)
     cell: dict[int, tuple[int, int]] = {}
     rows = [str(layer) for layer in range(spectra.n_layers)]
@@ -98,6 +107,9 @@ def make_weight_heatmap_figure(
             text[r, c] = f"{spectra.names[i]}<br>{matrix_label(spectra, i)}"
     shown = np.where(z > 0, np.log10(np.where(z > 0, z, 1.0)), np.nan) if log_color else z
     low, high, clipped = _robust_range(shown)
+    if diverging:  # symmetric about 0, so white means "no change"
+        high = max(abs(low), abs(high)) or 1.0
+        low = -high
     title = ("log₁₀ " if log_color else "") + label + ("<br>(clipped)" if clipped else "")
     fig = go.Figure(
         go.Heatmap(
@@ -107,7 +119,8 @@ def make_weight_heatmap_figure(
             zmin=low,
             zmax=high,
             customdata=np.dstack([z, text]),
-            colorscale="Viridis",
+            colorscale="RdBu" if diverging else "Viridis",
+            reversescale=diverging,
             colorbar=dict(title=title),
             hovertemplate="layer %{y} · %{x}<br>%{customdata[1]}<br>"
             + label
