@@ -193,6 +193,9 @@ class Variant:
     module: torch.nn.Module
     losses: np.ndarray | None = None
     notes: tuple[str, ...] = ()
+    # Per-variant results that cost a pass over every weight (B's fingerprint, the relative changes): a page
+    # rerun reads them from here instead of redoing the pass.
+    memo: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def matrices(self, original: torch.nn.Module) -> list[WeightMatrix]:
         """B's weight matrices in ``weight_matrices(original)`` order (the unchanged ones are A's own views)."""
@@ -413,7 +416,9 @@ def variant_spectra_spec(loaded: LoadedModel, variant: Variant):
     in the disk store, a different one gets its own)."""
     from explorer.analysis.weights import WeightSpectraSpec, model_fingerprint
 
-    return WeightSpectraSpec(model_fingerprint(loaded.model, variant.matrices(loaded.model)))
+    if "fingerprint" not in variant.memo:
+        variant.memo["fingerprint"] = model_fingerprint(loaded.model, variant.matrices(loaded.model))
+    return WeightSpectraSpec(variant.memo["fingerprint"])
 
 
 def variant_spectra_work(loaded: LoadedModel, variant: Variant, spec):
@@ -436,6 +441,8 @@ def variant_spectra_work(loaded: LoadedModel, variant: Variant, spec):
 def relative_change(loaded: LoadedModel, variant: Variant) -> np.ndarray:
     """(matrix,) float64: ||W_B - W_A||_F / ||W_A||_F for every matrix in ``weight_matrices`` order (0 where
     the variant leaves the matrix as it is)."""
+    if "relative_change" in variant.memo:
+        return variant.memo["relative_change"]
     out = np.zeros(len(weight_matrices(loaded.model)))
     for i, m in enumerate(weight_matrices(loaded.model)):
         new = variant.replaced.get(m.name)
@@ -444,6 +451,8 @@ def relative_change(loaded: LoadedModel, variant: Variant) -> np.ndarray:
         a = m.weight.detach().to("cpu", torch.float64)
         norm = float(torch.linalg.norm(a))
         out[i] = float(torch.linalg.norm(new.detach().to("cpu", torch.float64) - a)) / norm if norm else 0.0
+    out.setflags(write=False)
+    variant.memo["relative_change"] = out
     return out
 
 
