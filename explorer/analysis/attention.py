@@ -31,6 +31,10 @@ CHUNK_HEADS = 32
 COLLAPSED_STABLE_RANK = 1.1
 # A head is an "attention sink" when, on average, at least half of every query's attention goes to token 0.
 SINK_MASS = 0.5
+# Up to this many tokens every metric comes from a whole decomposition of each head (about 0.3 s a head at 1,024
+# on one core; 270 heads of SmolLM2); past it the grid offers the O(T^2) metrics only and the selected head gets
+# the top of its spectrum by a Krylov method (explorer.analysis.attention_long).
+FULL_DECOMPOSITION_MAX_TOKENS = 1024
 _PARALLEL_LOCK = threading.Lock()
 
 
@@ -146,7 +150,13 @@ class AttentionGrid:
         effective_rank, stable_rank, numerical_rank (float32 tolerance), sigma_max: from the singular values.
         sink_mass: mean attention on token 0.
         triangular: (layer, head) bool, the head is exactly lower-triangular (eigenvalues = diagonal).
-        lambda2_method: (layer, head) int, spec.METHOD_DIAGONAL / METHOD_KRYLOV / METHOD_FULL.
+        lambda2_method: (layer, head) int, spec.METHOD_DIAGONAL / METHOD_KRYLOV / METHOD_FULL, or
+            METHOD_NOT_OFFERED where lambda_2 is not computed at this length (NaN).
+        stable_rank_low: (layer, head) float64 or None: past FULL_DECOMPOSITION_MAX_TOKENS sigma_1 comes from a
+            power iteration; stable_rank = ||A||_F^2 / rho with rho <= sigma_1^2, so it is an upper bound, and
+            stable_rank_low a certified lower bound (spec.top_singular_value_power). None when exact.
+        not_offered: names of GRID_METRICS that are NaN at this length (they need a whole decomposition);
+        note: one sentence saying why, for the page ("" when every metric is offered).
     """
 
     n_tokens: int
@@ -162,6 +172,9 @@ class AttentionGrid:
     sink_mass: np.ndarray
     triangular: np.ndarray
     lambda2_method: np.ndarray
+    stable_rank_low: np.ndarray | None = None
+    not_offered: tuple[str, ...] = ()
+    note: str = ""
 
     @property
     def n_layers(self) -> int:
@@ -214,14 +227,25 @@ def _grid_chunk(A: torch.Tensor, causal: bool) -> dict[str, np.ndarray]:
     }
 
 
-def attention_grid(attentions: np.ndarray, *, causal: bool, device: str = "cpu") -> AttentionGrid:
+def attention_grid(attentions, *, causal: bool, device: str = "cpu", progress=None) -> AttentionGrid:
     """Per-head summaries for every layer and head, without a full eigensolve where a cheaper route is exact
     (see explorer.spectra.attention_spectra).
 
     Args:
-        attentions: (layer, head, query, key) float32, rows summing to 1.
+        attentions: (layer, head, query, key) float32, rows summing to 1: an ndarray, or a capture's
+            LazyAttentions (read one layer at a time).
         causal: whether the model masks future tokens (sets the number of allowed keys for the entropy).
+        progress: optional ``(fraction, message)`` callback, called per layer on the layer-by-layer route.
+    Past FULL_DECOMPOSITION_MAX_TOKENS tokens, or for an array that is not held whole, the grid is computed
+    layer by layer (explorer.analysis.attention_long), with the whole-decomposition metrics not offered.
     """
+    summary = getattr(attentions, "summary", None)  # a long capture's grid, reduced during its own pass
+    if isinstance(summary, AttentionGrid) and summary.causal == bool(causal):
+        return summary
+    if not isinstance(attentions, np.ndarray) or attentions.shape[-1] > FULL_DECOMPOSITION_MAX_TOKENS:
+        from explorer.analysis.attention_long import grid_by_layers  # it builds on this module
+
+        return grid_by_layers(attentions, causal=causal, device=device, progress=progress)
     out = _map_chunks(attentions, device, lambda A: _grid_chunk(A, causal))
     return AttentionGrid(
         n_tokens=int(attentions.shape[-1]),
@@ -275,6 +299,13 @@ class HeadSpectrum:
         stationary: (token,) float64, PageRank stationary distribution (sums to 1).
         lambda2_abs, spectral_gap, entropy (normalised), entropy_nats, effective_rank, stable_rank,
         numerical_rank, sink_mass: scalars, as in AttentionGrid.
+        partial: past FULL_DECOMPOSITION_MAX_TOKENS the spectra are the top of each (explorer.analysis.
+            attention_long): singular_values and sym_eigvals hold the top k, eigvals and laplacian_eigvals the top k
+            of a general head (all of them, exact, for a triangular one); effective and numerical rank are NaN.
+        residuals: name of a spectrum -> (k,) float64 residual of each Krylov value (None when all are exact):
+            a singular value or symmetric eigenvalue lies within it of the true one (Weyl); for eigvals and
+            laplacian_eigvals it is the backward error (an exact eigenvalue of a matrix that close to A).
+        note: what the page should say about how the spectra were computed ("" for the whole decomposition).
     """
 
     layer: int
@@ -298,6 +329,9 @@ class HeadSpectrum:
     stable_rank: float
     numerical_rank: float
     sink_mass: float
+    partial: bool = False
+    residuals: dict[str, np.ndarray] | None = None
+    note: str = ""
 
     @property
     def n_tokens(self) -> int:
@@ -338,7 +372,14 @@ def head_spectrum(
     device: str = "cpu",
 ) -> HeadSpectrum:
     """The full spectrum of head (layer, head) at temperature ``tau``: eigenvalues, singular values, symmetric
-    part, Laplacian and stationary distribution."""
+    part, Laplacian and stationary distribution. Past FULL_DECOMPOSITION_MAX_TOKENS: the top of each spectrum
+    by a Krylov method with residuals (explorer.analysis.attention_long.long_head_spectrum)."""
+    if attentions.shape[-1] > FULL_DECOMPOSITION_MAX_TOKENS:
+        from explorer.analysis.attention_long import long_head_spectrum
+
+        return long_head_spectrum(
+            attentions, layer, head, causal=causal, tau=tau, damping=damping, device=device
+        )
     A = head_matrix(attentions, layer, head, tau=tau, device=device)
     n = A.shape[-1]
     triangular = spec.is_lower_triangular(A)
@@ -402,6 +443,8 @@ class HeadEigenvectors:
             positive (real for the symmetric and singular kinds, and for real eigenvalues).
         top_tokens: (k, m) int64, token positions ordered by |vector entry| descending.
         stationary: (token,) float64, the PageRank stationary distribution of the same matrix.
+        residuals: (k,) float64 or None: past FULL_DECOMPOSITION_MAX_TOKENS the vectors come from ARPACK and each
+            has its residual ||A v - lambda v|| (singular: the residual of the pair, see spec.krylov_singular).
     """
 
     layer: int
@@ -413,6 +456,7 @@ class HeadEigenvectors:
     vectors: np.ndarray
     top_tokens: np.ndarray
     stationary: np.ndarray
+    residuals: np.ndarray | None = None
 
     @property
     def is_real(self) -> np.ndarray:
@@ -450,7 +494,13 @@ def head_eigenvectors(
     A = head_matrix(attentions, layer, head, tau=tau, device=device)
     n = A.shape[-1]
     k = max(1, min(int(k), n))
-    if kind == "right":
+    residuals = None
+    if n > FULL_DECOMPOSITION_MAX_TOKENS:
+        from explorer.analysis.attention_long import long_head_vectors
+
+        values, vectors, residuals = long_head_vectors(A, kind, k)
+        k = min(k, values.shape[0])
+    elif kind == "right":
         values, vectors = _right_eigenvectors(A)
     elif kind == "symmetric":
         sym_values, sym_vectors = spec.symmetric_eigh(A)
@@ -474,8 +524,18 @@ def head_eigenvectors(
         values=_numpy(values[:k].to(torch.complex128)),
         vectors=V,
         top_tokens=top.astype(np.int64),
-        stationary=_numpy(spec.stationary_distribution(A, damping)),
+        stationary=_stationary(A, damping),
+        residuals=None if residuals is None else np.asarray(residuals[:k]),
     )
+
+
+def _stationary(A: torch.Tensor, damping: float) -> np.ndarray:
+    """The PageRank stationary distribution; O(T^2) past FULL_DECOMPOSITION_MAX_TOKENS (attention_long)."""
+    if A.shape[-1] > FULL_DECOMPOSITION_MAX_TOKENS:
+        from explorer.analysis.attention_long import stationary_long
+
+        return _numpy(stationary_long(A, damping, bool(spec.is_lower_triangular(A))))
+    return _numpy(spec.stationary_distribution(A, damping))
 
 
 def selected_heads(grid: AttentionGrid, count: int = 3) -> list[tuple[int, int, str]]:

@@ -34,6 +34,13 @@ KRYLOV_TOL = 1e-13
 KRYLOV_MIN_N = 96
 # How lambda_2 of each head was obtained (AttentionGrid.lambda2_method).
 METHOD_DIAGONAL, METHOD_KRYLOV, METHOD_FULL = 0, 1, 2
+# Not computed at this length (the value is NaN): a general head's lambda_2 past the full-decomposition length.
+METHOD_NOT_OFFERED = -1
+# Power iteration for sigma_1 (stable rank at long lengths): stop once the certified interval for sigma_1^2 is
+# this narrow relative to its lower end, or the estimate moves less than POWER_RTOL**2 in a step, or after
+# POWER_MAX_ITERATIONS (each iteration reads every head twice).
+POWER_RTOL = 1e-3
+POWER_MAX_ITERATIONS = 30
 PAGERANK_DAMPING = 0.85
 
 
@@ -268,7 +275,8 @@ def row_entropy(A: torch.Tensor, causal: bool) -> tuple[torch.Tensor, torch.Tens
         in [0, 1] (1 = uniform over what the row may see). NaN when no row has two allowed keys.
     """
     n = A.shape[-1]
-    per_row = -torch.special.xlogy(A, A).sum(-1)  # xlogy: 0 log 0 = 0  # (..., query)
+    # xlogy: 0 log 0 = 0. Summed in float64 whatever A's dtype (a float32 layer of a long text is not copied).
+    per_row = -torch.special.xlogy(A, A).sum(-1, dtype=torch.float64)  # (..., query)
     nats = per_row.mean(-1)
     allowed = allowed_keys(n, causal, A.device)
     usable = allowed >= 2
@@ -280,7 +288,7 @@ def row_entropy(A: torch.Tensor, causal: bool) -> tuple[torch.Tensor, torch.Tens
 
 def sink_mass(A: torch.Tensor) -> torch.Tensor:
     """(...,) mean over queries of the attention on the first token, a_{i0}."""
-    return A[..., :, 0].mean(-1)
+    return A[..., :, 0].to(torch.float64).mean(-1)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -388,3 +396,149 @@ def stationary_distribution(A: torch.Tensor, damping: float = PAGERANK_DAMPING) 
         pi = torch.linalg.solve(M, rhs).squeeze(-1)
     pi = pi.clamp_min(0)
     return pi / pi.sum(-1, keepdim=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The top of the spectrum without a whole decomposition (long texts)
+
+
+def top_singular_value_power(
+    A: torch.Tensor, *, rtol: float = POWER_RTOL, max_iterations: int = POWER_MAX_ITERATIONS
+) -> dict[str, torch.Tensor]:
+    """sigma_1^2 of each matrix by power iteration on B = A^T A, with a certified interval. O(T^2) a step.
+
+    Args:
+        A: (batch, n, n), any float dtype (a float32 layer is used as it is: the products run in its dtype, the
+            small reductions in float64).
+    Returns (each (batch,) float64):
+        sigma1_sq: the Rayleigh quotient rho = ||A x||^2 of the last unit iterate x: a LOWER bound of sigma_1^2
+            (for any unit x, ||A x|| <= sigma_1).
+        sigma1_sq_upper: an UPPER bound of sigma_1^2: the smallest of
+            - max(rho + r, ||A||_F^2 - rho + r), r = ||B x - rho x||: B is symmetric, so some eigenvalue mu of B
+              lies within r of rho (Weyl); either mu = sigma_1^2 <= rho + r, or sigma_1^2 + mu <= trace B =
+              ||A||_F^2, so sigma_1^2 <= ||A||_F^2 - rho + r. Tight for heads dominated by one direction;
+            - ||A||_1 ||A||_inf (max column sum times max row sum of |A|), always true.
+        frobenius_sq: ||A||_F^2; residual: r; iterations: steps taken (int64).
+    The start x_0 = A^T 1 (column sums; positive for attention) is one power step from the all-ones vector,
+    which attention maps to itself (A 1 = 1). Stops when (upper - rho) <= rtol * rho for every matrix, when rho
+    moved less than rtol^2 relatively in a step, or after ``max_iterations``. Convergence is geometric with
+    ratio (sigma_2 / sigma_1)^2. Rounding: products in float32 give rho a relative error of about
+    n * eps(float32) at worst (1e-3 at n = 8,192, far less in practice), which the bounds do not include.
+    """
+    batch, n, _ = A.shape
+    f64 = torch.float64
+    # Per matrix, on views: a (9, 8192, 8192) float32 layer is 2.4 GB, so no whole-stack temporaries.
+    frobenius_sq = torch.stack([(a.to(f64) ** 2).sum() for a in A]) if batch else A.new_zeros(0, dtype=f64)
+    norm_bound = (
+        torch.stack([a.abs().sum(0, dtype=f64).amax() * a.abs().sum(1, dtype=f64).amax() for a in A])
+        if batch
+        else frobenius_sq.clone()
+    )
+    x = torch.stack([a.sum(0, dtype=f64) for a in A]) if batch else A.new_zeros((0, n), dtype=f64)
+    x = x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(torch.finfo(f64).tiny)
+    rho = torch.zeros(batch, dtype=f64, device=A.device)
+    upper = norm_bound.clone()
+    residual = torch.full_like(rho, float("inf"))
+    steps = torch.zeros(batch, dtype=torch.int64, device=A.device)
+    active = [True] * batch
+    for _ in range(max(1, max_iterations)):
+        if not any(active):
+            break
+        for i in range(batch):
+            if not active[i]:
+                continue
+            y = A[i] @ x[i].to(A.dtype)  # A x
+            z = (A[i].T @ y).to(f64)  # B x = A^T A x
+            new_rho = (y.to(f64) ** 2).sum()
+            r = torch.linalg.vector_norm(z - new_rho * x[i])
+            bound = torch.minimum(torch.maximum(new_rho + r, frobenius_sq[i] - new_rho + r), norm_bound[i])
+            moved = bool((new_rho - rho[i]).abs() <= rtol * rtol * new_rho)
+            rho[i], residual[i], upper[i] = new_rho, r, torch.minimum(bound, upper[i])
+            steps[i] += 1
+            x[i] = z / torch.linalg.vector_norm(z).clamp_min(torch.finfo(f64).tiny)
+            active[i] = not (bool(upper[i] - new_rho <= rtol * new_rho) or moved or bool(r == 0))
+    return {
+        "sigma1_sq": rho,
+        "sigma1_sq_upper": torch.maximum(upper, rho),
+        "frobenius_sq": frobenius_sq,
+        "residual": residual,
+        "iterations": steps,
+    }
+
+
+# Krylov routes for one head (scipy ARPACK on the CPU): the top k of a spectrum, each value with the residual
+# that bounds its error.
+
+
+def krylov_singular(
+    A: np.ndarray, k: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Top-k singular triplets of one (n, n) matrix by ARPACK (scipy.sparse.linalg.svds, Lanczos on A^T A).
+
+    Returns:
+        values: (k,) float64 descending; U: (n, k), V: (n, k) unit singular vectors (columns);
+        residuals: (k,) float64, r_i = sqrt(||A v_i - s_i u_i||^2 + ||A^T u_i - s_i v_i||^2) / sqrt(2): the residual
+        of the unit eigenvector [u; v]/sqrt(2) of the symmetric [[0, A], [A^T, 0]], whose eigenvalues are
+        +-sigma_j, so some singular value of A lies within r_i of s_i (Weyl).
+    """
+    from scipy.sparse.linalg import svds
+
+    n = A.shape[0]
+    k = max(1, min(int(k), n - 1))
+    v0 = np.random.default_rng(seed).standard_normal(n)
+    U, S, Vt = svds(A, k=k, v0=v0, which="LM", solver="arpack")
+    order = np.argsort(-S, kind="stable")
+    U, S, V = U[:, order], S[order], Vt[order].T
+    res = np.sqrt(
+        np.linalg.norm(A @ V - U * S, axis=0) ** 2 + np.linalg.norm(A.T @ U - V * S, axis=0) ** 2
+    ) / np.sqrt(2)
+    return S, U, V, res
+
+
+def krylov_symmetric(
+    S: np.ndarray, k: int, seed: int = 0, which: str = "LA"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The k largest eigenpairs of one symmetric (n, n) matrix by ARPACK (eigsh, Lanczos): largest algebraic
+    (which="LA") or largest modulus ("LM").
+
+    Returns values (k,) float64 descending, vectors (n, k) unit columns, residuals (k,) ||S v - lambda v||: some
+    eigenvalue of S lies within each residual of its value (Weyl; S is symmetric).
+    """
+    from scipy.sparse.linalg import eigsh
+
+    n = S.shape[0]
+    k = max(1, min(int(k), n - 1))
+    v0 = np.random.default_rng(seed).standard_normal(n)
+    values, vectors = eigsh(S, k=k, which=which, v0=v0)
+    order = np.argsort(-values, kind="stable")
+    values, vectors = values[order], vectors[:, order]
+    return values, vectors, np.linalg.norm(S @ vectors - vectors * values, axis=0)
+
+
+def krylov_general(M: np.ndarray, k: int, which: str = "LM", seed: int = 0):
+    """k eigenpairs of one general (n, n) matrix by ARPACK (eigs, implicitly restarted Arnoldi).
+
+    ``which``: "LM" (largest modulus; ordered like ``sort_by_modulus``) or "LR" (largest real part; ordered like
+    ``sort_by_real``). Returns values (k or k - 1,) complex128 (k - 1 when the k-th would split a conjugate pair), unit vectors (n, k), residuals (k,) ||M v - lambda v||.
+    A non-symmetric M has no Weyl bound: each value is an exact eigenvalue of some M + E with ||E||_2 = its
+    residual (backward error); its distance to an eigenvalue of M is at most about the residual times that
+    eigenvalue's condition number.
+    """
+    from scipy.sparse.linalg import eigs
+
+    n = M.shape[0]
+    k = max(1, min(int(k), n - 3))
+    v0 = np.random.default_rng(seed).standard_normal(n)
+    # One more than asked, so that a conjugate pair cut at the k-th value can be recognised and dropped whole.
+    values, vectors = eigs(M, k=k + 1, which=which, v0=v0)
+    values = torch.from_numpy(values.astype(np.complex128))
+    order = (
+        sort_by_modulus_order(values) if which == "LM" else _lexsort_desc([values.real, values.imag])
+    ).numpy()
+    values, vectors = values.numpy()[order][:k], vectors[:, order][:, :k]
+    last = values[-1]
+    if abs(last.imag) > 0 and not np.any(np.isclose(values[:-1], np.conj(last), rtol=1e-10, atol=0)):
+        # Half of a conjugate pair whose partner is not in the top k: drop it.
+        values, vectors = values[:-1], vectors[:, :-1]
+    vectors = vectors / np.linalg.norm(vectors, axis=0)
+    return values, vectors, np.linalg.norm(M @ vectors - vectors * values, axis=0)
