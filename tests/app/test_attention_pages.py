@@ -10,7 +10,7 @@ from explorer.models import capture
 from explorer.texts import example_texts
 from tests.apptest import assert_page_ok, plotly_specs, run_page, spec_titled
 from tests.conftest import get_model
-from tests.tolerances import eig_tolerances, eps, pagerank_residual_tolerance
+from tests.tolerances import eig_tolerances, eps, pagerank_residual_tolerance, sum_rtol
 
 ATTENTION = "pages/attention.py"
 EIGENVECTORS = "pages/eigenvectors.py"
@@ -243,3 +243,167 @@ def test_single_token_text_says_what_to_do(page, says):
     warnings = [w.value for w in at.warning]
     assert any(says in w and "Add some words" in w for w in warnings), warnings
     assert not plotly_specs(at)
+
+
+# ------------------------------------------------------------------------ zoom and several tokens at once
+
+
+def n_tokens_of(model_id: str, text: str = TEXT, max_tokens: int | None = None) -> int:
+    return capture(get_model(model_id), text, max_tokens).n_tokens
+
+
+def check_zoom_and_sums(at, model: str, layer: int, head: int, text: str = TEXT, max_tokens=None) -> None:
+    """The zoom window is the exact slice of the capture, and the summed charts are numpy's sums of its rows
+    and columns (the page opened with q_from=3, q_to=9, k_from=1, k_to=6, queries=2-4, 7 and keys=0, 5-6)."""
+    A = attention_of(model, layer, head, text, max_tokens)
+    zoom = spec_titled(at, f"Layer {layer} · head {head}: zoom, queries 3–9 × keys 1–6")
+    z = np.asarray(zoom["data"][0]["z"])
+    if "log scale" in zoom["data"][0]["colorbar"]["title"]["text"]:
+        np.testing.assert_array_equal(
+            np.asarray(zoom["data"][0]["customdata"]), A[3:10, 1:7].astype(np.float32)
+        )
+        assert_log_of(z, A[3:10, 1:7])
+    else:
+        np.testing.assert_array_equal(z, A[3:10, 1:7].astype(np.float32))  # exact: the same float32 weights
+    assert list(zoom["data"][0]["x"]) == list(range(1, 7)) and list(zoom["data"][0]["y"]) == list(
+        range(3, 10)
+    )
+    labels = capture(get_model(model), text, max_tokens).labels()
+    assert list(zoom["layout"]["xaxis"]["ticktext"]) == labels[1:7]  # the tokens fit: their text on the axis
+    overview = spec_titled(at, f"Layer {layer} · head {head}: attention weights")
+    rect = overview["layout"]["shapes"][0]
+    assert (rect["x0"], rect["x1"], rect["y0"], rect["y1"]) == (0.5, 6.5, 2.5, 9.5)
+    rows = spec_titled(at, f"Layer {layer} · head {head}: summed attention")
+    cols = spec_titled(at, f"Layer {layer} · head {head}: attention received")
+    queries, keys = [2, 3, 4, 7], [0, 5, 6]
+    # float64 sums of 4 (3) nonnegative float32 weights, in another order than numpy's: sum_rtol of that many.
+    np.testing.assert_allclose(np.asarray(rows["data"][0]["y"]), A[queries].sum(0), rtol=sum_rtol(4), atol=0)
+    np.testing.assert_allclose(np.asarray(cols["data"][0]["y"]), A[:, keys].sum(1), rtol=sum_rtol(3), atol=0)
+    assert list(rows["data"][1]["x"]) == queries and list(cols["data"][1]["x"]) == keys
+    if capture(get_model(model), text, max_tokens).causal:  # masked keys after the last query get nothing
+        assert (np.asarray(rows["data"][0]["y"])[8:] == 0).all()
+    captions = " ".join(c.value for c in at.caption)
+    assert (
+        "over the 4 selected queries i (2-4, 7)" in captions
+        and "over the 3 selected keys j (0, 5-6)" in captions
+    )
+
+
+ZOOM_AND_SUMS = dict(q_from=3, q_to=9, k_from=1, k_to=6, queries="2-4, 7", keys="0, 5-6")
+
+
+@pytest.mark.parametrize("model", ["tiny-gpt2", "tiny-bert"])
+def test_zoom_and_summed_tokens_from_the_link(model):
+    at = run_page(ATTENTION, model=model, text=TEXT, layer=1, head=2, **ZOOM_AND_SUMS)
+    assert_page_ok(at)
+    check_zoom_and_sums(at, model, 1, 2)
+    assert (
+        len(at.get("plotly_chart")) == 8
+    )  # grid, spectra, symmetric/Laplacian, overview, zoom, 2 sums, plane
+    # The widgets write the link: a new range and a new selection.
+    at.number_input(key="attention_q_to").set_value(12).run()
+    at.text_input(key="attention_key_tokens").set_value("1-2").run()
+    assert_page_ok(at)
+    assert str(at.query_params["q_to"]) in ("12", "['12']") and "1-2" in str(at.query_params["keys"])
+    spec_titled(at, "Layer 1 · head 2: zoom, queries 3–12 × keys 1–6")
+    spec_titled(at, "Layer 1 · head 2: attention received: to keys 1-2")
+    # "Whole matrix" drops the zoom: no zoom chart, and the range leaves the link.
+    at.button(key="attention_zoom_reset").click().run()
+    assert_page_ok(at)
+    assert not any(
+        s["layout"]["title"]["text"].startswith("Layer 1 · head 2: zoom") for s in plotly_specs(at)
+    )
+    assert all(p not in at.query_params for p in ("q_from", "q_to", "k_from", "k_to"))
+
+
+@pytest.mark.parametrize(
+    "params, says",
+    [
+        (dict(q_from=9, q_to=3), "Queries from 9 is after queries to 3"),
+        (dict(k_from=6, k_to=2), "Keys from 6 is after keys to 2"),
+        (dict(queries="5-2"), "'5-2': the start 5 is after the end 2"),
+        (dict(keys="abc"), "'abc' is not a token position or a range"),
+        (dict(queries="3, 999"), "'999' goes beyond the last token"),
+    ],
+)
+def test_bad_ranges_say_which_value(params, says):
+    at = run_page(ATTENTION, model="tiny-gpt2", text=TEXT, **params)
+    assert_page_ok(at)
+    warnings = [w.value for w in at.warning]
+    assert any(says in w for w in warnings), warnings
+    titles = [s["layout"]["title"]["text"] for s in plotly_specs(at)]
+    assert not any(": zoom" in t or "summed attention" in t or "attention received" in t for t in titles)
+
+
+def test_out_of_range_and_nonsense_zoom_links_are_named():
+    T = n_tokens_of("tiny-gpt2")
+    at = run_page(ATTENTION, model="tiny-gpt2", text=TEXT, q_to=99999, k_from="abc", k_to="7")
+    assert_page_ok(at)
+    notice = " ".join(i.value for i in at.info)
+    assert f"q_to 99999 is out of range (0-{T - 1})" in notice and "k_from 'abc' is not a number" in notice
+    assert (
+        at.number_input(key="attention_q_to").value == T - 1
+        and at.number_input(key="attention_k_from").value == 0
+    )
+    spec_titled(at, f"Layer 0 · head 0: zoom, queries 0–{T - 1} × keys 0–7")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["minilm-l6", "smollm2-135m"])
+def test_zoom_sums_and_bad_ranges_on_embedded_models(model):
+    at = run_page(ATTENTION, model=model, text=TEXT, layer=2, head=1, **ZOOM_AND_SUMS)
+    assert_page_ok(at)
+    check_zoom_and_sums(at, model, 2, 1)
+    T = n_tokens_of(model)
+    at.number_input(key="attention_k_from").set_value(6).run()
+    at.number_input(key="attention_k_to").set_value(2).run()
+    at.text_input(key="attention_query_tokens").set_value(f"1, {T}").run()
+    at.text_input(key="attention_key_tokens").set_value("x-2").run()
+    assert_page_ok(at)
+    warnings = " ".join(w.value for w in at.warning)
+    assert "Keys from 6 is after keys to 2" in warnings
+    assert f"'{T}' goes beyond the last token, {T - 1}" in warnings
+    assert "'x-2' is not a token position or a range" in warnings
+
+
+# The overview of a long text at 512 tokens pooled by the block mean (the other poolings: the test above).
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["smollm2-135m", "minilm-l6"])
+def test_long_text_overview_mean_and_a_zoomed_window(model):
+    max_tokens, block = 512, 2
+    at = run_page(
+        ATTENTION,
+        model=model,
+        text=LONG_TEXT,
+        max_tokens=max_tokens,
+        layer=2,
+        head=1,
+        pool="mean",
+        heat="linear",
+        q_from=300,
+        q_to=499,
+        k_from=100,
+        k_to=399,
+    )
+    assert_page_ok(at)
+    A = attention_of(model, 2, 1, LONG_TEXT, max_tokens)
+    overview = spec_titled(at, "Layer 2 · head 1: attention weights")
+    starts = range(0, max_tokens, block)
+    mean = np.array([[A[i : i + block, j : j + block].mean() for j in starts] for i in starts])
+    # float64 means of 4 nonnegative float32 weights, rounded to float32: sum_rtol(4) and one float32 rounding.
+    np.testing.assert_allclose(
+        np.asarray(overview["data"][0]["z"]), mean, rtol=sum_rtol(4) + eps(np.float32), atol=0
+    )
+    assert "mean weight in the block" in overview["layout"]["xaxis"]["title"]["text"]
+    # The window is 200 x 300 tokens: its longer side is past the display limit (256), so it is pooled in
+    # blocks of 2 too, each cell numpy's mean of its block of the slice.
+    zoom = spec_titled(at, "Layer 2 · head 1: zoom, queries 300–499 × keys 100–399")
+    window = A[300:500, 100:400]
+    expected = np.array(
+        [[window[i : i + 2, j : j + 2].mean() for j in range(0, 300, 2)] for i in range(0, 200, 2)]
+    )
+    np.testing.assert_allclose(
+        np.asarray(zoom["data"][0]["z"]), expected, rtol=sum_rtol(4) + eps(np.float32), atol=0
+    )
+    caption = " ".join(c.value for c in at.caption)
+    assert "100 × 150 cells for the 200 × 300 weights" in caption
