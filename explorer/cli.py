@@ -18,8 +18,24 @@ def _report(args: argparse.Namespace) -> int:
     from explorer.analysis.generation import generated_mask
     from explorer.errors import ExplorerError
     from explorer.models import capture, load_model
-    from explorer.report.build import default_sections, write_report
+    from explorer.report.build import default_sections, needs_model, parse_sections, write_report
 
+    try:
+        names = parse_sections(args.sections)
+    except ExplorerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not needs_model(names):
+        from explorer.models.checkpoint import checkpoint_folder
+
+        folder = checkpoint_folder(args.model)
+        if folder is not None:  # read the weights from the files: the model is never loaded
+            return _report_checkpoint(folder, args)
+    if not (args.text or args.text_file):
+        print(
+            f"error: the sections {', '.join(names)} need a text: give --text or --text-file", file=sys.stderr
+        )
+        return 2
     if args.text_file:
         try:
             text = Path(args.text_file).read_text(encoding="utf-8")
@@ -44,10 +60,34 @@ def _report(args: argparse.Namespace) -> int:
             loaded,
             cap,
             args.out,
-            sections=default_sections(curvature_grid=args.curvature_grid, generated=generated),
+            sections=default_sections(curvature_grid=args.curvature_grid, generated=generated, names=names),
             progress=lambda name: print(f"computing {name}...", file=sys.stderr, flush=True),
         )
     except ExplorerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {metrics}\nwrote {report}")
+    return 0
+
+
+def _report_checkpoint(folder: Path, args: argparse.Namespace) -> int:
+    """``--sections weights`` on a safetensors folder: the weight spectra read from its files tensor by tensor,
+    without loading the model (so a model larger than memory works)."""
+    from explorer.errors import ExplorerError
+    from explorer.models.checkpoint import Checkpoint
+    from explorer.models.device import resolve_device
+    from explorer.report.build import write_checkpoint_report
+
+    try:
+        checkpoint = Checkpoint.open(folder, dtype=args.dtype)
+        metrics, report = write_checkpoint_report(
+            checkpoint,
+            args.out,
+            model_id=args.model,
+            device=resolve_device(args.device),
+            progress=lambda name: print(f"computing {name}...", file=sys.stderr, flush=True),
+        )
+    except (ExplorerError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {metrics}\nwrote {report}")
@@ -93,10 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="write metrics.json and report.html for a model and a text")
     report.add_argument("--model", default="smollm2-135m", help="catalogue id, local folder or hub id")
-    group = report.add_mutually_exclusive_group(required=True)
+    group = report.add_mutually_exclusive_group()  # required by every section but weights: checked in _report
     group.add_argument("--text", help="the text to analyse")
     group.add_argument("--text-file", help="a UTF-8 file holding the text")
     report.add_argument("--out", required=True, help="output folder")
+    report.add_argument(
+        "--sections",
+        metavar="NAMES",
+        help="only these sections, comma-separated, of: model, attention, logit_lens, weights, directions, "
+        "compression, curvature (default: all). 'weights' alone on a local safetensors folder reads the "
+        "checkpoint files tensor by tensor and never loads the model (no text needed)",
+    )
     report.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     report.add_argument("--dtype", default="float32", help="float32, bfloat16, float16")
     report.add_argument("--max-tokens", type=int, default=512)

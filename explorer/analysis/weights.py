@@ -18,6 +18,11 @@ are rounding noise of the stored numbers, not structure.
 The result depends on the weights only, so it runs as a task (``WeightSpectraSpec``, keyed by a model
 fingerprint, see ``model_fingerprint``) kept in the disk store: a second visit, even from a new process, reads it
 back.
+
+The same spectra can be read from a safetensors checkpoint folder without loading its model
+(``compute_checkpoint_spectra``, ``CheckpointSpectraSpec``; ``explorer.models.checkpoint``): one chunk of
+same-shape matrices is read, decomposed and dropped at a time, so peak memory follows the largest chunk, not the
+model. Both routes share the computation (``_spectra_of``, ``_randomized_of``), so they give the same numbers.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -35,6 +40,7 @@ import torch
 
 from explorer import tasks
 from explorer.analysis.matrices import KINDS, WeightMatrix, weight_matrices
+from explorer.models.checkpoint import Checkpoint, CheckpointMatrix
 from explorer.models.device import linalg_device
 from explorer.spectra import ranks
 from explorer.spectra import weightwatcher as ww
@@ -300,10 +306,33 @@ def compute_weight_spectra(
     fingerprint: str | None = None,
 ) -> WeightSpectra:
     """Decompose every weight matrix (no disk cache). See the module docstring for ``method``."""
+    mats = weight_matrices(model) if mats is None else mats
+    return _spectra_of(
+        mats,
+        lambda part: torch.stack([mats[i].weight for i in part]),
+        device=device,
+        method=method,
+        progress=progress,
+        fingerprint=fingerprint,
+    )
+
+
+def _spectra_of(
+    mats: Sequence[WeightMatrix | CheckpointMatrix],
+    stack_of: Callable[[list[int]], torch.Tensor],
+    *,
+    device: str,
+    method: str,
+    progress: ProgressCallback | None,
+    fingerprint: str | None,
+) -> WeightSpectra:
+    """The computation behind ``compute_weight_spectra`` and ``compute_checkpoint_spectra``: ``mats`` give
+    each matrix's name, kind, layer and (out, in) shape; ``stack_of(indices)`` returns the (batch, out, in)
+    weights of matrices ``indices`` (all of one shape, at most ``_CHUNK_BYTES`` in float64), so only one
+    chunk's weights need be in memory when they are read from a file."""
     if method not in METHODS:
         raise ValueError(f"Unknown method '{method}'; choose one of {METHODS}.")
     start = time.perf_counter()
-    mats = weight_matrices(model) if mats is None else mats
     lin_device = linalg_device(device)
     by_shape: dict[tuple[int, int], list[int]] = {}
     for i, m in enumerate(mats):
@@ -326,7 +355,7 @@ def compute_weight_spectra(
             for lo in range(0, len(idx), chunk):
                 part = idx[lo : lo + chunk]
                 report(f"Singular values of {len(idx)} matrices of shape {shape[0]}×{shape[1]}…")
-                stack = torch.stack([mats[i].weight for i in part])
+                stack = stack_of(part)
                 spectra.append(_singular_values(stack, method, lin_device))
                 del stack
                 done += costs[shape] * len(part) / len(idx) * 0.9
@@ -401,6 +430,14 @@ def weight_spectra_task(
             model, device=device, method=spec.method, progress=task.report, fingerprint=spec.fingerprint
         )
 
+    return _run_spectra(spec, work, progress, background)
+
+
+def _run_spectra(
+    spec: WeightSpectraSpec, work, progress: ProgressCallback | None, background: bool
+) -> WeightSpectra | tasks.Task:
+    """``spec``'s task: its Task (``background``), or its result waited for, marked ``from_cache`` when read
+    from the disk store."""
     if background:
         return tasks.get(spec, work, background=True)
     result = tasks.run(spec, work, progress=progress)
@@ -414,6 +451,86 @@ def with_origin(result: WeightSpectra, spec: WeightSpectraSpec) -> WeightSpectra
     task = tasks.peek(spec)
     from_disk = task is not None and task.from_disk
     return dataclasses.replace(result, from_cache=True) if from_disk and not result.from_cache else result
+
+
+# ------------------------------------------------------------------------ streamed from a checkpoint
+
+
+@dataclass(frozen=True)
+class CheckpointSpectraSpec(WeightSpectraSpec):
+    """The weight spectra of a safetensors checkpoint folder, read tensor by tensor without loading its model
+    (``compute_checkpoint_spectra``): keyed by ``Checkpoint.fingerprint`` (config, the weight files' names,
+    sizes, times and headers, the loading dtype) and the route. ``n_entries`` (fixed by the fingerprint) only
+    sizes the estimate that decides whether it runs in a worker. Same result type and numbers as the loaded
+    model's ``WeightSpectraSpec``; a separate entry, since a fingerprint of files is not one of weights."""
+
+    KIND: ClassVar[str] = "weight-spectra-checkpoint"
+    n_entries: int = 0
+
+    def estimated_seconds(self) -> float:
+        return self.n_entries / _ENTRIES_PER_SECOND if self.n_entries else float("inf")
+
+    @property
+    def label(self) -> str:
+        return "weight spectra (read from the checkpoint files)"
+
+
+def checkpoint_spec(checkpoint: Checkpoint, method: str = "gram") -> CheckpointSpectraSpec:
+    """The one way to build the spec of ``checkpoint``'s weight spectra (report, pages and benches alike)."""
+    return CheckpointSpectraSpec(checkpoint.fingerprint(), method, checkpoint.n_entries)
+
+
+def compute_checkpoint_spectra(
+    checkpoint: Checkpoint,
+    *,
+    device: str = "cpu",
+    method: str = "gram",
+    progress: ProgressCallback | None = None,
+    fingerprint: str | None = None,
+) -> WeightSpectra:
+    """``compute_weight_spectra`` of the model ``checkpoint`` holds, without loading it: each chunk of
+    same-shape matrices (at most ``_CHUNK_BYTES`` in float64) is read from the files, decomposed and dropped,
+    so peak memory follows the largest matrix or chunk, not the model. Same names, order and numbers as the
+    loaded model's (its tensors are rounded to the loading dtype first, as the loader does)."""
+    return _spectra_of(
+        checkpoint.matrices,
+        checkpoint.stack,
+        device=device,
+        method=method,
+        progress=progress,
+        fingerprint=fingerprint,
+    )
+
+
+def checkpoint_spectra_task(
+    spec: CheckpointSpectraSpec,
+    checkpoint: Checkpoint,
+    *,
+    device: str = "cpu",
+    progress: ProgressCallback | None = None,
+    background: bool = False,
+) -> WeightSpectra | tasks.Task:
+    """``spec``'s result (``background=False``) or its task (``background=True``), as ``weight_spectra_task``."""
+
+    def work(task: tasks.Task) -> WeightSpectra:
+        return compute_checkpoint_spectra(
+            checkpoint, device=device, method=spec.method, progress=task.report, fingerprint=spec.fingerprint
+        )
+
+    return _run_spectra(spec, work, progress, background)
+
+
+def checkpoint_spectra(
+    checkpoint: Checkpoint,
+    *,
+    device: str = "cpu",
+    method: str = "gram",
+    progress: ProgressCallback | None = None,
+) -> WeightSpectra:
+    """The checkpoint's weight spectra through the task layer, waited for here (report CLI, benches)."""
+    return checkpoint_spectra_task(
+        checkpoint_spec(checkpoint, method), checkpoint, device=device, progress=progress
+    )
 
 
 # ------------------------------------------------------------------------------ randomized comparison
@@ -497,8 +614,29 @@ def compute_randomized_spectra(
     """Shuffle every weight matrix's entries (copies: the model is untouched) and decompose the shuffled stacks
     by ``spectra``'s route, batched by shape as ``compute_weight_spectra`` does. ``spectra``: the model's real
     weight spectra (the ESD each shuffled one is compared with)."""
-    start = time.perf_counter()
     mats = weight_matrices(model) if mats is None else mats
+    return _randomized_of(
+        mats,
+        lambda part: torch.stack([mats[i].weight.detach() for i in part]),
+        spectra,
+        device=device,
+        seed=seed,
+        progress=progress,
+    )
+
+
+def _randomized_of(
+    mats: Sequence[WeightMatrix | CheckpointMatrix],
+    stack_of: Callable[[list[int]], torch.Tensor],
+    spectra: WeightSpectra,
+    *,
+    device: str,
+    seed: int,
+    progress: ProgressCallback | None,
+) -> RandomizedSpectra:
+    """The computation behind ``compute_randomized_spectra`` and ``compute_checkpoint_randomized``
+    (``mats``, ``stack_of``: as in ``_spectra_of``)."""
+    start = time.perf_counter()
     if tuple(m.name for m in mats) != spectra.names:
         raise ValueError("The weight spectra belong to another model: their matrices differ.")
     lin_device = linalg_device(device)
@@ -525,7 +663,7 @@ def compute_randomized_spectra(
                 perms = torch.from_numpy(
                     np.stack([ww.entry_permutation(size, ww.matrix_seed(mats[i].name, seed)) for i in part])
                 )
-                stack = torch.stack([mats[i].weight.detach() for i in part])
+                stack = stack_of(part)
                 S = _singular_values(ww.shuffle_entries(stack, perms), spectra.method, lin_device)
                 del stack, perms
                 for row, i in enumerate(part):
@@ -605,12 +743,54 @@ def randomized_spectra(
 ) -> RandomizedSpectra:
     """The randomized comparison through the task layer, waited for here (report CLI, benches): read from the
     disk store when these weights were shuffled before with this seed (``from_cache``), else computed and kept."""
-    spec = randomized_spec(spectra, seed)
-    result = tasks.run(spec, randomized_work(model, spectra, device, seed), progress=progress)
+    return _run_randomized(
+        randomized_spec(spectra, seed), randomized_work(model, spectra, device, seed), progress
+    )
+
+
+def _run_randomized(
+    spec: RandomizedSpectraSpec, work, progress: ProgressCallback | None
+) -> RandomizedSpectra:
+    """``spec``'s result waited for, marked ``from_cache`` when read from the disk store."""
+    result = tasks.run(spec, work, progress=progress)
     task = tasks.peek(spec)
     if task is not None and task.from_disk and not result.from_cache:
         result = dataclasses.replace(result, from_cache=True)
     return result
+
+
+def compute_checkpoint_randomized(
+    checkpoint: Checkpoint,
+    spectra: WeightSpectra,
+    *,
+    device: str = "cpu",
+    seed: int = DEFAULT_SEED,
+    progress: ProgressCallback | None = None,
+) -> RandomizedSpectra:
+    """``compute_randomized_spectra`` of the model ``checkpoint`` holds, reading one chunk of matrices at a
+    time from its files (see ``compute_checkpoint_spectra``)."""
+    return _randomized_of(
+        checkpoint.matrices, checkpoint.stack, spectra, device=device, seed=seed, progress=progress
+    )
+
+
+def checkpoint_randomized(
+    checkpoint: Checkpoint,
+    spectra: WeightSpectra,
+    *,
+    device: str = "cpu",
+    seed: int = DEFAULT_SEED,
+    progress: ProgressCallback | None = None,
+) -> RandomizedSpectra:
+    """The randomized comparison of ``checkpoint_spectra``'s result through the task layer (its spec is
+    ``randomized_spec(spectra, seed)``, keyed by the checkpoint's fingerprint)."""
+
+    def work(task: tasks.Task) -> RandomizedSpectra:
+        return compute_checkpoint_randomized(
+            checkpoint, spectra, device=device, seed=seed, progress=task.report
+        )
+
+    return _run_randomized(randomized_spec(spectra, seed), work, progress)
 
 
 def ww_metric(spectra: WeightSpectra, randomized: RandomizedSpectra | None, name: str) -> np.ndarray:

@@ -22,6 +22,8 @@ Kinds, the one vocabulary used across pages, the CLI and tests:
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -61,6 +63,11 @@ class _Layout:
     matrix_type: type
     position: str | None  # learned position embedding, a sibling of the token embedding
     causal_default: bool | None  # when the core module has no ``is_causal``; None: the config's is_decoder
+    # Names a checkpoint read without its model needs (a loaded model says these through
+    # get_input_embeddings / get_output_embeddings): the token embedding's own name, and the output layer's
+    # full names as the task heads of the family save them.
+    token_embed: str = ""
+    outputs: tuple[str, ...] = ()
 
 
 _LAYOUTS = (
@@ -79,6 +86,8 @@ _LAYOUTS = (
         matrix_type=Conv1D,
         position="wpe",
         causal_default=True,
+        token_embed="wte",
+        outputs=("lm_head",),
     ),
     _Layout(
         family="bert",
@@ -97,6 +106,8 @@ _LAYOUTS = (
         matrix_type=torch.nn.Linear,
         position="position_embeddings",
         causal_default=None,
+        token_embed="word_embeddings",
+        outputs=("cls.predictions.decoder",),
     ),
     _Layout(
         family="llama",
@@ -116,6 +127,8 @@ _LAYOUTS = (
         matrix_type=torch.nn.Linear,
         position=None,
         causal_default=True,
+        token_embed="embed_tokens",
+        outputs=("lm_head",),
     ),
 )
 SUPPORTED = ", ".join(layout.label for layout in _LAYOUTS)
@@ -302,18 +315,38 @@ class Anatomy:
 def _find_blocks(modules: dict[str, torch.nn.Module]) -> tuple[_Layout, str, int] | None:
     """(layout, block list name, number of blocks) of the first ModuleList whose every block has all of a
     layout's matrices, as modules of the layout's type, and its attention module."""
-    for prefix, module in modules.items():
-        if not isinstance(module, torch.nn.ModuleList) or len(module) == 0:
-            continue
+    lists = {
+        prefix: len(module)
+        for prefix, module in modules.items()
+        if isinstance(module, torch.nn.ModuleList) and len(module) > 0
+    }
+    return _match_blocks(
+        lists, lambda name, layout: isinstance(modules.get(name), layout.matrix_type), modules.__contains__
+    )
+
+
+def _match_blocks(
+    block_lists: dict[str, int],
+    is_matrix: Callable[[str, _Layout], bool],
+    is_module: Callable[[str], bool],
+) -> tuple[_Layout, str, int] | None:
+    """The rule behind ``_find_blocks``, on names: the first block list (name -> number of blocks) whose every
+    block i has each of a layout's matrices (``is_matrix(name, layout)``) and its attention module
+    (``is_module(name)``). Shared by a loaded model and a checkpoint read without its model."""
+    for prefix, n_blocks in block_lists.items():
         for layout in _LAYOUTS:
             if all(
-                isinstance(modules.get(f"{prefix}.{i}.{rel}"), layout.matrix_type)
-                and f"{prefix}.{i}.{layout.attention}" in modules
-                for i in range(len(module))
+                is_matrix(f"{prefix}.{i}.{rel}", layout) and is_module(f"{prefix}.{i}.{layout.attention}")
+                for i in range(n_blocks)
                 for rel, _kind in layout.matrices
             ):
-                return layout, prefix, len(module)
+                return layout, prefix, n_blocks
     return None
+
+
+def _block_kinds(layout: _Layout, prefix: str, n_blocks: int) -> dict[str, tuple[int, str]]:
+    """Module name -> (layer, kind) of every matrix the layout names in blocks 0 .. n_blocks - 1."""
+    return {f"{prefix}.{i}.{rel}": (i, kind) for i in range(n_blocks) for rel, kind in layout.matrices}
 
 
 def _config_int(config, *names: str) -> int | None:
@@ -367,7 +400,7 @@ def anatomy_of(model: torch.nn.Module, quantization: Quantization | None = None)
         )
         for i in range(n_blocks)
     )
-    in_block = {f"{prefix}.{i}.{rel}": (i, kind) for i in range(n_blocks) for rel, kind in layout.matrices}
+    in_block = _block_kinds(layout, prefix, n_blocks)
     named_kinds = {
         name: kind
         for name, kind in ((embed, "embed"), (pos_embed, "pos_embed"), (lm_head, "lm_head"))
@@ -435,15 +468,23 @@ def _matrix_slots(
             continue
         seen.add(weight.data_ptr())  # a tied output layer comes after its embedding and is skipped
         transposed = isinstance(module, Conv1D)  # Conv1D stores (in, out)
-        layer, kind = in_block.get(name, (_block_index(name, prefix), named_kinds.get(name, "other")))
-        if kind == FUSED_QKV:
-            for part, part_kind in enumerate(_FUSED_PARTS):
-                matrices.append(
-                    MatrixSlot(f"{name}:{part_kind[-1]}", name, layer, part_kind, transposed, part, 3)
-                )
-        else:
-            matrices.append(MatrixSlot(name, name, layer, kind, transposed))
+        matrices.extend(_slots_of(name, transposed, prefix, in_block, named_kinds))
     return tuple(matrices)
+
+
+def _slots_of(
+    name: str, transposed: bool, prefix: str | None, in_block: dict, named_kinds: dict
+) -> list[MatrixSlot]:
+    """The slot(s) of module ``name``'s weight: (layer, kind) from ``in_block`` or ``named_kinds`` (else the
+    block it sits in, kind "other"); a fused q/k/v module gives three. The one name -> (layer, kind) rule of a
+    loaded model and of a checkpoint."""
+    layer, kind = in_block.get(name, (_block_index(name, prefix), named_kinds.get(name, "other")))
+    if kind == FUSED_QKV:
+        return [
+            MatrixSlot(f"{name}:{part_kind[-1]}", name, layer, part_kind, transposed, part, 3)
+            for part, part_kind in enumerate(_FUSED_PARTS)
+        ]
+    return [MatrixSlot(name, name, layer, kind, transposed)]
 
 
 def _block_index(name: str, prefix: str | None) -> int | None:
@@ -470,3 +511,97 @@ def _check_head_shapes(model: torch.nn.Module, modules: dict, anatomy: Anatomy, 
                     f"layer {layer}'s {kind} has shape {got}, not {shape} for {H} heads "
                     f"({G} key/value heads) of width {dh}.",
                 )
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_slots(names: Iterable[str], tied_output: bool) -> tuple[MatrixSlot, ...]:
+    """The matrices of a checkpoint read without building its model, as ``matrix_slots`` finds them in the
+    model loaded from it: same names, layers, kinds, orientation and order.
+
+    ``names``: the module names of the checkpoint's 2-D float ``*.weight`` tensors (the key minus ".weight"),
+    in any order. ``tied_output``: the config ties the output layer to the token embedding, so a saved copy of
+    it is skipped (the loaded model's lm_head is the embedding, listed once).
+
+    The rules are the loaded model's (``_match_blocks``, ``_block_kinds``, ``_slots_of``); what a module tree
+    says by type is read from names here: the token embedding and output layer by the layout's names, a
+    Conv1D by being a GPT-2 block's matrix (every 2-D weight of a GPT-2 block is a Conv1D). The order is the
+    module order of the supported families: the token embedding and its siblings (embedding first, positions
+    second), the blocks (each in the layout's order), then the rest (output layer last). Without a supported
+    layout every matrix is kind "other", no layer, in name order (digits compared as numbers).
+    """
+    names = set(names)
+    found = _match_blocks(
+        _block_lists(names), lambda name, _layout: name in names, _module_names(names).__contains__
+    )
+    layout = found[0] if found else None
+    embed = None
+    if layout is not None:
+        _layout, prefix, n_blocks = found
+        in_blocks = {n for n in names if n.startswith(prefix + ".")}
+        embed = next(
+            (
+                n
+                for n in sorted(names - in_blocks, key=_natural)
+                if n.rpartition(".")[2] == layout.token_embed
+            ),
+            None,
+        )
+    if layout is None or embed is None:
+        return tuple(MatrixSlot(n, n, None, "other") for n in sorted(names, key=_natural))
+
+    parent = embed.rpartition(".")[0]
+    position = f"{parent}.{layout.position}" if parent and layout.position else layout.position
+    pos_embed = position if position in names else None
+    output = next((n for n in layout.outputs if n in names), None)
+    if output is not None and tied_output:
+        names.discard(output)
+        output = None
+    named_kinds = {
+        name: kind for name, kind in ((embed, "embed"), (pos_embed, "pos_embed"), (output, "lm_head")) if name
+    }
+    in_block = _block_kinds(layout, prefix, n_blocks)
+    rank = {rel: i for i, (rel, _kind) in enumerate(layout.matrices)}
+
+    def order(name: str) -> tuple:
+        if name in in_blocks:
+            layer = _block_index(name, prefix)
+            rel = name[len(f"{prefix}.{layer}.") :] if layer is not None else name
+            return (1, layer if layer is not None else n_blocks, rank.get(rel, len(rank)), _natural(name))
+        if name.rpartition(".")[0] == parent:
+            return (0, {embed: 0, pos_embed: 1}.get(name, 2), 0, _natural(name))
+        return (2, int(name == output), 0, _natural(name))
+
+    conv1d = layout.matrix_type is Conv1D
+    slots: list[MatrixSlot] = []
+    for name in sorted(names, key=order):
+        slots.extend(_slots_of(name, conv1d and name in in_blocks, prefix, in_block, named_kinds))
+    return tuple(slots)
+
+
+def _natural(name: str) -> tuple:
+    """Sort key comparing the digit runs of a name as numbers (``layers.10`` after ``layers.9``)."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def _block_lists(names: Iterable[str]) -> dict[str, int]:
+    """Candidate block lists of dotted module names: every prefix followed by an integer segment, with the
+    number of blocks (largest index + 1), in order of first appearance by natural name order."""
+    lists: dict[str, int] = {}
+    for name in sorted(names, key=_natural):
+        parts = name.split(".")
+        for k, part in enumerate(parts[:-1]):
+            if part.isdigit() and k > 0:
+                prefix = ".".join(parts[:k])
+                lists[prefix] = max(lists.get(prefix, 0), int(part) + 1)
+    return lists
+
+
+def _module_names(names: Iterable[str]) -> set[str]:
+    """Every module a set of matrix module names implies: the names and each of their dotted prefixes."""
+    out: set[str] = set()
+    for name in names:
+        parts = name.split(".")
+        out.update(".".join(parts[: k + 1]) for k in range(len(parts)))
+    return out

@@ -1,29 +1,33 @@
 """Headless report: the same analyses as the app, written as metrics.json and a standalone report.html.
 
 Each capability contributes a section (JSON under its key, figures for the HTML). The HTML embeds
-plotly.js once, so it opens offline.
+plotly.js once, so it opens offline. ``SECTION_NAMES`` names them (``report --sections``); the weights section
+alone (``CHECKPOINT_SECTIONS``) can also be read from a safetensors folder without loading the model
+(``write_checkpoint_report``).
 """
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from explorer.errors import InputError
 from explorer.figures.tokens import make_surprisal_figure
 from explorer.models import Capture, LoadedModel
+from explorer.models.checkpoint import Checkpoint
 from explorer.report.attention import attention_section
 from explorer.report.compression import compression_section
 from explorer.report.curvature import curvature_section
 from explorer.report.directions import directions_section
 from explorer.report.logit_lens import logit_lens_section
 from explorer.report.section import ReportSection
-from explorer.report.weights import weights_section
+from explorer.report.weights import checkpoint_weights_section, weights_section
 
 
 def model_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
@@ -57,10 +61,37 @@ def model_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
     return ReportSection("Model and tokens", None, data, figures, text)
 
 
+# Every section's name (``--sections``), in report order.
+SECTION_NAMES = ("model", "attention", "logit_lens", "weights", "directions", "compression", "curvature")
+# Sections that need no loaded model: on a safetensors folder they read the checkpoint files instead.
+CHECKPOINT_SECTIONS = ("weights",)
+
+
+def parse_sections(text: str | None) -> tuple[str, ...]:
+    """``--sections`` ("weights,attention") -> the named sections in report order; None: every section.
+    InputError naming the valid ones for an unknown or empty name."""
+    if text is None:
+        return SECTION_NAMES
+    names = [name.strip() for name in text.split(",")]
+    unknown = [name for name in names if name not in SECTION_NAMES]
+    if unknown or not names:
+        what = ", ".join(f"'{name}'" for name in unknown) if any(unknown) else "an empty name"
+        raise InputError(
+            f"Unknown report section {what}. Choose from {', '.join(SECTION_NAMES)}, comma-separated "
+            "(e.g. --sections weights,attention)."
+        )
+    return tuple(name for name in SECTION_NAMES if name in names)
+
+
+def needs_model(names: Sequence[str]) -> bool:
+    """Whether sections ``names`` need the loaded model (any besides those read from checkpoint files)."""
+    return any(name not in CHECKPOINT_SECTIONS for name in names)
+
+
 def default_sections(
-    curvature_grid: bool = False, generated: np.ndarray | None = None
+    curvature_grid: bool = False, generated: np.ndarray | None = None, names: Sequence[str] | None = None
 ) -> list[Callable[[LoadedModel, Capture], ReportSection]]:
-    """Every capability's section, in report order.
+    """The sections ``names`` (default: every one, SECTION_NAMES), in report order.
 
     ``curvature_grid`` adds lambda_max and trace of every layer's attention and MLP to the curvature section.
     ``generated``: shape (token,), bool, the tokens of the capture the model wrote (``--generate``)."""
@@ -71,15 +102,16 @@ def default_sections(
     def curvature(loaded: LoadedModel, cap: Capture) -> ReportSection:
         return curvature_section(loaded, cap, grid=curvature_grid)
 
-    return [
-        model_section,
-        attention_section,
-        logit_lens,
-        weights_section,
-        directions_section,
-        compression_section,
-        curvature,
-    ]
+    builders = {
+        "model": model_section,
+        "attention": attention_section,
+        "logit_lens": logit_lens,
+        "weights": weights_section,
+        "directions": directions_section,
+        "compression": compression_section,
+        "curvature": curvature,
+    }
+    return [builders[name] for name in (SECTION_NAMES if names is None else parse_sections(",".join(names)))]
 
 
 def _jsonable(value):
@@ -114,14 +146,43 @@ def write_report(
     progress: Callable[[str], None] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``out_dir/metrics.json`` and ``out_dir/report.html``; return their paths."""
+
+    def built():
+        for build in sections or default_sections():
+            if progress is not None:
+                progress(build.__name__.removesuffix("_section"))
+            yield build(loaded, cap)
+
+    return _write(out_dir, loaded.id, built())
+
+
+def write_checkpoint_report(
+    checkpoint: Checkpoint,
+    out_dir: str | Path,
+    *,
+    model_id: str | None = None,
+    device: str = "cpu",
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Path, Path]:
+    """The report of the sections that need no model (CHECKPOINT_SECTIONS), read from ``checkpoint``'s files
+    without loading it: ``report --sections weights`` on a safetensors folder. ``model_id``: the title's name
+    (default: the folder). Same files as ``write_report``."""
+
+    def built():
+        if progress is not None:
+            progress("weights (from the checkpoint files)")
+        yield checkpoint_weights_section(checkpoint, device=device)
+
+    return _write(out_dir, model_id or str(checkpoint.folder), built())
+
+
+def _write(out_dir: str | Path, model_id: str, sections: Iterable[ReportSection]) -> tuple[Path, Path]:
+    """Write the sections' JSON to ``out_dir/metrics.json`` and their text and figures to report.html."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics: dict = {}
-    parts = [f"<h1>eigen-explorer report: {html.escape(loaded.id)}</h1>"]
-    for build in sections or default_sections():
-        if progress is not None:
-            progress(build.__name__.removesuffix("_section"))
-        section = build(loaded, cap)
+    parts = [f"<h1>eigen-explorer report: {html.escape(model_id)}</h1>"]
+    for section in sections:
         if section.key is None:
             metrics.update(section.data)
         else:

@@ -1,5 +1,8 @@
 """Report section for the weight pages: weight spectra, OV copying scores, and Gershgorin discs of one head.
 
+``checkpoint_weights_section`` is its spectra part read from a safetensors checkpoint without loading the
+model (``report --sections weights`` on a folder): the same "weights" rows, no "circuits" or "gershgorin".
+
 metrics.json gains, at the top level:
     "weights": [{"name", "layer", "kind", "shape", "spectral_norm", "stable_rank", "effective_rank",
                  "condition_number", "k90", "k99", "alpha", "alpha_xmin", "alpha_ks",
@@ -23,11 +26,20 @@ from __future__ import annotations
 import numpy as np
 
 from explorer.analysis.circuits import circuit_spectra
-from explorer.analysis.weights import randomized_spectra, weight_spectra, ww_rows
+from explorer.analysis.weights import (
+    RandomizedSpectra,
+    WeightSpectra,
+    checkpoint_randomized,
+    checkpoint_spectra,
+    randomized_spectra,
+    weight_spectra,
+    ww_rows,
+)
 from explorer.figures.circuits import make_copying_heatmap_figure
 from explorer.figures.gershgorin import make_gershgorin_figure
 from explorer.figures.weights import make_esd_figure, make_weight_heatmap_figure, make_ww_layer_figure
 from explorer.models import Capture, LoadedModel
+from explorer.models.checkpoint import Checkpoint
 from explorer.report.section import ReportSection
 from explorer.spectra.gershgorin import analyse_gershgorin
 
@@ -71,10 +83,7 @@ def weights_section(
     gersh = analyse_gershgorin(np.asarray(cap.attentions[layer, head], dtype=np.float64))
 
     data = {
-        "weights": [
-            {key: ww_row[key] if key in _WW_KEYS else row[key] for key in WEIGHT_KEYS}
-            for row, ww_row in zip(spectra.rows(), ww_rows(spectra, randomized), strict=True)
-        ],
+        "weights": _weight_rows(spectra, randomized),
         "circuits": {"copying_score": circuits.copying_score},
         "gershgorin": {
             "layer": layer,
@@ -86,7 +95,54 @@ def weights_section(
             ],
         },
     }
-    embed = spectra.find("embed", None)
+    figures = _spectra_figures(spectra, randomized) + [
+        ("OV copying score of every head", make_copying_heatmap_figure(circuits)),
+        (
+            f"Gershgorin discs of attention layer {layer} head {head}",
+            make_gershgorin_figure(gersh, labels=cap.labels()),
+        ),
+    ]
+    text = (
+        f"<p>{_spectra_summary(spectra, randomized)} Copying scores range "
+        f"{np.nanmin(circuits.copying_score):+.2f} to {np.nanmax(circuits.copying_score):+.2f}. "
+        f"Gershgorin (layer {layer}, head {head}): every eigenvalue inside the row discs: "
+        f"{'yes' if gersh.all_inside else 'NO'}; {len(gersh.row_groups)} connected group(s).</p>"
+    )
+    return ReportSection("Weights, circuits and Gershgorin discs", None, data, figures, text)
+
+
+def checkpoint_weights_section(checkpoint: Checkpoint, device: str = "cpu") -> ReportSection:
+    """The weight spectra part of ``weights_section`` read straight from a safetensors checkpoint, without
+    loading its model (``--sections weights`` on a folder): the same "weights" rows and spectra figures. The
+    copying scores and Gershgorin discs need the model (and a text), so they are left out, and the text says
+    how to get them."""
+    spectra = checkpoint_spectra(checkpoint, device=device)
+    randomized = checkpoint_randomized(checkpoint, spectra, device=device)
+    text = (
+        f"<p>{_spectra_summary(spectra, randomized)} Read from the checkpoint files tensor by tensor, without "
+        "loading the model. Copying scores and Gershgorin discs need the loaded model: add another section "
+        "(e.g. <code>--sections model,weights</code>) to get them.</p>"
+    )
+    return ReportSection(
+        "Weight spectra (from the checkpoint files)",
+        None,
+        {"weights": _weight_rows(spectra, randomized)},
+        _spectra_figures(spectra, randomized),
+        text,
+    )
+
+
+def _weight_rows(spectra: WeightSpectra, randomized: RandomizedSpectra) -> list[dict]:
+    """metrics.json's "weights" rows (WEIGHT_KEYS), one per matrix."""
+    return [
+        {key: ww_row[key] if key in _WW_KEYS else row[key] for key in WEIGHT_KEYS}
+        for row, ww_row in zip(spectra.rows(), ww_rows(spectra, randomized), strict=True)
+    ]
+
+
+def _spectra_figures(spectra: WeightSpectra, randomized: RandomizedSpectra) -> list:
+    """The spectra figures: alpha and stable-rank heatmaps, alpha-hat and rand_distance per layer, and the
+    token embedding's ESD against its shuffle (when there is an embedding)."""
     figures = [
         ("Power-law exponent α of every weight matrix", make_weight_heatmap_figure(spectra, "alpha")),
         ("Stable rank of every weight matrix", make_weight_heatmap_figure(spectra, "stable_rank")),
@@ -96,6 +152,7 @@ def weights_section(
             make_ww_layer_figure(spectra, "rand_distance", randomized),
         ),
     ]
+    embed = spectra.find("embed", None)
     if embed is not None:
         figures.append(
             (
@@ -103,20 +160,14 @@ def weights_section(
                 make_esd_figure(spectra, embed, randomized=randomized),
             )
         )
-    figures += [
-        ("OV copying score of every head", make_copying_heatmap_figure(circuits)),
-        (
-            f"Gershgorin discs of attention layer {layer} head {head}",
-            make_gershgorin_figure(gersh, labels=cap.labels()),
-        ),
-    ]
+    return figures
+
+
+def _spectra_summary(spectra: WeightSpectra, randomized: RandomizedSpectra) -> str:
+    """One sentence: matrix count, median alpha, correlation traps and median rand_distance."""
     median_alpha = float(np.nanmedian(spectra.alpha)) if np.isfinite(spectra.alpha).any() else float("nan")
-    text = (
-        f"<p>{len(spectra)} weight matrices; median power-law α {median_alpha:.2f}; "
+    return (
+        f"{len(spectra)} weight matrices; median power-law α {median_alpha:.2f}; "
         f"{int((randomized.n_traps > 0).sum())} with correlation traps ({int(randomized.n_traps.sum())} in all), "
-        f"median rand_distance {float(np.median(randomized.rand_distance)):.3f}. Copying scores range "
-        f"{np.nanmin(circuits.copying_score):+.2f} to {np.nanmax(circuits.copying_score):+.2f}. "
-        f"Gershgorin (layer {layer}, head {head}): every eigenvalue inside the row discs: "
-        f"{'yes' if gersh.all_inside else 'NO'}; {len(gersh.row_groups)} connected group(s).</p>"
+        f"median rand_distance {float(np.median(randomized.rand_distance)):.3f}."
     )
-    return ReportSection("Weights, circuits and Gershgorin discs", None, data, figures, text)
