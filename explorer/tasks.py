@@ -19,6 +19,13 @@ Where a result lives is decided here, not by callers:
 Foreground or background is one rule: work whose ``estimated_seconds()`` is at most FOREGROUND_SECONDS runs in
 the asking thread (a page draws it in the same run), anything longer in a worker thread that the page watches.
 
+Foreground first: a person waiting for a page outranks work nobody is waiting for. A thread inside
+``foreground()`` (a page blocked until its result is in: ``explorer/ui/task_view.watch(wait=True)``) makes every
+task that no foreground thread needs pause at its next ``report`` until the foreground is empty again. A task is
+needed while a foreground thread, or a thread running a needed task, waits on it (``Task.wait``), so work that a
+waited-for task waits on is never paused (no deadlock). One process shares the cores (torch's thread pool is
+process-wide), so pausing is what frees them: another session's sweep no longer halves a page's first chart.
+
 Cancelling is sticky: a task cancelled by a person (``cancel(spec)``) stays cancelled, and ``get`` hands back the
 cancelled task instead of starting it again, until someone calls ``start(spec, work)``. A failed task is kept for
 its watchers and replaced by a fresh one on the next ``get``.
@@ -30,12 +37,13 @@ file as tab-separated lines (wall-clock seconds, thread, task, event): the timel
 from __future__ import annotations
 
 import atexit
+import contextlib
 import math
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -136,11 +144,19 @@ class Task:
     from_disk: bool = False
     _done: threading.Event = field(default_factory=threading.Event)
     _cancel: threading.Event = field(default_factory=threading.Event)
+    _needed_by: int = 0  # foreground or needed threads waiting on this task now (guarded by _PRIORITY)
+
+    @property
+    def needed(self) -> bool:
+        """A foreground thread (or the thread of a needed task) is waiting for this task now."""
+        return self._needed_by > 0
 
     def report(self, fraction: float, message: str) -> None:
-        """Progress from the work; raises Cancelled if the task was cancelled."""
+        """Progress from the work; raises Cancelled if the task was cancelled. Pauses here while a person waits
+        for other work (see ``foreground``)."""
         if self._cancel.is_set():
             raise Cancelled(self.name)
+        _yield_to_foreground(self)
         if message != self.message:
             _trace(self.name, message)
         self.fraction, self.message = min(max(float(fraction), 0.0), 1.0), message
@@ -170,8 +186,18 @@ class Task:
         return self.done and self.error is None
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the task finishes (True) or ``timeout`` seconds pass (False)."""
-        return self._done.wait(timeout)
+        """Block until the task finishes (True) or ``timeout`` seconds pass (False). Waiting from the foreground
+        or from a needed task makes this task needed meanwhile (it is not paused)."""
+        if not _thread_needs_priority():
+            return self._done.wait(timeout)
+        with _PRIORITY:
+            self._needed_by += 1
+            _PRIORITY.notify_all()
+        try:
+            return self._done.wait(timeout)
+        finally:
+            with _PRIORITY:
+                self._needed_by -= 1
 
     def value(self):
         """The result of a finished task; re-raises its error (Cancelled for a cancelled one)."""
@@ -196,6 +222,8 @@ class Task:
         with _RUNNING_LOCK:
             _RUNNING.add(self)
         _trace(self.name, "started")
+        stack = _thread_tasks()
+        stack.append(self)
         try:
             try:
                 result = work(self)
@@ -209,8 +237,68 @@ class Task:
                     pass
             self._finish(result)
         finally:
+            stack.pop()
             with _RUNNING_LOCK:
                 _RUNNING.discard(self)
+
+
+# ------------------------------------------------------------------------------------------- foreground first
+
+_PRIORITY = threading.Condition()  # guards _foreground_threads and every Task._needed_by
+_foreground_threads = 0
+_LOCAL = threading.local()  # per thread: .depth (foreground sections entered), .tasks (tasks running here)
+PAUSE_POLL_SECONDS = 0.25  # a paused task rechecks its cancel this often
+
+
+def _thread_tasks() -> list[Task]:
+    if not hasattr(_LOCAL, "tasks"):
+        _LOCAL.tasks = []
+    return _LOCAL.tasks
+
+
+def _thread_needs_priority() -> bool:
+    """This thread is in the foreground, or runs (possibly nested) a task someone in the foreground needs."""
+    return getattr(_LOCAL, "depth", 0) > 0 or any(task.needed for task in _thread_tasks())
+
+
+@contextlib.contextmanager
+def foreground() -> Iterator[None]:
+    """A person is waiting for what this thread does now: work nobody in the foreground needs pauses meanwhile
+    (at its next ``report``). Re-entrant; leaving the outermost section wakes the paused work."""
+    global _foreground_threads
+    depth = getattr(_LOCAL, "depth", 0)
+    _LOCAL.depth = depth + 1
+    if depth == 0:
+        with _PRIORITY:
+            _foreground_threads += 1
+    try:
+        yield
+    finally:
+        _LOCAL.depth = depth
+        if depth == 0:
+            with _PRIORITY:
+                _foreground_threads -= 1
+                _PRIORITY.notify_all()
+
+
+def foreground_active() -> bool:
+    """Some thread is inside ``foreground()`` now."""
+    return _foreground_threads > 0
+
+
+def _yield_to_foreground(task: Task) -> None:
+    """Block ``task``'s work while a person waits for other work; wake when the foreground empties, when the
+    task becomes needed, or to raise Cancelled once it is cancelled."""
+    if _foreground_threads == 0 or _thread_needs_priority():
+        return
+    paused = time.monotonic()
+    _trace(task.name, "paused for the foreground")
+    with _PRIORITY:
+        while _foreground_threads > 0 and not _thread_needs_priority() and not task.cancelled:
+            _PRIORITY.wait(PAUSE_POLL_SECONDS)
+    _trace(task.name, f"resumed after {time.monotonic() - paused:.1f} s")
+    if task.cancelled:
+        raise Cancelled(task.name)
 
 
 def finished_task(name: str, result: Any, *, from_disk: bool = False) -> Task:

@@ -5,9 +5,11 @@ Pages call ``watch`` with the task's spec and work; they hold no state machines,
 of their own (a person's cancel is kept by the task layer, process-wide, until someone starts the task again).
 
 - ``wait=True``: the run blocks with a progress bar until the result is in (for a page that has nothing to show
-  without it, e.g. weight spectra on a first visit), then returns it; with ``cancellable=True`` a Cancel button
-  beside it (a click stops the run, the next run finds the task cancelled), and ``partial(items)`` draws the
-  published partial results as they arrive (e.g. a block's eigenvalues before its density).
+  without it, e.g. weight spectra on a first visit), then returns it; meanwhile it is in the foreground
+  (``tasks.foreground``): background work nobody waits for pauses, so a person's first chart comes first. With
+  ``cancellable=True`` a Cancel button beside it (a click stops the run, the next run finds the task
+  cancelled), and ``partial(items)`` draws the published partial results as they arrive (e.g. a block's
+  eigenvalues before its density).
 - ``wait=False``: a finished task returns its result at once; a running one draws its progress, a Cancel button
   and ``partial(items)`` (its published partial results) in a fragment that reruns every ``poll`` seconds, and
   reruns the whole page once the task is done; ``watch`` returns None meanwhile, so the page lays out what it
@@ -69,12 +71,13 @@ def watch(
             stop.button(cancel_label, key=f"{key}_cancel", on_click=tasks.cancel, args=(spec,),
                         icon=":material/stop:")  # fmt: skip
         seen = 0
-        while not task.wait(0.25):
-            slot.progress(task.fraction, text=f"{label}: {task.message}")
-            if partial is not None and len(task.partial) > seen:
-                items = list(task.partial)
-                seen = len(items)
-                partial(items)
+        with tasks.foreground():  # a person waits for this run: other sessions' unwatched work pauses meanwhile
+            while not task.wait(0.25):
+                slot.progress(task.fraction, text=f"{label}: {task.message}")
+                if partial is not None and len(task.partial) > seen:
+                    items = list(task.partial)
+                    seen = len(items)
+                    partial(items)
         slot.empty()
         stop.empty()
         return _finished(spec, task, work, **ended)

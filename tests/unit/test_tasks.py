@@ -337,3 +337,97 @@ def test_the_trace_records_start_progress_and_end_and_never_breaks_a_task(cache_
     monkeypatch.setattr(tasks, "_TRACE_PATH", str(tmp_path))
     task = board.get(Slow(2), _gated(gate, []))
     assert task.wait(10) and task.value() == 42
+
+
+# ----------------------------------------------------------------------------------------- foreground first
+
+
+def _counting(stop: threading.Event, counts: list, nested=None):
+    """Work that reports in a loop (one count per report) until ``stop``; ``nested(task)`` runs first."""
+
+    def work(task):
+        if nested is not None:
+            nested(task)
+        while not stop.is_set():
+            task.report(0.5, "working")
+            counts.append(1)
+            stop.wait(0.005)
+        return len(counts)
+
+    return work
+
+
+def _until(condition, seconds: float = 10.0) -> bool:
+    done = threading.Event()
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return True
+        done.wait(0.01)
+    return False
+
+
+def test_background_work_pauses_while_a_person_waits_and_resumes_after():
+    stop, counts = threading.Event(), []
+    task = tasks.get(Slow(1), _counting(stop, counts), background=True)
+    assert _until(lambda: len(counts) > 3)
+    with tasks.foreground():
+        assert tasks.foreground_active()
+        # At most the report in flight when the foreground began gets through; then nothing moves.
+        threading.Event().wait(0.1)
+        frozen = len(counts)
+        threading.Event().wait(0.3)
+        assert len(counts) == frozen
+    assert not tasks.foreground_active()
+    assert _until(lambda: len(counts) > frozen + 3)  # resumed
+    stop.set()
+    assert task.wait(10) and task.succeeded
+
+
+def test_work_the_foreground_waits_for_is_not_paused_nor_what_it_waits_for():
+    """The page waits on A; A waits on B, already running in its own thread: both go on (no deadlock), while
+    C, needed by nobody, pauses."""
+    stop_b, counts_b = threading.Event(), []
+    b_task = tasks.get(Slow(2), _counting(stop_b, counts_b), background=True)
+    stop_c, counts_c = threading.Event(), []
+    c_task = tasks.get(Slow(3), _counting(stop_c, counts_c), background=True)
+
+    def a_work(task):
+        while not b_task.wait(0.05):  # A needs B's result
+            task.report(0.1, "waiting for B")
+        return b_task.value() + 1
+
+    a_task = tasks.get(Slow(4), a_work, background=True)
+    with tasks.foreground():
+        a_task.wait(0.2)  # the page waits on A (as task_view.watch does, in short waits)
+        frozen_c, before_b = len(counts_c), len(counts_b)
+        assert _until(lambda: a_task.wait(0.02) or len(counts_b) > before_b + 5)  # B works for the page's A
+        assert len(counts_c) <= frozen_c + 1  # C is paused
+        stop_b.set()
+        assert a_task.wait(10) and a_task.value() == len(counts_b) + 1
+    stop_c.set()
+    assert c_task.wait(10) and c_task.succeeded
+
+
+def test_a_paused_task_can_still_be_cancelled():
+    stop, counts = threading.Event(), []
+    task = tasks.get(Slow(5), _counting(stop, counts), background=True)
+    assert _until(lambda: len(counts) > 0)
+    with tasks.foreground():
+        threading.Event().wait(0.1)
+        tasks.cancel(Slow(5))
+        assert task.wait(5), "a cancel must reach a paused task"
+        assert task.cancelled and task.failed
+    stop.set()
+
+
+def test_foreground_is_reentrant_and_per_thread():
+    with tasks.foreground():
+        with tasks.foreground():
+            assert tasks.foreground_active()
+        assert tasks.foreground_active()
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(tasks._thread_needs_priority()))
+        thread.start()
+        thread.join()
+        assert seen == [False]  # another thread is not in the foreground because this one is
+    assert not tasks.foreground_active()
