@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from explorer.analysis.attention_selection import POOLINGS, HeatView, pool_blocks
+from explorer.analysis.attention_selection import POOLINGS, HeatView, pool_blocks  # noqa: F401 (POOLINGS: re-exported)
 from explorer.figures.common import circle_trace, equal_axes
 
 if TYPE_CHECKING:
@@ -150,9 +150,10 @@ LOG_COLOR_DECADES = 6
 # pooled; bench/bench_attention_render.py measures the server's side). At 8,192 tokens the overview is still
 # 256 x 256 cells: about 0.7 MB of JSON in log colour (z and its hover copy, float32).
 DISPLAY_MAX_CELLS = 256
-# Token text goes on the axes when a window has at most this many tokens a side (a 560 px chart fits about 48
-# slanted labels); past it, the axes number the positions.
-LABEL_FIT = 48
+# Token text goes on the axes when a window has at most this many tokens a side: a half-width chart (~370 px of
+# plot) fits 32 upright labels of 11 px on its key axis (seen in Chromium: 31 labels at -60° overlapped); past it,
+# the axes number the positions.
+LABEL_FIT = 32
 # The summed-attention chart draws bars up to this many tokens, a line past it (8,192 bars redraw slowly).
 BAR_MAX_TOKENS = 512
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -254,7 +255,8 @@ def make_attention_view_figure(
     (q0, q1), (k0, k1), b = view.queries, view.keys, view.block
     if b > 1:
         what = pooling_name(view.how)
-        x_title = f"key (attended to), blocks of {b} tokens: {POOLINGS[view.how]}"
+        # Short enough for a half-width chart: the colour bar names the pooling, the caption defines it.
+        x_title = f"key (attended to), blocks of {b} tokens"
         y_title = f"query (attending), blocks of {b} tokens"
         hover = f"queries ≈ %{{y:.0f}} · keys ≈ %{{x:.0f}} (blocks of {b})<br>{what}"
     else:
@@ -317,9 +319,15 @@ def make_attention_view_figure(
         dragmode="select" if selectable else "zoom",
     )
     # No grid lines: they would show through the blank (exactly zero) cells as if they were data.
-    fig.update_xaxes(range=[k0 - 0.5, k1 - 0.5], showgrid=False, zeroline=False, **_ticks(k0, k1, b, labels))
+    x_ticks = _ticks(k0, k1, b, labels)
+    fig.update_xaxes(
+        range=[k0 - 0.5, k1 - 0.5],
+        showgrid=False,
+        zeroline=False,
+        tickangle=-90 if "ticktext" in x_ticks else 0,
+        **x_ticks,
+    )
     fig.update_yaxes(range=[q1 - 0.5, q0 - 0.5], showgrid=False, zeroline=False, **_ticks(q0, q1, b, labels))
-    fig.update_xaxes(tickangle=-60)
     return fig
 
 

@@ -227,7 +227,7 @@ def test_long_text_heatmap_is_log_and_pooled_by_default(model):
     assert_page_ok(at)
     assert at.query_params["heat"] in ("linear", ["linear"]) and at.query_params["pool"] in ("max", ["max"])
     spec = spec_titled(at, "Layer 2 · head 1: attention weights")
-    assert "largest weight" in spec["layout"]["xaxis"]["title"]["text"]
+    assert "largest weight" in spec["data"][0]["colorbar"]["title"]["text"]
     starts = range(0, max_tokens, block)
     largest = np.array([[A[i : i + block, j : j + block].max() for j in starts] for i in starts])
     # exact: the largest of the same float32 weights, rounded back to float32
@@ -394,7 +394,8 @@ def test_long_text_overview_mean_and_a_zoomed_window(model):
     np.testing.assert_allclose(
         np.asarray(overview["data"][0]["z"]), mean, rtol=sum_rtol(4) + eps(np.float32), atol=0
     )
-    assert "mean weight in the block" in overview["layout"]["xaxis"]["title"]["text"]
+    assert "mean weight" in overview["data"][0]["colorbar"]["title"]["text"]
+    assert "mean weight in the block (block sum ÷ its cells)" in " ".join(c.value for c in at.caption)
     # The window is 200 x 300 tokens: its longer side is past the display limit (256), so it is pooled in
     # blocks of 2 too, each cell numpy's mean of its block of the slice.
     zoom = spec_titled(at, "Layer 2 · head 1: zoom, queries 300–499 × keys 100–399")
