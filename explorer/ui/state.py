@@ -746,23 +746,9 @@ def head_settings(
     prefix: str = "",
 ) -> tuple[Setting, Setting]:
     """The two settings behind head_picker (for a page that sets the head from elsewhere, a chart click)."""
-    return (
-        Int(
-            "layer",
-            default[0],
-            0,
-            n_layers - 1,
-            key=f"{prefix}layer",
-            shared=shared and f"{shared}_layer",
-            counts=True,
-        ),
-        Int(
-            "head",
-            default[1],
-            0,
-            n_heads - 1,
-            key=f"{prefix}head",
-            shared=shared and f"{shared}_head",
-            counts=True,
-        ),
-    )
+
+    def counted(name: str, value: int, count: int) -> Setting:
+        return Int(name, value, 0, count - 1, key=f"{prefix}{name}", shared=shared and f"{shared}_{name}",
+                   counts=True)  # fmt: skip
+
+    return counted("layer", default[0], n_layers), counted("head", default[1], n_heads)
