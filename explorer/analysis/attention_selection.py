@@ -93,9 +93,10 @@ def check_window(queries: tuple[int, int], keys: tuple[int, int], n_tokens: int)
 
 
 def _temperature_rows(rows: np.ndarray, tau: float) -> np.ndarray:
-    """A_tau of whole rows (r, T): the same spectra.temperature the page's spectrum uses, in float64."""
+    """A_tau of whole rows (r, T): the same spectra.temperature the page's spectrum uses, in float64; at
+    tau = 1 the rows as they are (callers sum them in float64 without a float64 copy)."""
     if tau == 1:
-        return np.asarray(rows, dtype=np.float64)
+        return np.asarray(rows)
     return spec.temperature(torch.from_numpy(np.asarray(rows, dtype=np.float64)), float(tau)).numpy()
 
 
@@ -220,7 +221,9 @@ def summed_over_queries(attentions, layer: int, head: int, positions, *, tau: fl
     total = np.zeros(T)
     for start, stop in runs(positions):
         check_window((start, stop), (0, T), T)
-        total += _temperature_rows(attentions[layer, head, start:stop, 0:T], tau).sum(axis=0)
+        total += _temperature_rows(attentions[layer, head, start:stop, 0:T], tau).sum(
+            axis=0, dtype=np.float64
+        )
     return total
 
 
@@ -235,11 +238,11 @@ def summed_over_keys(attentions, layer: int, head: int, positions, *, tau: float
     total = np.zeros(T)
     if tau == 1:
         for start, stop in spans:
-            total += np.asarray(attentions[layer, head, 0:T, start:stop], dtype=np.float64).sum(axis=1)
+            total += np.asarray(attentions[layer, head, 0:T, start:stop]).sum(axis=1, dtype=np.float64)
         return total
     A = attentions[layer, head]
     index = np.asarray(sorted(set(int(p) for p in positions)))
     for i in range(0, T, POOL_CHUNK_ROWS):
         rows = _temperature_rows(A[i : i + POOL_CHUNK_ROWS], tau)
-        total[i : i + POOL_CHUNK_ROWS] = rows[:, index].sum(axis=1)
+        total[i : i + POOL_CHUNK_ROWS] = rows[:, index].sum(axis=1, dtype=np.float64)
     return total
