@@ -26,6 +26,8 @@ POOLINGS: dict[str, str] = {
 }
 # Rows of a head converted to float64 at a time when pooling a whole head: 512 x 8,192 x 8 bytes = 32 MiB.
 POOL_CHUNK_ROWS = 512
+# A selection of at most this many runs of consecutive tokens is read as that many windows; more, as one head.
+WINDOW_RUNS = 8
 
 
 def pool_blocks(matrix: np.ndarray, block: int, how: str = "mass") -> np.ndarray:
@@ -214,22 +216,42 @@ def format_positions(positions) -> str:
     return ", ".join(str(a) if b == a + 1 else f"{a}-{b - 1}" for a, b in runs(positions))
 
 
+def _windows_or_head(attentions, layer: int, head: int, spans: list[tuple[int, int]]):
+    """A function (start, stop, axis) -> the rows (axis 0) or columns (axis 1) start:stop of the head: read as
+    windows for up to WINDOW_RUNS runs, else from the head read once (a long capture may recompute a layer for
+    each read, so a scattered selection must not cost one read per run)."""
+    T = attentions.shape[-1]
+    whole = attentions[layer, head] if len(spans) > WINDOW_RUNS else None
+
+    def read(start: int, stop: int, axis: int) -> np.ndarray:
+        if whole is not None:
+            return whole[start:stop] if axis == 0 else whole[:, start:stop]
+        if axis == 0:
+            return attentions[layer, head, start:stop, 0:T]
+        return attentions[layer, head, 0:T, start:stop]
+
+    return read
+
+
 def summed_over_queries(attentions, layer: int, head: int, positions, *, tau: float = 1.0) -> np.ndarray:
     """Sum of the selected queries' rows of A_tau: (T,) float64, entry j = sum over i in Q of a_ij, what the
-    selection reads from key j. Its total is |Q| (each row sums to 1). Reads only the selected rows."""
+    selection reads from key j. Its total is |Q| (each row sums to 1). Reads only the selected rows (a
+    selection of more than WINDOW_RUNS runs: the head once)."""
     T = attentions.shape[-1]
-    total = np.zeros(T)
-    for start, stop in runs(positions):
+    spans = runs(positions)
+    for start, stop in spans:
         check_window((start, stop), (0, T), T)
-        total += _temperature_rows(attentions[layer, head, start:stop, 0:T], tau).sum(
-            axis=0, dtype=np.float64
-        )
+    read = _windows_or_head(attentions, layer, head, spans)
+    total = np.zeros(T)
+    for start, stop in spans:
+        total += _temperature_rows(read(start, stop, 0), tau).sum(axis=0, dtype=np.float64)
     return total
 
 
 def summed_over_keys(attentions, layer: int, head: int, positions, *, tau: float = 1.0) -> np.ndarray:
     """Sum of the selected keys' columns of A_tau: (T,) float64, entry i = sum over j in K of a_ij, the share
-    of query i's attention that goes to the selection. At tau = 1 reads only the selected columns; otherwise
+    of query i's attention that goes to the selection. At tau = 1 reads only the selected columns (more than
+    WINDOW_RUNS runs: the head once); otherwise
     the whole head, a chunk of rows at a time (each row's temperature needs all of its keys)."""
     T = attentions.shape[-1]
     spans = runs(positions)
@@ -237,8 +259,9 @@ def summed_over_keys(attentions, layer: int, head: int, positions, *, tau: float
         check_window((0, T), (start, stop), T)
     total = np.zeros(T)
     if tau == 1:
+        read = _windows_or_head(attentions, layer, head, spans)
         for start, stop in spans:
-            total += np.asarray(attentions[layer, head, 0:T, start:stop]).sum(axis=1, dtype=np.float64)
+            total += np.asarray(read(start, stop, 1)).sum(axis=1, dtype=np.float64)
         return total
     A = attentions[layer, head]
     index = np.asarray(sorted(set(int(p) for p in positions)))

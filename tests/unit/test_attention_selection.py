@@ -170,6 +170,15 @@ def test_summed_columns_read_only_the_selected_columns():
     capture = WindowOnly(heads)
     sel.summed_over_queries(capture, 0, 1, (3, 4, 5, 40))
     assert capture.cells_read == 4 * 50
+    # A scattered selection (more runs than WINDOW_RUNS) reads the head once, not once per run.
+    scattered = tuple(range(0, 2 * sel.WINDOW_RUNS + 2, 2))
+    for summed in (sel.summed_over_queries, sel.summed_over_keys):
+        capture = WindowOnly(heads)
+        got = summed(capture, 0, 1, scattered)
+        assert capture.cells_read == 50 * 50
+        axis = 0 if summed is sel.summed_over_queries else 1
+        expected = heads[0, 1].astype(np.float64).take(scattered, axis=axis).sum(axis=axis)
+        np.testing.assert_allclose(got, expected, rtol=sum_rtol(len(scattered)), atol=0)
 
 
 @pytest.mark.parametrize(
