@@ -421,20 +421,61 @@ def variant_spectra_spec(loaded: LoadedModel, variant: Variant):
     return WeightSpectraSpec(variant.memo["fingerprint"])
 
 
-def variant_spectra_work(loaded: LoadedModel, variant: Variant, spec):
-    """The work computing B's weight spectra (explorer.analysis.weights.compute_weight_spectra, read-only)."""
+def variant_spectra_work(loaded: LoadedModel, variant: Variant, spec, spectra_a=None):
+    """The work computing B's weight spectra (explorer.analysis.weights.compute_weight_spectra, read-only).
+
+    With ``spectra_a`` (A's WeightSpectra) only the matrices the variant replaces are decomposed and every other
+    row is A's (each matrix's metrics depend on that matrix alone): int8 on SmolLM2 then skips the 49152 x 576
+    embedding, a LoRA of W_q and W_v decomposes 60 of 211 matrices."""
     from explorer.analysis.weights import compute_weight_spectra
 
     def work(task: tasks.Task):
-        return compute_weight_spectra(
+        mats = variant.matrices(loaded.model)
+        if spectra_a is None or tuple(m.name for m in mats) != spectra_a.names:
+            return compute_weight_spectra(
+                loaded.model,
+                device=loaded.device,
+                progress=task.report,
+                mats=mats,
+                fingerprint=spec.fingerprint,
+            )
+        changed = [m for m in mats if m.name in variant.replaced]
+        part = compute_weight_spectra(
             loaded.model,
             device=loaded.device,
             progress=task.report,
-            mats=variant.matrices(loaded.model),
+            mats=changed,
             fingerprint=spec.fingerprint,
         )
+        return merged_spectra(spectra_a, part, spec.fingerprint)
 
     return work
+
+
+def merged_spectra(base, part, fingerprint: str):
+    """``base`` (a WeightSpectra) with the rows of ``part`` (a WeightSpectra of some of its matrices, by name)
+    put in; fingerprint and timing are ``part``'s."""
+    from explorer.analysis.weights import WeightSpectra
+
+    where = {name: i for i, name in enumerate(part.names)}
+    take = np.array([where.get(name, -1) for name in base.names])
+    fields = {}
+    for f in dataclasses.fields(WeightSpectra):
+        value = getattr(base, f.name)
+        if f.name == "sigma":
+            value = tuple(part.sigma[j] if j >= 0 else s for s, j in zip(value, take, strict=True))
+        elif (
+            isinstance(value, np.ndarray)
+            and value.shape[:1] == take.shape
+            and f.name not in ("layers", "shapes")
+        ):
+            new = value.copy()
+            new[take >= 0] = getattr(part, f.name)[take[take >= 0]]
+            new.setflags(write=False)
+            value = new
+        fields[f.name] = value
+    fields.update(fingerprint=fingerprint, seconds=part.seconds, from_cache=False)
+    return WeightSpectra(**fields)
 
 
 @torch.no_grad()

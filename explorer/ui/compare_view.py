@@ -78,11 +78,13 @@ def _variant(sel, loaded: LoadedModel, key: str) -> variants.Variant | None:
     )
 
 
-def _spectra_b(loaded: LoadedModel, variant: variants.Variant) -> WeightSpectra | None:
+def _spectra_b(
+    loaded: LoadedModel, variant: variants.Variant, spectra_a: WeightSpectra
+) -> WeightSpectra | None:
     spec = variants.variant_spectra_spec(loaded, variant)
     result = task_view.watch(
         spec,
-        variants.variant_spectra_work(loaded, variant, spec),
+        variants.variant_spectra_work(loaded, variant, spec, spectra_a),
         label="Weight spectra of B (kept on disk)",
         failure="Computing B's weight spectra failed. Reload the page to retry",
         key="weights_variant_spectra",
@@ -96,7 +98,7 @@ def draw(page: PageState, sel, loaded: LoadedModel, spectra_a: WeightSpectra, ke
     if variant is None:
         return
     st.markdown(f"**B = `{key}`**: {variant.description}. " + " ".join(variant.notes))
-    spectra_b = _spectra_b(loaded, variant)
+    spectra_b = _spectra_b(loaded, variant, spectra_a)
     if spectra_b is None:
         return
     change = variants.relative_change(loaded, variant)

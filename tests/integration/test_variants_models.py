@@ -92,3 +92,21 @@ def test_smollm2_lora_delta_has_rank_at_most_r(smollm2):
         assert not d.zero and d.numerical_rank <= r and d.sigma[r] <= d.noise
     assert all(t.device == next(smollm2.model.parameters()).device for t in variant.replaced.values())
     assert isinstance(variant.module, torch.nn.Module)
+
+
+def test_b_spectra_from_the_changed_matrices_equal_a_full_pass(load, cache_home):
+    """Decomposing only the replaced matrices and taking A's rows for the rest gives B's full spectra: each
+    matrix's metrics depend on that matrix alone."""
+    from explorer.analysis.weights import compute_weight_spectra
+
+    loaded = load("tiny-llama")
+    variant = V.build_variant(loaded, "lora:r2:s2", SAMPLE_TEXT)
+    A = compute_weight_spectra(loaded.model)
+    spec = V.variant_spectra_spec(loaded, variant)
+    merged = V.variant_spectra_work(loaded, variant, spec, A)(tasks.Task("t"))
+    full = compute_weight_spectra(loaded.model, mats=variant.matrices(loaded.model))
+    assert merged.names == full.names and len(variant.replaced) < len(full.names)
+    for s_merged, s_full in zip(merged.sigma, full.sigma, strict=True):
+        np.testing.assert_array_equal(s_merged, s_full)
+    for field in ("alpha", "stable_rank", "spectral_norm", "n_spikes"):
+        np.testing.assert_array_equal(getattr(merged, field), getattr(full, field))
