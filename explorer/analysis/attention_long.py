@@ -16,6 +16,7 @@ attention of every layer does not fit in memory (72 GB at 8,192 tokens on SmolLM
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,8 +142,10 @@ def grid_by_layers(attentions, *, causal: bool, device: str = "cpu", progress=No
     reducer = GridReducer(causal=causal, device=device)
     n_layers = attentions.shape[0]
     for layer in range(n_layers):
-        weights = attentions[layer]
-        reducer(layer, torch.from_numpy(np.array(weights, dtype=np.float32, copy=False)))
+        weights = np.asarray(attentions[layer], dtype=np.float32)
+        with warnings.catch_warnings():  # a read-only capture: torch warns it could write, nothing here does
+            warnings.simplefilter("ignore", UserWarning)
+            reducer(layer, torch.from_numpy(weights))
         if progress is not None:
             progress((layer + 1) / n_layers, f"grid: layer {layer + 1} of {n_layers}")
     return reducer.grid()
@@ -237,7 +240,7 @@ def long_head_spectrum(
     )  # fmt: skip
     return att.HeadSpectrum(
         layer=layer, head=head, tau=float(tau), damping=float(damping), causal=bool(causal),
-        triangular=triangular, attention=A.cpu().numpy(), eigvals=np.asarray(eig),
+        triangular=triangular, attention=_shown(attentions, layer, head, A, tau), eigvals=np.asarray(eig),
         singular_values=np.asarray(S), sym_eigvals=np.asarray(sym), laplacian_eigvals=np.asarray(lap),
         laplacian_degrees=spec.laplacian_degrees(A).cpu().numpy(),
         stationary=stationary_long(A, damping, triangular).cpu().numpy(),
@@ -245,6 +248,14 @@ def long_head_spectrum(
         effective_rank=float("nan"), stable_rank=fro_sq / float(S[0]) ** 2, numerical_rank=float("nan"),
         sink_mass=float(spec.sink_mass(A)), partial=True, residuals=residuals, note=note,
     )  # fmt: skip
+
+
+def _shown(attentions, layer: int, head: int, A: torch.Tensor, tau: float) -> np.ndarray:
+    """The matrix HeadSpectrum.attention holds at long lengths: at tau = 1 the captured float32 head itself (a
+    read-only view: a float64 copy of an 8,192-token head is 537 MB), else A_tau (float64)."""
+    if tau == 1:
+        return np.asarray(attentions[layer, head])
+    return A.cpu().numpy()
 
 
 def long_head_vectors(A: torch.Tensor, kind: str, k: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:

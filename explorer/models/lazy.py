@@ -5,9 +5,14 @@ bytes = 1.1 GB. Eager attention modules return their weights as the second eleme
 output_attentions is set; a forward hook on the chosen layers' attention modules copies those out and the rest
 are freed layer by layer as usual. The same hooks work when a model is split across GPUs with
 device_map="auto" (accelerate moves activations between devices; each hook copies its layer to the CPU).
+
+A capture of a long text (explorer.models.capture, LazyAttentions) goes further: it keeps each block's input and
+recomputes one layer from it, without running the layers before it.
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import torch
@@ -38,9 +43,12 @@ def attention_for_layers(
         raise ValueError(f"Layer(s) {missing} not found; this model has layers 0..{len(modules) - 1}.")
     ids, _n_original, _messages = tokenize(loaded, text, max_tokens)
     kept: dict[int, np.ndarray] = {}
+    owner = threading.get_ident()
 
     def keep(layer):
         def hook(_module, _args, output):
+            if threading.get_ident() != owner:  # another session's forward on the same cached model
+                return
             weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
             if weights is None:
                 raise RuntimeError(

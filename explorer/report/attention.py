@@ -6,9 +6,11 @@ from __future__ import annotations
 import html
 
 import numpy as np
+import torch
 
 from explorer.analysis.attention import (
     COLLAPSED_STABLE_RANK,
+    FULL_DECOMPOSITION_MAX_TOKENS,
     GRID_METRICS,
     SINK_MASS,
     attention_grid,
@@ -25,6 +27,7 @@ from explorer.figures.attention import (
 )
 from explorer.models import Capture, LoadedModel
 from explorer.report.section import ReportSection
+from explorer.spectra import attention_spectra as spec
 
 DEFINITIONS = {
     "eigvals_real": "real parts of every eigenvalue, (layer, head, token), sorted by modulus descending",
@@ -45,14 +48,57 @@ DEFINITIONS = {
 }
 
 
+# Past FULL_DECOMPOSITION_MAX_TOKENS the JSON keeps the top of each head's spectra (all of them are exact for a
+# triangular head, but 30 x 9 x 8,192 values of each kind would make metrics.json hundreds of MB).
+LONG_TOP = 64
+
+
+def _long_spectra(attentions, grid) -> tuple[np.ndarray, np.ndarray]:
+    """(layer, head, LONG_TOP) eigenvalues and Laplacian eigenvalues of a long capture, one layer at a time:
+    exact from the diagonal for triangular heads, NaN for the others (not offered at this length)."""
+    n_layers, n_heads, n = attentions.shape[:3]
+    k = min(LONG_TOP, n)
+    eig = np.full((n_layers, n_heads, k), np.nan + 0j)
+    lap = np.full((n_layers, n_heads, k), np.nan + 0j)
+    for layer in range(n_layers):
+        A = attentions[layer]
+        for head in np.flatnonzero(grid.triangular[layer]):
+            M = torch.from_numpy(np.asarray(A[head], dtype=np.float64))
+            diag = torch.diagonal(M)
+            eig[layer, head] = spec.sort_by_modulus(diag.to(torch.complex128)).numpy()[:k]
+            lap[layer, head] = spec.sort_by_real(
+                (spec.laplacian_degrees(M) - diag).to(torch.complex128)
+            ).numpy()[:k]
+    return eig, lap
+
+
 def attention_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
-    """Every head's full spectrum and summaries (JSON), the grids and three telling heads (HTML)."""
+    """Every head's full spectrum and summaries (JSON), the grids and three telling heads (HTML). Past
+    FULL_DECOMPOSITION_MAX_TOKENS: the grid of the O(T^2) metrics, the top LONG_TOP eigenvalues of triangular
+    heads, and the selected heads' top spectra by Krylov methods (with residuals)."""
     grid = attention_grid(cap.attentions, causal=cap.causal, device=loaded.device)
-    spectra = attention_spectra(cap.attentions, device=loaded.device)
-    eig, lap = spectra.eigvals, spectra.laplacian_eigvals
-    # |lambda_2| from the full spectra written alongside, so the JSON is self-consistent (the grid's Krylov value
-    # agrees with it to about 1e-13).
-    lam2 = np.abs(eig[..., 1]) if eig.shape[-1] > 1 else np.zeros(eig.shape[:2])
+    long = cap.n_tokens > FULL_DECOMPOSITION_MAX_TOKENS
+    if long:
+        eig, lap = _long_spectra(cap.attentions, grid)
+        lam2 = grid.lambda2_abs
+    else:
+        spectra = attention_spectra(cap.attentions, device=loaded.device)
+        eig, lap = spectra.eigvals, spectra.laplacian_eigvals
+        # |lambda_2| from the full spectra written alongside, so the JSON is self-consistent (the grid's Krylov
+        # value agrees with it to about 1e-13).
+        lam2 = np.abs(eig[..., 1]) if eig.shape[-1] > 1 else np.zeros(eig.shape[:2])
+    definitions = dict(DEFINITIONS)
+    if long:
+        definitions.update(
+            eigvals_real=f"real parts of the top {eig.shape[-1]} eigenvalues by modulus, (layer, head, k): exact "
+            f"(the diagonal) for triangular heads, NaN for others (past {FULL_DECOMPOSITION_MAX_TOKENS} tokens "
+            "a general head's eigenvalues need a whole decomposition)",
+            laplacian_eigvals=f"real parts of the top {lap.shape[-1]} eigenvalues of L = D - A by real part, "
+            "(layer, head, k), as eigvals_real",
+            stable_rank="||A||_F^2 / rho, rho <= sigma_1^2 from power iteration (an upper estimate; "
+            "stable_rank_low is certified)",
+            not_offered=grid.note,
+        )
     data = {
         "n_tokens": cap.n_tokens,
         "causal": cap.causal,
@@ -70,8 +116,11 @@ def attention_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
         "laplacian_eigvals_imag": lap.imag,
         "collapsed": grid.collapsed,
         "sink": grid.sink,
-        "definitions": DEFINITIONS,
+        "definitions": definitions,
     }
+    if long:
+        data["stable_rank_low"] = grid.stable_rank_low
+        data["not_offered"] = list(grid.not_offered)
 
     figures = []
     for metric in ("lambda2_abs", "entropy", "stable_rank"):
@@ -107,7 +156,8 @@ def attention_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
                 )
             )
 
-    causal_note = (
+    long_note = f"<p>{html.escape(grid.note)}</p>" if grid.note else ""
+    causal_note = long_note + (
         "<p>The model is causal: every attention matrix is lower-triangular, so its eigenvalues are its "
         "diagonal entries (computed as such, no solver), and the Laplacian's are d_jj &minus; a_jj.</p>"
         if cap.causal

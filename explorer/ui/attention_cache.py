@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer.analysis.attention import (
+    FULL_DECOMPOSITION_MAX_TOKENS,
     AttentionGrid,
     HeadEigenvectors,
     HeadSpectrum,
@@ -25,28 +26,44 @@ from explorer.figures.attention import (
     log_color_ticks,
 )
 from explorer.models.choice import ModelChoice, TextChoice
-from explorer.ui.cache import cached_capture, cached_model
+from explorer.ui.cache import cached_capture, cached_model, capture_spec
 from explorer.ui.state import PageState, head_picker, head_settings
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def cached_attention_grid(model_key: ModelChoice, text_key: TextChoice) -> AttentionGrid:
-    """Per-head summaries of every layer and head (the grid)."""
+    """Per-head summaries of every layer and head (the grid; a long capture's was reduced during its pass, see
+    AttentionGrid.not_offered and note for what is not offered at that length)."""
     loaded = cached_model(model_key)
     cap = cached_capture(model_key, text_key)
     return attention_grid(cap.attentions, causal=cap.causal, device=loaded.device)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def cached_head_spectrum(
-    model_key: ModelChoice, text_key: TextChoice, layer: int, head: int, tau: float, damping: float
-) -> HeadSpectrum:
-    """Full spectrum of one head at temperature tau."""
+def _long(model_key: ModelChoice, text_key: TextChoice) -> bool:
+    """The text is past the full-decomposition length: results hold (T, T) arrays too large to copy per caller."""
+    return capture_spec(model_key, text_key).n_tokens > FULL_DECOMPOSITION_MAX_TOKENS
+
+
+def _head_spectrum(model_key, text_key, layer, head, tau, damping) -> HeadSpectrum:
     loaded = cached_model(model_key)
     cap = cached_capture(model_key, text_key)
     return head_spectrum(
         cap.attentions, layer, head, causal=cap.causal, tau=tau, damping=damping, device=loaded.device
     )
+
+
+_head_spectrum_copied = st.cache_data(max_entries=32, show_spinner=False)(_head_spectrum)
+# Past the full length one result holds a (T, T) head (268 MB at 8,192 tokens): shared, never copied, few kept.
+_head_spectrum_shared = st.cache_resource(max_entries=4, show_spinner=False)(_head_spectrum)
+
+
+def cached_head_spectrum(
+    model_key: ModelChoice, text_key: TextChoice, layer: int, head: int, tau: float, damping: float
+) -> HeadSpectrum:
+    """Full spectrum of one head at temperature tau (past the full-decomposition length: the top of each
+    spectrum by Krylov methods, with residuals; shared read-only between sessions, not copied)."""
+    cached = _head_spectrum_shared if _long(model_key, text_key) else _head_spectrum_copied
+    return cached(model_key, text_key, layer, head, tau, damping)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -60,7 +77,8 @@ def cached_head_eigenvectors(
     tau: float,
     damping: float,
 ) -> HeadEigenvectors:
-    """Top-k vectors of one head (right eigenvectors, symmetric part or left singular vectors)."""
+    """Top-k vectors of one head (right eigenvectors, symmetric part or left singular vectors; by ARPACK with
+    residuals past the full-decomposition length). Small: (k, T) vectors and a (T,) distribution."""
     loaded = cached_model(model_key)
     cap = cached_capture(model_key, text_key)
     return head_eigenvectors(

@@ -38,7 +38,8 @@ CUSTOM = "__custom__"
 # Texts longer than this are not written into the link (URLs get unwieldy): the example name is, when it is one,
 # else the text's name on this server (text_store).
 MAX_TEXT_IN_URL = 2000
-MAX_TOKEN_CHOICES = [64, 128, 256, 512, 1024]
+# Up to SmolLM2's whole context; a model is offered the lengths up to its own context (max_positions).
+MAX_TOKEN_CHOICES = [64, 128, 256, 512, 1024, 2048, 4096, 8192]
 
 
 @dataclass(frozen=True)
@@ -229,11 +230,6 @@ def render_sidebar() -> Selection:
                 key="sidebar_dtype",
                 help="float32 is exact for the maths; half precision saves memory on GPUs.",
             )
-            max_tokens = SIDEBAR.select_slider(
-                MAX_TOKENS,
-                "Max tokens",
-                help="Longer texts are cut to this many tokens (and the page says so).",
-            )
             trust_remote_code = st.checkbox(
                 "Trust remote code",
                 key="sidebar_trust_remote_code",
@@ -246,6 +242,21 @@ def render_sidebar() -> Selection:
                 disabled=not allow_external,
                 help="Pickle files can run arbitrary code when loaded; safetensors are always preferred.",
             )
+            model_key = ModelChoice(model_id, device=device, dtype=dtype,
+                                    trust_remote_code=bool(trust_remote_code) and allow_external,
+                                    allow_pickle=bool(allow_pickle) and allow_external,
+                                    allow_external=allow_external)  # fmt: skip
+            context = _model_context(model_key)
+            max_tokens = SIDEBAR.select_slider(
+                max_tokens_setting(context),
+                "Max tokens",
+                help="Longer texts are cut to this many tokens (and the page says so). Lengths up to the "
+                "model's context are offered; past 512 tokens on SmolLM2 the attention is reduced layer by layer "
+                "as the model runs and one layer is recomputed when a page shows it (the estimate below says "
+                "what a length costs).",
+            )
+            if context is not None:
+                _cost_caption(model_key, int(max_tokens))
         st.divider()
         examples = example_texts()
         st.selectbox(
@@ -293,6 +304,48 @@ def render_sidebar() -> Selection:
     write_link("example", None if example == DEFAULT_EXAMPLE else example)
     write_link("text", text_param)
     return selection
+
+
+def token_choices(context: int | None) -> list[int]:
+    """The max-tokens lengths offered for a model with ``context`` positions (all of them when unknown)."""
+    if context is None:
+        return list(MAX_TOKEN_CHOICES)
+    # A context that is not one of the lengths (a tiny model's 128 is; a custom model's 1,000 is not) is offered
+    # too, so the whole context stays reachable.
+    fits = [n for n in MAX_TOKEN_CHOICES if n <= context]
+    return fits + [context] if context < MAX_TOKEN_CHOICES[-1] and context not in fits else fits
+
+
+def _model_context(model_key: ModelChoice) -> int | None:
+    """The model's context length (max_positions), loading it if no page has yet; None when it does not load
+    (the page says why)."""
+    from explorer.ui.cache import cached_model  # here: explorer.ui.cache imports heavy modules
+
+    if not model_key.model_id:
+        return None
+    try:
+        with st.spinner(f"Loading {model_key.model_id}…"):
+            return int(cached_model(model_key).card.max_positions)
+    except Exception:  # noqa: BLE001 (any load failure: the page loads it again and says why)
+        return None
+
+
+def max_tokens_setting(context: int | None) -> Choice:
+    """The max-tokens setting for a model with ``context`` positions: its lengths (token_choices), and as default
+    the usual DEFAULT_MAX_TOKENS or the longest offered when the context is shorter. A link's longer value is
+    not offered: the link notice says so and the default is used."""
+    choices = token_choices(context)
+    return replace(MAX_TOKENS, default=min(MAX_TOKENS.default, choices[-1]), choices=tuple(choices))
+
+
+def _cost_caption(model_key: ModelChoice, max_tokens: int) -> None:
+    """What the chosen length costs (an estimate from explorer.analysis.attention_long's cost model), when a
+    capture at that length takes longer than a moment."""
+    from explorer.ui.cache import capture_cost
+
+    cost = capture_cost(model_key, max_tokens)
+    if cost.long or cost.seconds > 1:
+        st.caption(f":material/timer: At {max_tokens:,} tokens, {cost.describe()}.")
 
 
 def _link_text(text: str) -> tuple[str | None, str | None]:

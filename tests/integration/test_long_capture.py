@@ -110,3 +110,29 @@ def test_cost_estimate_within_its_factor_of_a_measured_run(smollm2):
         measured = time.perf_counter() - start
         estimate = estimate_capture_cost(smollm2, n).seconds
         assert measured / COST_FACTOR <= estimate <= measured * COST_FACTOR, (n, estimate, measured)
+
+
+def test_report_attention_section_at_a_long_length(load, monkeypatch):
+    """Past the full length the report writes the streamed grid, the diagonal's top eigenvalues of triangular
+    heads, and says what is not offered (thresholds lowered so a tiny model takes the long routes)."""
+    import explorer.analysis.attention_long as long
+    import explorer.report.attention as report
+
+    monkeypatch.setattr(long, "FULL_ATTENTION_BYTES", 0)
+    monkeypatch.setattr(att, "FULL_DECOMPOSITION_MAX_TOKENS", 16)
+    monkeypatch.setattr(report, "FULL_DECOMPOSITION_MAX_TOKENS", 16)
+    monkeypatch.setattr(report, "LONG_TOP", 8)
+    loaded = load("tiny-gpt2")
+    cap, grid = capture_with_grid(loaded, SAMPLE_TEXT)
+    section = report.attention_section(loaded, cap)
+    data = section.data
+    assert (
+        data["not_offered"] == ["effective_rank", "numerical_rank"] and "not_offered" in data["definitions"]
+    )
+    assert np.asarray(data["eigvals_real"]).shape == (2, 4, 8)
+    assert (np.asarray(data["stable_rank_low"]) <= np.asarray(data["stable_rank"])).all()
+    whole = capture(loaded, SAMPLE_TEXT).attentions
+    for layer in range(2):
+        for head in range(4):
+            diag = np.sort(np.diag(whole[layer, head]).astype(np.float64))[::-1][:8]
+            np.testing.assert_array_equal(np.asarray(data["eigvals_real"])[layer, head], diag)

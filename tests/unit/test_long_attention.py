@@ -140,3 +140,14 @@ def test_grid_reducer_matches_attention_grid_below_the_full_length():
     for name in att.GRID_METRICS:
         np.testing.assert_array_equal(got.metric(name), want.metric(name))
     assert got.not_offered == () and got.note == ""
+
+
+def test_sidebar_offers_lengths_up_to_the_models_context():
+    from explorer.ui.sidebar import MAX_TOKEN_CHOICES, max_tokens_setting, token_choices
+
+    assert token_choices(8192) == MAX_TOKEN_CHOICES and MAX_TOKEN_CHOICES[-1] == 8192
+    assert token_choices(512) == [64, 128, 256, 512]  # MiniLM
+    assert token_choices(1000) == [64, 128, 256, 512, 1000] and token_choices(None) == MAX_TOKEN_CHOICES
+    assert max_tokens_setting(128).default == 128 and max_tokens_setting(8192).default == 512
+    # A link's length past the context is not offered: the default is used and the link notice says why.
+    assert max_tokens_setting(512).parse("8192") is None and max_tokens_setting(8192).parse("8192") == 8192
