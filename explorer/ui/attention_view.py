@@ -154,6 +154,18 @@ def apply_box_select(page: PageState, n_tokens: int) -> None:
         page.set(setting, value)
 
 
+def forget_on_new_text(page: PageState, text_key, n_tokens: int) -> None:
+    """Back to the whole matrix and no token selection when the text (or its length limit) changed since they
+    were set: they name positions of the old text. The "to" inputs' default is the last token, so without this
+    a longer text would open zoomed on the old one's length. A link opened with both a text and a zoom keeps it
+    (no text was seen before in this session)."""
+    seen = f"{page.name}_zoom_text"
+    if st.session_state.get(seen, text_key) != text_key:
+        for setting in (*zoom_settings(n_tokens), QUERY_TOKENS, KEY_TOKENS):
+            page.set(setting, setting.default)
+    st.session_state[seen] = text_key
+
+
 def zoom_window(page: PageState, n_tokens: int) -> tuple[tuple[int, int], tuple[int, int]] | None:
     """The range inputs (query from..to, key from..to) and a "Whole matrix" button; returns the half-open
     window, or None after a warning naming the bad range (a start after its end)."""
@@ -292,6 +304,7 @@ def heatmap_section(
     ``title``: the heatmap's title, e.g. "Layer 2 · head 1: attention weights". Call apply_box_select first, at
     the top of the run, before any of the page's widgets."""
     n_tokens = cap.n_tokens
+    forget_on_new_text(page, sel.text_key, n_tokens)
     st.markdown(
         "**Zoom:** drag a box on the overview, or type the ranges (token positions, inclusive); the link keeps "
         "them."

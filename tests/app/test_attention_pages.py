@@ -316,6 +316,32 @@ def test_zoom_and_summed_tokens_from_the_link(model):
     assert all(p not in at.query_params for p in ("q_from", "q_to", "k_from", "k_to"))
 
 
+def test_a_new_text_forgets_the_zoom_and_the_selection():
+    """They name positions of the old text; a longer text must not open zoomed on the old one's length."""
+    at = run_page(ATTENTION, model="tiny-gpt2", text=TEXT, **ZOOM_AND_SUMS)
+    assert_page_ok(at)
+    spec_titled(at, "Layer 0 · head 0: zoom")
+    longer = TEXT + " The end came quietly, and everyone went home to sleep for a long while."
+    at.query_params["text"] = longer
+    at.run()
+    assert_page_ok(at)
+    T = n_tokens_of("tiny-gpt2", longer)
+    assert (
+        at.number_input(key="attention_q_to").value == T - 1
+        and at.number_input(key="attention_k_from").value == 0
+    )
+    assert at.text_input(key="attention_query_tokens").value == ""
+    assert not any(p in at.query_params for p in ("q_from", "q_to", "k_from", "k_to", "queries", "keys"))
+    titles = [s["layout"]["title"]["text"] for s in plotly_specs(at)]
+    assert not any(": zoom" in t or "summed attention" in t or "attention received" in t for t in titles)
+    # Never zoomed: the shorter text's last token (the "to" inputs' default then) is no zoom on the longer one.
+    at = run_page(ATTENTION, model="tiny-gpt2", text=TEXT)
+    at.query_params["text"] = longer
+    at.run()
+    assert_page_ok(at)
+    assert not any(": zoom" in s["layout"]["title"]["text"] for s in plotly_specs(at))
+
+
 @pytest.mark.parametrize(
     "params, says",
     [
