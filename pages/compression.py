@@ -11,7 +11,6 @@ import pandas as pd
 import streamlit as st
 
 from explorer.analysis import compression as comp
-from explorer.analysis import quantize as qz
 from explorer.analysis.lowrank import METHOD_LABELS
 from explorer.errors import ExplorerError
 from explorer.figures.compression import (
@@ -63,14 +62,9 @@ metric = PAGE.selectbox(
 for other, setting in ctl.budget_values.items():
     if other != metric:
         PAGE.bind(setting, link=False)
-limit_widget = {
-    "perplexity": ("At most + (%)", {"step": 1}),
-    "kl": ("At most (nats/token)", {"step": 0.01, "format": "%.4f"}),
-    "cosine": ("At least", {"step": 0.001, "format": "%.4f"}),
-    "spearman": ("At least", {"step": 0.001, "format": "%.4f"}),
-}[metric]
-limit = PAGE.number_input(ctl.budget_values[metric], limit_widget[0], where=b2, **limit_widget[1])
-budget = view.budget_of(metric, limit)
+limit_label, limit_options = view.limit_widget(metric, causal)
+limit = PAGE.number_input(ctl.budget_values[metric], limit_label, where=b2, **limit_options)
+budget = view.budget_of(metric, limit, causal)
 b3.markdown("**Low-rank methods searched** (fewer bits and both are always measured)")
 budget_methods = PAGE.checkboxes(ctl.budget_methods, METHOD_LABELS.get, where=b3)
 methods_key = tuple(m for m in cc.BUDGET_METHODS if m in budget_methods) if kinds_key else ()
@@ -123,7 +117,7 @@ with st.container(border=True):
             "seen in calibration."
         )
         if right.button("Use the low-rank setting", key="compression_use_lowrank", icon=":material/tune:"):
-            view.use(ctl, qz.from_sweep_point(chosen).recipe)
+            view.use(ctl, chosen.recipe)
     view.watch_fewer_bits(state)
     view.watch_sweep(state)
     if not kinds_key:
@@ -135,11 +129,7 @@ if state.rows:
     with st.expander(f"Each method's answer ({len(state.rows)} ways of shrinking the model)", expanded=True):
         view.draw_rows(ctl, state, causal)
 
-attr_line = None
-if metric == "perplexity":
-    attr_line = ((1 + budget.perplexity_increase) * original.perplexity, "budget limit")
-elif metric == "cosine":
-    attr_line = (budget.min_cosine, "budget limit")
+attr_line = view.budget_line(budget, original)
 if state.answers and points:
     st.plotly_chart(
         make_pareto_figure(
@@ -175,9 +165,7 @@ st.caption(
 # Healing: an explicit action on the low-rank answer (or the closest low-rank setting), on a copy.
 heal_args = state.heal_args
 if heal_args is not None:
-    with st.expander(
-        f"Heal the low-rank answer ({qz.from_sweep_point(chosen).setting}) by training its factors"
-    ):
+    with st.expander(f"Heal the low-rank answer ({chosen.setting}) by training its factors"):
         st.caption(
             "A few Adam steps on the factors only (every other weight stays as loaded), on the shipped "
             "calibration text, on a copy: "
@@ -251,7 +239,7 @@ with main:
 if all_points:
     current = None
     if free_result is not None and free_result.setting.eval_source == "heldout":
-        current = qz.TradeoffPoint(
+        current = comp.Point(
             "current setting", view.describe(free_result), free_result.bytes_model, free_result.after
         )
     with tradeoff_slot:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 from transformers.pytorch_utils import Conv1D
 
+from explorer import tasks
 from explorer.analysis.factor_store import cached_factorize
 from explorer.analysis.lowrank import (
     METHOD_LABELS,
@@ -37,6 +38,7 @@ from explorer.analysis.lowrank import (
     factorize,
 )
 from explorer.analysis.matrices import weight_matrices
+from explorer.analysis.quality import Budget, headline_metric, quality_values
 from explorer.analysis.surgery import (
     ConcatLinear,
     DenseLinear,
@@ -48,7 +50,7 @@ from explorer.analysis.surgery import (
     tied_output_module,
 )
 from explorer.errors import InputError
-from explorer.labels import WEIGHT_KIND_LABELS
+from explorer.labels import LOWRANK_METHOD_LABELS, WEIGHT_KIND_LABELS
 from explorer.models.capture import tokenize
 from explorer.models.loading import LoadedModel
 from explorer.paths import ASSETS_DIR
@@ -69,6 +71,9 @@ ALLOCATION_LABELS = {
 KEPT_SHARES = (0.95, 0.9, 0.8, 0.7, 0.5, 0.25)
 # Storage of a parameter in the "bytes" figures: fp16.
 BYTES_PER_PARAM = 2
+# The budget's low-rank methods, best first (the likeliest answer arrives first), each with uniform and
+# greedy-allocated ranks at every KEPT_SHARES: what the page's budget and the report's compression_budget weigh.
+BUDGET_METHODS = ("svdllm", "asvd", "svd")
 # Sweep points: each matrix at this share of its break-even rank mn/(m+n) (1.0 = break-even: nothing saved).
 SWEEP_SHARES = (0.25, 0.5, 0.75, 1.0)
 CALIBRATION_CHUNK_TOKENS = 256
@@ -273,6 +278,18 @@ def calibration_key_of(text: str, chunk_tokens: int = CALIBRATION_CHUNK_TOKENS) 
     return f"{text_hash(text)}-{chunk_tokens}"
 
 
+def modules_holding(model: torch.nn.Module, names=None) -> dict[str, list]:
+    """Module name -> its weight matrices (explorer.analysis.matrices.WeightMatrix, in order: GPT-2's fused
+    c_attn holds three), for the modules holding at least one matrix named in ``names`` (None: every module
+    with a weight matrix). Model surgery replaces whole modules, so it walks them this way."""
+    by_module: dict[str, list] = {}
+    for mat in weight_matrices(model):
+        by_module.setdefault(mat.module, []).append(mat)
+    if names is None:
+        return by_module
+    return {module: mats for module, mats in by_module.items() if any(m.name in names for m in mats)}
+
+
 def compressed_model(
     loaded: LoadedModel, factorization: Factorization, ranks: dict[str, int]
 ) -> torch.nn.Module:
@@ -290,13 +307,7 @@ def compressed_model(
         return A.to(device, dtype), B.to(device, dtype)
 
     chosen = {f.name: f for f in factorization.matrices if f.name in ranks}
-    all_mats = weight_matrices(model)
-    by_module: dict[str, list] = {}
-    for mat in all_mats:
-        by_module.setdefault(mat.module, []).append(mat)
-    for module_name, mats in by_module.items():
-        if not any(m.name in chosen for m in mats):
-            continue
+    for module_name, mats in modules_holding(model, chosen).items():
         original = model.get_submodule(module_name)
         if not isinstance(original, (torch.nn.Linear, Conv1D, torch.nn.Embedding)):
             raise TypeError(f"Cannot factor module {module_name} of type {type(original).__name__}.")
@@ -493,7 +504,8 @@ class Quality:
 
     @property
     def headline(self) -> float | None:
-        return self.perplexity if self.causal else self.embedding_cosine
+        """The headline metric's value: perplexity (causal LM) or embedding cosine (encoder)."""
+        return headline_metric(self.causal).value(self)
 
 
 @dataclass(frozen=True)
@@ -691,36 +703,117 @@ def evaluate_ranks(
 # ---------------------------------------------------------------------------------------------- sweep
 
 
+STORES = ("lowrank", "bits", "factors", "residual")
+
+
 @dataclass(frozen=True)
-class SweepPoint:
-    """One point of the Pareto chart: ``method`` with every chosen matrix at ``share`` of its break-even rank
-    (``allocation`` "uniform"), or the same number of factor parameters allocated by the greedy ("greedy").
+class Recipe:
+    """How a point's chosen matrices are stored, in the terms the page's free controls use: enough to measure
+    the same setting again.
 
-    params_group_before/after: parameters of the compressed groups (matrices and biases) dense and after;
-    calib_output_error: sum ||(W - W_k) X^T||^2 / sum ||W X^T||^2 over them (None without calibration)."""
+    store: "lowrank" (rank-k factors at fp16), "bits" (every chosen matrix quantized with ``scheme``),
+    "factors" (rank-k factors, each factor quantized with ``scheme``), "residual" (the top plain-SVD directions
+    at fp16 plus the rest quantized with ``scheme``), "" (unknown). method: the low-rank method ("svd", "asvd",
+    "svdllm"; "" for "bits", "svd" for "residual"). share: each matrix's rank as a share of its break-even rank
+    mn/(m+n) (0 for "bits"). allocation: "uniform" or "greedy" (the same factor parameters placed where they
+    lower the calibration output error most). scheme: QuantScheme.name ("int8", "int4-g32-asym"; "" for fp16).
+    heal_steps, heal_lr: the low-rank factors trained that many Adam steps of that size (0: not healed)."""
 
-    method: str
-    share: float
-    mean_rank: float
-    params_model_after: int
-    params_model_before: int
-    quality: Quality
+    store: str = ""
+    method: str = ""
+    share: float = 0.0
     allocation: str = "uniform"
+    scheme: str = ""
+    heal_steps: int = 0
+    heal_lr: float = 0.0
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured setting, whatever the method (low rank, fewer bits, both, healed): one point of the
+    bytes/quality chart and of the Pareto chart, one candidate of the budget.
+
+    series: the family it belongs to ("SVD-LLM (whitened)", "int8", "4-bit, groups of 32", ...); setting: what
+    produced it, in words; bytes_model: the whole model's storage in bytes (what is not compressed at fp16);
+    quality: measured on the EvalSet; recipe: the setting as the free controls take it; on_own_grid: True for a
+    4-bit grid the weights were stored on before (SmolLM2's Q4_1): its cost is zero by construction.
+
+    Low-rank points also count parameters (0 elsewhere): mean_rank; params_model_before/after: every parameter
+    of the model (tied ones once); params_group_before/after: the compressed groups' matrices and biases, dense
+    and after; calib_output_error: sum ||(W - W_k) X^T||^2 / sum ||W X^T||^2 over them (None without
+    calibration)."""
+
+    series: str
+    setting: str
+    bytes_model: int
+    quality: Quality
+    recipe: Recipe = Recipe()
+    on_own_grid: bool = False
+    mean_rank: float = 0.0
+    params_model_before: int = 0
+    params_model_after: int = 0
     params_group_before: int = 0
     params_group_after: int = 0
     calib_output_error: float | None = None
 
+    @classmethod
+    def low_rank(
+        cls,
+        method: str,
+        share: float,
+        quality: Quality,
+        *,
+        allocation: str = "uniform",
+        mean_rank: float = 0.0,
+        params_model_before: int,
+        params_model_after: int,
+        params_group_before: int = 0,
+        params_group_after: int = 0,
+        calib_output_error: float | None = None,
+    ) -> Point:
+        """A low-rank setting: ``method`` with every chosen matrix at ``share`` of its break-even rank
+        (``allocation`` "uniform"), or the same factor parameters placed by the greedy ("greedy"). Its bytes:
+        ``model_bytes`` (the whole model at fp16, factors too)."""
+        series = LOWRANK_METHOD_LABELS[method] + (", allocated ranks" if allocation == "greedy" else "")
+        kept = params_group_after / params_group_before if params_group_before else 1.0
+        return cls(
+            series,
+            f"{series}, keeping {kept:.0%} of the groups' parameters",
+            model_bytes(params_model_after),
+            quality,
+            Recipe("lowrank", method, float(share), allocation),
+            mean_rank=mean_rank,
+            params_model_before=int(params_model_before),
+            params_model_after=int(params_model_after),
+            params_group_before=int(params_group_before),
+            params_group_after=int(params_group_after),
+            calib_output_error=calib_output_error,
+        )
+
+    @property
+    def method(self) -> str:
+        return self.recipe.method
+
+    @property
+    def share(self) -> float:
+        return self.recipe.share
+
+    @property
+    def allocation(self) -> str:
+        return self.recipe.allocation
+
+    @property
+    def bytes(self) -> int:
+        return self.bytes_model
+
     @property
     def share_kept(self) -> float:
-        return self.params_model_after / self.params_model_before
+        """Parameters kept, as a share of the model's (1.0 when the point counts none)."""
+        return self.params_model_after / self.params_model_before if self.params_model_before else 1.0
 
     @property
     def group_share_kept(self) -> float:
         return self.params_group_after / self.params_group_before if self.params_group_before else 1.0
-
-    @property
-    def bytes(self) -> int:
-        return model_bytes(self.params_model_after)
 
 
 def sweep_point(
@@ -730,21 +823,21 @@ def sweep_point(
     evalset: EvalSet,
     ref: Reference,
     allocation: str = "uniform",
-) -> SweepPoint:
+) -> Point:
     ranks = choose_ranks(factorization, RankSetting(mode="share", share=share, allocation=allocation))
     outcome = evaluate_ranks(loaded, factorization, ranks, evalset, ref)
     group_before, group_after = group_params(factorization, ranks)
-    return SweepPoint(
+    return Point.low_rank(
         factorization.method,
-        float(share),
-        outcome.mean_rank,
-        outcome.params_model_after,
-        outcome.params_model_before,
+        share,
         outcome.after,
-        allocation,
-        group_before,
-        group_after,
-        calib_output_error(factorization, ranks),
+        allocation=allocation,
+        mean_rank=outcome.mean_rank,
+        params_model_before=outcome.params_model_before,
+        params_model_after=outcome.params_model_after,
+        params_group_before=group_before,
+        params_group_after=group_after,
+        calib_output_error=calib_output_error(factorization, ranks),
     )
 
 
@@ -769,8 +862,8 @@ def sweep(
     shares=SWEEP_SHARES,
     progress: Callable[[float, str], None] | None = None,
     greedy: tuple[str, ...] = (),
-    on_point: Callable[[SweepPoint], None] | None = None,
-) -> list[SweepPoint]:
+    on_point: Callable[[Point], None] | None = None,
+) -> list[Point]:
     """Every method in ``factorizations`` at every share of break-even rank, and the methods in ``greedy``
     also with the greedy allocation at the same parameter counts (order: ``sweep_plan``);
     ``progress(fraction, message)``; ``on_point(point)`` as each point is measured."""
@@ -789,7 +882,32 @@ def sweep(
     return points
 
 
-def sweep_records(points: list[SweepPoint], kinds) -> list[dict]:
+def budget_sweep(
+    loaded: LoadedModel,
+    methods,
+    factors: Callable[[str, Callable[[float, str], None]], Factorization],
+    evalset: EvalSet,
+    ref: Reference,
+    progress: Callable[[float, str], None] | None = None,
+    on_point: Callable[[Point], None] | None = None,
+) -> list[Point]:
+    """The budget's low-rank points, as the page and the report weigh them: each of ``methods`` (in
+    BUDGET_METHODS order) at KEPT_SHARES of break-even rank, uniform and greedy-allocated, method by method.
+    ``factors(method, progress)`` gives a method's factors (called once per method, when its turn comes: the
+    page's task reads them from the task layer, the report from the store); ``progress`` spans the whole
+    sweep, 40 % of each method's part for its factors; ``on_point`` sees each point as it is measured."""
+    order = tuple(m for m in BUDGET_METHODS if m in methods)
+    points: list[Point] = []
+    for i, method in enumerate(order):
+        start, end = i / len(order), (i + 1) / len(order)
+        middle = start + 0.4 * (end - start)
+        fact = factors(method, tasks.forward(progress, start, middle))
+        points += sweep(loaded, {method: fact}, evalset, ref, KEPT_SHARES, tasks.forward(progress, middle, end),
+                        greedy=(method,), on_point=on_point)  # fmt: skip
+    return points
+
+
+def sweep_records(points: list[Point], kinds) -> list[dict]:
     """The report's rows: method, allocation, groups, params_total, params_kept, bytes (``model_bytes``),
     calib_output_error, perplexity/embedding_cosine, kl, latency_ms."""
     records = []
@@ -807,110 +925,20 @@ def sweep_records(points: list[SweepPoint], kinds) -> list[dict]:
             "bytes": p.bytes,
             "calib_output_error": p.calib_output_error,
         }
-        if p.quality.causal:
-            row["perplexity"] = p.quality.perplexity
-            row["kl"] = p.quality.kl
-        else:
-            row["embedding_cosine"] = p.quality.embedding_cosine
-            row["similarity_spearman"] = p.quality.similarity_spearman
+        row |= quality_values(p.quality)
         row["latency_ms"] = p.quality.latency_ms
         records.append(row)
     return records
 
 
-# What a quality budget can bound: causal LMs "perplexity" (increase, a fraction) or "kl" (nats per token);
-# encoders "cosine" (mean embedding cosine to the original) or "spearman" (similarity-ranking correlation).
-BUDGET_METRICS = {True: ("perplexity", "kl"), False: ("cosine", "spearman")}
-
-
-@dataclass(frozen=True)
-class QualityBudget:
-    """The quality loss a decision accepts, on one metric. ``metric`` None: "perplexity" for a causal LM,
-    "cosine" for an encoder. Limits: perplexity at most (1 + ``perplexity_increase``) times the original's
-    (default +10 %); mean KL(original || compressed) at most ``max_kl`` nats per token; mean embedding cosine
-    at least ``min_cosine`` (default 0.99); Spearman correlation of the pairwise similarities at least
-    ``min_spearman``."""
-
-    perplexity_increase: float = 0.10
-    min_cosine: float = 0.99
-    max_kl: float = 0.05
-    min_spearman: float = 0.98
-    metric: str | None = None
-
-    def metric_for(self, causal: bool) -> str:
-        if self.metric is None:
-            return BUDGET_METRICS[causal][0]
-        if self.metric not in BUDGET_METRICS[causal]:
-            kind = "a causal LM" if causal else "an encoder"
-            raise ValueError(
-                f"Budget metric '{self.metric}' does not apply to {kind}; choose one of "
-                f"{', '.join(BUDGET_METRICS[causal])}."
-            )
-        return self.metric
-
-    def loss(self, before: Quality, after: Quality) -> float:
-        """How far from the original, in the budget metric's unit (0 = unchanged): the perplexity ratio - 1,
-        the KL in nats per token, 1 - cosine, or 1 - Spearman; infinite when the model gives no usable
-        numbers."""
-        metric = self.metric_for(after.causal)
-        value = {
-            "perplexity": after.perplexity,
-            "kl": after.kl,
-            "cosine": after.embedding_cosine,
-            "spearman": after.similarity_spearman,
-        }[metric]
-        if value is None or not np.isfinite(value):
-            return float("inf")
-        if metric == "perplexity":
-            return float(value / before.perplexity - 1)
-        if metric == "kl":
-            return float(value)
-        return float(1 - value)
-
-    def limit(self, causal: bool) -> float:
-        """The largest ``loss`` the budget accepts."""
-        metric = self.metric_for(causal)
-        return {
-            "perplexity": self.perplexity_increase,
-            "kl": self.max_kl,
-            "cosine": 1 - self.min_cosine,
-            "spearman": 1 - self.min_spearman,
-        }[metric]
-
-    def fits(self, before: Quality, after: Quality) -> bool:
-        """Within the budget. Compared on the metric itself (perplexity <= (1 + increase) x the original's,
-        not ratio - 1 <= increase), so a value exactly at the limit fits whatever the rounding of a ratio."""
-        metric = self.metric_for(after.causal)
-        if not np.isfinite(self.loss(before, after)):
-            return False
-        if metric == "perplexity":
-            return after.perplexity <= (1 + self.perplexity_increase) * before.perplexity
-        if metric == "kl":
-            return after.kl <= self.max_kl
-        if metric == "cosine":
-            return after.embedding_cosine >= self.min_cosine
-        return after.similarity_spearman >= self.min_spearman
-
-    def describe(self, causal: bool) -> str:
-        """A short label of the budget (the report's; the page words it in explorer.ui.compression_text)."""
-        metric = self.metric_for(causal)
-        if metric == "perplexity":
-            return f"perplexity at most {self.perplexity_increase:+.0%} over the original"
-        if metric == "kl":
-            return f"KL divergence at most {self.max_kl:g} nats per token"
-        if metric == "cosine":
-            return f"mean embedding cosine to the original at least {self.min_cosine:g}"
-        return f"similarity-ranking correlation with the original at least {self.min_spearman:g}"
-
-
-def within_budget(
-    points: list[SweepPoint], before: Quality, budget: QualityBudget
-) -> tuple[SweepPoint | None, SweepPoint | None]:
-    """(the point with the fewest parameters among those within the budget, ties to the smaller loss, or None;
-    the point of the smallest loss: what to show when nothing fits)."""
-    fitting = [p for p in points if budget.fits(before, p.quality)]
-    best = min(fitting, key=lambda p: (p.params_model_after, budget.loss(before, p.quality)), default=None)
-    closest = min(points, key=lambda p: (budget.loss(before, p.quality), p.params_model_after), default=None)
+def within_budget(points: list[Point], before: Quality, budget: Budget) -> tuple[Point | None, Point | None]:
+    """(the smallest point within the budget, ties to the smaller loss, or None; the point of the smallest loss,
+    ties to the smaller: what to show when nothing fits). Points on the weights' own storage grid are left out:
+    their cost is zero by construction."""
+    candidates = [p for p in points if not p.on_own_grid]
+    fitting = [p for p in candidates if budget.fits(before, p.quality)]
+    best = min(fitting, key=lambda p: (p.bytes_model, budget.loss(before, p.quality)), default=None)
+    closest = min(candidates, key=lambda p: (budget.loss(before, p.quality), p.bytes_model), default=None)
     return best, closest
 
 
@@ -920,19 +948,19 @@ class BudgetAnswer:
 
     best: the point with the fewest parameters within the budget (None when none fits); closest: the point of
     the smallest loss (what to show when nothing fits); measured: how many points of this method and
-    allocation were measured; loss_best/loss_closest: their ``QualityBudget.loss`` (nan when absent)."""
+    allocation were measured; loss_best/loss_closest: their ``Budget.loss`` (nan when absent)."""
 
     method: str
     allocation: str
-    best: SweepPoint | None
-    closest: SweepPoint | None
+    best: Point | None
+    closest: Point | None
     measured: int
     loss_best: float
     loss_closest: float
 
 
 def budget_answers(
-    points: list[SweepPoint], before: Quality, budget: QualityBudget, methods, allocations=ALLOCATIONS
+    points: list[Point], before: Quality, budget: Budget, methods, allocations=ALLOCATIONS
 ) -> tuple[BudgetAnswer, ...]:
     """One ``BudgetAnswer`` per (method, allocation), methods in the given order, uniform first."""
     out = []
@@ -1040,7 +1068,7 @@ def greedy_continuation(
 __all__ = [
     "ALLOCATIONS",
     "ALLOCATION_LABELS",
-    "BUDGET_METRICS",
+    "BUDGET_METHODS",
     "BYTES_PER_PARAM",
     "CALIBRATION_CHUNK_TOKENS",
     "DEFAULT_KINDS",
@@ -1051,6 +1079,7 @@ __all__ = [
     "METHOD_LABELS",
     "MODES",
     "MODE_LABELS",
+    "STORES",
     "SWEEP_SHARES",
     "BudgetAnswer",
     "ConcatLinear",
@@ -1060,18 +1089,19 @@ __all__ = [
     "LowRankLinear",
     "MatrixRow",
     "Outcome",
+    "Point",
     "Quality",
-    "QualityBudget",
     "RankComparison",
+    "Recipe",
     "RankSetting",
     "Reference",
-    "SweepPoint",
     "allocate_ranks",
     "allocation_objective",
     "allocation_of",
     "available_kinds",
     "break_even_by_kind",
     "budget_answers",
+    "budget_sweep",
     "calib_output_error",
     "calibration_chunks",
     "calibration_key_of",
@@ -1089,6 +1119,7 @@ __all__ = [
     "make_eval_set",
     "matrix_rows",
     "model_bytes",
+    "modules_holding",
     "overall_best",
     "overall_closest",
     "rank_comparison",

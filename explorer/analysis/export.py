@@ -49,17 +49,11 @@ from safetensors.torch import save as save_safetensors_bytes
 from transformers.pytorch_utils import Conv1D
 
 from explorer.analysis import quantize as qz
-from explorer.analysis.compression import BYTES_PER_PARAM, EvalSet, Quality, text_hash
+from explorer.analysis import surgery
+from explorer.analysis.compression import BYTES_PER_PARAM, EvalSet, Quality, modules_holding, text_hash
 from explorer.analysis.lowrank import Factorization
 from explorer.analysis.matrices import WeightMatrix, weight_matrices
-from explorer.analysis.surgery import (
-    ConcatLinear,
-    DenseLinear,
-    LowRankEmbedding,
-    LowRankLinear,
-    set_submodule,
-    structural_copy,
-)
+from explorer.analysis.quality import METRICS, metrics_for
 from explorer.analysis.weights import model_fingerprint
 from explorer.errors import InputError, ModelLoadError
 from explorer.models import loading
@@ -70,7 +64,6 @@ from explorer.spectra.quantization import (
     Quantized,
     QuantScheme,
     SpectralSplit,
-    energy_rank_of,
     quantize,
     quantize_factors,
     spectral_split,
@@ -88,12 +81,7 @@ PACKING = (
 )
 # Metric definitions written with every measured quality (docs/ARCHITECTURE.md section 2).
 METRIC_DEFINITIONS = {
-    "perplexity": "exp(mean next-token cross-entropy) on the passage's tokens",
-    "kl": "mean over positions of KL(original || compressed) of the next-token distributions, nats per token",
-    "embedding_cosine": "mean cosine between the original's and the compressed model's mean-pooled embeddings "
-    "of [the passage] + the shipped sentence set",
-    "similarity_spearman": "Spearman correlation of the pairwise cosine similarities of the shipped sentences, "
-    "original against compressed",
+    **{m.field: m.definition for m in METRICS.values()},
     "latency_ms": "wall-clock milliseconds of the forward pass that gave these numbers (varies run to run)",
 }
 
@@ -178,9 +166,7 @@ def from_factored_model(loaded: LoadedModel, model: torch.nn.Module, method: str
     returns (its factors are its own). Every other module must be the base's (shared weights); a copy whose
     matrices were replaced by dense de-quantized weights cannot be read back into codes: build those with
     ``quantized``, ``quantized_factors`` or ``residual_split``."""
-    by_module: dict[str, list[WeightMatrix]] = {}
-    for mat in weight_matrices(loaded.model):
-        by_module.setdefault(mat.module, []).append(mat)
+    by_module = modules_holding(loaded.model)
     anatomy = loaded.anatomy
     entries: dict[str, Factors] = {}
     tied_output = None
@@ -190,22 +176,24 @@ def from_factored_model(loaded: LoadedModel, model: torch.nn.Module, method: str
 
     for module_name, mats in by_module.items():
         new = model.get_submodule(module_name)
-        if isinstance(new, (LowRankLinear, LowRankEmbedding)):
+        if isinstance(new, (surgery.LowRankLinear, surgery.LowRankEmbedding)):
             entries[mats[0].name] = factors_of(new)
-            if isinstance(new, LowRankEmbedding) and anatomy.tied_output is not None:
+            if isinstance(new, surgery.LowRankEmbedding) and anatomy.tied_output is not None:
                 out = model.get_submodule(anatomy.tied_output)
-                if isinstance(out, LowRankLinear) and not (out.A is new.A and out.B is new.B):
+                if isinstance(out, surgery.LowRankLinear) and not (out.A is new.A and out.B is new.B):
                     if not (torch.equal(out.A, new.A) and torch.equal(out.B, new.B)):
                         tied_output = factors_of(out)
-        elif isinstance(new, ConcatLinear):
+        elif isinstance(new, surgery.ConcatLinear):
             for mat, part in zip(mats, new.parts, strict=True):
-                if isinstance(part, LowRankLinear):
+                if isinstance(part, surgery.LowRankLinear):
                     entries[mat.name] = factors_of(part)
                 elif not (
-                    isinstance(part, DenseLinear) and part.W is mat.weight or _same(part.W, mat.weight)
+                    isinstance(part, surgery.DenseLinear)
+                    and part.W is mat.weight
+                    or _same(part.W, mat.weight)
                 ):
                     raise InputError(_dense_refusal(mat.name))
-        elif isinstance(new, DenseLinear):
+        elif isinstance(new, surgery.DenseLinear):
             raise InputError(_dense_refusal(mats[0].name))
     if not entries:
         raise InputError("Nothing to export: this copy factors no matrix.")
@@ -270,12 +258,7 @@ def residual_split(
     entries = {}
     for mat in _chosen(loaded, kinds):
         w = mat.weight.detach()
-        m, n = w.shape
-        if share is None:
-            rank = energy_rank_of(torch.linalg.svdvals(w.double()), energy)
-        else:
-            rank = min(int(share * m * n / (m + n)), min(m, n))
-        split = spectral_split(w, rank, scheme)
+        split = spectral_split(w, qz.residual_rank(w, energy, share), scheme)
         entries[mat.name] = SpectralSplit(
             split.rank, _cpu(split.left), _cpu(split.right), _cpu_quantized(split.residual)
         )
@@ -299,39 +282,36 @@ def factored_copy(loaded: LoadedModel, compression: Compression) -> torch.nn.Mod
             loaded, {n: compression.dense_weight(n, ref.dtype) for n in compression.entries}
         )
     model = loaded.model
-    clone = structural_copy(model)
+    clone = surgery.structural_copy(model)
     dev = {"device": ref.device, "dtype": ref.dtype}
 
     def pair(f: Factors):
         return f.A.to(**dev), f.B.to(**dev)
 
-    by_module: dict[str, list[WeightMatrix]] = {}
-    for mat in weight_matrices(model):
-        by_module.setdefault(mat.module, []).append(mat)
-    for module_name, mats in by_module.items():
-        if not any(m.name in compression.entries for m in mats):
-            continue
+    for module_name, mats in modules_holding(model, compression.entries).items():
         original = model.get_submodule(module_name)
         bias = getattr(original, "bias", None)
         if isinstance(original, torch.nn.Embedding):
             A, B = pair(compression.entries[mats[0].name])
-            set_submodule(clone, module_name, LowRankEmbedding(A, B, original.padding_idx))
+            surgery.set_submodule(clone, module_name, surgery.LowRankEmbedding(A, B, original.padding_idx))
             tied = loaded.anatomy.tied_output
             if tied is not None:
                 if compression.tied_output is not None:
                     A, B = pair(compression.tied_output)
                 out_bias = getattr(model.get_submodule(tied), "bias", None)
-                set_submodule(clone, tied, LowRankLinear(A, B, out_bias))
+                surgery.set_submodule(clone, tied, surgery.LowRankLinear(A, B, out_bias))
         elif len(mats) == 1:
-            set_submodule(clone, module_name, LowRankLinear(*pair(compression.entries[mats[0].name]), bias))
+            surgery.set_submodule(
+                clone, module_name, surgery.LowRankLinear(*pair(compression.entries[mats[0].name]), bias)
+            )
         else:  # GPT-2's fused c_attn: factored parts and untouched dense parts, concatenated
             parts = [
-                LowRankLinear(*pair(compression.entries[m.name]), None)
+                surgery.LowRankLinear(*pair(compression.entries[m.name]), None)
                 if m.name in compression.entries
-                else DenseLinear(m.weight)
+                else surgery.DenseLinear(m.weight)
                 for m in mats
             ]
-            set_submodule(clone, module_name, ConcatLinear(parts, bias))
+            surgery.set_submodule(clone, module_name, surgery.ConcatLinear(parts, bias))
     return clone.eval()
 
 
@@ -342,14 +322,9 @@ def dense_copy(loaded: LoadedModel, compression: Compression) -> torch.nn.Module
     shared with ``loaded``, which is only read. A tied output layer stays tied to a changed embedding (a healed
     copy's own output factors untie it)."""
     model = loaded.model
-    clone = structural_copy(model)
+    clone = surgery.structural_copy(model)
     ref = next(model.parameters())
-    by_module: dict[str, list[WeightMatrix]] = {}
-    for mat in weight_matrices(model):
-        by_module.setdefault(mat.module, []).append(mat)
-    for module_name, mats in by_module.items():
-        if not any(m.name in compression.entries for m in mats):
-            continue
+    for module_name, mats in modules_holding(model, compression.entries).items():
         target = clone.get_submodule(module_name)
         new = [
             compression.dense_weight(m.name, ref.dtype).to(ref.device)
@@ -501,7 +476,7 @@ def quality_record(
     """How the decision was measured, for the manifest and the decision report: the passage (name, SHA-256
     prefix, characters), tokens, items embedded (encoders), each metric of the original and the compressed
     model with its definition."""
-    names = ("perplexity", "kl") if after.causal else ("embedding_cosine", "similarity_spearman")
+    names = tuple(m.field for m in metrics_for(after.causal))
     metrics = {
         n: {
             "original": getattr(before, n),

@@ -19,19 +19,22 @@ from explorer.analysis.compression import (
     BYTES_PER_PARAM,
     BudgetAnswer,
     EvalSet,
+    Point,
     Quality,
-    QualityBudget,
     RankSetting,
+    Recipe,
     Reference,
-    SweepPoint,
     budget_answers,
     choose_ranks,
     evaluate,
+    modules_holding,
     overall_best,
     overall_closest,
+    within_budget,
 )
 from explorer.analysis.lowrank import Factorization
 from explorer.analysis.matrices import weight_matrices
+from explorer.analysis.quality import Budget
 from explorer.analysis.surgery import (
     ConcatLinear,
     DenseLinear,
@@ -39,7 +42,6 @@ from explorer.analysis.surgery import (
     structural_copy,
     tied_output_module,
 )
-from explorer.labels import LOWRANK_METHOD_LABELS
 from explorer.models.loading import LoadedModel
 from explorer.spectra.quantization import (
     INT4_SCHEMES,
@@ -91,12 +93,7 @@ def with_weights_replaced(loaded: LoadedModel, replaced: dict[str, torch.Tensor]
     model = loaded.model
     clone = structural_copy(model)
     ref = next(model.parameters())
-    by_module: dict[str, list] = {}
-    for mat in weight_matrices(model):
-        by_module.setdefault(mat.module, []).append(mat)
-    for module_name, mats in by_module.items():
-        if not any(m.name in replaced for m in mats):
-            continue
+    for module_name, mats in modules_holding(model, replaced).items():
         original = model.get_submodule(module_name)
         bias = getattr(original, "bias", None)
         new = [replaced.get(m.name, m.weight).to(ref.device, ref.dtype) for m in mats]
@@ -172,6 +169,16 @@ def quantize_weights(
     return _measure(loaded, scheme.name, kinds, replaced, nbytes, evalset, ref, {})
 
 
+def residual_rank(w: torch.Tensor, energy: float = RESIDUAL_ENERGY, share: float | None = None) -> int:
+    """The rank r of the residual split of one (m, n) matrix ``w``: the energy rank of ``energy`` (the top σ²
+    hold that share of sum σ²), or, with ``share``, the rank whose fp16 factors take that share of the matrix's
+    fp16 parameters, r = floor(share · mn / (m + n)), at most min(m, n)."""
+    m, n = w.shape
+    if share is None:
+        return energy_rank_of(torch.linalg.svdvals(w.double()), energy)
+    return min(int(share * m * n / (m + n)), min(m, n))
+
+
 @torch.no_grad()
 def residual_split_weights(
     loaded: LoadedModel,
@@ -193,11 +200,7 @@ def residual_split_weights(
         if progress is not None:
             progress(i / len(mats), f"top directions + {scheme.name}: {mat.name}")
         w = mat.weight.detach()
-        m, n = w.shape
-        if share is None:
-            rank = energy_rank_of(torch.linalg.svdvals(w.double()), energy)
-        else:
-            rank = min(int(share * m * n / (m + n)), min(m, n))
+        rank = residual_rank(w, energy, share)
         split = spectral_split(w, rank, scheme)
         replaced[mat.name] = split.dequantize(w.dtype)
         nbytes += split.nbytes
@@ -230,47 +233,6 @@ def quantize_factored_weights(
     return outcome
 
 
-STORES = ("lowrank", "bits", "factors", "residual")
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a point's chosen matrices are stored, in the terms the page's free controls use: enough to measure
-    the same setting again.
-
-    store: "lowrank" (rank-k factors at fp16), "bits" (every chosen matrix quantized with ``scheme``),
-    "factors" (rank-k factors, each factor quantized with ``scheme``), "residual" (the top plain-SVD directions
-    at fp16 plus the rest quantized with ``scheme``), "" (unknown). method: the low-rank method ("svd", "asvd",
-    "svdllm"; "" for "bits", "svd" for "residual"). share: each matrix's rank as a share of its break-even rank
-    mn/(m+n) (0 for "bits"). allocation: "uniform" or "greedy" (the same factor parameters placed where they
-    lower the calibration output error most). scheme: QuantScheme.name ("int8", "int4-g32-asym"; "" for fp16).
-    heal_steps, heal_lr: the low-rank factors trained that many Adam steps of that size (0: not healed)."""
-
-    store: str = ""
-    method: str = ""
-    share: float = 0.0
-    allocation: str = "uniform"
-    scheme: str = ""
-    heal_steps: int = 0
-    heal_lr: float = 0.0
-
-
-@dataclass(frozen=True)
-class TradeoffPoint:
-    """One point of the bytes/quality chart. series: the family it belongs to ("int8", "4-bit, groups of 32",
-    "SVD-LLM (whitened)", ...); setting: what produced it, for the hover; bytes_model: the whole model's storage
-    in bytes; quality: measured on the EvalSet; on_own_grid: True for a 4-bit grid the weights were stored on
-    before (SmolLM2's Q4_1): its cost is zero by construction, not a finding about 4-bit quantization; recipe:
-    the setting that produced it, as the free controls take it."""
-
-    series: str
-    setting: str
-    bytes_model: int
-    quality: Quality
-    on_own_grid: bool = False
-    recipe: Recipe = Recipe()
-
-
 def scheme_named(name: str) -> QuantScheme:
     """The scheme whose ``QuantScheme.name`` is ``name`` ("int8", "int4-g32", "int4-g64-asym")."""
     match = re.fullmatch(r"int(\d+)(?:-g(\d+))?(-asym)?", name)
@@ -301,9 +263,7 @@ def is_own_grid(loaded: LoadedModel, scheme: QuantScheme) -> bool:
     )
 
 
-def tradeoff_point(
-    loaded: LoadedModel, outcome: QuantOutcome, scheme: QuantScheme | None = None
-) -> TradeoffPoint:
+def tradeoff_point(loaded: LoadedModel, outcome: QuantOutcome, scheme: QuantScheme | None = None) -> Point:
     """A chart point from a quantization outcome (``scheme``: the plain scheme used, for its series name)."""
     series = series_name(scheme) if scheme is not None and outcome.method == scheme.name else outcome.method
     own = scheme is not None and outcome.method == scheme.name and is_own_grid(loaded, scheme)
@@ -312,29 +272,7 @@ def tradeoff_point(
         if scheme is not None and outcome.method == scheme.name
         else Recipe()
     )
-    return TradeoffPoint(series, outcome.method, outcome.bytes_model, outcome.after, own, recipe)
-
-
-def from_sweep_point(point: SweepPoint) -> TradeoffPoint:
-    """A low-rank sweep point on the bytes/quality chart (its bytes: the whole model at fp16, factors too)."""
-    series = LOWRANK_METHOD_LABELS[point.method] + (
-        ", allocated ranks" if point.allocation == "greedy" else ""
-    )
-    setting = f"{series}, keeping {point.group_share_kept:.0%} of the groups' parameters"
-    recipe = Recipe("lowrank", point.method, point.share, point.allocation)
-    return TradeoffPoint(series, setting, point.bytes, point.quality, recipe=recipe)
-
-
-def smallest_within(
-    points: list[TradeoffPoint], before: Quality, budget: QualityBudget
-) -> tuple[TradeoffPoint | None, TradeoffPoint | None]:
-    """(the smallest point within the budget, or None; the point of the smallest loss, or None), over every
-    series. Points on the weights' own storage grid are left out: their cost is zero by construction."""
-    candidates = [p for p in points if not p.on_own_grid]
-    fitting = [p for p in candidates if budget.fits(before, p.quality)]
-    best = min(fitting, key=lambda p: (p.bytes_model, budget.loss(before, p.quality)), default=None)
-    closest = min(candidates, key=lambda p: (budget.loss(before, p.quality), p.bytes_model), default=None)
-    return best, closest
+    return Point(series, outcome.method, outcome.bytes_model, outcome.after, recipe, on_own_grid=own)
 
 
 @dataclass(frozen=True)
@@ -345,29 +283,27 @@ class SeriesAnswer:
     grid (left out of the answer over every method: their cost is zero by construction)."""
 
     series: str
-    best: TradeoffPoint | None
-    closest: TradeoffPoint | None
+    best: Point | None
+    closest: Point | None
     measured: int
     own_grid: bool
 
     @property
-    def point(self) -> TradeoffPoint | None:
+    def point(self) -> Point | None:
         """What the row shows: the best point, else the closest."""
         return self.best if self.best is not None else self.closest
 
 
-def answers_by_series(
-    points: list[TradeoffPoint], before: Quality, budget: QualityBudget
-) -> list[SeriesAnswer]:
+def answers_by_series(points: list[Point], before: Quality, budget: Budget) -> list[SeriesAnswer]:
     """One SeriesAnswer per series, in the order the series first appear in ``points``."""
-    series: dict[str, list[TradeoffPoint]] = {}
+    series: dict[str, list[Point]] = {}
     for p in points:
         series.setdefault(p.series, []).append(p)
     out = []
     for name, members in series.items():
         own = all(p.on_own_grid for p in members)
         pool = [replace(p, on_own_grid=False) for p in members] if own else members
-        best, closest = smallest_within(pool, before, budget)
+        best, closest = within_budget(pool, before, budget)
         if own:  # shown for what it is, with its flag back on
             best = None if best is None else replace(best, on_own_grid=True)
             closest = None if closest is None else replace(closest, on_own_grid=True)
@@ -396,15 +332,15 @@ def fewer_bits_points(
     svdllm: Callable[[], Factorization],
     *,
     progress: Callable[[float, str], None] | None = None,
-    publish: Callable[[TradeoffPoint], None] | None = None,
-) -> list[TradeoffPoint]:
+    publish: Callable[[Point], None] | None = None,
+) -> list[Point]:
     """Every fewer-bits point the budget weighs, measured on ``evalset``: int8 per row, 4-bit in groups of
     32/64/128 (with and without an offset), the top directions at fp16 with a 4-bit residual, and SVD-LLM factors
     in int8 (``svdllm()`` gives the factors; called only when they are needed). ``publish`` sees each point as it
     is measured; ``progress(fraction, message)`` before each."""
-    points: list[TradeoffPoint] = []
+    points: list[Point] = []
 
-    def add(point: TradeoffPoint) -> None:
+    def add(point: Point) -> None:
         points.append(point)
         if publish is not None:
             publish(point)
@@ -420,7 +356,7 @@ def fewer_bits_points(
         step(f"top directions ({share:.0%}) + 4-bit residual")
         out = residual_split_weights(loaded, kinds, RESIDUAL_SCHEME, evalset, ref, share=share)
         recipe = Recipe("residual", "svd", share, "uniform", RESIDUAL_SCHEME.name)
-        add(TradeoffPoint("top directions fp16 + 4-bit residual", f"{out.method}, {share:.0%} at fp16",
+        add(Point("top directions fp16 + 4-bit residual", f"{out.method}, {share:.0%} at fp16",
                           out.bytes_model, out.after, recipe=recipe))  # fmt: skip
     fact = svdllm()
     for share in FACTOR_SHARES:
@@ -428,7 +364,7 @@ def fewer_bits_points(
         ranks = choose_ranks(fact, RankSetting(mode="share", share=share))
         out = quantize_factored_weights(loaded, fact, ranks, INT8, evalset, ref)
         recipe = Recipe("factors", "svdllm", share, "uniform", INT8.name)
-        add(TradeoffPoint("SVD-LLM factors in int8", f"SVD-LLM {share:.0%} of break-even, int8 factors",
+        add(Point("SVD-LLM factors in int8", f"SVD-LLM {share:.0%} of break-even, int8 factors",
                           out.bytes_model, out.after, recipe=recipe))  # fmt: skip
     return points
 
@@ -442,14 +378,14 @@ class BudgetDecision:
     low rank alone (``BudgetAnswer`` of the method and allocation that wins); answers: each low-rank method and
     allocation's own answer."""
 
-    overall: TradeoffPoint | None
-    overall_closest: TradeoffPoint | None
+    overall: Point | None
+    overall_closest: Point | None
     lowrank: BudgetAnswer | None
     lowrank_closest: BudgetAnswer | None
     answers: tuple[BudgetAnswer, ...]
 
     @property
-    def lowrank_point(self) -> SweepPoint | None:
+    def lowrank_point(self) -> Point | None:
         """The low-rank answer's point: the best within the budget, else the closest."""
         if self.lowrank is not None:
             return self.lowrank.best
@@ -457,15 +393,15 @@ class BudgetDecision:
 
 
 def decide(
-    sweep_points: list[SweepPoint],
-    other_points: list[TradeoffPoint],
+    sweep_points: list[Point],
+    other_points: list[Point],
     before: Quality,
-    budget: QualityBudget,
+    budget: Budget,
     methods,
 ) -> BudgetDecision:
     """Both answers of the budget from the measured points: ``sweep_points`` (low rank) and ``other_points``
     (fewer bits, both, healed, already on the bytes/quality chart)."""
     answers = budget_answers(sweep_points, before, budget, methods)
-    every = [from_sweep_point(p) for p in sweep_points] + list(other_points)
-    overall, closest = smallest_within(every, before, budget)
+    every = list(sweep_points) + list(other_points)
+    overall, closest = within_budget(every, before, budget)
     return BudgetDecision(overall, closest, overall_best(answers), overall_closest(answers), answers)

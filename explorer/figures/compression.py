@@ -9,29 +9,25 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from explorer.analysis.quality import metrics_for
 from explorer.labels import LOWRANK_METHOD_LABELS as METHOD_LABELS
 from explorer.labels import weight_kind_label
 
 if TYPE_CHECKING:  # typing only: figures never need torch at run time
-    from explorer.analysis.compression import MatrixRow, Outcome, Quality, RankComparison, SweepPoint
+    from explorer.analysis.compression import MatrixRow, Outcome, Point, Quality, RankComparison
 
 METHOD_COLORS = {"svd": "#e8590c", "asvd": "#1c7ed6", "svdllm": "#2f9e44"}
 
 
-def quality_axis(causal: bool, measured_on: str = "the text") -> tuple[str, str]:
-    """(attribute of Quality plotted, axis title)."""
+def quality_axis(causal: bool, measured_on: str = "the text") -> str:
+    """The title of the quality axis, which plots the headline metric (log scale for a ratio metric)."""
     if causal:
-        return "perplexity", f"perplexity on {measured_on} (log scale, lower is better)"
-    return "embedding_cosine", "mean cosine to the original embeddings (higher is better)"
-
-
-def _value(q: Quality, attr: str) -> float:
-    v = getattr(q, attr)
-    return float(v) if v is not None and np.isfinite(v) else float("nan")
+        return f"perplexity on {measured_on} (log scale, lower is better)"
+    return "mean cosine to the original embeddings (higher is better)"
 
 
 def make_pareto_figure(
-    points: list[SweepPoint],
+    points: list[Point],
     *,
     original: Quality,
     current: Outcome | None = None,
@@ -50,7 +46,8 @@ def make_pareto_figure(
         budget_line: (quality value, label): the budget's limit on the plotted quality, a dotted line.
         measured_on: what the quality was measured on, for the axis title.
     """
-    attr, y_title = quality_axis(original.causal, measured_on)
+    metric, second = metrics_for(original.causal)  # plotted; in the hover
+    y_title = quality_axis(original.causal, measured_on)
     fig = go.Figure()
     for method, allocation in [(m, a) for a in ("uniform", "greedy") for m in METHOD_LABELS]:
         pts = sorted(
@@ -60,16 +57,11 @@ def make_pareto_figure(
         if not pts:
             continue
         label = METHOD_LABELS[method] + (", ranks allocated" if allocation == "greedy" else "")
-        q = [p.quality for p in pts]
-        extra = (
-            [f"KL {p.quality.kl:.3g} nats/token" if p.quality.kl is not None else "" for p in pts]
-            if original.causal
-            else [f"similarity Spearman {_value(p.quality, 'similarity_spearman'):.3f}" for p in pts]
-        )
+        extra = [second.with_unit(p.quality) for p in pts]
         fig.add_trace(
             go.Scatter(
                 x=[100 * p.share_kept for p in pts],
-                y=[_value(x, attr) for x in q],
+                y=[metric.plotted(p.quality) for p in pts],
                 mode="lines+markers",
                 name=label,
                 line=dict(
@@ -99,7 +91,7 @@ def make_pareto_figure(
         )
     # The original model as a dashed line (a trace, not an hline annotation: annotations on a log axis take
     # log10 coordinates, which would stretch the axis).
-    base = _value(original, attr)
+    base = metric.plotted(original)
     xs = [100 * p.share_kept for p in points] + [100.0]
     if current is not None:
         xs.append(100 * current.share_kept)
@@ -149,7 +141,7 @@ def make_pareto_figure(
         fig.add_trace(
             go.Scatter(
                 x=[100 * current.share_kept],
-                y=[_value(current.after, attr)],
+                y=[metric.plotted(current.after)],
                 mode="markers",
                 name=f"current setting ({METHOD_LABELS.get(current.method, current.method)})",
                 marker=dict(
@@ -170,7 +162,7 @@ def make_pareto_figure(
         margin=dict(l=60, r=20, t=60, b=50),
         height=480,
     )
-    if original.causal:
+    if metric.compare == "ratio":
         fig.update_yaxes(type="log")
     return fig
 

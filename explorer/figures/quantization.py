@@ -9,25 +9,26 @@ from typing import TYPE_CHECKING
 import numpy as np
 import plotly.graph_objects as go
 
+from explorer.analysis.quality import headline_metric
+
 if TYPE_CHECKING:  # typing only: figures never need torch at run time
-    from explorer.analysis.compression import Quality
-    from explorer.analysis.quantize import TradeoffPoint
+    from explorer.analysis.compression import Point, Quality
 
 MB = 1e6
 
 
 def _value(q: Quality) -> float:
-    v = q.perplexity if q.causal else q.embedding_cosine
-    return float(v) if v is not None and np.isfinite(v) else float("nan")
+    """The headline metric as plotted (nan when not finite)."""
+    return headline_metric(q.causal).plotted(q)
 
 
 def make_tradeoff_figure(
-    points: list[TradeoffPoint],
+    points: list[Point],
     *,
     original: Quality,
     original_bytes: int,
     budget_line: tuple[float, str] | None = None,
-    current: TradeoffPoint | None = None,
+    current: Point | None = None,
     measured_on: str = "the held-out passage",
 ) -> go.Figure:
     """x: the whole model's storage (MB); y: perplexity (log, causal LMs) or mean embedding cosine (encoders).
@@ -37,7 +38,7 @@ def make_tradeoff_figure(
     """
     causal = original.causal
     fig = go.Figure()
-    series: dict[str, list[TradeoffPoint]] = {}
+    series: dict[str, list[Point]] = {}
     for p in points:
         series.setdefault(p.series, []).append(p)
     for name, members in series.items():

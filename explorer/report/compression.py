@@ -10,11 +10,12 @@ metrics.json gains
   "similarity_spearman" (encoder), "latency_ms"}``. ``bytes`` is the whole model's storage at fp16 (2 bytes per
   parameter left alone, factors A_k and B_k of each compressed matrix at fp16 too: ``compression.model_bytes``);
   ``calib_output_error`` is sum ||(W - W_k) X^T||^2 / sum ||W X^T||^2 over the compressed matrices on the
-  calibration activations X. The sweep keeps 95, 90, 80, 70, 50 and 25 % of the compressed groups' parameters,
-  for the three methods with uniform ranks and SVD-LLM with allocated ranks too.
-- ``"compression_budget"``: the budget (causal LM: perplexity at most +10 % over the original on the report's
-  text; encoder: mean embedding cosine to the original at least 0.99) and its two answers, as the app's
-  compression page gives them (both from ``quantize.decide``): ``"best"`` / ``"closest"``: low rank alone, the
+  calibration activations X. The sweep is the page's budget sweep (``compression.budget_sweep``): the three
+  methods at 95, 90, 80, 70, 50 and 25 % of break-even rank, each with uniform and with allocated ranks.
+- ``"compression_budget"``: the budget (``"budget"``: "perplexity_increase" with ``"limit"`` 0.1 for a causal
+  LM, +10 % perplexity over the original on the report's text; "embedding_cosine" with ``"limit"`` 0.99 for an
+  encoder) and its two answers, as the app's compression page gives them (the same points, from
+  ``compression.budget_sweep`` and ``quantize.fewer_bits_points``, and the same ``quantize.decide``): ``"best"`` / ``"closest"``: low rank alone, the
   sweep row with the fewest parameters within the budget (null if none) and the row of the smallest quality loss
   (what to show when nothing fits); ``"overall"`` / ``"overall_closest"``: across every method (low rank, int8,
   4-bit by group with or without an offset, top directions + 4-bit residual, SVD-LLM factors in int8:
@@ -32,31 +33,31 @@ import html
 from explorer.analysis import compression as comp
 from explorer.analysis import quantize as qz
 from explorer.analysis.lowrank import METHOD_LABELS, METHODS
+from explorer.analysis.quality import Budget, headline_metric
 from explorer.errors import ExplorerError
 from explorer.figures.compression import make_pareto_figure
 from explorer.models import Capture, LoadedModel
 from explorer.report.quantization import quality_record, quantization_records
 from explorer.report.section import ReportSection
 
-GREEDY_METHODS = ("svdllm",)
-
 
 def budget_summary(
-    points: list[comp.SweepPoint],
+    points: list[comp.Point],
     records: list[dict],
-    fewer_bits: list[qz.TradeoffPoint],
+    fewer_bits: list[comp.Point],
     original: comp.Quality,
 ) -> dict:
     """metrics.json's ``compression_budget`` (see the module docstring)."""
-    budget = comp.QualityBudget()
-    decision = qz.decide(points, fewer_bits, original, budget, METHODS)
+    budget = Budget.default(original.causal)
+    decision = qz.decide(points, fewer_bits, original, budget, comp.BUDGET_METHODS)
     row = {id(p): r for p, r in zip(points, records, strict=True)}
     best = None if decision.lowrank is None else decision.lowrank.best
     closest = None if decision.lowrank_closest is None else decision.lowrank_closest.closest
     return {
-        "budget": "perplexity_increase" if original.causal else "embedding_cosine",
-        "limit": budget.perplexity_increase if original.causal else budget.min_cosine,
-        "description": budget.describe(original.causal),
+        # "perplexity_increase" (a ratio metric's limit is a relative increase) or "embedding_cosine"
+        "budget": budget.metric.field + ("_increase" if budget.metric.compare == "ratio" else ""),
+        "limit": budget.limit,
+        "description": budget.describe(),
         "original": original.headline,
         "best": None if best is None else row[id(best)],
         "closest": None if closest is None else row[id(closest)],
@@ -65,7 +66,7 @@ def budget_summary(
     }
 
 
-def _point_record(point: qz.TradeoffPoint | None) -> dict | None:
+def _point_record(point: comp.Point | None) -> dict | None:
     if point is None:
         return None
     return {
@@ -88,7 +89,9 @@ def compression_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
     ref = comp.reference(loaded, evalset)
     facts = comp.shipped_factorizations(loaded, kinds)
     n_tokens = facts[METHODS[0]].calibration_tokens
-    points = comp.sweep(loaded, facts, evalset, ref, comp.KEPT_SHARES, greedy=GREEDY_METHODS)
+    points = comp.budget_sweep(
+        loaded, comp.BUDGET_METHODS, lambda method, _progress: facts[method], evalset, ref
+    )
     records = comp.sweep_records(points, kinds)
     fewer_bits = qz.fewer_bits_points(loaded, kinds, evalset, ref, lambda: facts["svdllm"])
     budget = budget_summary(points, records, fewer_bits, ref.quality)
@@ -96,7 +99,8 @@ def compression_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
     fig = make_pareto_figure(
         points, original=ref.quality, break_even=comp.break_even_by_kind(facts[METHODS[0]])
     )
-    quality = "perplexity" if loaded.causal else "embedding_cosine"
+    metric = headline_metric(loaded.causal)
+    quality, noun = metric.field, metric.noun
     rows = "".join(
         f"<tr><td>{html.escape(METHOD_LABELS[r['method']])}</td><td>{html.escape(r['allocation'])}</td>"
         f"<td>{r['group_params_kept'] / r['group_params_total']:.0%}</td>"
@@ -114,7 +118,7 @@ def compression_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
             f"{html.escape(METHOD_LABELS[best['method']])}, {best['allocation']} ranks, keeping "
             f"{best['group_params_kept'] / best['group_params_total']:.0%} of the compressed groups' parameters "
             f"({best['params_kept'] / best['params_total']:.1%} of the model, {best['bytes'] / 1e6:.0f} MB at fp16); "
-            f"{quality.replace('_', ' ')} {best[quality]:.4g}."
+            f"{noun} {best[quality]:.4g}."
         )
     else:
         closest = budget["closest"]
@@ -122,7 +126,7 @@ def compression_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
             f"No setting of this sweep stays within the budget ({html.escape(budget['description'])}); the "
             f"closest is {html.escape(METHOD_LABELS[closest['method']])} ({closest['allocation']} ranks) "
             f"keeping {closest['group_params_kept'] / closest['group_params_total']:.0%} of the groups' "
-            f"parameters: {quality.replace('_', ' ')} {closest[quality]:.4g}."
+            f"parameters: {noun} {closest[quality]:.4g}."
         )
     overall = budget["overall"] or budget["overall_closest"]
     if overall is not None:
@@ -130,7 +134,7 @@ def compression_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
         answer = (
             f"Across every method, {'the smallest model within the budget' if fits else 'nothing fits; the closest'}"
             f": {html.escape(overall['setting'])} ({html.escape(overall['series'])}), {overall['bytes'] / 1e6:.0f} MB"
-            f", {quality.replace('_', ' ')} {overall[quality]:.4g}. Low rank alone: " + answer
+            f", {noun} {overall[quality]:.4g}. Low rank alone: " + answer
         )
     text = (
         f"<p><b>{answer}</b></p>"
@@ -139,13 +143,13 @@ def compression_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
         f"share of its break-even rank mn/(m+n); allocated: the same parameter count spent where it lowers the "
         f"calibration output error most); activation-aware methods calibrated on the shipped calibration set "
         f"({n_tokens} tokens); quality measured on the report's text ({evalset.n_tokens} tokens). "
-        f"Original {quality.replace('_', ' ')}: {base:.4g}.</p>"
+        f"Original {noun}: {base:.4g}.</p>"
         f"<table class='card'><tr><th>method</th><th>ranks</th><th>group parameters kept</th><th>mean rank</th>"
         f"<th>model parameters kept</th><th>MB (fp16)</th><th>calibration output error</th>"
-        f"<th>{quality.replace('_', ' ')}</th><th>latency (ms)</th></tr>{rows}</table>"
+        f"<th>{noun}</th><th>latency (ms)</th></tr>{rows}</table>"
         f"<p>Fewer bits on the same groups, and combinations (bytes of the whole model, the rest at fp16):</p>"
         f"<table class='card'><tr><th>method</th><th>MB</th><th>groups' MB (fp16 MB)</th>"
-        f"<th>relative weight error</th><th>{quality.replace('_', ' ')}</th></tr>"
+        f"<th>relative weight error</th><th>{noun}</th></tr>"
         + "".join(
             f"<tr><td>{html.escape(r['method'])}</td><td>{r['bytes'] / 1e6:.1f}</td>"
             f"<td>{r['group_bytes'] / 1e6:.1f} ({r['group_bytes_fp16'] / 1e6:.1f})</td>"

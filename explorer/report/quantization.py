@@ -22,6 +22,7 @@ from explorer.analysis import compression as comp
 from explorer.analysis import healing
 from explorer.analysis import quantize as qz
 from explorer.analysis.lowrank import Factorization
+from explorer.analysis.quality import quality_values
 from explorer.models import LoadedModel
 from explorer.spectra.quantization import INT8, QuantScheme
 
@@ -33,13 +34,7 @@ HEAL_STEPS = 20
 
 def quality_record(q: comp.Quality) -> dict:
     """The quality keys of a row: perplexity and KL (causal) or cosine and Spearman (encoder), and latency."""
-    if q.causal:
-        return {"perplexity": q.perplexity, "kl": q.kl, "latency_ms": q.latency_ms}
-    return {
-        "embedding_cosine": q.embedding_cosine,
-        "similarity_spearman": q.similarity_spearman,
-        "latency_ms": q.latency_ms,
-    }
+    return {**quality_values(q), "latency_ms": q.latency_ms}
 
 
 def outcome_record(outcome: qz.QuantOutcome) -> dict:

@@ -31,9 +31,10 @@ from explorer.ui.cache import cached_fingerprint, cached_model
 
 Progress = Callable[[float, str], None]
 
-# The budget sweep: every method, best first, so the likeliest answer arrives first; measured on the shipped
-# held-out passage (at most BUDGET_TOKENS tokens), never on the calibration text.
-BUDGET_METHODS = ("svdllm", "asvd", "svd")
+# The budget sweep (compression.budget_sweep, the report's too): every method, best first, so the likeliest
+# answer arrives first; measured on the shipped held-out passage (at most BUDGET_TOKENS tokens), never on the
+# calibration text.
+BUDGET_METHODS = comp.BUDGET_METHODS
 BUDGET_TOKENS = 512
 # The cost model behind this page's Spec.estimated_seconds (the task layer's one foreground/background rule):
 # seconds per model parameter. Measured on a laptop CPU, one evaluation pass of a 5 M-parameter model over the
@@ -73,11 +74,16 @@ class ModelSpec(tasks.Spec):
     """A compression task on one loaded model. ``n_params`` (not part of the key: it follows from the model)
     sizes ``estimated_seconds``: SECONDS_PER_PARAM per parameter."""
 
+    LABEL: ClassVar[str] = ""  # what a watcher names the task ("": its KIND)
     model_key: ModelChoice
     n_params: int = field(default=0, compare=False, kw_only=True)
 
     def estimated_seconds(self) -> float:
         return self.n_params * SECONDS_PER_PARAM
+
+    @property
+    def label(self) -> str:
+        return self.LABEL or self.KIND
 
 
 @dataclass(frozen=True)
@@ -86,13 +92,10 @@ class StatsSpec(ModelSpec):
     kept, in memory only), shared by the three methods' factorizations."""
 
     KIND: ClassVar[str] = "activation-stats"
+    LABEL: ClassVar[str] = "calibration"
     MAX_FINISHED: ClassVar[int] = 1
     calibration: str = ""
     kinds: tuple[str, ...] = ()
-
-    @property
-    def label(self) -> str:
-        return "calibration"
 
 
 @dataclass(frozen=True)
@@ -141,11 +144,8 @@ class ReferenceSpec(ModelSpec):
     """The original model's outputs on the held-out passage (its log-probs are ~100 MB): one, in memory."""
 
     KIND: ClassVar[str] = "heldout-reference"
+    LABEL: ClassVar[str] = "held-out reference"
     MAX_FINISHED: ClassVar[int] = 1
-
-    @property
-    def label(self) -> str:
-        return "held-out reference"
 
 
 @dataclass(frozen=True)
@@ -153,32 +153,34 @@ class OriginalSpec(HeldoutSpec):
     """The original model's quality on the held-out passage, what the budget is relative to (kept on disk)."""
 
     KIND: ClassVar[str] = "original"
+    LABEL: ClassVar[str] = "the original model on the held-out passage"
     KEEP: ClassVar[bool] = True
     RESULT: ClassVar[Any] = comp.Quality
     MAX_FINISHED: ClassVar[int] = 4
 
-    @property
-    def label(self) -> str:
-        return "the original model on the held-out passage"
+
+@dataclass(frozen=True)
+class PointsSpec(HeldoutSpec):
+    """Work that measures compression.Points of the chosen groups on the held-out passage, publishing each as
+    it is measured (``points_so_far``); kept on disk."""
+
+    VERSION: ClassVar[int] = 2  # 2: one point type (compression.Point) for every method
+    KEEP: ClassVar[bool] = True
+    RESULT: ClassVar[Any] = list[comp.Point]
+    calibration: str = ""
+    kinds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
-class SweepSpec(HeldoutSpec):
-    """The budget sweep: ``methods`` at ``shares`` of their parameters, uniform and greedy-allocated (kept on
-    disk); its points are published as they are measured."""
+class SweepSpec(PointsSpec):
+    """The budget sweep (comp.budget_sweep): ``methods`` at ``shares`` of their parameters, uniform and
+    greedy-allocated."""
 
     KIND: ClassVar[str] = "sweep"
-    KEEP: ClassVar[bool] = True
-    RESULT: ClassVar[Any] = list[comp.SweepPoint]
+    LABEL: ClassVar[str] = "budget sweep"
     MAX_FINISHED: ClassVar[int] = 8
-    calibration: str = ""
-    kinds: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
     shares: tuple[float, ...] = tuple(comp.KEPT_SHARES)
-
-    @property
-    def label(self) -> str:
-        return "budget sweep"
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,7 @@ class LatencySpec(ModelSpec):
     """Honest latency of one setting (not kept: timings belong to this machine's present load)."""
 
     KIND: ClassVar[str] = "latency"
+    LABEL: ClassVar[str] = "latency"
     MAX_FINISHED: ClassVar[int] = 8
     method: str = "svd"
     calibration: str = ""
@@ -193,10 +196,6 @@ class LatencySpec(ModelSpec):
     setting: comp.RankSetting | None = None
     text: str = ""
     max_tokens: int = 0
-
-    @property
-    def label(self) -> str:
-        return "latency"
 
 
 def model_fields(model_key: ModelChoice) -> dict:
@@ -294,41 +293,49 @@ def cached_reference(model_key: ModelChoice, text: str, max_tokens: int) -> comp
     return comp.reference(cached_model(model_key), cached_eval_set(model_key, text, max_tokens))
 
 
-def _setting(model_key, method, kinds, calibration, setting, text, max_tokens):
+@dataclass(frozen=True)
+class LowRank:
+    """One low-rank setting on one model, what every per-setting result is keyed by: ``method``'s factors of
+    ``kinds`` calibrated on ``calibration``, cut to the ranks ``rank`` chooses."""
+
+    model_key: ModelChoice
+    method: str
+    kinds: tuple[str, ...]
+    calibration: Calibration
+    rank: comp.RankSetting
+
+    def factors(self) -> Factorization:
+        """The cached factors (from memory, from disk, or computed here)."""
+        return factorization(self.model_key, self.method, self.kinds, self.calibration)
+
+    def ranks(self) -> dict[str, int]:
+        return comp.choose_ranks(self.factors(), self.rank)
+
+
+def _setting(s: LowRank, text: str, max_tokens: int):
     """(model, evaluation tokens, cached factors, ranks the setting chooses): what every per-setting result
     starts from."""
-    loaded = cached_model(model_key)
-    fact = factorization(model_key, method, kinds, calibration)
-    return loaded, cached_eval_set(model_key, text, max_tokens), fact, comp.choose_ranks(fact, setting)
+    fact = s.factors()
+    return (
+        cached_model(s.model_key),
+        cached_eval_set(s.model_key, text, max_tokens),
+        fact,
+        comp.choose_ranks(fact, s.rank),
+    )
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def cached_outcome(
-    model_key: ModelChoice,
-    method: str,
-    kinds: tuple[str, ...],
-    calibration: Calibration,
-    setting: comp.RankSetting,
-    text: str,
-    max_tokens: int,
-) -> comp.Outcome:
+def cached_outcome(s: LowRank, text: str, max_tokens: int) -> comp.Outcome:
     """One setting measured: rebuild the compressed copy from cached factors and run it (no SVD here)."""
-    loaded, evalset, fact, ranks = _setting(model_key, method, kinds, calibration, setting, text, max_tokens)
-    return comp.evaluate_ranks(loaded, fact, ranks, evalset, cached_reference(model_key, text, max_tokens))
+    loaded, evalset, fact, ranks = _setting(s, text, max_tokens)
+    return comp.evaluate_ranks(loaded, fact, ranks, evalset, cached_reference(s.model_key, text, max_tokens))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def cached_macs(
-    model_key: ModelChoice,
-    method: str,
-    kinds: tuple[str, ...],
-    calibration: Calibration,
-    setting: comp.RankSetting,
-) -> tuple[int, int]:
+def cached_macs(s: LowRank) -> tuple[int, int]:
     """Multiply-adds per token of the weight products, (original, compressed at the setting's ranks)."""
-    loaded = cached_model(model_key)
-    ranks = comp.choose_ranks(factorization(model_key, method, kinds, calibration), setting)
-    return matmul_macs(loaded, 1), matmul_macs(loaded, 1, ranks)
+    loaded = cached_model(s.model_key)
+    return matmul_macs(loaded, 1), matmul_macs(loaded, 1, s.ranks())
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -343,28 +350,17 @@ def cached_original_generation(model_key: ModelChoice, text: str, max_tokens: in
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def cached_compressed_generation(
-    model_key: ModelChoice,
-    method: str,
-    kinds: tuple[str, ...],
-    calibration: Calibration,
-    setting: comp.RankSetting,
-    text: str,
-    max_tokens: int,
-    n_prompt: int,
-    n_new: int,
-) -> str:
+def cached_compressed_generation(s: LowRank, text: str, max_tokens: int, n_prompt: int, n_new: int) -> str:
     """The compressed copy's greedy continuation of the same prompt."""
-    loaded, evalset, fact, ranks = _setting(model_key, method, kinds, calibration, setting, text, max_tokens)
+    loaded, evalset, fact, ranks = _setting(s, text, max_tokens)
     compressed = comp.compressed_model(loaded, fact, ranks)
     return comp.greedy_continuation(loaded, compressed, evalset.ids[:n_prompt], n_new)
 
 
-def rank_comparison(
-    model_key: ModelChoice, method: str, kinds: tuple[str, ...], calibration: Calibration, share: float
-) -> comp.RankComparison:
-    """Uniform against greedy ranks at ``share`` of break-even rank (cheap: cached factors only)."""
-    return comp.rank_comparison(factorization(model_key, method, kinds, calibration), share)
+def rank_comparison(s: LowRank, share: float) -> comp.RankComparison:
+    """Uniform against greedy ranks at ``share`` of break-even rank (cheap: cached factors only; the setting's
+    own rank choice is not used)."""
+    return comp.rank_comparison(s.factors(), share)
 
 
 # ----------------------------------------------------------------------------------- the held-out passage
@@ -408,26 +404,19 @@ def sweep_spec(
 def sweep_task(
     model_key: ModelChoice, kinds: tuple[str, ...], calibration: Calibration, methods: tuple[str, ...]
 ) -> tuple[SweepSpec, Callable]:
-    """(spec, work) of the budget sweep: ``methods`` (in BUDGET_METHODS order) at comp.KEPT_SHARES of their
-    parameters, uniform and greedy-allocated, on the held-out passage. Each point is published on the task
+    """(spec, work) of the budget sweep (comp.budget_sweep: ``methods`` in BUDGET_METHODS order at
+    comp.KEPT_SHARES of their parameters, uniform and greedy-allocated) on the held-out passage. Each point is published on the task
     (``task.partial``) as it is measured, so the page draws what it has while the rest arrives; the result is
     the list of all points."""
     loaded = cached_model(model_key)
     evalset = budget_evalset(model_key)
     spec = sweep_spec(model_key, kinds, calibration, methods)
-    factors = [factorization_task(model_key, method, kinds, calibration) for method in spec.methods]
-    n = len(spec.methods)
+    factors = {method: factorization_task(model_key, method, kinds, calibration) for method in spec.methods}
 
-    def work(task: tasks.Task) -> list[comp.SweepPoint]:
+    def work(task: tasks.Task) -> list[comp.Point]:
         ref = heldout_reference(loaded, model_key, evalset)
-        points = []
-        for i, (method, (f_spec, f_work)) in enumerate(zip(spec.methods, factors, strict=True)):
-            start = i / n
-            fact = tasks.run(f_spec, f_work, progress=tasks.forward(task.report, start, start + 0.4 / n))
-            points += comp.sweep(loaded, {method: fact}, evalset, ref, spec.shares,
-                                 tasks.forward(task.report, start + 0.4 / n, (i + 1) / n), greedy=(method,),
-                                 on_point=task.publish)  # fmt: skip
-        return points
+        return comp.budget_sweep(loaded, spec.methods, lambda m, progress: tasks.run(*factors[m], progress=progress),
+                                 evalset, ref, task.report, on_point=task.publish)  # fmt: skip
 
     return spec, work
 
@@ -436,40 +425,30 @@ def peek_sweep(model_key, kinds, calibration: Calibration, methods) -> tasks.Tas
     return tasks.peek(sweep_spec(model_key, kinds, calibration, methods))
 
 
-def sweep_points(task: tasks.Task) -> list[comp.SweepPoint]:
-    """The points measured so far (all of them once the task is done)."""
+def points_so_far(task: tasks.Task) -> list[comp.Point]:
+    """The points a point-publishing task (the sweep, the fewer-bits comparison) has measured so far: all of
+    them once it is done."""
     return list(task.result) if task.succeeded else list(task.partial)
+
+
+def sweep_points(task: tasks.Task) -> list[comp.Point]:
+    """The sweep's points measured so far (all of them once the task is done)."""
+    return points_so_far(task)
 
 
 # ------------------------------------------------------------------------------------------------ latency
 
 
-def latency_spec(
-    model_key: ModelChoice,
-    method: str,
-    kinds: tuple[str, ...],
-    calibration: Calibration,
-    setting: comp.RankSetting,
-    text: str,
-    max_tokens: int,
-) -> LatencySpec:
-    return LatencySpec(method=method, calibration=calibration.key(), kinds=tuple(kinds), setting=setting,
-                       text=text, max_tokens=max_tokens, **model_fields(model_key))  # fmt: skip
+def latency_spec(s: LowRank, text: str, max_tokens: int) -> LatencySpec:
+    return LatencySpec(method=s.method, calibration=s.calibration.key(), kinds=tuple(s.kinds), setting=s.rank,
+                       text=text, max_tokens=max_tokens, **model_fields(s.model_key))  # fmt: skip
 
 
-def latency_work(
-    model_key: ModelChoice,
-    method: str,
-    kinds: tuple[str, ...],
-    calibration: Calibration,
-    setting: comp.RankSetting,
-    text: str,
-    max_tokens: int,
-) -> Callable:
+def latency_work(s: LowRank, text: str, max_tokens: int) -> Callable:
     """The work of one setting's honest latency (explorer.analysis.latency.measure_latency: warm-up,
     interleaved runs, medians with spread, at the text's tokens and at 256). Reads the factors here, in the
     script thread."""
-    loaded, evalset, fact, ranks = _setting(model_key, method, kinds, calibration, setting, text, max_tokens)
+    loaded, evalset, fact, ranks = _setting(s, text, max_tokens)
 
     def work(task: tasks.Task) -> Latency:
         task.report(0.1, "Timing the original and the compressed model…")

@@ -12,76 +12,87 @@ from explorer.analysis.compression import (
     GROUP_LABELS,
     BudgetAnswer,
     Outcome,
+    Point,
     Quality,
-    QualityBudget,
-    SweepPoint,
 )
 from explorer.analysis.latency import Latency, LatencyComparison
+from explorer.analysis.quality import METRICS, Budget, headline_metric
 from explorer.labels import LOWRANK_METHOD_LABELS as METHOD_LABELS
 
-BUDGET_METRIC_LABELS = {
-    "perplexity": "Perplexity increase (%)",
-    "kl": "KL divergence (nats per token)",
-    "cosine": "Embedding cosine",
-    "spearman": "Similarity-ranking correlation",
-}
+BUDGET_METRIC_LABELS = {name: m.label for name, m in METRICS.items()}
 ALLOCATION_WORDS = {"uniform": "same share for every matrix", "greedy": "ranks allocated where they matter"}
 
 
-# Words for a measured change, by the ratio they describe (stated on the page next to the ratio itself).
-PERPLEXITY_WORDS = (
-    (1.02, "barely changes"),
-    (1.10, "is slightly worse"),
-    (1.5, "is noticeably worse"),
-    (3.0, "is much worse"),
-    (10.0, "is far worse"),
-)
-COSINE_WORDS = (
-    (0.999, "barely changes"),
-    (0.99, "changes a little"),
-    (0.95, "changes noticeably"),
-    (0.85, "changes a lot"),
-)
+# Words for a measured change of the headline metric (its name -> (limit, words) from best to worst, each
+# limit inclusive; the words beyond the last), stated on the page next to the number they are read from:
+# perplexity by its ratio to the original's, embedding cosine by its value.
+VERDICT_WORDS = {
+    "perplexity": (
+        ((1.02, "barely changes"), (1.10, "is slightly worse"), (1.5, "is noticeably worse"),
+         (3.0, "is much worse"), (10.0, "is far worse")),
+        "is broken (it has lost the language)",
+    ),
+    "cosine": (
+        ((0.999, "barely changes"), (0.99, "changes a little"), (0.95, "changes noticeably"),
+         (0.85, "changes a lot")),
+        "changes a lot (similarity rankings are no longer trustworthy)",
+    ),
+}  # fmt: skip
+
+
+def _verdict_measure(before: Quality, after: Quality) -> float | None:
+    """The number a verdict reads: the headline metric's ratio to the original's (a ratio metric) or its
+    value; None when not finite."""
+    metric = headline_metric(after.causal)
+    value = metric.value(after)
+    if value is None or not np.isfinite(value):
+        return None
+    return value / metric.value(before) if metric.compare == "ratio" else value
 
 
 def verdict(before: Quality, after: Quality) -> str:
-    """A plain-language judgement of the quality change, from the perplexity ratio (causal LM; PERPLEXITY_WORDS,
-    each limit inclusive) or the mean embedding cosine (encoder; COSINE_WORDS)."""
-    if after.causal:
-        if after.perplexity is None or not np.isfinite(after.perplexity):
-            return "the compressed model produces no usable numbers"
-        ratio = after.perplexity / before.perplexity
-        for limit, words in PERPLEXITY_WORDS:
-            if ratio <= limit:
-                return words
-        return "is broken (it has lost the language)"
-    cosine = after.embedding_cosine
-    if cosine is None or not np.isfinite(cosine):
+    """A plain-language judgement of the quality change, from the perplexity ratio (causal LM) or the mean
+    embedding cosine (encoder): VERDICT_WORDS."""
+    metric = headline_metric(after.causal)
+    measure = _verdict_measure(before, after)
+    if measure is None:
         return "the compressed model produces no usable numbers"
-    for limit, words in COSINE_WORDS:
-        if cosine >= limit:
+    steps, beyond = VERDICT_WORDS[metric.name]
+    for limit, words in steps:
+        if (measure <= limit) if metric.better == "lower" else (measure >= limit):
             return words
-    return "changes a lot (similarity rankings are no longer trustworthy)"
+    return beyond
 
 
 def ratio_text(before: Quality, after: Quality) -> str:
     """The measured number the verdict is read from: "perplexity ×2.75" or "embedding cosine 0.962"."""
-    if after.causal:
-        if after.perplexity is None or not np.isfinite(after.perplexity):
-            return "perplexity not finite"
-        return f"perplexity ×{after.perplexity / before.perplexity:,.4g}"
-    if after.embedding_cosine is None or not np.isfinite(after.embedding_cosine):
-        return "embedding cosine not finite"
-    return f"embedding cosine {after.embedding_cosine:.3f}"
+    metric = headline_metric(after.causal)
+    measure = _verdict_measure(before, after)
+    if measure is None:
+        return f"{metric.noun} not finite"
+    return f"{metric.noun} ×{measure:,.4g}" if metric.compare == "ratio" else f"{metric.noun} {measure:.3f}"
 
 
 def verdict_scale(causal: bool) -> str:
-    """The words and the ratios they stand for, as one caption."""
-    if causal:
-        steps = ", ".join(f"≤ ×{limit:g}: {words.removeprefix('is ')}" for limit, words in PERPLEXITY_WORDS)
-        return f"Perplexity ratio {steps}; beyond: broken."
-    steps = ", ".join(f"≥ {limit:g}: {words}" for limit, words in COSINE_WORDS)
-    return f"Embedding cosine {steps}; below: rankings no longer trustworthy."
+    """The words and the numbers they stand for, as one caption."""
+    metric = headline_metric(causal)
+    steps, _beyond = VERDICT_WORDS[metric.name]
+    if metric.compare == "ratio":
+        scale = ", ".join(f"≤ ×{limit:g}: {words.removeprefix('is ')}" for limit, words in steps)
+        return f"Perplexity ratio {scale}; beyond: broken."
+    scale = ", ".join(f"≥ {limit:g}: {words}" for limit, words in steps)
+    return f"Embedding cosine {scale}; below: rankings no longer trustworthy."
+
+
+def quality_sentence(before: Quality, after: Quality, where: str) -> str:
+    """What the change does to the headline metric on ``where`` (Markdown), with the verdict."""
+    if after.causal:
+        quality = (
+            f"Perplexity on {where} goes from **{before.perplexity:,.4g}** to **{after.perplexity:,.4g}**"
+        )
+    else:
+        quality = f"On {where}, sentence embeddings keep a mean cosine of **{after.embedding_cosine:.3f}**"
+    return f"{quality}: quality **{verdict(before, after)}** ({ratio_text(before, after)})."
 
 
 def groups_phrase(kinds) -> str:
@@ -105,52 +116,12 @@ def summary_sentences(outcome: Outcome) -> tuple[str, str]:
         f"({outcome.params_model_before / 1e6:.1f} M → {outcome.params_model_after / 1e6:.1f} M; "
         f"{abs(change) * 2 / 1e6:.0f} MB {'less' if change <= 0 else 'more'} at fp16)."
     )
-    b, a = outcome.before, outcome.after
-    if a.causal:
-        quality = f"Perplexity on the text goes from **{b.perplexity:,.4g}** to **{a.perplexity:,.4g}**"
-    else:
-        quality = f"Sentence embeddings keep a mean cosine of **{a.embedding_cosine:.3f}** with the original"
-    return size, f"{quality}: quality **{verdict(b, a)}** ({ratio_text(b, a)})."
+    return size, quality_sentence(outcome.before, outcome.after, "the text")
 
 
-def budget_phrase(budget: QualityBudget, causal: bool) -> str:
-    """The budget as the page's headline names it: "+10 % perplexity", "KL ≤ 0.05 nats/token", ..."""
-    metric = budget.metric_for(causal)
-    if metric == "perplexity":
-        return f"{budget.perplexity_increase:+.0%} perplexity"
-    if metric == "kl":
-        return f"KL ≤ {budget.max_kl:g} nats/token"
-    if metric == "cosine":
-        return f"embedding cosine ≥ {budget.min_cosine:g}"
-    return f"similarity-ranking correlation ≥ {budget.min_spearman:g}"
-
-
-def cost_phrase(point: SweepPoint, before: Quality, budget: QualityBudget) -> str:
-    """What a point costs in the budget's metric: "+6 % perplexity (27.6 → 29.3)", ..."""
-    return cost_phrase_of(point.quality, before, budget)
-
-
-def cost_phrase_of(q: Quality, before: Quality, budget: QualityBudget) -> str:
-    """What a measured quality ``q`` costs in the budget's metric (see cost_phrase)."""
-    metric = budget.metric_for(before.causal)
-    loss = budget.loss(before, q)
-    if not np.isfinite(loss):
-        return "a model that gives no usable numbers"
-    if metric == "perplexity":
-        return f"{change_text(loss)} perplexity ({before.perplexity:,.4g} → {q.perplexity:,.4g})"
-    if metric == "kl":
-        return f"a KL divergence of {q.kl:.3g} nats/token"
-    if metric == "cosine":
-        return f"an embedding cosine of {q.embedding_cosine:.4f} with the original"
-    return f"a similarity-ranking correlation of {q.similarity_spearman:.4f} with the original"
-
-
-def change_text(loss: float) -> str:
-    """A relative change that stays readable: "+6.0%" below ×10, then the factor: "×12.3", "×8,041"."""
-    if loss < 9:
-        return f"{loss:+.1%}"
-    ratio = 1 + loss
-    return f"×{ratio:,.1f}" if ratio < 100 else f"×{ratio:,.0f}"
+def cost_phrase(point: Point, before: Quality, budget: Budget) -> str:
+    """What a point costs in the budget's metric: "+6.0% perplexity (27.6 → 29.3)", ... (Budget.cost)."""
+    return budget.cost(before, point.quality)
 
 
 def size_phrase(nbytes: float) -> str:
@@ -164,26 +135,26 @@ def size_phrase(nbytes: float) -> str:
     return f"{nbytes / 1e3:,.0f} kB"
 
 
-def savings_phrase(point: SweepPoint) -> str:
+def savings_phrase(point: Point) -> str:
     """E.g. "saves 41 MB (12% of the model) at fp16"."""
     saved = (point.params_model_before - point.params_model_after) * BYTES_PER_PARAM
     share = saved / (point.params_model_before * BYTES_PER_PARAM)
     return f"saves {size_phrase(saved)} ({share:.0%} of the model) at fp16"
 
 
-def point_sentence(point: SweepPoint, before: Quality, budget: QualityBudget, kinds, *, fits: bool) -> str:
+def point_sentence(point: Point, before: Quality, budget: Budget, kinds, *, fits: bool) -> str:
     """The headline sentence of one point: "Keeping 90 % of the MLP weights costs +6 % perplexity (...):
     within your +10 % perplexity budget; saves 41 MB (...)" (Markdown)."""
     where = "within" if fits else "outside"
     return (
         f"Keeping **{point.group_share_kept:.0%} of the {groups_phrase(kinds)} weights** costs "
-        f"**{cost_phrase(point, before, budget)}**: {where} your {budget_phrase(budget, before.causal)} "
+        f"**{cost_phrase(point, before, budget)}**: {where} your {budget.phrase()} "
         f"budget; {savings_phrase(point)}."
     )
 
 
 def answer_headline(
-    best: BudgetAnswer | None, closest: BudgetAnswer | None, before: Quality, budget: QualityBudget, kinds
+    best: BudgetAnswer | None, closest: BudgetAnswer | None, before: Quality, budget: Budget, kinds
 ) -> tuple[str, str]:
     """(the headline sentence, how it was found) for the whole budget view: the smallest configuration within
     the budget, or, if none fits, a plain "nothing fits" with the closest one."""
@@ -195,7 +166,7 @@ def answer_headline(
     how = f"{METHOD_LABELS[closest.method]}, {ALLOCATION_WORDS[closest.allocation]}"
     sentence = point_sentence(closest.closest, before, budget, kinds, fits=False)
     return (
-        f"**Nothing measured fits your {budget_phrase(budget, before.causal)} budget.** The closest: "
+        f"**Nothing measured fits your {budget.phrase()} budget.** The closest: "
         f"{sentence[0].lower()}{sentence[1:]}",
         f"{how}. To stay within the budget, compress fewer weight groups (below) or accept a looser one: rank-k "
         "factors cost k(m+n) numbers against mn, so even the gentlest setting drops many directions of every "
@@ -203,7 +174,7 @@ def answer_headline(
     )
 
 
-def answer_row(answer: BudgetAnswer, before: Quality, budget: QualityBudget) -> dict:
+def answer_row(answer: BudgetAnswer, before: Quality, budget: Budget) -> dict:
     """One row of the per-method table (plain values; the page formats them)."""
     point = answer.best if answer.best is not None else answer.closest
     row = {
@@ -265,9 +236,9 @@ def setting_phrase(point) -> str:
     return point.setting
 
 
-def tradeoff_headline(best, closest, before: Quality, original_bytes: int, budget: QualityBudget) -> str:
-    """The answer over every method (low rank, fewer bits, both): ``best``/``closest`` are TradeoffPoints
-    (explorer.analysis.quantize.smallest_within)."""
+def tradeoff_headline(best, closest, before: Quality, original_bytes: int, budget: Budget) -> str:
+    """The answer over every method (low rank, fewer bits, both): ``best``/``closest`` are Points
+    (explorer.analysis.compression.within_budget)."""
     if best is not None:
         saved = original_bytes - best.bytes_model
         return (
@@ -283,7 +254,7 @@ def tradeoff_headline(best, closest, before: Quality, original_bytes: int, budge
     return "Nothing measured yet."
 
 
-def healing_sentence(run, before: Quality, budget: QualityBudget) -> str:
+def healing_sentence(run, before: Quality, budget: Budget) -> str:
     """What healing gave back (``run``: explorer.analysis.healing.HealingRun), in the budget's metric, and
     which step's factors were kept (the validation chunks decide; none: left as they were)."""
     was, now = budget.loss(before, run.before), budget.loss(before, run.after)
@@ -298,7 +269,7 @@ def healing_sentence(run, before: Quality, budget: QualityBudget) -> str:
         return (
             f"**Training did not help** ({run.steps} steps, {step_size}, {run.seconds:.0f} s): no check on the "
             "calibration text held out of training beat the compressed model, so its factors are left as they "
-            f"were, at {cost_phrase_of(run.after, before, budget)}. A smaller step size may help."
+            f"were, at {budget.cost(before, run.after)}. A smaller step size may help."
         )
     given_back = (was - now) / was if was > 0 else 0.0
     fits = "within" if budget.fits(before, run.after) else "outside"
@@ -309,7 +280,7 @@ def healing_sentence(run, before: Quality, budget: QualityBudget) -> str:
     )
     return (
         f"**{run.steps} steps ({step_size}, {run.seconds:.0f} s){kept}**: from "
-        f"{cost_phrase_of(run.before, before, budget)} to {cost_phrase_of(run.after, before, budget)}: training "
+        f"{budget.cost(before, run.before)} to {budget.cost(before, run.after)}: training "
         f"gave back {given_back:.0%} of the loss, {fits} your budget. Training objective on the calibration "
         f"text: {run.calibration_before:.4g} → {run.calibration_after:.4g}."
     )
@@ -354,21 +325,13 @@ def free_sentences(description: str, nbytes: int, original_bytes: int, before: Q
         f"at fp16 ({'saves' if saved >= 0 else 'adds'} {size_phrase(abs(saved))}, "
         f"{abs(saved) / original_bytes:.0%})."
     )
-    if after.causal:
-        quality = (
-            f"Perplexity on {where} goes from **{before.perplexity:,.4g}** to **{after.perplexity:,.4g}**"
-        )
-    else:
-        quality = f"On {where}, sentence embeddings keep a mean cosine of **{after.embedding_cosine:.3f}**"
-    return size, f"{quality}: quality **{verdict(before, after)}** ({ratio_text(before, after)})."
+    return size, quality_sentence(before, after, where)
 
 
 def quality_value(q: Quality) -> str:
     """The headline number of a measured quality, as the table shows it: perplexity or embedding cosine."""
-    value = q.perplexity if q.causal else q.embedding_cosine
-    if value is None or not np.isfinite(value):
-        return "not finite"
-    return f"{value:,.4g}" if q.causal else f"{value:.4f}"
+    metric = headline_metric(q.causal)
+    return metric.formatted(metric.value(q))
 
 
 def following_note(answer, fits: bool) -> str | None:

@@ -29,6 +29,7 @@ from explorer.analysis import export
 from explorer.analysis import quantize as qz
 from explorer.analysis.lowrank import ASVD_ALPHA, METHOD_LABELS, METHODS, RIDGE
 from explorer.analysis.matrices import weight_matrices
+from explorer.analysis.quality import Budget, Metric, headline_metric, metric_named, metrics_for
 from explorer.errors import ExplorerError
 from explorer.figures.compression import make_matrix_error_figure, make_rank_allocation_figure
 from explorer.figures.quantization import make_tradeoff_figure
@@ -95,6 +96,7 @@ class Controls:
 def controls(shapes: dict, causal: bool) -> Controls:
     """The page's settings for a model whose groups have ``shapes`` (comp.kind_shapes)."""
     default_groups = [k for k in comp.DEFAULT_KINDS if k in shapes] or list(shapes)[:1]
+    budget_names = tuple(m.name for m in metrics_for(causal))
     return Controls(
         page=PageState("compression"),
         method=Choice("comp_method", "svdllm", METHODS, key="method"),
@@ -116,9 +118,7 @@ def controls(shapes: dict, causal: bool) -> Controls:
         qgroup=Choice("comp_qgroup", "row", GROUP_SIZES, key="qgroup"),
         offset=Flag("comp_offset", False, key="offset"),
         healed=Flag("comp_healed", False, key="healed"),
-        budget_metric=Choice(
-            "budget_metric", comp.BUDGET_METRICS[causal][0], comp.BUDGET_METRICS[causal], key="budget_metric"
-        ),
+        budget_metric=Choice("budget_metric", budget_names[0], budget_names, key="budget_metric"),
         budget_values={
             "perplexity": Int("budget_ppl", 10, 1, 200, key="budget_ppl"),
             "kl": Float("budget_kl", 0.05, 1e-6, 2.0, key="budget_kl", digits=3),
@@ -131,15 +131,28 @@ def controls(shapes: dict, causal: bool) -> Controls:
     )
 
 
-def budget_of(metric: str, limit: float) -> comp.QualityBudget:
-    """The budget a metric and its limit stand for (perplexity: the limit in percent)."""
-    if metric == "perplexity":
-        return comp.QualityBudget(perplexity_increase=limit / 100, metric=metric)
-    if metric == "kl":
-        return comp.QualityBudget(max_kl=limit, metric=metric)
-    if metric == "cosine":
-        return comp.QualityBudget(min_cosine=limit, metric=metric)
-    return comp.QualityBudget(min_spearman=limit, metric=metric)
+def budget_of(metric: str, limit: float, causal: bool) -> Budget:
+    """The budget a metric's name and the page's limit stand for (a ratio metric's limit is in percent)."""
+    chosen = metric_named(metric, causal)
+    return Budget(chosen, limit / 100 if chosen.compare == "ratio" else limit)
+
+
+def limit_widget(name: str, causal: bool) -> tuple[str, dict]:
+    """(label, number_input options) of the budget's limit on the metric called ``name``: "At most + (%)" for
+    a ratio metric, "At most (unit)" for a lower-is-better value, "At least" for a higher-is-better one."""
+    metric = metric_named(name, causal)
+    if metric.compare == "ratio":
+        return "At most + (%)", {"step": 1}
+    if metric.better == "lower":
+        return f"At most ({metric.unit})", {"step": 0.01, "format": "%.4f"}
+    return "At least", {"step": 0.001, "format": "%.4f"}
+
+
+def budget_line(budget: Budget, original: comp.Quality) -> tuple[float, str] | None:
+    """The budget's edge on the Pareto chart, which plots the headline metric: None for another metric."""
+    if budget.metric != headline_metric(original.causal):
+        return None
+    return budget.bound(original), "budget limit"
 
 
 # ------------------------------------------------------------------------------------------ scope
@@ -196,7 +209,7 @@ class BudgetRow:
     key: str
 
     @property
-    def point(self) -> qz.TradeoffPoint | None:
+    def point(self) -> comp.Point | None:
         return self.answer.point
 
 
@@ -204,13 +217,13 @@ def button_key(series: str) -> str:
     return "compression_use_" + re.sub(r"[^a-z0-9]+", "_", series.lower()).strip("_")
 
 
-def budget_rows(points: list[qz.TradeoffPoint], before: comp.Quality, budget: comp.QualityBudget):
+def budget_rows(points: list[comp.Point], before: comp.Quality, budget: Budget):
     """Every series measured (low rank by method and allocation, int8, 4-bit by group and offset, the
     combinations, healed), its answer within the budget, in the order measured."""
     return [BudgetRow(a, button_key(a.series)) for a in qz.answers_by_series(points, before, budget)]
 
 
-def publish_rows(rows: list[BudgetRow], before: comp.Quality, budget: comp.QualityBudget) -> None:
+def publish_rows(rows: list[BudgetRow], before: comp.Quality, budget: Budget) -> None:
     """The rows as plain dicts in the session (``compression_budget_rows``): what a test or an export reads."""
     st.session_state[ROWS_KEY] = [
         {
@@ -232,11 +245,11 @@ def publish_rows(rows: list[BudgetRow], before: comp.Quality, budget: comp.Quali
 # ------------------------------------------------------------------------------------------ applying
 
 
-def appliable(recipe: qz.Recipe) -> bool:
-    return recipe.store in qz.STORES
+def appliable(recipe: comp.Recipe) -> bool:
+    return recipe.store in comp.STORES
 
 
-def apply(ctl: Controls, recipe: qz.Recipe) -> None:
+def apply(ctl: Controls, recipe: comp.Recipe) -> None:
     """Set the free controls to ``recipe`` (before they are drawn), measured on the held-out passage as the
     budget was."""
     page = ctl.page
@@ -259,7 +272,7 @@ def apply(ctl: Controls, recipe: qz.Recipe) -> None:
     page.set(ctl.evaluation, "heldout")
 
 
-def use(ctl: Controls, recipe: qz.Recipe) -> None:
+def use(ctl: Controls, recipe: comp.Recipe) -> None:
     """A "Use these settings" press: apply, and stop following the budget's answer."""
     st.session_state[FOLLOW_KEY] = False
     apply(ctl, recipe)
@@ -269,7 +282,7 @@ def _widget_values(ctl: Controls) -> dict:
     return {ctl.page.key(s): st.session_state.get(ctl.page.key(s)) for s in ctl.free()}
 
 
-def follow_answer(ctl: Controls, answer: qz.TradeoffPoint | None) -> bool:
+def follow_answer(ctl: Controls, answer: comp.Point | None) -> bool:
     """On a visit that follows the budget's answer, set the free controls to ``answer`` (the smallest point
     within the budget, else the closest); returns whether this visit still follows. A visit stops following
     when its link names a free-control setting (on its first run), or once a free control was moved."""
@@ -313,6 +326,10 @@ class FreeSetting:
     def needs_factors(self) -> bool:
         return self.store in FACTOR_STORES
 
+    def low_rank(self, model_key: ModelChoice) -> cc.LowRank:
+        """The low-rank part of the setting on this model: what its factors, outcome and healing are keyed by."""
+        return cc.LowRank(model_key, self.method, self.kinds, self.calibration, self.rank)
+
 
 def scheme_of(bits: int, group, offset: bool) -> str:
     return QuantScheme(int(bits), None if group == "row" else int(group), not offset).name
@@ -349,14 +366,11 @@ def measure(model_key: ModelChoice, free: FreeSetting, text: str, max_tokens: in
     original = cached_model(model_key).card.n_params * comp.BYTES_PER_PARAM
     args = (model_key, free.kinds)
     if free.store == "lowrank":
-        out = cc.cached_outcome(
-            model_key, free.method, free.kinds, free.calibration, free.rank, text, max_tokens
-        )
+        out = cc.cached_outcome(free.low_rank(model_key), text, max_tokens)
         after = out.after
         # The healed copy measured again (same sizes: healing trains the factors, never resizes them).
         if free.heal is not None:
-            healed = qc.healed_quality(model_key, free.method, free.kinds, free.calibration, free.rank,
-                                       *free.heal, text, max_tokens)  # fmt: skip
+            healed = qc.healed_quality(free.low_rank(model_key), *free.heal, text, max_tokens)
             after = out.after if healed is None else healed
         return FreeResult(free, comp.model_bytes(out.params_model_after), original, out.before, after,
                           out.after.n_tokens, out, out.rows, None, after is not out.after)  # fmt: skip
@@ -366,8 +380,7 @@ def measure(model_key: ModelChoice, free: FreeSetting, text: str, max_tokens: in
     elif free.store == "residual":
         q = qc.cached_residual_outcome(*args, free.scheme, free.rank.share, text, max_tokens)
     else:
-        q = qc.cached_factor_bits_outcome(model_key, free.method, free.kinds, free.calibration, free.rank,
-                                          free.scheme, text, max_tokens)  # fmt: skip
+        q = qc.cached_factor_bits_outcome(free.low_rank(model_key), free.scheme, text, max_tokens)
         fact = cc.factorization(model_key, free.method, free.kinds, free.calibration)
         rows = comp.matrix_rows(fact, comp.choose_ranks(fact, free.rank))
     return FreeResult(free, q.bytes_model, original, q.before, q.after, q.after.n_tokens, None, rows, q)
@@ -457,9 +470,7 @@ def compression_builder(model_key: ModelChoice, result: FreeResult) -> Callable[
     if free.store == "factors":
         return lambda: export.quantized_factors(loaded, fact, ranks, scheme)
     if result.healed:
-        healed = qc.finished_healing(
-            model_key, free.method, free.kinds, free.calibration, free.rank, *free.heal
-        )
+        healed = qc.finished_healing(free.low_rank(model_key), *free.heal)
         if healed is not None:  # the card showed the healed copy: export its own factors
             return lambda: export.from_factored_model(loaded, healed.model, f"{free.method}, healed")
         raise ExplorerError("The healing behind this card is no longer kept: run Heal again to export it.")
@@ -469,8 +480,7 @@ def compression_builder(model_key: ModelChoice, result: FreeResult) -> Callable[
 def _metric_cells(quality: dict) -> dict:
     """The two quality numbers of a Quality dict: perplexity and KL (causal LM), or embedding cosine and
     similarity-ranking correlation (encoder)."""
-    names = ("perplexity", "kl") if quality["causal"] else ("embedding_cosine", "similarity_spearman")
-    return {name: quality[name] for name in names}
+    return {m.field: quality[m.field] for m in metrics_for(quality["causal"])}
 
 
 def decision_rows(free: dict, description: str, fits: bool | None, budget_rows: list[dict]) -> list[dict]:
@@ -566,7 +576,7 @@ def decision_of(
         original=state.original if on_chart else result.before,
         original_bytes=result.bytes_original,
         budget_line=budget_line if on_chart else None,
-        current=qz.TradeoffPoint("this decision", description, result.bytes_model, result.after),
+        current=comp.Point("this decision", description, result.bytes_model, result.after),
         measured_on=where,
     )
     fits = state.budget.fits(result.before, result.after) if heldout else None
@@ -595,42 +605,20 @@ def draw_downloads(decision: Decision) -> None:
     report inlines plotly.js, ~5 MB; the weights take seconds), never on the way to the page's first draw."""
     st.session_state[DECISION_KEY] = decision
     st.markdown("**Download this decision**")
-    left, middle, right = st.columns(3)
-    left.download_button(
-        "Report (HTML)",
-        decision.html,
-        file_name=f"{decision.file_stem}.html",
-        mime="text/html",
-        key="compression_decision_html",
-        on_click="ignore",
-        icon=":material/description:",
-        width="stretch",
-        help="One page that opens offline: the chart with this setting, the setting, the measured quality and "
-        "how it was measured, and every setting the budget compared.",
-    )
-    middle.download_button(
-        "Table (CSV)",
-        decision.csv(),
-        file_name=f"{decision.file_stem}.csv",
-        mime="text/csv",
-        key="compression_decision_csv",
-        on_click="ignore",
-        icon=":material/table:",
-        width="stretch",
-        help="This setting and every budget row: whole-model bytes and the measured quality.",
-    )
-    right.download_button(
-        "Compressed weights (.zip)",
-        decision.zip_bytes,
-        file_name=f"{decision.file_stem}.zip",
-        mime="application/zip",
-        key="compression_decision_zip",
-        on_click="ignore",
-        icon=":material/download:",
-        width="stretch",
-        help="compressed.safetensors (only the changed matrices, as measured) and a JSON manifest (base model, "
-        "setting, measured quality). Built when you click: seconds on a big model.",
-    )
+    downloads = (
+        ("Report (HTML)", decision.html, "html", "text/html", "description",
+         "One page that opens offline: the chart with this setting, the setting, the measured quality and how it "
+         "was measured, and every setting the budget compared."),
+        ("Table (CSV)", decision.csv(), "csv", "text/csv", "table",
+         "This setting and every budget row: whole-model bytes and the measured quality."),
+        ("Compressed weights (.zip)", decision.zip_bytes, "zip", "application/zip", "download",
+         "compressed.safetensors (only the changed matrices, as measured) and a JSON manifest (base model, "
+         "setting, measured quality). Built when you click: seconds on a big model."),
+    )  # fmt: skip
+    for column, (label, data, ext, mime, icon, help_text) in zip(st.columns(3), downloads, strict=True):
+        column.download_button(label, data, file_name=f"{decision.file_stem}.{ext}", mime=mime,
+                               key=f"compression_decision_{ext}", on_click="ignore", icon=f":material/{icon}:",
+                               width="stretch", help=help_text)  # fmt: skip
     st.caption(words.LOAD_BACK_SENTENCE)
 
 
@@ -645,20 +633,20 @@ class BudgetState:
     method; rows: each series' answer; quant/sweep: the fewer-bits and sweep tasks' (spec, work) (None when not
     asked for); quant_job/job: their tasks; first_answer_pending: the fewer-bits comparison's first point is not
     in yet (the sweep waits for it); stopped: a person stopped the sweep (its points so far are kept on its
-    task); heal_args: the healing task's arguments without steps and lr (None without a low-rank answer);
+    task); heal_args: the low-rank answer as the healing task takes it, steps and lr aside (None without one);
     budget_tokens: the held-out passage's tokens."""
 
-    budget: comp.QualityBudget
+    budget: Budget
     original: comp.Quality
     budget_tokens: int
     points: list
     answers: tuple
     best: comp.BudgetAnswer | None
     closest: comp.BudgetAnswer | None
-    chosen: comp.SweepPoint | None
+    chosen: comp.Point | None
     all_points: list
-    overall: qz.TradeoffPoint | None
-    overall_closest: qz.TradeoffPoint | None
+    overall: comp.Point | None
+    overall_closest: comp.Point | None
     rows: list
     quant: tuple | None
     quant_job: object
@@ -667,7 +655,7 @@ class BudgetState:
     job: object
     first_answer_pending: bool
     stopped: bool
-    heal_args: tuple | None
+    heal_args: cc.LowRank | None
 
     @property
     def quant_running(self) -> bool:
@@ -678,7 +666,7 @@ class BudgetState:
         return self.job is not None and not self.job.done
 
     @property
-    def answer_point(self) -> qz.TradeoffPoint | None:
+    def answer_point(self) -> comp.Point | None:
         """What "Use these settings" applies and the free controls open on: within the budget, else closest."""
         return self.overall if self.overall is not None else self.overall_closest
 
@@ -696,7 +684,7 @@ def measure_budget(
     kinds: tuple[str, ...],
     calibration: cc.Calibration,
     methods: tuple[str, ...],
-    budget: comp.QualityBudget,
+    budget: Budget,
     heal: tuple[int, float],
 ) -> BudgetState:
     """Start (or find) the budget's tasks in their order and collect what they measured so far. Quick work (a
@@ -741,25 +729,17 @@ def measure_budget(
         chosen is not None
     ):  # healing (an explicit action) on the low-rank answer: its result is one more series
         setting = comp.RankSetting(mode="share", share=chosen.share, allocation=chosen.allocation)
-        heal_args = (model_key, chosen.method, kinds, calibration, setting)
-        healed = qc.finished_healing(*heal_args, *heal)
+        heal_args = cc.LowRank(model_key, chosen.method, kinds, calibration, setting)
+        healed = qc.finished_healing(heal_args, *heal)
         if healed is not None:
             run = healed.run
-            recipe = dataclasses.replace(
-                qz.from_sweep_point(chosen).recipe, heal_steps=int(heal[0]), heal_lr=float(heal[1])
-            )
-            others.append(
-                qz.TradeoffPoint(
-                    "healed low rank",
-                    f"{qz.from_sweep_point(chosen).setting}, healed ({run.steps} steps)",
-                    chosen.bytes,
-                    run.after,
-                    recipe=recipe,
-                )
-            )
+            recipe = dataclasses.replace(chosen.recipe, heal_steps=int(heal[0]), heal_lr=float(heal[1]))
+            setting_words = f"{chosen.setting}, healed ({run.steps} steps)"
+            others.append(dataclasses.replace(chosen, series="healed low rank", setting=setting_words,
+                                              quality=run.after, recipe=recipe))  # fmt: skip
     decision = qz.decide(points, others, original, budget, methods)
     overall, overall_closest = decision.overall, decision.overall_closest
-    all_points = [qz.from_sweep_point(p) for p in points] + others
+    all_points = list(points) + others
     rows = budget_rows(all_points, original, budget)
     publish_rows(rows, original, budget)
     return BudgetState(
@@ -769,17 +749,17 @@ def measure_budget(
     )  # fmt: skip
 
 
-def healing(heal_args: tuple, steps: int, lr: float, *, start) -> qc.Healed | None:
+def healing(heal_args: cc.LowRank, steps: int, lr: float, *, start) -> qc.Healed | None:
     """The healing of the low-rank answer: a "Heal" button (in ``start``) until someone asks for it, then its
     progress and "Stop healing" in a watcher that redraws on its own (a whole-page rerun every few seconds
     took the CPU and the GIL the training needs), then the Healed result."""
-    if tasks.peek(qc.healing_spec(*heal_args, steps, lr)) is None:
+    if tasks.peek(qc.healing_spec(heal_args, steps, lr)) is None:
         if not start.button("Heal", key="compression_heal", icon=":material/healing:"):
             return None
-        if tasks.start(*qc.healing_task(*heal_args, steps, lr)).done:
+        if tasks.start(*qc.healing_task(heal_args, steps, lr)).done:
             st.rerun()  # done within this run (a small model): the budget above draws the healed point
     return task_view.watch(
-        *qc.healing_task(*heal_args, steps, lr),
+        *qc.healing_task(heal_args, steps, lr),
         label="Healing",
         failure="Healing failed",
         key="compression_healing",
@@ -843,7 +823,7 @@ def draw_rows(ctl: Controls, state: BudgetState, causal: bool) -> None:
         )
         cells[1].markdown(words.size_phrase(point.bytes_model))
         cells[2].markdown(words.quality_value(point.quality))
-        cells[3].markdown(words.cost_phrase_of(point.quality, state.original, state.budget))
+        cells[3].markdown(state.budget.cost(state.original, point.quality))
         cells[4].markdown(
             "shipped grid" if answer.own_grid else ("yes" if answer.best is not None else "no: closest")
         )
@@ -1042,6 +1022,39 @@ def free_controls(ctl: Controls, shapes: dict, text: str, max_tokens: int) -> Fr
 
 
 GENERATION_TOKENS = 32
+# The free card's quality metrics: metric name -> (label, help; {n}: the shipped sentences' count).
+CARD_METRICS = {
+    "perplexity": ("Perplexity", "Lower is better. exp(mean next-token loss) on the evaluated tokens: roughly how "
+                   "many words the model hesitates between."),
+    "kl": ("KL divergence (nats/token)", "Mean KL(original ‖ compressed) of the next-token distributions: 0 = the "
+           "compressed copy predicts exactly like the original; 1 nat/token ≈ its predictions are often different."),
+    "cosine": ("Embedding cosine", "1 = unchanged. Mean cosine between original and compressed mean-pooled "
+               "embeddings of the text and {n} shipped sentences."),
+    "spearman": ("Similarity ranking", "Spearman correlation between the original and compressed pairwise cosine "
+                 "similarities of the {n} shipped sentences: 1 = every pair ranked the same."),
+}  # fmt: skip
+
+
+def card_metric(col, label: str, value: str, delta: str | None, before: str, help_text: str,
+                inverse: bool = True) -> None:  # fmt: skip
+    """One metric of the free card in ``col``: its value, its change (``inverse``: a rise drawn red) and the
+    original's value under it."""
+    col.metric(label, value, delta, delta_color="inverse" if inverse else "normal", help=help_text)
+    col.caption(f"before: {before}")
+
+
+def quality_metric(col, metric: Metric, before: comp.Quality, after: comp.Quality, n_sentences: int) -> None:
+    """One quality metric of the free card in ``col``: its value, its change against the original (the ratio
+    for a ratio metric, the difference from the original's value otherwise; none when the original's value is
+    0, where the value is the change) and the original's value under it."""
+    label, help_text = CARD_METRICS[metric.name]
+    value = metric.value(after)
+    if metric.compare == "ratio":
+        delta, was = f"×{value / metric.value(before):.4g}", metric.formatted(metric.value(before))
+    else:
+        delta, was = (None if metric.origin == 0 else f"{value - metric.origin:+.4f}"), f"{metric.origin:g}"
+    card_metric(col, label, metric.formatted(value), delta, was, help_text.format(n=n_sentences),
+                inverse=metric.better == "lower")  # fmt: skip
 
 
 def draw_free_card(
@@ -1067,97 +1080,41 @@ def draw_free_card(
         # Two rows of three: five metrics side by side beside the controls truncate their values ("102.…").
         cols = [*st.columns(3), *st.columns(3)]
         change = result.bytes_model - result.bytes_original
-        cols[0].metric(
-            "Model size",
-            words.size_phrase(result.bytes_model),
-            f"{words.size_phrase(change)} ({change / result.bytes_original:+.0%})",
-            delta_color="inverse",
-            help="The whole model's weights: the chosen matrices as stored (factors, codes, scales, offsets), "
-            "every other parameter at fp16.",
-        )
-        cols[0].caption(f"before: {words.size_phrase(result.bytes_original)} at fp16")
+        card_metric(cols[0], "Model size", words.size_phrase(result.bytes_model),
+                    f"{words.size_phrase(change)} ({change / result.bytes_original:+.0%})",
+                    f"{words.size_phrase(result.bytes_original)} at fp16",
+                    "The whole model's weights: the chosen matrices as stored (factors, codes, scales, offsets), "
+                    "every other parameter at fp16.")  # fmt: skip
         if result.outcome is not None:
             out = result.outcome
             saved = out.params_model_after - out.params_model_before
-            cols[1].metric(
-                "Parameters",
-                f"{out.params_model_after / 1e6:.1f} M",
-                f"{saved / 1e6:+.1f} M ({saved / out.params_model_before:+.0%})",
-                delta_color="inverse",
-                help="Every parameter of the model (tied weights once). Each factored matrix holds k(m+n) "
-                "numbers plus its bias.",
-            )
-            cols[1].caption(f"before: {out.params_model_before / 1e6:.1f} M")
-            cols[2].metric(
-                "Memory fp32",
-                words.size_phrase(out.params_model_after * 4),
-                f"{words.size_phrase(saved * 4)}",
-                delta_color="inverse",
-                help="Weights only, at 4 bytes per parameter.",
-            )
-            cols[2].caption(f"before: {words.size_phrase(out.params_model_before * 4)}")
+            card_metric(cols[1], "Parameters", f"{out.params_model_after / 1e6:.1f} M",
+                        f"{saved / 1e6:+.1f} M ({saved / out.params_model_before:+.0%})",
+                        f"{out.params_model_before / 1e6:.1f} M",
+                        "Every parameter of the model (tied weights once). Each factored matrix holds k(m+n) "
+                        "numbers plus its bias.")  # fmt: skip
+            card_metric(cols[2], "Memory fp32", words.size_phrase(out.params_model_after * 4),
+                        words.size_phrase(saved * 4), words.size_phrase(out.params_model_before * 4),
+                        "Weights only, at 4 bytes per parameter.")  # fmt: skip
         elif result.quant is not None:
             q = result.quant
-            cols[1].metric(
-                "Chosen matrices",
-                words.size_phrase(q.bytes_chosen),
-                f"{q.bytes_chosen / q.bytes_chosen_fp16 - 1:+.0%}",
-                delta_color="inverse",
-                help="The chosen matrices as stored, against the same matrices at fp16.",
-            )
-            cols[1].caption(f"at fp16: {words.size_phrase(q.bytes_chosen_fp16)}")
+            card_metric(cols[1], "Chosen matrices", words.size_phrase(q.bytes_chosen),
+                        f"{q.bytes_chosen / q.bytes_chosen_fp16 - 1:+.0%}",
+                        f"{words.size_phrase(q.bytes_chosen_fp16)} at fp16",
+                        "The chosen matrices as stored, against the same matrices at fp16.")  # fmt: skip
             cols[2].metric(
                 "Weight error",
                 f"{q.weight_error:.3g}",
                 help="Σ‖W − Q(W)‖²_F / Σ‖W‖²_F over the chosen matrices: the share of their energy lost.",
             )
-        if after.causal:
-            cols[3].metric(
-                "Perplexity",
-                f"{after.perplexity:,.4g}",
-                f"×{after.perplexity / before.perplexity:.4g}",
-                delta_color="inverse",
-                help="Lower is better. exp(mean next-token loss) on the evaluated tokens: roughly how many "
-                "words the model hesitates between.",
-            )
-            cols[3].caption(f"before: {before.perplexity:,.4g}")
-            cols[5].metric(
-                "KL divergence (nats/token)",
-                f"{after.kl:.3g}",
-                help="Mean KL(original ‖ compressed) of the next-token distributions: 0 = the compressed copy "
-                "predicts exactly like the original; 1 nat/token ≈ its predictions are often different.",
-            )
-            cols[5].caption("before: 0")
-        else:
-            cols[3].metric(
-                "Embedding cosine",
-                f"{after.embedding_cosine:.3f}",
-                f"{after.embedding_cosine - 1:+.3f}",
-                help="1 = unchanged. Mean cosine between original and compressed mean-pooled embeddings of "
-                f"the text and {len(evalset.sentences)} shipped sentences.",
-            )
-            cols[3].caption("before: 1")
-            cols[5].metric(
-                "Similarity ranking",
-                f"{after.similarity_spearman:.3f}",
-                f"{after.similarity_spearman - 1:+.3f}",
-                help="Spearman correlation between the original and compressed pairwise cosine similarities of "
-                f"the {len(evalset.sentences)} shipped sentences: 1 = every pair ranked the same.",
-            )
-            cols[5].caption("before: 1")
+        for col, metric in zip((cols[3], cols[5]), metrics_for(after.causal), strict=True):
+            quality_metric(col, metric, before, after, len(evalset.sentences))
         if free.needs_factors:
-            macs_before, macs_after = cc.cached_macs(
-                model_key, free.method, free.kinds, free.calibration, free.rank
-            )
-            cols[4].metric(
-                "Multiply-adds per token",
-                f"{macs_after / 1e6:,.1f} M",
-                f"{macs_after / macs_before - 1:+.0%}",
-                delta_color="inverse",
-                help="Of the products with weight matrices: mn for a dense matrix, k(m+n) for a factored one. "
-                "Measured latency: below.",
-            )
-            cols[4].caption(f"before: {macs_before / 1e6:,.1f} M")
+            macs_before, macs_after = cc.cached_macs(free.low_rank(model_key))
+            card_metric(cols[4], "Multiply-adds per token", f"{macs_after / 1e6:,.1f} M",
+                        f"{macs_after / macs_before - 1:+.0%}", f"{macs_before / 1e6:,.1f} M",
+                        "Of the products with weight matrices: mn for a dense matrix, k(m+n) for a factored one. "
+                        "Measured latency: below.")  # fmt: skip
         st.caption(f"The words: {words.verdict_scale(after.causal)}")
     if (
         result.outcome is not None
@@ -1210,11 +1167,7 @@ def draw_free_details(
         return
     st.subheader("Where the ranks go")
     comparison = cc.rank_comparison(
-        model_key,
-        free.method,
-        free.kinds,
-        free.calibration,
-        free.rank.share if free.rank.mode == "share" else 0.5,
+        free.low_rank(model_key), free.rank.share if free.rank.mode == "share" else 0.5
     )
     st.plotly_chart(make_rank_allocation_figure(comparison), width="stretch", key="compression_ranks")
     st.caption(
@@ -1280,9 +1233,8 @@ def draw_free_details(
                 model_key, eval_text, eval_tokens, n_prompt, GENERATION_TOKENS
             )
             compressed_text = cc.cached_compressed_generation(
-                model_key, free.method, free.kinds, free.calibration, free.rank, eval_text, eval_tokens,
-                n_prompt, GENERATION_TOKENS,
-            )  # fmt: skip
+                free.low_rank(model_key), eval_text, eval_tokens, n_prompt, GENERATION_TOKENS
+            )
         st.caption(f"Prompt (the first {n_prompt} tokens of the text): {prompt!r}")
         left, right = st.columns(2)
         with left.container(border=True):
@@ -1298,7 +1250,7 @@ def draw_free_details(
 @st.fragment
 def latency_section(model_key: ModelChoice, free: FreeSetting, eval_text: str, eval_tokens: int, device: str):
     st.markdown("**Latency** (warm-up, then interleaved runs of both models: medians with their spread)")
-    args = (model_key, free.method, free.kinds, free.calibration, free.rank, eval_text, eval_tokens)
+    args = (free.low_rank(model_key), eval_text, eval_tokens)
     spec = cc.latency_spec(*args)
     if tasks.peek(spec) is None and not st.button(
         "Measure latency", key="compression_latency", icon=":material/timer:"

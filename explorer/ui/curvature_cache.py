@@ -170,6 +170,7 @@ class CurvatureSpec(tasks.Spec):
     sizes ``estimated_seconds``: ``products()`` Hessian-vector products through the whole model."""
 
     VERSION: ClassVar[int] = FORMAT_VERSION
+    LABEL: ClassVar[str] = ""  # what a watcher names the task ("": its KIND)
     model_key: ModelChoice
     fingerprint: str
     loss: str
@@ -180,6 +181,10 @@ class CurvatureSpec(tasks.Spec):
 
     def estimated_seconds(self) -> float:
         return self.products() * self.model_params * SECONDS_PER_PARAM_PRODUCT
+
+    @property
+    def label(self) -> str:
+        return self.LABEL or self.KIND
 
 
 @dataclass(frozen=True)
@@ -207,6 +212,7 @@ class GridSpec(CurvatureSpec):
     """λ_max and trace of every layer's attention and MLP (kept on disk)."""
 
     KIND: ClassVar[str] = "curvature-grid"
+    LABEL: ClassVar[str] = "curvature grid"
     KEEP: ClassVar[bool] = True
     RESULT: ClassVar[Any] = C.CurvatureGrid
     MAX_FINISHED: ClassVar[int] = 4
@@ -218,10 +224,6 @@ class GridSpec(CurvatureSpec):
 
     def products(self) -> int:
         return 2 * self.n_layers * (self.max_matvec + self.probes)
-
-    @property
-    def label(self) -> str:
-        return "curvature grid"
 
 
 @dataclass(frozen=True)
@@ -237,15 +239,12 @@ class TrainingSpec(CurvatureSpec):
     """The training what-if (in memory only)."""
 
     KIND: ClassVar[str] = "curvature-training"
+    LABEL: ClassVar[str] = "training what-if"
     MAX_FINISHED: ClassVar[int] = 4
     settings: TrainingSettings = TrainingSettings("all")
 
     def products(self) -> int:
         return self.settings.steps * (TRAIN_MAX_MATVEC + 2)
-
-    @property
-    def label(self) -> str:
-        return "training what-if"
 
 
 def _fields(model_key: ModelChoice, text: str, max_tokens: int) -> dict:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import streamlit as st
 import torch
@@ -36,23 +36,16 @@ class Healed:
 
 
 @dataclass(frozen=True)
-class ComparisonSpec(cc.HeldoutSpec):
-    """The fewer-bits comparison of the chosen groups on the held-out passage (kept on disk): every scheme,
-    residual share and factor share it measures is part of its key."""
+class ComparisonSpec(cc.PointsSpec):
+    """The fewer-bits comparison of the chosen groups (quantize.fewer_bits_points): every scheme, residual
+    share and factor share it measures is part of its key."""
 
     KIND: ClassVar[str] = "fewer-bits"
-    KEEP: ClassVar[bool] = True
-    RESULT: ClassVar[Any] = list[qz.TradeoffPoint]
+    LABEL: ClassVar[str] = "fewer bits"
     MAX_FINISHED: ClassVar[int] = 4
-    calibration: str = ""
-    kinds: tuple[str, ...] = ()
     schemes: tuple[str, ...] = tuple(s.name for s in qz.FEWER_BITS_SCHEMES)
     residual: tuple = (qz.RESIDUAL_SCHEME.name, *qz.RESIDUAL_SHARES)
     factor_shares: tuple[float, ...] = tuple(qz.FACTOR_SHARES)
-
-    @property
-    def label(self) -> str:
-        return "fewer bits"
 
 
 @dataclass(frozen=True)
@@ -60,6 +53,7 @@ class HealingSpec(cc.ModelSpec):
     """Healing one low-rank setting's factors: ``steps`` Adam steps of size ``lr`` (in memory only)."""
 
     KIND: ClassVar[str] = "healing"
+    LABEL: ClassVar[str] = "healing"
     MAX_FINISHED: ClassVar[int] = 4
     method: str = "svd"
     kinds: tuple[str, ...] = ()
@@ -67,10 +61,6 @@ class HealingSpec(cc.ModelSpec):
     setting: comp.RankSetting | None = None
     steps: int = 0
     lr: float = 0.0
-
-    @property
-    def label(self) -> str:
-        return "healing"
 
 
 def comparison_spec(
@@ -82,12 +72,12 @@ def comparison_spec(
 def comparison_task(
     model_key: ModelChoice, kinds: tuple[str, ...], calibration: cc.Calibration
 ) -> tuple[ComparisonSpec, Callable]:
-    """(spec, work) of the fewer-bits comparison for these groups; the task's ``partial`` holds TradeoffPoints."""
+    """(spec, work) of the fewer-bits comparison for these groups; the task's ``partial`` holds Points."""
     loaded = cached_model(model_key)
     evalset = cc.budget_evalset(model_key)
     f_spec, f_work = cc.factorization_task(model_key, "svdllm", kinds, calibration)
 
-    def work(task: tasks.Task) -> list[qz.TradeoffPoint]:
+    def work(task: tasks.Task) -> list[comp.Point]:
         ref = cc.heldout_reference(loaded, model_key, evalset)
         return qz.fewer_bits_points(loaded, kinds, evalset, ref, lambda: tasks.run(f_spec, f_work),
                                     progress=task.report, publish=task.publish)  # fmt: skip
@@ -99,49 +89,38 @@ def peek_comparison(model_key: ModelChoice, kinds, calibration: cc.Calibration) 
     return tasks.peek(comparison_spec(model_key, kinds, calibration))
 
 
-def comparison_points(task: tasks.Task) -> list[qz.TradeoffPoint]:
-    return list(task.result) if task.succeeded else list(task.partial)
+def comparison_points(task: tasks.Task) -> list[comp.Point]:
+    """The points measured so far (all of them once the task is done)."""
+    return cc.points_so_far(task)
 
 
-def healing_spec(model_key, method, kinds, calibration: cc.Calibration, setting, steps, lr) -> HealingSpec:
-    return HealingSpec(method=method, kinds=tuple(kinds), calibration=calibration.key(), setting=setting,
-                       steps=int(steps), lr=float(lr), **cc.model_fields(model_key))  # fmt: skip
+def healing_spec(s: cc.LowRank, steps: int, lr: float) -> HealingSpec:
+    return HealingSpec(method=s.method, kinds=tuple(s.kinds), calibration=s.calibration.key(), setting=s.rank,
+                       steps=int(steps), lr=float(lr), **cc.model_fields(s.model_key))  # fmt: skip
 
 
-def healing_task(
-    model_key: ModelChoice,
-    method: str,
-    kinds: tuple[str, ...],
-    calibration: cc.Calibration,
-    setting: comp.RankSetting,
-    steps: int,
-    lr: float,
-) -> tuple[HealingSpec, Callable]:
+def healing_task(s: cc.LowRank, steps: int, lr: float) -> tuple[HealingSpec, Callable]:
     """(spec, work) healing the factors of one setting (``steps`` Adam steps of size ``lr`` on the calibration
     text); the result is a Healed: the HealingRun (quality on the held-out passage before and after) and the
     healed copy. Reads the factors here, in the script thread."""
-    loaded = cached_model(model_key)
-    evalset = cc.budget_evalset(model_key)
-    fact = cc.factorization(model_key, method, kinds, calibration)
-    ranks = comp.choose_ranks(fact, setting)
+    loaded = cached_model(s.model_key)
+    evalset = cc.budget_evalset(s.model_key)
+    fact = s.factors()
+    ranks = comp.choose_ranks(fact, s.rank)
     text = comp.shipped_calibration_text()
 
     def work(task: tasks.Task) -> Healed:
-        ref = cc.heldout_reference(loaded, model_key, evalset)
+        ref = cc.heldout_reference(loaded, s.model_key, evalset)
         run, model = healing.heal(
             loaded, fact, ranks, text, evalset, ref, steps=steps, lr=lr, progress=task.report
         )
         return Healed(run, model)
 
-    return healing_spec(model_key, method, kinds, calibration, setting, steps, lr), work
-
-
-def peek_healing(model_key, method, kinds, calibration, setting, steps, lr) -> tasks.Task | None:
-    return tasks.peek(healing_spec(model_key, method, kinds, calibration, setting, steps, lr))
+    return healing_spec(s, steps, lr), work
 
 
 # ---------------------------------------------------------------- one setting of the free controls, measured
-# Keyed like cc.cached_outcome: plain values, the scheme by its name. Each measures the same way the comparison
+# Keyed like cc.cached_outcome: plain values (a cc.LowRank), the scheme by its name. Each measures the same way the comparison
 # task does (same analysis function, same evaluation tokens), so a budget row and the free result agree.
 
 
@@ -169,52 +148,36 @@ def cached_residual_outcome(
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def cached_factor_bits_outcome(
-    model_key: ModelChoice,
-    method: str,
-    kinds: tuple[str, ...],
-    calibration: cc.Calibration,
-    setting: comp.RankSetting,
-    scheme: str,
-    text: str,
-    max_tokens: int,
-) -> qz.QuantOutcome:
-    """The low-rank factors of ``setting``'s ranks, each factor quantized with the scheme named ``scheme``."""
-    loaded = cached_model(model_key)
-    fact = cc.factorization(model_key, method, kinds, calibration)
-    ranks = comp.choose_ranks(fact, setting)
-    evalset = cc.cached_eval_set(model_key, text, max_tokens)
-    ref = cc.cached_reference(model_key, text, max_tokens)
-    return qz.quantize_factored_weights(loaded, fact, ranks, qz.scheme_named(scheme), evalset, ref)
+def cached_factor_bits_outcome(s: cc.LowRank, scheme: str, text: str, max_tokens: int) -> qz.QuantOutcome:
+    """The low-rank factors of the setting's ranks, each factor quantized with the scheme named ``scheme``."""
+    loaded = cached_model(s.model_key)
+    fact = s.factors()
+    evalset = cc.cached_eval_set(s.model_key, text, max_tokens)
+    ref = cc.cached_reference(s.model_key, text, max_tokens)
+    return qz.quantize_factored_weights(loaded, fact, comp.choose_ranks(fact, s.rank), qz.scheme_named(scheme),
+                                        evalset, ref)  # fmt: skip
 
 
-def finished_healing(model_key, method, kinds, calibration, setting, steps, lr) -> Healed | None:
+def finished_healing(s: cc.LowRank, steps: int, lr: float) -> Healed | None:
     """The finished healing of this setting (None when not run, running, failed or cancelled)."""
-    task = peek_healing(model_key, method, kinds, calibration, setting, steps, lr)
+    return _finished(healing_spec(s, steps, lr))
+
+
+def _finished(spec: HealingSpec) -> Healed | None:
+    task = tasks.peek(spec)
     return task.result if task is not None and task.succeeded else None
 
 
-def healed_quality(model_key, method, kinds, calibration, setting, steps, lr, text, max_tokens):
+def healed_quality(s: cc.LowRank, steps: int, lr: float, text: str, max_tokens: int) -> comp.Quality | None:
     """The healed copy of this setting measured again on (text, max_tokens): a Quality, or None without a
     finished healing."""
-    if finished_healing(model_key, method, kinds, calibration, setting, steps, lr) is None:
-        return None
-    return _cached_healed_quality(model_key, method, kinds, calibration, setting, steps, lr, text, max_tokens)
+    spec = healing_spec(s, steps, lr)
+    return None if _finished(spec) is None else _cached_healed_quality(spec, text, max_tokens)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _cached_healed_quality(
-    model_key: ModelChoice,
-    method: str,
-    kinds: tuple[str, ...],
-    calibration: cc.Calibration,
-    setting: comp.RankSetting,
-    steps: int,
-    lr: float,
-    text: str,
-    max_tokens: int,
-) -> comp.Quality:
-    healed = finished_healing(model_key, method, kinds, calibration, setting, steps, lr)
-    loaded = cached_model(model_key)
-    evalset = cc.cached_eval_set(model_key, text, max_tokens)
-    return comp.evaluate(loaded, healed.model, evalset, cc.cached_reference(model_key, text, max_tokens))
+def _cached_healed_quality(spec: HealingSpec, text: str, max_tokens: int) -> comp.Quality:
+    loaded = cached_model(spec.model_key)
+    evalset = cc.cached_eval_set(spec.model_key, text, max_tokens)
+    ref = cc.cached_reference(spec.model_key, text, max_tokens)
+    return comp.evaluate(loaded, _finished(spec).model, evalset, ref)

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from explorer.analysis.compression import MatrixRow, Outcome, Quality, RankComparison, SweepPoint
+from explorer.analysis.compression import MatrixRow, Outcome, Point, Quality, RankComparison
 from explorer.figures.compression import (
     make_matrix_error_figure,
     make_pareto_figure,
@@ -20,13 +20,18 @@ def _quality(causal, value, kl=0.1):
     return Quality(False, None, None, value, 0.9, 12.0, 64)
 
 
+def _point(method, share, kept, quality):
+    return Point.low_rank(method, share, quality, mean_rank=100 * share, params_model_before=TOTAL,
+                          params_model_after=kept)  # fmt: skip
+
+
 def _points(causal):
     points = []
     for method, worst in (("svd", 900.0 if causal else 0.5), ("asvd", 60.0 if causal else 0.9)):
         for share in (0.25, 0.5, 0.75, 1.0):
             kept = TOTAL - int((1 - share) * 400_000)
             value = worst / (1 + 4 * share) if causal else 1 - (1 - worst) * (1 - share)
-            points.append(SweepPoint(method, share, 100 * share, kept, TOTAL, _quality(causal, value)))
+            points.append(_point(method, share, kept, _quality(causal, value)))
     return points
 
 
@@ -87,7 +92,7 @@ def test_pareto_encoder_plots_cosine_on_a_linear_axis():
 def test_pareto_shows_nan_for_a_broken_model_not_an_error():
     points = _points(True)
     broken = Quality(True, float("nan"), float("nan"), None, None, 1.0, 64)
-    points[0] = SweepPoint("svd", 0.25, 25.0, 900_000, TOTAL, broken)
+    points[0] = _point("svd", 0.25, 900_000, broken)
     fig = make_pareto_figure(points, original=_quality(True, 20.0))
     assert any(math.isnan(y) for y in fig.data[0].y)
 

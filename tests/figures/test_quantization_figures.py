@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from explorer.analysis.compression import Quality
-from explorer.analysis.quantize import TradeoffPoint
+from explorer.analysis.compression import Point, Quality
 from explorer.figures.quantization import make_tradeoff_figure
 
 
@@ -13,12 +12,10 @@ def _q(ppl: float) -> Quality:
 
 def test_every_point_is_drawn_in_its_series_sorted_by_bytes():
     points = [
-        TradeoffPoint("int8", "int8", 150_000_000, _q(11.0)),
-        TradeoffPoint("SVD-LLM (whitened)", "svdllm 50 %", 200_000_000, _q(30.0)),
-        TradeoffPoint("SVD-LLM (whitened)", "svdllm 90 %", 250_000_000, _q(12.0)),
-        TradeoffPoint(
-            "4-bit + offset, groups of 32", "int4-g32-asym", 90_000_000, _q(10.5), on_own_grid=True
-        ),
+        Point("int8", "int8", 150_000_000, _q(11.0)),
+        Point("SVD-LLM (whitened)", "svdllm 50 %", 200_000_000, _q(30.0)),
+        Point("SVD-LLM (whitened)", "svdllm 90 %", 250_000_000, _q(12.0)),
+        Point("4-bit + offset, groups of 32", "int4-g32-asym", 90_000_000, _q(10.5), on_own_grid=True),
     ]
     fig = make_tradeoff_figure(
         points, original=_q(10.5), original_bytes=269_000_000, budget_line=(11.55, "+10 %"), current=points[1]
@@ -40,7 +37,7 @@ def test_every_point_is_drawn_in_its_series_sorted_by_bytes():
 def test_encoder_axis_is_the_cosine():
     q = Quality(False, None, None, 0.97, 0.95, 1.0, 20)
     fig = make_tradeoff_figure(
-        [TradeoffPoint("int8", "int8", 40_000_000, q)],
+        [Point("int8", "int8", 40_000_000, q)],
         original=Quality(False, None, None, 1.0, 1.0, 1.0, 20),
         original_bytes=45_000_000,
     )
@@ -51,8 +48,8 @@ def test_encoder_axis_is_the_cosine():
 
 def test_broken_settings_do_not_stretch_the_axis():
     points = [
-        TradeoffPoint("int8", "int8", 150_000_000, _q(11.0)),
-        TradeoffPoint("svd", "svd 25 %", 90_000_000, _q(1e25)),
+        Point("int8", "int8", 150_000_000, _q(11.0)),
+        Point("svd", "svd 25 %", 90_000_000, _q(1e25)),
     ]
     fig = make_tradeoff_figure(points, original=_q(10.0), original_bytes=269_000_000)
     low, high = fig.layout.yaxis.range

@@ -59,7 +59,7 @@ def _settings(kinds: tuple[str, ...]) -> list[tuple[str, comp.RankSetting]]:
 
 def _what_if(kinds, method: str, setting: comp.RankSetting) -> comp.Outcome:
     """One what-if as the page runs it: cached factors, then the compressed copy measured on the text."""
-    return cc.cached_outcome(MODEL_KEY, method, kinds, cc.Calibration(), setting, TEXT, 512)
+    return cc.cached_outcome(cc.LowRank(MODEL_KEY, method, kinds, cc.Calibration(), setting), TEXT, 512)
 
 
 def test_fifty_what_ifs_leave_resident_memory_where_it_started():

@@ -8,6 +8,7 @@ import torch
 from explorer.analysis import compression as comp
 from explorer.analysis.lowrank import METHODS, factorize
 from explorer.analysis.matrices import weight_matrices, weights_checksum
+from explorer.analysis.quality import Budget
 from explorer.analysis.surgery import structural_copy
 from tests.module_inputs import record_inputs
 
@@ -118,10 +119,12 @@ def test_quality_budget_picks_the_smallest_fitting_point():
 
     before = q(10.0)
     pts = [
-        comp.SweepPoint("svdllm", s, 1.0, int(100 * s), 100, q(p))
+        comp.Point.low_rank(
+            "svdllm", s, q(p), mean_rank=1.0, params_model_before=100, params_model_after=int(100 * s)
+        )  # fmt: skip
         for s, p in [(0.5, 40.0), (0.7, 11.5), (0.8, 10.9), (0.9, 10.2)]
     ]
-    budget = comp.QualityBudget()
+    budget = Budget.default(True)
     best, closest = comp.within_budget(pts, before, budget)
     assert best.share == 0.8 and closest.share == 0.9
     best, closest = comp.within_budget(pts[:2], before, budget)

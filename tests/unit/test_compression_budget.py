@@ -1,6 +1,8 @@
 """The budget view's pure parts: usable-rank factors on disk, budgets on every metric, per-method answers, the
 sweep's order, uniform-against-greedy ranks, and the words the page shows."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,15 @@ from explorer.analysis import compression as comp
 from explorer.analysis import factor_store as store
 from explorer.analysis.latency import Latency, LatencyComparison, Timing
 from explorer.analysis.lowrank import factorize
+from explorer.analysis.quality import (
+    COSINE,
+    DEFAULT_LIMITS,
+    METRICS,
+    PERPLEXITY,
+    Budget,
+    change_text,
+    metrics_for,
+)
 from explorer.analysis.weights import model_fingerprint
 from explorer.spectra.allocation import largest_factored_rank
 from explorer.ui import compression_text as words
@@ -104,34 +115,62 @@ def test_the_page_key_changes_when_a_weight_changes(load):
 
 def test_quality_budget_on_every_metric():
     before = _q(ppl=20.0, kl=0.0)
-    b = comp.QualityBudget()
-    assert b.metric_for(True) == "perplexity" and b.metric_for(False) == "cosine"
+    b = Budget.default(True)
+    assert b.metric is PERPLEXITY and Budget.default(False).metric is COSINE
     assert b.fits(before, _q(ppl=22.0, kl=0.3)) and not b.fits(before, _q(ppl=22.2, kl=0.0))
     assert b.loss(before, _q(ppl=25.0, kl=0.1)) == 0.25  # 25 / 20 - 1: exact in binary
     assert b.loss(before, _q(ppl=float("nan"), kl=0.1)) == float("inf")
-    kl = comp.QualityBudget(max_kl=0.05, metric="kl")
+    kl = Budget.default(True, "kl")
+    assert kl.limit == 0.05
     assert kl.fits(before, _q(ppl=100.0, kl=0.05)) and not kl.fits(before, _q(ppl=20.0, kl=0.051))
+    assert kl.loss(before, _q(ppl=20.0, kl=0.25)) == 0.25  # KL(p || p) = 0: the loss is the KL itself
     enc_before = _q(cos=1.0, rho=1.0)
-    assert b.fits(enc_before, _q(cos=0.991, rho=0.5)) and not b.fits(enc_before, _q(cos=0.989, rho=1.0))
-    rho = comp.QualityBudget(min_spearman=0.98, metric="spearman")
+    cos = Budget.default(False)
+    assert cos.fits(enc_before, _q(cos=0.991, rho=0.5)) and not cos.fits(enc_before, _q(cos=0.989, rho=1.0))
+    assert cos.fits(enc_before, _q(cos=0.99, rho=0.0))  # exactly at the limit: compared on the value itself
+    assert cos.loss(enc_before, _q(cos=0.75, rho=1.0)) == 0.25  # 1 - cosine: exact in binary
+    rho = Budget.default(False, "spearman")
     assert rho.fits(enc_before, _q(cos=0.5, rho=0.985)) and not rho.fits(enc_before, _q(cos=1.0, rho=0.97))
     with pytest.raises(ValueError, match="does not apply"):
-        kl.fits(enc_before, _q(cos=0.99, rho=0.99))
+        Budget.default(False, "kl")
+
+
+def test_every_metric_orders_losses_the_way_quality_drops():
+    """The loss is 0 for the original and grows as the metric moves in its worse direction, on every metric;
+    a budget's loss limit is where ``fits`` flips."""
+    originals = {True: _q(ppl=20.0, kl=0.0), False: _q(cos=1.0, rho=1.0)}
+    worse = {"perplexity": (20.0, 25.0, 40.0), "kl": (0.0, 0.5, 1.0), "cosine": (1.0, 0.75, 0.5),
+             "spearman": (1.0, 0.75, 0.5)}  # fmt: skip
+    for name, values in worse.items():
+        metric = METRICS[name]
+        before = originals[metric.causal]
+        losses = [metric.loss(before, replace(before, **{metric.field: v})) for v in values]
+        assert losses[0] == 0 and losses[0] < losses[1] < losses[2], name
+        budget = Budget(metric, DEFAULT_LIMITS[name])
+        assert budget.fits(before, before)
+        assert (
+            budget.loss_limit >= 0 and metric.loss(before, replace(before, **{metric.field: None})) == np.inf
+        )
+    assert [m.name for m in metrics_for(True)] == ["perplexity", "kl"]
+    assert [m.name for m in metrics_for(False)] == ["cosine", "spearman"]
+
+
+def test_budget_phrases_name_the_limit():
+    assert Budget(PERPLEXITY, 0.1).phrase() == "+10% perplexity"
+    assert Budget(METRICS["kl"], 0.05).phrase() == "KL ≤ 0.05 nats/token"
+    assert Budget(COSINE, 0.99).describe() == "mean embedding cosine to the original at least 0.99"
+    assert Budget(PERPLEXITY, 0.1).describe() == "perplexity at most +10% over the original"
+    before = _q(cos=1.0, rho=1.0)
+    assert Budget(COSINE, 0.99).cost(before, _q(cos=0.98765, rho=0.5)) == (
+        "an embedding cosine of 0.9877 with the original"
+    )
 
 
 def _point(method, allocation, share, kept, ppl):
     """kept: thousands of parameters of a 1 M model whose compressed groups hold 0.5 M."""
-    return comp.SweepPoint(
-        method,
-        share,
-        10.0,
-        kept * 1000,
-        1_000_000,
-        _q(ppl=ppl, kl=0.0),
-        allocation,
-        500_000,
-        kept * 1000 - 500_000,
-    )
+    return comp.Point.low_rank(method, share, _q(ppl=ppl, kl=0.0), allocation=allocation, mean_rank=10.0,
+                               params_model_before=1_000_000, params_model_after=kept * 1000,
+                               params_group_before=500_000, params_group_after=kept * 1000 - 500_000)  # fmt: skip
 
 
 def test_budget_answers_per_method_and_overall():
@@ -146,7 +185,7 @@ def test_budget_answers_per_method_and_overall():
         _point("svd", "uniform", 0.9, 950, 30.0),
         _point("svd", "uniform", 0.8, 900, 90.0),
     ]
-    answers = comp.budget_answers(pts, before, comp.QualityBudget(), ("svdllm", "svd"))
+    answers = comp.budget_answers(pts, before, Budget.default(True), ("svdllm", "svd"))
     assert [(a.method, a.allocation) for a in answers] == [
         ("svdllm", "uniform"),
         ("svdllm", "greedy"),
@@ -160,7 +199,7 @@ def test_budget_answers_per_method_and_overall():
     assert s.best is None and s.closest.share == 0.9 and s.measured == 2
     assert s_g.best is None and s_g.closest is None and s_g.measured == 0
     assert comp.overall_best(answers) is g
-    none_fit = comp.budget_answers(pts[6:], before, comp.QualityBudget(), ("svd",))
+    none_fit = comp.budget_answers(pts[6:], before, Budget.default(True), ("svd",))
     assert comp.overall_best(none_fit) is None and comp.overall_closest(none_fit).closest.share == 0.9
 
 
@@ -216,7 +255,7 @@ def test_rank_comparison_spends_the_uniform_budget_within_one_rank_step(calibrat
 def test_answer_headline_says_within_or_nothing_fits_plainly():
     before = _q(ppl=10.0, kl=0.0)
     pts = [_point("svdllm", "uniform", 0.9, 950, 10.6), _point("svdllm", "uniform", 0.7, 850, 14.0)]
-    budget = comp.QualityBudget()
+    budget = Budget.default(True)
     answers = comp.budget_answers(pts, before, budget, ("svdllm",))
     text, how = words.answer_headline(
         comp.overall_best(answers), comp.overall_closest(answers), before, budget, KINDS
@@ -224,7 +263,7 @@ def test_answer_headline_says_within_or_nothing_fits_plainly():
     assert "Keeping **90% of the MLP weights** costs **+6.0% perplexity (10 → 10.6)**" in text
     assert "within your +10% perplexity budget" in text and "saves 100 kB (5% of the model)" in text
     assert how.startswith("SVD-LLM")
-    strict = comp.QualityBudget(perplexity_increase=0.01)
+    strict = Budget(PERPLEXITY, 0.01)
     answers = comp.budget_answers(pts, before, strict, ("svdllm",))
     text, how = words.answer_headline(None, comp.overall_closest(answers), before, strict, KINDS)
     assert "compress fewer weight groups" in how
@@ -299,12 +338,12 @@ def test_verdict_thresholds_and_summary_sentences():
 
 def test_huge_changes_stay_readable():
     before = _q(ppl=27.6, kl=0.0)
-    budget = comp.QualityBudget()
-    assert words.cost_phrase_of(_q(ppl=27.6 * 1.06, kl=0.1), before, budget).startswith("+6.0% perplexity")
+    budget = Budget.default(True)
+    assert budget.cost(before, _q(ppl=27.6 * 1.06, kl=0.1)).startswith("+6.0% perplexity")
     # +804012.7 % in the issue: a factor, no column to cut it off in.
-    huge = words.cost_phrase_of(_q(ppl=27.6 * 8041.127, kl=5.0), before, budget)
+    huge = budget.cost(before, _q(ppl=27.6 * 8041.127, kl=5.0))
     assert huge.startswith("×8,041 perplexity (27.6 → 2.219e+05)"), huge
-    assert words.change_text(11.345) == "×12.3"
+    assert change_text(11.345) == "×12.3"
 
 
 def test_scope_names_matrices_blocks_baseline_and_shipping():
@@ -323,19 +362,19 @@ def test_scope_names_matrices_blocks_baseline_and_shipping():
 
 
 def test_answers_by_series_pick_each_series_smallest_within():
-    from explorer.analysis.quantize import Recipe, TradeoffPoint, answers_by_series, scheme_named
+    from explorer.analysis.quantize import answers_by_series, scheme_named
     from explorer.spectra.quantization import INT8, QuantScheme
 
     before = _q(ppl=10.0, kl=0.0)
     pts = [
-        TradeoffPoint("a", "a1", 100, _q(ppl=10.5, kl=0.1), recipe=Recipe("bits", scheme="int8")),
-        TradeoffPoint("a", "a2", 80, _q(ppl=10.9, kl=0.1)),
-        TradeoffPoint("a", "a3", 60, _q(ppl=30.0, kl=0.1)),
-        TradeoffPoint("b", "b1", 50, _q(ppl=12.0, kl=0.1)),
-        TradeoffPoint("b", "b2", 40, _q(ppl=15.0, kl=0.1)),
-        TradeoffPoint("own", "o", 30, _q(ppl=10.0, kl=0.0), on_own_grid=True),
+        comp.Point("a", "a1", 100, _q(ppl=10.5, kl=0.1), recipe=comp.Recipe("bits", scheme="int8")),
+        comp.Point("a", "a2", 80, _q(ppl=10.9, kl=0.1)),
+        comp.Point("a", "a3", 60, _q(ppl=30.0, kl=0.1)),
+        comp.Point("b", "b1", 50, _q(ppl=12.0, kl=0.1)),
+        comp.Point("b", "b2", 40, _q(ppl=15.0, kl=0.1)),
+        comp.Point("own", "o", 30, _q(ppl=10.0, kl=0.0), on_own_grid=True),
     ]
-    a, b, own = answers_by_series(pts, before, comp.QualityBudget())
+    a, b, own = answers_by_series(pts, before, Budget.default(True))
     assert (a.best.setting, a.closest.setting, a.measured) == ("a2", "a1", 3)
     assert b.best is None and b.point.setting == "b1"  # nothing fits: the closest
     assert own.own_grid and own.point.on_own_grid
@@ -344,14 +383,14 @@ def test_answers_by_series_pick_each_series_smallest_within():
 
 
 def test_the_headline_names_fewer_bits_in_words_then_the_scheme():
-    from explorer.analysis.quantize import TradeoffPoint, series_name
+    from explorer.analysis.quantize import series_name
     from explorer.spectra.quantization import INT8, QuantScheme
 
     def phrase(scheme):
-        return words.setting_phrase(TradeoffPoint(series_name(scheme), scheme.name, 1, _q(ppl=20.0, kl=0.0)))
+        return words.setting_phrase(comp.Point(series_name(scheme), scheme.name, 1, _q(ppl=20.0, kl=0.0)))
 
     assert phrase(INT8) == "8-bit weights (int8)"
     assert phrase(QuantScheme(4, 32)) == "4-bit weights, groups of 32 (int4-g32)"
     assert phrase(QuantScheme(4, 64, False)) == "4-bit weights with an offset, groups of 64 (int4-g64-asym)"
-    combined = TradeoffPoint("SVD-LLM factors in int8", "SVD-LLM 95% of break-even, int8 factors", 1, None)
+    combined = comp.Point("SVD-LLM factors in int8", "SVD-LLM 95% of break-even, int8 factors", 1, None)
     assert words.setting_phrase(combined) == combined.setting  # already words
