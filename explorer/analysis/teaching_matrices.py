@@ -817,6 +817,20 @@ def charpoly_exercises(seed: int) -> tuple[Exercise, ...]:
     return eig, power, defect
 
 
+def _max_off_diagonal(a: int, c: int) -> int:
+    """The largest integer b with b² < ac (a, c >= 1 integers): [[a, b], [b, c]] is positive definite for
+    every |b| up to it and for none beyond."""
+    return int(np.floor(np.sqrt(a * c - 0.5)))
+
+
+def _positive_definite(rng: np.random.Generator, low: int, high: int) -> np.ndarray:
+    """A random positive-definite [[a, b], [b, c]] of integers (float64), a and c in [low, high), low >= 1.
+    Draws a, c, the sign of b and |b| in this order (an exercise's seed keeps its numbers)."""
+    a, c = int(rng.integers(low, high)), int(rng.integers(low, high))
+    b = int(rng.integers(-1, 2)) * int(rng.integers(0, _max_off_diagonal(a, c) + 1))
+    return np.array([[a, b], [b, c]], dtype=float)
+
+
 def psd_exercises(seed: int) -> tuple[Exercise, ...]:
     rng = instance_rng(seed, "psd", "kind")
     kinds = ("positive definite", "positive semidefinite", "indefinite", "negative definite")
@@ -824,7 +838,7 @@ def psd_exercises(seed: int) -> tuple[Exercise, ...]:
     p, q = int(rng.integers(1, 4)), int(rng.integers(-3, 4))
     a, c = int(rng.integers(1, 5)), int(rng.integers(1, 5))
     if want == 0:
-        b = int(rng.integers(-1, 2)) * max(0, int(np.floor(np.sqrt(a * c - 0.5))))
+        b = int(rng.integers(-1, 2)) * _max_off_diagonal(a, c)
         S = np.array([[a, b], [b, c]])
     elif want == 1:
         S = np.array([[p * p, p * q], [p * q, q * q]])
@@ -832,7 +846,7 @@ def psd_exercises(seed: int) -> tuple[Exercise, ...]:
         b = int(np.floor(np.sqrt(a * c))) + int(rng.integers(1, 3))
         S = np.array([[a, b], [b, c]])
     else:
-        b = int(rng.integers(-1, 2)) * max(0, int(np.floor(np.sqrt(a * c - 0.5))))
+        b = int(rng.integers(-1, 2)) * _max_off_diagonal(a, c)
         S = -np.array([[a, b], [b, c]])
     lam = np.linalg.eigvalsh(S.astype(float))
     kind = classify_symmetric(lam, 1e-9)
@@ -849,9 +863,7 @@ def psd_exercises(seed: int) -> tuple[Exercise, ...]:
         ),
     )
     rng = instance_rng(seed, "psd", "axis")
-    a, c = int(rng.integers(2, 7)), int(rng.integers(2, 7))
-    b = int(rng.integers(-1, 2)) * int(rng.integers(0, int(np.floor(np.sqrt(a * c - 0.5))) + 1))
-    T = np.array([[a, b], [b, c]], dtype=float)
+    T = _positive_definite(rng, 2, 7)
     mu = np.linalg.eigvalsh(T)
     axis = Exercise(
         id="axis",
@@ -925,9 +937,7 @@ def rayleigh_exercises(seed: int) -> tuple[Exercise, ...]:
 
 def pca_exercises(seed: int) -> tuple[Exercise, ...]:
     rng = instance_rng(seed, "pca", "share")
-    a, c = int(rng.integers(1, 9)), int(rng.integers(1, 9))
-    b = int(rng.integers(-1, 2)) * int(rng.integers(0, int(np.floor(np.sqrt(a * c - 0.5))) + 1))
-    C = np.array([[a, b], [b, c]], dtype=float)
+    C = _positive_definite(rng, 1, 9)
     lam = np.linalg.eigvalsh(C)
     share = Exercise(
         id="share",

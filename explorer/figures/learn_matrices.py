@@ -3,6 +3,8 @@ per figure, results of explorer.analysis.teaching_matrices in, plotly figures ou
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -28,6 +30,8 @@ from explorer.figures.learn import ACCENT, AFTER, BEFORE, EIGEN, HIGHLIGHT, SECO
 
 _MARGIN = (60, 20, 50, 45)  # left, right, top, bottom (px)
 HEIGHT = 340
+# The one-panel layout of this module's figures: its height and margins unless a figure says otherwise.
+_axes = functools.partial(axes_layout, height=HEIGHT, margin=_MARGIN)
 #: Errors of exactly 0 are drawn at this height on log axes (log(0) has no place); the hover says 0.
 LOG_FLOOR = 1e-18
 ROUTE_COLORS = {"covariance": AFTER, "svd": ACCENT, "sklearn": EIGEN}
@@ -58,15 +62,7 @@ def make_charpoly_curve_figure(result: Diagonalisation, points: int = 401) -> go
         )
     )
     fig.add_hline(y=0, line=dict(color=BEFORE, width=1))
-    axes_layout(
-        fig,
-        "Characteristic polynomial det(λI − A)",
-        "λ",
-        "p(λ)",
-        height=HEIGHT,
-        margin=_MARGIN,
-        legend_y=-0.25,
-    )
+    _axes(fig, "Characteristic polynomial det(λI − A)", "λ", "p(λ)", legend_y=-0.25)
     return fig
 
 
@@ -92,9 +88,7 @@ def make_power_error_figure(result: Diagonalisation, *, title: str) -> go.Figure
             annotation_text="κ(V) · eps",
             annotation_position="top left",
         )
-    axes_layout(
-        fig, title, "power k", "relative error", height=HEIGHT, margin=_MARGIN, log_y=True, legend_y=-0.25
-    )
+    _axes(fig, title, "power k", "relative error", log_y=True, legend_y=-0.25)
     return fig
 
 
@@ -104,7 +98,7 @@ def make_eigenvalues_figure(eigvals: np.ndarray, *, title: str) -> go.Figure:
     half = 1.1 * max(float(np.abs(eigvals).max()), 1e-12)
     fig.add_trace(circle_trace(half / 1.1, name="|λ| = ρ"))
     equal_axes(fig, half)
-    axes_layout(fig, title, "Re λ", "Im λ", height=HEIGHT, margin=_MARGIN, showlegend=False)
+    _axes(fig, title, "Re λ", "Im λ", showlegend=False)
     return fig
 
 
@@ -168,15 +162,7 @@ def make_quadratic_form_figure(form: QuadraticForm, half: float = 2.5, grid: int
             )
         )
     equal_axes(fig, half)
-    axes_layout(
-        fig,
-        "The quadratic form xᵀSx and its level set 1",
-        "x₁",
-        "x₂",
-        height=420,
-        margin=_MARGIN,
-        legend_y=-0.2,
-    )
+    _axes(fig, "The quadratic form xᵀSx and its level set 1", "x₁", "x₂", height=420, legend_y=-0.2)
     return fig
 
 
@@ -206,16 +192,7 @@ def make_covariance_spectrum_figure(result: HiddenCovariance) -> go.Figure:
         annotation_text="counts as 0 below",
         annotation_position="top right",
     )
-    axes_layout(
-        fig,
-        "Eigenvalues of the covariance of hidden states",
-        "i",
-        "|λᵢ|",
-        height=HEIGHT,
-        margin=_MARGIN,
-        log_y=True,
-        legend_y=-0.25,
-    )
+    _axes(fig, "Eigenvalues of the covariance of hidden states", "i", "|λᵢ|", log_y=True, legend_y=-0.25)
     return fig
 
 
@@ -249,13 +226,12 @@ def make_rayleigh_sphere_figure(result: RayleighSphere) -> go.Figure:
                 hovertemplate=f"±v{i + 1}<br>r = {result.eigvals[i]:.6g}<extra></extra>",
             )
         )
-    axes_layout(
+    _axes(
         fig,
         "Rayleigh quotient r(x) = xᵀSx over the unit sphere",
         "longitude (°)",
         "latitude (°)",
         height=380,
-        margin=_MARGIN,
         legend_y=-0.22,
     )
     return fig
@@ -286,12 +262,11 @@ def make_minmax_figure(result: MinMax) -> go.Figure:
             annotation_text=f"λ{i + 1} = {result.eigvals[i]:.3g}",
             annotation_position="right",
         )
-    axes_layout(
+    _axes(
         fig,
         "Courant-Fischer: λ₂ = min over u of max over x ⊥ u",
         "t (°): u = cos t·v₁ + sin t·v₃",
         "r",
-        height=HEIGHT,
         margin=(60, 70, 50, 45),
         legend_y=-0.3,
     )
@@ -336,15 +311,7 @@ def make_interlacing_figure(result: Interlacing, *, top: int | None = None) -> g
         )
     )
     fig.update_yaxes(visible=False, range=[-0.6, 1.6])
-    axes_layout(
-        fig,
-        "Cauchy interlacing: λ₁ ≥ μ₁ ≥ λ₂ ≥ μ₂ ≥ …",
-        "eigenvalue",
-        "",
-        height=240,
-        margin=_MARGIN,
-        legend_y=-0.5,
-    )
+    _axes(fig, "Cauchy interlacing: λ₁ ≥ μ₁ ≥ λ₂ ≥ μ₂ ≥ …", "eigenvalue", "", height=240, legend_y=-0.5)
     return fig
 
 
@@ -369,15 +336,7 @@ def make_cloud_figure(X: np.ndarray, pca: PCAResult) -> go.Figure:
         )
     half = float(np.abs(X).max()) * 1.05
     equal_axes(fig, half)
-    axes_layout(
-        fig,
-        "Points, their mean and principal axes (±2 sd)",
-        "x₁",
-        "x₂",
-        height=400,
-        margin=_MARGIN,
-        legend_y=-0.2,
-    )
+    _axes(fig, "Points, their mean and principal axes (±2 sd)", "x₁", "x₂", height=400, legend_y=-0.2)
     return fig
 
 
@@ -399,15 +358,7 @@ def make_pca_scores_figure(pca: PCAResult, labels: list[str]) -> go.Figure:
             name="tokens",
         )
     )
-    axes_layout(
-        fig,
-        "Tokens projected on the first two components",
-        "PC1",
-        "PC2",
-        height=420,
-        margin=_MARGIN,
-        showlegend=False,
-    )
+    _axes(fig, "Tokens projected on the first two components", "PC1", "PC2", height=420, showlegend=False)
     return fig
 
 
@@ -436,13 +387,11 @@ def make_explained_figure(comparison: PCAComparison) -> go.Figure:
             hovertemplate="first %{x}: %{y:.4f}<extra></extra>",
         )
     )
-    axes_layout(
+    _axes(
         fig,
         "Explained variance ratio, three ways",
         "component",
         "share of the variance",
-        height=HEIGHT,
-        margin=_MARGIN,
         legend_y=-0.3,
         barmode="group",
     )
@@ -474,15 +423,7 @@ def make_gershgorin_figure(result: GershgorinPicture) -> go.Figure:
     )
     half = float(np.max(np.abs(result.centers) + result.radii)) * 1.1
     equal_axes(fig, half)
-    axes_layout(
-        fig,
-        "Gershgorin row discs and the eigenvalues",
-        "Re λ",
-        "Im λ",
-        height=380,
-        margin=_MARGIN,
-        legend_y=-0.25,
-    )
+    _axes(fig, "Gershgorin row discs and the eigenvalues", "Re λ", "Im λ", height=380, legend_y=-0.25)
     return fig
 
 
@@ -504,13 +445,12 @@ def make_weyl_shift_figure(check: WeylCheck) -> go.Figure:
         annotation_text="‖E‖₂",
         annotation_position="top left",
     )
-    axes_layout(
+    _axes(
         fig,
         "Weyl: every singular value moves by at most ‖E‖₂",
         "i",
         "|σᵢ(W+E) − σᵢ(W)|",
         height=300,
-        margin=_MARGIN,
         showlegend=False,
     )
     return fig
@@ -519,27 +459,18 @@ def make_weyl_shift_figure(check: WeylCheck) -> go.Figure:
 def make_weyl_model_figure(checks: list[WeylCheck]) -> go.Figure:
     """For each matrix and quantization: the largest |Δσ_i| and ‖E‖₂ side by side (log axis)."""
     labels = [f"{c.name.split('.')[-1]} · {c.scheme}" for c in checks]
+    sides = (
+        ([c.e_norm for c in checks], "‖E‖₂", "‖E‖₂ (the bound)", BEFORE),
+        ([c.max_shift for c in checks], "max |Δσᵢ|", "max |Δσᵢ|", AFTER),
+    )
     fig = go.Figure(
         [
-            go.Bar(
-                x=labels,
-                y=[max(c.e_norm, LOG_FLOOR) for c in checks],
-                name="‖E‖₂ (the bound)",
-                marker_color=BEFORE,
-                customdata=[c.e_norm for c in checks],
-                hovertemplate="%{x}<br>‖E‖₂ = %{customdata:.4g}<extra></extra>",
-            ),
-            go.Bar(
-                x=labels,
-                y=[max(c.max_shift, LOG_FLOOR) for c in checks],
-                name="max |Δσᵢ|",
-                marker_color=AFTER,
-                customdata=[c.max_shift for c in checks],
-                hovertemplate="%{x}<br>max |Δσᵢ| = %{customdata:.4g}<extra></extra>",
-            ),
+            go.Bar(x=labels, y=[max(v, LOG_FLOOR) for v in values], name=name, marker_color=color,
+                   customdata=values, hovertemplate=f"%{{x}}<br>{what} = %{{customdata:.4g}}<extra></extra>")
+            for values, what, name, color in sides
         ]
-    )
-    axes_layout(
+    )  # fmt: skip
+    _axes(
         fig,
         "Quantization error against the largest move of a singular value",
         "matrix · quantization",
@@ -596,15 +527,7 @@ def make_perturbation_figure(cloud: PerturbationCloud) -> go.Figure:
         )
     )
     fig.update_yaxes(scaleanchor="x", scaleratio=1)
-    axes_layout(
-        fig,
-        f"Eigenvalues of A + E, ‖E‖₂ = {cloud.eps:.1e}",
-        "Re λ",
-        "Im λ",
-        height=400,
-        margin=_MARGIN,
-        legend_y=-0.2,
-    )
+    _axes(fig, f"Eigenvalues of A + E, ‖E‖₂ = {cloud.eps:.1e}", "Re λ", "Im λ", height=400, legend_y=-0.2)
     return fig
 
 
@@ -641,13 +564,12 @@ def make_precision_figure(check: PrecisionCheck) -> go.Figure:
             )
         )
     fig.update_xaxes(type="log", exponentformat="power")
-    axes_layout(
+    _axes(
         fig,
         "Eigenvalue error against its condition number",
         "κ(λ)",
         "|λ computed − λ exact|",
         height=400,
-        margin=_MARGIN,
         log_y=True,
         legend_y=-0.25,
     )

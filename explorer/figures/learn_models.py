@@ -32,15 +32,17 @@ def _pos(y) -> np.ndarray:
     return np.maximum(np.asarray(y, np.float64), TINY)
 
 
-def _names(n: int, labels: list[str] | None) -> list[str]:
-    return list(labels) if labels is not None else [f"{i}" for i in range(n)]
-
-
-def _bars_layout(fig: go.Figure, title: str, x_title: str, y_title: str) -> None:
-    """The layout of a one-bar-per-state (token or node) figure: the names stay categories in their order,
+def _bar_figure(
+    values, labels: list[str] | None, color, hover: str, title: str, x_title: str, y_title: str
+) -> go.Figure:
+    """One bar per state (token or node), named by ``labels`` (default 0, 1, ...), coloured ``color`` (one
+    colour or one a bar), hover text ``hover`` (a Plotly template). The names stay categories in their order,
     even when a tokenizer's pieces look like numbers."""
+    names = list(labels) if labels is not None else [f"{i}" for i in range(len(values))]
+    fig = go.Figure(go.Bar(x=names, y=values, marker_color=color, hovertemplate=hover))
     axes_layout(fig, title, x_title, y_title, height=340, margin=_MARGIN)
     fig.update_xaxes(type="category")
+    return fig
 
 
 # ------------------------------------------------------------------------------------------- Markov
@@ -48,17 +50,11 @@ def _bars_layout(fig: go.Figure, title: str, x_title: str, y_title: str) -> None
 
 def make_stationary_figure(chain: MarkovChain, labels: list[str] | None = None) -> go.Figure:
     """The stationary distribution pi over states (tokens), one bar each."""
-    names = _names(len(chain.pi), labels)
-    fig = go.Figure(
-        go.Bar(x=names, y=chain.pi, marker_color=MAIN, hovertemplate="%{x}: π = %{y:.4f}<extra></extra>")
-    )
-    _bars_layout(
-        fig,
+    return _bar_figure(
+        chain.pi, labels, MAIN, "%{x}: π = %{y:.4f}<extra></extra>",
         f"Stationary distribution π (damping {chain.damping:g}): where the walk spends its time",
-        "state (token)",
-        "π",
-    )
-    return fig
+        "state (token)", "π",
+    )  # fmt: skip
 
 
 def make_mixing_figure(chain: MarkovChain) -> go.Figure:
@@ -98,21 +94,11 @@ def make_mixing_figure(chain: MarkovChain) -> go.Figure:
 
 def make_fiedler_figure(split: FiedlerSplit, labels: list[str] | None = None) -> go.Figure:
     """The Fiedler vector's entries, one bar per node, coloured by sign (the two sides of the cut)."""
-    names = _names(len(split.fiedler), labels)
-    colors = [SIDE_COLORS[int(s)] for s in split.side]
-    fig = go.Figure(
-        go.Bar(
-            x=names, y=split.fiedler, marker_color=colors,
-            hovertemplate="%{x}: v₂ = %{y:.4f}<extra></extra>",
-        )
+    return _bar_figure(
+        split.fiedler, labels, [SIDE_COLORS[int(side)] for side in split.side],
+        "%{x}: v₂ = %{y:.4f}<extra></extra>",
+        f"Fiedler vector v₂ (λ₂ = {split.connectivity:.4g}): its sign splits the graph", "node (token)", "v₂ entry",
     )  # fmt: skip
-    _bars_layout(
-        fig,
-        f"Fiedler vector v₂ (λ₂ = {split.connectivity:.4g}): its sign splits the graph",
-        "node (token)",
-        "v₂ entry",
-    )
-    return fig
 
 
 def make_laplacian_spectrum_figure(split: FiedlerSplit) -> go.Figure:

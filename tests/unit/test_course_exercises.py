@@ -204,3 +204,23 @@ def test_the_course_path_holds_every_record_after_its_prerequisites():
         assert set(w.prerequisites) <= set(learn.BY_ID), (w.id, w.prerequisites)  # no unknown id
         assert all(learn.ORDER.index(p) < learn.ORDER.index(w.id) for p in w.prerequisites), w.id
     assert [i for i in learn.ORDER if i in OWN] == list(OWN)
+
+
+def test_source_switch_names_its_param_values_and_model_link():
+    from explorer.ui.learn.walkthrough import source_switch
+
+    switch = source_switch("zz", "Toy", "Loaded", model_value="head")
+    assert (switch.param, switch.setting.default, switch.setting.suffix) == ("zz_on", "example", "zz_on")
+    assert tuple(switch.setting.choices) == ("example", "head")
+    assert dict(switch.labels) == {"example": "Toy", "head": "Loaded"}
+    assert switch.model_link == {"zz_on": "head"}
+    assert source_switch("yy", "a", "b").model_link == {"yy_on": "model"}
+
+
+def test_walkthroughs_on_model_link_to_their_switch():
+    # Every record that has a switch opens on the model through it (the records' model_link, used by the docs).
+    for walkthrough in learn.WALKTHROUGHS:
+        module = __import__(walkthrough.render.__module__, fromlist=["SOURCE"])
+        switch = getattr(module, "SOURCE", None)
+        if hasattr(switch, "model_link"):
+            assert walkthrough.model_link == switch.model_link, walkthrough.id

@@ -459,3 +459,17 @@ def test_conditioning_exercises(seed):
     assert k < 0 < m
     want = "about 10" + str(m + k).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
     _check_choice(move, move.choices.index(want))
+
+
+def test_random_positive_definite_integer_matrices():
+    # b is the largest integer with b^2 < ac: one more and det = ac - b^2 <= 0.
+    for a in range(1, 12):
+        for c in range(1, 12):
+            b = tm._max_off_diagonal(a, c)
+            assert b * b < a * c <= (b + 1) ** 2
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        S = tm._positive_definite(rng, 1, 9)
+        (a, b), (b2, c) = S
+        assert b == b2 and 1 <= a < 9 and 1 <= c < 9 and a * c - b * b >= 1  # integers: det >= 1, exactly
+        assert np.linalg.eigvalsh(S).min() > 0

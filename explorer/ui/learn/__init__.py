@@ -5,7 +5,10 @@ settings and a ``render(prose)`` that draws it (maths from explorer.analysis.tea
 explorer.figures.learn, widgets through ``PAGE``), ending in ``WALKTHROUGH = Walkthrough(...)``, and list it
 in ``WALKTHROUGHS`` below (a record's ``prerequisites`` place it on the course path: ``ORDER``). The page
 (pages/learn.py) only shows the picker and calls explorer/ui/learn/course.py, which draws the record with the
-course around it (progress, Previous / Next, handouts) or the guided tour.
+course around it (its exercises from the record's ``exercises``, progress, Previous / Next, handouts) or the
+guided tour. Shared pieces in walkthrough.py: ``layout`` (intro beside the controls), ``source_switch`` (an
+example or the loaded model), ``small_first`` (a small matrix, then the model), ``on_model`` (the "On
+<model>" part, skipped with a warning on a too-short text), ``layer_picker`` and ``head_pickers``.
 """
 
 from __future__ import annotations

@@ -9,9 +9,16 @@ import streamlit as st
 from explorer.analysis import teaching_matrices as tm
 from explorer.figures import learn_matrices as figures
 from explorer.figures.learn import format_complex
-from explorer.ui.learn import exercise
 from explorer.ui.learn.matrices_cache import POWER_STEPS, head_diagonalisation
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, causal_note, head_pickers, layout, link
+from explorer.ui.learn.walkthrough import (
+    PAGE,
+    Prose,
+    Walkthrough,
+    causal_note,
+    head_pickers,
+    link,
+    small_first,
+)
 from explorer.ui.session import require_capture, selection
 from explorer.ui.state import Choice, Float, Int
 
@@ -121,19 +128,17 @@ def _model() -> None:
         )
 
 
+def _controls() -> tuple[float, int]:
+    delta = PAGE.slider(DELTA, "δ: gap between the two eigenvalues near 2", step=0.01)
+    k = PAGE.slider(POWER, "Power k")
+    st.caption("A = P T P⁻¹ with T upper triangular, diagonal 2, 2 + δ, 0.5, and P a fixed integer matrix.")
+    return delta, k
+
+
 def render(prose: Prose) -> None:
-    with layout(prose):
-        delta = PAGE.slider(DELTA, "δ: gap between the two eigenvalues near 2", step=0.01)
-        k = PAGE.slider(POWER, "Power k")
-        st.caption(
-            "A = P T P⁻¹ with T upper triangular, diagonal 2, 2 + δ, 0.5, and P a fixed integer matrix."
-        )
-    st.markdown("#### On a small matrix")
-    _small(delta, k)
-    _model()
+    small_first(prose, _controls, _small, _model)
     link(["eigenvectors", "attention"], "Eigenvalues and eigenvectors of every head")
     link(["circuits"], "The OV circuit's eigenvalues for every head")
-    exercise.draw_all("charpoly", tm.charpoly_exercises(exercise.seed()))
 
 
 def handout_figures(seed: int) -> list:

@@ -9,7 +9,7 @@ import streamlit as st
 from explorer.analysis import teaching_matrices as tm
 from explorer.figures import learn_matrices as figures
 from explorer.figures.learn import format_complex
-from explorer.ui.learn import exercise
+from explorer.models import Capture, LoadedModel
 from explorer.ui.learn.matrices_cache import head_precision
 from explorer.ui.learn.walkthrough import (
     PAGE,
@@ -17,9 +17,9 @@ from explorer.ui.learn.walkthrough import (
     Walkthrough,
     causal_note,
     head_pickers,
-    layout,
     link,
-    model_heading,
+    on_model,
+    small_first,
 )
 from explorer.ui.session import selection
 from explorer.ui.state import Flag, Float
@@ -47,11 +47,8 @@ def _small(coupling: float, log_eps: float) -> None:
     st.plotly_chart(figures.make_perturbation_figure(cloud), width="stretch", key="learn_cd_cloud")
 
 
-def _model() -> None:
-    got = model_heading(2, TOO_SHORT)
-    if got is None:
-        return
-    loaded, cap = got
+@on_model(2, TOO_SHORT)
+def _model(loaded: LoadedModel, cap: Capture) -> None:
     layer, head = head_pickers("cd", loaded.card.n_layers, loaded.card.n_heads)
     rotate = (
         bool(PAGE.toggle(ROTATE, "Hide the triangle: analyse Q A Qᵀ (same eigenvalues)"))
@@ -84,16 +81,16 @@ def _model() -> None:
     st.plotly_chart(figures.make_precision_figure(res), width="stretch", key="learn_cd_model")
 
 
+def _controls() -> tuple[float, float]:
+    coupling = PAGE.slider(COUPLING, "Coupling (above the diagonal of T)", step=0.05)
+    log_eps = PAGE.slider(LOG_EPS, "log₁₀ ε (size of the perturbation)", step=0.5)
+    st.caption("A = Q T Qᵀ: T upper triangular with diagonal 1, 0.75, 0.5, 0.25; Q a fixed rotation.")
+    return coupling, log_eps
+
+
 def render(prose: Prose) -> None:
-    with layout(prose):
-        coupling = PAGE.slider(COUPLING, "Coupling (above the diagonal of T)", step=0.05)
-        log_eps = PAGE.slider(LOG_EPS, "log₁₀ ε (size of the perturbation)", step=0.5)
-        st.caption("A = Q T Qᵀ: T upper triangular with diagonal 1, 0.75, 0.5, 0.25; Q a fixed rotation.")
-    st.markdown("#### On a small matrix")
-    _small(coupling, log_eps)
-    _model()
+    small_first(prose, _controls, _small, _model)
     link(["attention"], "Eigenvalues of every head (float64 geev, as this walkthrough recommends)")
-    exercise.draw_all("conditioning", tm.conditioning_exercises(exercise.seed()))
 
 
 def handout_figures(seed: int) -> list:

@@ -22,7 +22,7 @@ import streamlit as st
 
 from explorer.report import handout
 from explorer.ui import learn
-from explorer.ui.learn.exercise import SEED, forget_verdicts, seed, verdict_of
+from explorer.ui.learn.exercise import SEED, draw_all, forget_verdicts, seed, verdict_of
 from explorer.ui.learn.walkthrough import PAGE, Walkthrough, link
 from explorer.ui.navigation import PAGES
 from explorer.ui.sidebar import MAX_TOKENS
@@ -200,26 +200,13 @@ def _prerequisite_note(walkthrough: Walkthrough, done: tuple[str, ...]) -> None:
 
 
 def _prev_next(current: str) -> None:
+    """Buttons to the walkthroughs before and after ``current`` on the course path (none at either end)."""
     before, after = neighbours(current)
-    left, right = st.columns(2)
-    if before is not None:
-        left.button(
-            f"Previous: {learn.label(before)}",
-            key="learn_course_prev",
-            icon=":material/arrow_back:",
-            on_click=_go_to,
-            args=(before,),
-            width="stretch",
-        )
-    if after is not None:
-        right.button(
-            f"Next: {learn.label(after)}",
-            key="learn_course_next",
-            icon=":material/arrow_forward:",
-            on_click=_go_to,
-            args=(after,),
-            width="stretch",
-        )
+    steps = (("Previous", before, "prev", "arrow_back"), ("Next", after, "next", "arrow_forward"))
+    for column, (word, target, key, icon) in zip(st.columns(2), steps, strict=True):
+        if target is not None:
+            column.button(f"{word}: {learn.label(target)}", key=f"learn_course_{key}", icon=f":material/{icon}:",
+                          on_click=_go_to, args=(target,), width="stretch")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- handouts
@@ -270,27 +257,21 @@ def _handouts(walkthrough: Walkthrough, student_seed: int) -> None:
     def answers() -> str:
         return handout.answers_html(handout_of(walkthrough, student_seed, live))
 
-    left, right = st.columns(2)
-    left.download_button(
-        "Handout (HTML)",
-        data=student,
-        file_name=handout.file_name(walkthrough.id, student_seed),
-        mime="text/html",
-        key="learn_handout_student",
-        icon=":material/description:",
-        on_click="ignore",
-        width="stretch",
+    sheets = (
+        ("Handout (HTML)", student, False, "student", "description"),
+        ("Answer sheet for the teacher (HTML)", answers, True, "answers", "key"),
     )
-    right.download_button(
-        "Answer sheet for the teacher (HTML)",
-        data=answers,
-        file_name=handout.file_name(walkthrough.id, student_seed, answers=True),
-        mime="text/html",
-        key="learn_handout_answers",
-        icon=":material/key:",
-        on_click="ignore",
-        width="stretch",
-    )
+    for column, (label, html, for_teacher, key, icon) in zip(st.columns(2), sheets, strict=True):
+        column.download_button(
+            label,
+            data=html,
+            file_name=handout.file_name(walkthrough.id, student_seed, answers=for_teacher),
+            mime="text/html",
+            key=f"learn_handout_{key}",
+            icon=f":material/{icon}:",
+            on_click="ignore",
+            width="stretch",
+        )
 
 
 # ---------------------------------------------------------------------------------------------- drawing
@@ -304,6 +285,8 @@ def draw_walkthrough(walkthrough: Walkthrough) -> None:
     st.subheader(walkthrough.title)
     _prerequisite_note(walkthrough, done)
     walkthrough.render(walkthrough.prose)
+    if walkthrough.exercises is not None:  # pure maths: drawn even when the part on the model is not
+        draw_all(walkthrough.id, walkthrough.exercises(seed()))
     done = record_progress(walkthrough)
     _handouts(walkthrough, seed())
     st.divider()

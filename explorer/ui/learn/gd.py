@@ -10,7 +10,6 @@ from explorer.figures import learn as figures
 from explorer.spectra.curvature import stability_threshold
 from explorer.ui import curvature_cache
 from explorer.ui.cache import cached_model
-from explorer.ui.learn.exercise import draw_all, seed
 from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layout, link
 from explorer.ui.session import selection
 from explorer.ui.state import Float
@@ -36,22 +35,12 @@ def _controls() -> tuple[float, float, float]:
     steps = teaching.gd_step_range(l1, l2)
     eta_setting = _eta_setting(steps)
     eta = PAGE.slider(eta_setting, "Step size η", step=steps.resolution, format="%.4f")
-    b1, b2 = st.columns(2)
     # The buttons set η through the page state before the next run draws the slider (a callback).
-    b1.button(
-        "Optimal step",
-        on_click=PAGE.set,
-        args=(eta_setting, steps.eta_opt),
-        key="learn_gd_opt",
-        width="stretch",
-    )
-    b2.button(
-        "Just past 2/λ_max",
-        on_click=PAGE.set,
-        args=(eta_setting, steps.past),
-        key="learn_gd_past",
-        width="stretch",
-    )
+    buttons = (("Optimal step", steps.eta_opt, "opt"), ("Just past 2/λ_max", steps.past, "past"))
+    for column, (label, value, key) in zip(st.columns(2), buttons, strict=True):
+        column.button(
+            label, on_click=PAGE.set, args=(eta_setting, value), key=f"learn_gd_{key}", width="stretch"
+        )
     return l1, l2, eta
 
 
@@ -85,7 +74,6 @@ def render(prose: Prose) -> None:
         ["weights"],
         "The same ratio κ = σ₁/σ_min measures how unevenly each weight matrix of the loaded model stretches",
     )
-    draw_all(ID, teaching.gd_exercises(seed()))
 
 
 def handout_figures(seed: int) -> list:

@@ -9,15 +9,13 @@ from explorer.analysis import teaching_models as tm
 from explorer.analysis.exercises import Exercise, instance_rng
 from explorer.figures import learn_models as figures
 from explorer.ui import task_view
-from explorer.ui.learn import exercise
 from explorer.ui.learn.models_cache import hessian_spec, hessian_work
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layout, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layout, link, source_switch
 from explorer.ui.session import require_model, selection
 from explorer.ui.state import Choice, Float, Int
 
 ID = "hessian"
-SOURCES = {"example": "2-D quadratic", "model": "A block of the loaded model"}
-SOURCE = Choice("hs_on", "example", SOURCES, key="hs_on")
+SOURCE = source_switch("hs", "2-D quadratic", "A block of the loaded model")
 SMALL = Float("hs_lo", 1.0, 0.1, 10.0, key="hs_lo")
 LARGE = Float("hs_hi", 10.0, 0.5, 20.0, key="hs_hi")
 ETA_FRACTION = Float("hs_eta", 0.9, 0.05, 1.2, key="hs_eta")
@@ -151,8 +149,7 @@ def _model(controls) -> None:
 
 def render(prose: Prose) -> None:
     right = layout(prose)
-    with right:
-        source = PAGE.segmented_control(SOURCE, "Loss", format_func=SOURCES.get)
+    source = SOURCE.pick("Loss", where=right)
     if source == "example":
         _example(right)
         link(
@@ -160,7 +157,6 @@ def render(prose: Prose) -> None:
         )
     else:
         _model(right)
-    exercise.draw_all(ID, exercises(exercise.seed()))
 
 
 def handout_figures(seed: int) -> list:
@@ -186,7 +182,7 @@ WALKTHROUGH = Walkthrough(
         PART.param,
     ),  # fmt: skip
     render=render,
-    model_link={SOURCE.param: "model"},
+    model_link=SOURCE.model_link,
     exercises=exercises,
     handout_figures=handout_figures,
     prerequisites=("gd",),

@@ -8,15 +8,13 @@ import streamlit as st
 from explorer.analysis import teaching_models as tm
 from explorer.analysis.exercises import Exercise, instance_rng
 from explorer.figures import learn_models as figures
-from explorer.ui.learn import exercise
 from explorer.ui.learn.models_cache import fiedler_on_head
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, head_pickers, layout, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, head_pickers, layout, link, source_switch
 from explorer.ui.session import require_capture, selection
 from explorer.ui.state import Choice, Float, Int
 
 ID = "laplacian"
-SOURCES = {"example": "Two cliques", "head": "Tokens of the loaded model"}
-SOURCE = Choice("lp_on", "example", SOURCES, key="lp_on")
+SOURCE = source_switch("lp", "Two cliques", "Tokens of the loaded model", model_value="head")
 LEFT = Int("lp_a", 5, 2, 10, key="lp_a")
 RIGHT = Int("lp_b", 4, 2, 10, key="lp_b")
 BRIDGE = Float("lp_w", 1.0, 0.0, 5.0, key="lp_w")
@@ -73,7 +71,7 @@ def _words(split: tm.FiedlerSplit, texts: list[str]) -> str:
 
 def render(prose: Prose) -> None:
     with layout(prose):
-        source = PAGE.segmented_control(SOURCE, "Graph", format_func=SOURCES.get)
+        source = SOURCE.pick("Graph")
         kind = PAGE.segmented_control(KIND, "Laplacian", format_func=KINDS.get)
         if source == "example":
             a = PAGE.slider(LEFT, "First clique: nodes")
@@ -122,7 +120,6 @@ def render(prose: Prose) -> None:
             figures.make_laplacian_spectrum_figure(split), width="stretch", key="learn_lp_spectrum"
         )
     link(["eigenvectors"], "The symmetric part (A + Aᵀ)/2 of every head and its eigenvectors over the tokens")
-    exercise.draw_all(ID, exercises(exercise.seed()))
 
 
 def handout_figures(seed: int) -> list:
@@ -136,7 +133,7 @@ WALKTHROUGH = Walkthrough(
     title="Graph Laplacian & spectral clustering",
     params=(SOURCE.param, KIND.param, LEFT.param, RIGHT.param, BRIDGE.param, "layer", "head"),
     render=render,
-    model_link={SOURCE.param: "head"},
+    model_link=SOURCE.model_link,
     exercises=exercises,
     handout_figures=handout_figures,
     prerequisites=("rayleigh",),

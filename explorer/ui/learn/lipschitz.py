@@ -8,15 +8,13 @@ import streamlit as st
 from explorer.analysis import teaching_models as tm
 from explorer.analysis.exercises import Exercise, instance_rng
 from explorer.figures import learn_models as figures
-from explorer.ui.learn import exercise
 from explorer.ui.learn.models_cache import lipschitz_of_model
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layout, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layout, link, source_switch
 from explorer.ui.session import require_model, selection
 from explorer.ui.state import Choice, Flag, Float, Int
 
 ID = "lipschitz"
-SOURCES = {"example": "Random stack", "model": "Blocks of the loaded model"}
-SOURCE = Choice("lz_on", "example", SOURCES, key="lz_on")
+SOURCE = source_switch("lz", "Random stack", "Blocks of the loaded model")
 DEPTH = Int("lz_depth", 8, 1, 30, key="lz_depth")
 SCALE = Float("lz_scale", 1.0, 0.2, 2.0, key="lz_scale")
 ACTS = {"none": "none (linear)", "relu": "ReLU", "tanh": "tanh"}
@@ -110,14 +108,12 @@ def _model() -> None:
 
 def render(prose: Prose) -> None:
     right = layout(prose)
-    with right:
-        source = PAGE.segmented_control(SOURCE, "Stack", format_func=SOURCES.get)
+    source = SOURCE.pick("Stack", where=right)
     if source == "example":
         _example(right)
     else:
         _model()
     link(["weights"], "σ_max, stable rank and heavy tails of every weight matrix")
-    exercise.draw_all(ID, exercises(exercise.seed()))
 
 
 def handout_figures(seed: int) -> list:
@@ -131,7 +127,7 @@ WALKTHROUGH = Walkthrough(
     title="Lipschitz bounds & spectral normalisation",
     params=(SOURCE.param, DEPTH.param, SCALE.param, ACT.param, NORMALIZE.param),
     render=render,
-    model_link={SOURCE.param: "model"},
+    model_link=SOURCE.model_link,
     exercises=exercises,
     handout_figures=handout_figures,
     prerequisites=("svd",),

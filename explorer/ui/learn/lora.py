@@ -9,15 +9,13 @@ from explorer.analysis import teaching_models as tm
 from explorer.analysis.exercises import Exercise, instance_rng
 from explorer.figures import learn_models as figures
 from explorer.ui import task_view
-from explorer.ui.learn import exercise
 from explorer.ui.learn.models_cache import CURVATURE_TOKENS, lora_spec, lora_work
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layout, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layout, link, source_switch
 from explorer.ui.session import require_model, selection
 from explorer.ui.state import Choice, Int
 
 ID = "lora"
-SOURCES = {"example": "Small W", "model": "Fine-tune the loaded model"}
-SOURCE = Choice("lr_on", "example", SOURCES, key="lr_on")
+SOURCE = source_switch("lr", "Small W", "Fine-tune the loaded model")
 RANK = Choice("lr_r", 2, [1, 2, 4, 8], key="lr_r")
 WHERE = {"top": "W's top r directions", "middle": "W's next r directions", "random": "random directions"}
 WHERE_SETTING = Choice("lr_where", "middle", WHERE, key="lr_where")
@@ -125,15 +123,13 @@ def _model(controls) -> None:
 
 def render(prose: Prose) -> None:
     right = layout(prose)
-    with right:
-        source = PAGE.segmented_control(SOURCE, "Update", format_func=SOURCES.get)
+    source = SOURCE.pick("Update", where=right)
     if source == "example":
         _example(right)
     else:
         _model(right)
     link(["weights"], "The singular values of every weight matrix of the loaded model")
     link(["compression"], "Low-rank compression: keeping W's top singular directions")
-    exercise.draw_all(ID, exercises(exercise.seed()))
 
 
 def handout_figures(seed: int) -> list:
@@ -147,7 +143,7 @@ WALKTHROUGH = Walkthrough(
     title="LoRA & the dominant eigenspace",
     params=(SOURCE.param, RANK.param, WHERE_SETTING.param, STEPS.param, RATE.param),
     render=render,
-    model_link={SOURCE.param: "model"},
+    model_link=SOURCE.model_link,
     exercises=exercises,
     handout_figures=handout_figures,
     prerequisites=("svd",),

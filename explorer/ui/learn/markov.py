@@ -8,15 +8,22 @@ import streamlit as st
 from explorer.analysis import teaching_models as tm
 from explorer.analysis.exercises import Exercise, instance_rng
 from explorer.figures import learn_models as figures
-from explorer.ui.learn import exercise
 from explorer.ui.learn.models_cache import MARKOV_STEPS, markov_on_head
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, causal_note, head_pickers, layout, link
+from explorer.ui.learn.walkthrough import (
+    PAGE,
+    Prose,
+    Walkthrough,
+    causal_note,
+    head_pickers,
+    layout,
+    link,
+    source_switch,
+)
 from explorer.ui.session import require_capture, selection
 from explorer.ui.state import Choice, Float, Int
 
 ID = "markov"
-SOURCES = {"example": "Toy head", "head": "Head of the loaded model"}
-SOURCE = Choice("mk_on", "example", SOURCES, key="mk_on")
+SOURCE = source_switch("mk", "Toy head", "Head of the loaded model", model_value="head")
 SIZE = Int("mk_n", 6, 2, 12, key="mk_n")
 SHARPNESS = Float("mk_sharp", 1.5, 0.0, 5.0, key="mk_sharp")
 MASKS = {"full": "Every token (encoder)", "causal": "Earlier tokens only (causal)"}
@@ -66,7 +73,7 @@ def _example() -> tuple[tm.MarkovChain, None]:
 
 def render(prose: Prose) -> None:
     with layout(prose):
-        source = PAGE.segmented_control(SOURCE, "Matrix", format_func=SOURCES.get)
+        source = SOURCE.pick("Matrix")
         if source == "example":
             chain, labels = _example()
             causal, model_id = PAGE.bind(MASK) == "causal", None
@@ -99,7 +106,6 @@ def render(prose: Prose) -> None:
         st.plotly_chart(figures.make_mixing_figure(chain), width="stretch", key="learn_mk_mixing")
     link(["eigenvectors"], "The stationary distribution of every head over its tokens")
     link(["attention"], "|λ₂| and the spectral gap of every head")
-    exercise.draw_all(ID, exercises(exercise.seed()))
 
 
 def handout_figures(seed: int) -> list:
@@ -113,7 +119,7 @@ WALKTHROUGH = Walkthrough(
     title="Markov chains & PageRank",
     params=(SOURCE.param, SIZE.param, SHARPNESS.param, MASK.param, DAMPING.param, "layer", "head"),
     render=render,
-    model_link={SOURCE.param: "head"},
+    model_link=SOURCE.model_link,
     exercises=exercises,
     handout_figures=handout_figures,
     prerequisites=("power",),

@@ -6,7 +6,6 @@ import streamlit as st
 
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
-from explorer.ui.learn.exercise import draw_all, seed
 from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layout, link
 from explorer.ui.state import Float
 
@@ -96,7 +95,6 @@ def render(prose: Prose) -> None:
         ["gershgorin", "attention", "weights"],
         "Every attention matrix is row-stochastic like the last preset; see where its eigenvalues lie",
     )
-    draw_all(ID, teaching.matrix2x2_exercises(seed()))
 
 
 def handout_figures(seed: int) -> list:

@@ -61,20 +61,28 @@ def lipschitz_of_model(model_key: ModelChoice) -> tm.ModelLipschitz:
 
 
 @dataclass(frozen=True)
-class HessianSpec(tasks.Spec):
+class _OnTheText(tasks.Spec):
+    """A Learn task on the loaded model and the sidebar text. It runs in the foreground only on the tiny
+    random models (``TINY_SECONDS`` each); on a real model it takes a person's patience, so in the background."""
+
+    MAX_FINISHED: ClassVar[int] = 8
+    TINY_SECONDS: ClassVar[float]
+    model_key: ModelChoice
+    text_key: TextChoice
+
+    def estimated_seconds(self) -> float:
+        return self.TINY_SECONDS if self.model_key.model_id.startswith("tiny-") else float("inf")
+
+
+@dataclass(frozen=True)
+class HessianSpec(_OnTheText):
     """lambda_max and the SLQ density of one parameter block's Hessian on the loaded model."""
 
     KIND: ClassVar[str] = "learn-hessian"
-    MAX_FINISHED: ClassVar[int] = 8
-    model_key: ModelChoice
-    text_key: TextChoice
+    TINY_SECONDS: ClassVar[float] = 0.2  # ~ (matvec + density steps) products of milliseconds each
     block: str
     max_matvec: int = 8
     density_steps: int = 8
-
-    def estimated_seconds(self) -> float:
-        # ~ (matvec + density steps) products; a product on a tiny model takes milliseconds.
-        return 0.2 if self.model_key.model_id.startswith("tiny-") else float("inf")
 
     @property
     def label(self) -> str:
@@ -102,20 +110,15 @@ def hessian_work(spec: HessianSpec) -> Callable[[tasks.Task], tm.BlockCurvature]
 
 
 @dataclass(frozen=True)
-class LoraSpec(tasks.Spec):
+class LoraSpec(_OnTheText):
     """A LoRA fine-tune of the loaded model: everything its result depends on."""
 
     KIND: ClassVar[str] = "learn-lora"
-    MAX_FINISHED: ClassVar[int] = 8
-    model_key: ModelChoice
-    text_key: TextChoice
+    TINY_SECONDS: ClassVar[float] = 0.5
     rank: int
     steps: int
     lr: float
     seed: int = 0
-
-    def estimated_seconds(self) -> float:
-        return 0.5 if self.model_key.model_id.startswith("tiny-") else float("inf")
 
     @property
     def label(self) -> str:

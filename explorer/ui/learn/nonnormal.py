@@ -6,7 +6,6 @@ import streamlit as st
 
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
-from explorer.ui.learn.exercise import draw_all, seed
 from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layout, link
 from explorer.ui.state import Float, Int
 
@@ -40,7 +39,6 @@ def render(prose: Prose) -> None:
         ["gershgorin", "attention"],
         "Attention matrices are strongly non-normal (causal ones triangular); see bounds on their eigenvalues",
     )
-    draw_all(ID, teaching.nonnormal_exercises(seed()))
 
 
 def handout_figures(seed: int) -> list:

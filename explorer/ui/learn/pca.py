@@ -8,9 +8,9 @@ import streamlit as st
 
 from explorer.analysis import teaching_matrices as tm
 from explorer.figures import learn_matrices as figures
-from explorer.ui.learn import exercise
+from explorer.models import Capture, LoadedModel
 from explorer.ui.learn.matrices_cache import hidden_pca
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layer_picker, layout, link, model_heading
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layer_picker, link, on_model, small_first
 from explorer.ui.session import selection
 from explorer.ui.state import Float
 
@@ -37,11 +37,8 @@ def _small(angle: float, ratio: float) -> None:
     st.plotly_chart(figures.make_cloud_figure(X, res), width="stretch", key="learn_pca_cloud")
 
 
-def _model() -> None:
-    got = model_heading(3, TOO_SHORT)
-    if got is None:
-        return
-    loaded, cap = got
+@on_model(3, TOO_SHORT)
+def _model(loaded: LoadedModel, cap: Capture) -> None:
     layer = layer_picker("pca", loaded.card.n_layers, "Hidden state after block")
     sel = selection()
     with st.spinner("PCA three ways…"):
@@ -67,15 +64,16 @@ def _model() -> None:
         )
 
 
+def _controls() -> tuple[float, float]:
+    return (
+        PAGE.slider(ANGLE, "Direction of the cloud (°)", step=1.0),
+        PAGE.slider(RATIO, "Spread across / along", step=0.05),
+    )
+
+
 def render(prose: Prose) -> None:
-    with layout(prose):
-        angle = PAGE.slider(ANGLE, "Direction of the cloud (°)", step=1.0)
-        ratio = PAGE.slider(RATIO, "Spread across / along", step=0.05)
-    st.markdown("#### On a small matrix")
-    _small(angle, ratio)
-    _model()
+    small_first(prose, _controls, _small, _model)
     link(["directions"], "PCA and UMAP of the hidden states, layer by layer")
-    exercise.draw_all("pca", tm.pca_exercises(exercise.seed()))
 
 
 def handout_figures(seed: int) -> list:

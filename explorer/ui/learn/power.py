@@ -6,7 +6,6 @@ import streamlit as st
 
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
-from explorer.ui.learn.exercise import draw_all, seed
 from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, causal_note, head_pickers, layout, link
 from explorer.ui.learn_cache import (
     LANCZOS_MAX_STEPS,
@@ -129,7 +128,6 @@ def render(prose: Prose) -> None:
     _lanczos_section(run, on_head=source != "example")
     link(["attention"], "|λ₂| and the spectral gap of every head of the loaded model")
     link(["eigenvectors"], "The stationary distribution and eigenvectors of a head over its tokens")
-    draw_all(ID, teaching.power_exercises(seed()))
 
 
 def handout_figures(seed: int) -> list:

@@ -7,9 +7,9 @@ import streamlit as st
 
 from explorer.analysis import teaching_matrices as tm
 from explorer.figures import learn_matrices as figures
-from explorer.ui.learn import exercise
+from explorer.models import Capture, LoadedModel
 from explorer.ui.learn.matrices_cache import hidden_covariance
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layer_picker, layout, link, model_heading
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layer_picker, link, on_model, small_first
 from explorer.ui.session import selection
 from explorer.ui.state import Float
 
@@ -31,11 +31,11 @@ KIND_TEXT = {
 }
 
 
-def _small() -> None:
+def _controls() -> tuple[tm.QuadraticForm]:
     a = PAGE.slider(ENTRIES["a"], "a (top left)", step=0.05)
     b = PAGE.slider(ENTRIES["b"], "b (off the diagonal, both places)", step=0.05)
     c = PAGE.slider(ENTRIES["c"], "c (bottom right)", step=0.05)
-    return tm.quadratic_form(a, b, c)
+    return (tm.quadratic_form(a, b, c),)
 
 
 def _show_small(form: tm.QuadraticForm) -> None:
@@ -55,11 +55,8 @@ def _show_small(form: tm.QuadraticForm) -> None:
     st.plotly_chart(figures.make_quadratic_form_figure(form), width="stretch", key="learn_psd_form")
 
 
-def _model() -> None:
-    got = model_heading(2, TOO_SHORT, icon=":material/warning:")
-    if got is None:
-        return
-    loaded, cap = got
+@on_model(2, TOO_SHORT, icon=":material/warning:")
+def _model(loaded: LoadedModel, cap: Capture) -> None:
     layer = layer_picker("psd", loaded.card.n_layers, "Hidden state after block")
     sel = selection()
     with st.spinner("Eigenvalues of the covariance…"):
@@ -82,13 +79,8 @@ def _model() -> None:
 
 
 def render(prose: Prose) -> None:
-    with layout(prose):
-        form = _small()
-    st.markdown("#### On a small matrix")
-    _show_small(form)
-    _model()
+    small_first(prose, _controls, _show_small, _model)
     link(["directions"], "The principal directions of the hidden states, on the real text")
-    exercise.draw_all("psd", tm.psd_exercises(exercise.seed()))
 
 
 def handout_figures(seed: int) -> list:

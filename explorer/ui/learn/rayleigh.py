@@ -7,9 +7,9 @@ import streamlit as st
 
 from explorer.analysis import teaching_matrices as tm
 from explorer.figures import learn_matrices as figures
-from explorer.ui.learn import exercise
+from explorer.models import Capture, LoadedModel
 from explorer.ui.learn.matrices_cache import hidden_interlacing
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layer_picker, layout, link, model_heading
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layer_picker, link, on_model, small_first
 from explorer.ui.session import selection
 from explorer.ui.state import Float, Int
 
@@ -55,11 +55,8 @@ def _small(values: list[float], dropped: int) -> None:
     st.plotly_chart(figures.make_interlacing_figure(inter), width="stretch", key="learn_ry_interlace")
 
 
-def _model() -> None:
-    got = model_heading(2, TOO_SHORT)
-    if got is None:
-        return
-    loaded, cap = got
+@on_model(2, TOO_SHORT)
+def _model(loaded: LoadedModel, cap: Capture) -> None:
     d = loaded.card.d_model
     c1, c2 = st.columns(2)
     layer = layer_picker("ry", loaded.card.n_layers, "Hidden state after block", where=c1)
@@ -81,16 +78,16 @@ def _model() -> None:
     st.caption(f"The top {min(SHOWN, n - 1)} of each; every band [λᵢ₊₁, λᵢ] holds exactly one μᵢ.")
 
 
+def _controls() -> tuple[list[float], int]:
+    values = [PAGE.slider(s, f"λ{i + 1} (sorted on the page)", step=0.05) for i, s in enumerate(EIGS)]
+    dropped = PAGE.slider(DROP, "Drop row and column")
+    st.caption("S = Q diag(λ) Qᵀ with Q a fixed random rotation.")
+    return values, int(dropped)
+
+
 def render(prose: Prose) -> None:
-    with layout(prose):
-        values = [PAGE.slider(s, f"λ{i + 1} (sorted on the page)", step=0.05) for i, s in enumerate(EIGS)]
-        dropped = PAGE.slider(DROP, "Drop row and column")
-        st.caption("S = Q diag(λ) Qᵀ with Q a fixed random rotation.")
-    st.markdown("#### On a small matrix")
-    _small(values, int(dropped))
-    _model()
+    small_first(prose, _controls, _small, _model)
     link(["directions"], "The top principal directions of the hidden states (the top of this spectrum)")
-    exercise.draw_all("rayleigh", tm.rayleigh_exercises(exercise.seed()))
 
 
 def handout_figures(seed: int) -> list:

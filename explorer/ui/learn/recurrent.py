@@ -8,15 +8,13 @@ from explorer.analysis import teaching
 from explorer.analysis import teaching_models as tm
 from explorer.analysis.exercises import Exercise, instance_rng
 from explorer.figures import learn_models as figures
-from explorer.ui.learn import exercise
 from explorer.ui.learn.models_cache import RECURRENT_STEPS, recurrent_on_head
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, head_pickers, layout, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, head_pickers, layout, link, source_switch
 from explorer.ui.session import require_model, selection
 from explorer.ui.state import Choice, Float, Int
 
 ID = "recurrent"
-SOURCES = {"example": "Small W", "head": "A head's OV core"}
-SOURCE = Choice("rc_on", "example", SOURCES, key="rc_on")
+SOURCE = source_switch("rc", "Small W", "A head's OV core", model_value="head")
 SIZE = Int("rc_n", 4, 2, 10, key="rc_n")
 RHO = Float("rc_rho", 0.9, 0.5, 1.2, key="rc_rho")
 COUPLING = Float("rc_s", 0.0, 0.0, 3.0, key="rc_s")
@@ -66,7 +64,7 @@ def exercises(seed: int) -> tuple[Exercise, ...]:
 
 def render(prose: Prose) -> None:
     with layout(prose):
-        source = PAGE.segmented_control(SOURCE, "Matrix", format_func=SOURCES.get)
+        source = SOURCE.pick("Matrix")
         if source == "example":
             n = PAGE.slider(SIZE, "Size n")
             rho = PAGE.slider(RHO, "Spectral radius ρ", step=0.01)
@@ -109,7 +107,6 @@ def render(prose: Prose) -> None:
         {"walkthrough": "nonnormal"},
     )
     link(["circuits"], "OV eigenvalues and copying scores of every head")
-    exercise.draw_all(ID, exercises(exercise.seed()))
 
 
 def handout_figures(seed: int) -> list:
@@ -123,7 +120,7 @@ WALKTHROUGH = Walkthrough(
     title="Recurrent dynamics",
     params=(SOURCE.param, SIZE.param, RHO.param, COUPLING.param, SCALE.param, "layer", "head"),
     render=render,
-    model_link={SOURCE.param: "head"},
+    model_link=SOURCE.model_link,
     exercises=exercises,
     handout_figures=handout_figures,
     prerequisites=("nonnormal",),

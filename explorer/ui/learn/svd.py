@@ -6,7 +6,6 @@ import streamlit as st
 
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
-from explorer.ui.learn.exercise import draw_all, seed
 from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layer_picker, layout, link
 from explorer.ui.learn_cache import weight_svd
 from explorer.ui.session import require_model, selection
@@ -82,7 +81,6 @@ def render(prose: Prose) -> None:
     )
     st.plotly_chart(figures.make_svd_error_figure(res), width="stretch", key="learn_svd_error")
     link(["compression", "weights"], "What low-rank weights cost the loaded model's quality, measured")
-    draw_all(ID, teaching.svd_exercises(seed()))
 
 
 def handout_figures(seed: int) -> list:

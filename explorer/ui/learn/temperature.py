@@ -6,7 +6,6 @@ import streamlit as st
 
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
-from explorer.ui.learn.exercise import draw_all, seed
 from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, causal_note, head_pickers, layout, link
 from explorer.ui.learn_cache import temperature_on_head
 from explorer.ui.session import require_capture, selection
@@ -75,7 +74,6 @@ def render(prose: Prose) -> None:
             figures.make_temperature_summary_figure(sweep, tau=tau), width="stretch", key="learn_temp_summary"
         )
     link(["attention"], "Every head's spectrum, and the temperature what-if on all heads at once")
-    draw_all(ID, teaching.temperature_exercises(seed()))
 
 
 def handout_figures(seed: int) -> list:

@@ -7,6 +7,7 @@ the intro, the formulas and the "What to try" list, is ``assets/learn/<id>.md`` 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -20,7 +21,7 @@ from explorer.models import Capture, LoadedModel
 from explorer.paths import ASSETS_DIR
 from explorer.ui.navigation import PAGES
 from explorer.ui.session import require_capture
-from explorer.ui.state import LAYER_HELP, Int, PageState, head_picker
+from explorer.ui.state import LAYER_HELP, Choice, Int, PageState, head_picker
 
 PROSE_DIR = ASSETS_DIR / "learn"
 TRY_HEADING = "**What to try**"
@@ -109,7 +110,7 @@ class Walkthrough:
     loaded model (``{}``: it always does; None: it never does), for the tests and the docs.
     render: draws it below the subheader, given its prose. exercises: the student's exercises from their seed
     (pure maths on small matrices, no model: the same function serves the page, the handouts and the tests;
-    render draws them with explorer.ui.learn.exercise.draw_all). prerequisites: the ids of the walkthroughs it
+    the course draws them below the walkthrough with explorer.ui.learn.exercise.draw_all). prerequisites: the ids of the walkthroughs it
     builds on (the course path, explorer/ui/learn/course.py, puts them first). handout_figures: the figures of
     its printed handout for a student's seed (Plotly figures from explorer.figures, no model: a handout opens
     offline), None when it has none.
@@ -196,6 +197,48 @@ def layout(prose: Prose) -> DeltaGenerator:
     return right
 
 
+@dataclass(frozen=True)
+class SourceSwitch:
+    """A walkthrough's choice between its own small example and the loaded model: the link param ``setting``
+    (values ``example`` and the model's value), with a label for each value."""
+
+    setting: Choice
+    labels: Mapping[str, str]
+
+    @property
+    def param(self) -> str:
+        return self.setting.param
+
+    @property
+    def model_link(self) -> dict[str, str]:
+        """The link params that put the walkthrough on the loaded model (its record's ``model_link``)."""
+        return {self.param: next(v for v in self.labels if v != "example")}
+
+    def pick(self, label: str, *, where=st) -> str:
+        """The switch as a segmented control titled ``label``, drawn in ``where``; returns the value."""
+        return PAGE.segmented_control(self.setting, label, where=where, format_func=self.labels.get)
+
+
+def source_switch(prefix: str, example: str, model: str, *, model_value: str = "model") -> SourceSwitch:
+    """The switch of the walkthrough whose settings start with ``prefix``: link param and widget key
+    ``<prefix>_on``, ``example`` (labelled ``example``) by default, else ``model_value`` (labelled ``model``)."""
+    labels = {"example": example, model_value: model}
+    return SourceSwitch(Choice(f"{prefix}_on", "example", labels, key=f"{prefix}_on"), labels)
+
+
+def small_first(
+    prose: Prose, controls: Callable[[], tuple], small: Callable[..., None], model: Callable[[], None]
+) -> None:
+    """The walkthroughs that show a small matrix, then the loaded model: the intro beside the small matrix's
+    settings (``controls()`` draws them and returns them), the small matrix drawn from them
+    (``small(*settings)``) under "On a small matrix", then ``model()`` (its "On <model>" part: on_model)."""
+    with layout(prose):
+        settings = controls()
+    st.markdown("#### On a small matrix")
+    small(*settings)
+    model()
+
+
 def layer_picker(prefix: str, n_layers: int, label: str = "Layer", *, where=st) -> int:
     """The walkthroughs on one layer share one choice of layer (link param ``layer``; widget key
     ``learn_<prefix>_layer``), 0 … n_layers − 1, drawn in ``where`` (a column; the page by default)."""
@@ -203,15 +246,24 @@ def layer_picker(prefix: str, n_layers: int, label: str = "Layer", *, where=st) 
     return PAGE.slider(setting, label, where=where, help=LAYER_HELP)
 
 
-def model_heading(
+def on_model(
     min_tokens: int, too_short: str, icon: str | None = None
-) -> tuple[LoadedModel, Capture] | None:
-    """The "On <model>" part of a walkthrough on the sidebar text: its heading, then the model and the capture;
-    None, after the warning ``too_short`` (with ``icon``), when the text has fewer than ``min_tokens`` tokens
-    (the walkthrough then shows nothing more on the model, but the rest of the page stays)."""
-    loaded, cap = require_capture()
-    st.markdown(f"#### On {loaded.id}")
-    if cap.n_tokens < min_tokens:
-        st.warning(too_short, icon=icon)
-        return None
-    return loaded, cap
+) -> Callable[[Callable[[LoadedModel, Capture], None]], Callable[[], None]]:
+    """Decorator for the "On <model>" part of a walkthrough on the sidebar text: the decorated
+    ``part(loaded, capture)`` becomes ``part()``, which draws the heading and then calls it; or, when the text
+    has fewer than ``min_tokens`` tokens, the warning ``too_short`` (with ``icon``) instead (the walkthrough
+    then shows nothing more on the model, but the rest of the page stays)."""
+
+    def decorate(part: Callable[[LoadedModel, Capture], None]) -> Callable[[], None]:
+        @functools.wraps(part)
+        def drawn() -> None:
+            loaded, cap = require_capture()
+            st.markdown(f"#### On {loaded.id}")
+            if cap.n_tokens < min_tokens:
+                st.warning(too_short, icon=icon)
+            else:
+                part(loaded, cap)
+
+        return drawn
+
+    return decorate

@@ -10,9 +10,8 @@ from explorer.analysis import teaching_matrices as tm
 from explorer.analysis.matrices import ATTENTION_KINDS, MLP_KINDS
 from explorer.figures import learn_matrices as figures
 from explorer.figures.learn import format_complex
-from explorer.ui.learn import exercise
 from explorer.ui.learn.matrices_cache import weight_kinds, weyl_on_weights
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layer_picker, layout, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layer_picker, link, small_first
 from explorer.ui.session import require_model, selection
 from explorer.ui.state import Float, Subset
 
@@ -91,16 +90,17 @@ def _model() -> None:
             st.caption(note)
 
 
+def _controls() -> tuple[float, float]:
+    return (
+        PAGE.slider(COUPLING, "Coupling s (off-diagonal size)", step=0.05),
+        PAGE.slider(LOG_EPS, "log₁₀ ‖E‖₂ (perturbation for Weyl)", step=0.1),
+    )
+
+
 def render(prose: Prose) -> None:
-    with layout(prose):
-        coupling = PAGE.slider(COUPLING, "Coupling s (off-diagonal size)", step=0.05)
-        log_eps = PAGE.slider(LOG_EPS, "log₁₀ ‖E‖₂ (perturbation for Weyl)", step=0.1)
-    st.markdown("#### On a small matrix")
-    _small(coupling, log_eps)
-    _model()
+    small_first(prose, _controls, _small, _model)
     link(["gershgorin"], "Gershgorin discs of every attention head")
     link(["compression"], "What quantization does to the loaded model's quality, measured")
-    exercise.draw_all("weyl", tm.weyl_exercises(exercise.seed()))
 
 
 def handout_figures(seed: int) -> list:
