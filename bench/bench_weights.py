@@ -8,6 +8,10 @@ For each embedded model (MiniLM, SmolLM2) it times:
   WeightWatcher       ww.WeightWatcher(model=...).analyze() with its defaults (its SVDs + power-law fits)
 and compares our alphas with WeightWatcher's, matrix by matrix (matched by module name).
 
+With --memory it runs instead, each in a fresh process, the spectra streamed from the model's safetensors folder
+(analysis.weights.compute_checkpoint_spectra: no model built) and the spectra of the loaded model (load_model +
+compute_weight_spectra), and reports each one's time and peak resident memory (ru_maxrss), above the imports.
+
 WeightWatcher is a bench-only dependency (bench/requirements.txt): without it that column is skipped.
 Run:  HF_HUB_OFFLINE=1 /tmp/bench-venv/bin/python bench/bench_weights.py [--models ...] [--threads N]
 Machines here are shared: the load average is printed with the results; compare ratios, not seconds.
@@ -21,6 +25,8 @@ import io
 import json
 import logging
 import os
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -166,6 +172,57 @@ def bench_model(model_id: str, skip_ww: bool) -> dict:
     return out
 
 
+def peak_child(mode: str, model_id: str) -> dict:
+    """In this (fresh) process: the weight spectra streamed from the checkpoint files or of the loaded model;
+    seconds and peak resident bytes (ru_maxrss) after the imports and at the end."""
+    from explorer.analysis.weights import compute_checkpoint_spectra
+    from explorer.models.checkpoint import Checkpoint, checkpoint_folder
+
+    def peak() -> int:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports kilobytes
+
+    baseline, start = peak(), time.perf_counter()
+    if mode == "streamed":
+        folder = checkpoint_folder(model_id)
+        if folder is None:
+            raise SystemExit(f"{model_id} has no safetensors folder to stream from (load it once first)")
+        spectra = compute_checkpoint_spectra(Checkpoint.open(folder))
+    else:
+        spectra = compute_weight_spectra(load_model(model_id, device="cpu").model)
+    seconds = time.perf_counter() - start
+    return {
+        "mode": mode,
+        "seconds": seconds,
+        "baseline_bytes": baseline,
+        "peak_bytes": peak(),
+        "matrices": len(spectra),
+    }
+
+
+def bench_memory(model_id: str) -> dict:
+    """Streamed against loaded, each in its own process (so each peak is its own)."""
+    out = {}
+    for mode in ("streamed", "loaded"):
+        done = subprocess.run(
+            [sys.executable, __file__, "--peak-child", mode, model_id],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        out[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
+def report_memory(model_id: str, r: dict) -> None:
+    print(f"\n== {model_id}: weight spectra streamed from the checkpoint files vs the loaded model")
+    for mode, what in (("streamed", "streamed (no model built)"), ("loaded", "load_model + spectra")):
+        m = r[mode]
+        print(
+            f"  {what:<28s} {m['seconds']:8.2f} s   peak RSS {m['peak_bytes'] / 2**20:7.0f} MB "
+            f"(+{(m['peak_bytes'] - m['baseline_bytes']) / 2**20:.0f} MB over the imports)"
+        )
+
+
 def report(r: dict) -> None:
     print(f"\n== {r['model']}: {r['matrices']} matrices, {r['parameters_in_matrices'] / 1e6:.1f} M weights")
     best = min(r["ours_gram_s"], r["ours_svd_s"])
@@ -210,7 +267,16 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--skip-weightwatcher", action="store_true")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="instead: time and peak memory of the spectra streamed from the checkpoint vs of the loaded model",
+    )
+    parser.add_argument("--peak-child", nargs=2, metavar=("MODE", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.peak_child:
+        print(json.dumps(peak_child(*args.peak_child)))
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     load = os.getloadavg()
@@ -218,9 +284,14 @@ def main() -> int:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
         f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}"
     )
-    results = [bench_model(model_id, args.skip_weightwatcher) for model_id in args.models]
-    for r in results:
-        report(r)
+    if args.memory:
+        results = [{"model": model_id, "memory": bench_memory(model_id)} for model_id in args.models]
+        for r in results:
+            report_memory(r["model"], r["memory"])
+    else:
+        results = [bench_model(model_id, args.skip_weightwatcher) for model_id in args.models]
+        for r in results:
+            report(r)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

@@ -111,7 +111,7 @@ class Checkpoint:
                     "without its model. Load the model instead (run the report with more sections than weights)."
                 )
             weights[key.removesuffix(".weight")] = (key, path, shape, stored)
-        slots = checkpoint_slots(weights, tied_output=bool(config.get("tie_word_embeddings", True)))
+        slots = checkpoint_slots(weights, tied_output=_ties_output(folder, config))
         matrices = []
         for slot in slots:
             key, path, shape, stored = weights[slot.module]
@@ -149,6 +149,9 @@ class Checkpoint:
         shapes = {m.shape for m in mats}
         if len(shapes) != 1:
             raise ValueError(f"stack needs matrices of one shape, got {sorted(shapes)}")
+        if len(mats) == 1:  # one matrix (the embedding, say): no second copy of it
+            with safe_open(mats[0].file, framework="pt") as handle:
+                return self._oriented(handle, mats[0]).to(torch.float32).unsqueeze(0)
         out = torch.empty((len(mats), *mats[0].shape), dtype=torch.float32)
         by_file: dict[Path, list[int]] = {}
         for row, m in enumerate(mats):
@@ -211,6 +214,17 @@ def _weight_files(folder: Path) -> tuple[Path, ...]:
     raise CheckpointError(
         f"'{folder}' has {len(found)} *.safetensors files but no {INDEX_FILE} saying which tensor is where."
     )
+
+
+def _ties_output(folder: Path, config: dict) -> bool:
+    """Whether the loader ties the output layer to the token embedding: the config class's reading of
+    config.json (a key left out means the class's default, which save_pretrained omits), else the raw key."""
+    from transformers import AutoConfig
+
+    try:
+        return bool(AutoConfig.from_pretrained(folder).tie_word_embeddings)
+    except Exception:  # an unknown model_type: the raw key, with PretrainedConfig's default
+        return bool(config.get("tie_word_embeddings", True))
 
 
 def _header_bytes(path: Path) -> bytes:

@@ -251,3 +251,59 @@ def test_gershgorin_and_direction_numbers_are_consistent(tiny_report, hf_outputs
             continue
         assert 0 < entry["params_kept"] <= entry["params_total"]
         assert np.isfinite(entry["perplexity"])
+
+
+# ----------------------------------------------------------------------------------------------- --sections
+
+
+def test_unknown_section_names_the_valid_ones(tmp_path, capsys):
+    code, out = _run(tmp_path, "--model", "tiny-gpt2", "--text", "x", "--sections", "weights,atention")
+    err = capsys.readouterr().err
+    assert code == 2 and "'atention'" in err
+    assert all(name in err for name in ("model", "attention", "logit_lens", "weights", "curvature"))
+    assert not out.exists()
+
+
+def test_sections_that_need_the_model_need_a_text(tmp_path, capsys):
+    code, _ = _run(tmp_path, "--model", "tiny-gpt2", "--sections", "attention")
+    assert code == 2 and "--text" in capsys.readouterr().err
+
+
+def test_only_the_named_sections_run(tmp_path, capsys):
+    code, out = _run(tmp_path, "--model", "tiny-llama", "--text", TEXT, "--sections", "attention,model")
+    assert code == 0
+    keys = set(json.loads((out / "metrics.json").read_text()))
+    assert {"model", "tokens", "attention"} <= keys
+    assert not keys & {"weights", "circuits", "gershgorin", "directions", "compression", "curvature"}
+    assert capsys.readouterr().err.count("computing ") == 2
+
+
+def test_sections_weights_on_a_saved_folder_reads_the_files_only(tiny_report, tmp_path, monkeypatch, capsys):
+    """The tiny GPT-2 saved sharded: the loader is never called, and the rows are the full report's exactly
+    (the same float32 weights, decomposed by the same route in the same batches)."""
+    import explorer.models
+    import explorer.models.loading
+    from explorer.models.tiny import build_tiny_model
+
+    folder = tmp_path / "tiny-gpt2"
+    build_tiny_model("gpt2").save_pretrained(folder, safe_serialization=True, max_shard_size="20KB")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("report --sections weights on a folder loaded the model")
+
+    monkeypatch.setattr(explorer.models, "load_model", refuse)
+    monkeypatch.setattr(explorer.models.loading, "load_model", refuse)
+    code, out = _run(tmp_path, "--model", str(folder), "--sections", "weights")
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"weights"}
+    assert metrics["weights"] == tiny_report["weights"]
+
+
+def test_sections_weights_on_a_folder_without_safetensors_says_why(tmp_path, capsys):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    code, _ = _run(tmp_path, "--model", str(folder), "--sections", "weights")
+    # Not a safetensors folder: it goes to the loader, which needs a text first.
+    assert code == 2 and "--text" in capsys.readouterr().err
