@@ -78,10 +78,10 @@ def numpy_grid(A: np.ndarray, causal: bool) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in rows.items()}
 
 
-def bench_grid(loaded, n_tokens: int, layer: int) -> dict:
+def bench_grid(loaded, n_tokens: int, layer: int, heads: int | None = None) -> dict:
     text = long_text(n_tokens, loaded)
     cap = capture(loaded, text, n_tokens)
-    A = np.ascontiguousarray(cap.attentions[layer])  # (head, T, T) float32
+    A = np.array(cap.attentions[layer][:heads])  # (head, T, T) float32, a writable copy
     fast, fast_wall, fast_cpu = timed(lambda: long_grid_chunk(torch.from_numpy(A), True))
     slow, slow_wall, slow_cpu = timed(lambda: numpy_grid(A, True))
     for name in ("entropy", "sink_mass", "lambda2_abs"):
@@ -143,13 +143,14 @@ def main() -> None:
     parser.add_argument("--layer", type=int, default=5)
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--skip-capture", action="store_true")
+    parser.add_argument("--heads", type=int, help="only the first HEADS heads of the layer (a quicker ratio)")
     args = parser.parse_args()
     if args.child:
         capture_child(args.child)
         return
     torch.set_num_threads(max(1, torch.get_num_threads()))
     loaded = load_model(MODEL, device="cpu")
-    grid, A = bench_grid(loaded, args.tokens, args.layer)
+    grid, A = bench_grid(loaded, args.tokens, args.layer, args.heads)
     print("grid", json.dumps(grid), flush=True)
     print("krylov", json.dumps(bench_krylov(A[0])), flush=True)
     if not args.skip_capture:

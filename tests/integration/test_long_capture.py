@@ -19,7 +19,8 @@ from tests.conftest import SAMPLE_TEXT
 
 
 def long_text() -> str:
-    return " ".join(example_texts().values())
+    """Every example text, repeated: over 2,000 SmolLM2 tokens, cut by max_tokens."""
+    return " ".join([" ".join(example_texts().values())] * 12)
 
 
 def _hooks(loaded) -> int:
