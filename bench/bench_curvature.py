@@ -20,7 +20,9 @@ hutchinson with the same probes, and for the grid one operator per block through
 PyHessian and hessian-eigenthings are bench-only dependencies (bench/requirements.txt); without them their rows
 are skipped.
 Run:  HF_HUB_OFFLINE=1 /tmp/bench-venv/bin/python bench/bench_curvature.py [--tasks lambda trace grid] [--seeds S]
-          [--grid-layers N] [--probes P] [--json out.json]
+          [--grid-layers N] [--probes P] [--method double-backward|forward-mode] [--json out.json]
+Each whole-model line also gives the seconds per product (ours: the operator's ``into``; PyHessian: its
+hessian_vector_product) and ours' operator setup, so the products and the work around them are told apart.
 Machines here are shared: compare ratios measured in the same run, not seconds across runs.
 """
 
@@ -104,21 +106,40 @@ def _eigenthings(torch, loaded, spec, names=None):
     return he.HessianOperator(loaded.model, [ids], loss_fn, param_filter=keep)
 
 
-def _count_calls(module, name: str) -> list[int]:
-    """Count the calls of module.name from now on (PyHessian does not report its products); [count]."""
-    count = [0]
+def _count_calls(module, name: str) -> list[float]:
+    """Count and time the calls of module.name from now on (PyHessian does not report its products):
+    [count, seconds spent in them]."""
+    count = [0, 0.0]
     inner = getattr(module, name)
 
     def counted(*args, **kwargs):
         count[0] += 1
-        return inner(*args, **kwargs)
+        start = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            count[1] += time.perf_counter() - start
 
     setattr(module, name, counted)
     return count
 
 
+def _timed_operator(C, loaded, spec, method: str | None):
+    """Our whole-model operator, its setup seconds, and a [count, seconds] of its products (``into``)."""
+    start = time.perf_counter()
+    op = C.CurvatureOperator(loaded.model, spec, C.select_block(loaded.model, "all"), method=method)
+    setup = time.perf_counter() - start
+    return op, setup, _count_calls(op, "into")
+
+
 def child(
-    task: str, contender: str, probes: int, grid_layers: int, lambda_tol: float = 1e-3, seed: int = 0
+    task: str,
+    contender: str,
+    probes: int,
+    grid_layers: int,
+    lambda_tol: float = 1e-3,
+    seed: int = 0,
+    method: str | None = None,
 ) -> dict:
     torch, loaded, spec = _setup()
     torch.manual_seed(seed)  # PyHessian draws its start vectors and probes from torch's global generator
@@ -129,9 +150,10 @@ def child(
     start = time.perf_counter()
     out: dict = {"task": task, "contender": contender}
     if task == "lambda" and contender == "ours":
-        op = C.CurvatureOperator(loaded.model, spec, C.select_block(loaded.model, "all"))
+        op, setup, products = _timed_operator(C, loaded, spec, method)
         res = lanczos_top_k(op, op.n, 1, tol=lambda_tol, max_matvec=100, v0=C.start_into(op, seed))
-        out.update(value=float(res.eigenvalues[0]), n_matvec=res.n_matvec, converged=res.converged)
+        out.update(value=float(res.eigenvalues[0]), n_matvec=res.n_matvec, converged=res.converged,
+                   setup_s=setup, product_s=products[1] / products[0], method=op.method)  # fmt: skip
     elif task == "lambda" and contender == "eigenthings":
         import hessian_eigenthings as he
 
@@ -144,19 +166,24 @@ def child(
 
         products = _count_calls(sys.modules["pyhessian.hessian"], "hessian_vector_product")
         eigenvalues, _ = _pyhessian(torch, loaded, spec).eigenvalues(maxIter=100, tol=1e-3, top_n=1)
-        out.update(value=float(eigenvalues[0]), n_matvec=products[0])
+        out.update(value=float(eigenvalues[0]), n_matvec=products[0], product_s=products[1] / products[0])
     elif task == "trace" and contender == "ours":
-        op = C.CurvatureOperator(loaded.model, spec, C.select_block(loaded.model, "all"))
+        op, setup, products = _timed_operator(C, loaded, spec, method)
         est = hutchinson_trace(op, op.n, probes)
-        out.update(value=est.trace, stderr=est.stderr, n_matvec=probes)
+        out.update(value=est.trace, stderr=est.stderr, n_matvec=probes, setup_s=setup,
+                   product_s=products[1] / products[0], method=op.method)  # fmt: skip
     elif task == "trace" and contender == "eigenthings":
         import hessian_eigenthings as he
 
         est = he.hutchinson(_eigenthings(torch, loaded, spec), num_samples=probes, seed=0)
         out.update(value=float(est.estimate), stderr=float(est.stderr), n_matvec=probes)
     elif task == "trace":
+        import pyhessian  # noqa: F401
+
+        products = _count_calls(sys.modules["pyhessian.hessian"], "hessian_vector_product")
         samples = _pyhessian(torch, loaded, spec).trace(maxIter=probes, tol=-1.0)
-        out.update(value=float(sum(samples) / len(samples)), n_matvec=len(samples))
+        out.update(value=float(sum(samples) / len(samples)), n_matvec=len(samples),
+                   product_s=products[1] / max(products[0], 1))  # fmt: skip
     elif task == "grid" and contender == "ours":
         grid = C.curvature_grid(
             loaded.model, spec, trace_probes=probes // 4, tol=1e-2, max_matvec=12, layers=range(grid_layers)
@@ -199,7 +226,7 @@ def child(
 def run_child(task: str, contender: str, args, seed: int = 0) -> dict | None:
     cmd = [sys.executable, __file__, "--child", task, contender, "--probes", str(args.probes),
            "--grid-layers", str(args.grid_layers), "--lambda-tol", str(args.lambda_tol),
-           "--seed", str(seed)]  # fmt: skip
+           "--seed", str(seed)] + (["--method", args.method] if args.method else [])  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-3:]
@@ -209,7 +236,9 @@ def run_child(task: str, contender: str, args, seed: int = 0) -> dict | None:
     print(
         f"  {task}/{contender} (seed {seed}): {result['seconds']:.1f} s, peak RSS {result['peak_rss_gib']:.2f} GiB"
         + (f", value {result['value']:.6g}" if "value" in result else "")
-        + (f", {result['n_matvec']} products" if "n_matvec" in result else ""),
+        + (f", {result['n_matvec']} products" if "n_matvec" in result else "")
+        + (f", {result['product_s']:.2f} s a product" if "product_s" in result else "")
+        + (f" ({result['method']}, setup {result['setup_s']:.1f} s)" if "method" in result else ""),
         flush=True,
     )
     return result
@@ -247,12 +276,21 @@ def main() -> int:
         help="lambda task: run each contender from this many random start vectors (seeds 0..N-1; PyHessian's "
         "power iteration stops after a varying number of products) and compare medians",
     )
+    parser.add_argument(
+        "--method",
+        choices=["double-backward", "forward-mode"],
+        help="ours: how the operator takes a product (default: analysis.curvature.DEFAULT_METHOD)",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(*args.child, args.probes, args.grid_layers, args.lambda_tol, args.seed)))
+        print(
+            json.dumps(
+                child(*args.child, args.probes, args.grid_layers, args.lambda_tol, args.seed, args.method)
+            )
+        )
         return 0
 
     import torch

@@ -10,9 +10,14 @@ product needs: G = J^T H_z J with H_z the softmax cross-entropy Hessian w.r.t. z
 
 Products are taken on a structural copy of the model (new module tree, shared parameter storage) through
 torch.func.functional_call with the block's parameters as inputs, so the loaded model is never written to
-and its modules are never swapped under another session. Hessian-vector products are double backward
-through one retained graph (one forward and one create_graph backward per operator, then one backward per
-product). The training what-if runs on a deep copy.
+and its modules are never swapped under another session. Two ways to take a product (``METHODS``):
+- "double-backward": one forward and one create_graph backward per operator, kept; then one backward through
+  that graph per product (Hessian: d(g . v)/dtheta; Gauss-Newton: J v as the u-derivative of J^T u, then J^T).
+- "forward-mode": nothing second-order is kept. Hessian: forward-over-reverse, torch.func.jvp of
+  torch.func.grad of the loss (one forward and one backward, each carrying a tangent, per product).
+  Gauss-Newton: one JVP of the scores (a forward carrying a tangent), the closed-form softmax cross-entropy
+  Hessian (p * u - p (p . u)) / rows, one VJP through the scores' retained first-order graph.
+``DEFAULT_METHOD`` says which each kind uses and why (measured). The training what-if runs on a deep copy.
 
 Blocks are chosen by parameter names, for any GPT-2, BERT or Llama-style naming: a layer is the number in
 ``.<L>.``; inside a layer, names with "attn"/"attention" are attention, "mlp"/"intermediate"/"output."
@@ -30,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call
+from torch.func import functional_call, grad, jvp
 
 from explorer import tasks
 from explorer.analysis.matrices import weight_matrices
@@ -61,6 +66,18 @@ PAIRS_FILE = ASSETS_DIR / "sentences" / "contrastive_pairs.txt"
 MNRL_SCALE = 20.0
 DEFAULT_MAX_TOKENS = 128
 KINDS = ("hessian", "gauss-newton")
+METHODS = ("double-backward", "forward-mode")
+# Which product each kind takes by default: double backward for both, from measurement on SmolLM2 (all 134.5 M
+# parameters, CPU, 2 cores shared with other jobs at load average 22-44, so read the ratios, not the seconds):
+# - Hessian, 128 tokens, same process: forward-over-reverse 733 s a product against 295 s, peak RSS 7.13 GiB
+#   against 4.09 GiB. Plain torch.autograd.forward_ad cannot take it (no forward formula for
+#   aten::silu_backward); torch.func.jvp over torch.func.grad can, at that cost.
+# - Gauss-Newton, 128 tokens: 423 s a product (forward-mode) against 123 s, peak RSS 3.47 GiB against 5.04 GiB
+#   (the latter measured after it in the same process: an upper bound).
+#   At 32 tokens, J v alone: 38 s by double backward, 75 s by torch.func.jvp, 63 s by forward_ad, a plain
+#   forward 19 s: a tangent-carrying forward costs 3-4 forwards on the CPU, the u-derivative of J^T u two.
+# So "forward-mode" is kept where memory matters more than time (Gauss-Newton without its second-order graph).
+DEFAULT_METHOD = {"hessian": "double-backward", "gauss-newton": "double-backward"}
 LAYER_PARTS = ("attention", "mlp")
 
 
@@ -279,17 +296,32 @@ def _grads(outputs, inputs, grad_outputs=None, create_graph=False) -> list[torch
 class CurvatureOperator:
     """The Hessian (or Gauss-Newton matrix) of the loss w.r.t. one block's parameters at their current
     values, as a matvec on flat vectors of shape (n_params,) in the parameters' dtype (units: nats per
-    parameter unit squared). Holds one retained autograd graph; drop the object to free it."""
+    parameter unit squared). ``method``: one of METHODS (default ``DEFAULT_METHOD[kind]``); both give the same
+    matrix up to rounding. Holds the loss gradient, and for "double-backward" (and forward-mode Gauss-Newton's
+    VJP) a retained autograd graph; drop the object to free them."""
 
-    def __init__(self, model: torch.nn.Module, spec: LossSpec, block: Block, kind: str = "hessian"):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        spec: LossSpec,
+        block: Block,
+        kind: str = "hessian",
+        method: str | None = None,
+    ):
         if kind not in KINDS:
             raise InputError(f"Unknown curvature '{kind}': choose one of {KINDS}.")
+        method = DEFAULT_METHOD[kind] if method is None else method
+        if method not in METHODS:
+            raise InputError(f"Unknown product method '{method}': choose one of {METHODS}.")
         self.kind = kind
+        self.method = method
         self.block = block
         self.spec = spec
         params = dict(model.named_parameters())
         self._shell = structural_copy(model)
-        self.theta = [params[n].detach().requires_grad_(True) for n in block.names]
+        # The point of expansion without autograd history (forward-mode primals), and leaves for the graph.
+        self._at = [params[n].detach() for n in block.names]
+        self.theta = [p.detach().requires_grad_(True) for p in self._at]
         self.shapes = [p.shape for p in self.theta]
         self.numels = [p.numel() for p in self.theta]
         self.n = int(sum(self.numels))
@@ -299,14 +331,30 @@ class CurvatureOperator:
             z, y = scores_and_targets(self._shell, spec, dict(zip(block.names, self.theta, strict=True)))
             loss = F.cross_entropy(z, y)
             self.loss = float(loss.detach())
-            if kind == "hessian":
+            if kind == "hessian" and method == "double-backward":
                 self._grad = _grads(loss, self.theta, create_graph=True)
-            else:
+            elif kind == "hessian":  # forward-over-reverse: the graph goes with z and loss
+                self._grad = _grads(loss, self.theta)
+            elif method == "double-backward":
                 self._z = z
                 self._p = torch.softmax(z.detach(), dim=-1)
                 self._u = torch.zeros_like(z, requires_grad=True)
                 self._jtu = _grads(z, self.theta, grad_outputs=self._u, create_graph=True)  # J^T u
                 self._grad = _grads(loss, self.theta)
+            else:  # forward-mode Gauss-Newton: z's first-order graph kept for the VJP
+                self._z = z
+                self._p = torch.softmax(z.detach(), dim=-1)
+                self._grad = _grads(loss, self.theta)
+
+    def _named(self, tensors) -> dict[str, torch.Tensor]:
+        return dict(zip(self.block.names, tensors, strict=True))
+
+    def _loss_at(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        z, y = scores_and_targets(self._shell, self.spec, params)
+        return F.cross_entropy(z, y)
+
+    def _scores_at(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return scores_and_targets(self._shell, self.spec, params)[0]
 
     def split(self, v: torch.Tensor) -> list[torch.Tensor]:
         """Flat (n,) -> one view per parameter, in the block's shapes."""
@@ -326,10 +374,18 @@ class CurvatureOperator:
     def _product(self, v: torch.Tensor) -> list[torch.Tensor]:
         """H v (or G v) per parameter, in the block's shapes."""
         v = v.to(device=self.device, dtype=self.dtype).reshape(-1)
+        tangent = self.split(v)
+        if self.method == "forward-mode" and self.kind == "hessian":
+            _g, hv = jvp(grad(self._loss_at), (self._named(self._at),), (self._named(tangent),))
+            return [hv[name] for name in self.block.names]
         with torch.enable_grad():
             if self.kind == "hessian":
-                return _grads(self._grad, self.theta, grad_outputs=self.split(v))
-            jv = _grads(self._jtu, [self._u], grad_outputs=self.split(v))[0]  # J v, shape of z
+                return _grads(self._grad, self.theta, grad_outputs=tangent)
+            if self.method == "double-backward":
+                jv = _grads(self._jtu, [self._u], grad_outputs=tangent)[0]  # J v, shape of z
+            else:
+                with torch.no_grad():  # a tangent-carrying forward only: no graph recorded
+                    _z, jv = jvp(self._scores_at, (self._named(self._at),), (self._named(tangent),))
             p = self._p
             hz = (p * jv - p * (p * jv).sum(-1, keepdim=True)) / p.shape[0]  # softmax-CE Hessian, mean rows
             return _grads(self._z, self.theta, grad_outputs=hz)
