@@ -97,8 +97,12 @@ def test_smollm2_past_512_tokens_is_lazy_and_exact(smollm2):
         np.testing.assert_array_equal(cap.attentions[layer], whole.attentions[layer])
     np.testing.assert_array_equal(cap.token_losses, whole.token_losses)
     reference = att.attention_grid(whole.attentions, causal=True)
-    for name in att.GRID_METRICS:  # below the full-decomposition length: the same route, same numbers
-        np.testing.assert_allclose(grid.metric(name), reference.metric(name), rtol=1e-9, atol=1e-12)
+    for name in att.GRID_METRICS:  # below the full-decomposition length: the same route
+        # The streamed grid batches one layer's heads, the reference chunks of heads across layers: the Gram
+        # products round differently, and effective rank sums the noise floor of every small singular value,
+        # which spec.singular_values_gram bounds at a relative 1e-4 (measured here: 2.5e-7).
+        rtol = 1e-4 if name == "effective_rank" else 1e-9
+        np.testing.assert_allclose(grid.metric(name), reference.metric(name), rtol=rtol, atol=1e-12)
 
 
 @pytest.mark.slow
