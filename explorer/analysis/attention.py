@@ -290,7 +290,8 @@ class HeadSpectrum:
     """Everything the attention page shows for one head at temperature tau. Arrays over T tokens.
 
     Attributes:
-        attention: (query, key) float64, A_tau (the captured matrix when tau = 1).
+        attention: (query, key) float64, A_tau (the captured matrix when tau = 1; past
+            FULL_DECOMPOSITION_MAX_TOKENS at tau = 1 the captured float32 head itself, read-only).
         eigvals: (token,) complex128, by modulus descending.
         singular_values: (token,) float64, descending (full SVD).
         sym_eigvals: (token,) float64, eigenvalues of (A + A^T)/2, descending.
