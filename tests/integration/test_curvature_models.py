@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from explorer.analysis import curvature as C
 from explorer.analysis.matrices import MLP_KINDS, weight_matrices, weights_checksum
-from explorer.spectra.curvature import power_iteration
+from explorer.spectra.curvature import power_iteration, rademacher, seeded_generator
 from tests.conftest import SAMPLE_TEXT
+from tests.tolerances import probabilistic_sum_rtol
 
 pytestmark = pytest.mark.slow
 
@@ -53,4 +55,23 @@ def test_curvature_on_embedded_model(embedded_model):
     del op
     run = C.train_what_if(loaded.model, spec, f"layer:{layer}:mlp", steps=1, eta=0.1 / lam, max_matvec=8)
     assert np.all(np.isfinite(run.loss)) and run.loss[1] < run.loss[0]
+    assert weights_checksum(loaded.model) == before
+
+
+@pytest.mark.parametrize("kind", C.KINDS)
+def test_forward_mode_products_equal_double_backward_on_embedded_model(embedded_model, kind):
+    """One layer's MLP at 16 tokens, float32: the two product methods agree within twice the rounding of a sum of
+    n = block size terms, normwise gamma_n ||A||_F ||v|| with gamma_n = 8 sqrt(n) eps32 (see
+    tests/unit/test_curvature_products.py); ||A||_F taken as twice ||A v|| for the Rademacher v used (one
+    Hutchinson probe of ||A||_F^2)."""
+    loaded = embedded_model
+    before = weights_checksum(loaded.model)
+    spec = C.make_loss(loaded, SAMPLE_TEXT, max_tokens=16)
+    block = C.select_block(loaded.model, f"layer:{loaded.card.n_layers // 2}:mlp")
+    v = rademacher(block.n_params, dtype=torch.float32, device="cpu", generator=seeded_generator("cpu", 0))
+    a = C.CurvatureOperator(loaded.model, spec, block, kind, "double-backward")(v).double()
+    b = C.CurvatureOperator(loaded.model, spec, block, kind, "forward-mode")(v).double()
+    frob = 2 * float(a.norm())
+    tol = 2 * probabilistic_sum_rtol(block.n_params, dtype=np.float32) * frob * float(v.double().norm())
+    assert float((a - b).norm()) <= tol
     assert weights_checksum(loaded.model) == before
