@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from explorer.analysis import compression as comp  # noqa: E402
 from explorer.analysis.lowrank import METHODS  # noqa: E402
+from explorer.analysis.quality import Budget  # noqa: E402
 from explorer.models import load_model  # noqa: E402
 
 
@@ -40,7 +41,7 @@ def bench(model_id: str = "smollm2-135m", tokens: int = 512, log=print) -> dict:
                 f"{method:7s} {share:5.0%}  {u['perplexity']:11.3f} {g['perplexity']:10.3f}  "
                 f"{u['calib_output_error']:11.4f} {g['calib_output_error']:10.4f}"
             )
-    best, closest = comp.within_budget(points, ref.quality, comp.QualityBudget())
+    best, closest = comp.within_budget(points, ref.quality, Budget.default(loaded.causal))
     if best is not None:
         log(
             f"smallest within +10 %: {best.method} {best.allocation} at {best.share:.0%} of the MLP parameters "

@@ -210,7 +210,7 @@ def free_section() -> view.FreeResult | None:
         return None
     try:
         evalset = cc.cached_eval_set(sel.model_key, eval_text, eval_tokens)
-        for message in evalset.messages:
+        for message in view.eval_notes(free.eval_source, evalset):
             st.info(message, icon=":material/content_cut:")
         if not view.factors_ready(sel.model_key, free, state.first_answer_pending):
             return None
@@ -221,7 +221,9 @@ def free_section() -> view.FreeResult | None:
         return None
     view.current_free_setting(result)
     note = (
-        words.following_note(answer_point, budget.fits(original, answer_point.quality)) if following else None
+        words.following_note(answer_point, budget.fits(original, answer_point.quality))
+        if following and view.still_following()
+        else None
     )
     view.draw_free_card(result, evalset, sel.model_key, note)
     try:

@@ -471,11 +471,19 @@ def page_bytes(compression: Compression) -> int:
 
 
 def quality_record(
-    before: Quality, after: Quality, evalset: EvalSet, passage: str, passage_name: str
+    before: Quality,
+    after: Quality,
+    evalset: EvalSet,
+    passage: str,
+    passage_name: str,
+    *,
+    timed: bool = True,
 ) -> dict:
     """How the decision was measured, for the manifest and the decision report: the passage (name, SHA-256
     prefix, characters), tokens, items embedded (encoders), each metric of the original and the compressed
-    model with its definition."""
+    model with its definition. ``timed`` False leaves the forward pass's wall-clock time out: rounded weights
+    run de-quantized in floats here, so their timing says nothing about a 4- or 8-bit kernel (the page says so
+    too)."""
     names = tuple(m.field for m in metrics_for(after.causal))
     metrics = {
         n: {
@@ -483,7 +491,7 @@ def quality_record(
             "compressed": getattr(after, n),
             "definition": METRIC_DEFINITIONS[n],
         }
-        for n in (*names, "latency_ms")
+        for n in (*names, *(("latency_ms",) if timed else ()))
     }
     record = {
         "passage": passage_name,

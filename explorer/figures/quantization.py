@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 
 from explorer.analysis.quality import headline_metric
@@ -41,8 +42,12 @@ def make_tradeoff_figure(
     series: dict[str, list[Point]] = {}
     for p in points:
         series.setdefault(p.series, []).append(p)
-    for name, members in series.items():
+    # Each series its own colour, set here rather than left to a theme: Streamlit's theme colours the app's chart,
+    # but the exported decision (plotly's own defaults) would outline every marker in the same dark grey.
+    palette = plotly.colors.qualitative.Plotly
+    for i, (name, members) in enumerate(series.items()):
         members = sorted(members, key=lambda p: p.bytes_model)
+        color = palette[i % len(palette)]
         fig.add_trace(
             go.Scatter(
                 x=[p.bytes_model / MB for p in members],
@@ -50,10 +55,12 @@ def make_tradeoff_figure(
                 mode="lines+markers" if len(members) > 1 else "markers",
                 name=name,
                 text=[p.setting for p in members],
+                line=dict(color=color),
                 marker=dict(
                     size=9,
+                    color=color,
                     symbol=["circle-open" if p.on_own_grid else "circle" for p in members],
-                    line=dict(width=2),
+                    line=dict(width=2, color=color),
                 ),
                 hovertemplate="%{text}<br>%{x:.1f} MB<br>%{y:.4g}<extra>" + name + "</extra>",
             )

@@ -278,6 +278,12 @@ def use(ctl: Controls, recipe: comp.Recipe) -> None:
     apply(ctl, recipe)
 
 
+def still_following() -> bool:
+    """Whether the free controls still follow the budget's answer now: False after a "Use these settings" press
+    earlier in this same run (follow_answer's value is from before the buttons were drawn)."""
+    return bool(st.session_state.get(FOLLOW_KEY, False))
+
+
 def _widget_values(ctl: Controls) -> dict:
     return {ctl.page.key(s): st.session_state.get(ctl.page.key(s)) for s in ctl.free()}
 
@@ -358,6 +364,17 @@ class FreeResult:
 def eval_tokens(source: str, text: str, max_tokens: int) -> tuple[str, int]:
     """(text, token cap) quality is measured on: the held-out passage at the budget's cap, or the sidebar's."""
     return (comp.heldout_text(), cc.BUDGET_TOKENS) if source == "heldout" else (text, max_tokens)
+
+
+def eval_notes(source: str, evalset: comp.EvalSet) -> list[str]:
+    """What to say about the tokens quality is measured on. The sidebar text's cut is the max-tokens setting's;
+    the held-out passage's is the budget's fixed length, which no setting moves, so it is said as such."""
+    if source != "heldout" or not evalset.messages:
+        return list(evalset.messages)
+    return [
+        f"The held-out passage is measured on its first {cc.BUDGET_TOKENS} tokens, the budget's fixed length "
+        "(the same tokens as every row above), whatever the sidebar's max-tokens setting."
+    ]
 
 
 def measure(model_key: ModelChoice, free: FreeSetting, text: str, max_tokens: int) -> FreeResult:
@@ -568,7 +585,9 @@ def decision_of(
     description = describe(result)
     heldout = result.setting.eval_source == "heldout"
     where = "the shipped held-out passage" if heldout else "the sidebar text"
-    quality = export.quality_record(result.before, result.after, evalset, eval_text, where)
+    quality = export.quality_record(
+        result.before, result.after, evalset, eval_text, where, timed=result.setting.store == "lowrank"
+    )
     # The budget's points were measured on the held-out passage: the chosen point joins them only when it was too.
     on_chart = heldout and bool(state.all_points)
     figure = make_tradeoff_figure(

@@ -76,6 +76,9 @@ def _check_every_row(at):
         recipe = row["recipe"]
         at.button(key=row["key"]).click().run()
         assert_page_ok(at)
+        # The press made the controls the person's: the card no longer says it follows the answer (the run of
+        # the press itself drew the card after the buttons, so a note computed before them would be stale).
+        assert not any("It follows the answer" in c.value for c in at.caption), row["series"]
         state = at.session_state
         assert state["compression_store"] == recipe["store"] and state["compression_eval"] == "heldout"
         free = state["compression_free_setting"]

@@ -56,3 +56,18 @@ def test_broken_settings_do_not_stretch_the_axis():
     assert low == np.log10(10.0 / 1.5) and high == np.log10(1000 * 10.0 * 1.5)  # up to 1000x the original
     assert any("off the chart" in a.text for a in fig.layout.annotations)
     assert fig.data[1].y[0] == 1e25  # still in the data (hover, download), just outside the range
+
+
+def test_each_series_carries_its_own_colour_without_a_theme():
+    """The exported decision draws the figure with plotly's defaults (no Streamlit theme): every series must name
+    its colour, marker outline included, and no two series share one."""
+    points = [
+        Point("int8", "int8", 150_000_000, _q(11.0)),
+        Point("4-bit, groups of 32", "int4-g32", 90_000_000, _q(12.0)),
+        Point("SVD-LLM (whitened)", "svdllm 90 %", 250_000_000, _q(12.0)),
+    ]
+    fig = make_tradeoff_figure(points, original=_q(10.5), original_bytes=269_000_000)
+    series = [t for t in fig.data if t.name in {p.series for p in points}]
+    colours = [t.marker.color for t in series]
+    assert len(series) == 3 and None not in colours and len(set(colours)) == 3
+    assert all(t.marker.line.color == t.marker.color == t.line.color for t in series)

@@ -394,3 +394,18 @@ def test_the_headline_names_fewer_bits_in_words_then_the_scheme():
     assert phrase(QuantScheme(4, 64, False)) == "4-bit weights with an offset, groups of 64 (int4-g64-asym)"
     combined = comp.Point("SVD-LLM factors in int8", "SVD-LLM 95% of break-even, int8 factors", 1, None)
     assert words.setting_phrase(combined) == combined.setting  # already words
+
+
+def test_the_held_out_passage_cut_is_not_blamed_on_the_sidebar():
+    """The held-out passage is cut at the budget's fixed length: its note says so and names no setting; the
+    sidebar text's cut keeps the tokenizer's own message (which names the max-tokens setting)."""
+    from explorer.analysis.compression import EvalSet
+    from explorer.ui import compression_cache as cc
+    from explorer.ui import compression_view as view
+
+    cut = ("The text has 582 tokens; only the first 512 are analysed (limit: the max-tokens setting).",)
+    held = view.eval_notes("heldout", EvalSet(True, (1, 2), (), cut))
+    assert len(held) == 1 and "limit: the max-tokens setting" not in held[0]
+    assert f"first {cc.BUDGET_TOKENS} tokens" in held[0]
+    assert view.eval_notes("text", EvalSet(True, (1, 2), (), cut)) == list(cut)
+    assert view.eval_notes("heldout", EvalSet(True, (1, 2))) == []

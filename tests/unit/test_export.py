@@ -347,3 +347,13 @@ def test_decision_csv_has_the_same_rows():
     # 6 significant digits: off by at most half a unit of the 6th
     assert float(parsed[0]["perplexity"]) == pytest.approx(12.3456789, rel=5e-6)
     assert parsed[1]["kl"] == ""
+
+
+def test_quality_record_leaves_timing_out_for_rounded_weights(load):
+    """Rounded weights run de-quantized in floats: their wall-clock time is not a latency, so the record of a
+    fewer-bits decision has no latency_ms (the page says 'not measured' beside it); low rank keeps it."""
+    loaded, evalset, ref = _setup(load, "tiny-llama")
+    timed = ex.quality_record(ref.quality, ref.quality, evalset, SAMPLE_TEXT, "sample")
+    untimed = ex.quality_record(ref.quality, ref.quality, evalset, SAMPLE_TEXT, "sample", timed=False)
+    assert "latency_ms" in timed["metrics"] and "latency_ms" not in untimed["metrics"]
+    assert {k: v for k, v in timed["metrics"].items() if k != "latency_ms"} == untimed["metrics"]
