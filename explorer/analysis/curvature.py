@@ -67,17 +67,15 @@ MNRL_SCALE = 20.0
 DEFAULT_MAX_TOKENS = 128
 KINDS = ("hessian", "gauss-newton")
 METHODS = ("double-backward", "forward-mode")
-# Which product each kind takes by default: double backward for both, from measurement on SmolLM2 (all 134.5 M
-# parameters, CPU, 2 cores shared with other jobs at load average 22-44, so read the ratios, not the seconds):
-# - Hessian, 128 tokens, same process: forward-over-reverse 733 s a product against 295 s, peak RSS 7.13 GiB
-#   against 4.09 GiB. Plain torch.autograd.forward_ad cannot take it (no forward formula for
-#   aten::silu_backward); torch.func.jvp over torch.func.grad can, at that cost.
-# - Gauss-Newton, 128 tokens: 423 s a product (forward-mode) against 123 s, peak RSS 3.47 GiB against 5.04 GiB
-#   (the latter measured after it in the same process: an upper bound).
-#   At 32 tokens, J v alone: 38 s by double backward, 75 s by torch.func.jvp, 63 s by forward_ad, a plain
-#   forward 19 s: a tangent-carrying forward costs 3-4 forwards on the CPU, the u-derivative of J^T u two.
-# So "forward-mode" is kept where memory matters more than time (Gauss-Newton without its second-order graph).
-DEFAULT_METHOD = {"hessian": "double-backward", "gauss-newton": "double-backward"}
+# Which product each kind takes by default, from measurement on SmolLM2 (all 134.5 M parameters, 128 tokens, CPU,
+# fresh processes at load average 2; 2 products each):
+# - Hessian: double backward, setup 1.5 s, 2.0-2.2 s a product, peak RSS 4.3 GiB; forward-over-reverse 3.4-4.2 s
+#   a product, peak 6.8 GiB (plain torch.autograd.forward_ad cannot take it: no forward formula for
+#   aten::silu_backward; torch.func.jvp over torch.func.grad can, at that cost). Under load 22-44 the gap was
+#   wider (295 s against 733 s a product).
+# - Gauss-Newton: forward-mode, setup 1.3 s, 1.7-2.2 s a product, peak 3.5 GiB; double backward setup 4.5 s (its
+#   create_graph backward), 1.6-1.8 s a product, peak 4.5 GiB: about even per product, 3 s and 1 GiB less.
+DEFAULT_METHOD = {"hessian": "double-backward", "gauss-newton": "forward-mode"}
 LAYER_PARTS = ("attention", "mlp")
 
 
