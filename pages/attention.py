@@ -25,8 +25,10 @@ from explorer.ui.attention_view import (
     POOL,
     POOL_LABELS,
     apply_box_select,
+    card_value,
     heatmap_section,
     pooling_help,
+    spectrum_note,
 )
 from explorer.ui.navigation import PAGES
 from explorer.ui.session import require_capture, selection
@@ -91,6 +93,8 @@ st.plotly_chart(
     selection_mode="points",
 )
 st.caption(info.help)
+if grid.note:
+    st.info(grid.note, icon=":material/straighten:")
 
 n_collapsed, n_sink = int(grid.collapsed.sum()), int(grid.sink.sum())
 st.markdown(
@@ -145,14 +149,13 @@ def head_views(layer: int, head: int) -> None:
         spectrum = cached_head_spectrum(sel.model_key, sel.text_key, layer, head, float(tau), DAMPING)
 
     cols = st.columns(6)
-    cols[0].metric("|λ₂|", f"{spectrum.lambda2_abs:.3f}", help=GRID_METRICS["lambda2_abs"].help)
-    cols[1].metric("Spectral gap", f"{spectrum.spectral_gap:.3f}", help=GRID_METRICS["spectral_gap"].help)
-    cols[2].metric("Entropy", f"{spectrum.entropy:.2f}", help=GRID_METRICS["entropy"].help)
-    cols[3].metric(
-        "Effective rank", f"{spectrum.effective_rank:.1f}", help=GRID_METRICS["effective_rank"].help
-    )
-    cols[4].metric("Stable rank", f"{spectrum.stable_rank:.2f}", help=GRID_METRICS["stable_rank"].help)
-    cols[5].metric("Sink mass", f"{spectrum.sink_mass:.2f}", help=GRID_METRICS["sink_mass"].help)
+    cards = (("|λ₂|", "lambda2_abs", ".3f"), ("Spectral gap", "spectral_gap", ".3f"), ("Entropy", "entropy", ".2f"),
+             ("Effective rank", "effective_rank", ".1f"), ("Stable rank", "stable_rank", ".2f"),
+             ("Sink mass", "sink_mass", ".2f"))  # fmt: skip
+    for col, (label, name, fmt) in zip(cols, cards, strict=True):
+        col.metric(label, card_value(getattr(spectrum, name), fmt), help=GRID_METRICS[name].help)
+    if spectrum.note:
+        st.caption(spectrum_note(spectrum))
     if spectrum.collapsed:
         st.warning(
             f"This head looks **collapsed**: stable rank {spectrum.stable_rank:.2f} (< {COLLAPSED_STABLE_RANK:g}), "

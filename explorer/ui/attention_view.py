@@ -353,3 +353,19 @@ def heatmap_section(
         draw_summed(sel, cap, layer, head, tau, "queries", queries, title=f"{head_name}: summed attention")
     if keys is not None:
         draw_summed(sel, cap, layer, head, tau, "keys", keys, title=f"{head_name}: attention received")
+
+
+def card_value(value: float, fmt: str) -> str:
+    """A head's metric card: the value, or what to say where the metric is not offered at this length (NaN:
+    past FULL_DECOMPOSITION_MAX_TOKENS the whole-decomposition metrics are not computed)."""
+    return "not at this length" if not np.isfinite(value) else format(value, fmt)
+
+
+def spectrum_note(spectrum) -> str:
+    """How the selected head's spectra were computed, with each Krylov spectrum's largest residual (which bounds
+    its values' error: Weyl for the singular values and the symmetric part, a backward error for eigenvalues)."""
+    parts = [spectrum.note]
+    for name, residual in (spectrum.residuals or {}).items():
+        if len(residual):
+            parts.append(f"{name}: largest residual {float(np.max(residual)):.1e}.")
+    return " ".join(parts)

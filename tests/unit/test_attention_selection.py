@@ -235,3 +235,19 @@ def test_box_window(xs, ys, expected):
 def test_box_window_rejects_nonsense():
     with pytest.raises(ValueError):
         sel.box_window([float("nan"), 3], [0, 1], 10)
+
+
+def test_head_cards_and_the_krylov_note():
+    """A metric not offered at a length (NaN) is said so, never shown as 'nan'; the note carries each Krylov
+    spectrum's largest residual."""
+    from types import SimpleNamespace
+
+    from explorer.ui.attention_view import card_value, spectrum_note
+
+    assert card_value(float("nan"), ".1f") == "not at this length"
+    assert card_value(0.123456, ".3f") == "0.123"
+    spectrum = SimpleNamespace(
+        note="Top 8 by ARPACK.", residuals={"singular values": np.array([1e-15, 3e-14]), "empty": np.array([])}
+    )
+    assert spectrum_note(spectrum) == "Top 8 by ARPACK. singular values: largest residual 3.0e-14."
+    assert spectrum_note(SimpleNamespace(note="Exact.", residuals=None)) == "Exact."
