@@ -71,7 +71,9 @@ def watch(
             stop.button(cancel_label, key=f"{key}_cancel", on_click=tasks.cancel, args=(spec,),
                         icon=":material/stop:")  # fmt: skip
         seen = 0
-        with tasks.foreground():  # a person waits for this run: other sessions' unwatched work pauses meanwhile
+        with (
+            tasks.foreground()
+        ):  # a person waits for this run: other sessions' unwatched work pauses meanwhile
             while not task.wait(0.25):
                 slot.progress(task.fraction, text=f"{label}: {task.message}")
                 if partial is not None and len(task.partial) > seen:

@@ -233,7 +233,7 @@ def test_nonsense_params_fall_back_and_the_page_renders(page):
     # checks each kind of note word for word).
     notices = [i.value for i in at.info if i.value.startswith("Link:")]
     assert len(notices) == 1, notices
-    assert "max_tokens 'NaN' is not one of 64, 128, 256, 512, 1024; showing 512" in notices[0], notices
+    assert "max_tokens 'NaN' is not one of 64, 128, 256, 512; showing 512" in notices[0], notices
     assert "example 'no-such-example' is not one of" in notices[0], notices
     for key, expected in fallbacks.items():
         value = at.session_state[key]

@@ -247,7 +247,8 @@ def test_head_cards_and_the_krylov_note():
     assert card_value(float("nan"), ".1f") == "not at this length"
     assert card_value(0.123456, ".3f") == "0.123"
     spectrum = SimpleNamespace(
-        note="Top 8 by ARPACK.", residuals={"singular values": np.array([1e-15, 3e-14]), "empty": np.array([])}
+        note="Top 8 by ARPACK.",
+        residuals={"singular values": np.array([1e-15, 3e-14]), "empty": np.array([])},
     )
     assert spectrum_note(spectrum) == "Top 8 by ARPACK. singular values: largest residual 3.0e-14."
     assert spectrum_note(SimpleNamespace(note="Exact.", residuals=None)) == "Exact."
