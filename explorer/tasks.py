@@ -21,7 +21,8 @@ the asking thread (a page draws it in the same run), anything longer in a worker
 
 Foreground first: a person waiting for a page outranks work nobody is waiting for. A thread inside
 ``foreground()`` (a page blocked until its result is in: ``explorer/ui/task_view.watch(wait=True)``) makes every
-task that no foreground thread needs pause at its next ``report`` until the foreground is empty again. A task is
+worker-thread task that no foreground thread needs pause at its next ``report`` until the foreground is empty
+again (at most PAUSE_MAX_SECONDS at a time; work run in the asking thread never pauses). A task is
 needed while a foreground thread, or a thread running a needed task, waits on it (``Task.wait``), so work that a
 waited-for task waits on is never paused (no deadlock). One process shares the cores (torch's thread pool is
 process-wide), so pausing is what frees them: another session's sweep no longer halves a page's first chart.
@@ -248,6 +249,9 @@ _PRIORITY = threading.Condition()  # guards _foreground_threads and every Task._
 _foreground_threads = 0
 _LOCAL = threading.local()  # per thread: .depth (foreground sections entered), .tasks (tasks running here)
 PAUSE_POLL_SECONDS = 0.25  # a paused task rechecks its cancel this often
+# The longest one pause lasts: work paused while it holds a lock that the foreground then waits on (a shared
+# cache's, not a task's) would otherwise never resume; with the cap it is slowed, never stuck.
+PAUSE_MAX_SECONDS = 15.0
 
 
 def _thread_tasks() -> list[Task]:
@@ -288,17 +292,30 @@ def foreground_active() -> bool:
 
 def _yield_to_foreground(task: Task) -> None:
     """Block ``task``'s work while a person waits for other work; wake when the foreground empties, when the
-    task becomes needed, or to raise Cancelled once it is cancelled."""
-    if _foreground_threads == 0 or _thread_needs_priority():
+    task becomes needed, after PAUSE_MAX_SECONDS, or to raise Cancelled once it is cancelled. Only work in the
+    layer's own worker threads pauses: work run in the asking thread (a page's script, the CLI) is what someone
+    is waiting for."""
+    if not getattr(_LOCAL, "worker", False) or _foreground_threads == 0 or _thread_needs_priority():
         return
     paused = time.monotonic()
     _trace(task.name, "paused for the foreground")
     with _PRIORITY:
-        while _foreground_threads > 0 and not _thread_needs_priority() and not task.cancelled:
+        while (
+            _foreground_threads > 0
+            and not _thread_needs_priority()
+            and not task.cancelled
+            and time.monotonic() - paused < PAUSE_MAX_SECONDS
+        ):
             _PRIORITY.wait(PAUSE_POLL_SECONDS)
     _trace(task.name, f"resumed after {time.monotonic() - paused:.1f} s")
     if task.cancelled:
         raise Cancelled(task.name)
+
+
+def _in_worker(task: Task, work: Callable[[Task], Any], after: Callable[[Any], None] | None) -> None:
+    """A worker thread's body: marks the thread as the layer's (its work may pause for the foreground)."""
+    _LOCAL.worker = True
+    task._run(work, after)
 
 
 def finished_task(name: str, result: Any, *, from_disk: bool = False) -> Task:
@@ -418,7 +435,7 @@ class Board:
             background = spec.estimated_seconds() > FOREGROUND_SECONDS
         if background:
             threading.Thread(
-                target=task._run, args=(work, after), name=f"task-{spec.KIND}", daemon=True
+                target=_in_worker, args=(task, work, after), name=f"task-{spec.KIND}", daemon=True
             ).start()
         else:
             task._run(work, after)

@@ -431,3 +431,46 @@ def test_foreground_is_reentrant_and_per_thread():
         thread.join()
         assert seen == [False]  # another thread is not in the foreground because this one is
     assert not tasks.foreground_active()
+
+
+def test_work_in_the_asking_thread_never_pauses():
+    """A page's own inline work (or the CLI's) is what someone waits for: another thread's foreground does not
+    pause it (it may hold a shared cache's lock the foreground needs)."""
+    entered, leave = threading.Event(), threading.Event()
+
+    def hold_foreground():
+        with tasks.foreground():
+            entered.set()
+            leave.wait(10)
+
+    holder = threading.Thread(target=hold_foreground)
+    holder.start()
+    assert entered.wait(5)
+    try:
+        counts = []
+
+        def work(task):
+            for _ in range(20):
+                task.report(0.5, "inline")
+                counts.append(1)
+            return len(counts)
+
+        task = tasks.get(Slow(7), work, background=False)  # runs here, in this (non-worker) thread
+        assert task.succeeded and task.value() == 20
+    finally:
+        leave.set()
+        holder.join()
+
+
+def test_a_pause_ends_after_its_cap(monkeypatch):
+    """Work paused while it holds something the foreground waits on, other than a task, is slowed, never stuck."""
+    monkeypatch.setattr(tasks, "PAUSE_MAX_SECONDS", 0.3)
+    stop, counts = threading.Event(), []
+    task = tasks.get(Slow(8), _counting(stop, counts), background=True)
+    assert _until(lambda: len(counts) > 0)
+    with tasks.foreground():
+        threading.Event().wait(0.1)
+        frozen = len(counts)
+        assert _until(lambda: len(counts) > frozen + 1, seconds=5)  # resumed within a few caps
+    stop.set()
+    assert task.wait(10) and task.succeeded
