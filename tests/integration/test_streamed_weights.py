@@ -61,13 +61,17 @@ def test_streamed_spectra_equal_the_loaded_models(model_id, load):
 
 _CHILD = textwrap.dedent(
     """
-    import json, resource, sys, time
+    import json, sys, time
     from explorer.analysis.weights import compute_checkpoint_spectra, compute_weight_spectra
     from explorer.models import load_model
     from explorer.models.checkpoint import Checkpoint
 
     def peak():
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kilobytes
+        # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so a child of a large test process would
+        # report its parent's peak; the high-water mark belongs to this process's own address space.
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("VmHWM:"))
+        return int(line.split()[1]) * 1024  # kB
 
     mode, source = sys.argv[1:3]
     baseline, start = peak(), time.perf_counter()
