@@ -19,24 +19,26 @@ from explorer.ui.attention_cache import (
     cached_attention_grid,
     cached_head_spectrum,
     heat_color_help,
+    require_head_inputs,
 )
 from explorer.ui.attention_view import (
+    ATTENTION_INTRO,
     PARAMS,
     POOL,
     POOL_LABELS,
+    HeadHeatmap,
     apply_box_select,
     card_value,
     heatmap_section,
     pooling_help,
     spectrum_note,
 )
-from explorer.ui.navigation import PAGES
-from explorer.ui.session import require_capture, selection
+from explorer.ui.navigation import page_file
 from explorer.ui.state import Choice, Float, PageState, link_with
 
 GRID_KEY = "attention_grid"
-EIGENVECTORS_PAGE = next((p.file for p in PAGES if p.path == "pages/eigenvectors.py"), None)
-LENS_PAGE = next((p.file for p in PAGES if p.path == "pages/logit_lens.py"), None)
+EIGENVECTORS_PAGE = page_file("pages/eigenvectors.py")
+LENS_PAGE = page_file("pages/logit_lens.py")
 DAMPING = 0.85
 PAGE = PageState("attention")
 METRIC = Choice("metric", "lambda2_abs", GRID_METRICS)
@@ -44,16 +46,9 @@ TAU = Float("tau", 1.0, 0.1, 5.0)
 HEAT_COLORS = {"auto": "Auto", "linear": "Linear", "log": "Log"}
 HEAT_COLOR = Choice("heat", "auto", HEAT_COLORS, key="heat_color")
 
-st.title("Attention spectra")
-st.caption(
-    "Every attention head is a row-stochastic matrix A (each query's weights over the keys sum to 1). Its "
-    "eigenvalues lie in the unit disc with λ₁ = 1; |λ₂| says how slowly repeated attention mixes, the singular "
-    "values how many independent mixtures the head forms. Pick a metric, click a head."
+loaded, cap, sel, n_layers, n_heads, n_tokens = require_head_inputs(
+    "Attention spectra", ATTENTION_INTRO, single_token="attention is the 1 x 1 matrix [1]."
 )
-
-loaded, cap = require_capture(single_token="attention is the 1 x 1 matrix [1].")
-sel = selection()
-n_layers, n_heads, n_tokens = cap.attentions.shape[0], cap.attentions.shape[1], cap.n_tokens
 
 if cap.causal:
     st.info(
@@ -192,8 +187,7 @@ def head_views(layer: int, head: int) -> None:
     )
 
     def heatmaps() -> None:
-        heatmap_section(
-            PAGE,
+        heat = HeadHeatmap(
             sel,
             cap,
             layer,
@@ -204,6 +198,7 @@ def head_views(layer: int, head: int) -> None:
             triangular=triangular,
             title=head_title(spectrum, "attention weights"),
         )
+        heatmap_section(PAGE, heat)
 
     if spectrum.triangular:
         st.plotly_chart(spectra, width="stretch", key="attention_spectra")

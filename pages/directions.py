@@ -18,7 +18,7 @@ from explorer.ui.directions_cache import (
     cached_layerwise_pca,
     cached_umap,
 )
-from explorer.ui.session import require_capture, selection
+from explorer.ui.session import require_capture, selection, token_labels
 
 PAGE = dv.PAGE
 
@@ -65,7 +65,7 @@ def hidden_state_view() -> None:
     PAGE.bind(dv.MIN_DIST, link=projection == "umap")
     if loaded.causal:
         st.caption(dv.CAUSAL_NOTE)
-    labels = cap.labels()
+    labels = token_labels(cap, sel)
     args = (sel.model_key, sel.text_key)
     try:
         if projection == "pca":

@@ -10,8 +10,14 @@ from explorer.figures.eigenvectors import (
     make_stationary_figure,
     top_tokens_table,
 )
-from explorer.ui.attention_cache import attention_head_picker, cached_head_eigenvectors
-from explorer.ui.session import require_capture, selection
+from explorer.ui.attention_cache import (
+    EIGENVECTORS_INTRO,
+    attention_head_picker,
+    cached_head_eigenvectors,
+    require_head_inputs,
+)
+from explorer.ui.attention_view import vectors_note
+from explorer.ui.session import token_labels
 from explorer.ui.state import Choice, Float, Int, PageState
 
 COLOR_MODES = {"signed": "signed value (sign / phase)", "magnitude": "magnitude |vᵢ|"}
@@ -21,16 +27,9 @@ COLOR = Choice("color", "signed", COLOR_MODES)
 TAU = Float("tau", 1.0, 0.1, 5.0)
 DAMPING = Float("damping", 0.85, 0.5, 0.99)
 
-st.title("Eigenvectors")
-st.caption(
-    "Where in the text each spectral direction of a head lives: the top vectors over the tokens, and the "
-    "stationary distribution π of the head read as a random walk (follow attention from token to token; π is "
-    "where you end up most often)."
+loaded, cap, sel, n_layers, n_heads, n_tokens = require_head_inputs(
+    "Eigenvectors", EIGENVECTORS_INTRO, single_token="there is only one eigenvector, [1]."
 )
-
-loaded, cap = require_capture(single_token="there is only one eigenvector, [1].")
-sel = selection()
-n_layers, n_heads, n_tokens = cap.attentions.shape[0], cap.attentions.shape[1], cap.n_tokens
 
 KIND = Choice("vectors", "symmetric" if cap.causal else "right", VECTOR_KINDS, key="kind")
 K = Int("k", 6, 1, min(MAX_K, n_tokens))
@@ -77,7 +76,7 @@ with st.spinner("Computing eigenvectors…"):
         sel.model_key, sel.text_key, layer, head, kind, int(k), float(tau), float(damping)
     )
 
-labels = cap.labels()
+labels = token_labels(cap, sel)
 st.plotly_chart(
     make_eigenvector_heatmap_figure(result, labels, mode=mode), width="stretch", key="eigenvectors_heatmap"
 )
@@ -90,6 +89,9 @@ else:
     st.caption(
         "Signs are fixed so each vector's largest entry is positive (an eigenvector's sign is arbitrary)."
     )
+krylov_note = vectors_note(result)
+if krylov_note:
+    st.caption(krylov_note)
 
 st.subheader("Top tokens per vector")
 st.dataframe(top_tokens_table(result, labels), hide_index=True, width="stretch", key="eigenvectors_top")

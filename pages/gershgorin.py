@@ -6,7 +6,7 @@ import streamlit as st
 from explorer.errors import InputError
 from explorer.figures.gershgorin import make_gershgorin_figure
 from explorer.matrix_text import format_matrix, parse_matrix
-from explorer.ui.session import require_capture, require_model, selection
+from explorer.ui.session import require_capture, require_model, selection, token_labels
 from explorer.ui.state import Choice, Flag, PageState, Text, drop_from_link, head_picker
 from explorer.ui.weights_cache import (
     cached_attention_gershgorin,
@@ -80,7 +80,7 @@ else:
     if source == "attention":
         with st.spinner("Eigenvalues and discs of the attention matrix…"):
             result = cached_attention_gershgorin(sel.model_key, sel.text_key, layer, head)
-        labels = cap.labels()
+        labels = token_labels(cap, sel)
         title = (
             f"Attention layer {layer} head {head}: {'column' if columns else 'row'} discs ({result.n} tokens)"
         )

@@ -6,7 +6,7 @@ import streamlit as st
 
 from explorer.figures.tokens import make_surprisal_figure
 from explorer.ui.navigation import PAGES
-from explorer.ui.session import require_capture
+from explorer.ui.session import require_capture, token_labels
 
 st.title("eigen-explorer")
 st.markdown(
@@ -65,5 +65,5 @@ if cap.token_losses is not None and cap.token_losses.size:
         help="exp(mean next-token loss); lower means the model finds the text more predictable.",
     )
     st.plotly_chart(
-        make_surprisal_figure(cap.labels(), cap.token_losses), width="stretch", key="home_surprisal"
+        make_surprisal_figure(token_labels(cap), cap.token_losses), width="stretch", key="home_surprisal"
     )

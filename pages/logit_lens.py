@@ -11,12 +11,12 @@ from explorer.figures.logit_lens import (
     make_top_k_figure,
 )
 from explorer.ui.lens_cache import TOP_K, apply_lens_click, lens_spec, lens_summary, watch_lens
-from explorer.ui.navigation import PAGES
+from explorer.ui.navigation import page_file
 from explorer.ui.session import require_capture, require_model, selection
 from explorer.ui.state import LAYER_HELP, Choice, Int, PageState, link_with
 
 CHART_KEY = "lens_heatmap"
-ATTENTION_PAGE = next((p.file for p in PAGES if p.path == "pages/attention.py"), None)
+ATTENTION_PAGE = page_file("pages/attention.py")
 PAGE = PageState("lens")
 METRIC = Choice("metric", "rank", LENS_METRICS)
 

@@ -7,7 +7,7 @@ tests build the same keys without Streamlit, and a disk cache can name a text by
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from explorer.models.loading import LoadedModel, load_model
 
@@ -33,14 +33,8 @@ class ModelChoice:
     allow_external: bool = True
 
     def load(self) -> LoadedModel:
-        return load_model(
-            self.model_id,
-            device=self.device,
-            dtype=self.dtype,
-            trust_remote_code=self.trust_remote_code,
-            allow_pickle=self.allow_pickle,
-            allow_external=self.allow_external,
-        )
+        # The fields are load_model's arguments, by name.
+        return load_model(**{f.name: getattr(self, f.name) for f in fields(self)})
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ safe; the model and capture come from ui.cache."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import streamlit as st
 
 from explorer.analysis.attention import (
@@ -18,16 +20,23 @@ from explorer.analysis.attention import (
     head_spectrum,
 )
 from explorer.figures.attention import (
-    DISPLAY_MAX_CELLS,
     LOG_AUTO_SHARE,
-    POOLINGS,
     auto_log_color,
-    display_block,
-    log_color_ticks,
 )
+from explorer.models.capture import Capture
 from explorer.models.choice import ModelChoice, TextChoice
+from explorer.models.loading import LoadedModel
 from explorer.ui.cache import cached_capture, cached_model, capture_spec
-from explorer.ui.state import PageState, head_picker, head_settings
+from explorer.ui.session import require_capture, selection
+from explorer.ui.sidebar import Selection
+from explorer.ui.state import PageState, head_picker, head_settings, new_chart_selection
+
+# The page's intro, under its title.
+EIGENVECTORS_INTRO = (
+    "Where in the text each spectral direction of a head lives: the top vectors over the tokens, and the "
+    "stationary distribution π of the head read as a random walk (follow attention from token to token; π is "
+    "where you end up most often)."
+)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -101,38 +110,26 @@ def heat_color_help() -> str:
     )
 
 
-def pooling_help() -> str:
-    """The help text of the heatmap's pooling control."""
-    return (
-        f"Past {DISPLAY_MAX_CELLS} tokens the heatmap is drawn in blocks of tokens (the numbers on the page "
-        "still come from the whole matrix). Attention mass: what a query of the block sends to the key block, "
-        "averaged over the block's queries, so each row still sums to 1. Largest weight: the strongest single "
-        "weight in the block."
-    )
+class HeadPageInputs(NamedTuple):
+    """What the attention and eigenvector pages start from: the model, the capture of the sidebar text, the
+    sidebar selection and the capture's layer, head and token counts."""
+
+    loaded: LoadedModel
+    cap: Capture
+    sel: Selection
+    n_layers: int
+    n_heads: int
+    n_tokens: int
 
 
-def heatmap_caption(n_tokens: int, *, log_color: bool, pooling: str, triangular: bool) -> str:
-    """What the heatmap draws: its colour scale and, past DISPLAY_MAX_CELLS tokens, its blocks (the same
-    display_block the figure uses)."""
-    block = display_block(n_tokens)
-    what = "attention" if block == 1 else ("block mass" if pooling == "mass" else "largest weight")
-    if log_color:
-        blank = (
-            "masked future keys, or weights that underflowed" if triangular else "weights that underflowed"
-        )
-        parts = [
-            f"Colour: log₁₀ of the {what}, from {log_color_ticks()[1][0]} (darkest, and anything smaller) to 1; "
-            f"blank cells are exactly 0 ({blank})."
-        ]
-    else:
-        parts = [f"Colour: the {what} on a linear scale from 0 to its largest value."]
-    if block > 1:
-        cells = -(-n_tokens // block)
-        parts.append(
-            f"Drawn in blocks of {block} tokens: {cells} × {cells} cells for the {n_tokens} × {n_tokens} weights, "
-            f"each the {POOLINGS[pooling]}. The numbers above use the whole matrix."
-        )
-    return " ".join(parts)
+def require_head_inputs(title: str, intro: str, *, single_token: str) -> HeadPageInputs:
+    """The page's title and intro, then require_capture (stops the page on bad input or a single token, saying
+    ``single_token``) and the rest of HeadPageInputs."""
+    st.title(title)
+    st.caption(intro)
+    loaded, cap = require_capture(single_token=single_token)
+    n_layers, n_heads = cap.attentions.shape[:2]
+    return HeadPageInputs(loaded, cap, selection(), n_layers, n_heads, cap.n_tokens)
 
 
 # The selected head is shared by the attention and eigenvector pages: in a session, each opens on the head last
@@ -145,23 +142,21 @@ def attention_head_picker(page: PageState, n_layers: int, n_heads: int) -> tuple
     return head_picker(page, n_layers, n_heads, shared=SELECTED_HEAD, widget="number")
 
 
+def _grid_cell(selection: dict) -> tuple[int, int]:
+    """(layer, head) of the grid's first selected point."""
+    point = selection["points"][0]
+    return int(round(float(point["y"]))), int(round(float(point["x"])))
+
+
 def apply_grid_click(page: PageState, chart_key: str, n_layers: int, n_heads: int) -> None:
     """Select the head of a newly clicked grid cell (x = head, y = layer in the grid figure).
 
     Reads the chart's selection state at the top of the rerun the click caused; a selection that was already
     applied is ignored, so a later change of the number inputs is not undone by the stale selection.
     """
-    state = st.session_state.get(chart_key)
-    try:
-        point = state["selection"]["points"][0]
-        clicked = (int(round(float(point["y"]))), int(round(float(point["x"]))))
-    except (TypeError, KeyError, IndexError, ValueError):
-        # No selection (never clicked, or cleared): the next click on any cell counts, even the last one.
-        st.session_state.pop(f"{chart_key}_applied", None)
+    clicked = new_chart_selection(chart_key, _grid_cell)
+    if clicked is None:
         return
-    if st.session_state.get(f"{chart_key}_applied") == clicked:
-        return
-    st.session_state[f"{chart_key}_applied"] = clicked
     if 0 <= clicked[0] < n_layers and 0 <= clicked[1] < n_heads:
         layer, head = head_settings(n_layers, n_heads, shared=SELECTED_HEAD)
         page.set(layer, clicked[0])

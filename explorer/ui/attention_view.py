@@ -6,9 +6,12 @@ capture through ``cap.attentions[layer, head]`` and its windows only, and return
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import streamlit as st
 
+from explorer.analysis.attention import FULL_DECOMPOSITION_MAX_TOKENS
 from explorer.analysis.attention_selection import (
     POOLINGS,
     HeatView,
@@ -27,9 +30,12 @@ from explorer.figures.attention import (
     make_attention_view_figure,
     make_summed_attention_figure,
 )
+from explorer.models.capture import Capture
 from explorer.models.choice import ModelChoice, TextChoice
 from explorer.ui.cache import cached_capture
-from explorer.ui.state import Choice, Int, PageState, Setting, Text
+from explorer.ui.session import token_labels
+from explorer.ui.sidebar import Selection
+from explorer.ui.state import Choice, Int, PageState, Setting, Text, new_chart_selection
 
 OVERVIEW_KEY = "attention_heatmap"
 ZOOM_KEY = "attention_zoom"
@@ -40,6 +46,14 @@ QUERY_TOKENS = Text("queries", "", key="query_tokens")
 KEY_TOKENS = Text("keys", "", key="key_tokens")
 # The link params of this part of the page (left out of links to pages that do not use them).
 PARAMS = ("pool", "q_from", "q_to", "k_from", "k_to", "queries", "keys")
+
+
+# The page's intro, under its title.
+ATTENTION_INTRO = (
+    "Every attention head is a row-stochastic matrix A (each query's weights over the keys sum to 1). Its "
+    "eigenvalues lie in the unit disc with λ₁ = 1; |λ₂| says how slowly repeated attention mixes, the singular "
+    "values how many independent mixtures the head forms. Pick a metric, click a head."
+)
 
 
 # ------------------------------------------------------------------------------------------------- caches
@@ -134,21 +148,19 @@ def zoom_settings(n_tokens: int) -> tuple[Setting, Setting, Setting, Setting]:
     )
 
 
+def _box_window(selection: dict, n_tokens: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The half-open (queries, keys) window of the overview's first selected box."""
+    box = selection["box"][0]
+    return box_window([float(v) for v in box["x"]], [float(v) for v in box["y"]], n_tokens)
+
+
 def apply_box_select(page: PageState, n_tokens: int) -> None:
     """Set the zoom window from a new box selection on the overview (x = keys, y = queries, in token
     positions). Read at the top of the rerun the selection caused, once: a later change of the range inputs is
     not undone by the stale selection (as apply_grid_click does for the grid)."""
-    state = st.session_state.get(OVERVIEW_KEY)
-    applied = f"{OVERVIEW_KEY}_applied"
-    try:
-        box = state["selection"]["box"][0]
-        window = box_window([float(v) for v in box["x"]], [float(v) for v in box["y"]], n_tokens)
-    except (TypeError, KeyError, IndexError, ValueError):
-        st.session_state.pop(applied, None)
+    window = new_chart_selection(OVERVIEW_KEY, lambda selection: _box_window(selection, n_tokens))
+    if window is None:
         return
-    if st.session_state.get(applied) == window:
-        return
-    st.session_state[applied] = window
     (q0, q1), (k0, k1) = window
     for setting, value in zip(zoom_settings(n_tokens), (q0, q1 - 1, k0, k1 - 1), strict=True):
         page.set(setting, value)
@@ -196,27 +208,44 @@ def zoom_window(page: PageState, n_tokens: int) -> tuple[tuple[int, int], tuple[
     return (q0, q1 + 1), (k0, k1 + 1)
 
 
-def draw_zoom(
-    sel,
-    cap,
-    layer: int,
-    head: int,
-    tau: float,
-    pooling: str,
-    window,
-    *,
-    log_color: bool,
-    triangular: bool,
-    title: str,
-) -> None:
+@dataclass(frozen=True)
+class HeadHeatmap:
+    """What the heatmap section draws: head (layer, head) of the sidebar selection's capture at temperature tau,
+    pooled by ``pooling`` where pooled, in log or linear colour; ``title`` e.g. "Layer 2 · head 1: attention
+    weights"."""
+
+    sel: Selection
+    cap: Capture
+    layer: int
+    head: int
+    tau: float
+    pooling: str
+    log_color: bool
+    triangular: bool
+    title: str
+
+    @property
+    def head_name(self) -> str:
+        """The title's part before its colon, e.g. "Layer 2 · head 1"."""
+        return self.title.split(":")[0]
+
+    def view(self, queries: tuple[int, int] | None = None, keys: tuple[int, int] | None = None) -> HeatView:
+        """The cached pooled view of a window (the whole head by default)."""
+        s = self.sel
+        return cached_view(
+            s.model_key, s.text_key, self.layer, self.head, self.tau, self.pooling, queries, keys
+        )
+
+
+def draw_zoom(heat: HeadHeatmap, window) -> None:
     """The zoomed window at full resolution (pooled only when a side is longer than DISPLAY_MAX_CELLS)."""
     queries, keys = window
-    view = cached_view(sel.model_key, sel.text_key, layer, head, tau, pooling, queries, keys)
+    view = heat.view(queries, keys)
     fig = make_attention_view_figure(
         view,
-        cap.labels(),
-        title=f"{title}, queries {queries[0]}–{queries[1] - 1} × keys {keys[0]}–{keys[1] - 1}",
-        log_color=log_color,
+        token_labels(heat.cap, heat.sel),
+        title=f"{heat.head_name}: zoom, queries {queries[0]}–{queries[1] - 1} × keys {keys[0]}–{keys[1] - 1}",
+        log_color=heat.log_color,
     )
     st.plotly_chart(fig, width="stretch", key=ZOOM_KEY)
     longest = max(queries[1] - queries[0], keys[1] - keys[0])
@@ -225,7 +254,8 @@ def draw_zoom(
         if longest <= LABEL_FIT
         else f"positions on the axes (text from {LABEL_FIT} tokens a side down)"
     )
-    st.caption(view_caption(view, log_color=log_color, triangular=triangular) + f" {words.capitalize()}.")
+    caption = view_caption(view, log_color=heat.log_color, triangular=heat.triangular)
+    st.caption(caption + f" {words.capitalize()}.")
 
 
 # ------------------------------------------------------------------------------------- several tokens
@@ -252,17 +282,19 @@ def token_selection(page: PageState, n_tokens: int) -> tuple[tuple[int, ...] | N
     return out[0], out[1]
 
 
-def draw_summed(sel, cap, layer: int, head: int, tau: float, over: str, positions, *, title: str) -> None:
+def draw_summed(heat: HeadHeatmap, over: str, positions) -> None:
     """The summed attention of the selected queries over every key (over="queries"), or the attention every
     query gives the selected keys (over="keys"), with a caption saying what was summed."""
-    sums = cached_summed(sel.model_key, sel.text_key, layer, head, tau, over, tuple(positions))
+    sel, cap = heat.sel, heat.cap
+    sums = cached_summed(sel.model_key, sel.text_key, heat.layer, heat.head, heat.tau, over, tuple(positions))
+    what = "summed attention" if over == "queries" else "attention received"
     count, text = len(positions), format_positions(positions)
     fig = make_summed_attention_figure(
         sums,
-        cap.labels(),
+        token_labels(cap, sel),
         positions,
         over=over,
-        title=f"{title}: {'from' if over == 'queries' else 'to'} {over} {text}",
+        title=f"{heat.head_name}: {what}: {'from' if over == 'queries' else 'to'} {over} {text}",
     )
     st.plotly_chart(fig, width="stretch", key=f"attention_summed_{over}")
     if over == "queries":
@@ -285,25 +317,12 @@ def draw_summed(sel, cap, layer: int, head: int, tau: float, over: str, position
 # ------------------------------------------------------------------------------------------- the section
 
 
-def heatmap_section(
-    page: PageState,
-    sel,
-    cap,
-    layer: int,
-    head: int,
-    *,
-    tau: float,
-    pooling: str,
-    log_color: bool,
-    triangular: bool,
-    title: str,
-) -> None:
-    """The attention heatmaps of head (layer, head) at temperature tau: range inputs, the pooled overview
-    (box-select to zoom) beside the zoomed window, and the summed attention of selected query or key tokens.
+def heatmap_section(page: PageState, heat: HeadHeatmap) -> None:
+    """The attention heatmaps of ``heat``: range inputs, the pooled overview (box-select to zoom) beside the
+    zoomed window, and the summed attention of selected query or key tokens.
 
-    ``title``: the heatmap's title, e.g. "Layer 2 · head 1: attention weights". Call apply_box_select first, at
-    the top of the run, before any of the page's widgets."""
-    n_tokens = cap.n_tokens
+    Call apply_box_select first, at the top of the run, before any of the page's widgets."""
+    sel, cap, n_tokens = heat.sel, heat.cap, heat.cap.n_tokens
     forget_on_new_text(page, sel.text_key, n_tokens)
     st.markdown(
         "**Zoom:** drag a box on the overview, or type the ranges (token positions, inclusive); the link keeps "
@@ -312,14 +331,14 @@ def heatmap_section(
     window = zoom_window(page, n_tokens)
     zoomed = window is not None and window != ((0, n_tokens), (0, n_tokens))
     with st.spinner("Pooling the heatmap…"):
-        overview = cached_view(sel.model_key, sel.text_key, layer, head, tau, pooling)
+        overview = heat.view()
     over_col, zoom_col = st.columns(2) if zoomed else (st.container(), None)
     over_col.plotly_chart(
         make_attention_view_figure(
             overview,
-            cap.labels(),
-            title=title,
-            log_color=log_color,
+            token_labels(cap, sel),
+            title=heat.title,
+            log_color=heat.log_color,
             selectable=True,
             outline=window if zoomed else None,
         ),
@@ -328,31 +347,19 @@ def heatmap_section(
         on_select="rerun",
         selection_mode="box",
     )
-    over_col.caption(view_caption(overview, log_color=log_color, triangular=triangular))
+    over_col.caption(view_caption(overview, log_color=heat.log_color, triangular=heat.triangular))
     if zoomed:
         with zoom_col:
-            draw_zoom(
-                sel,
-                cap,
-                layer,
-                head,
-                tau,
-                pooling,
-                window,
-                log_color=log_color,
-                triangular=triangular,
-                title=title.split(":")[0] + ": zoom",
-            )
+            draw_zoom(heat, window)
     st.markdown(
         f"**Several tokens at once:** positions or ranges ({POSITIONS_HINT}); rows summed for queries, "
         "columns for keys."
     )
     queries, keys = token_selection(page, n_tokens)
-    head_name = title.split(":")[0]
     if queries is not None:
-        draw_summed(sel, cap, layer, head, tau, "queries", queries, title=f"{head_name}: summed attention")
+        draw_summed(heat, "queries", queries)
     if keys is not None:
-        draw_summed(sel, cap, layer, head, tau, "keys", keys, title=f"{head_name}: attention received")
+        draw_summed(heat, "keys", keys)
 
 
 def card_value(value: float, fmt: str) -> str:
@@ -369,3 +376,16 @@ def spectrum_note(spectrum) -> str:
         if len(residual):
             parts.append(f"{name}: largest residual {float(np.max(residual)):.1e}.")
     return " ".join(parts)
+
+
+def vectors_note(result) -> str | None:
+    """Where a HeadEigenvectors came from a Krylov method (past FULL_DECOMPOSITION_MAX_TOKENS): how, and the
+    largest residual ||M v - lambda v|| over its vectors (M the head, its symmetric part, or for singular vectors
+    the pair's residual); None for a whole decomposition."""
+    if result.residuals is None or not len(result.residuals):
+        return None
+    return (
+        f"Past {FULL_DECOMPOSITION_MAX_TOKENS} tokens these {len(result.residuals)} vectors come from ARPACK (a "
+        "Krylov method for the top of the spectrum), not a whole decomposition: the largest residual "
+        f"‖M v − λ v‖ among them is {float(np.max(result.residuals)):.1e} (0 would be exact)."
+    )

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import streamlit as st
 
 from explorer import tasks
 from explorer.analysis.generation import generated_mask
@@ -15,7 +14,7 @@ from explorer.figures.tokens import mark_generated
 from explorer.models.choice import ModelChoice, TextChoice
 from explorer.ui import task_view
 from explorer.ui.cache import cached_capture, cached_model
-from explorer.ui.state import Setting
+from explorer.ui.state import Setting, new_chart_selection
 
 TOP_K = 10  # computed once; the page shows the first k of them
 # Rough float32 throughput of the lens (its cost is the (token x d_model) @ (d_model x vocab) product per layer)
@@ -139,24 +138,21 @@ def lens_summary(lens: LogitLens) -> str:
     return text
 
 
+def _lens_cell(selection: dict) -> tuple[int, int]:
+    """(layer, position) of the lens heatmap's first selected point. Its customdata (layer, position, ...)
+    arrives as a list, or as {"0": layer, "1": position, ...} when plotly sent it as a typed array."""
+    data = selection["points"][0]["customdata"]
+    return (int(data["0"]), int(data["1"])) if isinstance(data, dict) else (int(data[0]), int(data[1]))
+
+
 def apply_lens_click(
     page, chart_key: str, layer: Setting, position: Setting, n_layers: int, n_tokens: int
 ) -> None:
     """Select the (layer, position) of a newly clicked heatmap cell: the chart's selection, read at the top of the
     rerun the click caused. A selection already applied is ignored, so the sliders are not undone by it."""
-    state = st.session_state.get(chart_key)
-    try:
-        point = state["selection"]["points"][0]
-        # customdata (layer, position, ...) arrives as a list, or as {"0": layer, "1": position, ...} when
-        # plotly sent it as a typed array.
-        data = point["customdata"]
-        clicked = (int(data["0"]), int(data["1"])) if isinstance(data, dict) else (int(data[0]), int(data[1]))
-    except (TypeError, KeyError, IndexError, ValueError):
-        st.session_state.pop(f"{chart_key}_applied", None)
+    clicked = new_chart_selection(chart_key, _lens_cell)
+    if clicked is None:
         return
-    if st.session_state.get(f"{chart_key}_applied") == clicked:
-        return
-    st.session_state[f"{chart_key}_applied"] = clicked
     if 0 <= clicked[0] < n_layers and 0 <= clicked[1] < n_tokens:
         page.set(layer, clicked[0])
         page.set(position, clicked[1])

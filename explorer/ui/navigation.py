@@ -109,3 +109,9 @@ _LISTED: list[PageInfo] = [
 ]
 
 PAGES: list[PageInfo] = [page for page in _LISTED if (REPO_ROOT / page.path).is_file()]
+
+
+def page_file(path: str) -> str | None:
+    """The file of the listed page at ``path`` (relative to the repo root, e.g. "pages/attention.py") for
+    st.page_link / st.switch_page, or None when that page is not in this checkout."""
+    return next((page.file for page in PAGES if page.path == path), None)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
+from explorer.analysis.generation import generated_mask
 from explorer.errors import ExplorerError
+from explorer.figures.tokens import mark_generated
 from explorer.models import Capture, LoadedModel
 from explorer.models.catalogue import CATALOGUE
 from explorer.ui.cache import cached_capture, cached_model
@@ -66,3 +69,11 @@ def require_capture(single_token: str | None = None) -> tuple[LoadedModel, Captu
         st.warning(f"The text is a single token: {single_token} Add some words in the sidebar.")
         st.stop()
     return loaded, cap
+
+
+def token_labels(cap: Capture, sel: Selection | None = None) -> list[str]:
+    """The capture's axis labels (Capture.labels), with figures.tokens.GENERATED_MARK after each token the model
+    wrote when the sidebar asked for a continuation (``sel``: the sidebar's selection by default)."""
+    sel = selection() if sel is None else sel
+    generated = None if sel.prompt_ids is None else generated_mask(cap.token_ids, np.asarray(sel.prompt_ids))
+    return mark_generated(cap.labels(), generated)

@@ -13,7 +13,7 @@ example or stored text, a text over the size limit) are named in the page's link
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import streamlit as st
 
@@ -68,14 +68,7 @@ class Selection:
     @property
     def model_key(self) -> ModelChoice:
         """What model-level caches are keyed by (ui.cache.cached_model's argument)."""
-        return ModelChoice(
-            self.model_id,
-            device=self.device,
-            dtype=self.dtype,
-            trust_remote_code=self.trust_remote_code,
-            allow_pickle=self.allow_pickle,
-            allow_external=self.allow_external,
-        )
+        return ModelChoice(**{f.name: getattr(self, f.name) for f in fields(ModelChoice)})
 
     @property
     def text_key(self) -> TextChoice:

@@ -53,7 +53,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import streamlit as st
 
@@ -146,21 +146,38 @@ def _number(raw: str) -> float | None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Int(Setting):
+class _Number(Setting):
+    """A number of type ``KIND`` clamped into [low, high]. A value that is not a number (a bool is not one),
+    or that KIND cannot hold (``usable`` false: NaN, and infinities for int), reads as missing."""
+
+    KIND: ClassVar[type]
+    low: float
+    high: float
+
+    def usable(self, value: float) -> bool:
+        return not math.isnan(value)
+
+    def parse(self, raw: str) -> Any:
+        try:
+            return self.clean(self.KIND(str(raw)))
+        except (TypeError, ValueError):
+            return None
+
+    def clean(self, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not self.usable(value):
+            return None
+        return self.KIND(_clamp(self.KIND(value), self.low, self.high))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Int(_Number):
+    KIND: ClassVar[type] = int
     low: int
     high: int
     counts: bool = False  # an index of things (layers, heads): out of range reads "does not exist"
 
-    def parse(self, raw: str) -> int | None:
-        try:
-            return self.clean(int(str(raw)))
-        except (TypeError, ValueError):
-            return None
-
-    def clean(self, value: Any) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            return None
-        return int(_clamp(int(value), self.low, self.high))
+    def usable(self, value: float) -> bool:
+        return math.isfinite(value)
 
     def problem(self, raw: str) -> str | None:
         number = _number(raw)
@@ -180,21 +197,9 @@ class _Int(Setting):
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Float(Setting):
-    low: float
-    high: float
+class _Float(_Number):
+    KIND: ClassVar[type] = float
     digits: int = 10
-
-    def parse(self, raw: str) -> float | None:
-        try:
-            return self.clean(float(str(raw)))
-        except (TypeError, ValueError):
-            return None
-
-    def clean(self, value: Any) -> float | None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-            return None
-        return float(_clamp(float(value), self.low, self.high))
 
     def problem(self, raw: str) -> str | None:
         number = _number(raw)
@@ -708,6 +713,26 @@ LAYER_HELP = (
     "Transformer block, counted from 0: block l reads the hidden state after l blocks and writes the one "
     "after l + 1 (every page uses this meaning of layer)."
 )
+
+
+def new_chart_selection(chart_key: str, read: Callable[[dict], Any]) -> Any | None:
+    """What a chart's newest selection says (``read`` of its selection state, e.g. the first clicked point's
+    cell), or None where there is none or it was already applied.
+
+    Read at the top of the rerun the selection caused, once: a selection already applied is ignored, so a later
+    change of the page's inputs is not undone by the stale selection. A cleared selection (``read`` raising
+    KeyError/IndexError/TypeError/ValueError) forgets the applied one, so the next click counts even on the same
+    cell."""
+    applied = f"{chart_key}_applied"
+    try:
+        selected = read(st.session_state.get(chart_key)["selection"])
+    except (TypeError, KeyError, IndexError, ValueError):
+        st.session_state.pop(applied, None)
+        return None
+    if st.session_state.get(applied) == selected:
+        return None
+    st.session_state[applied] = selected
+    return selected
 
 
 def head_picker(

@@ -252,3 +252,15 @@ def test_head_cards_and_the_krylov_note():
     )
     assert spectrum_note(spectrum) == "Top 8 by ARPACK. singular values: largest residual 3.0e-14."
     assert spectrum_note(SimpleNamespace(note="Exact.", residuals=None)) == "Exact."
+
+
+def test_krylov_vectors_note_names_the_largest_residual():
+    from types import SimpleNamespace
+
+    from explorer.analysis.attention import FULL_DECOMPOSITION_MAX_TOKENS
+    from explorer.ui.attention_view import vectors_note
+
+    note = vectors_note(SimpleNamespace(residuals=np.array([2e-15, 7e-13, 1e-14])))
+    assert f"Past {FULL_DECOMPOSITION_MAX_TOKENS} tokens these 3 vectors" in note
+    assert note.endswith("is 7.0e-13 (0 would be exact).")
+    assert vectors_note(SimpleNamespace(residuals=None)) is None
