@@ -80,8 +80,9 @@ def child(model: str, warm: bool = False) -> dict:
 
 
 def _cold_cache_home() -> Path:
-    """A temporary XDG_CACHE_HOME linking every entry of the real one except the factor store and the stored
-    measurements (the kept task specs of explorer/ui/compression_cache.py)."""
+    """A temporary XDG_CACHE_HOME linking every entry of the real one, and of its eigen-explorer folder only the
+    model files (``models``: de-quantized checkpoints, so nothing is re-made): no stored results, factors or
+    measurements, whichever layout wrote them (the one store, or the older factors/ and results/ folders)."""
     real = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     home = Path(tempfile.mkdtemp(prefix="bench-comp-cache-"))
     for entry in real.iterdir():
@@ -90,7 +91,7 @@ def _cold_cache_home() -> Path:
     ours = home / "eigen-explorer"
     ours.mkdir()
     for entry in (real / "eigen-explorer").iterdir() if (real / "eigen-explorer").exists() else ():
-        if entry.name not in ("factors", "results"):
+        if entry.name == "models":
             (ours / entry.name).symlink_to(entry)
     return home
 
