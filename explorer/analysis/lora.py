@@ -6,12 +6,14 @@ COPY of the model whose parameters share the cached model's tensors (nothing is 
 frozen and only the adapters' new tensors train), a few Adam steps run on the walkthrough's loss (the same
 loss the curvature page uses: next-token cross-entropy on the text for causal LMs, the contrastive loss on the
 shipped sentence pairs for encoders), and each adapted matrix gets the section-7 measurements
-(explorer.analysis.teaching_models.lora_subspace).
+(explorer.analysis.teaching_models.lora_subspace). The training, ``train_adapters``, is also the LoRA variant's
+(explorer/analysis/variants.py), which keeps the adapted copy to merge W + B A instead.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,32 +78,35 @@ def _loss(model: torch.nn.Module, spec: LossSpec) -> torch.Tensor:
     return F.cross_entropy(z.float(), y)
 
 
-def finetune_lora(
+def train_adapters(
     model: torch.nn.Module,
+    targets: Iterable[str],
     spec: LossSpec,
     *,
-    rank: int = 4,
-    steps: int = 10,
-    lr: float = 1e-3,
-    seed: int = 0,
-    progress: tasks.Progress | None = None,
-) -> LoraRun:
-    """Inject rank-``rank`` LoRA adapters into a frozen copy of ``model``, run ``steps`` Adam steps at ``lr``
-    on ``spec``'s loss, and measure every adapted matrix. ``model`` is only read."""
+    rank: int,
+    steps: int,
+    lr: float,
+    seed: int,
+    report: tasks.Progress,
+) -> tuple[torch.nn.Module, list[float]]:
+    """Inject rank-``rank`` LoRA adapters (peft, lora_alpha = 2 r, no dropout) into the modules ``targets`` of
+    a frozen copy of ``model`` and run ``steps`` Adam steps at ``lr`` on ``spec``'s loss (cross-entropy, nats).
+
+    Returns (the adapted copy, in eval mode; losses: ``steps + 1`` floats, the loss before each step and after
+    the last). The adapters' initial A comes from ``torch.manual_seed(seed)`` inside a forked RNG (the
+    caller's RNG state is left as it was), so a seed gives the same losses every time. ``report(fraction,
+    message)`` gets ``step / (steps + 1)`` before each step. ``model`` is only read."""
     from peft import LoraConfig, inject_adapter_in_model  # peft is slow to import: only when fine-tuning
 
-    report = tasks.forward(progress, 0.0, 1.0)
-    targets = target_modules(model)
-    copy_ = frozen_copy(model)
-    copy_.eval()  # no dropout: the steps are deterministic given the seed
+    targets = list(targets)
+    copy_ = frozen_copy(model).eval()  # eval: no dropout, the steps are deterministic given the seed
     config = LoraConfig(
         r=rank,
         lora_alpha=LORA_ALPHA_PER_RANK * rank,
         lora_dropout=0.0,
-        target_modules=list(targets),
-        fan_in_fan_out=any(getattr(copy_.get_submodule(n), "weight", None) is not None
-                           and type(copy_.get_submodule(n)).__name__ == "Conv1D" for n in targets),
-    )  # fmt: skip
+        target_modules=targets,
+        fan_in_fan_out=any(type(copy_.get_submodule(n)).__name__ == "Conv1D" for n in targets),  # GPT-2
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         copy_ = inject_adapter_in_model(config, copy_)
@@ -120,6 +125,26 @@ def finetune_lora(
             optimizer.step()
     with torch.no_grad():
         losses.append(float(_loss(copy_, spec)))
+    return copy_, losses
+
+
+def finetune_lora(
+    model: torch.nn.Module,
+    spec: LossSpec,
+    *,
+    rank: int = 4,
+    steps: int = 10,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: tasks.Progress | None = None,
+) -> LoraRun:
+    """Inject rank-``rank`` LoRA adapters into a frozen copy of ``model``, run ``steps`` Adam steps at ``lr``
+    on ``spec``'s loss (train_adapters), and measure every adapted matrix. ``model`` is only read."""
+    report = tasks.forward(progress, 0.0, 1.0)
+    targets = target_modules(model)
+    copy_, losses = train_adapters(
+        model, targets, spec, rank=rank, steps=steps, lr=lr, seed=seed, report=report
+    )
     report(steps / (steps + 1), "Measuring each Delta W against W's singular vectors")
     rows = []
     for name, (layer, kind) in targets.items():

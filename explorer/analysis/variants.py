@@ -305,51 +305,28 @@ def _rank_variant(loaded: LoadedModel, key: VariantKey, report: tasks.Progress) 
 
 
 def _lora_variant(loaded: LoadedModel, key: VariantKey, text: str, report: tasks.Progress) -> Variant:
-    # Why not lora.finetune_lora: it measures the adapters and drops the copy; here the merged weights are
-    # needed (see the report's request for a shared training helper in lora.py).
-    from peft import LoraConfig, inject_adapter_in_model  # slow import: only when fine-tuning
-
-    from explorer.analysis.curvature import make_loss, scores_and_targets
-    from explorer.analysis.lora import LORA_ALPHA_PER_RANK, frozen_copy, target_modules
+    # lora.finetune_lora measures the adapters and drops the copy; here the merged weights are needed, so this
+    # shares only the training (lora.train_adapters: the same seed gives the same adapters and losses).
+    from explorer.analysis.curvature import make_loss
+    from explorer.analysis.lora import target_modules, train_adapters
 
     data = shipped_calibration_text() if key.on_calibration else text
     spec = make_loss(loaded, data)
     targets = target_modules(loaded.model)
     if not targets:
         raise InputError(f"{loaded.card.id} has no query/value projections for LoRA to adapt.")
-    copy_ = frozen_copy(loaded.model).eval()  # eval: no dropout, steps deterministic given the seed
-    conv1d = any(type(copy_.get_submodule(n)).__name__ == "Conv1D" for n in targets)
-    config = LoraConfig(
-        r=key.lora_rank,
-        lora_alpha=LORA_ALPHA_PER_RANK * key.lora_rank,
-        lora_dropout=0.0,
-        target_modules=list(targets),
-        fan_in_fan_out=conv1d,
+    copy_, losses = train_adapters(
+        loaded.model,
+        targets,
+        spec,
+        rank=key.lora_rank,
+        steps=key.steps,
+        lr=LORA_LR,
+        seed=LORA_SEED,
+        report=report,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(LORA_SEED)
-        copy_ = inject_adapter_in_model(config, copy_)
-    trainable = [p for n, p in copy_.named_parameters() if "lora_" in n]
-    for p in trainable:
-        p.requires_grad_(True)
-    optimizer = torch.optim.Adam(trainable, lr=LORA_LR)
-
-    def loss_now() -> torch.Tensor:
-        z, y = scores_and_targets(copy_, spec)
-        return torch.nn.functional.cross_entropy(z.float(), y)
-
-    losses = []
-    with torch.enable_grad():
-        for step in range(key.steps):
-            report(step / (key.steps + 1), f"Adam step {step + 1} of {key.steps}")
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_now()
-            losses.append(float(loss.detach()))
-            loss.backward()
-            optimizer.step()
     replaced = {}
     with torch.no_grad():
-        losses.append(float(loss_now()))
         report(key.steps / (key.steps + 1), "Merging W + B A")
         mats_by_module: dict[str, list[WeightMatrix]] = {}
         for m in weight_matrices(loaded.model):
@@ -357,7 +334,7 @@ def _lora_variant(loaded: LoadedModel, key: VariantKey, text: str, report: tasks
         for name in targets:
             module = copy_.get_submodule(name)
             delta = module.get_delta_weight("default").detach()
-            if conv1d:  # GPT-2's Conv1D stores (in, out)
+            if getattr(module, "fan_in_fan_out", False):  # GPT-2's Conv1D stores (in, out)
                 delta = delta.T
             parts = mats_by_module[name]
             sizes = [m.shape[0] for m in parts]  # a fused q/k/v stacks its parts along the output
