@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from explorer.analysis.attention_selection import POOLINGS, HeatView, pool_blocks  # noqa: F401 (POOLINGS: re-exported)
+from explorer.figures.cells import cell_markers
 from explorer.figures.common import circle_trace, equal_axes
 
 if TYPE_CHECKING:
@@ -69,13 +70,10 @@ def make_attention_grid_figure(
         )
     )
     fig.add_trace(
-        go.Scatter(
-            x=heads.ravel(),
-            y=layers.ravel(),
-            mode="markers",
-            marker=dict(symbol="square", size=14, color="rgba(0,0,0,0)"),
-            selected=dict(marker=dict(opacity=1)),
-            unselected=dict(marker=dict(opacity=1)),
+        cell_markers(
+            heads.ravel(),
+            layers.ravel(),
+            size=14,
             customdata=custom,
             text=notes.ravel(),
             hovertemplate=(
@@ -85,7 +83,6 @@ def make_attention_grid_figure(
                 "stable rank %{customdata[5]:.2f} · sink mass %{customdata[6]:.2f}"
                 "<br>%{text}<extra></extra>"
             ),
-            showlegend=False,
             name="heads",
         )
     )
@@ -445,6 +442,28 @@ def _log_floor(values: np.ndarray) -> np.ndarray:
     return np.maximum(np.asarray(values, dtype=float), LOG_FLOOR)
 
 
+def _side_by_side(left: str, right: str) -> go.Figure:
+    """Two panels side by side titled ``left`` and ``right`` (the page's pairs of sorted spectra)."""
+    return make_subplots(rows=1, cols=2, subplot_titles=(left, right), horizontal_spacing=0.1)
+
+
+def _sorted_trace(
+    y: np.ndarray, customdata: np.ndarray | None, color: str, name: str, hovertemplate: str
+) -> go.Scatter:
+    """One sorted spectrum against its index i = 1, 2, … (lines and small markers in ``color``): the trace of
+    every spectrum panel on this page. y: (i,) the values drawn; customdata: (i,) shown in the hover, or None."""
+    return go.Scatter(
+        x=np.arange(1, len(y) + 1),
+        y=y,
+        customdata=customdata,
+        mode="lines+markers",
+        marker=dict(size=4, color=color),
+        line=dict(color=color, width=1.5),
+        name=name,
+        hovertemplate=hovertemplate,
+    )
+
+
 def make_spectrum_figure(
     eigvals: np.ndarray, singular_values: np.ndarray, *, title: str, log_y: bool = True
 ) -> go.Figure:
@@ -456,28 +475,11 @@ def make_spectrum_figure(
     """
     moduli = np.abs(np.asarray(eigvals, dtype=complex))
     sigma = np.asarray(singular_values, dtype=float)
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        subplot_titles=("eigenvalue moduli |λᵢ|", "singular values σᵢ"),
-        horizontal_spacing=0.1,
-    )
+    fig = _side_by_side("eigenvalue moduli |λᵢ|", "singular values σᵢ")
     for col, values, name, color in ((1, moduli, "|λ|", "#3b5bdb"), (2, sigma, "σ", "#e8590c")):
         shown = _log_floor(values) if log_y else values
-        fig.add_trace(
-            go.Scatter(
-                x=np.arange(1, values.size + 1),
-                y=shown,
-                customdata=values,
-                mode="lines+markers",
-                marker=dict(size=4, color=color),
-                line=dict(color=color, width=1.5),
-                name=name,
-                hovertemplate=f"i = %{{x}}<br>{name} = %{{customdata:.4g}}<extra></extra>",
-            ),
-            row=1,
-            col=col,
-        )
+        hover = f"i = %{{x}}<br>{name} = %{{customdata:.4g}}<extra></extra>"
+        fig.add_trace(_sorted_trace(shown, values, color, name, hover), row=1, col=col)
         fig.update_xaxes(title_text="index i (sorted, descending)", row=1, col=col)
         fig.update_yaxes(
             title_text=name + (" (log scale)" if log_y else ""),
@@ -498,39 +500,11 @@ def make_symmetric_laplacian_figure(
     """
     sym = np.asarray(sym_eigvals, dtype=float)
     lap = np.asarray(laplacian_eigvals, dtype=complex)
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        subplot_titles=("symmetric part (A + Aᵀ)/2", "Laplacian L = D − A (LapEigvals)"),
-        horizontal_spacing=0.1,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=np.arange(1, sym.size + 1),
-            y=sym,
-            mode="lines+markers",
-            marker=dict(size=4, color="#2b8a3e"),
-            line=dict(color="#2b8a3e", width=1.5),
-            name="S",
-            hovertemplate="i = %{x}<br>eigenvalue %{y:.4g}<extra></extra>",
-        ),
-        row=1,
-        col=1,
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=np.arange(1, lap.size + 1),
-            y=lap.real,
-            customdata=lap.imag,
-            mode="lines+markers",
-            marker=dict(size=4, color="#862e9c"),
-            line=dict(color="#862e9c", width=1.5),
-            name="L",
-            hovertemplate="i = %{x}<br>Re %{y:.4g}<br>Im %{customdata:.3g}<extra></extra>",
-        ),
-        row=1,
-        col=2,
-    )
+    fig = _side_by_side("symmetric part (A + Aᵀ)/2", "Laplacian L = D − A (LapEigvals)")
+    sym_hover = "i = %{x}<br>eigenvalue %{y:.4g}<extra></extra>"
+    fig.add_trace(_sorted_trace(sym, None, "#2b8a3e", "S", sym_hover), row=1, col=1)
+    lap_hover = "i = %{x}<br>Re %{y:.4g}<br>Im %{customdata:.3g}<extra></extra>"
+    fig.add_trace(_sorted_trace(lap.real, lap.imag, "#862e9c", "L", lap_hover), row=1, col=2)
     fig.update_xaxes(title_text="index i (sorted, descending)")
     fig.update_yaxes(title_text="eigenvalue of S", row=1, col=1)
     fig.update_yaxes(title_text="Re eigenvalue of L", row=1, col=2)

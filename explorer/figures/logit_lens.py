@@ -6,6 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from explorer.analysis.logit_lens import LogitLens
+from explorer.figures.cells import cell_markers
 
 # What the heatmap can show: (title, colorbar title).
 LENS_METRICS = {
@@ -102,13 +103,10 @@ def make_lens_heatmap_figure(
         for layer, t in zip(layers.ravel(), positions.ravel(), strict=True)
     ]
     fig.add_trace(
-        go.Scatter(
-            x=[labels[t] for t in positions.ravel()],
-            y=layers.ravel(),
-            mode="markers",
-            marker=dict(symbol="square", size=8, color="rgba(0,0,0,0)"),
-            selected=dict(marker=dict(opacity=1)),
-            unselected=dict(marker=dict(opacity=1)),
+        cell_markers(
+            [labels[t] for t in positions.ravel()],
+            layers.ravel(),
+            size=8,
             customdata=custom,
             text=hover_text,
             hovertemplate=(
@@ -116,7 +114,6 @@ def make_lens_heatmap_figure(
                 "rank of final %{customdata[2]:,d} · p %{customdata[3]:.3g} · KL %{customdata[4]:.3g} nats"
                 "<extra></extra>"
             ),
-            showlegend=False,
             name="cells",
         )
     )
