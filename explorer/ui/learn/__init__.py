@@ -1,11 +1,12 @@
 """The Learn page's walkthroughs, as records (explorer/ui/learn/walkthrough.py says what a record holds).
 
-Adding a walkthrough: write ``assets/learn/<id>.md`` (intro, formulas, "What to try"), a module here with its
-settings and a ``render(prose)`` that draws it (maths from explorer.analysis.teaching, figures from
-explorer.figures.learn, widgets through ``PAGE``), ending in ``WALKTHROUGH = Walkthrough(...)``, and list it
-in ``WALKTHROUGHS`` below (a record's ``prerequisites`` place it on the course path: ``ORDER``). The page
-(pages/learn.py) only shows the picker and calls explorer/ui/learn/course.py, which draws the record with the
-course around it (its exercises from the record's ``exercises``, progress, Previous / Next, handouts) or the
+Adding a walkthrough: write ``assets/learn/<id>.md`` (intro, formulas, "What to try"), a module ``<id>.py`` here
+with its settings and a ``render(prose)`` that draws it (maths from explorer.analysis.teaching, figures from
+explorer.figures.learn, widgets through ``PAGE``), its ``TITLE`` and ``PARAMS`` (and, as it needs them,
+``MODEL_LINK``, ``PREREQUISITES``, ``exercises``, ``handout_figures``: walkthrough.from_module reads its record
+from these names), and list it in ``WALKTHROUGHS`` below (a record's ``prerequisites`` place it on the course
+path: ``ORDER``). The page (pages/learn.py) only shows the picker and calls explorer/ui/learn/course.py, which
+draws the record with the course around it (its exercises from the record's ``exercises``, progress, Previous / Next, handouts) or the
 guided tour. Shared pieces in walkthrough.py: ``layout`` (intro beside the controls), ``source_switch`` (an
 example or the loaded model), ``small_first`` (a small matrix, then the model), ``on_model`` (the "On
 <model>" part, skipped with a warning on a too-short text), ``layer_picker`` and ``head_pickers``.
@@ -34,29 +35,32 @@ from explorer.ui.learn import (
     weyl,
 )
 from explorer.ui.learn.exercise import SEED
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, course_order
+from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, course_order, from_module
 from explorer.ui.state import Choice, Subset
 
 #: Every record; the course path and the picker follow ``ORDER`` (this order, each after its prerequisites).
-WALKTHROUGHS: tuple[Walkthrough, ...] = (
-    matrix2x2.WALKTHROUGH,
-    power.WALKTHROUGH,
-    gd.WALKTHROUGH,
-    temperature.WALKTHROUGH,
-    nonnormal.WALKTHROUGH,
-    svd.WALKTHROUGH,
-    charpoly.WALKTHROUGH,
-    psd.WALKTHROUGH,
-    rayleigh.WALKTHROUGH,
-    pca.WALKTHROUGH,
-    weyl.WALKTHROUGH,
-    conditioning.WALKTHROUGH,
-    markov.WALKTHROUGH,
-    laplacian.WALKTHROUGH,
-    recurrent.WALKTHROUGH,
-    hessian.WALKTHROUGH,
-    lora.WALKTHROUGH,
-    lipschitz.WALKTHROUGH,
+WALKTHROUGHS: tuple[Walkthrough, ...] = tuple(
+    from_module(module)
+    for module in (
+        matrix2x2,
+        power,
+        gd,
+        temperature,
+        nonnormal,
+        svd,
+        charpoly,
+        psd,
+        rayleigh,
+        pca,
+        weyl,
+        conditioning,
+        markov,
+        laplacian,
+        recurrent,
+        hessian,
+        lora,
+        lipschitz,
+    )
 )
 #: The course path: every id, each after the ones it builds on (the numbers shown are positions here).
 ORDER: tuple[str, ...] = course_order(WALKTHROUGHS)

@@ -13,7 +13,6 @@ from explorer.ui.learn.matrices_cache import POWER_STEPS, head_diagonalisation
 from explorer.ui.learn.walkthrough import (
     PAGE,
     Prose,
-    Walkthrough,
     causal_note,
     head_pickers,
     link,
@@ -151,13 +150,9 @@ def handout_figures(seed: int) -> list:
     ]
 
 
-WALKTHROUGH = Walkthrough(
-    id="charpoly",
-    title="Characteristic polynomial & diagonalisation",
-    params=(DELTA.param, POWER.param, MATRIX.param, "layer", "head"),
-    render=render,
-    model_link={},
-    exercises=tm.charpoly_exercises,
-    prerequisites=("matrix2x2",),
-    handout_figures=handout_figures,
-)
+# The walkthrough's record (explorer/ui/learn/walkthrough.py's from_module reads these names).
+TITLE = "Characteristic polynomial & diagonalisation"
+PARAMS = (DELTA.param, POWER.param, MATRIX.param, "layer", "head")
+MODEL_LINK = {}
+PREREQUISITES = ("matrix2x2",)
+exercises = tm.charpoly_exercises

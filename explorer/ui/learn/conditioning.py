@@ -14,7 +14,6 @@ from explorer.ui.learn.matrices_cache import head_precision
 from explorer.ui.learn.walkthrough import (
     PAGE,
     Prose,
-    Walkthrough,
     causal_note,
     head_pickers,
     link,
@@ -99,13 +98,9 @@ def handout_figures(seed: int) -> list:
     return [figures.make_perturbation_figure(cloud)]
 
 
-WALKTHROUGH = Walkthrough(
-    id="conditioning",
-    title="Conditioning & perturbation",
-    params=(COUPLING.param, LOG_EPS.param, ROTATE.param, "layer", "head"),
-    render=render,
-    model_link={},
-    exercises=tm.conditioning_exercises,
-    prerequisites=("nonnormal", "charpoly"),
-    handout_figures=handout_figures,
-)
+# The walkthrough's record (explorer/ui/learn/walkthrough.py's from_module reads these names).
+TITLE = "Conditioning & perturbation"
+PARAMS = (COUPLING.param, LOG_EPS.param, ROTATE.param, "layer", "head")
+MODEL_LINK = {}
+PREREQUISITES = ("nonnormal", "charpoly")
+exercises = tm.conditioning_exercises

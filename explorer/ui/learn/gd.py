@@ -10,7 +10,7 @@ from explorer.figures import learn as figures
 from explorer.spectra.curvature import stability_threshold
 from explorer.ui import curvature_cache
 from explorer.ui.cache import cached_model
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layout, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, layout, link
 from explorer.ui.session import selection
 from explorer.ui.state import Float
 
@@ -119,13 +119,9 @@ def real_curvature(quadratic_lam_max: float, quadratic_eta_max: float) -> None:
     link(["curvature"], "Its whole spectrum, layer by layer", query_params={"block": "all"})
 
 
-WALKTHROUGH = Walkthrough(
-    id=ID,
-    title="Gradient descent",
-    params=(L1.param, L2.param, "eta"),
-    render=render,
-    model_link={},  # always: it shows the model's λ_max when the Curvature page has computed it
-    exercises=teaching.gd_exercises,
-    prerequisites=("matrix2x2",),
-    handout_figures=handout_figures,
-)
+# The walkthrough's record (explorer/ui/learn/walkthrough.py's from_module reads these names).
+TITLE = "Gradient descent"
+PARAMS = (L1.param, L2.param, "eta")
+MODEL_LINK = {}  # always: it shows the model's λ_max when the Curvature page has computed it
+PREREQUISITES = ("matrix2x2",)
+exercises = teaching.gd_exercises

@@ -8,10 +8,9 @@ import streamlit as st
 from explorer.analysis import teaching_models as tm
 from explorer.analysis.exercises import Exercise, instance_rng
 from explorer.figures import learn_models as figures
-from explorer.ui import task_view
-from explorer.ui.learn.models_cache import hessian_spec, hessian_work
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layout, link, source_switch
-from explorer.ui.session import require_model, selection
+from explorer.ui.learn.models_cache import hessian_spec, hessian_work, watch_on_text
+from explorer.ui.learn.walkthrough import PAGE, Prose, link, source_switch
+from explorer.ui.session import require_model
 from explorer.ui.state import Choice, Float, Int
 
 ID = "hessian"
@@ -113,11 +112,10 @@ def _model(controls) -> None:
     )
     part = PAGE.segmented_control(PART, "Block", where=controls, format_func=PARTS.get)
     block = f"layer:{layer}:{part}"
-    sel = selection()
-    spec = hessian_spec(sel.model_key, sel.text_key, block)
-    result = task_view.watch(
-        spec,
-        hessian_work(spec),
+    result = watch_on_text(
+        hessian_spec,
+        hessian_work,
+        block,
         label=f"Lanczos on the Hessian of {block}",
         failure="The Hessian could not be computed; try another block or a longer text",
         key="learn_hs_task",
@@ -148,15 +146,10 @@ def _model(controls) -> None:
 
 
 def render(prose: Prose) -> None:
-    right = layout(prose)
-    source = SOURCE.pick("Loss", where=right)
-    if source == "example":
-        _example(right)
+    if SOURCE.beside_intro(prose, "Loss", _example, _model) == "example":
         link(
             ["curvature"], "The loss curvature of the loaded model: λ_max, trace, density, training what-ifs"
         )
-    else:
-        _model(right)
 
 
 def handout_figures(seed: int) -> list:
@@ -168,22 +161,17 @@ def handout_figures(seed: int) -> list:
     return [figures.make_quadratic_path_figure(qd), figures.make_eigen_coords_figure(qd)]
 
 
-WALKTHROUGH = Walkthrough(
-    id=ID,
-    title="The Hessian & flat minima",
-    params=(
-        SOURCE.param,
-        SMALL.param,
-        LARGE.param,
-        ETA_FRACTION.param,
-        SAMPLES.param,
-        BANDWIDTH.param,
-        "hs_layer",
-        PART.param,
-    ),  # fmt: skip
-    render=render,
-    model_link=SOURCE.model_link,
-    exercises=exercises,
-    handout_figures=handout_figures,
-    prerequisites=("gd",),
+# The walkthrough's record (explorer/ui/learn/walkthrough.py's from_module reads these names).
+TITLE = "The Hessian & flat minima"
+PARAMS = (
+    SOURCE.param,
+    SMALL.param,
+    LARGE.param,
+    ETA_FRACTION.param,
+    SAMPLES.param,
+    BANDWIDTH.param,
+    "hs_layer",
+    PART.param,
 )
+MODEL_LINK = SOURCE.model_link
+PREREQUISITES = ("gd",)

@@ -9,7 +9,7 @@ from explorer.analysis import teaching_models as tm
 from explorer.analysis.exercises import Exercise, instance_rng
 from explorer.figures import learn_models as figures
 from explorer.ui.learn.models_cache import fiedler_on_head
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, head_pickers, layout, link, source_switch
+from explorer.ui.learn.walkthrough import PAGE, Prose, head_pickers, layout, link, source_switch
 from explorer.ui.session import require_capture, selection
 from explorer.ui.state import Choice, Float, Int
 
@@ -128,13 +128,8 @@ def handout_figures(seed: int) -> list:
     return [figures.make_fiedler_figure(split), figures.make_laplacian_spectrum_figure(split)]
 
 
-WALKTHROUGH = Walkthrough(
-    id=ID,
-    title="Graph Laplacian & spectral clustering",
-    params=(SOURCE.param, KIND.param, LEFT.param, RIGHT.param, BRIDGE.param, "layer", "head"),
-    render=render,
-    model_link=SOURCE.model_link,
-    exercises=exercises,
-    handout_figures=handout_figures,
-    prerequisites=("rayleigh",),
-)
+# The walkthrough's record (explorer/ui/learn/walkthrough.py's from_module reads these names).
+TITLE = "Graph Laplacian & spectral clustering"
+PARAMS = (SOURCE.param, KIND.param, LEFT.param, RIGHT.param, BRIDGE.param, "layer", "head")
+MODEL_LINK = SOURCE.model_link
+PREREQUISITES = ("rayleigh",)

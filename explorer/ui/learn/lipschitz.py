@@ -9,7 +9,7 @@ from explorer.analysis import teaching_models as tm
 from explorer.analysis.exercises import Exercise, instance_rng
 from explorer.figures import learn_models as figures
 from explorer.ui.learn.models_cache import lipschitz_of_model
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layout, link, source_switch
+from explorer.ui.learn.walkthrough import PAGE, Prose, link, source_switch
 from explorer.ui.session import require_model, selection
 from explorer.ui.state import Choice, Flag, Float, Int
 
@@ -107,12 +107,7 @@ def _model() -> None:
 
 
 def render(prose: Prose) -> None:
-    right = layout(prose)
-    source = SOURCE.pick("Stack", where=right)
-    if source == "example":
-        _example(right)
-    else:
-        _model()
+    SOURCE.beside_intro(prose, "Stack", _example, lambda _right: _model())
     link(["weights"], "σ_max, stable rank and heavy tails of every weight matrix")
 
 
@@ -122,13 +117,8 @@ def handout_figures(seed: int) -> list:
     return [figures.make_lipschitz_stack_figure(tm.lipschitz_stack(mats, ACT.default))]
 
 
-WALKTHROUGH = Walkthrough(
-    id=ID,
-    title="Lipschitz bounds & spectral normalisation",
-    params=(SOURCE.param, DEPTH.param, SCALE.param, ACT.param, NORMALIZE.param),
-    render=render,
-    model_link=SOURCE.model_link,
-    exercises=exercises,
-    handout_figures=handout_figures,
-    prerequisites=("svd",),
-)
+# The walkthrough's record (explorer/ui/learn/walkthrough.py's from_module reads these names).
+TITLE = "Lipschitz bounds & spectral normalisation"
+PARAMS = (SOURCE.param, DEPTH.param, SCALE.param, ACT.param, NORMALIZE.param)
+MODEL_LINK = SOURCE.model_link
+PREREQUISITES = ("svd",)

@@ -8,10 +8,9 @@ import streamlit as st
 from explorer.analysis import teaching_models as tm
 from explorer.analysis.exercises import Exercise, instance_rng
 from explorer.figures import learn_models as figures
-from explorer.ui import task_view
-from explorer.ui.learn.models_cache import CURVATURE_TOKENS, lora_spec, lora_work
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layout, link, source_switch
-from explorer.ui.session import require_model, selection
+from explorer.ui.learn.models_cache import CURVATURE_TOKENS, lora_spec, lora_work, watch_on_text
+from explorer.ui.learn.walkthrough import PAGE, Prose, link, source_switch
+from explorer.ui.session import require_model
 from explorer.ui.state import Choice, Int
 
 ID = "lora"
@@ -89,11 +88,12 @@ def _model(controls) -> None:
     r = PAGE.segmented_control(RANK, "Rank r", where=controls)
     steps = PAGE.slider(STEPS, "Adam steps", where=controls)
     lr = PAGE.segmented_control(RATE, "Learning rate", where=controls, format_func=RATES.get)
-    sel = selection()
-    spec = lora_spec(sel.model_key, sel.text_key, r, steps, lr)
-    run = task_view.watch(
-        spec,
-        lora_work(spec),
+    run = watch_on_text(
+        lora_spec,
+        lora_work,
+        r,
+        steps,
+        lr,
         label=f"Fine-tuning a rank-{r} LoRA for {steps} steps on a copy of {loaded.id}",
         failure="The LoRA fine-tune failed; try fewer steps or another text",
         key="learn_lr_task",
@@ -122,12 +122,7 @@ def _model(controls) -> None:
 
 
 def render(prose: Prose) -> None:
-    right = layout(prose)
-    source = SOURCE.pick("Update", where=right)
-    if source == "example":
-        _example(right)
-    else:
-        _model(right)
+    SOURCE.beside_intro(prose, "Update", _example, _model)
     link(["weights"], "The singular values of every weight matrix of the loaded model")
     link(["compression"], "Low-rank compression: keeping W's top singular directions")
 
@@ -138,13 +133,8 @@ def handout_figures(seed: int) -> list:
     return [figures.make_lora_example_figure(tm.lora_subspace(W, dW, RANK.default))]
 
 
-WALKTHROUGH = Walkthrough(
-    id=ID,
-    title="LoRA & the dominant eigenspace",
-    params=(SOURCE.param, RANK.param, WHERE_SETTING.param, STEPS.param, RATE.param),
-    render=render,
-    model_link=SOURCE.model_link,
-    exercises=exercises,
-    handout_figures=handout_figures,
-    prerequisites=("svd",),
-)
+# The walkthrough's record (explorer/ui/learn/walkthrough.py's from_module reads these names).
+TITLE = "LoRA & the dominant eigenspace"
+PARAMS = (SOURCE.param, RANK.param, WHERE_SETTING.param, STEPS.param, RATE.param)
+MODEL_LINK = SOURCE.model_link
+PREREQUISITES = ("svd",)

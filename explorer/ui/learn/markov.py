@@ -12,7 +12,6 @@ from explorer.ui.learn.models_cache import MARKOV_STEPS, markov_on_head
 from explorer.ui.learn.walkthrough import (
     PAGE,
     Prose,
-    Walkthrough,
     causal_note,
     head_pickers,
     layout,
@@ -114,13 +113,8 @@ def handout_figures(seed: int) -> list:
     return [figures.make_stationary_figure(chain), figures.make_mixing_figure(chain)]
 
 
-WALKTHROUGH = Walkthrough(
-    id=ID,
-    title="Markov chains & PageRank",
-    params=(SOURCE.param, SIZE.param, SHARPNESS.param, MASK.param, DAMPING.param, "layer", "head"),
-    render=render,
-    model_link=SOURCE.model_link,
-    exercises=exercises,
-    handout_figures=handout_figures,
-    prerequisites=("power",),
-)
+# The walkthrough's record (explorer/ui/learn/walkthrough.py's from_module reads these names).
+TITLE = "Markov chains & PageRank"
+PARAMS = (SOURCE.param, SIZE.param, SHARPNESS.param, MASK.param, DAMPING.param, "layer", "head")
+MODEL_LINK = SOURCE.model_link
+PREREQUISITES = ("power",)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 import streamlit as st
@@ -17,7 +17,9 @@ from explorer.analysis import teaching_models as tm
 from explorer.analysis.curvature import make_loss
 from explorer.analysis.lora import LoraRun, finetune_lora
 from explorer.models.choice import ModelChoice, TextChoice
+from explorer.ui import task_view
 from explorer.ui.cache import cached_capture, cached_model
+from explorer.ui.session import selection
 
 MARKOV_STEPS = 40
 RECURRENT_STEPS = 40
@@ -57,7 +59,7 @@ def lipschitz_of_model(model_key: ModelChoice) -> tm.ModelLipschitz:
     return tm.model_lipschitz(cached_model(model_key).model)
 
 
-# ------------------------------------------------------------------------------------ the Hessian's block
+# ------------------------------------------------------------------------------- tasks on the sidebar text
 
 
 @dataclass(frozen=True)
@@ -67,11 +69,38 @@ class _OnTheText(tasks.Spec):
 
     MAX_FINISHED: ClassVar[int] = 8
     TINY_SECONDS: ClassVar[float]
+    LABEL: ClassVar[str]  # the task's label, its {fields} filled from the spec's own
     model_key: ModelChoice
     text_key: TextChoice
 
     def estimated_seconds(self) -> float:
         return self.TINY_SECONDS if self.model_key.model_id.startswith("tiny-") else float("inf")
+
+    @property
+    def label(self) -> str:
+        return self.LABEL.format_map(vars(self))
+
+
+S = TypeVar("S", bound=_OnTheText)
+R = TypeVar("R")
+
+
+def watch_on_text(
+    make_spec: Callable[..., S],
+    work: Callable[[S], Callable[[tasks.Task], R]],
+    *settings: object,
+    label: str,
+    failure: str,
+    key: str,
+) -> R | None:
+    """The result of the task ``make_spec(model, text, *settings)`` on the sidebar's model and text, computed by
+    ``work(spec)``; None while it runs (explorer.ui.task_view.watch draws its progress, or ``failure``)."""
+    sel = selection()
+    spec = make_spec(sel.model_key, sel.text_key, *settings)
+    return task_view.watch(spec, work(spec), label=label, failure=failure, key=key)
+
+
+# ------------------------------------------------------------------------------------ the Hessian's block
 
 
 @dataclass(frozen=True)
@@ -80,13 +109,10 @@ class HessianSpec(_OnTheText):
 
     KIND: ClassVar[str] = "learn-hessian"
     TINY_SECONDS: ClassVar[float] = 0.2  # ~ (matvec + density steps) products of milliseconds each
+    LABEL: ClassVar[str] = "Hessian of {block}"
     block: str
     max_matvec: int = 8
     density_steps: int = 8
-
-    @property
-    def label(self) -> str:
-        return f"Hessian of {self.block}"
 
 
 def hessian_spec(model_key: ModelChoice, text_key: TextChoice, block: str) -> HessianSpec:
@@ -115,14 +141,11 @@ class LoraSpec(_OnTheText):
 
     KIND: ClassVar[str] = "learn-lora"
     TINY_SECONDS: ClassVar[float] = 0.5
+    LABEL: ClassVar[str] = "LoRA rank {rank}"
     rank: int
     steps: int
     lr: float
     seed: int = 0
-
-    @property
-    def label(self) -> str:
-        return f"LoRA rank {self.rank}"
 
 
 def lora_spec(model_key: ModelChoice, text_key: TextChoice, rank: int, steps: int, lr: float) -> LoraSpec:

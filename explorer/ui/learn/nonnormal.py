@@ -6,7 +6,7 @@ import streamlit as st
 
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layout, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, layout, link
 from explorer.ui.state import Float, Int
 
 ID = "nonnormal"
@@ -50,12 +50,8 @@ def handout_figures(seed: int) -> list:
     return [figures.make_transient_figure(res), figures.make_schur_figure(res)]
 
 
-WALKTHROUGH = Walkthrough(
-    id=ID,
-    title="Non-normal growth",
-    params=(SIZE.param, RHO.param, COUPLING.param),
-    render=render,
-    exercises=teaching.nonnormal_exercises,
-    prerequisites=("matrix2x2", "power"),
-    handout_figures=handout_figures,
-)
+# The walkthrough's record (explorer/ui/learn/walkthrough.py's from_module reads these names).
+TITLE = "Non-normal growth"
+PARAMS = (SIZE.param, RHO.param, COUPLING.param)
+PREREQUISITES = ("matrix2x2", "power")
+exercises = teaching.nonnormal_exercises

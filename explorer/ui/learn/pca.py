@@ -10,7 +10,7 @@ from explorer.analysis import teaching_matrices as tm
 from explorer.figures import learn_matrices as figures
 from explorer.models import Capture, LoadedModel
 from explorer.ui.learn.matrices_cache import hidden_pca
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layer_picker, link, on_model, small_first
+from explorer.ui.learn.walkthrough import PAGE, Prose, layer_picker, link, on_model, small_first
 from explorer.ui.session import selection
 from explorer.ui.state import Float
 
@@ -82,13 +82,9 @@ def handout_figures(seed: int) -> list:
     return [figures.make_cloud_figure(X, tm.pca_by_covariance(X, 2))]
 
 
-WALKTHROUGH = Walkthrough(
-    id="pca",
-    title="PCA from scratch",
-    params=(ANGLE.param, RATIO.param, "layer"),
-    render=render,
-    model_link={},
-    exercises=tm.pca_exercises,
-    prerequisites=("psd",),
-    handout_figures=handout_figures,
-)
+# The walkthrough's record (explorer/ui/learn/walkthrough.py's from_module reads these names).
+TITLE = "PCA from scratch"
+PARAMS = (ANGLE.param, RATIO.param, "layer")
+MODEL_LINK = {}
+PREREQUISITES = ("psd",)
+exercises = tm.pca_exercises

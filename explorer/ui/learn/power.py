@@ -6,7 +6,7 @@ import streamlit as st
 
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, causal_note, head_pickers, layout, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, causal_note, head_pickers, layout, link
 from explorer.ui.learn_cache import (
     LANCZOS_MAX_STEPS,
     POWER_MAX_STEPS,
@@ -142,13 +142,9 @@ def handout_figures(seed: int) -> list:
     ]
 
 
-WALKTHROUGH = Walkthrough(
-    id=ID,
-    title="Power iteration & Lanczos",
-    params=("matrix", "ratio", "layer", "head", "step", "lsteps"),
-    render=render,
-    model_link={"matrix": "head"},
-    exercises=teaching.power_exercises,
-    prerequisites=("matrix2x2",),
-    handout_figures=handout_figures,
-)
+# The walkthrough's record (explorer/ui/learn/walkthrough.py's from_module reads these names).
+TITLE = "Power iteration & Lanczos"
+PARAMS = ("matrix", "ratio", "layer", "head", "step", "lsteps")
+MODEL_LINK = {"matrix": "head"}
+PREREQUISITES = ("matrix2x2",)
+exercises = teaching.power_exercises

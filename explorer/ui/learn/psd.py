@@ -9,7 +9,7 @@ from explorer.analysis import teaching_matrices as tm
 from explorer.figures import learn_matrices as figures
 from explorer.models import Capture, LoadedModel
 from explorer.ui.learn.matrices_cache import hidden_covariance
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layer_picker, link, on_model, small_first
+from explorer.ui.learn.walkthrough import PAGE, Prose, layer_picker, link, on_model, small_first
 from explorer.ui.session import selection
 from explorer.ui.state import Float
 
@@ -88,13 +88,9 @@ def handout_figures(seed: int) -> list:
     return [figures.make_quadratic_form_figure(tm.quadratic_form(*(s.default for s in ENTRIES.values())))]
 
 
-WALKTHROUGH = Walkthrough(
-    id="psd",
-    title="Spectral theorem & positive definite",
-    params=(*(s.param for s in ENTRIES.values()), "layer"),
-    render=render,
-    model_link={},
-    exercises=tm.psd_exercises,
-    prerequisites=("charpoly",),
-    handout_figures=handout_figures,
-)
+# The walkthrough's record (explorer/ui/learn/walkthrough.py's from_module reads these names).
+TITLE = "Spectral theorem & positive definite"
+PARAMS = (*(s.param for s in ENTRIES.values()), "layer")
+MODEL_LINK = {}
+PREREQUISITES = ("charpoly",)
+exercises = tm.psd_exercises

@@ -9,7 +9,7 @@ from explorer.analysis import teaching_matrices as tm
 from explorer.figures import learn_matrices as figures
 from explorer.models import Capture, LoadedModel
 from explorer.ui.learn.matrices_cache import hidden_interlacing
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layer_picker, link, on_model, small_first
+from explorer.ui.learn.walkthrough import PAGE, Prose, layer_picker, link, on_model, small_first
 from explorer.ui.session import selection
 from explorer.ui.state import Float, Int
 
@@ -100,13 +100,9 @@ def handout_figures(seed: int) -> list:
     ]
 
 
-WALKTHROUGH = Walkthrough(
-    id="rayleigh",
-    title="Rayleigh quotient & interlacing",
-    params=(*(s.param for s in EIGS), DROP.param, "layer", "ry_dim"),
-    render=render,
-    model_link={},
-    exercises=tm.rayleigh_exercises,
-    prerequisites=("psd",),
-    handout_figures=handout_figures,
-)
+# The walkthrough's record (explorer/ui/learn/walkthrough.py's from_module reads these names).
+TITLE = "Rayleigh quotient & interlacing"
+PARAMS = (*(s.param for s in EIGS), DROP.param, "layer", "ry_dim")
+MODEL_LINK = {}
+PREREQUISITES = ("psd",)
+exercises = tm.rayleigh_exercises

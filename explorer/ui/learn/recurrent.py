@@ -9,7 +9,7 @@ from explorer.analysis import teaching_models as tm
 from explorer.analysis.exercises import Exercise, instance_rng
 from explorer.figures import learn_models as figures
 from explorer.ui.learn.models_cache import RECURRENT_STEPS, recurrent_on_head
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, head_pickers, layout, link, source_switch
+from explorer.ui.learn.walkthrough import PAGE, Prose, head_pickers, layout, link, source_switch
 from explorer.ui.session import require_model, selection
 from explorer.ui.state import Choice, Float, Int
 
@@ -115,13 +115,8 @@ def handout_figures(seed: int) -> list:
     return [figures.make_recurrent_figure(rp, "W"), figures.make_recurrent_eigs_figure(rp)]
 
 
-WALKTHROUGH = Walkthrough(
-    id=ID,
-    title="Recurrent dynamics",
-    params=(SOURCE.param, SIZE.param, RHO.param, COUPLING.param, SCALE.param, "layer", "head"),
-    render=render,
-    model_link=SOURCE.model_link,
-    exercises=exercises,
-    handout_figures=handout_figures,
-    prerequisites=("nonnormal",),
-)
+# The walkthrough's record (explorer/ui/learn/walkthrough.py's from_module reads these names).
+TITLE = "Recurrent dynamics"
+PARAMS = (SOURCE.param, SIZE.param, RHO.param, COUPLING.param, SCALE.param, "layer", "head")
+MODEL_LINK = SOURCE.model_link
+PREREQUISITES = ("nonnormal",)

@@ -6,7 +6,7 @@ import streamlit as st
 
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layer_picker, layout, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, layer_picker, layout, link
 from explorer.ui.learn_cache import weight_svd
 from explorer.ui.session import require_model, selection
 from explorer.ui.state import Choice, Int
@@ -90,13 +90,9 @@ def handout_figures(seed: int) -> list:
     return [figures.make_low_rank_figure(res, image=True), figures.make_svd_error_figure(res)]
 
 
-WALKTHROUGH = Walkthrough(
-    id=ID,
-    title="SVD & low rank",
-    params=(SOURCE.param, "layer", KIND.param, "k"),
-    render=render,
-    model_link={SOURCE.param: "weight"},
-    exercises=teaching.svd_exercises,
-    prerequisites=("matrix2x2",),
-    handout_figures=handout_figures,
-)
+# The walkthrough's record (explorer/ui/learn/walkthrough.py's from_module reads these names).
+TITLE = "SVD & low rank"
+PARAMS = (SOURCE.param, "layer", KIND.param, "k")
+MODEL_LINK = {SOURCE.param: "weight"}
+PREREQUISITES = ("matrix2x2",)
+exercises = teaching.svd_exercises

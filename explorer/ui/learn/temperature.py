@@ -6,7 +6,7 @@ import streamlit as st
 
 from explorer.analysis import teaching
 from explorer.figures import learn as figures
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, causal_note, head_pickers, layout, link
+from explorer.ui.learn.walkthrough import PAGE, Prose, causal_note, head_pickers, layout, link
 from explorer.ui.learn_cache import temperature_on_head
 from explorer.ui.session import require_capture, selection
 from explorer.ui.state import Float
@@ -83,13 +83,9 @@ def handout_figures(seed: int) -> list:
     return [figures.make_temperature_summary_figure(sweep, tau=TAU.default)]
 
 
-WALKTHROUGH = Walkthrough(
-    id=ID,
-    title="Softmax temperature",
-    params=("layer", "head", TAU.param),
-    render=render,
-    model_link={},  # always on a head of the loaded model
-    exercises=teaching.temperature_exercises,
-    prerequisites=("power",),
-    handout_figures=handout_figures,
-)
+# The walkthrough's record (explorer/ui/learn/walkthrough.py's from_module reads these names).
+TITLE = "Softmax temperature"
+PARAMS = ("layer", "head", TAU.param)
+MODEL_LINK = {}  # always on a head of the loaded model
+PREREQUISITES = ("power",)
+exercises = teaching.temperature_exercises

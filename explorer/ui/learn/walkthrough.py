@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
@@ -134,6 +135,29 @@ class Walkthrough:
         return load_prose(self.prose_path)
 
 
+def from_module(module: ModuleType) -> Walkthrough:
+    """The record of the walkthrough module ``explorer/ui/learn/<id>.py``, read from the names it defines (one
+    convention in place of the same constructor call at the end of every module): id, the module's own name
+    (its ``ID``, if it has one, must agree); ``TITLE``; ``PARAMS``; ``render(prose)``; and, where it has them,
+    ``MODEL_LINK`` (absent: it never uses the loaded model), ``exercises(seed)``, ``PREREQUISITES`` and
+    ``handout_figures(seed)``. The fields are those of ``Walkthrough``, which says what each holds."""
+    walkthrough_id = module.__name__.rpartition(".")[2]
+    if getattr(module, "ID", walkthrough_id) != walkthrough_id:
+        raise ValueError(
+            f"{module.__name__} says ID = {module.ID!r}; a walkthrough's id is its module's name"
+        )
+    return Walkthrough(
+        id=walkthrough_id,
+        title=module.TITLE,
+        params=module.PARAMS,
+        render=module.render,
+        model_link=getattr(module, "MODEL_LINK", None),
+        exercises=getattr(module, "exercises", None),
+        prerequisites=getattr(module, "PREREQUISITES", ()),
+        handout_figures=getattr(module, "handout_figures", None),
+    )
+
+
 def course_order(walkthroughs: Sequence[Walkthrough]) -> tuple[str, ...]:
     """The course path: every walkthrough after the ones it builds on (``prerequisites``), otherwise in the
     order given (a stable topological sort: records nobody placed keep their listed order). A prerequisite
@@ -217,6 +241,21 @@ class SourceSwitch:
     def pick(self, label: str, *, where=st) -> str:
         """The switch as a segmented control titled ``label``, drawn in ``where``; returns the value."""
         return PAGE.segmented_control(self.setting, label, where=where, format_func=self.labels.get)
+
+    def beside_intro(
+        self,
+        prose: Prose,
+        label: str,
+        example: Callable[[DeltaGenerator], None],
+        model: Callable[[DeltaGenerator], None],
+    ) -> str:
+        """A walkthrough with its switch beside the intro (``layout``): the switch titled ``label`` in the right
+        column, then ``example(right)`` or ``model(right)`` as it says (each draws its settings in ``right``,
+        its figures below); returns the value chosen."""
+        right = layout(prose)
+        source = self.pick(label, where=right)
+        (example if source == "example" else model)(right)
+        return source
 
 
 def source_switch(prefix: str, example: str, model: str, *, model_value: str = "model") -> SourceSwitch:

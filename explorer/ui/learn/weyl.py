@@ -11,7 +11,7 @@ from explorer.analysis.matrices import ATTENTION_KINDS, MLP_KINDS
 from explorer.figures import learn_matrices as figures
 from explorer.figures.learn import format_complex
 from explorer.ui.learn.matrices_cache import weight_kinds, weyl_on_weights
-from explorer.ui.learn.walkthrough import PAGE, Prose, Walkthrough, layer_picker, link, small_first
+from explorer.ui.learn.walkthrough import PAGE, Prose, layer_picker, link, small_first
 from explorer.ui.session import require_model, selection
 from explorer.ui.state import Float, Subset
 
@@ -113,13 +113,9 @@ def handout_figures(seed: int) -> list:
     ]
 
 
-WALKTHROUGH = Walkthrough(
-    id="weyl",
-    title="Gershgorin & Weyl",
-    params=(COUPLING.param, LOG_EPS.param, "layer", CHOSEN.param),
-    render=render,
-    model_link={},
-    exercises=tm.weyl_exercises,
-    prerequisites=("svd",),
-    handout_figures=handout_figures,
-)
+# The walkthrough's record (explorer/ui/learn/walkthrough.py's from_module reads these names).
+TITLE = "Gershgorin & Weyl"
+PARAMS = (COUPLING.param, LOG_EPS.param, "layer", CHOSEN.param)
+MODEL_LINK = {}
+PREREQUISITES = ("svd",)
+exercises = tm.weyl_exercises
