@@ -31,9 +31,9 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -87,19 +87,35 @@ LOG_METRICS = {"condition_number", "spectral_norm", "frobenius_norm"}
 _DERIVED = ("alpha_hat", "log_norm", "log_spectral_norm")
 
 
+@dataclass(frozen=True, kw_only=True)
+class _MatrixResult:
+    """What every per-matrix result here carries besides its numbers: ``names`` (one per matrix, in
+    ``weight_matrices`` order) and how it was made. fingerprint: the weights' fingerprint; seconds: time of the
+    computation (not of a cache read); method, device: the route and where it ran; from_cache: read from the
+    disk store (set by ``with_origin``)."""
+
+    names: tuple[str, ...]
+    fingerprint: str
+    seconds: float
+    method: str
+    device: str
+    from_cache: bool = False
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
 @dataclass(frozen=True)
-class WeightSpectra:
+class WeightSpectra(_MatrixResult):
     """Singular values and metrics of every 2-D weight of a model, in ``weight_matrices`` order.
 
     names, kinds: tuples of length ``matrix``. layers: (matrix,) int64, -1 where the matrix belongs to no
     block (embeddings, lm_head). shapes: (matrix, 2) int64, (out, in). sigma: tuple of (min(m, n),)
     float64 arrays, decreasing. Metric arrays (spectral_norm ... n_spikes): (matrix,) float64;
     k90/k99/numerical_rank are counts, alpha_xmin and mp_edge are ESD eigenvalues (units of sigma^2 / N),
-    element_variance is the mean squared entry. fingerprint: the model fingerprint; seconds: time of the
-    computation (not of the cache read); method, device: how it was computed; from_cache: read from disk.
+    element_variance is the mean squared entry. names and the provenance fields: see ``_MatrixResult``.
     """
 
-    names: tuple[str, ...]
     kinds: tuple[str, ...]
     layers: np.ndarray
     shapes: np.ndarray
@@ -119,14 +135,6 @@ class WeightSpectra:
     mp_edge: np.ndarray
     n_spikes: np.ndarray
     element_variance: np.ndarray
-    fingerprint: str
-    seconds: float
-    method: str
-    device: str
-    from_cache: bool = False
-
-    def __len__(self) -> int:
-        return len(self.names)
 
     @property
     def n_layers(self) -> int:
@@ -184,14 +192,9 @@ class WeightSpectra:
         """One plain dict per matrix (name, layer, kind, shape and every metric), for tables and JSON."""
         out = []
         derived = {name: self.metric(name) for name in _DERIVED}
-        for i, name in enumerate(self.names):
-            row = {
-                "name": name,
-                "layer": None if self.layers[i] < 0 else int(self.layers[i]),
-                "kind": self.kinds[i],
-                "shape": [int(v) for v in self.shapes[i]],
-            }
-            for key in _ARRAY_FIELDS:
+        for i in range(len(self)):
+            row = self.row_identity(i)
+            for key in ARRAY_FIELDS:
                 value = float(getattr(self, key)[i])
                 row[key] = int(value) if key in _COUNTS and np.isfinite(value) else value
             for key, values in derived.items():
@@ -199,9 +202,19 @@ class WeightSpectra:
             out.append(row)
         return out
 
+    def row_identity(self, i: int) -> dict:
+        """The plain-dict head of matrix i's table row: name, layer (None outside any block), kind, shape."""
+        return {
+            "name": self.names[i],
+            "layer": None if self.layers[i] < 0 else int(self.layers[i]),
+            "kind": self.kinds[i],
+            "shape": [int(v) for v in self.shapes[i]],
+        }
+
 
 _COUNTS = {"numerical_rank", "k90", "k99", "alpha_n_tail", "n_spikes"}
-_ARRAY_FIELDS = (
+# The stored per-matrix metric columns, in table order (``rows`` and the report's columns follow it).
+ARRAY_FIELDS = (
     "spectral_norm",
     "frobenius_norm",
     "stable_rank",
@@ -306,42 +319,73 @@ def compute_weight_spectra(
     fingerprint: str | None = None,
 ) -> WeightSpectra:
     """Decompose every weight matrix (no disk cache). See the module docstring for ``method``."""
-    mats = weight_matrices(model) if mats is None else mats
     return _spectra_of(
-        mats,
-        lambda part: torch.stack([mats[i].weight for i in part]),
-        device=device,
-        method=method,
-        progress=progress,
-        fingerprint=fingerprint,
+        _LoadedWeights(model, mats), device=device, method=method, progress=progress, fingerprint=fingerprint
     )
 
 
+class _WeightSource(Protocol):
+    """Where the computations below read weights from: a loaded model (``_LoadedWeights``) or a safetensors
+    checkpoint (``explorer.models.checkpoint.Checkpoint``, read from its files)."""
+
+    @property
+    def matrices(self) -> Sequence[WeightMatrix | CheckpointMatrix]:
+        """Each matrix's name, kind, layer and (out, in) shape, in ``weight_matrices`` order."""
+        ...
+
+    def stack(self, indices: list[int]) -> torch.Tensor:
+        """(batch, out, in) float32 weights of matrices ``indices`` (all of one shape)."""
+        ...
+
+
+class _LoadedWeights:
+    """A loaded model's weight matrices as a ``_WeightSource`` (``mats``: a subset; default every matrix).
+    Stacks are detached copies: the model is only read."""
+
+    def __init__(self, model: torch.nn.Module, mats: list[WeightMatrix] | None = None):
+        self.matrices = weight_matrices(model) if mats is None else mats
+
+    def stack(self, indices: list[int]) -> torch.Tensor:
+        return torch.stack([self.matrices[i].weight.detach() for i in indices])
+
+
+def _shape_groups(mats: Sequence[WeightMatrix | CheckpointMatrix]) -> dict[tuple[int, int], list[int]]:
+    """Indices of ``mats`` by (out, in) shape, shapes in first-seen order: each group is decomposed as stacks."""
+    by_shape: dict[tuple[int, int], list[int]] = {}
+    for i, m in enumerate(mats):
+        by_shape.setdefault(m.shape, []).append(i)
+    return by_shape
+
+
+def _chunks(idx: list[int], shape: tuple[int, int]) -> Iterator[list[int]]:
+    """Consecutive parts of ``idx`` (matrices of ``shape``) of at most ``_CHUNK_BYTES`` in float64 (at least one
+    matrix each): only one part's weights need be in memory when they are read from a file."""
+    chunk = max(1, _CHUNK_BYTES // (shape[0] * shape[1] * 8))
+    for lo in range(0, len(idx), chunk):
+        yield idx[lo : lo + chunk]
+
+
 def _spectra_of(
-    mats: Sequence[WeightMatrix | CheckpointMatrix],
-    stack_of: Callable[[list[int]], torch.Tensor],
+    source: _WeightSource,
     *,
     device: str,
     method: str,
     progress: ProgressCallback | None,
     fingerprint: str | None,
 ) -> WeightSpectra:
-    """The computation behind ``compute_weight_spectra`` and ``compute_checkpoint_spectra``: ``mats`` give
-    each matrix's name, kind, layer and (out, in) shape; ``stack_of(indices)`` returns the (batch, out, in)
-    weights of matrices ``indices`` (all of one shape, at most ``_CHUNK_BYTES`` in float64), so only one
-    chunk's weights need be in memory when they are read from a file."""
+    """The computation behind ``compute_weight_spectra`` and ``compute_checkpoint_spectra``, one chunk of
+    same-shape matrices (``_chunks``) read from ``source`` at a time."""
     if method not in METHODS:
         raise ValueError(f"Unknown method '{method}'; choose one of {METHODS}.")
     start = time.perf_counter()
     lin_device = linalg_device(device)
-    by_shape: dict[tuple[int, int], list[int]] = {}
-    for i, m in enumerate(mats):
-        by_shape.setdefault(m.shape, []).append(i)
+    mats = source.matrices
+    by_shape = _shape_groups(mats)
     # Progress weighted by work: an SVD of (m, n) costs about m * n * min(m, n).
     costs = {shape: len(idx) * shape[0] * shape[1] * min(shape) for shape, idx in by_shape.items()}
     total_cost, done = float(sum(costs.values())) or 1.0, 0.0
     sigma: list[np.ndarray | None] = [None] * len(mats)
-    columns: dict[str, np.ndarray] = {f: np.full(len(mats), np.nan) for f in _ARRAY_FIELDS}
+    columns: dict[str, np.ndarray] = {f: np.full(len(mats), np.nan) for f in ARRAY_FIELDS}
 
     def report(message: str) -> None:
         if progress is not None:
@@ -349,13 +393,10 @@ def _spectra_of(
 
     with torch.no_grad():
         for shape, idx in by_shape.items():
-            per_matrix = shape[0] * shape[1] * 8
-            chunk = max(1, _CHUNK_BYTES // per_matrix)
             spectra = []
-            for lo in range(0, len(idx), chunk):
-                part = idx[lo : lo + chunk]
+            for part in _chunks(idx, shape):
                 report(f"Singular values of {len(idx)} matrices of shape {shape[0]}×{shape[1]}…")
-                stack = stack_of(part)
+                stack = source.stack(part)
                 spectra.append(_singular_values(stack, method, lin_device))
                 del stack
                 done += costs[shape] * len(part) / len(idx) * 0.9
@@ -382,17 +423,31 @@ def _spectra_of(
 
 
 @dataclass(frozen=True)
-class WeightSpectraSpec(tasks.Spec):
-    """The task of one model's weight spectra: they depend on the weights (their fingerprint) and the route
-    only, so they are kept in the disk store and a new process reads them back."""
+class _WeightsSpec(tasks.Spec):
+    """A task whose result depends on the weights (their ``fingerprint``) and the decomposition route
+    (``method``) only: kept in the disk store, so a new process reads it back."""
 
-    KIND: ClassVar[str] = "weight-spectra"
-    VERSION: ClassVar[int] = CACHE_VERSION
     KEEP: ClassVar[bool] = True
-    RESULT: ClassVar[Any] = WeightSpectra
     MAX_FINISHED: ClassVar[int] = 4
     fingerprint: str
     method: str = "gram"
+
+
+class _SizedByEntries:
+    """Mixin of a spec with an ``n_entries`` field (the weights' total size, fixed by the fingerprint): it only
+    sizes the estimate that decides whether the task runs in a worker (unknown, inf, when 0)."""
+
+    def estimated_seconds(self) -> float:
+        return self.n_entries / _ENTRIES_PER_SECOND if self.n_entries else float("inf")
+
+
+@dataclass(frozen=True)
+class WeightSpectraSpec(_WeightsSpec):
+    """The task of one model's weight spectra (``_WeightsSpec``)."""
+
+    KIND: ClassVar[str] = "weight-spectra"
+    VERSION: ClassVar[int] = CACHE_VERSION
+    RESULT: ClassVar[Any] = WeightSpectra
 
     @property
     def label(self) -> str:
@@ -446,8 +501,9 @@ def _run_spectra(
     return with_origin(result, spec)
 
 
-def with_origin(result: WeightSpectra, spec: WeightSpectraSpec) -> WeightSpectra:
-    """``result`` marked ``from_cache`` when the task layer read it from the disk store."""
+def with_origin(result: _MatrixResult, spec: tasks.Spec) -> Any:
+    """``result`` (a WeightSpectra or RandomizedSpectra) marked ``from_cache`` when the task layer read it from
+    the disk store."""
     task = tasks.peek(spec)
     from_disk = task is not None and task.from_disk
     return dataclasses.replace(result, from_cache=True) if from_disk and not result.from_cache else result
@@ -457,18 +513,15 @@ def with_origin(result: WeightSpectra, spec: WeightSpectraSpec) -> WeightSpectra
 
 
 @dataclass(frozen=True)
-class CheckpointSpectraSpec(WeightSpectraSpec):
+class CheckpointSpectraSpec(_SizedByEntries, WeightSpectraSpec):
     """The weight spectra of a safetensors checkpoint folder, read tensor by tensor without loading its model
     (``compute_checkpoint_spectra``): keyed by ``Checkpoint.fingerprint`` (config, the weight files' names,
-    sizes, times and headers, the loading dtype) and the route. ``n_entries`` (fixed by the fingerprint) only
-    sizes the estimate that decides whether it runs in a worker. Same result type and numbers as the loaded
-    model's ``WeightSpectraSpec``; a separate entry, since a fingerprint of files is not one of weights."""
+    sizes, times and headers, the loading dtype) and the route; ``n_entries``: see ``_SizedByEntries``. Same
+    result type and numbers as the loaded model's ``WeightSpectraSpec``; a separate entry, since a fingerprint
+    of files is not one of weights."""
 
     KIND: ClassVar[str] = "weight-spectra-checkpoint"
     n_entries: int = 0
-
-    def estimated_seconds(self) -> float:
-        return self.n_entries / _ENTRIES_PER_SECOND if self.n_entries else float("inf")
 
     @property
     def label(self) -> str:
@@ -492,14 +545,7 @@ def compute_checkpoint_spectra(
     same-shape matrices (at most ``_CHUNK_BYTES`` in float64) is read from the files, decomposed and dropped,
     so peak memory follows the largest matrix or chunk, not the model. Same names, order and numbers as the
     loaded model's (its tensors are rounded to the loading dtype first, as the loader does)."""
-    return _spectra_of(
-        checkpoint.matrices,
-        checkpoint.stack,
-        device=device,
-        method=method,
-        progress=progress,
-        fingerprint=fingerprint,
-    )
+    return _spectra_of(checkpoint, device=device, method=method, progress=progress, fingerprint=fingerprint)
 
 
 def checkpoint_spectra_task(
@@ -563,7 +609,7 @@ RANDOMIZED_METRICS = ("rand_distance", "n_traps")
 
 
 @dataclass(frozen=True)
-class RandomizedSpectra:
+class RandomizedSpectra(_MatrixResult):
     """The randomized comparison of every weight matrix (WeightWatcher's ``randomize=True``), in
     ``weight_matrices`` order: each matrix with its m n entries shuffled by its own seeded permutation
     (``explorer.spectra.weightwatcher.matrix_seed``), decomposed by the same route as the real spectra.
@@ -572,25 +618,16 @@ class RandomizedSpectra:
     float64 singular values of the shuffled matrices, decreasing. rand_distance: (matrix,) float64, the JS
     distance between the real and the shuffled ESD (nats, square-rooted). trap_edge: (matrix,) float64, lambda_+
     plus ``TRAP_MARGIN`` Tracy-Widom widths, in ESD units (sigma^2 / N). n_traps: (matrix,) float64 count of
-    shuffled ESD eigenvalues above trap_edge. seed: the base seed; fingerprint, seconds, method, device,
-    from_cache: as in ``WeightSpectra``.
+    shuffled ESD eigenvalues above trap_edge. seed: the base seed. names and the provenance fields: see
+    ``_MatrixResult``.
     """
 
-    names: tuple[str, ...]
     shapes: np.ndarray
     sigma: tuple[np.ndarray, ...]
     rand_distance: np.ndarray
     trap_edge: np.ndarray
     n_traps: np.ndarray
     seed: int
-    fingerprint: str
-    seconds: float
-    method: str
-    device: str
-    from_cache: bool = False
-
-    def __len__(self) -> int:
-        return len(self.names)
 
     def esd(self, i: int) -> np.ndarray:
         """(min(m, n),) float64 eigenvalues of W_shuffled^T W_shuffled / N of matrix i, decreasing."""
@@ -614,35 +651,26 @@ def compute_randomized_spectra(
     """Shuffle every weight matrix's entries (copies: the model is untouched) and decompose the shuffled stacks
     by ``spectra``'s route, batched by shape as ``compute_weight_spectra`` does. ``spectra``: the model's real
     weight spectra (the ESD each shuffled one is compared with)."""
-    mats = weight_matrices(model) if mats is None else mats
-    return _randomized_of(
-        mats,
-        lambda part: torch.stack([mats[i].weight.detach() for i in part]),
-        spectra,
-        device=device,
-        seed=seed,
-        progress=progress,
-    )
+    source = _LoadedWeights(model, mats)
+    return _randomized_of(source, spectra, device=device, seed=seed, progress=progress)
 
 
 def _randomized_of(
-    mats: Sequence[WeightMatrix | CheckpointMatrix],
-    stack_of: Callable[[list[int]], torch.Tensor],
+    source: _WeightSource,
     spectra: WeightSpectra,
     *,
     device: str,
     seed: int,
     progress: ProgressCallback | None,
 ) -> RandomizedSpectra:
-    """The computation behind ``compute_randomized_spectra`` and ``compute_checkpoint_randomized``
-    (``mats``, ``stack_of``: as in ``_spectra_of``)."""
+    """The computation behind ``compute_randomized_spectra`` and ``randomized_work`` (a loaded model or a
+    checkpoint), one chunk of same-shape matrices (``_chunks``) read from ``source`` at a time."""
     start = time.perf_counter()
+    mats = source.matrices
     if tuple(m.name for m in mats) != spectra.names:
         raise ValueError("The weight spectra belong to another model: their matrices differ.")
     lin_device = linalg_device(device)
-    by_shape: dict[tuple[int, int], list[int]] = {}
-    for i, m in enumerate(mats):
-        by_shape.setdefault(m.shape, []).append(i)
+    by_shape = _shape_groups(mats)
     total = float(sum(m.shape[0] * m.shape[1] for m in mats)) or 1.0
     done = 0.0
     sigma: list[np.ndarray | None] = [None] * len(mats)
@@ -652,9 +680,7 @@ def _randomized_of(
     with torch.no_grad():
         for shape, idx in by_shape.items():
             size = shape[0] * shape[1]
-            chunk = max(1, _CHUNK_BYTES // (size * 8))
-            for lo in range(0, len(idx), chunk):
-                part = idx[lo : lo + chunk]
+            for part in _chunks(idx, shape):
                 if progress is not None:
                     progress(
                         min(done / total, 1.0),
@@ -663,7 +689,7 @@ def _randomized_of(
                 perms = torch.from_numpy(
                     np.stack([ww.entry_permutation(size, ww.matrix_seed(mats[i].name, seed)) for i in part])
                 )
-                stack = stack_of(part)
+                stack = source.stack(part)
                 S = _singular_values(ww.shuffle_entries(stack, perms), spectra.method, lin_device)
                 del stack, perms
                 for row, i in enumerate(part):
@@ -693,23 +719,16 @@ def _randomized_of(
 
 
 @dataclass(frozen=True)
-class RandomizedSpectraSpec(tasks.Spec):
-    """The randomized comparison of one model's weights: it depends on the weights (their fingerprint), the
-    route and the seed only, so it is kept in the disk store. ``n_entries`` (the weights' total size, fixed by
-    the fingerprint) only sizes the estimate that decides whether it runs in a worker."""
+class RandomizedSpectraSpec(_SizedByEntries, _WeightsSpec):
+    """The randomized comparison of one model's weights (``_WeightsSpec``, and the seed); ``n_entries``: see
+    ``_SizedByEntries``. A checkpoint's comparison has the same spec: its spectra carry the checkpoint's
+    fingerprint."""
 
     KIND: ClassVar[str] = "weight-spectra-randomized"
     VERSION: ClassVar[int] = RANDOMIZED_VERSION
-    KEEP: ClassVar[bool] = True
     RESULT: ClassVar[Any] = RandomizedSpectra
-    MAX_FINISHED: ClassVar[int] = 4
-    fingerprint: str
-    method: str = "gram"
     seed: int = DEFAULT_SEED
     n_entries: int = 0
-
-    def estimated_seconds(self) -> float:
-        return self.n_entries / _ENTRIES_PER_SECOND if self.n_entries else float("inf")
 
     @property
     def label(self) -> str:
@@ -723,74 +742,35 @@ def randomized_spec(spectra: WeightSpectra, seed: int = DEFAULT_SEED) -> Randomi
 
 
 def randomized_work(
-    model: torch.nn.Module, spectra: WeightSpectra, device: str = "cpu", seed: int = DEFAULT_SEED
+    weights: torch.nn.Module | Checkpoint,
+    spectra: WeightSpectra,
+    device: str = "cpu",
+    seed: int = DEFAULT_SEED,
 ):
-    """The task work of ``randomized_spec(spectra, seed)``."""
+    """The task work of ``randomized_spec(spectra, seed)``: ``weights``, a loaded model or a checkpoint read
+    one chunk at a time from its files (``spectra``: its ``weight_spectra`` or ``checkpoint_spectra``)."""
 
     def work(task: tasks.Task) -> RandomizedSpectra:
-        return compute_randomized_spectra(model, spectra, device=device, seed=seed, progress=task.report)
+        source = weights if isinstance(weights, Checkpoint) else _LoadedWeights(weights)
+        return _randomized_of(source, spectra, device=device, seed=seed, progress=task.report)
 
     return work
 
 
 def randomized_spectra(
-    model: torch.nn.Module,
+    weights: torch.nn.Module | Checkpoint,
     spectra: WeightSpectra,
     *,
     device: str = "cpu",
     seed: int = DEFAULT_SEED,
     progress: ProgressCallback | None = None,
 ) -> RandomizedSpectra:
-    """The randomized comparison through the task layer, waited for here (report CLI, benches): read from the
-    disk store when these weights were shuffled before with this seed (``from_cache``), else computed and kept."""
-    return _run_randomized(
-        randomized_spec(spectra, seed), randomized_work(model, spectra, device, seed), progress
-    )
-
-
-def _run_randomized(
-    spec: RandomizedSpectraSpec, work, progress: ProgressCallback | None
-) -> RandomizedSpectra:
-    """``spec``'s result waited for, marked ``from_cache`` when read from the disk store."""
-    result = tasks.run(spec, work, progress=progress)
-    task = tasks.peek(spec)
-    if task is not None and task.from_disk and not result.from_cache:
-        result = dataclasses.replace(result, from_cache=True)
-    return result
-
-
-def compute_checkpoint_randomized(
-    checkpoint: Checkpoint,
-    spectra: WeightSpectra,
-    *,
-    device: str = "cpu",
-    seed: int = DEFAULT_SEED,
-    progress: ProgressCallback | None = None,
-) -> RandomizedSpectra:
-    """``compute_randomized_spectra`` of the model ``checkpoint`` holds, reading one chunk of matrices at a
-    time from its files (see ``compute_checkpoint_spectra``)."""
-    return _randomized_of(
-        checkpoint.matrices, checkpoint.stack, spectra, device=device, seed=seed, progress=progress
-    )
-
-
-def checkpoint_randomized(
-    checkpoint: Checkpoint,
-    spectra: WeightSpectra,
-    *,
-    device: str = "cpu",
-    seed: int = DEFAULT_SEED,
-    progress: ProgressCallback | None = None,
-) -> RandomizedSpectra:
-    """The randomized comparison of ``checkpoint_spectra``'s result through the task layer (its spec is
-    ``randomized_spec(spectra, seed)``, keyed by the checkpoint's fingerprint)."""
-
-    def work(task: tasks.Task) -> RandomizedSpectra:
-        return compute_checkpoint_randomized(
-            checkpoint, spectra, device=device, seed=seed, progress=task.report
-        )
-
-    return _run_randomized(randomized_spec(spectra, seed), work, progress)
+    """The randomized comparison of ``weights`` (a loaded model or a checkpoint, see ``randomized_work``)
+    through the task layer, waited for here (report CLI, benches): read from the disk store when these weights
+    were shuffled before with this seed (``from_cache``), else computed and kept."""
+    spec = randomized_spec(spectra, seed)
+    result = tasks.run(spec, randomized_work(weights, spectra, device, seed), progress=progress)
+    return with_origin(result, spec)
 
 
 def ww_metric(spectra: WeightSpectra, randomized: RandomizedSpectra | None, name: str) -> np.ndarray:
@@ -809,13 +789,8 @@ def ww_rows(spectra: WeightSpectra, randomized: RandomizedSpectra | None) -> lis
     (shuffled ESD eigenvalues past it, ESD units); the randomized fields are None without ``randomized``."""
     values = {name: ww_metric(spectra, randomized, name) for name in WW_METRICS}
     out = []
-    for i, name in enumerate(spectra.names):
-        row: dict = {
-            "name": name,
-            "layer": None if spectra.layers[i] < 0 else int(spectra.layers[i]),
-            "kind": spectra.kinds[i],
-            "shape": [int(v) for v in spectra.shapes[i]],
-        }
+    for i in range(len(spectra)):
+        row = spectra.row_identity(i)
         for key, column in values.items():
             value = float(column[i])
             row[key] = None if not np.isfinite(value) else (int(value) if key == "n_traps" else value)

@@ -27,9 +27,9 @@ import numpy as np
 
 from explorer.analysis.circuits import circuit_spectra
 from explorer.analysis.weights import (
+    ARRAY_FIELDS,
     RandomizedSpectra,
     WeightSpectra,
-    checkpoint_randomized,
     checkpoint_spectra,
     randomized_spectra,
     weight_spectra,
@@ -43,30 +43,11 @@ from explorer.models.checkpoint import Checkpoint
 from explorer.report.section import ReportSection
 from explorer.spectra.gershgorin import analyse_gershgorin
 
-WEIGHT_KEYS = (
-    "name",
-    "layer",
-    "kind",
-    "shape",
-    "spectral_norm",
-    "stable_rank",
-    "effective_rank",
-    "condition_number",
-    "k90",
-    "k99",
-    "alpha",
-    "alpha_xmin",
-    "alpha_ks",
-    "alpha_hat",
-    "log_norm",
-    "log_spectral_norm",
-    "rand_distance",
-    "n_traps",
-    "trap_edge",
-    "traps",
-)
 # Taken from ``ww_rows`` (WeightWatcher's metric set and the randomized comparison); the rest from ``rows``.
 _WW_KEYS = ("alpha_hat", "log_norm", "log_spectral_norm", "rand_distance", "n_traps", "trap_edge", "traps")
+# The stored columns (``ARRAY_FIELDS``, in their order) metrics.json leaves out.
+_LEFT_OUT = ("frobenius_norm", "numerical_rank", "alpha_n_tail", "mp_edge", "n_spikes", "element_variance")
+WEIGHT_KEYS = ("name", "layer", "kind", "shape", *(f for f in ARRAY_FIELDS if f not in _LEFT_OUT), *_WW_KEYS)
 
 
 def weights_section(
@@ -117,7 +98,7 @@ def checkpoint_weights_section(checkpoint: Checkpoint, device: str = "cpu") -> R
     copying scores and Gershgorin discs need the model (and a text), so they are left out, and the text says
     how to get them."""
     spectra = checkpoint_spectra(checkpoint, device=device)
-    randomized = checkpoint_randomized(checkpoint, spectra, device=device)
+    randomized = randomized_spectra(checkpoint, spectra, device=device)
     text = (
         f"<p>{_spectra_summary(spectra, randomized)} Read from the checkpoint files tensor by tensor, without "
         "loading the model. Copying scores and Gershgorin discs need the loaded model: add another section "

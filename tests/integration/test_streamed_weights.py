@@ -13,7 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from explorer.analysis.weights import _ARRAY_FIELDS, compute_checkpoint_spectra, compute_weight_spectra
+from explorer.analysis.weights import ARRAY_FIELDS, compute_checkpoint_spectra, compute_weight_spectra
 from explorer.cli import main
 from explorer.models.checkpoint import Checkpoint, checkpoint_folder
 from tests.tolerances import SAFETY, eps, gram_singular_value_tolerance
@@ -45,7 +45,7 @@ def test_streamed_spectra_equal_the_loaded_models(model_id, load):
     assert np.array_equal(streamed.layers, reference.layers)
     for a, b in zip(streamed.sigma, reference.sigma, strict=True):
         assert np.array_equal(a, b)
-    for field in _ARRAY_FIELDS:
+    for field in ARRAY_FIELDS:
         assert np.array_equal(getattr(streamed, field), getattr(reference, field), equal_nan=True), field
     for i in (0, len(streamed) // 2, len(streamed) - 1):  # the embedding, a block matrix, the last one
         W = checkpoint.read(i).double().numpy()

@@ -14,14 +14,14 @@ from safetensors.torch import save_file
 
 from explorer.analysis.matrices import weight_matrices
 from explorer.analysis.weights import (
-    _ARRAY_FIELDS,
+    ARRAY_FIELDS,
     CheckpointSpectraSpec,
-    checkpoint_randomized,
     checkpoint_spec,
     checkpoint_spectra,
     compute_checkpoint_spectra,
     compute_randomized_spectra,
     compute_weight_spectra,
+    randomized_spectra,
 )
 from explorer.models.anatomy import checkpoint_slots, matrix_slots
 from explorer.models.checkpoint import Checkpoint, CheckpointError
@@ -89,7 +89,7 @@ def test_spectra_equal_the_loaded_models(saved):
     assert np.array_equal(streamed.layers, loaded.layers) and np.array_equal(streamed.shapes, loaded.shapes)
     for a, b in zip(streamed.sigma, loaded.sigma, strict=True):
         assert np.array_equal(a, b)
-    for field in _ARRAY_FIELDS:
+    for field in ARRAY_FIELDS:
         assert np.array_equal(getattr(streamed, field), getattr(loaded, field), equal_nan=True), field
     for i in range(len(streamed)):
         W = checkpoint.read(i).double().numpy()
@@ -111,7 +111,7 @@ def test_randomized_comparison_equals_the_loaded_models(tiny_models, tmp_path, c
     model = tiny_models["gpt2"]
     checkpoint = Checkpoint.open(_save(model, tmp_path / "ckpt", sharded=True))
     spectra = checkpoint_spectra(checkpoint)
-    streamed = checkpoint_randomized(checkpoint, spectra)
+    streamed = randomized_spectra(checkpoint, spectra)
     loaded = compute_randomized_spectra(model, compute_weight_spectra(model))
     for a, b in zip(streamed.sigma, loaded.sigma, strict=True):
         assert np.array_equal(a, b)
