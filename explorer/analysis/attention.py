@@ -138,8 +138,22 @@ def _map_chunks(attentions: np.ndarray, device: str, fn) -> dict[str, np.ndarray
 # The grid: every head, cheaply
 
 
+class _HeadFlags:
+    """The two flags heads are marked by, one rule for a grid of heads ((layer, head) bool arrays from its
+    ``stable_rank`` and ``sink_mass`` arrays) and for one head (a bool from those scalars): ``collapsed``,
+    nearly rank one (stable rank < COLLAPSED_STABLE_RANK); ``sink``, sink mass >= SINK_MASS."""
+
+    @property
+    def collapsed(self):
+        return self.stable_rank < COLLAPSED_STABLE_RANK
+
+    @property
+    def sink(self):
+        return self.sink_mass >= SINK_MASS
+
+
 @dataclass(frozen=True)
-class AttentionGrid:
+class AttentionGrid(_HeadFlags):
     """Per-head summaries of one capture. Every array has shape (layer, head), float64 unless noted.
 
     Attributes:
@@ -188,16 +202,6 @@ class AttentionGrid:
         if name not in GRID_METRICS:
             raise KeyError(f"unknown metric '{name}'; choose one of {list(GRID_METRICS)}")
         return getattr(self, name)
-
-    @property
-    def collapsed(self) -> np.ndarray:
-        """(layer, head) bool: nearly rank one (stable rank < COLLAPSED_STABLE_RANK)."""
-        return self.stable_rank < COLLAPSED_STABLE_RANK
-
-    @property
-    def sink(self) -> np.ndarray:
-        """(layer, head) bool: sink mass >= SINK_MASS."""
-        return self.sink_mass >= SINK_MASS
 
     @staticmethod
     def heads_where(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -286,7 +290,7 @@ def attention_spectra(attentions: np.ndarray, *, device: str = "cpu") -> Attenti
 
 
 @dataclass(frozen=True)
-class HeadSpectrum:
+class HeadSpectrum(_HeadFlags):
     """Everything the attention page shows for one head at temperature tau. Arrays over T tokens.
 
     Attributes:
@@ -337,14 +341,6 @@ class HeadSpectrum:
     @property
     def n_tokens(self) -> int:
         return self.attention.shape[0]
-
-    @property
-    def collapsed(self) -> bool:
-        return self.stable_rank < COLLAPSED_STABLE_RANK
-
-    @property
-    def sink(self) -> bool:
-        return self.sink_mass >= SINK_MASS
 
 
 def _check_head(attentions: np.ndarray, layer: int, head: int) -> None:

@@ -123,11 +123,17 @@ def eigvals(A: torch.Tensor, triangular: torch.Tensor | None = None) -> torch.Te
     """
     if triangular is None:
         triangular = is_lower_triangular(A)
-    out = torch.diagonal(A, dim1=-2, dim2=-1).to(torch.complex128).clone()
+    return sort_by_modulus(_diagonal_or_general(A, triangular))
+
+
+def _diagonal_or_general(M: torch.Tensor, triangular: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues (..., n) complex128, unsorted, of matrices M (..., n, n): the diagonal where ``triangular``
+    (..., bool) is True (exact for a triangular matrix), geev for the others."""
+    out = torch.diagonal(M, dim1=-2, dim2=-1).to(torch.complex128).clone()
     general = ~triangular
     if bool(general.any()):
-        out[general] = _general_eigvals(A[general])
-    return sort_by_modulus(out)
+        out[general] = _general_eigvals(M[general])
+    return out
 
 
 def arnoldi_top_eigvals(
@@ -316,12 +322,7 @@ def laplacian_eigvals(A: torch.Tensor, triangular: torch.Tensor | None = None) -
     """
     if triangular is None:
         triangular = is_lower_triangular(A)
-    L = laplacian(A)
-    out = torch.diagonal(L, dim1=-2, dim2=-1).to(torch.complex128).clone()
-    general = ~triangular
-    if bool(general.any()):
-        out[general] = _general_eigvals(L[general])
-    return sort_by_real(out)
+    return sort_by_real(_diagonal_or_general(laplacian(A), triangular))
 
 
 # ---------------------------------------------------------------------------------------------------------
