@@ -1,6 +1,10 @@
 """Model surgery for what-ifs: copies that share the loaded model's tensors, and the modules that replace its
 matrices. Used by compression (low-rank factors), fewer bits, healing, latency, export and curvature alike.
 
+``compressed_model`` builds the low-rank what-if: a structural copy whose chosen Linear / Conv1D / Embedding
+modules are swapped for factored modules that compute A_k (B_k x), so its forward pass is the one a deployed
+low-rank model would run (its measured latency is meaningful). Calibration hooks go on such a copy too.
+
 Every what-if runs on a ``structural_copy``: a new module tree whose parameters and buffers ARE the cached model's
 (nothing copied, nothing written), so a cached model shared by every browser session is never mutated; the copy's
 replaced modules are new objects (``set_submodule``) holding their own tensors.
@@ -12,8 +16,12 @@ import copy
 
 import torch
 import torch.nn.functional as F
+from transformers.pytorch_utils import Conv1D
 
+from explorer.analysis.lowrank import Factorization, MatrixFactors
+from explorer.analysis.matrices import weight_matrices
 from explorer.models.anatomy import anatomy_of
+from explorer.models.loading import LoadedModel
 
 
 def structural_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -91,3 +99,59 @@ def set_submodule(root: torch.nn.Module, name: str, module: torch.nn.Module) -> 
     parent_name, _, child = name.rpartition(".")
     parent = root.get_submodule(parent_name) if parent_name else root
     setattr(parent, child, module)
+
+
+def modules_holding(model: torch.nn.Module, names=None) -> dict[str, list]:
+    """Module name -> its weight matrices (explorer.analysis.matrices.WeightMatrix, in order: GPT-2's fused
+    c_attn holds three), for the modules holding at least one matrix named in ``names`` (None: every module
+    with a weight matrix). Model surgery replaces whole modules, so it walks them this way."""
+    by_module: dict[str, list] = {}
+    for mat in weight_matrices(model):
+        by_module.setdefault(mat.module, []).append(mat)
+    if names is None:
+        return by_module
+    return {module: mats for module, mats in by_module.items() if any(m.name in names for m in mats)}
+
+
+def compressed_model(
+    loaded: LoadedModel, factorization: Factorization, ranks: dict[str, int]
+) -> torch.nn.Module:
+    """A structural copy of the cached model with each matrix in ``ranks`` (name -> k) factored at rank k.
+
+    The cached model is only read. A tied output layer follows a compressed embedding.
+    """
+    model = loaded.model
+    clone = structural_copy(model)
+    ref = next(model.parameters())
+    dtype, device = ref.dtype, ref.device
+
+    def factors(f: MatrixFactors):
+        A, B = f.factors(ranks[f.name])
+        return A.to(device, dtype), B.to(device, dtype)
+
+    chosen = {f.name: f for f in factorization.matrices if f.name in ranks}
+    for module_name, mats in modules_holding(model, chosen).items():
+        original = model.get_submodule(module_name)
+        if not isinstance(original, (torch.nn.Linear, Conv1D, torch.nn.Embedding)):
+            raise TypeError(f"Cannot factor module {module_name} of type {type(original).__name__}.")
+        bias = getattr(original, "bias", None)
+        if isinstance(original, torch.nn.Embedding):
+            A, B = factors(chosen[mats[0].name])
+            set_submodule(clone, module_name, LowRankEmbedding(A, B, original.padding_idx))
+            tied = tied_output_module(model, module_name)
+            if tied is not None:
+                set_submodule(
+                    clone, tied, LowRankLinear(A, B, getattr(model.get_submodule(tied), "bias", None))
+                )
+        elif len(mats) == 1:
+            A, B = factors(chosen[mats[0].name])
+            set_submodule(clone, module_name, LowRankLinear(A, B, bias))
+        else:  # fused module (GPT-2 c_attn): factor the chosen parts, keep the others dense
+            parts = []
+            for mat in mats:
+                if mat.name in chosen:
+                    parts.append(LowRankLinear(*factors(chosen[mat.name]), None))
+                else:
+                    parts.append(DenseLinear(mat.weight))
+            set_submodule(clone, module_name, ConcatLinear(parts, bias))
+    return clone.eval()

@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers.pytorch_utils import Conv1D
 
+from explorer.analysis import budget
 from explorer.analysis import compression as comp
 from explorer.analysis.factor_store import cached_factorize
 from explorer.analysis.matrices import weights_checksum
@@ -197,7 +198,7 @@ def test_a_restarted_server_answers_the_budget_from_disk(tmp_path, monkeypatch):
     def measuring(*_args, **_kwargs):
         raise AssertionError("measured again although the result is on disk")
 
-    monkeypatch.setattr(comp, "sweep", measuring)
+    monkeypatch.setattr(budget, "sweep", measuring)  # where budget_sweep looks it up
     monkeypatch.setattr(qz, "quantize_weights", measuring)
     monkeypatch.setattr(
         cc, "heldout_reference", measuring
