@@ -432,7 +432,7 @@ def _with_continuation(selection: Selection, settings: GenerationSettings) -> Se
         f"model: {n_new} token{'s' if n_new != 1 else ''}, "
         f"{'greedy' if settings.mode == GREEDY else 'sampled'}"
         + (" (the model ended its text early)" if generation.stopped_early else "")
-        + f". The logit lens marks the generated tokens ✦. Continuation: “{continuation.strip()[:300]}”"
+        + f". Every page marks the generated tokens ✦ on its token axes. Continuation: “{continuation.strip()[:300]}”"
     )
     return replace(
         selection,

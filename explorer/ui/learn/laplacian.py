@@ -10,7 +10,7 @@ from explorer.analysis.exercises import Exercise, instance_rng
 from explorer.figures import learn_models as figures
 from explorer.ui.learn.models_cache import fiedler_on_head
 from explorer.ui.learn.walkthrough import PAGE, Prose, head_pickers, layout, link, source_switch
-from explorer.ui.session import require_capture, selection
+from explorer.ui.session import require_capture, selection, token_labels
 from explorer.ui.state import Choice, Float, Int
 
 ID = "laplacian"
@@ -84,7 +84,7 @@ def render(prose: Prose) -> None:
             layer, head = head_pickers("lp", loaded.card.n_layers, loaded.card.n_heads)
             sel = selection()
             split = fiedler_on_head(sel.model_key, sel.text_key, layer, head, kind == "normalized")
-            labels, texts = cap.labels(), cap.token_texts
+            labels, texts = token_labels(cap), cap.token_texts
     n_pos = int(split.side.sum())
     cols = st.columns(4)
     cols[0].metric(

@@ -18,7 +18,7 @@ from explorer.ui.learn.walkthrough import (
     link,
     source_switch,
 )
-from explorer.ui.session import require_capture, selection
+from explorer.ui.session import require_capture, selection, token_labels
 from explorer.ui.state import Choice, Float, Int
 
 ID = "markov"
@@ -82,7 +82,7 @@ def render(prose: Prose) -> None:
             damping = PAGE.slider(DAMPING, "Damping d (1: no teleport)", step=0.01)
             sel = selection()
             chain = markov_on_head(sel.model_key, sel.text_key, layer, head, damping)
-            labels, causal, model_id = cap.labels(), cap.causal, loaded.id
+            labels, causal, model_id = token_labels(cap), cap.causal, loaded.id
     if source == "head" and causal:
         causal_note(model_id)
     cols = st.columns(4)

@@ -11,7 +11,7 @@ from explorer.figures import learn_matrices as figures
 from explorer.models import Capture, LoadedModel
 from explorer.ui.learn.matrices_cache import hidden_pca
 from explorer.ui.learn.walkthrough import PAGE, Prose, layer_picker, link, on_model, small_first
-from explorer.ui.session import selection
+from explorer.ui.session import selection, token_labels
 from explorer.ui.state import Float
 
 TOO_SHORT = "PCA of the hidden states needs at least three tokens. Add some words in the sidebar."
@@ -60,7 +60,7 @@ def _model(loaded: LoadedModel, cap: Capture) -> None:
         st.plotly_chart(figures.make_explained_figure(res), width="stretch", key="learn_pca_explained")
     with c2:
         st.plotly_chart(
-            figures.make_pca_scores_figure(base, cap.labels()), width="stretch", key="learn_pca_scores"
+            figures.make_pca_scores_figure(base, token_labels(cap)), width="stretch", key="learn_pca_scores"
         )
 
 

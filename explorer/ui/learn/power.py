@@ -13,7 +13,7 @@ from explorer.ui.learn_cache import (
     lanczos_on_head,
     power_on_head,
 )
-from explorer.ui.session import require_capture, selection
+from explorer.ui.session import require_capture, selection, token_labels
 from explorer.ui.state import Choice, Float, Int
 
 ID = "power"
@@ -114,7 +114,7 @@ def render(prose: Prose) -> None:
                 source = "example"
             else:
                 layer, head = head_pickers("power", loaded.card.n_layers, loaded.card.n_heads)
-                labels = cap.labels()
+                labels = token_labels(cap)
         step = PAGE.slider(STEP, "Power-iteration step k")
 
     power, run = _runs(source, ratio, layer, head)
