@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
 import sys
 
 from explorer.paths import REPO_ROOT
@@ -17,6 +19,9 @@ def serve(port: int, address: str, extra_args: list[str], warm_up: bool = True) 
     from streamlit.web import cli as streamlit_cli
 
     os.chdir(REPO_ROOT)  # so .streamlit/config.toml applies
+    # `kill -USR1 <pid>` prints every thread's Python stack to the server's stderr: how a page stuck in
+    # "running" is diagnosed (the browser tests send it when one fails and attach the dump to the report).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     # In-process, so the first visitor already gets the app's own navigation (see streamlit_internals).
     disable_legacy_pages_mode()
     # Imports and the default model in the background, so the first visitor does not wait for them.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -67,13 +68,32 @@ def server_url():
     else:
         proc.kill()
         pytest.fail(f"the app server did not start within 60 s:\n{_server_log_tail()}")
+    _SERVER["proc"] = proc
     yield url
+    _SERVER.pop("proc", None)
     proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+_SERVER: dict = {}  # the session's server process, for the failure report's stack dump
+STACKS_MARK = "Thread 0x"  # how faulthandler starts each thread's stack
+
+
+def _server_stacks() -> str:
+    """Every thread's stack in the server now (explorer/ui/serve.py prints them on SIGUSR1): where a page that
+    never settles is stuck."""
+    proc = _SERVER.get("proc")
+    if proc is None or proc.poll() is not None or not SERVER_LOG.exists():
+        return "(no running server)"
+    before = len(SERVER_LOG.read_text(errors="replace"))
+    proc.send_signal(signal.SIGUSR1)
+    time.sleep(2.0)
+    dump = SERVER_LOG.read_text(errors="replace")[before:]
+    return dump if STACKS_MARK in dump else "(the server printed no stacks)"
 
 
 def _server_log_tail() -> str:
@@ -90,6 +110,7 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.failed and "server_url" in getattr(item, "fixturenames", ()):
         report.sections.append((f"server log (last {SERVER_LOG_TAIL_LINES} lines)", _server_log_tail()))
+        report.sections.append(("server thread stacks at the failure", _server_stacks()))
 
 
 @pytest.fixture(scope="session")
