@@ -17,15 +17,23 @@ W_Q^h, W_K^h, W_V^h of shape (d_model, d_head) and writes through W_O^h of shape
 Grouped-query attention (SmolLM2: 9 query heads, 3 key/value heads): query head h uses key/value head
 h // (n_heads / n_kv_heads). Every query head gets its own circuits: heads of one group share W_K and
 W_V but have their own W_Q and W_O, so their QK and OV circuits differ. Biases are ignored throughout.
+
+Comparing model A with a variant B (``compare_circuits``, ``circuit_changes``): per head, B - A of the copying
+score, the spectral radius of W_OV and the norms ||W_OV||_2, ||W_QK||_2, and the relative changes
+||W_OV^B - W_OV^A||_F / ||W_OV^A||_F (and the same for W_QK), computed without forming any d_model x d_model
+product (``low_rank_difference_norm``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
 import torch
 
+from explorer import tasks
 from explorer.models.anatomy import HeadWeights, anatomy_of
 from explorer.spectra.attention_spectra import sort_by_modulus
 
@@ -124,13 +132,21 @@ def _frozen(a: np.ndarray) -> np.ndarray:
 
 
 def circuit_spectra(
-    model: torch.nn.Module, n_layers: int, n_heads: int, n_kv_heads: int | None = None
+    model: torch.nn.Module,
+    n_layers: int,
+    n_heads: int,
+    n_kv_heads: int | None = None,
+    replaced: dict[str, torch.Tensor] | None = None,
 ) -> CircuitSpectra:
     """Circuits of every head of the first ``n_layers`` layers, all heads of all layers in one batched
-    float64 call each (on CPU: at d_head <= 128 this is cheap, and one big call beats many small ones)."""
+    float64 call each (on CPU: at d_head <= 128 this is cheap, and one big call beats many small ones).
+
+    ``replaced``: a variant's new matrices (``WeightMatrix.name`` -> (out, in) weight, as
+    ``variants.Variant.replaced``): the circuits of that variant B of ``model`` (``model`` is only read)."""
     anatomy = anatomy_of(model).require_heads(n_heads, n_kv_heads)
+    source = ReplacedWeights(model, replaced or {})
     with torch.no_grad():
-        layers = [anatomy.head_weights(model, layer) for layer in range(n_layers)]
+        layers = [anatomy.head_weights(source, layer) for layer in range(n_layers)]
         stacked = head_circuits(
             *(torch.stack([getattr(hw, w) for hw in layers]) for w in ("W_Q", "W_K", "W_V", "W_O"))
         )
@@ -151,3 +167,207 @@ def ov_core_matrix(
     with torch.no_grad():
         hw = anatomy_of(model).require_heads(n_heads, n_kv_heads).head_weights(model, layer)
         return ov_core(hw)[head].numpy().copy()
+
+
+# ------------------------------------------------------------------------------------------ A against B
+
+
+class ReplacedWeights:
+    """``model``'s modules as the anatomy's matrix slots read them (``get_submodule(name).weight``), with the
+    matrices named in ``replaced`` (slot name -> (out, in) weight) put in: the weights of a variant B of the
+    model, read without B's own modules (a variant computes with modules no anatomy reads, e.g. a DenseLinear
+    in place of a quantized Linear). Nothing of ``model`` is written."""
+
+    def __init__(self, model: torch.nn.Module, replaced: dict[str, torch.Tensor]):
+        self._model, self._replaced = model, replaced
+        self._slots: dict[str, list] = {}
+        if replaced:
+            for slot in anatomy_of(model).matrices:
+                self._slots.setdefault(slot.module, []).append(slot)
+
+    def get_submodule(self, name: str):
+        """The module ``name`` of ``model``, or a stand-in whose ``weight`` (in the module's own layout:
+        (in, out) for GPT-2's Conv1D, the parts of a fused q/k/v stacked) holds B's matrices."""
+        module = self._model.get_submodule(name)
+        slots = sorted(self._slots.get(name, []), key=lambda slot: slot.part)
+        if not any(slot.name in self._replaced for slot in slots):
+            return module
+        parts = [self._replaced.get(slot.name, slot.weight_of(module)).detach() for slot in slots]
+        weight = torch.cat(parts, dim=0) if len(parts) > 1 else parts[0]  # (out, in)
+        return SimpleNamespace(weight=weight.T if slots[0].transposed else weight)
+
+
+def low_rank_difference_norm(X1: torch.Tensor, Y1: torch.Tensor, X2: torch.Tensor, Y2: torch.Tensor):
+    """||X1 Y1 - X2 Y2||_F for X1, X2: (..., n, k) and Y1, Y2: (..., k, m), without forming an n x m product:
+    (...,) float64 tensor.
+
+    X1 Y1 - X2 Y2 = (X1 - X2) Y1 + X2 (Y1 - Y2) = P Q with P = [X1 - X2, X2] (n, 2k), Q = [Y1; Y1 - Y2] (2k, m),
+    and ||P Q||_F^2 = tr(Q^T P^T P Q) = tr((P^T P)(Q Q^T)) = <P^T P, Q Q^T>_F, an inner product of two
+    2k x 2k Gram matrices. Why through the differences and not ||X1 Y1||^2 - 2 <X1^T X2, Y1 Y2^T> + ||X2 Y2||^2:
+    each block of the Gram matrices is rounded relative to its own size, so a small change is not lost to
+    cancellation against ||W||^2, and unchanged factors (X1 = X2, Y1 = Y2) give exactly 0."""
+    X1, Y1, X2, Y2 = (t.to(torch.float64) for t in (X1, Y1, X2, Y2))
+    P = torch.cat([X1 - X2, X2], dim=-1)
+    Q = torch.cat([Y1, Y1 - Y2], dim=-2)
+    squared = (P.mT @ P * (Q @ Q.mT)).sum(dim=(-2, -1))  # both Grams symmetric: <G, H> = sum G * H
+    return squared.clamp_min(0).sqrt()  # >= 0 exactly; rounding can leave -eps where the change cancels
+
+
+def low_rank_product_norm(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """||X Y||_F = sqrt(<X^T X, Y Y^T>_F) for X (..., n, k), Y (..., k, m): (...,) float64."""
+    X, Y = X.to(torch.float64), Y.to(torch.float64)
+    return (X.mT @ X * (Y @ Y.mT)).sum(dim=(-2, -1)).clamp_min(0).sqrt()
+
+
+def _relative(change: torch.Tensor, norm: torch.Tensor) -> np.ndarray:
+    """change / norm, with 0 for 0/0 and inf for a change of a zero circuit."""
+    change, norm = change.numpy(), norm.numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(norm > 0, change / norm, np.where(change > 0, np.inf, 0.0))
+
+
+def circuit_changes(
+    model: torch.nn.Module,
+    replaced: dict[str, torch.Tensor],
+    n_layers: int,
+    n_heads: int,
+    n_kv_heads: int | None = None,
+    progress: tasks.Progress | None = None,
+) -> dict[str, np.ndarray]:
+    """How much each head's circuits differ between A = ``model`` and its variant B (A with the matrices in
+    ``replaced``, as ``circuit_spectra``), from their weights.
+
+    Returns (layer, head) arrays: ``ov_change`` = ||W_OV^B - W_OV^A||_F / ||W_OV^A||_F, ``qk_change`` the same
+    for W_QK (float64; 0 where the weights agree, inf for a change of an all-zero circuit), and ``same`` (bool):
+    the head's W_Q, W_K, W_V and W_O are bitwise equal in A and B (then its circuits are A's)."""
+    report = tasks.forward(progress, 0.0, 1.0)
+    anatomy = anatomy_of(model).require_heads(n_heads, n_kv_heads)
+    source = ReplacedWeights(model, replaced)
+    ov, qk, same = [], [], []
+    with torch.no_grad():
+        for layer in range(n_layers):
+            report(layer / n_layers, f"‖ΔW_OV‖ and ‖ΔW_QK‖ of layer {layer}")
+            a, b = anatomy.head_weights(model, layer), anatomy.head_weights(source, layer)
+            ov_diff = low_rank_difference_norm(b.W_V, b.W_O, a.W_V, a.W_O)
+            qk_diff = low_rank_difference_norm(b.W_Q, b.W_K.mT, a.W_Q, a.W_K.mT)
+            ov.append(_relative(ov_diff, low_rank_product_norm(a.W_V, a.W_O)))
+            qk.append(_relative(qk_diff, low_rank_product_norm(a.W_Q, a.W_K.mT)))
+            equal = [(getattr(a, w) == getattr(b, w)).flatten(1).all(1) for w in ("W_Q", "W_K", "W_V", "W_O")]
+            same.append(torch.stack(equal).all(0).numpy())
+    report(1.0, "Changes measured")
+    return {"ov_change": np.array(ov), "qk_change": np.array(qk), "same": np.array(same, dtype=bool)}
+
+
+# Per-head quantities a comparison draws: key -> (label, what it measures). PAIRED ones have a value in A and in
+# B (the grid shows B - A); the others are measured between A and B (the grid shows the value).
+CIRCUIT_DELTAS = {
+    "ov_change": ("‖W_OV^B − W_OV^A‖_F / ‖W_OV^A‖_F", "relative change of the OV circuit"),
+    "qk_change": ("‖W_QK^B − W_QK^A‖_F / ‖W_QK^A‖_F", "relative change of the QK circuit"),
+    "copying_score": ("copying score", "Σ Re λ / Σ |λ| of W_OV"),
+    "spectral_radius": ("largest |λ| of W_OV", "spectral radius of the OV circuit"),
+    "ov_norm": ("‖W_OV‖₂", "largest singular value of the OV circuit"),
+    "qk_norm": ("‖W_QK‖₂", "largest singular value of the QK circuit"),
+}
+PAIRED = ("copying_score", "spectral_radius", "ov_norm", "qk_norm")
+
+
+def head_metric(circuits: CircuitSpectra, metric: str) -> np.ndarray:
+    """(layer, head) float64: one of PAIRED for every head of ``circuits``."""
+    if metric == "copying_score":
+        return np.asarray(circuits.copying_score, dtype=np.float64)
+    if metric == "spectral_radius":
+        return np.abs(circuits.ov_eigvals).max(axis=-1)
+    if metric == "ov_norm":
+        return circuits.ov_sigma[..., 0].copy()
+    if metric == "qk_norm":
+        return circuits.qk_sigma[..., 0].copy()
+    raise ValueError(f"Unknown circuit metric {metric!r}; choose one of {', '.join(PAIRED)}.")
+
+
+@dataclass(frozen=True)
+class CircuitComparison:
+    """Circuits of model A and of a variant B, head by head. a, b: their CircuitSpectra (same shapes).
+    ov_change, qk_change: (layer, head) relative changes of W_OV and W_QK (``circuit_changes``).
+    same: (layer, head) bool, the head's weights are bitwise equal in A and B."""
+
+    a: CircuitSpectra
+    b: CircuitSpectra
+    ov_change: np.ndarray
+    qk_change: np.ndarray
+    same: np.ndarray
+
+    @property
+    def unchanged(self) -> bool:
+        """No head's weights differ: every circuit of B is A's (the page says "no change")."""
+        return bool(self.same.all())
+
+    def values(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """(A's, B's) (layer, head) values of a PAIRED metric."""
+        return head_metric(self.a, metric), head_metric(self.b, metric)
+
+    def delta(self, metric: str) -> np.ndarray:
+        """(layer, head) float64: B - A of a PAIRED metric, or the relative change ``ov_change``/``qk_change``.
+        Exactly 0 for a head whose weights are equal in A and B."""
+        if metric in ("ov_change", "qk_change"):
+            return getattr(self, metric)
+        a, b = self.values(metric)
+        return np.where(self.same, 0.0, b - a)
+
+    def most_changed(self, metric: str) -> tuple[int, int] | None:
+        """(layer, head) of the largest |delta| of ``metric``, or None when every head's delta is 0 or NaN."""
+        size = np.abs(self.delta(metric))
+        if not np.any(size > 0):  # NaN compares False
+            return None
+        layer, head = np.unravel_index(np.nanargmax(size), size.shape)
+        return int(layer), int(head)
+
+
+def compare_circuits(
+    a: CircuitSpectra, b: CircuitSpectra, changes: dict[str, np.ndarray]
+) -> CircuitComparison:
+    """A's and B's circuit spectra side by side, with the weight changes of ``circuit_changes``."""
+    if a.copying_score.shape != b.copying_score.shape or a.d_head != b.d_head:
+        raise ValueError(
+            f"A has {a.n_layers} x {a.n_heads} heads of size {a.d_head}, B {b.n_layers} x {b.n_heads} of size "
+            f"{b.d_head}: compare models of one architecture."
+        )
+    shape = a.copying_score.shape
+    fields = {k: _frozen(np.asarray(changes[k])) for k in ("ov_change", "qk_change", "same")}
+    if any(v.shape != shape for v in fields.values()):
+        raise ValueError(f"The changes must be (layer, head) = {shape} arrays.")
+    return CircuitComparison(a, b, **fields)
+
+
+def compare_model_circuits(
+    model: torch.nn.Module,
+    replaced: dict[str, torch.Tensor],
+    circuits_a: CircuitSpectra,
+    progress: tasks.Progress | None = None,
+) -> CircuitComparison:
+    """Compare the circuits of A = ``model`` (``circuits_a``, already computed) with those of its variant B (A
+    with the matrices in ``replaced``, as ``variants.Variant.replaced``). B's circuits are computed only when
+    some head's weights differ (a variant of the MLP matrices alone leaves every circuit as A's)."""
+    L, H, G = circuits_a.n_layers, circuits_a.n_heads, circuits_a.n_kv_heads
+    changes = circuit_changes(model, replaced, L, H, G, progress=tasks.forward(progress, 0.0, 0.3))
+    circuits_b = circuits_a
+    if not changes["same"].all():
+        tasks.forward(progress, 0.3, 1.0)(0.0, "QK and OV circuits of B")
+        circuits_b = circuit_spectra(model, L, H, G, replaced=replaced)
+    if progress is not None:
+        progress(1.0, "Compared")
+    return compare_circuits(circuits_a, circuits_b, changes)
+
+
+@dataclass(frozen=True)
+class CircuitComparisonSpec(tasks.Spec):
+    """The task comparing A's circuits with those of the variant ``variant`` (a variants.VariantSpec, which
+    names A by its weights' fingerprint, B by its key, the text a LoRA key trains on, and the device)."""
+
+    KIND: ClassVar[str] = "circuits-compare"
+    RESULT: ClassVar[object] = CircuitComparison
+    MAX_FINISHED: ClassVar[int] = 4
+    variant: tasks.Spec
+
+    @property
+    def label(self) -> str:
+        return f"circuits of A and {self.variant.label}"
