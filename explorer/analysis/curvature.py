@@ -28,6 +28,7 @@ Block specs: "all", "embeddings", "layer:L", "layer:L:attention", "layer:L:mlp",
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,7 +47,9 @@ from explorer.models.anatomy import anatomy_of
 from explorer.models.capture import tokenize
 from explorer.paths import ASSETS_DIR
 from explorer.spectra.curvature import (
+    PROBE_DEFAULTS,
     CancelCheck,
+    ProbeOptions,
     Progress,
     SpectralDensity,
     TraceEstimate,
@@ -369,6 +372,11 @@ class CurvatureOperator:
         """The loss gradient w.r.t. the block, shape (n,)."""
         return torch.cat(self.gradient_parts())
 
+    def probe_options(self, options: ProbeOptions = PROBE_DEFAULTS) -> ProbeOptions:
+        """``options`` (seed, progress, cancel) with the operator's dtype and device: the solvers' vectors
+        then match the parameters, and no product converts them."""
+        return dataclasses.replace(options, dtype=self.dtype, device=self.device)
+
     def _product(self, v: torch.Tensor) -> list[torch.Tensor]:
         """H v (or G v) per parameter, in the block's shapes."""
         v = v.to(device=self.device, dtype=self.dtype).reshape(-1)
@@ -463,6 +471,12 @@ def start_into(op: CurvatureOperator, seed: int = 0) -> Callable[[torch.Tensor],
     return functools.partial(start_vector, op, seed)
 
 
+def within(options: ProbeOptions, start: float, end: float) -> ProbeOptions:
+    """``options`` whose progress reports onto ``start..end`` of its own (``tasks.forward``): one stage of a
+    longer run."""
+    return dataclasses.replace(options, progress=tasks.forward(options.progress, start, end))
+
+
 def top_eigenpairs(
     op: CurvatureOperator,
     k: int = 3,
@@ -471,12 +485,12 @@ def top_eigenpairs(
     max_matvec: int = 100,
     max_basis: int | None = None,
     v0: torch.Tensor | None = None,
-    seed: int = 0,
-    progress: Progress | None = None,
-    cancel: CancelCheck | None = None,
+    options: ProbeOptions = PROBE_DEFAULTS,
 ):
     """(LanczosResult with eigenvectors (k, n), the operator's device) for ``op``: largest algebraic. The
-    default start is ``start_vector`` (gradient + random)."""
+    default start is ``start_vector`` (gradient + random, from ``options.seed``). ``options``: seed, progress
+    and cancel (dtype and device are the operator's: ``CurvatureOperator.probe_options``)."""
+    options = op.probe_options(options)
     return lanczos_top_k(
         op,
         op.n,
@@ -484,13 +498,9 @@ def top_eigenpairs(
         tol=tol,
         max_matvec=max_matvec,
         max_basis=max_basis,
-        v0=start_into(op, seed) if v0 is None else v0,
-        dtype=op.dtype,
-        device=op.device,
-        seed=seed,
+        v0=start_into(op, options.seed) if v0 is None else v0,
         return_vectors=True,
-        progress=progress,
-        cancel=cancel,
+        options=options,
     )
 
 
@@ -515,33 +525,23 @@ def block_trace(
     n_probes: int = 16,
     method: str = "hutchinson",
     *,
-    seed: int = 0,
-    progress: Progress | None = None,
-    cancel: CancelCheck | None = None,
+    options: ProbeOptions = PROBE_DEFAULTS,
 ) -> TraceEstimate:
-    """tr(H) of the block (nats / parameter unit^2) by Hutchinson (n_probes products) or Hutch++."""
-    common = dict(dtype=op.dtype, device=op.device, seed=seed, progress=progress, cancel=cancel)
+    """tr(H) of the block (nats / parameter unit^2) by Hutchinson (n_probes products) or Hutch++.
+    ``options``: seed, progress and cancel (dtype and device are the operator's)."""
     if method == "hutchinson":
-        return hutchinson_trace(op, op.n, n_probes, **common)
+        return hutchinson_trace(op, op.n, n_probes, options=op.probe_options(options))
     if method == "hutch++":
-        return hutchpp_trace(op, op.n, n_probes, **common)
+        return hutchpp_trace(op, op.n, n_probes, options=op.probe_options(options))
     raise InputError(f"Unknown trace method '{method}': choose hutchinson or hutch++.")
 
 
 def block_density(
-    op: CurvatureOperator,
-    n_probes: int = 2,
-    steps: int = 30,
-    *,
-    seed: int = 0,
-    progress: Progress | None = None,
-    cancel: CancelCheck | None = None,
+    op: CurvatureOperator, n_probes: int = 2, steps: int = 30, *, options: ProbeOptions = PROBE_DEFAULTS
 ) -> SpectralDensity:
-    """Spectral density of the block's curvature by stochastic Lanczos quadrature."""
-    return slq_density(
-        op, op.n, n_probes=n_probes, steps=steps, dtype=op.dtype, device=op.device, seed=seed,
-        progress=progress, cancel=cancel,
-    )  # fmt: skip
+    """Spectral density of the block's curvature by stochastic Lanczos quadrature. ``options``: seed, progress
+    and cancel (dtype and device are the operator's)."""
+    return slq_density(op, op.n, n_probes=n_probes, steps=steps, options=op.probe_options(options))
 
 
 @dataclass(frozen=True)
@@ -578,13 +578,10 @@ def curvature_summary(
     """Top-k eigenvalues, trace and spectral density of one block, on one retained graph."""
     chosen = select_block(model, block)
     op = CurvatureOperator(model, spec, chosen, kind)
-    eigen = top_eigen(
-        op, model, k, max_matvec=max_matvec, progress=tasks.forward(progress, 0.0, 0.5), cancel=cancel
-    )
-    trace = block_trace(op, trace_probes, progress=tasks.forward(progress, 0.5, 0.8), cancel=cancel)
-    density = block_density(
-        op, density_probes, density_steps, progress=tasks.forward(progress, 0.8, 1.0), cancel=cancel
-    )
+    options = ProbeOptions(progress=progress, cancel=cancel)
+    eigen = top_eigen(op, model, k, max_matvec=max_matvec, options=within(options, 0.0, 0.5))
+    trace = block_trace(op, trace_probes, options=within(options, 0.5, 0.8))
+    density = block_density(op, density_probes, density_steps, options=within(options, 0.8, 1.0))
     return CurvatureSummary(
         op.loss, spec.n_tokens, block, chosen.n_params, kind, eigen, trace, density, spec.description
     )
@@ -642,6 +639,7 @@ def curvature_grid(
     sizes = np.zeros(shape, dtype=np.int64)
     loss = float("nan")
     total = len(layers) * len(LAYER_PARTS)
+    options = ProbeOptions(progress=progress, cancel=cancel)
     for i, layer in enumerate(layers):
         for j, part in enumerate(LAYER_PARTS):
             index = i * len(LAYER_PARTS) + j
@@ -656,13 +654,12 @@ def curvature_grid(
             loss = op.loss
             mid = (start + end) / 2
             res = lanczos_top_k(
-                op, op.n, 1, tol=tol, max_matvec=max_matvec, v0=start_into(op), dtype=op.dtype,
-                device=op.device, progress=tasks.forward(progress, start, mid), cancel=cancel,
+                op, op.n, 1, tol=tol, max_matvec=max_matvec, v0=start_into(op),
+                options=op.probe_options(within(options, start, mid)),
             )  # fmt: skip
             trace = hutchinson_trace(
-                op, op.n, trace_probes, dtype=op.dtype, device=op.device,
-                progress=tasks.forward(progress, mid, end), cancel=cancel,
-            )  # fmt: skip
+                op, op.n, trace_probes, options=op.probe_options(within(options, mid, end))
+            )
             lam[i, j], tr[i, j], se[i, j] = res.eigenvalues[0], trace.trace, trace.stderr
             sizes[i, j] = block.n_params
             del op
@@ -757,6 +754,7 @@ def train_what_if(
         adam = torch.optim.Adam(block_params, lr=eta)
     losses, lambdas, residuals, converged = [], [], [], []
     vector = None
+    options = ProbeOptions(progress=progress, cancel=cancel)
     for t in range(steps + 1):
         start, end = t / (steps + 1), (t + 1) / (steps + 1)
         op = CurvatureOperator(trained, spec, chosen, "hessian")
@@ -770,8 +768,7 @@ def train_what_if(
             break
         res = lanczos_top_k(
             op, op.n, 1, tol=tol, max_matvec=max_matvec, v0=start_into(op) if vector is None else vector,
-            dtype=op.dtype, device=op.device, return_vectors=True, progress=tasks.forward(progress, start, end),
-            cancel=cancel,
+            return_vectors=True, options=op.probe_options(within(options, start, end)),
         )  # fmt: skip
         vector = res.eigenvectors[0]
         losses.append(op.loss)

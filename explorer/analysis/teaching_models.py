@@ -528,22 +528,14 @@ def block_curvature(
 ) -> BlockCurvature:
     """lambda_max and the SLQ density of the Hessian over ``block`` of ``loaded`` (a LoadedModel, only read:
     the operator works on a structural copy) on the curvature page's loss for ``text``."""
-    from explorer import tasks
     from explorer.analysis import curvature as C
 
     spec = C.make_loss(loaded, text, max_tokens)
     chosen = C.select_block(loaded.model, block)
     op = C.CurvatureOperator(loaded.model, spec, chosen, "hessian")
-    top = C.top_eigen(
-        op,
-        loaded.model,
-        1,
-        tol=1e-3,
-        max_matvec=max_matvec,
-        seed=seed,
-        progress=tasks.forward(progress, 0, 0.5),
-    )
-    dens = C.block_density(op, 1, density_steps, seed=seed, progress=tasks.forward(progress, 0.5, 1.0))
+    options = C.ProbeOptions(seed=seed, progress=progress)
+    top = C.top_eigen(op, loaded.model, 1, tol=1e-3, max_matvec=max_matvec, options=C.within(options, 0, 0.5))
+    dens = C.block_density(op, 1, density_steps, options=C.within(options, 0.5, 1.0))
     lam = float(top.eigenvalues[0])
     return BlockCurvature(
         block=block,

@@ -61,6 +61,46 @@ def seeded_generator(device: torch.device | str, seed: int) -> torch.Generator:
     return gen
 
 
+@dataclass(frozen=True)
+class ProbeOptions:
+    """How a stochastic or iterative solver draws its vectors, reports and stops (every estimator takes one).
+
+    dtype: torch dtype of the probe and basis vectors (float32 for models, float64 in tests).
+    device: where those vectors live (the operator's device; MPS draws its signs on the CPU).
+    seed: seeds the Rademacher draws (``seeded_generator``): the same seed gives the same probes.
+    progress: called as progress(fraction in [0, 1], message) after each step, or None.
+    cancel: polled before each product; returning True stops the solver with ``Cancelled``; or None.
+    """
+
+    dtype: torch.dtype = torch.float32
+    device: torch.device | str = "cpu"
+    seed: int = 0
+    progress: Progress | None = None
+    cancel: CancelCheck | None = None
+
+    def generator(self) -> torch.Generator:
+        """A fresh generator for the Rademacher draws (``seeded_generator`` of device and seed)."""
+        return seeded_generator(self.device, self.seed)
+
+    def vectors(self, rows: int, n: int) -> torch.Tensor:
+        """(rows, n) uninitialised in dtype on device (``empty_huge``: a whole model's n fits)."""
+        return empty_huge((rows, n), dtype=self.dtype, device=self.device)
+
+    def check(self) -> None:
+        """Raise ``Cancelled`` if the cancel check says so."""
+        _check(self.cancel)
+
+    def report(self, fraction: float, message: str) -> None:
+        """Pass (fraction done, message) to progress, if any."""
+        if self.progress is not None:
+            self.progress(fraction, message)
+
+
+# The estimators' default options: one shared instance (frozen, so sharing it is safe), named rather than
+# written as a call in each signature (ruff's B008).
+PROBE_DEFAULTS = ProbeOptions()
+
+
 def dot64(a: torch.Tensor, b: torch.Tensor) -> float:
     """a . b of two flat (n,) vectors, accumulated in float64 (a Hutchinson sample sums n terms of both
     signs), converted chunk by chunk into two float64 buffers reused for every chunk, so the copies stay in
@@ -272,12 +312,8 @@ def lanczos_top_k(
     tol: float = 1e-6,
     max_matvec: int = 300,
     v0: torch.Tensor | Callable[[torch.Tensor], object] | None = None,
-    dtype: torch.dtype = torch.float32,
-    device="cpu",
-    seed: int = 0,
     return_vectors: bool = False,
-    progress: Progress | None = None,
-    cancel: CancelCheck | None = None,
+    options: ProbeOptions = PROBE_DEFAULTS,
 ) -> LanczosResult:
     """Top-k eigenpairs of the symmetric operator ``matvec`` on R^n by thick-restart Lanczos.
 
@@ -294,9 +330,8 @@ def lanczos_top_k(
     m = min(n, max_basis or max(2 * k + 2, 6))
     if m < k + 1 and m < n:
         raise ValueError(f"max_basis must exceed k; got {m} for k={k}.")
-    device = torch.device(device)
-    gen = seeded_generator(device, seed)
-    V = empty_huge((m + 1, n), dtype=dtype, device=device)  # rows written before read; last: residual
+    gen = options.generator()
+    V = options.vectors(m + 1, n)  # rows written before read; last: residual
     if callable(v0):
         v0(V[0])
     elif v0 is not None:  # copied in place: no second 0.5 GB temporary
@@ -309,7 +344,7 @@ def lanczos_top_k(
 
     # Overlaps of a new basis vector with the basis up to `threshold` perturb H, and so every residual estimate,
     # by about threshold * ||A|| * sqrt(m): kept at a tenth of the tolerance the solver stops on.
-    threshold = min(float(np.sqrt(torch.finfo(dtype).eps)), 0.1 * tol / np.sqrt(m))
+    threshold = min(float(np.sqrt(torch.finfo(options.dtype).eps)), 0.1 * tol / np.sqrt(m))
     H = np.zeros((m + 1, m + 1))  # projected matrix V^T A V (symmetric; arrow after a restart)
     j = 0  # basis vectors 0..j are set; column j is next to expand
     hist_ritz: list[np.ndarray] = []
@@ -321,7 +356,7 @@ def lanczos_top_k(
     scale = 1.0
     converged = False
     while True:
-        _check(cancel)
+        options.check()
         w = V[j + 1]  # the product becomes the next basis vector (or, at a restart, the residual row V[m])
         _product_into(matvec, V[j], w)
         n_matvec += 1
@@ -338,11 +373,10 @@ def lanczos_top_k(
         hist_ritz.append(np.pad(theta[:want], (0, k - want), constant_values=np.nan))
         hist_res.append(np.pad(residual, (0, k - want), constant_values=np.nan))
         converged = want == k and bool(np.all(residual <= tol * scale))
-        if progress is not None:
-            progress(
-                min(n_matvec / max_matvec, 1.0),
-                f"Lanczos: {n_matvec} products, residual {float(np.max(residual)) / scale:.1e} (relative)",
-            )
+        options.report(
+            min(n_matvec / max_matvec, 1.0),
+            f"Lanczos: {n_matvec} products, residual {float(np.max(residual)) / scale:.1e} (relative)",
+        )
         if converged or n_matvec >= max_matvec or size == n:
             break
         # Invariant subspace found (beta ~ 0): continue with a fresh direction orthogonal to the basis.
@@ -406,27 +440,25 @@ def power_iteration(
     *,
     max_matvec: int = 100,
     tol: float = 1e-3,
-    dtype: torch.dtype = torch.float32,
-    device="cpu",
-    seed: int = 0,
     v0: torch.Tensor | None = None,
-    cancel: CancelCheck | None = None,
+    options: ProbeOptions = PROBE_DEFAULTS,
 ) -> PowerResult:
     """Plain power iteration (PyHessian's stopping rule: relative change of the Rayleigh quotient < tol).
 
     Converges to the eigenvalue of largest magnitude, at the rate |lambda_2 / lambda_1| per product."""
-    gen = seeded_generator(device, seed)
-    v = v0.detach().to(device=device, dtype=dtype).clone() if v0 is not None else None
+    dtype = options.dtype
+    v = v0.detach().to(device=options.device, dtype=dtype).clone() if v0 is not None else None
     if v is None:
-        v = rademacher(n, dtype=dtype, device=device, generator=gen)
+        v = rademacher(n, dtype=dtype, device=options.device, generator=options.generator())
     v /= norm64(v)
     history = []
     rayleigh = 0.0
     for _ in range(max_matvec):
-        _check(cancel)
+        options.check()
         w = matvec(v).to(dtype).reshape(-1)
         new = dot64(v, w)
         history.append(new)
+        options.report(len(history) / max_matvec, f"Power iteration: {len(history)} products")
         norm = norm64(w)
         if norm == 0.0:
             break
@@ -452,15 +484,7 @@ class TraceEstimate:
 
 
 def hutchinson_trace(
-    matvec: Matvec,
-    n: int,
-    n_probes: int = 32,
-    *,
-    dtype: torch.dtype = torch.float32,
-    device="cpu",
-    seed: int = 0,
-    progress: Progress | None = None,
-    cancel: CancelCheck | None = None,
+    matvec: Matvec, n: int, n_probes: int = 32, *, options: ProbeOptions = PROBE_DEFAULTS
 ) -> TraceEstimate:
     """tr(A) ~ mean_i z_i^T A z_i, z_i Rademacher (unbiased; variance 2 sum_{i != j} A_ij^2 per probe).
 
@@ -468,31 +492,22 @@ def hutchinson_trace(
     The standard error is the sample standard deviation / sqrt(n_probes)."""
     if n_probes < 2:
         raise ValueError("Hutchinson needs at least 2 probes for a standard error.")
-    gen = seeded_generator(device, seed)
-    z, product = empty_huge((2, n), dtype=dtype, device=device)
+    gen = options.generator()
+    z, product = options.vectors(2, n)
     samples = np.empty(n_probes)
     for i in range(n_probes):
-        _check(cancel)
+        options.check()
         rademacher_into(z, gen)
         _product_into(matvec, z, product)
         samples[i] = dot64(z, product)
-        if progress is not None:
-            progress((i + 1) / n_probes, f"Hutchinson trace: probe {i + 1} of {n_probes}")
+        options.report((i + 1) / n_probes, f"Hutchinson trace: probe {i + 1} of {n_probes}")
     return TraceEstimate(
         float(samples.mean()), float(samples.std(ddof=1) / np.sqrt(n_probes)), samples, n_probes, "hutchinson"
     )
 
 
 def hutchpp_trace(
-    matvec: Matvec,
-    n: int,
-    n_matvec: int = 48,
-    *,
-    dtype: torch.dtype = torch.float32,
-    device="cpu",
-    seed: int = 0,
-    progress: Progress | None = None,
-    cancel: CancelCheck | None = None,
+    matvec: Matvec, n: int, n_matvec: int = 48, *, options: ProbeOptions = PROBE_DEFAULTS
 ) -> TraceEstimate:
     """Hutch++: tr(A) = tr(Q^T A Q) + Hutchinson on (I - QQ^T) A (I - QQ^T), Q an orthonormal basis of
     A S for s = n_matvec / 3 Rademacher columns S. Exact when rank(A) <= s; otherwise error O(1/n_matvec)
@@ -502,14 +517,14 @@ def hutchpp_trace(
     deflated part is computed exactly for the sampled Q)."""
     s = max(1, n_matvec // 3)
     g = max(2, n_matvec - 2 * s)
-    gen = seeded_generator(device, seed)
+    gen = options.generator()
     total = 2 * s + g
-    Q = empty_huge((s, n), dtype=dtype, device=device)
-    z, product = empty_huge((2, n), dtype=dtype, device=device)
+    Q = options.vectors(s, n)
+    z, product = options.vectors(2, n)
     done = 0
     rank = 0
     for _ in range(s):
-        _check(cancel)
+        options.check()
         w = Q[rank]  # overwritten by the next product when dropped
         _product_into(matvec, rademacher_into(z, gen), w)
         done += 1
@@ -518,26 +533,23 @@ def hutchpp_trace(
         if norm > 1e-10 * max(norm0, 1e-300):  # drop directions already in the span (rank-deficient A)
             w.div_(norm)
             rank += 1
-        if progress is not None:
-            progress(done / total, f"Hutch++: product {done} of {total}")
+        options.report(done / total, f"Hutch++: product {done} of {total}")
     deflated = 0.0
     for i in range(rank):
-        _check(cancel)
+        options.check()
         _product_into(matvec, Q[i], product)
         deflated += dot64(Q[i], product)
         done += 1
-        if progress is not None:
-            progress(done / total, f"Hutch++: product {done} of {total}")
+        options.report(done / total, f"Hutch++: product {done} of {total}")
     samples = np.empty(g)
     for i in range(g):
-        _check(cancel)
+        options.check()
         rademacher_into(z, gen)
         z.addmv_(Q[:rank].T, Q[:rank] @ z, alpha=-1.0)  # z -= Q^T (Q z), in place (see _orthogonalise)
         _product_into(matvec, z, product)
         samples[i] = dot64(z, product)
         done += 1
-        if progress is not None:
-            progress(done / total, f"Hutch++: product {done} of {total}")
+        options.report(done / total, f"Hutch++: product {done} of {total}")
     return TraceEstimate(
         deflated + float(samples.mean()),
         float(samples.std(ddof=1) / np.sqrt(g)),
@@ -610,11 +622,7 @@ def slq_density(
     steps: int = 40,
     n_grid: int = 1000,
     sigma_fraction: float = 0.01,
-    dtype: torch.dtype = torch.float32,
-    device="cpu",
-    seed: int = 0,
-    progress: Progress | None = None,
-    cancel: CancelCheck | None = None,
+    options: ProbeOptions = PROBE_DEFAULTS,
 ) -> SpectralDensity:
     """Stochastic Lanczos quadrature: for each Rademacher probe z, ``steps`` Lanczos steps from z/||z||
     give nodes theta_j and weights tau_j^2 with z^T f(A) z / n ~ sum_j tau_j^2 f(theta_j); the density is
@@ -622,17 +630,16 @@ def slq_density(
 
     sigma = sigma_fraction * (max node - min node); the grid spans the nodes +- 5 sigma. Holds steps + 1
     n-vectors."""
-    gen = seeded_generator(device, seed)
+    gen = options.generator()
     nodes = np.full((n_probes, min(steps, n)), np.nan)
     weights = np.zeros_like(nodes)
     for i in range(n_probes):
-        z = rademacher(n, dtype=dtype, device=device, generator=gen)
-        alpha, beta = lanczos_tridiagonal(matvec, z, steps, cancel)
+        z = rademacher(n, dtype=options.dtype, device=options.device, generator=gen)
+        alpha, beta = lanczos_tridiagonal(matvec, z, steps, options.cancel)
         theta, tau2 = gaussian_quadrature(alpha, beta)
         nodes[i, : theta.size] = theta
         weights[i, : theta.size] = tau2
-        if progress is not None:
-            progress((i + 1) / n_probes, f"Spectral density: probe {i + 1} of {n_probes}")
+        options.report((i + 1) / n_probes, f"Spectral density: probe {i + 1} of {n_probes}")
     valid = np.isfinite(nodes)
     lo, hi = float(nodes[valid].min()), float(nodes[valid].max())
     width = hi - lo if hi > lo else max(abs(hi), 1.0)

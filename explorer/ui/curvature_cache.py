@@ -33,6 +33,7 @@ from explorer.analysis import curvature as C
 from explorer.errors import InputError
 from explorer.models.choice import ModelChoice
 from explorer.spectra.curvature import Cancelled as SolverCancelled
+from explorer.spectra.curvature import ProbeOptions
 from explorer.ui.cache import cached_fingerprint, cached_model
 
 # 4: kept in the one disk store (3: .npz files under curvature/, never read back).
@@ -287,20 +288,18 @@ def block_task(
         chosen = C.select_block(model, s.block)
         task.report(0.0, f"Building the {s.kind} operator of {chosen.label} ({chosen.n_params:,} parameters)")
         op = C.CurvatureOperator(model, loss, chosen, s.kind)
-        cancel = lambda: task.cancelled  # noqa: E731
-        res = C.top_eigenpairs(op, s.k, max_matvec=s.max_matvec, progress=tasks.forward(task.report, 0.02, 0.5),
-                               cancel=cancel)  # fmt: skip
+        options = ProbeOptions(progress=task.report, cancel=lambda: task.cancelled)
+        res = C.top_eigenpairs(op, s.k, max_matvec=s.max_matvec, options=C.within(options, 0.02, 0.5))
         groups, mass = eigenvector_mass(op, model, res.eigenvectors)
         eigen = C.TopEigen(res.eigenvalues, res.residual_norms, res.history_ritz, res.history_residuals,
                            res.n_matvec, res.converged, groups, mass)  # fmt: skip
         del res
         task.publish(("eigen", eigen))
-        trace = C.block_trace(
-            op, s.probes, s.trace_method, progress=tasks.forward(task.report, 0.5, 0.75), cancel=cancel
-        )
+        trace = C.block_trace(op, s.probes, s.trace_method, options=C.within(options, 0.5, 0.75))
         task.publish(("trace", trace))
-        density = C.block_density(op, spec.density_probes, s.density_steps,
-                                  progress=tasks.forward(task.report, 0.75, 1.0), cancel=cancel)  # fmt: skip
+        density = C.block_density(
+            op, spec.density_probes, s.density_steps, options=C.within(options, 0.75, 1.0)
+        )
         return C.CurvatureSummary(op.loss, loss.n_tokens, s.block, chosen.n_params, s.kind, eigen, trace,
                                   density, loss.description)  # fmt: skip
 

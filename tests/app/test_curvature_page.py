@@ -402,7 +402,7 @@ def test_a_cancel_is_told_apart_from_a_failure_and_stays_until_started_again(mon
     from dataclasses import dataclass
 
     from explorer import tasks
-    from explorer.spectra.curvature import lanczos_top_k
+    from explorer.spectra.curvature import ProbeOptions, lanczos_top_k
     from explorer.ui import curvature_cache as cc
 
     monkeypatch.setattr(tasks, "BOARD", tasks.Board())
@@ -434,7 +434,7 @@ def test_a_cancel_is_told_apart_from_a_failure_and_stays_until_started_again(mon
         return v * torch.arange(1, 11, dtype=v.dtype)
 
     def solving(task):
-        return lanczos_top_k(matvec, 10, 1, cancel=lambda: task.cancelled)
+        return lanczos_top_k(matvec, 10, 1, options=ProbeOptions(cancel=lambda: task.cancelled))
 
     second = tasks.get(Probe("solver"), solving)
     assert in_solver.wait(30)

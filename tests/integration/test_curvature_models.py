@@ -43,7 +43,7 @@ def test_curvature_on_embedded_model(embedded_model):
     # max(1, loss) (SmolLM2: 1.3e-5 seen; MiniLM's loss on its own kind of pairs is only ~2e-3).
     assert op.loss == pytest.approx(loss, abs=1e3 * float(np.finfo(np.float32).eps) * max(1.0, loss))
     eigen = C.top_eigen(op, loaded.model, 1, tol=1e-4, max_matvec=60)
-    power = power_iteration(op, op.n, max_matvec=80, tol=1e-5, dtype=op.dtype)
+    power = power_iteration(op, op.n, max_matvec=80, tol=1e-5, options=op.probe_options())
     lam = eigen.eigenvalues[0]
     assert eigen.converged and lam > 0
     # Power iteration converges to the largest |lambda|; here that is lambda_max (a positive outlier).

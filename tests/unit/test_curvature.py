@@ -21,6 +21,7 @@ from explorer.spectra.curvature import (
     _DOT_CHUNK,
     _FUSE_CHUNK,
     Cancelled,
+    ProbeOptions,
     _orthogonalise,
     dot64,
     gd_multipliers,
@@ -46,6 +47,7 @@ from tests.tolerances import (
 )
 
 F64 = torch.float64
+F64_PROBES = ProbeOptions(dtype=F64)
 
 
 def _symmetric(eigenvalues, seed=0) -> torch.Tensor:
@@ -73,8 +75,8 @@ def test_lanczos_top_k_matches_eigvalsh(max_basis):
     rng = np.random.default_rng(1)
     eigenvalues = np.concatenate([[50.0, 20.0, 19.0, 10.0, 5.0], rng.normal(0, 1, 295)])
     A = _symmetric(eigenvalues)
-    res = lanczos_top_k(_matvec(A), 300, 5, max_basis=max_basis, tol=1e-10, max_matvec=2000, dtype=F64,
-                        return_vectors=True)  # fmt: skip
+    res = lanczos_top_k(_matvec(A), 300, 5, max_basis=max_basis, tol=1e-10, max_matvec=2000,
+                        options=F64_PROBES, return_vectors=True)  # fmt: skip
     exact = np.sort(np.linalg.eigvalsh(A.numpy()))[::-1][:5]
     assert res.converged
     # Convergence, not rounding: |theta - lambda| <= ||r|| <= tol max|theta| = 5e-9 (Weyl rounding ~3e-11)
@@ -92,8 +94,8 @@ def test_lanczos_top_k_matches_eigvalsh(max_basis):
 
 def test_lanczos_largest_magnitude_finds_negative_outlier():
     A = _symmetric(np.concatenate([[-30.0, 12.0], np.linspace(-1, 1, 98)]), seed=2)
-    la = lanczos_top_k(_matvec(A), 100, 1, tol=1e-10, max_matvec=500, dtype=F64)
-    lm = lanczos_top_k(_matvec(A), 100, 1, which="LM", tol=1e-10, max_matvec=500, dtype=F64)
+    la = lanczos_top_k(_matvec(A), 100, 1, tol=1e-10, max_matvec=500, options=F64_PROBES)
+    lm = lanczos_top_k(_matvec(A), 100, 1, which="LM", tol=1e-10, max_matvec=500, options=F64_PROBES)
     # Convergence: |theta - lambda| <= ||r|| <= tol max|theta| = 3e-9 (rel 1e-9 of 12 and 30 is wider)
     assert la.eigenvalues[0] == pytest.approx(12.0, rel=1e-9)
     assert lm.eigenvalues[0] == pytest.approx(-30.0, rel=1e-9)
@@ -104,7 +106,7 @@ def test_lanczos_on_low_rank_operator_restarts_after_breakdown():
     rng = np.random.default_rng(3)
     U = np.linalg.qr(rng.standard_normal((40, 2)))[0]
     A = torch.tensor(U @ np.diag([3.0, 2.0]) @ U.T)
-    res = lanczos_top_k(_matvec(A), 40, 3, tol=1e-8, max_matvec=200, dtype=F64)
+    res = lanczos_top_k(_matvec(A), 40, 3, tol=1e-8, max_matvec=200, options=F64_PROBES)
     # Invariant Krylov space: exact up to rounding c n eps ||A|| ~ 3e-13 (and r^2 / gap for the zero)
     np.testing.assert_allclose(res.eigenvalues, [3.0, 2.0, 0.0], atol=1e-9)
 
@@ -112,7 +114,7 @@ def test_lanczos_on_low_rank_operator_restarts_after_breakdown():
 def test_lanczos_warm_start_from_eigenvector_converges_at_once():
     A = _symmetric(np.linspace(1, 10, 60), seed=4)
     top = torch.tensor(np.linalg.eigh(A.numpy())[1][:, -1])
-    res = lanczos_top_k(_matvec(A), 60, 1, tol=1e-8, dtype=F64, v0=top)
+    res = lanczos_top_k(_matvec(A), 60, 1, tol=1e-8, options=F64_PROBES, v0=top)
     # Rayleigh quotient of eigh's eigenvector: rounding c n eps ||A|| (building A, then v^T A v)
     assert res.n_matvec == 1 and res.eigenvalues[0] == pytest.approx(
         10.0, rel=0, abs=2 * symmetric_tolerance(A.numpy())
@@ -121,13 +123,13 @@ def test_lanczos_warm_start_from_eigenvector_converges_at_once():
 
 def test_power_iteration_and_cancel():
     A = _symmetric(np.concatenate([[10.0], np.linspace(0, 5, 49)]), seed=5)
-    res = power_iteration(_matvec(A), 50, max_matvec=200, tol=1e-12, dtype=F64)
+    res = power_iteration(_matvec(A), 50, max_matvec=200, tol=1e-12, options=F64_PROBES)
     # Rayleigh quotients converge as (5/10)^(2t): 1e-12 after about 20 products.
     assert res.eigenvalue == pytest.approx(10.0, rel=1e-10)
     with pytest.raises(Cancelled):
-        lanczos_top_k(_matvec(A), 50, 1, dtype=F64, cancel=lambda: True)
+        lanczos_top_k(_matvec(A), 50, 1, options=ProbeOptions(dtype=F64, cancel=lambda: True))
     with pytest.raises(Cancelled):
-        hutchinson_trace(_matvec(A), 50, 4, dtype=F64, cancel=lambda: True)
+        hutchinson_trace(_matvec(A), 50, 4, options=ProbeOptions(dtype=F64, cancel=lambda: True))
 
 
 @pytest.mark.parametrize("n", [1, 17, 1_000_003])
@@ -300,7 +302,7 @@ def test_hutchinson_within_three_standard_errors(seed):
     rng = np.random.default_rng(6)
     X = rng.standard_normal((80, 80))
     A = torch.tensor(X + X.T)
-    est = hutchinson_trace(_matvec(A), 80, 64, dtype=F64, seed=seed)
+    est = hutchinson_trace(_matvec(A), 80, 64, options=ProbeOptions(dtype=F64, seed=seed))
     sd = _hutchinson_sd(A.numpy(), 64)
     assert abs(est.trace - float(torch.trace(A))) <= 3 * sd
     # The reported standard error estimates the true one (64 probes: its own relative spread ~ 1/sqrt(128)).
@@ -311,13 +313,14 @@ def test_hutchpp_is_exact_on_low_rank_and_beats_hutchinson_on_decaying_spectra()
     rng = np.random.default_rng(7)
     U = np.linalg.qr(rng.standard_normal((200, 5)))[0]
     low = torch.tensor(U @ np.diag([9.0, 7.0, -4.0, 2.0, 1.0]) @ U.T)
-    est = hutchpp_trace(_matvec(low), 200, 30, dtype=F64)
+    est = hutchpp_trace(_matvec(low), 200, 30, options=F64_PROBES)
     # rank 5 <= 10 sketch columns: the deflation captures A, the remainder is rounding (float64).
     assert est.trace == pytest.approx(15.0, abs=trace_tolerance(low.numpy()))
     decaying = _symmetric(100.0 * 0.7 ** np.arange(200), seed=8)
     exact = float(torch.trace(decaying))
     errors_pp = [
-        abs(hutchpp_trace(_matvec(decaying), 200, 48, dtype=F64, seed=s).trace - exact) for s in range(4)
+        abs(hutchpp_trace(_matvec(decaying), 200, 48, options=ProbeOptions(dtype=F64, seed=s)).trace - exact)
+        for s in range(4)
     ]
     # 16 sketch columns capture all eigenvalues above 100 * 0.7^16 = 0.33 of a total of 333: the error
     # falls far below Hutchinson's standard deviation for the same 48 products.
@@ -332,7 +335,7 @@ def test_slq_density_mass_and_moments():
     eigenvalues = np.concatenate([rng.normal(0, 1, 195), [8.0, 9.0, 15.0, -6.0, 20.0]])
     A = _symmetric(eigenvalues, seed=9)
     n, probes = 200, 8
-    dens = slq_density(_matvec(A), n, n_probes=probes, steps=30, dtype=F64, seed=1)
+    dens = slq_density(_matvec(A), n, n_probes=probes, steps=30, options=ProbeOptions(dtype=F64, seed=1))
     # Before normalisation: probe weights sum to 1 and each Gaussian is cut at +-5 sigma (mass lost
     # <= 5.8e-7), and a grid step of ~0.11 sigma makes the trapezoid rule exact to far below that.
     assert dens.raw_mass == pytest.approx(1.0, abs=1e-6)
@@ -360,7 +363,7 @@ def test_slq_density_mass_and_moments():
 def test_slq_quadrature_is_exact_per_probe():
     """With the same seed, the first Rademacher probe z gives sum tau^2 theta = z^T A z / ||z||^2."""
     A = _symmetric(np.linspace(-3, 7, 50), seed=10)
-    dens = slq_density(_matvec(A), 50, n_probes=1, steps=10, dtype=F64, seed=4)
+    dens = slq_density(_matvec(A), 50, n_probes=1, steps=10, options=ProbeOptions(dtype=F64, seed=4))
     gen = torch.Generator().manual_seed(4)
     z = rademacher(50, dtype=F64, device="cpu", generator=gen)  # slq_density's first draw
     for p in (1, 2):
@@ -531,7 +534,7 @@ def test_hutchinson_samples_are_the_quadratic_forms_of_its_seeded_probes():
     """Each sample is z_i^T A z_i for the i-th draw of the seeded generator, computed here in numpy: the probe
     and product buffers it reuses leak nothing from one probe into the next."""
     A = _symmetric(np.linspace(-3, 7, 40), seed=4)
-    est = hutchinson_trace(_matvec(A), 40, 5, dtype=F64, seed=9)
+    est = hutchinson_trace(_matvec(A), 40, 5, options=ProbeOptions(dtype=F64, seed=9))
     gen = torch.Generator().manual_seed(9)
     for sample in est.samples:
         z = rademacher(40, dtype=F64, device="cpu", generator=gen).numpy()
@@ -542,8 +545,8 @@ def test_hutchinson_samples_are_the_quadratic_forms_of_its_seeded_probes():
 def test_lanczos_from_a_start_written_into_its_row_equals_lanczos_from_that_vector():
     A = _symmetric(np.concatenate([[10.0, 9.0], np.linspace(-2, 5, 48)]), seed=11)
     v0 = torch.tensor(np.random.default_rng(2).standard_normal(50))
-    a = lanczos_top_k(_matvec(A), 50, 2, tol=1e-10, dtype=F64, v0=v0)
-    b = lanczos_top_k(_matvec(A), 50, 2, tol=1e-10, dtype=F64, v0=lambda row: row.copy_(v0))
+    a = lanczos_top_k(_matvec(A), 50, 2, tol=1e-10, options=F64_PROBES, v0=v0)
+    b = lanczos_top_k(_matvec(A), 50, 2, tol=1e-10, options=F64_PROBES, v0=lambda row: row.copy_(v0))
     assert np.array_equal(a.eigenvalues, b.eigenvalues) and a.n_matvec == b.n_matvec
 
 
@@ -581,14 +584,14 @@ def test_hessian_vector_product_is_a_finite_difference_of_gradients(exact):
 def test_hutchinson_on_the_hessian_within_three_standard_errors(exact):
     _id, _model, _spec, _block, op, H, _loss, _base = exact
     for seed in (0, 1, 2):
-        est = C.block_trace(op, 24, seed=seed)
+        est = C.block_trace(op, 24, options=ProbeOptions(seed=seed))
         assert abs(est.trace - np.trace(H)) <= 3 * _hutchinson_sd(H, 24)
 
 
 def test_slq_moments_on_the_hessian(exact):
     model_id, _model, _spec, _block, op, H, _loss, _base = exact
     probes = 6
-    dens = C.block_density(op, probes, 20, seed=3)
+    dens = C.block_density(op, probes, 20, options=ProbeOptions(seed=3))
     assert dens.raw_mass == pytest.approx(1.0, abs=1e-6)  # see test_slq_density_mass_and_moments
     n = op.n
     for p, M in ((1, H), (2, H @ H)):
