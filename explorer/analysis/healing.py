@@ -67,11 +67,12 @@ class HealingRun:
     """One healing run.
 
     losses: ndarray (steps,), the training objective (nats per token for causal LMs, 1 - cosine for encoders)
-    on each step's chunk, before the step. calibration_before/after: the objective averaged over the first
-    MEASURE_CHUNKS calibration chunks before and after healing (the same data both times: what training did to
-    its own objective; measured on the factors kept). objective: its name. before: Quality of the compressed copy
-    before healing; after: of the healed copy (held-out EvalSet). seconds: wall-clock time of the training steps
-    and checks. n_params: trainable parameters (the factors' entries).
+    on each step's chunk, before the step; ``steps`` (a property) is their count. calibration_before/after:
+    the objective averaged over the first MEASURE_CHUNKS calibration chunks before and after healing (the same
+    data both times: what training did to its own objective; measured on the factors kept). objective (a
+    property): its name. before: Quality of the compressed copy before healing; after: of the healed copy
+    (held-out EvalSet). seconds: wall-clock time of the training steps and checks. n_params: trainable
+    parameters (the factors' entries).
     validation_steps: ndarray (checks,), the steps after which the validation chunks were measured (0: before
     training). validation_losses: ndarray (checks,), the objective on them. best_step: the step whose factors
     were kept (the lowest validation objective; 0: training did not help and the factors are unchanged).
@@ -80,8 +81,6 @@ class HealingRun:
     losses: np.ndarray
     calibration_before: float
     calibration_after: float
-    objective: str
-    steps: int
     lr: float
     lr_asked: float
     before: Quality
@@ -91,6 +90,14 @@ class HealingRun:
     validation_steps: np.ndarray
     validation_losses: np.ndarray
     best_step: int
+
+    @property
+    def steps(self) -> int:
+        return len(self.losses)
+
+    @property
+    def objective(self) -> str:
+        return objective_name(self.before.causal)
 
     @property
     def improved(self) -> bool:
@@ -233,8 +240,6 @@ def heal(
         losses=np.array(losses),
         calibration_before=calibration_before,
         calibration_after=_mean_objective(loaded, model, train),
-        objective=objective_name(loaded.causal),
-        steps=steps,
         lr=used,
         lr_asked=float(lr),
         before=before,

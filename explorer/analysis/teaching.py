@@ -183,11 +183,13 @@ class PowerIteration:
 
     iterates: (steps + 1, n) float64 unit vectors x_0..x_steps. rayleigh: (steps + 1,) x_k^T A x_k.
     eigvals: (n,) complex128, the reference spectrum (eigh if symmetric, else geev), sorted by modulus.
-    lambda1, lambda2: the two largest-modulus eigenvalues; rate = |lambda2 / lambda1| (1.0 when tied).
+    lambda1, lambda2 (properties: eigvals[0], eigvals[1]): the two largest-modulus eigenvalues; rate =
+    |lambda2 / lambda1| (1.0 when tied).
     v1: (n,) float64 unit eigenvector of lambda1, largest entry positive (iterates may point the other way).
     tan_angle: (steps + 1,) tan of the angle between x_k and v1 (inf when orthogonal).
     value_error: (steps + 1,) |rayleigh_k - lambda1|.
-    vector_line: (steps + 1,) tan_angle[0] * rate^k; an upper bound on tan_angle when A is symmetric.
+    vector_line (a property): (steps + 1,) tan_angle[0] * rate^k; an upper bound on tan_angle when A is
+    symmetric.
     value_line: (steps + 1,) max_i |lambda1 - lambda_i| tan_angle[0]^2 rate^(2k) (symmetric: an upper bound
     on value_error), else value_error[0] * rate^k (a slope for reference only).
     """
@@ -195,19 +197,28 @@ class PowerIteration:
     iterates: np.ndarray
     rayleigh: np.ndarray
     eigvals: np.ndarray
-    lambda1: complex
-    lambda2: complex
     rate: float
     v1: np.ndarray
     tan_angle: np.ndarray
     value_error: np.ndarray
-    vector_line: np.ndarray
     value_line: np.ndarray
     symmetric: bool
 
     @property
     def n(self) -> int:
         return self.iterates.shape[1]
+
+    @property
+    def lambda1(self) -> complex:
+        return complex(self.eigvals[0])
+
+    @property
+    def lambda2(self) -> complex:
+        return complex(self.eigvals[1])
+
+    @property
+    def vector_line(self) -> np.ndarray:
+        return self.tan_angle[0] * self.rate ** np.arange(self.tan_angle.size)
 
 
 def power_iteration(A: np.ndarray, steps: int, seed: int = 0) -> PowerIteration:
@@ -257,7 +268,6 @@ def power_iteration(A: np.ndarray, steps: int, seed: int = 0) -> PowerIteration:
         tan_angle = sin / cos
     value_error = np.abs(rayleigh - lam1)
     k = np.arange(steps + 1)
-    vector_line = tan_angle[0] * rate**k
     if symmetric:
         spread = float(np.abs(lam1 - eigvals).max())
         value_line = spread * tan_angle[0] ** 2 * rate ** (2 * k)
@@ -267,13 +277,10 @@ def power_iteration(A: np.ndarray, steps: int, seed: int = 0) -> PowerIteration:
         iterates=X,
         rayleigh=rayleigh,
         eigvals=eigvals,
-        lambda1=complex(lam1),
-        lambda2=complex(lam2),
         rate=rate,
         v1=v1,
         tan_angle=tan_angle,
         value_error=value_error,
-        vector_line=vector_line,
         value_line=value_line,
         symmetric=symmetric,
     )

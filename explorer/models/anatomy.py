@@ -52,22 +52,36 @@ FUSED_QKV = "attn_qkv"  # a layout's label for a module holding q, k and v side 
 
 @dataclass(frozen=True)
 class _Layout:
-    """Where a family keeps things, as names relative to one block (or to the token embedding's parent)."""
+    """Where a family keeps things, as names relative to one block (or to the token embedding's parent).
+    The defaults are what most families share (a causal decoder of Linear layers with one ``mlp`` module and an
+    ``lm_head``); each family states only what is its own."""
 
     family: str
     label: str
     attention: str  # the module whose forward returns (output, attention weights (batch, head, query, key))
-    core: str  # the module holding q, k, v; its ``is_causal`` attribute is the attention mask
-    mlp: tuple[str, ...]
     matrices: tuple[tuple[str, str], ...]  # (module, kind); kind FUSED_QKV splits into attn_q, attn_k, attn_v
-    matrix_type: type
-    position: str | None  # learned position embedding, a sibling of the token embedding
-    causal_default: bool | None  # when the core module has no ``is_causal``; None: the config's is_decoder
     # Names a checkpoint read without its model needs (a loaded model says these through
     # get_input_embeddings / get_output_embeddings): the token embedding's own name, and the output layer's
     # full names as the task heads of the family save them.
-    token_embed: str = ""
-    outputs: tuple[str, ...] = ()
+    token_embed: str
+    outputs: tuple[str, ...] = ("lm_head",)
+    core: str = ""  # the module holding q, k, v ("": ``attention`` itself); its ``is_causal`` is the mask
+    mlp: tuple[str, ...] = ("mlp",)
+    matrix_type: type = torch.nn.Linear
+    position: str | None = None  # learned position embedding, a sibling of the token embedding (None: rotary)
+    causal_default: bool | None = (
+        True  # when the core module has no ``is_causal``; None: the config's is_decoder
+    )
+
+    def __post_init__(self):
+        if not self.core:
+            object.__setattr__(self, "core", self.attention)  # frozen: set once, here
+
+
+def _children(parent: str, **kinds: str) -> tuple[tuple[str, str], ...]:
+    """(module, kind) rows of ``parent``'s child modules, in the order given:
+    ``_children("mlp", up_proj="mlp_up")`` is ``(("mlp.up_proj", "mlp_up"),)``."""
+    return tuple((f"{parent}.{child}", kind) for child, kind in kinds.items())
 
 
 _LAYOUTS = (
@@ -75,60 +89,34 @@ _LAYOUTS = (
         family="gpt2",
         label="GPT-2",
         attention="attn",
-        core="attn",
-        mlp=("mlp",),
-        matrices=(
-            ("attn.c_attn", FUSED_QKV),
-            ("attn.c_proj", "attn_o"),
-            ("mlp.c_fc", "mlp_up"),
-            ("mlp.c_proj", "mlp_down"),
-        ),
+        matrices=_children("attn", c_attn=FUSED_QKV, c_proj="attn_o")
+        + _children("mlp", c_fc="mlp_up", c_proj="mlp_down"),
+        token_embed="wte",
         matrix_type=Conv1D,
         position="wpe",
-        causal_default=True,
-        token_embed="wte",
-        outputs=("lm_head",),
     ),
     _Layout(
         family="bert",
         label="BERT",
         attention="attention",
+        matrices=_children("attention.self", query="attn_q", key="attn_k", value="attn_v")
+        + _children("attention.output", dense="attn_o")
+        + _children("intermediate", dense="mlp_up")
+        + _children("output", dense="mlp_down"),
         core="attention.self",
         mlp=("intermediate", "output"),
-        matrices=(
-            ("attention.self.query", "attn_q"),
-            ("attention.self.key", "attn_k"),
-            ("attention.self.value", "attn_v"),
-            ("attention.output.dense", "attn_o"),
-            ("intermediate.dense", "mlp_up"),
-            ("output.dense", "mlp_down"),
-        ),
-        matrix_type=torch.nn.Linear,
-        position="position_embeddings",
-        causal_default=None,
         token_embed="word_embeddings",
         outputs=("cls.predictions.decoder",),
+        position="position_embeddings",
+        causal_default=None,
     ),
     _Layout(
         family="llama",
         label="Llama family (Llama, Mistral, Qwen2, SmolLM2, ...)",
         attention="self_attn",
-        core="self_attn",
-        mlp=("mlp",),
-        matrices=(
-            ("self_attn.q_proj", "attn_q"),
-            ("self_attn.k_proj", "attn_k"),
-            ("self_attn.v_proj", "attn_v"),
-            ("self_attn.o_proj", "attn_o"),
-            ("mlp.gate_proj", "mlp_gate"),
-            ("mlp.up_proj", "mlp_up"),
-            ("mlp.down_proj", "mlp_down"),
-        ),
-        matrix_type=torch.nn.Linear,
-        position=None,
-        causal_default=True,
+        matrices=_children("self_attn", q_proj="attn_q", k_proj="attn_k", v_proj="attn_v", o_proj="attn_o")
+        + _children("mlp", gate_proj="mlp_gate", up_proj="mlp_up", down_proj="mlp_down"),
         token_embed="embed_tokens",
-        outputs=("lm_head",),
     ),
 )
 SUPPORTED = ", ".join(layout.label for layout in _LAYOUTS)
@@ -233,7 +221,6 @@ class Anatomy:
     family: str
     family_label: str
     model_type: str
-    n_layers: int
     n_heads: int
     n_kv_heads: int
     d_model: int
@@ -246,6 +233,10 @@ class Anatomy:
     blocks: tuple[BlockAnatomy, ...]
     matrices: tuple[MatrixSlot, ...]
     quantization: Quantization | None = None
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.blocks)
 
     @property
     def causal_lm(self) -> bool:
@@ -425,7 +416,6 @@ def anatomy_of(model: torch.nn.Module, quantization: Quantization | None = None)
         family=layout.family,
         family_label=layout.label,
         model_type=str(getattr(config, "model_type", "")),
-        n_layers=len(blocks),
         n_heads=n_heads,
         n_kv_heads=n_kv_heads,
         d_model=d_model,

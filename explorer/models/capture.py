@@ -54,8 +54,7 @@ class Capture:
             ``[layer, head]``, ``[layer, head, i:j, k:l]``; each layer recomputed on demand).
         hidden_states: ndarray of shape (layer + 1, token, d_model), float32; index 0 is the embedding output.
         token_losses: ndarray of shape (token - 1,), nats, next-token loss at each position (causal LMs), else None.
-        truncated: True when the text had more tokens than ``max_tokens`` and was cut.
-        n_tokens_original: number of tokens before truncation.
+        n_tokens_original: number of tokens before truncation (``truncated``: more than were kept).
         messages: notes for the user (truncation and the like).
     """
 
@@ -68,13 +67,17 @@ class Capture:
     hidden_states: np.ndarray
     token_losses: np.ndarray | None
     causal: bool
-    truncated: bool
     n_tokens_original: int
     messages: list[str] = field(default_factory=list)
 
     @property
     def n_tokens(self) -> int:
         return len(self.tokens)
+
+    @property
+    def truncated(self) -> bool:
+        """True when the text had more tokens than ``max_tokens`` and was cut."""
+        return self.n_tokens_original > self.n_tokens
 
     @property
     def loss(self) -> float | None:
@@ -365,7 +368,6 @@ def capture(
         hidden_states=_frozen(hidden),
         token_losses=token_losses,
         causal=loaded.causal,
-        truncated=n_original > len(ids),
         n_tokens_original=n_original,
         messages=messages,
     )
