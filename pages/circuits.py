@@ -8,6 +8,7 @@ from explorer.figures.circuits import (
     make_copying_heatmap_figure,
     make_ov_eigenvalue_figure,
 )
+from explorer.ui import circuits_compare, compare_view
 from explorer.ui.session import require_model, selection
 from explorer.ui.state import PageState, head_picker
 from explorer.ui.weights_cache import cached_circuits
@@ -92,3 +93,8 @@ def head_section() -> None:
 
 
 head_section()
+
+st.subheader("Compare with a variant")
+vs = compare_view.compare_control(PAGE)
+if vs is not None:
+    circuits_compare.draw(PAGE, sel, loaded, circuits, vs)

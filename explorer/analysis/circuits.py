@@ -258,15 +258,16 @@ def circuit_changes(
     return {"ov_change": np.array(ov), "qk_change": np.array(qk), "same": np.array(same, dtype=bool)}
 
 
-# Per-head quantities a comparison draws: key -> (label, what it measures). PAIRED ones have a value in A and in
-# B (the grid shows B - A); the others are measured between A and B (the grid shows the value).
+# Per-head quantities a comparison draws: key -> label. PAIRED ones have a value in A and in B (the grid shows
+# B - A: copying score, spectral radius of W_OV, largest singular values); the relative changes are measured
+# between A and B (the grid shows the value).
 CIRCUIT_DELTAS = {
-    "ov_change": ("‖W_OV^B − W_OV^A‖_F / ‖W_OV^A‖_F", "relative change of the OV circuit"),
-    "qk_change": ("‖W_QK^B − W_QK^A‖_F / ‖W_QK^A‖_F", "relative change of the QK circuit"),
-    "copying_score": ("copying score", "Σ Re λ / Σ |λ| of W_OV"),
-    "spectral_radius": ("largest |λ| of W_OV", "spectral radius of the OV circuit"),
-    "ov_norm": ("‖W_OV‖₂", "largest singular value of the OV circuit"),
-    "qk_norm": ("‖W_QK‖₂", "largest singular value of the QK circuit"),
+    "ov_change": "‖W_OV^B − W_OV^A‖_F / ‖W_OV^A‖_F",
+    "qk_change": "‖W_QK^B − W_QK^A‖_F / ‖W_QK^A‖_F",
+    "copying_score": "copying score",
+    "spectral_radius": "largest |λ| of W_OV",
+    "ov_norm": "‖W_OV‖₂",
+    "qk_norm": "‖W_QK‖₂",
 }
 PAIRED = ("copying_score", "spectral_radius", "ov_norm", "qk_norm")
 

@@ -7,6 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from explorer.analysis.circuits import CIRCUIT_DELTAS, PAIRED, CircuitComparison, CircuitSpectra
+from explorer.figures.cells import cell_markers
 from explorer.figures.common import axes_layout, circle_trace, complex_points
 from explorer.figures.compare import A_LINE, B_LINE
 from explorer.figures.weights import log_axis
@@ -64,19 +65,42 @@ def make_copying_heatmap_figure(circuits: CircuitSpectra) -> go.Figure:
     )
 
 
+def delta_label(metric: str) -> str:
+    """The name of a comparison quantity (a key of CIRCUIT_DELTAS): "Δ" before a paired metric (B − A)."""
+    return f"Δ {CIRCUIT_DELTAS[metric]}" if metric in PAIRED else CIRCUIT_DELTAS[metric]
+
+
 def make_circuit_delta_heatmap_figure(comparison: CircuitComparison, metric: str) -> go.Figure:
     """Layer x head grid of one comparison quantity (a key of CIRCUIT_DELTAS): B − A of a paired metric, or the
-    relative change of a circuit; red-blue symmetric about 0, so white is "no change"."""
+    relative change of a circuit; red-blue symmetric about 0, so white is "no change". A click on a cell selects
+    that head (an invisible marker per cell, explorer.figures.cells, carries the click and the hover)."""
     z = comparison.delta(metric)
     finite = np.abs(z[np.isfinite(z)])
     lim = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    name = CIRCUIT_DELTAS[metric][0]
-    label = name if metric not in PAIRED else f"Δ {name}"
+    label = delta_label(metric)
     title = f"{label} of every head" + ("" if metric not in PAIRED else " (B − A)")
     colorbar = "B − A" if metric in PAIRED else "relative<br>change"
-    return _head_grid_figure(
+    fig = _head_grid_figure(
         z, comparison.a.kv_head, title=title, label=label, colorbar=colorbar, lim=lim, hover_format=".4g"
     )
+    fig.update_traces(hoverinfo="skip", hovertemplate=None, selector=dict(type="heatmap"))
+    layers, heads = np.indices(z.shape)
+    same = np.where(comparison.same, "same weights in A and B", "weights differ")
+    fig.add_trace(
+        cell_markers(
+            heads.ravel(),
+            layers.ravel(),
+            size=14,
+            customdata=np.stack([layers.ravel(), heads.ravel(), z.ravel()], axis=1),
+            text=same.ravel(),
+            hovertemplate=(
+                f"layer %{{customdata[0]:d}} · head %{{customdata[1]:d}}<br>{label} %{{customdata[2]:.4g}}"
+                "<br>%{text}<extra></extra>"
+            ),
+            name="heads",
+        )
+    )
+    return fig
 
 
 def _eigenvalue_plane(points: list[go.Scatter], radius: float, title: str) -> go.Figure:

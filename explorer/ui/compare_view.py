@@ -78,6 +78,9 @@ def _variant(sel, loaded: LoadedModel, key: str) -> variants.Variant | None:
     )
 
 
+variant_for = _variant  # public name for the other pages' compare modes (circuits): one way to build B
+
+
 def _spectra_b(
     loaded: LoadedModel, variant: variants.Variant, spectra_a: WeightSpectra
 ) -> WeightSpectra | None:
