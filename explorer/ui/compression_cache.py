@@ -28,6 +28,7 @@ from explorer.models import LoadedModel
 from explorer.models.capture import tokenize
 from explorer.models.choice import ModelChoice
 from explorer.ui.cache import cached_fingerprint, cached_model
+from explorer.ui.spec_support import KeptOnDisk
 
 Progress = Callable[[float, str], None]
 
@@ -149,14 +150,12 @@ class ReferenceSpec(ModelSpec):
 
 
 @dataclass(frozen=True)
-class OriginalSpec(HeldoutSpec):
+class OriginalSpec(KeptOnDisk, HeldoutSpec):
     """The original model's quality on the held-out passage, what the budget is relative to (kept on disk)."""
 
     KIND: ClassVar[str] = "original"
     LABEL: ClassVar[str] = "the original model on the held-out passage"
-    KEEP: ClassVar[bool] = True
     RESULT: ClassVar[Any] = comp.Quality
-    MAX_FINISHED: ClassVar[int] = 4
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from explorer.models.choice import ModelChoice
 from explorer.spectra.curvature import Cancelled as SolverCancelled
 from explorer.spectra.curvature import ProbeOptions
 from explorer.ui.cache import cached_fingerprint, cached_model
+from explorer.ui.spec_support import KeptOnDisk
 
 # 4: kept in the one disk store (3: .npz files under curvature/, never read back).
 FORMAT_VERSION = 4
@@ -209,14 +210,12 @@ class BlockSpec(CurvatureSpec):
 
 
 @dataclass(frozen=True)
-class GridSpec(CurvatureSpec):
+class GridSpec(KeptOnDisk, CurvatureSpec):
     """λ_max and trace of every layer's attention and MLP (kept on disk)."""
 
     KIND: ClassVar[str] = "curvature-grid"
     LABEL: ClassVar[str] = "curvature grid"
-    KEEP: ClassVar[bool] = True
     RESULT: ClassVar[Any] = C.CurvatureGrid
-    MAX_FINISHED: ClassVar[int] = 4
     kind: str = "hessian"
     tol: float = GRID_TOL
     max_matvec: int = GRID_MAX_MATVEC
