@@ -169,12 +169,12 @@ def measure_latency(
     compressed: torch.nn.Module,
     text_ids: list[int] | tuple[int, ...],
     ranks: dict[str, int],
-    runs: int = DEFAULT_RUNS,
-    warmup: int = DEFAULT_WARMUP,
+    **timing: int,
 ) -> Latency:
-    """Both comparisons: at the text's tokens and at the fixed 256-token input."""
+    """Both comparisons: at the text's tokens and at the fixed 256-token input. ``timing``: ``runs`` and
+    ``warmup``, passed to both ``compare_latency`` calls (their defaults are its own)."""
     return Latency(
-        compare_latency(loaded, compressed, text_ids, ranks, runs, warmup),
-        compare_latency(loaded, compressed, fixed_input(loaded), ranks, runs, warmup),
-        warmup,
+        compare_latency(loaded, compressed, text_ids, ranks, **timing),
+        compare_latency(loaded, compressed, fixed_input(loaded), ranks, **timing),
+        timing.get("warmup", DEFAULT_WARMUP),
     )
