@@ -523,17 +523,17 @@ def block_curvature(
     max_tokens: int = 64,
     max_matvec: int = 12,
     density_steps: int = 12,
-    seed: int = 0,
     progress=None,
 ) -> BlockCurvature:
     """lambda_max and the SLQ density of the Hessian over ``block`` of ``loaded`` (a LoadedModel, only read:
-    the operator works on a structural copy) on the curvature page's loss for ``text``."""
+    the operator works on a structural copy) on the curvature page's loss for ``text``. The random draws are
+    the default ``ProbeOptions``' (seed 0): the same block gives the same numbers."""
     from explorer.analysis import curvature as C
 
     spec = C.make_loss(loaded, text, max_tokens)
     chosen = C.select_block(loaded.model, block)
     op = C.CurvatureOperator(loaded.model, spec, chosen, "hessian")
-    options = C.ProbeOptions(seed=seed, progress=progress)
+    options = C.ProbeOptions(progress=progress)
     top = C.top_eigen(op, loaded.model, 1, tol=1e-3, max_matvec=max_matvec, options=C.within(options, 0, 0.5))
     dens = C.block_density(op, 1, density_steps, options=C.within(options, 0.5, 1.0))
     lam = float(top.eigenvalues[0])
