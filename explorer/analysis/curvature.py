@@ -721,25 +721,35 @@ def _matrix_spectra(model: torch.nn.Module, block: Block) -> tuple[tuple[str, ..
 OPTIMIZERS = ("gd", "adam")
 
 
+@dataclass(frozen=True)
+class TrainingSettings:
+    """What a training what-if runs: ``steps`` full-batch steps of size ``eta`` (parameter units per unit of
+    gradient) with ``optimizer`` (one of OPTIMIZERS) on ``block`` (a block spec, see ``select_block``). A task
+    spec's key in the ui (explorer/ui/curvature_cache.py)."""
+
+    block: str = "all"
+    steps: int = 10
+    eta: float = 1e-3
+    optimizer: str = "gd"
+
+
 def train_what_if(
     model: torch.nn.Module,
     spec: LossSpec,
-    block: str = "all",
+    settings: TrainingSettings = TrainingSettings(),
     *,
-    steps: int = 10,
-    eta: float = 1e-3,
-    optimizer: str = "gd",
     max_matvec: int = 20,
     tol: float = 1e-3,
     progress: Progress | None = None,
     cancel: CancelCheck | None = None,
 ) -> TrainingRun:
-    """Train ``block`` of a deep copy of ``model`` for ``steps`` full-batch steps of size ``eta``; at every
-    iterate record the loss and the block's lambda_max (Lanczos warm-started from the previous top
-    eigenvector: the top direction moves little per step, so a few products each). A run whose loss stops
-    being finite ends there (its arrays are shorter, the last loss non-finite, its lambda_max NaN).
-    ``model`` itself is never written to. For Adam, 2 / eta is shown for reference only (its
-    stability is governed by the preconditioned Hessian)."""
+    """Train ``settings.block`` of a deep copy of ``model`` for ``settings.steps`` full-batch steps of size
+    ``settings.eta``; at every iterate record the loss and the block's lambda_max (Lanczos warm-started from
+    the previous top eigenvector: the top direction moves little per step, so a few products each; at most
+    ``max_matvec`` products to ``tol``). A run whose loss stops being finite ends there (its arrays are
+    shorter, the last loss non-finite, its lambda_max NaN). ``model`` itself is never written to. For Adam,
+    2 / eta is shown for reference only (its stability is governed by the preconditioned Hessian)."""
+    block, steps, eta, optimizer = settings.block, settings.steps, settings.eta, settings.optimizer
     if optimizer not in OPTIMIZERS:
         raise InputError(f"Unknown optimizer '{optimizer}': choose one of {OPTIMIZERS}.")
     if steps < 0 or not eta > 0:

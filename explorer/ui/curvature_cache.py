@@ -30,6 +30,7 @@ import streamlit as st
 
 from explorer import tasks
 from explorer.analysis import curvature as C
+from explorer.analysis.curvature import TrainingSettings  # the what-if's settings, a TrainingSpec's key
 from explorer.errors import InputError
 from explorer.models.choice import ModelChoice
 from explorer.spectra.curvature import Cancelled as SolverCancelled
@@ -227,14 +228,6 @@ class GridSpec(KeptOnDisk, CurvatureSpec):
 
 
 @dataclass(frozen=True)
-class TrainingSettings:
-    block: str
-    steps: int = 10
-    eta: float = 1e-3
-    optimizer: str = "gd"
-
-
-@dataclass(frozen=True)
 class TrainingSpec(CurvatureSpec):
     """The training what-if (in memory only)."""
 
@@ -399,12 +392,11 @@ def training_task(
     never written)."""
     loaded = cached_model(model_key)
     loss = cached_loss(model_key, text, max_tokens)
-    s = settings
 
     def work(task: tasks.Task) -> C.TrainingRun:
         return C.train_what_if(
-            loaded.model, loss, s.block, steps=s.steps, eta=s.eta, optimizer=s.optimizer,
-            max_matvec=TRAIN_MAX_MATVEC, progress=task.report, cancel=lambda: task.cancelled,
+            loaded.model, loss, settings, max_matvec=TRAIN_MAX_MATVEC, progress=task.report,
+            cancel=lambda: task.cancelled,
         )  # fmt: skip
 
     return training_spec(model_key, text, max_tokens, settings), work

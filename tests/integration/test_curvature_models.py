@@ -53,7 +53,9 @@ def test_curvature_on_embedded_model(embedded_model):
     trace = C.block_trace(op, 4)
     assert np.isfinite(trace.trace) and trace.stderr > 0
     del op
-    run = C.train_what_if(loaded.model, spec, f"layer:{layer}:mlp", steps=1, eta=0.1 / lam, max_matvec=8)
+    run = C.train_what_if(
+        loaded.model, spec, C.TrainingSettings(f"layer:{layer}:mlp", steps=1, eta=0.1 / lam), max_matvec=8
+    )
     assert np.all(np.isfinite(run.loss)) and run.loss[1] < run.loss[0]
     assert weights_checksum(loaded.model) == before
 

@@ -638,7 +638,9 @@ def test_training_what_if_leaves_the_cached_model_untouched(model_id):
     loaded = get_model(model_id)
     before = weights_checksum(loaded.model)
     spec = C.make_loss(loaded, SAMPLE_TEXT)
-    run = C.train_what_if(loaded.model, spec, "layer:1:mlp", steps=3, eta=0.05, max_matvec=15)
+    run = C.train_what_if(
+        loaded.model, spec, C.TrainingSettings("layer:1:mlp", steps=3, eta=0.05), max_matvec=15
+    )
     assert weights_checksum(loaded.model) == before
     assert run.loss.shape == run.lambda_max.shape == (4,)
     assert run.loss[0] == pytest.approx(C.loss_value(loaded.model, spec), rel=1e-5)
@@ -648,7 +650,10 @@ def test_training_what_if_leaves_the_cached_model_untouched(model_id):
     assert len(run.matrices) >= 2 and run.stable_rank_before.shape == run.stable_rank_after.shape
     assert np.all(run.stable_rank_before >= 1)
     adam = C.train_what_if(
-        loaded.model, spec, "layer:1:mlp", steps=2, eta=1e-3, optimizer="adam", max_matvec=10
+        loaded.model,
+        spec,
+        C.TrainingSettings("layer:1:mlp", steps=2, eta=1e-3, optimizer="adam"),
+        max_matvec=10,
     )
     assert weights_checksum(loaded.model) == before and adam.loss[-1] < adam.loss[0]
 
@@ -656,7 +661,9 @@ def test_training_what_if_leaves_the_cached_model_untouched(model_id):
 def test_training_first_lambda_max_is_the_block_top_eigenvalue():
     loaded = get_model("tiny-gpt2")
     spec = C.make_loss(loaded, SAMPLE_TEXT)
-    run = C.train_what_if(loaded.model, spec, "layer:0:attention", steps=0, eta=0.1, max_matvec=60, tol=1e-6)
+    run = C.train_what_if(
+        loaded.model, spec, C.TrainingSettings("layer:0:attention", steps=0, eta=0.1), max_matvec=60, tol=1e-6
+    )
     op = C.CurvatureOperator(loaded.model, spec, C.select_block(loaded.model, "layer:0:attention"))
     top = C.top_eigen(op, loaded.model, 1, tol=1e-6, max_matvec=60).eigenvalues[0]
     # float32 operator: eigenvalues agree to ~ residual tolerance (1e-6 relative) plus rounding.
@@ -790,7 +797,9 @@ def test_training_what_if_stops_where_the_loss_stops_being_finite():
     loaded = get_model("tiny-gpt2")
     before = weights_checksum(loaded.model)
     spec = C.make_loss(loaded, SAMPLE_TEXT)
-    run = C.train_what_if(loaded.model, spec, "layer:1:mlp", steps=4, eta=1e30, max_matvec=5)
+    run = C.train_what_if(
+        loaded.model, spec, C.TrainingSettings("layer:1:mlp", steps=4, eta=1e30), max_matvec=5
+    )
     assert weights_checksum(loaded.model) == before
     assert run.loss.size < 5 and np.isfinite(run.loss[0]) and not np.isfinite(run.loss[-1])
     assert (
