@@ -27,29 +27,39 @@ class Metric:
     """One quality metric.
 
     name: the budget's key ("perplexity", "kl", "cosine", "spearman"; links carry it); field: the Quality
-    attribute it reads; causal: measured on causal LMs (True) or encoders (False); label: the budget selector's
-    words; noun: the metric in a sentence; unit: of the value ("" when none); better: "lower" or "higher";
-    compare: "ratio" or "difference" (module docstring); origin: the original's value for a "difference"
-    metric; fmt: format spec of a value; definition: what is measured, for manifests and reports.
+    attribute it reads (None, the default: ``name``); causal: measured on causal LMs (True) or encoders
+    (False); label: the budget selector's words; noun: the metric in a sentence; unit: of the value ("" when
+    none, the default); better: "lower" (default) or "higher"; compare: "ratio" or "difference" (default;
+    module docstring); origin: the original's value for a "difference" metric (default 0.0; nan for a "ratio"
+    metric, which compares with the measured original); fmt: format spec of a value; definition: what is
+    measured, for manifests and reports. Each declaration below states only what is its own.
 
     Sentences (str.format templates): ``bound_words`` names a budget ({limit}: its limit), ``describe_words``
     the same for the report, ``cost_words`` what a measured quality costs ({value}: the value formatted with
     ``fmt``, {before}: the original's, {change}: the relative change as ``change_text`` writes it)."""
 
     name: str
-    field: str
     causal: bool
     label: str
     noun: str
-    unit: str
-    better: str
-    compare: str
-    origin: float
     fmt: str
     definition: str
     bound_words: str
     describe_words: str
     cost_words: str
+    field: str | None = None
+    unit: str = ""
+    better: str = "lower"
+    compare: str = "difference"
+    origin: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Derived defaults, set once here (frozen): the field a metric reads is its name unless it says
+        # otherwise, and a ratio metric has no fixed origin.
+        if self.field is None:
+            object.__setattr__(self, "field", self.name)
+        if self.compare == "ratio":
+            object.__setattr__(self, "origin", float("nan"))
 
     def value(self, quality) -> float | None:
         """The metric's value in ``quality`` (a compression.Quality), None when not measured."""
@@ -125,14 +135,10 @@ def change_text(loss: float) -> str:
 
 PERPLEXITY = Metric(
     name="perplexity",
-    field="perplexity",
     causal=True,
     label="Perplexity increase (%)",
     noun="perplexity",
-    unit="",
-    better="lower",
     compare="ratio",
-    origin=float("nan"),  # a ratio metric compares with the measured original
     fmt=",.4g",
     definition="exp(mean next-token cross-entropy) on the passage's tokens",
     bound_words="{limit:+.0%} perplexity",
@@ -141,14 +147,10 @@ PERPLEXITY = Metric(
 )
 KL = Metric(
     name="kl",
-    field="kl",
     causal=True,
     label="KL divergence (nats per token)",
     noun="KL divergence",
     unit="nats/token",
-    better="lower",
-    compare="difference",
-    origin=0.0,
     fmt=".3g",
     definition="mean over positions of KL(original || compressed) of the next-token distributions, nats per "
     "token",
@@ -162,9 +164,7 @@ COSINE = Metric(
     causal=False,
     label="Embedding cosine",
     noun="embedding cosine",
-    unit="",
     better="higher",
-    compare="difference",
     origin=1.0,
     fmt=".4f",
     definition="mean cosine between the original's and the compressed model's mean-pooled embeddings of "
@@ -179,9 +179,7 @@ SPEARMAN = Metric(
     causal=False,
     label="Similarity-ranking correlation",
     noun="similarity-ranking correlation (Spearman)",
-    unit="",
     better="higher",
-    compare="difference",
     origin=1.0,
     fmt=".4f",
     definition="Spearman correlation of the pairwise cosine similarities of the shipped sentences, original "
