@@ -24,9 +24,11 @@ def _head_grid_figure(
     colorbar: str,
     lim: float,
     hover_format: str = ".3f",
+    signed: bool = True,
 ) -> go.Figure:
-    """Layer x head heatmap of ``z`` (layer, head) on a red-blue scale over [-lim, lim] (red: positive, white: 0),
-    hovered with the value and, with grouped-query attention, the key/value head each query head reads."""
+    """Layer x head heatmap of ``z`` (layer, head), white at 0: red-blue over [-lim, lim] (red: positive), or for
+    a quantity that is never negative (``signed=False``) white to red over [0, lim], the positive half of the same
+    scale. Hovered with the value and, with grouped-query attention, the key/value head each query head reads."""
     L, H = z.shape
     custom = np.broadcast_to(kv_head[None, :], (L, H))
     hover = f"layer %{{y}} · head %{{x}}<br>{label} %{{z:{hover_format}}}"
@@ -38,9 +40,9 @@ def _head_grid_figure(
             x=list(range(H)),
             y=list(range(L)),
             customdata=custom,
-            zmin=-lim,
+            zmin=-lim if signed else 0.0,
             zmax=lim,
-            colorscale="RdBu_r",
+            colorscale="RdBu_r" if signed else "Reds",
             colorbar=dict(title=colorbar),
             hovertemplate=hover + "<extra></extra>",
             xgap=1,
@@ -71,18 +73,19 @@ def delta_label(metric: str) -> str:
 
 
 def make_circuit_delta_heatmap_figure(comparison: CircuitComparison, metric: str) -> go.Figure:
-    """Layer x head grid of one comparison quantity (a key of CIRCUIT_DELTAS): B − A of a paired metric, or the
-    relative change of a circuit; red-blue symmetric about 0, so white is "no change". A click on a cell selects
-    that head (an invisible marker per cell, explorer.figures.cells, carries the click and the hover)."""
+    """Layer x head grid of one comparison quantity (a key of CIRCUIT_DELTAS), white at 0 ("no change"): B − A of a
+    paired metric on a red-blue scale symmetric about 0, or the relative change of a circuit (never negative)
+    from white to red. A click on a cell selects that head (an invisible marker per cell, explorer.figures.cells,
+    carries the click and the hover)."""
     z = comparison.delta(metric)
     finite = np.abs(z[np.isfinite(z)])
     lim = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
     label = delta_label(metric)
     title = f"{label} of every head" + ("" if metric not in PAIRED else " (B − A)")
     colorbar = "B − A" if metric in PAIRED else "relative<br>change"
-    fig = _head_grid_figure(
-        z, comparison.a.kv_head, title=title, label=label, colorbar=colorbar, lim=lim, hover_format=".4g"
-    )
+    signed = metric in PAIRED
+    fig = _head_grid_figure(z, comparison.a.kv_head, title=title, label=label, colorbar=colorbar, lim=lim,
+                            hover_format=".4g", signed=signed)  # fmt: skip
     fig.update_traces(hoverinfo="skip", hovertemplate=None, selector=dict(type="heatmap"))
     layers, heads = np.indices(z.shape)
     same = np.where(comparison.same, "same weights in A and B", "weights differ")
@@ -142,12 +145,9 @@ def make_ov_eigenvalue_pair_figure(comparison: CircuitComparison, layer: int, he
         _eigenvalue_points(lams[0], "A (loaded)", dict(size=9, color=A_LINE["color"], symbol="circle-open")),
         _eigenvalue_points(lams[1], "B (variant)", dict(size=7, color=B_LINE["color"], symbol="x-thin-open")),
     ]
-    scores = [float(c.copying_score[layer, head]) for c in (comparison.a, comparison.b)]
-    title = (
-        f"OV eigenvalues, layer {layer} head {head}: A and B (copying score {scores[0]:+.3f} → "
-        f"{scores[1]:+.3f})"
+    return _eigenvalue_plane(
+        points, _radius(*lams), f"OV eigenvalues, layer {layer} head {head}: A ○ and B ×"
     )
-    return _eigenvalue_plane(points, _radius(*lams), title)
 
 
 def _sigma_trace(values: np.ndarray, name: str, color: str, dash: str = "solid") -> go.Scatter:

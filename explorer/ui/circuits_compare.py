@@ -59,6 +59,19 @@ def change_sentence(comparison: CircuitComparison, metric: str) -> str:
     )
 
 
+def head_rows(comparison: CircuitComparison, layer: int, head: int) -> list[dict]:
+    """One head's paired numbers as table rows of text: quantity, A, B (4 significant digits), B − A (3, signed;
+    exactly 0 for a head whose weights are unchanged)."""
+    rows = []
+    for name in PAIRED:
+        a, b = (float(v[layer, head]) for v in comparison.values(name))
+        shift = float(comparison.delta(name)[layer, head])
+        rows.append(
+            {"quantity": CIRCUIT_DELTAS[name], "A": f"{a:.4g}", "B": f"{b:.4g}", "B − A": f"{shift:+.3g}"}
+        )
+    return rows
+
+
 def _comparison(
     sel, loaded: LoadedModel, variant: variants.Variant, circuits_a: CircuitSpectra
 ) -> CircuitComparison | None:
@@ -135,16 +148,16 @@ def _head_section(page: PageState, comparison: CircuitComparison, metric: str) -
     left, right = st.columns(2)
     layer = int(page.slider(layer_setting, "Layer (A | B)", where=left, help=LAYER_HELP))
     head = int(page.slider(head_setting, "Head (A | B)", where=right, help="Head, counted from 0."))
-    cols = st.columns(len(PAIRED) + 2)
-    for col, name in zip(cols, PAIRED, strict=False):
-        a, b = (v[layer, head] for v in comparison.values(name))
-        shift = comparison.delta(name)[layer, head]
-        col.metric(f"{CIRCUIT_DELTAS[name]}: A → B", f"{a:.4g} → {b:.4g}",
-                   delta=f"{shift:+.3g}" if np.isfinite(shift) else None, delta_color="off")  # fmt: skip
-    cols[-2].metric("‖ΔW_OV‖_F / ‖W_OV‖_F", f"{comparison.ov_change[layer, head]:.3g}")
-    cols[-1].metric("‖ΔW_QK‖_F / ‖W_QK‖_F", f"{comparison.qk_change[layer, head]:.3g}")
-    if comparison.same[layer, head]:
-        st.caption(f"Layer {layer} head {head} has the same weights in A and B: its circuits are A's.")
+    st.dataframe(
+        head_rows(comparison, layer, head), hide_index=True, width="stretch", key="circuits_vs_table"
+    )
+    same = (
+        " It has the same weights in A and B: its circuits are A's." if comparison.same[layer, head] else ""
+    )
+    st.caption(
+        f"Layer {layer} head {head}: ‖W_OV^B − W_OV^A‖_F / ‖W_OV^A‖_F = {comparison.ov_change[layer, head]:.3g}, "
+        f"‖W_QK^B − W_QK^A‖_F / ‖W_QK^A‖_F = {comparison.qk_change[layer, head]:.3g}.{same}"
+    )
     a, b = st.columns(2)
     a.plotly_chart(make_ov_eigenvalue_pair_figure(comparison, layer, head), width="stretch",
                    key="circuits_vs_eig")  # fmt: skip

@@ -83,10 +83,36 @@ def test_tiny_model_vs_int8_caption_is_numpys(cache_home):
     z = np.asarray(grid["data"][0]["z"], dtype=float)
     assert z.shape == (card.n_layers, card.n_heads)
     assert np.all(np.abs(z - dense) <= norm_ab + (sum_rtol(card.d_model**2) + 2 * eps()) * dense)
+    # The table of the selected head (it opens on the head that changed most): A's numbers are A's circuits'.
+    a = circuit_spectra(loaded.model, card.n_layers, card.n_heads, card.n_kv_heads)
+    table = at.dataframe[0].value
+    row = table[table["quantity"] == "copying score"].iloc[0]
+    assert row["A"] == f"{a.copying_score[layer, head]:.4g}"
+    assert chart_spec(at, "circuits_vs_eig")["layout"]["title"]["text"].startswith(
+        f"OV eigenvalues, layer {layer} head {head}"
+    )
     # A change of the quantity of the quantity redraws the grid as B - A of the copying score.
     at.selectbox(key="circuits_vs_circuit").set_value("copying_score").run()
     assert_page_ok(at)
     assert chart_spec(at, "circuits_vs_grid")["layout"]["title"]["text"].startswith("Δ copying score")
+
+
+def test_the_head_follows_the_link(cache_home):
+    loaded = get_model("tiny-llama")
+    card = loaded.card
+    a = circuit_spectra(loaded.model, card.n_layers, card.n_heads, card.n_kv_heads)
+    top = compare_model_circuits(loaded.model, V.build_variant(loaded, "int8").replaced, a).most_changed(
+        "ov_change"
+    )
+    layer, head = (1, 2) if top != (1, 2) else (0, 1)  # not the default head, which the link leaves out
+    at = run_page(CIRCUITS, model="tiny-llama", text=TEXT, vs="int8", vs_layer=layer, vs_head=head)
+    at = rerun_until(at, _drawn, f"circuits tiny-llama vs int8 at layer {layer} head {head}")
+    assert_page_ok(at)
+    title = chart_spec(at, "circuits_vs_sigma")["layout"]["title"]["text"]
+    assert f"layer {layer} head {head}" in title
+    for param, value, default in (("vs_layer", layer, top[0]), ("vs_head", head, top[1])):
+        if value != default:  # the link keeps what differs from the default (the head that changed most)
+            assert at.query_params[param] in (str(value), [str(value)])
 
 
 def test_a_variant_of_the_mlp_alone_says_no_change(cache_home):

@@ -251,7 +251,8 @@ def test_figures_draw_the_comparisons_numbers(load):
         fig = make_circuit_delta_heatmap_figure(comparison, metric)
         heat = fig.data[0]
         np.testing.assert_array_equal(np.asarray(heat.z), comparison.delta(metric))
-        assert heat.zmin == -heat.zmax and heat.zmax > 0  # centred on 0, white = no change
+        assert heat.zmax > 0 and heat.zmin == (-heat.zmax if metric in PAIRED else 0.0)  # white = no change
+        assert np.nanmin(comparison.delta(metric)) >= heat.zmin
     plane = make_ov_eigenvalue_pair_figure(comparison, 0, 2)
     a_points, b_points = plane.data[1], plane.data[2]
     np.testing.assert_array_equal(a_points.x + 1j * a_points.y, comparison.a.ov_eigvals[0, 2])
