@@ -16,6 +16,7 @@ numpy; results are frozen dataclasses with shapes in their docstrings.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -292,7 +293,8 @@ class LanczosRun:
 
     alpha: (m,) and beta: (m - 1,) the tridiagonal T_m (m <= steps; fewer when an invariant subspace is found).
     basis: (n, m) the orthonormal Lanczos vectors Q_m, with Q_m^T S Q_m = T_m.
-    ritz: (m, m) float64; row j holds the j + 1 Ritz values (eigenvalues of T_{j+1}) ascending, NaN-padded.
+    ritz (a property, from alpha and beta): (m, m) float64; row j holds the j + 1 Ritz values (eigenvalues of
+    T_{j+1}) ascending, NaN-padded.
     eigvals: (n,) float64 ascending, every eigenvalue of S (eigh), for reference.
     eigsh_largest, eigsh_smallest: (k,) ascending, scipy.sparse.linalg.eigsh's k = min(3, n - 1) extreme ones.
     """
@@ -300,10 +302,18 @@ class LanczosRun:
     alpha: np.ndarray
     beta: np.ndarray
     basis: np.ndarray
-    ritz: np.ndarray
     eigvals: np.ndarray
     eigsh_largest: np.ndarray
     eigsh_smallest: np.ndarray
+
+    @functools.cached_property
+    def ritz(self) -> np.ndarray:
+        """Derived from alpha and beta (computed once, on first use): see the class docstring."""
+        m = len(self.alpha)
+        ritz = np.full((m, m), np.nan)
+        for j in range(m):
+            ritz[j, : j + 1] = scipy.linalg.eigvalsh_tridiagonal(self.alpha[: j + 1], self.beta[:j])
+        return ritz
 
     @property
     def steps(self) -> int:
@@ -354,9 +364,6 @@ def lanczos(S: np.ndarray, steps: int, seed: int = 0) -> LanczosRun:
         Q[:, j + 1] = w / b
     alpha_arr, beta_arr = np.array(alpha), np.array(beta[: len(alpha) - 1])
     m = len(alpha_arr)
-    ritz = np.full((m, m), np.nan)
-    for j in range(m):
-        ritz[j, : j + 1] = scipy.linalg.eigvalsh_tridiagonal(alpha_arr[: j + 1], beta_arr[:j])
     k = min(3, n - 1)
     v0 = np.ones(n) / np.sqrt(n)  # a fixed start, so eigsh is deterministic
     largest, smallest = (_eigsh(S, k, which, v0) for which in ("LA", "SA"))
@@ -364,7 +371,6 @@ def lanczos(S: np.ndarray, steps: int, seed: int = 0) -> LanczosRun:
         alpha=alpha_arr,
         beta=beta_arr,
         basis=Q[:, :m].copy(),
-        ritz=ritz,
         eigvals=np.linalg.eigvalsh(S),
         eigsh_largest=np.sort(largest),
         eigsh_smallest=np.sort(smallest),
