@@ -26,6 +26,7 @@ from explorer.figures.attention import (
     make_spectrum_figure,
 )
 from explorer.models import Capture, LoadedModel
+from explorer.report.html_table import card_table
 from explorer.report.section import ReportSection
 from explorer.spectra import attention_spectra as spec
 
@@ -164,13 +165,10 @@ def attention_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
         else "<p>The model is bidirectional: eigenvalues come from LAPACK geev (balanced), |&lambda;<sub>2</sub>| "
         "in the app from a Krylov iteration checked against it.</p>"
     )
-    rows = "".join(
-        f"<tr><td>{layer}</td><td>{head}</td><td>{html.escape(why)}</td></tr>" for layer, head, why in picks
-    )
     text = (
         f"<p>{grid.n_layers} layers &times; {grid.n_heads} heads over {cap.n_tokens} tokens. "
         f"{int(grid.collapsed.sum())} heads look collapsed (stable rank &lt; {COLLAPSED_STABLE_RANK:g}), "
         f"{int(grid.sink.sum())} are attention sinks (sink mass &ge; {SINK_MASS:g}).</p>{causal_note}"
-        f"<table class='card'><tr><th>layer</th><th>head</th><th>why shown</th></tr>{rows}</table>"
+        + card_table(("layer", "head", "why shown"), picks)
     )
     return ReportSection("Attention spectra", "attention", data, figures, text)
