@@ -197,26 +197,39 @@ class ReplacedWeights:
         return SimpleNamespace(weight=weight.T if slots[0].transposed else weight)
 
 
-def low_rank_difference_norm(X1: torch.Tensor, Y1: torch.Tensor, X2: torch.Tensor, Y2: torch.Tensor):
-    """||X1 Y1 - X2 Y2||_F for X1, X2: (..., n, k) and Y1, Y2: (..., k, m), without forming an n x m product:
-    (...,) float64 tensor.
+def _inner(G: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
+    """<G, H>_F = tr(G^T H) over the last two axes: (...,)."""
+    return (G * H).sum(dim=(-2, -1))
 
-    X1 Y1 - X2 Y2 = (X1 - X2) Y1 + X2 (Y1 - Y2) = P Q with P = [X1 - X2, X2] (n, 2k), Q = [Y1; Y1 - Y2] (2k, m),
-    and ||P Q||_F^2 = tr(Q^T P^T P Q) = tr((P^T P)(Q Q^T)) = <P^T P, Q Q^T>_F, an inner product of two
-    2k x 2k Gram matrices. Why through the differences and not ||X1 Y1||^2 - 2 <X1^T X2, Y1 Y2^T> + ||X2 Y2||^2:
-    each block of the Gram matrices is rounded relative to its own size, so a small change is not lost to
-    cancellation against ||W||^2, and unchanged factors (X1 = X2, Y1 = Y2) give exactly 0."""
+
+def relative_difference_norm(X1: torch.Tensor, Y1: torch.Tensor, X2: torch.Tensor, Y2: torch.Tensor):
+    """(||X1 Y1 - X2 Y2||_F, ||X2 Y2||_F) for X1, X2: (..., n, k) and Y1, Y2: (..., k, m), without forming an
+    n x m product: two (...,) float64 tensors.
+
+    With dX = X1 - X2, dY = Y1 - Y2: X1 Y1 - X2 Y2 = dX Y1 + X2 dY, and ||A B||_F^2 = tr(B^T A^T A B) =
+    <A^T A, B B^T>_F, so
+        ||X1 Y1 - X2 Y2||_F^2 = <dX^T dX, Y1 Y1^T> + 2 <dX^T X2, Y1 dY^T> + <X2^T X2, dY dY^T>,
+    six k x k Gram matrices (X2^T X2 serves ||X2 Y2||_F^2 = <X2^T X2, Y2 Y2^T> too). Why through the differences
+    and not ||X1 Y1||^2 - 2 <X1^T X2, Y1 Y2^T> + ||X2 Y2||^2: each term is rounded relative to its own size, of
+    the order of the change squared, so a small change is not lost to cancellation against ||W||^2; and
+    unchanged factors (dX = dY = 0) give exactly 0."""
     X1, Y1, X2, Y2 = (t.to(torch.float64) for t in (X1, Y1, X2, Y2))
-    P = torch.cat([X1 - X2, X2], dim=-1)
-    Q = torch.cat([Y1, Y1 - Y2], dim=-2)
-    squared = (P.mT @ P * (Q @ Q.mT)).sum(dim=(-2, -1))  # both Grams symmetric: <G, H> = sum G * H
-    return squared.clamp_min(0).sqrt()  # >= 0 exactly; rounding can leave -eps where the change cancels
+    dX, dY = X1 - X2, Y1 - Y2
+    XX = X2.mT @ X2
+    squared = _inner(dX.mT @ dX, Y1 @ Y1.mT) + 2 * _inner(dX.mT @ X2, Y1 @ dY.mT) + _inner(XX, dY @ dY.mT)
+    # >= 0 exactly; rounding can leave -eps where the change cancels (X Y = (cX)(Y/c))
+    return squared.clamp_min(0).sqrt(), _inner(XX, Y2 @ Y2.mT).clamp_min(0).sqrt()
+
+
+def low_rank_difference_norm(X1: torch.Tensor, Y1: torch.Tensor, X2: torch.Tensor, Y2: torch.Tensor):
+    """||X1 Y1 - X2 Y2||_F (see ``relative_difference_norm``): (...,) float64."""
+    return relative_difference_norm(X1, Y1, X2, Y2)[0]
 
 
 def low_rank_product_norm(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
     """||X Y||_F = sqrt(<X^T X, Y Y^T>_F) for X (..., n, k), Y (..., k, m): (...,) float64."""
     X, Y = X.to(torch.float64), Y.to(torch.float64)
-    return (X.mT @ X * (Y @ Y.mT)).sum(dim=(-2, -1)).clamp_min(0).sqrt()
+    return _inner(X.mT @ X, Y @ Y.mT).clamp_min(0).sqrt()
 
 
 def _relative(change: torch.Tensor, norm: torch.Tensor) -> np.ndarray:
@@ -248,10 +261,8 @@ def circuit_changes(
         for layer in range(n_layers):
             report(layer / n_layers, f"‖ΔW_OV‖ and ‖ΔW_QK‖ of layer {layer}")
             a, b = anatomy.head_weights(model, layer), anatomy.head_weights(source, layer)
-            ov_diff = low_rank_difference_norm(b.W_V, b.W_O, a.W_V, a.W_O)
-            qk_diff = low_rank_difference_norm(b.W_Q, b.W_K.mT, a.W_Q, a.W_K.mT)
-            ov.append(_relative(ov_diff, low_rank_product_norm(a.W_V, a.W_O)))
-            qk.append(_relative(qk_diff, low_rank_product_norm(a.W_Q, a.W_K.mT)))
+            ov.append(_relative(*relative_difference_norm(b.W_V, b.W_O, a.W_V, a.W_O)))
+            qk.append(_relative(*relative_difference_norm(b.W_Q, b.W_K.mT, a.W_Q, a.W_K.mT)))
             equal = [(getattr(a, w) == getattr(b, w)).flatten(1).all(1) for w in ("W_Q", "W_K", "W_V", "W_O")]
             same.append(torch.stack(equal).all(0).numpy())
     report(1.0, "Changes measured")

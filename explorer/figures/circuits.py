@@ -1,5 +1,7 @@
 """Figures of QK/OV circuits: copying scores of every head, one head's OV eigenvalues in the complex plane,
-and its QK and OV singular values. Input: ``explorer.analysis.circuits.CircuitSpectra``."""
+and its QK and OV singular values (input: ``explorer.analysis.circuits.CircuitSpectra``); and of a comparison of
+model A with a variant B (``CircuitComparison``): the layer x head grid of a change, one head's eigenvalues and
+singular values of A and B on one chart each."""
 
 from __future__ import annotations
 

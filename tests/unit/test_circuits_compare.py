@@ -30,8 +30,9 @@ from tests.tolerances import eps, product_tolerance, sum_rtol, summation_toleran
 
 
 def _gram_route_tolerance(P_blocks: list, Q_blocks: list, computed: float) -> float:
-    """Error allowed on ||P Q||_F computed as sqrt(<P^T P, Q Q^T>_F), P = [P_1, ..., P_b] (column blocks, each
-    (n, r_i)) and Q = [Q_1; ...; Q_b] (row blocks, each (r_i, m)).
+    """Error allowed on ||P Q||_F computed as sqrt(sum_ij <P_i^T P_j, Q_i Q_j^T>_F), P = [P_1, ..., P_b] (column
+    blocks, each (n, r_i)) and Q = [Q_1; ...; Q_b] (row blocks, each (r_i, m)): the Gram route, block by block
+    (the (1, 2) and (2, 1) terms of a difference are one term counted twice, as the code computes it).
 
     Block (i, j) of the computed Gram P^T P is off entrywise by c n eps (|P_i|^T |P_j|), so the inner product
     moves by at most sum_ij c n eps ||P_i||_F ||P_j||_F ||H_ij||_F with H = Q Q^T (= product_tolerance(P_i^T,
