@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.streamlit_page import watch_browser_errors
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_LOG = REPO_ROOT / "tests" / "e2e" / "server.log"
 SERVER_LOG_TAIL_LINES = 80
@@ -129,8 +131,24 @@ def browser(chromium):
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
+        yield _WatchedBrowser(browser)
         browser.close()
+
+
+class _WatchedBrowser:
+    """The browser, whose new pages keep their JavaScript errors for a failing test's message
+    (streamlit_page.browser_errors)."""
+
+    def __init__(self, browser) -> None:
+        self._browser = browser
+
+    def new_page(self, **kwargs):
+        page = self._browser.new_page(**kwargs)
+        watch_browser_errors(page)
+        return page
+
+    def __getattr__(self, name: str):
+        return getattr(self._browser, name)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 
 BUSY_TEXTS = ("Loading ", "Running the model", "Starting eigen-explorer", "Computing")
 # Spinners, charts still loading, and progress bars (long computations report progress without a spinner).
@@ -13,6 +14,24 @@ BUSY_TESTIDS = ("stSpinner", "stSkeleton", "stProgress")
 # the next element arriving can last seconds, which looked like a settled page with no chart.
 SCRIPT_STATE_ATTR = "data-test-script-state"
 SCRIPT_DONE = "notRunning"
+# Each page's uncaught JavaScript errors and console errors, for the error a test raises: a page stuck in
+# "running" was once the browser's own message queue stopped by an error it logged ("Cached ForwardMsg MISS").
+_BROWSER_ERRORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def watch_browser_errors(page) -> None:
+    """Keep ``page``'s uncaught errors and console errors (tests/e2e/conftest.py's browser does this for every
+    page it opens)."""
+    errors = _BROWSER_ERRORS.setdefault(page, [])
+    page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
+    page.on(
+        "console",
+        lambda message: errors.append(f"console: {message.text}") if message.type == "error" else None,
+    )
+
+
+def browser_errors(page) -> list[str]:
+    return list(_BROWSER_ERRORS.get(page, ()))
 
 
 def wait_until_settled(page, timeout: float = 480.0) -> None:
@@ -44,7 +63,7 @@ def wait_until_settled(page, timeout: float = 480.0) -> None:
         time.sleep(0.5)
     raise TimeoutError(
         f"page did not settle within {timeout:.0f} s ({page.url}): last seen {why}; "
-        f"the page's text ends: {(last or '')[-600:]!r}"
+        f"the page's text ends: {(last or '')[-600:]!r}; the browser's errors: {browser_errors(page)[-5:]!r}"
     )
 
 

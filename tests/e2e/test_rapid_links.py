@@ -3,7 +3,10 @@ an @st.fragment), with and without pauses shorter than a run. Once the page sett
 charts were drawn with (their titles name τ) and the address bar's ``tau`` all say the value the keys lead to.
 
 Before the fix (explorer/ui/state.py's docstring, "Fast input") a user saw the slider at 0.70 with charts and
-link at 0.5, and slider and charts at 1.15 with no ``tau`` in the link."""
+link at 0.5, and slider and charts at 1.15 with no ``tau`` in the link. Later, about one clean-clone run in two
+had the page stuck "running" with the charts of a few presses ago: the browser's console said "Cached
+ForwardMsg MISS", a reference to a chart it had dropped (Streamlit's message cache, now off in
+.streamlit/config.toml; the wiggle below revisits values, which is what makes references)."""
 
 from __future__ import annotations
 
