@@ -16,6 +16,7 @@ SCRIPT_STATE_ATTR = "data-test-script-state"
 SCRIPT_DONE = "notRunning"
 # Each page's uncaught JavaScript errors and console errors, for the error a test raises: a page stuck in
 # "running" was once the browser's own message queue stopped by an error it logged ("Cached ForwardMsg MISS").
+FATAL_BROWSER_ERROR = "Websocket connection encountered fatal error"
 _BROWSER_ERRORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -40,6 +41,9 @@ def wait_until_settled(page, timeout: float = 480.0) -> None:
     page.wait_for_selector("[data-testid=stApp]", timeout=60_000)
     start, last, stable, why = time.time(), None, 0, ""
     while time.time() - start < timeout:
+        fatal = [e for e in browser_errors(page) if FATAL_BROWSER_ERROR in e]
+        if fatal:  # the browser takes no more messages: waiting longer cannot help
+            raise RuntimeError(f"the browser's connection failed ({page.url}): {fatal[0]}")
         main = page.locator("[data-testid=stMain]")
         text = main.inner_text() if main.count() else ""
         spinners = {t: n for t in BUSY_TESTIDS if (n := page.locator(f"[data-testid={t}]").count())}
