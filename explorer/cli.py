@@ -22,7 +22,8 @@ def _report(args: argparse.Namespace) -> int:
     from explorer.report.build import default_sections, needs_model, parse_sections, write_report
 
     try:
-        names = parse_sections(args.sections)
+        names = parse_sections(args.sections, compare=args.compare is not None)
+        compare = None if args.compare is None else _variant_key(args.compare)
     except ExplorerError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -62,7 +63,13 @@ def _report(args: argparse.Namespace) -> int:
             loaded,
             cap,
             args.out,
-            sections=default_sections(curvature_grid=args.curvature_grid, generated=generated, names=names),
+            sections=default_sections(
+                curvature_grid=args.curvature_grid,
+                generated=generated,
+                names=names,
+                compare=compare,
+                log=lambda line: print(line, file=sys.stderr, flush=True),
+            ),
             progress=lambda name: print(f"computing {name}...", file=sys.stderr, flush=True),
         )
     except ExplorerError as err:
@@ -70,6 +77,14 @@ def _report(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote {metrics}\nwrote {report}")
     return 0
+
+
+def _variant_key(raw: str) -> str:
+    """``--compare``'s key in its canonical spelling (the weights page's ``vs=``); InputError naming the
+    accepted keys for one it cannot read (checked before the model loads: nothing is written)."""
+    from explorer.analysis.variants import canonical
+
+    return canonical(raw)
 
 
 def _layer_progress(fraction: float, message: str) -> None:
@@ -147,8 +162,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--sections",
         metavar="NAMES",
         help="only these sections, comma-separated, of: model, attention, logit_lens, weights, directions, "
-        "compression, curvature (default: all). 'weights' alone on a local safetensors folder reads the "
-        "checkpoint files tensor by tensor and never loads the model (no text needed)",
+        "compression, curvature, compare (default: all; compare only with --compare). 'weights' alone on a "
+        "local safetensors folder reads the checkpoint files tensor by tensor and never loads the model (no "
+        "text needed)",
+    )
+    report.add_argument(
+        "--compare",
+        metavar="KEY",
+        help="add a 'compare' section: the model A against a variant B of it, as the weights page's compare "
+        "mode (vs=): int8, int4 / int4-g32 / int4-g32-asym (4-bit, groups of 32, with offset), rank:0.5 or "
+        "rank:0.8:svdllm (low rank, share of the break-even rank, method; +int8 for quantized factors), "
+        "lora:r8:s50 (peft LoRA rank 8, 50 Adam steps on the text; :cal on the calibration text), "
+        "dir:/path/to/model (a folder of the same architecture). Per matrix alpha, alpha-hat, stable rank, "
+        "spectral norm of A and B and Delta W's ranks and subspace shares; KL(A||B), top-1 agreement, "
+        "perplexities and greedy continuations on the text",
     )
     report.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     report.add_argument("--dtype", default="float32", help="float32, bfloat16, float16")

@@ -22,6 +22,7 @@ from explorer.figures.tokens import make_surprisal_figure
 from explorer.models import Capture, LoadedModel
 from explorer.models.checkpoint import Checkpoint
 from explorer.report.attention import attention_section
+from explorer.report.compare import compare_section
 from explorer.report.compression import compression_section
 from explorer.report.curvature import curvature_section
 from explorer.report.directions import directions_section
@@ -62,16 +63,22 @@ def model_section(loaded: LoadedModel, cap: Capture) -> ReportSection:
 
 
 # Every section's name (``--sections``), in report order.
-SECTION_NAMES = ("model", "attention", "logit_lens", "weights", "directions", "compression", "curvature")
+SECTION_NAMES = (
+    "model", "attention", "logit_lens", "weights", "directions", "compression", "curvature", "compare"
+)  # fmt: skip
 # Sections that need no loaded model: on a safetensors folder they read the checkpoint files instead.
 CHECKPOINT_SECTIONS = ("weights",)
+# Sections that run only when asked with their own option (``--compare KEY``).
+OPTIONAL_SECTIONS = ("compare",)
 
 
-def parse_sections(text: str | None) -> tuple[str, ...]:
+def parse_sections(text: str | None, compare: bool = False) -> tuple[str, ...]:
     """``--sections`` ("weights,attention") -> the named sections in report order; None: every section.
-    InputError naming the valid ones for an unknown or empty name."""
+    ``compare``: a variant to compare with was given (``--compare KEY``): the compare section is then added
+    (to every section, or to the named ones); without it, compare is left out of every section and naming
+    it is an error. InputError naming the valid ones for an unknown or empty name."""
     if text is None:
-        return SECTION_NAMES
+        return tuple(n for n in SECTION_NAMES if compare or n not in OPTIONAL_SECTIONS)
     names = [name.strip() for name in text.split(",")]
     unknown = [name for name in names if name not in SECTION_NAMES]
     if unknown or not names:
@@ -80,6 +87,13 @@ def parse_sections(text: str | None) -> tuple[str, ...]:
             f"Unknown report section {what}. Choose from {', '.join(SECTION_NAMES)}, comma-separated "
             "(e.g. --sections weights,attention)."
         )
+    if "compare" in names and not compare:
+        raise InputError(
+            "The compare section compares the model with a variant of it: give --compare KEY, e.g. "
+            "--compare int4-g32 (keys: int8, int4-g32, rank:0.8:svdllm, lora:r8:s50, dir:/path/to/model)."
+        )
+    if compare:
+        names.append("compare")
     return tuple(name for name in SECTION_NAMES if name in names)
 
 
@@ -89,12 +103,19 @@ def needs_model(names: Sequence[str]) -> bool:
 
 
 def default_sections(
-    curvature_grid: bool = False, generated: np.ndarray | None = None, names: Sequence[str] | None = None
+    curvature_grid: bool = False,
+    generated: np.ndarray | None = None,
+    names: Sequence[str] | None = None,
+    compare: str | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[Callable[[LoadedModel, Capture], ReportSection]]:
-    """The sections ``names`` (default: every one, SECTION_NAMES), in report order.
+    """The sections ``names`` (default: every one, SECTION_NAMES; compare only with ``compare``), in report
+    order.
 
     ``curvature_grid`` adds lambda_max and trace of every layer's attention and MLP to the curvature section.
-    ``generated``: shape (token,), bool, the tokens of the capture the model wrote (``--generate``)."""
+    ``generated``: shape (token,), bool, the tokens of the capture the model wrote (``--generate``).
+    ``compare``: the variant key of the compare section (explorer.analysis.variants); ``log``: where that
+    section writes its progress lines."""
 
     def logit_lens(loaded: LoadedModel, cap: Capture) -> ReportSection:
         return logit_lens_section(loaded, cap, generated=generated)
@@ -102,6 +123,10 @@ def default_sections(
     def curvature(loaded: LoadedModel, cap: Capture) -> ReportSection:
         return curvature_section(loaded, cap, grid=curvature_grid)
 
+    def compare_(loaded: LoadedModel, cap: Capture) -> ReportSection:
+        return compare_section(loaded, cap, compare, log=log)
+
+    compare_.__name__ = "compare"  # the progress line's name ("computing compare...")
     builders = {
         "model": model_section,
         "attention": attention_section,
@@ -110,8 +135,10 @@ def default_sections(
         "directions": directions_section,
         "compression": compression_section,
         "curvature": curvature,
+        "compare": compare_,
     }
-    return [builders[name] for name in (SECTION_NAMES if names is None else parse_sections(",".join(names)))]
+    chosen = parse_sections(None if names is None else ",".join(names), compare=compare is not None)
+    return [builders[name] for name in chosen]
 
 
 def _jsonable(value):
@@ -179,7 +206,6 @@ def write_checkpoint_report(
 def _write(out_dir: str | Path, model_id: str, sections: Iterable[ReportSection]) -> tuple[Path, Path]:
     """Write the sections' JSON to ``out_dir/metrics.json`` and their text and figures to report.html."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     metrics: dict = {}
     parts = [f"<h1>eigen-explorer report: {html.escape(model_id)}</h1>"]
     for section in sections:
@@ -191,6 +217,7 @@ def _write(out_dir: str | Path, model_id: str, sections: Iterable[ReportSection]
         for title, fig in section.figures:
             parts.append(f"<h3>{html.escape(title)}</h3>")
             parts.append(pio.to_html(fig, include_plotlyjs=False, full_html=False))
+    out.mkdir(parents=True, exist_ok=True)  # only now: a section that fails leaves nothing written
     metrics_path = out / "metrics.json"
     metrics_path.write_text(json.dumps(_jsonable(metrics), indent=2, allow_nan=False), encoding="utf-8")
     report_path = out / "report.html"
