@@ -13,6 +13,7 @@ from explorer.figures.attention import (
     make_spectrum_figure,
     make_symmetric_laplacian_figure,
 )
+from explorer.ui import attention_compare, compare_view
 from explorer.ui.attention_cache import (
     apply_grid_click,
     attention_head_picker,
@@ -241,3 +242,8 @@ def head_views(layer: int, head: int) -> None:
 
 
 head_views(layer, head)
+
+st.subheader("Compare with a variant")
+vs = compare_view.compare_control(PAGE)
+if vs:
+    attention_compare.draw(PAGE, sel, loaded, cap, grid, vs)

@@ -8,12 +8,14 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from explorer.analysis.attention_compare import ATTENTION_DELTAS
 from explorer.analysis.attention_selection import POOLINGS, HeatView, pool_blocks  # noqa: F401 (POOLINGS: re-exported)
 from explorer.figures.cells import cell_markers
-from explorer.figures.common import circle_trace, equal_axes
+from explorer.figures.common import axes_layout, circle_trace, diverging_heatmap, equal_axes
 
 if TYPE_CHECKING:
     from explorer.analysis.attention import AttentionGrid, HeadSpectrum
+    from explorer.analysis.attention_compare import AttentionComparison
 
 # Values below this are drawn at it on logarithmic axes (exact zeros have no logarithm).
 LOG_FLOOR = 1e-12
@@ -516,3 +518,50 @@ def head_title(spectrum: HeadSpectrum, what: str) -> str:
     """A figure title naming the head and the temperature, e.g. "Layer 2 · head 5 · τ = 0.5: eigenvalues"."""
     tau = "" if spectrum.tau == 1 else f" · τ = {spectrum.tau:g}"
     return f"Layer {spectrum.layer} · head {spectrum.head}{tau}: {what}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A against a variant B (explorer.analysis.attention_compare.AttentionComparison)
+
+
+def attention_delta_label(metric: str) -> str:
+    """The name of a compare-grid quantity (a key of ATTENTION_DELTAS): "Δ" before a grid metric (B − A)."""
+    return ATTENTION_DELTAS[metric] if metric == "tv" else f"Δ {ATTENTION_DELTAS[metric]}"
+
+
+def make_attention_delta_figure(comparison: AttentionComparison, metric: str) -> go.Figure:
+    """Layer x head grid of one comparison quantity, white at 0 ("no change"): the mean TV distance (never
+    negative, white to red over [0, its largest]) or B − A of a grid metric (red-blue, symmetric about 0). NaN
+    cells (a metric not offered) stay blank. Hover: A's and B's values; a click selects the head (cell markers)."""
+    z = comparison.delta(metric)
+    finite = np.abs(z[np.isfinite(z)])
+    lim = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    label = attention_delta_label(metric)
+    signed = metric != "tv"
+    n_layers, n_heads = z.shape
+    heat = diverging_heatmap(z, lim, colorbar_title="B − A" if signed else "TV")
+    if not signed:  # the positive half of the same scale: white at 0, red at the largest distance
+        heat.update(zmin=0.0, colorscale="Reds", reversescale=False)
+    fig = go.Figure(heat.update(x=list(range(n_heads)), y=list(range(n_layers)), xgap=1, ygap=1))
+    title = f"{label} of every head" + (" (B − A)" if signed else "")
+    axes_layout(fig, title, "head", "layer", height=max(320, 20 * n_layers + 140), margin=(60, 20, 60, 50))
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(type="category", autorange="reversed")
+    fig.update_traces(hoverinfo="skip", hovertemplate=None, selector=dict(type="heatmap"))
+    a, b = comparison.values(metric) if signed else (np.zeros_like(z), z)
+    layers, heads = np.indices(z.shape)
+    values = np.stack([layers, heads, z, a, b], axis=-1).reshape(-1, 5)
+    pair = "<br>A %{customdata[3]:.4g} → B %{customdata[4]:.4g}" if signed else ""
+    fig.add_trace(
+        cell_markers(
+            heads.ravel(),
+            layers.ravel(),
+            size=14,
+            customdata=values,
+            text=np.where(comparison.same, "attends exactly as in A", "attention differs").ravel(),
+            hovertemplate=f"layer %{{customdata[0]:d}} · head %{{customdata[1]:d}}<br>{label} "
+            f"%{{customdata[2]:.4g}}{pair}<br>%{{text}}<extra></extra>",
+            name="heads",
+        )
+    )
+    return fig
