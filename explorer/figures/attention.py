@@ -22,6 +22,15 @@ LOG_FLOOR = 1e-12
 GRID_CLICK_HINT = "Click a cell to select that head."
 
 
+def head_cell_markers(shape: tuple[int, int], *, customdata, text, hovertemplate: str) -> go.Scatter:
+    """The clickable layer of a layer x head grid of ``shape`` (explorer.figures.cells): one invisible marker per
+    head (x = head, y = layer, layer-major order) with its row of ``customdata`` (head, field) and its ``text``
+    ((layer, head) or flat)."""
+    layers, heads = np.indices(shape)
+    return cell_markers(heads.ravel(), layers.ravel(), size=14, customdata=customdata,
+                        text=np.asarray(text).ravel(), hovertemplate=hovertemplate, name="heads")  # fmt: skip
+
+
 def make_attention_grid_figure(
     grid: AttentionGrid,
     metric: str,
@@ -72,12 +81,10 @@ def make_attention_grid_figure(
         )
     )
     fig.add_trace(
-        cell_markers(
-            heads.ravel(),
-            layers.ravel(),
-            size=14,
+        head_cell_markers(
+            values.shape,
             customdata=custom,
-            text=notes.ravel(),
+            text=notes,
             hovertemplate=(
                 "layer %{customdata[0]:d}, head %{customdata[1]:d}<br>"
                 f"{label}: %{{customdata[2]:.4g}}<br>"
@@ -85,7 +92,6 @@ def make_attention_grid_figure(
                 "stable rank %{customdata[5]:.2f} · sink mass %{customdata[6]:.2f}"
                 "<br>%{text}<extra></extra>"
             ),
-            name="heads",
         )
     )
     # White marks with a dark outline read on every colour of the scale (and in the legend).
@@ -553,15 +559,12 @@ def make_attention_delta_figure(comparison: AttentionComparison, metric: str) ->
     values = np.stack([layers, heads, z, a, b], axis=-1).reshape(-1, 5)
     pair = "<br>A %{customdata[3]:.4g} → B %{customdata[4]:.4g}" if signed else ""
     fig.add_trace(
-        cell_markers(
-            heads.ravel(),
-            layers.ravel(),
-            size=14,
+        head_cell_markers(
+            z.shape,
             customdata=values,
-            text=np.where(comparison.same, "attends exactly as in A", "attention differs").ravel(),
+            text=np.where(comparison.same, "attends exactly as in A", "attention differs"),
             hovertemplate=f"layer %{{customdata[0]:d}} · head %{{customdata[1]:d}}<br>{label} "
             f"%{{customdata[2]:.4g}}{pair}<br>%{{text}}<extra></extra>",
-            name="heads",
         )
     )
     return fig

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from explorer.analysis import variants
 from explorer.analysis.attention import GRID_METRICS, AttentionGrid
 from explorer.analysis.attention_compare import (
     ATTENTION_DELTAS,
@@ -29,32 +28,12 @@ from explorer.figures.attention import (
     make_attention_heatmap_figure,
 )
 from explorer.models import Capture, LoadedModel
-from explorer.ui import compare_view, task_view
-from explorer.ui.cache import cached_fingerprint
-from explorer.ui.head_compare import change_sentence, compare_head_picker, grid_section, head_rows
+from explorer.ui.head_compare import change_sentence, compare_head_picker, compared, grid_section, head_rows
 from explorer.ui.state import Choice, PageState
 
 VS_ATTN = Choice("vs_attn", "tv", tuple(ATTENTION_DELTAS))
 GRID_KEY = "attention_vs_grid"
 METRIC_NAMES = {name: metric.label for name, metric in GRID_METRICS.items()}  # the head table's rows
-
-
-def _comparison(sel, loaded: LoadedModel, variant: variants.Variant, cap: Capture, grid_a: AttentionGrid):
-    text_key = sel.text_key
-    vspec = variants.variant_spec(
-        cached_fingerprint(sel.model_key), variant.key, text_key.text, loaded.device
-    )
-
-    def work(task):
-        return compare_model_attention(cap, grid_a, variant.loaded(loaded), text_key.max_tokens, task.report)
-
-    return task_view.watch(
-        AttentionComparisonSpec(vspec, text_key),
-        work,
-        label="B on the text, and every head against A's",
-        failure="Comparing the attention of A and B failed. Reload the page to retry",
-        key="attention_vs_task",
-    )
 
 
 def draw(page: PageState, sel, loaded: LoadedModel, cap: Capture, grid_a: AttentionGrid, key: str) -> None:
@@ -67,11 +46,18 @@ def draw(page: PageState, sel, loaded: LoadedModel, cap: Capture, grid_a: Attent
             icon=":material/straighten:",
         )
         return
-    variant = compare_view.variant_for(sel, loaded, key)
-    if variant is None:
-        return
-    st.markdown(f"**B = `{key}`**: {variant.description}. " + " ".join(variant.notes))
-    comparison = _comparison(sel, loaded, variant, cap, grid_a)
+    comparison = compared(
+        sel,
+        loaded,
+        key,
+        spec=lambda vspec: AttentionComparisonSpec(vspec, sel.text_key),
+        compare=lambda variant, progress: compare_model_attention(
+            cap, grid_a, variant.loaded(loaded), sel.text_key.max_tokens, progress
+        ),
+        label="B on the text, and every head against A's",
+        failure="Comparing the attention of A and B failed. Reload the page to retry",
+        task_key="attention_vs_task",
+    )
     if comparison is None:
         return
     if comparison.unchanged:

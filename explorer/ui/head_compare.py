@@ -1,17 +1,23 @@
-"""What the compare sections of the per-head pages (attention; the circuits page can share it) draw alike, for a
+"""What the compare sections of the per-head pages (attention; the circuits page can share it) do alike, for a
 comparison of model A with a variant B that has ``delta(metric)``, ``values(metric)``, ``same`` and
-``most_changed(metric)`` (explorer.analysis.head_changes.HeadChanges): the sentence on which head changed most,
-one head's A, B, B − A as table rows, the grid of a chosen quantity, and the compare section's own head picker,
-set by a click on that grid."""
+``most_changed(metric)`` (explorer.analysis.head_changes.HeadChanges): B built and compared through the task
+layer, the sentence on which head changed most, one head's A, B, B − A as table rows, the grid of a chosen
+quantity, and the compare section's own head picker, set by a click on that grid."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from explorer import tasks
+from explorer.analysis import variants
+from explorer.models import LoadedModel
+from explorer.ui import compare_view, task_view
+from explorer.ui.cache import cached_fingerprint
 from explorer.ui.state import LAYER_HELP, Choice, Int, PageState, new_chart_selection
 
 
@@ -91,3 +97,29 @@ def grid_section(
     st.plotly_chart(figure(metric), width="stretch", key=key, on_select="rerun", selection_mode="points")
     st.caption(sentence(metric) + " Click a cell to see that head below.")
     return metric
+
+
+def compared(
+    sel,
+    loaded: LoadedModel,
+    key: str,
+    *,
+    spec: Callable[[variants.VariantSpec], tasks.Spec],
+    compare: Callable[[variants.Variant, tasks.Progress], Any],
+    label: str,
+    failure: str,
+    task_key: str,
+) -> Any | None:
+    """B = ``key`` (canonical) built through compare_view (the weights page's task), a line naming it, and the
+    comparison: the task ``spec(B's VariantSpec)`` running ``compare(variant, progress)``, watched with progress
+    under ``label`` (``failure``: what to do if it fails; ``task_key``: its widget-key stem). None while B or the
+    comparison is being computed (or failed: then the page says so)."""
+    variant = compare_view.variant_for(sel, loaded, key)
+    if variant is None:
+        return None
+    st.markdown(f"**B = `{key}`**: {variant.description}. " + " ".join(variant.notes))
+    text = sel.text_key.text
+    vspec = variants.variant_spec(cached_fingerprint(sel.model_key), variant.key, text, loaded.device)
+    return task_view.watch(
+        spec(vspec), lambda task: compare(variant, task.report), label=label, failure=failure, key=task_key
+    )
