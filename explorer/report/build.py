@@ -162,6 +162,7 @@ _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#1c2541}
 h1{color:#3b5bdb} table.card th{text-align:left;padding-right:1em} .tokens span{background:#e7ecfb;
 margin:2px;padding:1px 4px;border-radius:3px;display:inline-block;font-family:monospace;white-space:pre}
+.wide{overflow-x:auto} .wide td{white-space:nowrap}
 """
 
 

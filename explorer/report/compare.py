@@ -251,6 +251,7 @@ def _html(variant, rows: list[dict], summary: list[dict], outputs: dict, n_chang
         )
     else:
         parts.append(f"<p>{n_changed} of {n_total} matrices differ.</p>")
+    parts.append("<h3>Mean power-law α per matrix kind</h3>")
     parts.append(
         card_table(
             ("matrices", "n", "mean α of A", "mean α of B", "change of the mean"),
@@ -266,7 +267,8 @@ def _html(variant, rows: list[dict], summary: list[dict], outputs: dict, n_chang
             ),
         )
     )
-    parts.append(_outputs_html(outputs))
+    parts.append("<h3>A and B on the text</h3>" + _outputs_html(outputs))
+    parts.append("<h3>Every matrix</h3>")
     ranks = ", ".join(str(r) for r in SUBSPACE_RANKS)
     parts.append(
         "<p>Per matrix: α, α̂ = α·log₁₀λ_max, stable rank and spectral norm σ₁ of A → B; ΔW = W_B − W_A with "
@@ -278,9 +280,7 @@ def _html(variant, rows: list[dict], summary: list[dict], outputs: dict, n_chang
     headers = ("matrix", "α A → B", "α̂ A → B", "stable rank A → B", "σ₁ A → B", "‖ΔW‖/‖W_A‖",
                "eff. rank ΔW", "stable rank ΔW", *(f"share r={r}" for r in SUBSPACE_RANKS),
                "amplification r=8")  # fmt: skip
-    parts.append(
-        "<div style='overflow-x:auto'>" + card_table(headers, (_row_cells(r) for r in rows)) + "</div>"
-    )
+    parts.append("<div class='wide'>" + card_table(headers, (_row_cells(r) for r in rows)) + "</div>")
     return "".join(parts)
 
 
@@ -294,7 +294,7 @@ def _row_cells(row: dict) -> list[str]:
         _fmt(row["relative_change"], ".3g"),
         _fmt(row["delta_effective_rank"], ".1f"),
         _fmt(row["delta_stable_rank"], ".2f"),
-        *(_fmt(row["energy_share"][str(r)], ".3f") for r in SUBSPACE_RANKS),
+        *(_fmt(row["energy_share"][str(r)], ".2g") for r in SUBSPACE_RANKS),
         _fmt(row["amplification"]["8"], ".3g"),
     ]
 
