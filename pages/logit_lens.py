@@ -10,6 +10,7 @@ from explorer.figures.logit_lens import (
     make_position_trajectory_figure,
     make_top_k_figure,
 )
+from explorer.ui import compare_view, lens_compare
 from explorer.ui.lens_cache import TOP_K, apply_lens_click, lens_spec, lens_summary, watch_lens
 from explorer.ui.navigation import page_file
 from explorer.ui.session import require_capture, require_model, selection
@@ -98,3 +99,8 @@ if ATTENTION_PAGE is not None:
             if name not in (METRIC.param, K.param, POS.param)
         },
     )
+
+st.subheader("Compare with a variant")
+vs = compare_view.compare_control(PAGE)
+if vs:
+    lens_compare.draw(sel, loaded, cap, vs)

@@ -28,11 +28,24 @@ from explorer.figures.attention import (
     make_attention_heatmap_figure,
 )
 from explorer.models import Capture, LoadedModel
-from explorer.ui.head_compare import change_sentence, compare_head_picker, compared, grid_section, head_rows
+from explorer.ui.head_compare import (
+    CompareTask,
+    change_sentence,
+    compare_head_picker,
+    compared,
+    grid_section,
+    head_rows,
+)
 from explorer.ui.state import Choice, PageState
 
 VS_ATTN = Choice("vs_attn", "tv", tuple(ATTENTION_DELTAS))
 GRID_KEY = "attention_vs_grid"
+TASK = CompareTask(
+    AttentionComparisonSpec,
+    "B on the text, and every head against A's",
+    "Comparing the attention of A and B failed. Reload the page to retry",
+    "attention_vs_task",
+)
 METRIC_NAMES = {name: metric.label for name, metric in GRID_METRICS.items()}  # the head table's rows
 
 
@@ -50,13 +63,10 @@ def draw(page: PageState, sel, loaded: LoadedModel, cap: Capture, grid_a: Attent
         sel,
         loaded,
         key,
-        spec=lambda vspec: AttentionComparisonSpec(vspec, sel.text_key),
-        compare=lambda variant, progress: compare_model_attention(
+        TASK,
+        lambda variant, progress: compare_model_attention(
             cap, grid_a, variant.loaded(loaded), sel.text_key.max_tokens, progress
         ),
-        label="B on the text, and every head against A's",
-        failure="Comparing the attention of A and B failed. Reload the page to retry",
-        task_key="attention_vs_task",
     )
     if comparison is None:
         return

@@ -7,6 +7,7 @@ quantity, and the compare section's own head picker, set by a click on that grid
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import streamlit as st
 from explorer import tasks
 from explorer.analysis import variants
 from explorer.models import LoadedModel
+from explorer.models.choice import TextChoice
 from explorer.ui import compare_view, task_view
 from explorer.ui.cache import cached_fingerprint
 from explorer.ui.state import LAYER_HELP, Choice, Int, PageState, new_chart_selection
@@ -99,20 +101,27 @@ def grid_section(
     return metric
 
 
+@dataclass(frozen=True)
+class CompareTask:
+    """How a page's compare section names and shows its comparison task: ``spec(B's VariantSpec, the text
+    choice)`` builds the task's spec; ``label``: what the progress bar says is running; ``failure``: what to do
+    if it fails; ``key``: the task's widget-key stem."""
+
+    spec: Callable[[variants.VariantSpec, TextChoice], tasks.Spec]
+    label: str
+    failure: str
+    key: str
+
+
 def compared(
     sel,
     loaded: LoadedModel,
     key: str,
-    *,
-    spec: Callable[[variants.VariantSpec], tasks.Spec],
+    task: CompareTask,
     compare: Callable[[variants.Variant, tasks.Progress], Any],
-    label: str,
-    failure: str,
-    task_key: str,
 ) -> Any | None:
     """B = ``key`` (canonical) built through compare_view (the weights page's task), a line naming it, and the
-    comparison: the task ``spec(B's VariantSpec)`` running ``compare(variant, progress)``, watched with progress
-    under ``label`` (``failure``: what to do if it fails; ``task_key``: its widget-key stem). None while B or the
+    comparison ``compare(variant, progress)`` run as ``task`` and watched with progress. None while B or the
     comparison is being computed (or failed: then the page says so)."""
     variant = compare_view.variant_for(sel, loaded, key)
     if variant is None:
@@ -121,5 +130,9 @@ def compared(
     text = sel.text_key.text
     vspec = variants.variant_spec(cached_fingerprint(sel.model_key), variant.key, text, loaded.device)
     return task_view.watch(
-        spec(vspec), lambda task: compare(variant, task.report), label=label, failure=failure, key=task_key
+        task.spec(vspec, sel.text_key),
+        lambda running: compare(variant, running.report),
+        label=task.label,
+        failure=task.failure,
+        key=task.key,
     )
