@@ -28,19 +28,12 @@ from explorer.figures.attention import (
     make_attention_heatmap_figure,
 )
 from explorer.models import Capture, LoadedModel
-from explorer.ui.head_compare import (
-    CompareTask,
-    change_sentence,
-    compare_head_picker,
-    compared,
-    grid_section,
-    head_rows,
-)
+from explorer.ui import head_compare
 from explorer.ui.state import Choice, PageState
 
 VS_ATTN = Choice("vs_attn", "tv", tuple(ATTENTION_DELTAS))
 GRID_KEY = "attention_vs_grid"
-TASK = CompareTask(
+TASK = head_compare.CompareTask(
     AttentionComparisonSpec,
     "B on the text, and every head against A's",
     "Comparing the attention of A and B failed. Reload the page to retry",
@@ -59,7 +52,7 @@ def draw(page: PageState, sel, loaded: LoadedModel, cap: Capture, grid_a: Attent
             icon=":material/straighten:",
         )
         return
-    comparison = compared(
+    comparison = head_compare.compared(
         sel,
         loaded,
         key,
@@ -81,14 +74,14 @@ def draw(page: PageState, sel, loaded: LoadedModel, cap: Capture, grid_a: Attent
 
 
 def _grid_section(page: PageState, comparison: AttentionComparison) -> str:
-    return grid_section(
+    return head_compare.grid_section(
         page,
         VS_ATTN,
         label=attention_delta_label,
         help="Mean TV distance: (1/T) Σᵢ ½ Σⱼ |aᵢⱼ − bᵢⱼ|, how much of each query's attention moved (0: none, "
         "1: to other keys entirely). Or B − A of a grid metric.",
         figure=lambda metric: make_attention_delta_figure(comparison, metric),
-        sentence=lambda metric: change_sentence(
+        sentence=lambda metric: head_compare.change_sentence(
             comparison,
             metric,
             ATTENTION_DELTAS[metric],
@@ -102,9 +95,11 @@ def _grid_section(page: PageState, comparison: AttentionComparison) -> str:
 def _head_section(page: PageState, cap: Capture, comparison: AttentionComparison, metric: str) -> None:
     st.subheader("One head: A and B")
     L, H = comparison.a.n_layers, comparison.a.n_heads
-    layer, head = compare_head_picker(page, GRID_KEY, L, H, comparison.most_changed(metric) or (0, 0))
+    layer, head = head_compare.compare_head_picker(
+        page, GRID_KEY, L, H, comparison.most_changed(metric) or (0, 0)
+    )
     st.dataframe(
-        head_rows(comparison, layer, head, METRIC_NAMES, "metric"),
+        head_compare.head_rows(comparison, layer, head, METRIC_NAMES, "metric"),
         hide_index=True,
         width="stretch",
         key="attention_vs_table",
