@@ -568,3 +568,27 @@ def make_attention_delta_figure(comparison: AttentionComparison, metric: str) ->
         )
     )
     return fig
+
+
+def make_attention_difference_figure(
+    attention_a: np.ndarray, attention_b: np.ndarray, labels: list[str], *, title: str,
+    max_cells: int = DISPLAY_MAX_CELLS,
+) -> go.Figure:  # fmt: skip
+    """B − A of one head's attention (query, key) on a red-blue scale symmetric about 0 (white: unchanged; red:
+    B attends more). Past ``max_cells`` tokens a side, pooled by attention mass in blocks of display_block(n):
+    mass pooling is linear, so the pooled difference is the difference of the pooled heads (each block row of it
+    sums to 0, as every row of B − A does)."""
+    difference = np.asarray(attention_b, dtype=np.float64) - np.asarray(attention_a, dtype=np.float64)
+    n = difference.shape[0]
+    block = display_block(n, max_cells)
+    if block > 1:
+        difference = pool_blocks(difference, block, "mass")
+    lim = float(np.abs(difference).max()) if difference.size else 0.0
+    fig = go.Figure(diverging_heatmap(difference, lim if lim > 0 else 1.0, colorbar_title="B − A"))
+    fig.update_traces(x=_axis(0, n, block), y=_axis(0, n, block))
+    blocks = f", blocks of {block} tokens" if block > 1 else ""
+    axes_layout(fig, title, f"key (attended to){blocks}", f"query (attending){blocks}", height=560,
+                margin=(60, 20, 50, 60), plot_bgcolor="white")  # fmt: skip
+    fig.update_xaxes(range=[-0.5, n - 0.5], showgrid=False, zeroline=False, **_ticks(0, n, block, labels))
+    fig.update_yaxes(range=[n - 0.5, -0.5], showgrid=False, zeroline=False, **_ticks(0, n, block, labels))
+    return fig

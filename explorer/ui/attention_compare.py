@@ -25,6 +25,7 @@ from explorer.figures.attention import (
     auto_log_color,
     display_block,
     make_attention_delta_figure,
+    make_attention_difference_figure,
     make_attention_heatmap_figure,
 )
 from explorer.models import Capture, LoadedModel
@@ -112,20 +113,21 @@ def _head_section(page: PageState, cap: Capture, comparison: AttentionComparison
     # One colour rule for both (the page's automatic one, from A's head), so equal colours are equal weights.
     log_color = auto_log_color(n, bool(comparison.a.triangular[layer, head]))
     labels = cap.labels()
-    columns = st.columns(2)
-    for col, who, attentions in zip(
-        columns, "AB", (cap.attentions, comparison.capture_b.attentions), strict=True
-    ):
+    heads = [
+        np.asarray(attentions[layer, head])
+        for attentions in (cap.attentions, comparison.capture_b.attentions)
+    ]
+    for col, who, matrix in zip(st.columns(2), "AB", heads, strict=True):
         fig = make_attention_heatmap_figure(
-            np.asarray(attentions[layer, head]),
-            labels,
-            title=f"{who}: layer {layer} · head {head}",
-            log_color=log_color,
+            matrix, labels, title=f"{who}: layer {layer} · head {head}", log_color=log_color
         )
         col.plotly_chart(fig, width="stretch", key=f"attention_vs_heat_{who.lower()}")
+    left, _ = st.columns(2)
+    difference = make_attention_difference_figure(*heads, labels, title=f"B − A: layer {layer} · head {head}")
+    left.plotly_chart(difference, width="stretch", key="attention_vs_diff")
     block = display_block(n)
     pooled = f" Drawn in blocks of {block} tokens (attention mass per block)." if block > 1 else ""
     st.caption(
         f"A's attention on the left, B's on the right, in {'log' if log_color else 'linear'} colour on one "
-        f"scale.{pooled}"
+        f"scale; below, B − A (red: B attends more, blue: less; each row of it sums to 0).{pooled}"
     )

@@ -78,6 +78,15 @@ def test_tiny_model_vs_int8_caption_is_numpys(cache_home):
         title = chart_spec(at, f"attention_vs_heat_{who}")["layout"]["title"]["text"]
         assert title == f"{who.upper()}: layer {layer} · head {head}"
     assert at.query_params["vs"] in ("int8", ["int8"])
+    # B − A of the selected head: numpy's difference of the two captures (float64 from float32: exact).
+    loaded = get_model("tiny-llama")
+    a = np.asarray(capture(loaded, TEXT).attentions[layer, head], dtype=np.float64)
+    b_cap = capture(V.build_variant(loaded, "int8").loaded(loaded), TEXT)
+    difference = chart_spec(at, "attention_vs_diff")
+    assert np.array_equal(
+        np.asarray(difference["data"][0]["z"]), np.asarray(b_cap.attentions[layer, head]) - a
+    )
+    assert difference["layout"]["title"]["text"] == f"B − A: layer {layer} · head {head}"
     # A change of the quantity redraws the grid as B - A of the entropy.
     at.selectbox(key="attention_vs_attn").set_value("entropy").run()
     assert_page_ok(at)
