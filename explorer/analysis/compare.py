@@ -24,6 +24,10 @@ import numpy as np
 from explorer.spectra import ranks
 
 MAX_SUBSPACE_RANK = 64
+# The r whose energy share and amplification the page's caption and the report list.
+SUBSPACE_RANKS = (1, 4, 8, 16, 64)
+# Tokens of the greedy continuations of A and B shown side by side (causal models).
+CONTINUATION_TOKENS = 24
 EPS32 = float(np.finfo(np.float32).eps)
 
 # Per-matrix metrics shown for A, B and their difference (WeightSpectra field or metric names).
@@ -85,6 +89,22 @@ class DeltaSpectrum:
     def relative(self) -> float:
         """||dW||_F / ||W_A||_F."""
         return self.frobenius / self.a_frobenius if self.a_frobenius > 0 else float("nan")
+
+    def share_over_random(self, r: int) -> float:
+        """energy_share at r over a random update's, r^2 / (mn): the expected share of ||dW||_F^2 in a fixed
+        r-dimensional left and right subspace when dW's singular directions are uniformly random. 1: as random;
+        much above 1: dW lives in W_A's top-r singular subspace."""
+        m, n = self.shape
+        return float(self.energy_share[r - 1] / (r * r / (m * n)))
+
+    def alignment_over_random(self, r: int) -> float:
+        """||U'_r^T W_A V'_r||_F (W_A along dW's own top-r singular directions; = ||dW||_F / amplification) over
+        its value for random r-dimensional directions, ||W_A||_F r / sqrt(mn) (E||U^T W V||_F^2 = ||W||_F^2 r^2 /
+        (mn) for uniformly random orthonormal U, V). Hu et al. (LoRA, section 7.3) found it above 1 for GPT-3:
+        dW correlated with W more than a random matrix would be."""
+        m, n = self.shape
+        along = self.frobenius / self.amplification[r - 1]
+        return float(along / (self.a_frobenius * r / np.sqrt(m * n)))
 
 
 def rounding_floor(W_B: np.ndarray, eps: float = EPS32) -> float:

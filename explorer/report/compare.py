@@ -38,7 +38,14 @@ import numpy as np
 
 from explorer import tasks
 from explorer.analysis import variants
-from explorer.analysis.compare import MATRIX_METRICS, DeltaSpectrum, compare_metric, delta_spectrum
+from explorer.analysis.compare import (
+    CONTINUATION_TOKENS,
+    MATRIX_METRICS,
+    SUBSPACE_RANKS,
+    DeltaSpectrum,
+    compare_metric,
+    delta_spectrum,
+)
 from explorer.analysis.compression import text_hash
 from explorer.analysis.weights import WeightSpectra, weight_spectra, with_origin
 from explorer.figures.compare import make_delta_figure, make_delta_heatmap_figure
@@ -47,8 +54,6 @@ from explorer.models import Capture, LoadedModel
 from explorer.report.html_table import card_table
 from explorer.report.section import ReportSection
 
-SUBSPACE_RANKS = (1, 4, 8, 16, 64)  # the r whose energy share and amplification are written (as on the page)
-CONTINUATION_TOKENS = 24  # greedy continuation of A and B (as on the page)
 PROGRESS_SECONDS = 5.0  # at most one progress line per this many seconds within a step
 
 Log = Callable[[str], None]

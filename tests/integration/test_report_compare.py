@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 
 from explorer.analysis import variants as V
-from explorer.analysis.compare import MATRIX_METRICS, compare_metric, delta_spectrum
+from explorer.analysis.compare import MATRIX_METRICS, SUBSPACE_RANKS, compare_metric, delta_spectrum
 from explorer.analysis.weights import compute_weight_spectra, weight_spectra
 from explorer.cli import main
 from explorer.errors import InputError
 from explorer.models.tiny import build_tiny_model, byte_tokenizer
 from explorer.report.build import SECTION_NAMES, parse_sections
-from explorer.report.compare import SUBSPACE_RANKS
 from tests import tolerances
 from tests.conftest import get_model
 

@@ -79,6 +79,35 @@ def test_amplification_rank1_hand_computed():
     np.testing.assert_allclose(d.energy_share, [0.0, 0.0, 1.0], atol=10 * eps())
 
 
+def test_ratios_to_random_hand_computed():
+    """W = diag(3, 2, 1), dW = 5 e_3 e_3^T (as above): share at r = 1 is 0, so 0 x random; W along dW's direction
+    e_3 is 1, and random directions see ||W||_F r / sqrt(mn) = sqrt(14) / 3, so alignment 3 / sqrt(14). A dW
+    along W's top pair e_1 e_1^T instead: share 1 at r = 1, mn = 9 x random; W along it is 3: 9 / sqrt(14)."""
+    W = np.diag([3.0, 2.0, 1.0])
+    outside = np.zeros((3, 3))
+    outside[2, 2] = 5.0
+    d = delta_spectrum(W, W + outside)
+    assert d.share_over_random(1) == pytest.approx(0.0, abs=10 * eps())
+    assert d.alignment_over_random(1) == pytest.approx(3 / np.sqrt(14), rel=10 * eps())
+    inside = np.zeros((3, 3))
+    inside[0, 0] = 0.5
+    d = delta_spectrum(W, W + inside)
+    assert d.share_over_random(1) == pytest.approx(9.0, rel=10 * eps())
+    assert d.alignment_over_random(1) == pytest.approx(9 / np.sqrt(14), rel=10 * eps())
+
+
+def test_random_update_is_at_random_level_on_average():
+    """E[share at r] = r^2 / (mn) for a dW with uniformly random singular directions (Gaussian entries), whatever
+    W: the mean of share_over_random over many draws is 1 within its standard error (5 sigma)."""
+    rng = _rng()
+    m, n, r = 30, 20, 4
+    W = rng.standard_normal((m, n)) @ np.diag(np.linspace(5, 0.1, n))
+    ratios = np.array(
+        [delta_spectrum(W, W + 1e-2 * rng.standard_normal((m, n))).share_over_random(r) for _ in range(400)]
+    )
+    assert abs(ratios.mean() - 1.0) <= 5 * ratios.std(ddof=1) / np.sqrt(ratios.size)
+
+
 def test_agrees_with_teaching_lora_subspace():
     rng = _rng()
     W, dW = rng.standard_normal((24, 18)), rng.standard_normal((24, 4)) @ rng.standard_normal((4, 18))
@@ -148,3 +177,19 @@ def test_short_forms_and_bad_keys():
                       ("lora:r0:s5", "LoRA rank"), ("dir:", "no folder"), ("fp16", "Unknown variant")]:  # fmt: skip
         with pytest.raises(InputError, match=says):
             parse_key(bad)
+
+
+def test_weights_page_reading_follows_the_data():
+    """The compare caption's verdict comes from the ratios: an update inside W's top direction is 'well above
+    random' and is not said to amplify other directions; one outside it, larger than W's component there, is."""
+    from explorer.ui.compare_view import subspace_reading
+
+    W = np.diag([3.0, 2.0, 1.0])
+    inside, outside = np.zeros((3, 3)), np.zeros((3, 3))
+    inside[0, 0], outside[2, 2] = 0.5, 5.0
+    said = subspace_reading(delta_spectrum(W, W + inside), 1)
+    assert "9x a random update's share" in said and "(well above random)" in said
+    assert "amplifies directions W_A does not emphasise" not in said
+    said = subspace_reading(delta_spectrum(W, W + outside), 1)
+    assert "0x a random update's share" in said and "(well below random)" in said
+    assert "ΔW is 5x that component" in said and "amplifies directions W_A does not emphasise" in said
