@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from explorer import tasks
+from explorer.analysis.head_changes import HeadChanges
 from explorer.models.anatomy import HeadWeights, anatomy_of
 from explorer.spectra.attention_spectra import sort_by_modulus
 
@@ -297,7 +298,7 @@ def head_metric(circuits: CircuitSpectra, metric: str) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class CircuitComparison:
+class CircuitComparison(HeadChanges):
     """Circuits of model A and of a variant B, head by head. a, b: their CircuitSpectra (same shapes).
     ov_change, qk_change: (layer, head) relative changes of W_OV and W_QK (``circuit_changes``).
     same: (layer, head) bool, the head's weights are bitwise equal in A and B."""
@@ -307,11 +308,6 @@ class CircuitComparison:
     ov_change: np.ndarray
     qk_change: np.ndarray
     same: np.ndarray
-
-    @property
-    def unchanged(self) -> bool:
-        """No head's weights differ: every circuit of B is A's (the page says "no change")."""
-        return bool(self.same.all())
 
     def values(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
         """(A's, B's) (layer, head) values of a PAIRED metric."""
@@ -324,14 +320,6 @@ class CircuitComparison:
             return getattr(self, metric)
         a, b = self.values(metric)
         return np.where(self.same, 0.0, b - a)
-
-    def most_changed(self, metric: str) -> tuple[int, int] | None:
-        """(layer, head) of the largest |delta| of ``metric``, or None when every head's delta is 0 or NaN."""
-        size = np.abs(self.delta(metric))
-        if not np.any(size > 0):  # NaN compares False
-            return None
-        layer, head = np.unravel_index(np.nanargmax(size), size.shape)
-        return int(layer), int(head)
 
 
 def compare_circuits(
