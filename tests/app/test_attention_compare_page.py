@@ -5,46 +5,18 @@ leaves the first layer's attention exactly as it was but not the later ones'."""
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 
 from explorer.analysis import variants as V
 from explorer.models.capture import capture
 from explorer.models.tiny import build_tiny_model, byte_tokenizer
-from tests.apptest import assert_page_ok, chart_spec, rerun_until, run_page
+from tests.app.compare_pages import TEXT, changed_most, open_compare, three_digits
+from tests.apptest import assert_page_ok, chart_spec
 from tests.conftest import get_model
 from tests.tolerances import sum_rtol
 
 ATTENTION = "pages/attention.py"
-TEXT = "The quick brown fox jumps over the lazy dog. Then the fox sleeps."
-CHANGED_MOST = re.compile(
-    r"Changed most: layer (\d+) head (\d+), mean TV distance of the rows = ([0-9.e+-]+);"
-)
-
-
-def _compare(model: str, vs: str, timeout: float = 600):
-    at = run_page(ATTENTION, model=model, text=TEXT, vs=vs, timeout=timeout)
-    # B is built and compared in the background: the page draws the comparison on a later run.
-    return rerun_until(at, _drawn, f"attention {model} vs {vs}", timeout=timeout)
-
-
-def _drawn(at) -> bool:
-    return any(s.value == "One head: A and B" for s in at.subheader)
-
-
-def _changed_most(at) -> tuple[int, int, float]:
-    for caption in at.caption:
-        match = CHANGED_MOST.search(caption.value)
-        if match:
-            return int(match.group(1)), int(match.group(2)), float(match.group(3))
-    raise AssertionError(f"no 'Changed most' caption: {[c.value for c in at.caption]}")
-
-
-def _three_digits(value: float) -> float:
-    """Half a unit in the last place of ``value`` written with 3 significant digits (the caption's .3g)."""
-    return 0.5 * 10.0 ** (np.floor(np.log10(abs(value))) - 2)
 
 
 def _numpy_tv(model: str, vs: str) -> tuple[np.ndarray, int]:
@@ -59,21 +31,21 @@ def _check_caption_against_numpy(at, model: str, vs: str) -> None:
     tv, n = _numpy_tv(model, vs)
     # float64 sums of n terms then a mean of n rows, each of one sign: sum_rtol(n) twice, relative.
     tol = 2 * sum_rtol(n) * tv
-    layer, head, shown = _changed_most(at)
+    layer, head, shown = changed_most(at)
     assert (
         tv[layer, head] >= tv.max() - 2 * tol.max()
     )  # numpy's largest (unless two heads tie within rounding)
-    assert abs(shown - tv[layer, head]) <= tol[layer, head] + _three_digits(tv[layer, head])
+    assert abs(shown - tv[layer, head]) <= tol[layer, head] + three_digits(tv[layer, head])
     z = np.asarray(chart_spec(at, "attention_vs_grid")["data"][0]["z"], dtype=float)
     assert z.shape == tv.shape
     assert np.all(np.abs(z - tv) <= tol)
 
 
 def test_tiny_model_vs_int8_caption_is_numpys(cache_home):
-    at = _compare("tiny-llama", "int8")
+    at = open_compare(ATTENTION, "tiny-llama", "int8")
     assert_page_ok(at)
     _check_caption_against_numpy(at, "tiny-llama", "int8")
-    layer, head, _ = _changed_most(at)
+    layer, head, _ = changed_most(at)
     for who in ("a", "b"):
         title = chart_spec(at, f"attention_vs_heat_{who}")["layout"]["title"]["text"]
         assert title == f"{who.upper()}: layer {layer} · head {head}"
@@ -96,7 +68,7 @@ def test_tiny_model_vs_int8_caption_is_numpys(cache_home):
 def test_the_same_model_from_a_folder_says_no_change(cache_home, tmp_path):
     build_tiny_model("llama").save_pretrained(tmp_path)
     byte_tokenizer().save_pretrained(tmp_path)
-    at = _compare("tiny-llama", f"dir:{tmp_path}")
+    at = open_compare(ATTENTION, "tiny-llama", f"dir:{tmp_path}")
     assert_page_ok(at)
     assert any("No change" in info.value for info in at.info)
     z = np.asarray(chart_spec(at, "attention_vs_grid")["data"][0]["z"], dtype=float)
@@ -106,7 +78,7 @@ def test_the_same_model_from_a_folder_says_no_change(cache_home, tmp_path):
 def test_an_mlp_variant_changes_the_later_layers_only(cache_home):
     """rank:0.5 factors the MLP matrices alone: layer 0's attention is computed before any MLP and stays exactly
     A's; every later layer reads a changed residual stream."""
-    at = _compare("tiny-gpt2", "rank:0.5")
+    at = open_compare(ATTENTION, "tiny-gpt2", "rank:0.5")
     assert_page_ok(at)
     assert not any("No change" in info.value for info in at.info)
     z = np.asarray(chart_spec(at, "attention_vs_grid")["data"][0]["z"], dtype=float)
@@ -116,7 +88,7 @@ def test_an_mlp_variant_changes_the_later_layers_only(cache_home):
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["minilm-l6", "smollm2-135m"])
 def test_embedded_models_vs_int8(model):
-    at = _compare(model, "int8", timeout=900)
+    at = open_compare(ATTENTION, model, "int8", timeout=900)
     assert_page_ok(at)
     for key in ("attention_vs_grid", "attention_vs_heat_a", "attention_vs_heat_b"):
         chart_spec(at, key)

@@ -5,48 +5,22 @@ it is says "no change"."""
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 
 from explorer.analysis import variants as V
 from explorer.analysis.circuits import circuit_spectra, compare_model_circuits
 from explorer.analysis.matrices import head_weights
+from tests.app.compare_pages import TEXT, changed_most, drawn, open_compare, three_digits
 from tests.apptest import assert_page_ok, chart_spec, rerun_until, run_page
 from tests.conftest import get_model
 from tests.tolerances import eps, product_tolerance, sum_rtol
 
 CIRCUITS = "pages/circuits.py"
-TEXT = "The quick brown fox jumps over the lazy dog. Then the fox sleeps."
-CHANGED_MOST = re.compile(r"Changed most: layer (\d+) head (\d+), (.+?) = ([0-9.e+-]+);")
-
-
-def _compare(model: str, vs: str, timeout: float = 600):
-    at = run_page(CIRCUITS, model=model, text=TEXT, vs=vs, timeout=timeout)
-    # B is built and compared in the background: the page draws the comparison on a later run.
-    return rerun_until(at, _drawn, f"circuits {model} vs {vs}", timeout=timeout)
-
-
-def _drawn(at) -> bool:
-    return any(s.value == "One head: A and B" for s in at.subheader)
-
-
-def _changed_most(at) -> tuple[int, int, float]:
-    for caption in at.caption:
-        match = CHANGED_MOST.search(caption.value)
-        if match:
-            return int(match.group(1)), int(match.group(2)), float(match.group(4))
-    raise AssertionError(f"no 'Changed most' caption: {[c.value for c in at.caption]}")
-
-
-def _three_digits(value: float) -> float:
-    """Half a unit in the last place of ``value`` written with 3 significant digits (the caption's .3g)."""
-    return 0.5 * 10.0 ** (np.floor(np.log10(abs(value))) - 2)
 
 
 def test_tiny_model_vs_int8_caption_is_numpys(cache_home):
-    at = _compare("tiny-llama", "int8")
+    at = open_compare(CIRCUITS, "tiny-llama", "int8")
     assert_page_ok(at)
     grid = chart_spec(at, "circuits_vs_grid")
     for key in ("circuits_vs_eig", "circuits_vs_sigma"):
@@ -73,12 +47,12 @@ def test_tiny_model_vs_int8_caption_is_numpys(cache_home):
             norm_ab[layer, h] = (product_tolerance(X1, Y1) + product_tolerance(X2, Y2)) / np.linalg.norm(
                 X2 @ Y2
             )
-    layer, head, shown = _changed_most(at)
+    layer, head, shown = changed_most(at)
     # The head numpy finds largest (unless two heads tie within rounding, which the grid's values would show).
     assert dense[layer, head] >= dense.max() - 2 * norm_ab.max()
     # The reference's rounding: each product to product_tolerance, the norms' sums to sum_rtol; then .3g.
     allowed = norm_ab[layer, head] + (sum_rtol(card.d_model**2) + 2 * eps()) * dense[layer, head]
-    assert abs(shown - dense[layer, head]) <= allowed + _three_digits(dense[layer, head])
+    assert abs(shown - dense[layer, head]) <= allowed + three_digits(dense[layer, head])
     # The grid holds every head's value (the page's own numbers, the same as the caption's).
     z = np.asarray(grid["data"][0]["z"], dtype=float)
     assert z.shape == (card.n_layers, card.n_heads)
@@ -106,7 +80,7 @@ def test_the_head_follows_the_link(cache_home):
     )
     layer, head = (1, 2) if top != (1, 2) else (0, 1)  # not the default head, which the link leaves out
     at = run_page(CIRCUITS, model="tiny-llama", text=TEXT, vs="int8", vs_layer=layer, vs_head=head)
-    at = rerun_until(at, _drawn, f"circuits tiny-llama vs int8 at layer {layer} head {head}")
+    at = rerun_until(at, drawn, f"circuits tiny-llama vs int8 at layer {layer} head {head}")
     assert_page_ok(at)
     title = chart_spec(at, "circuits_vs_sigma")["layout"]["title"]["text"]
     assert f"layer {layer} head {head}" in title
@@ -116,7 +90,7 @@ def test_the_head_follows_the_link(cache_home):
 
 
 def test_a_variant_of_the_mlp_alone_says_no_change(cache_home):
-    at = _compare("tiny-gpt2", "rank:0.5")
+    at = open_compare(CIRCUITS, "tiny-gpt2", "rank:0.5")
     assert_page_ok(at)
     assert any("No change" in info.value for info in at.info)
     z = np.asarray(chart_spec(at, "circuits_vs_grid")["data"][0]["z"], dtype=float)
@@ -134,7 +108,7 @@ def test_nonsense_key_says_what_to_do(cache_home):
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["minilm-l6", "smollm2-135m"])
 def test_embedded_models_vs_int8(model):
-    at = _compare(model, "int8", timeout=900)
+    at = open_compare(CIRCUITS, model, "int8", timeout=900)
     assert_page_ok(at)
     for key in ("circuits_vs_grid", "circuits_vs_eig", "circuits_vs_sigma"):
         chart_spec(at, key)
@@ -142,7 +116,7 @@ def test_embedded_models_vs_int8(model):
     card = loaded.card
     a = circuit_spectra(loaded.model, card.n_layers, card.n_heads, card.n_kv_heads)
     comparison = compare_model_circuits(loaded.model, V.build_variant(loaded, "int8").replaced, a)
-    layer, head, shown = _changed_most(at)
+    layer, head, shown = changed_most(at)
     assert (layer, head) == comparison.most_changed("ov_change")
     assert f"{shown:.3g}" == f"{comparison.ov_change[layer, head]:.3g}"
     assert not comparison.same.any()  # int8 rounds every attention matrix
