@@ -21,11 +21,14 @@ navigation = st.navigation(sections)
 # torch and transformers take seconds to import on a cold server: show that something is happening. The lock:
 # no two threads import the app at once (the server's warm-up may be importing it now; see warmup.py).
 with st.spinner("Starting eigen-explorer (loading torch and transformers)…"), IMPORT_LOCK:
-    from explorer.ui.sidebar import render_sidebar
+    from explorer.ui.sidebar import draw_deferred, render_sidebar
     from explorer.ui.state import close_link_notices, open_link_notices
 
 # One notice at the top of the page names every link value that was replaced (the sidebar's and the page's).
 open_link_notices(navigation.url_path)
 render_sidebar()
-navigation.run()
+try:
+    navigation.run()
+finally:  # the sidebar's cost caption, where the page did not draw it after its model load (sidebar._defer)
+    draw_deferred()
 close_link_notices()

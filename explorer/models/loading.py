@@ -176,8 +176,34 @@ def make_card(model_id: str, model: torch.nn.Module, anatomy: Anatomy | None = N
         n_params=int(sum(p.numel() for p in model.parameters())),
         causal=anatomy.causal_lm,
         vocab_size=int(_config_value(config, "vocab_size", default=0)),
-        max_positions=int(_config_value(config, "max_position_embeddings", "n_positions", default=512)),
+        max_positions=_context_of(config),
     )
+
+
+def _context_of(config) -> int:
+    """The most positions a model built from ``config`` reads (512 when its config does not say)."""
+    return int(_config_value(config, "max_position_embeddings", "n_positions", default=512))
+
+
+def context_length(model_id: str, *, trust_remote_code: bool = False) -> int | None:
+    """``model_id``'s context length (ModelCard.max_positions) read from its config alone, without loading a
+    weight; None where that cannot be done cheaply (an exported decision, a hub id offline, a broken folder):
+    the caller then loads the model, whose load says what is wrong."""
+    try:
+        if is_exported_decision(model_id):
+            return None
+        kind = classify(model_id)
+        if kind == "tiny":
+            return _context_of(tiny.tiny_config(model_id.removeprefix("tiny-")))
+        if kind == "embedded":
+            source = embedded_model_dir(CATALOGUE[model_id])
+        elif kind == "local":
+            source = Path(model_id).expanduser().resolve()
+        else:
+            source = model_id
+        return _context_of(AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code))
+    except Exception:  # noqa: BLE001 (any failure: the load that follows names it)
+        return None
 
 
 def estimate_model_bytes(config, dtype: torch.dtype) -> int:

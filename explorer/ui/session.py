@@ -11,7 +11,7 @@ from explorer.figures.tokens import mark_generated
 from explorer.models import Capture, LoadedModel
 from explorer.models.catalogue import CATALOGUE
 from explorer.ui.cache import cached_capture, cached_model
-from explorer.ui.sidebar import Selection, render_sidebar
+from explorer.ui.sidebar import Selection, draw_deferred, render_sidebar
 from explorer.ui.state import open_link_notices
 from explorer.ui.streamlit_internals import leave_legacy_pages_mode
 
@@ -44,10 +44,12 @@ def require_model() -> LoadedModel:
     sel = selection()
     try:
         with st.spinner(_loading_message(sel.model_id)):
-            return cached_model(sel.model_key)
+            loaded = cached_model(sel.model_key)
     except ExplorerError as err:
         st.error(str(err), icon=":material/error:")
         st.stop()
+    draw_deferred()  # the sidebar's cost caption needed this load; drawn now, before the page may stop
+    return loaded
 
 
 def require_capture(single_token: str | None = None) -> tuple[LoadedModel, Capture]:

@@ -13,6 +13,8 @@ example or stored text, a text over the size limit) are named in the page's link
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 
 import streamlit as st
@@ -183,8 +185,31 @@ def _load_example() -> None:
         st.session_state.sidebar_text = example_texts()[name]
 
 
+_DEFERRED = "_sidebar_deferred"
+
+
+def _defer(draw: Callable[[], None]) -> None:
+    """Keep ``draw`` (which fills a slot the sidebar left) for draw_deferred. The cost estimate needs the loaded
+    model: drawn once the page has loaded it (session.require_model) or after the page, the sidebar never waits
+    for a load."""
+    st.session_state[_DEFERRED] = draw
+
+
+def draw_deferred() -> None:
+    """Fill the sidebar's slot kept by _defer, once: from session.require_model right after the page's model
+    load, and from the entry script after the page for a page that loads none (after st.stop nothing more can
+    be drawn). A failure is left to the page, which loads the same model and says what went wrong."""
+    draw = st.session_state.pop(_DEFERRED, None)
+    if draw is not None:
+        try:
+            draw()
+        except Exception:  # noqa: BLE001 (never a second message for the page's one; control flow passes)
+            pass
+
+
 def render_sidebar() -> Selection:
     """Draw the shared sidebar and return the current selection (also kept in session_state.selection)."""
+    st.session_state.pop(_DEFERRED, None)
     _model_from_link()
     _text_from_link()
     state = st.session_state
@@ -249,7 +274,7 @@ def render_sidebar() -> Selection:
                 "what a length costs).",
             )
             if context is not None:
-                _cost_caption(model_key, int(max_tokens))
+                _defer(functools.partial(_cost_caption, st.empty(), model_key, int(max_tokens)))
         st.divider()
         examples = example_texts()
         st.selectbox(
@@ -310,12 +335,18 @@ def token_choices(context: int | None) -> list[int]:
 
 
 def _model_context(model_key: ModelChoice) -> int | None:
-    """The model's context length (max_positions), loading it if no page has yet; None when it does not load
-    (the page says why)."""
+    """The model's context length (max_positions): from its config where that can be read without loading a
+    weight (the sidebar is drawn before the page, so a load here would hold back the whole first paint), else
+    from the loaded model; None when it does not load (the page says why)."""
+    from explorer.models.loading import context_length
     from explorer.ui.cache import cached_model  # here: explorer.ui.cache imports heavy modules
 
     if not model_key.model_id:
         return None
+    if model_key.allow_external or model_key.model_id in CATALOGUE:
+        context = context_length(model_key.model_id, trust_remote_code=model_key.trust_remote_code)
+        if context is not None:
+            return context
     try:
         with st.spinner(f"Loading {model_key.model_id}…"):
             return int(cached_model(model_key).card.max_positions)
@@ -331,14 +362,14 @@ def max_tokens_setting(context: int | None) -> Choice:
     return replace(MAX_TOKENS, default=min(MAX_TOKENS.default, choices[-1]), choices=tuple(choices))
 
 
-def _cost_caption(model_key: ModelChoice, max_tokens: int) -> None:
+def _cost_caption(slot, model_key: ModelChoice, max_tokens: int) -> None:
     """What the chosen length costs (an estimate from explorer.analysis.attention_long's cost model), when a
-    capture at that length takes longer than a moment."""
+    capture at that length takes longer than a moment; drawn into ``slot`` after the page (see _defer)."""
     from explorer.ui.cache import capture_cost
 
     cost = capture_cost(model_key, max_tokens)
     if cost.long or cost.seconds > 1:
-        st.caption(f":material/timer: At {max_tokens:,} tokens, {cost.describe()}.")
+        slot.caption(f":material/timer: At {max_tokens:,} tokens, {cost.describe()}.")
 
 
 def _link_text(text: str) -> tuple[str | None, str | None]:

@@ -1,5 +1,7 @@
 """The shared sidebar: model and text come from the link, survive page switches, and bad input is explained."""
 
+import pytest
+
 from explorer.texts import example_texts
 from tests.apptest import run_page
 
@@ -63,3 +65,19 @@ def test_text_longer_than_the_size_limit_is_cut_with_a_notice(monkeypatch):
     notices = [i.value for i in at.info if i.value.startswith("Link:")]
     assert len(notices) == 1 and "text has 100,000 characters" in notices[0], notices
     assert "showing the first 500" in notices[0]
+
+
+@pytest.mark.slow
+def test_length_cost_is_drawn_after_the_page_also_when_the_page_stops():
+    """The cost caption under "Max tokens" waits for the page's model load (sidebar._defer, drawn by
+    session.require_model) and is there also when the page then stops (an empty text)."""
+    at = run_page("pages/home.py", model="smollm2-135m", max_tokens=8192)
+    assert not at.exception
+
+    def cost_captions():
+        return [c.value for c in at.sidebar.caption if c.value.startswith(":material/timer: At 8,192 tokens")]
+
+    assert len(cost_captions()) == 1
+    at.sidebar.text_area(key="sidebar_text").set_value("   ").run()
+    assert not at.exception and any("empty" in e.value for e in at.error)
+    assert len(cost_captions()) == 1
