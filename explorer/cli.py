@@ -21,6 +21,8 @@ def _report(args: argparse.Namespace) -> int:
     from explorer.models import load_model
     from explorer.report.build import default_sections, needs_model, parse_sections, write_report
 
+    if args.checkpoints is not None:
+        return _report_series(args)
     try:
         names = parse_sections(args.sections, compare=args.compare is not None)
         compare = None if args.compare is None else _variant_key(args.compare)
@@ -91,6 +93,12 @@ def _layer_progress(fraction: float, message: str) -> None:
     print(f"\rcapturing: {message}", end="\n" if fraction >= 1 else "", file=sys.stderr, flush=True)
 
 
+def _series_progress(fraction: float, message: str) -> None:
+    print(
+        f"\rseries {fraction:4.0%}: {message}", end="\n" if fraction >= 1 else "", file=sys.stderr, flush=True
+    )
+
+
 def _report_checkpoint(folder: Path, args: argparse.Namespace) -> int:
     """``--sections weights`` on a safetensors folder: the weight spectra read from its files tensor by tensor,
     without loading the model (so a model larger than memory works)."""
@@ -111,6 +119,35 @@ def _report_checkpoint(folder: Path, args: argparse.Namespace) -> int:
     except (ExplorerError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    print(f"wrote {metrics}\nwrote {report}")
+    return 0
+
+
+def _report_series(args: argparse.Namespace) -> int:
+    """``--checkpoints DIR``: the series section alone, every checkpoint read from its files (no model loaded)."""
+    from explorer.analysis.checkpoint_series import checkpoint_series
+    from explorer.errors import ExplorerError
+    from explorer.models.device import resolve_device
+    from explorer.report.build import write_series_report
+
+    unused = [flag for flag, value in (("--sections", args.sections), ("--compare", args.compare)) if value]
+    unused += ["--text"] if args.text or args.text_file else []
+    if unused:
+        print(
+            f"error: --checkpoints writes the series section only, from the weights: leave out {', '.join(unused)}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        series = checkpoint_series(
+            args.checkpoints, device=resolve_device(args.device), dtype=args.dtype, progress=_series_progress
+        )
+        metrics, report = write_series_report(series, args.out)
+    except ExplorerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for name, why in series.failed.items():
+        print(f"note: checkpoint {name} left out: {why}", file=sys.stderr)
     print(f"wrote {metrics}\nwrote {report}")
     return 0
 
@@ -176,6 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
         "dir:/path/to/model (a folder of the same architecture). Per matrix alpha, alpha-hat, stable rank, "
         "spectral norm of A and B and Delta W's ranks and subspace shares; KL(A||B), top-1 agreement, "
         "perplexities and greedy continuations on the text",
+    )
+    report.add_argument(
+        "--checkpoints",
+        metavar="DIR",
+        help="a training run's folder of checkpoints (sub-folders checkpoint-N, or with one step number in "
+        "their name, each a safetensors model folder): write the 'series' section only, alpha, alpha-hat, "
+        "stable rank and spectral norm of every matrix against the step, read from the files without loading "
+        "any model (no text; a checkpoint that cannot be read is named in the section's 'failed')",
     )
     report.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     report.add_argument("--dtype", default="float32", help="float32, bfloat16, float16")

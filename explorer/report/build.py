@@ -3,7 +3,7 @@
 Each capability contributes a section (JSON under its key, figures for the HTML). The HTML embeds
 plotly.js once, so it opens offline. ``SECTION_NAMES`` names them (``report --sections``); the weights section
 alone (``CHECKPOINT_SECTIONS``) can also be read from a safetensors folder without loading the model
-(``write_checkpoint_report``).
+(``write_checkpoint_report``); a folder of checkpoints gives the series section alone (``write_series_report``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from explorer.analysis.checkpoint_series import CheckpointSeries
 from explorer.errors import InputError
 from explorer.figures.tokens import make_surprisal_figure
 from explorer.models import Capture, LoadedModel
@@ -28,6 +29,7 @@ from explorer.report.curvature import curvature_section
 from explorer.report.directions import directions_section
 from explorer.report.logit_lens import logit_lens_section
 from explorer.report.section import ReportSection
+from explorer.report.series import series_section
 from explorer.report.weights import checkpoint_weights_section, weights_section
 
 
@@ -202,6 +204,12 @@ def write_checkpoint_report(
         yield checkpoint_weights_section(checkpoint, device=device)
 
     return _write(out_dir, model_id or str(checkpoint.folder), built())
+
+
+def write_series_report(series: CheckpointSeries, out_dir: str | Path) -> tuple[Path, Path]:
+    """The report of a checkpoint series (``report --checkpoints DIR``): its "series" section only, computed
+    from the checkpoint files (no model is loaded). Same files as ``write_report``."""
+    return _write(out_dir, f"checkpoint series {series.folder}", [series_section(series)])
 
 
 def _write(out_dir: str | Path, model_id: str, sections: Iterable[ReportSection]) -> tuple[Path, Path]:
