@@ -40,3 +40,55 @@ def make_series_figure(series: CheckpointSeries, metric: str) -> go.Figure:
     fig.update_xaxes(title_text="training step")
     fig.update_yaxes(title_text=f"median {label}")
     return fig
+
+
+def make_series_heatmap(series: CheckpointSeries, metric: str, kind: str) -> go.Figure:
+    """Step x layer heatmap of one of ``SERIES_METRICS`` for the blocks' matrices of ``kind``: a column per
+    step (the checkpoints, evenly spaced and labelled by step), a row per layer; hover names the matrix."""
+    label = METRICS[metric][0]
+    idx = [
+        i
+        for i, (k, lay) in enumerate(zip(series.kinds, series.layers, strict=True))
+        if k == kind and lay >= 0
+    ]
+    idx.sort(key=lambda i: int(series.layers[i]))
+    z = series.metric(metric)[:, idx].T  # (layer, step)
+    names = np.array([[series.names[i]] * len(series.steps) for i in idx], dtype=object)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[str(int(s)) for s in series.steps],
+            y=[str(int(series.layers[i])) for i in idx],
+            colorscale="Viridis",
+            colorbar=dict(title=label),
+            customdata=names,
+            hovertemplate="step %{x} · layer %{y}<br>%{customdata}<br>"
+            + label
+            + " = %{z:.4g}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"{label} of every {weight_kind_label(kind)} matrix against the step",
+        height=max(300, 60 + 22 * len(idx)),
+        margin=dict(l=60, r=20, t=60, b=50),
+    )
+    fig.update_xaxes(title_text="training step", type="category")
+    fig.update_yaxes(title_text="layer", type="category")
+    return fig
+
+
+def make_series_loss_figure(steps: np.ndarray, loss: np.ndarray) -> go.Figure:
+    """The loss (nats) recorded at each checkpoint of a series (steps (n,), loss (n,)) against the step."""
+    fig = go.Figure(
+        go.Scatter(
+            x=[int(s) for s in steps],
+            y=np.asarray(loss, dtype=np.float64),
+            mode="lines+markers",
+            name="loss",
+            hovertemplate="step %{x}<br>loss %{y:.6g} nats<extra></extra>",
+        )
+    )
+    fig.update_layout(title="Loss against the step", height=320, margin=dict(l=60, r=20, t=60, b=50))
+    fig.update_xaxes(title_text="training step")
+    fig.update_yaxes(title_text="loss (nats)")
+    return fig

@@ -72,6 +72,13 @@ _LISTED: list[PageInfo] = [
         "Singular values and heavy-tail statistics of every weight matrix.",
     ),
     PageInfo(
+        "pages/checkpoints.py",
+        "Checkpoint series",
+        ":material/timeline:",
+        "Weights",
+        "Weight spectra of a training run's checkpoints against the step; a demo series from the loaded model.",
+    ),
+    PageInfo(
         "pages/circuits.py",
         "QK/OV circuits",
         ":material/hub:",
