@@ -26,7 +26,7 @@ from explorer.ui.series_view import (
     watch_series,
 )
 from explorer.ui.session import selection
-from explorer.ui.state import PageState
+from explorer.ui.state import PageState, drop_from_link
 
 st.title("Checkpoint series")
 st.markdown(
@@ -65,6 +65,7 @@ folder = PAGE.text_input(
     "name (step_1200, ckpt-300), each a model saved with save_pretrained (safetensors).",
 ).strip()
 if not folder:
+    drop_from_link("metric", "kind", "step")  # nothing to choose them for
     st.info(
         "Give a folder of checkpoints, or make a demo series from the loaded model above.",
         icon=":material/folder_open:",

@@ -42,16 +42,21 @@ def make_series_figure(series: CheckpointSeries, metric: str) -> go.Figure:
     return fig
 
 
-def make_series_heatmap(series: CheckpointSeries, metric: str, kind: str) -> go.Figure:
-    """Step x layer heatmap of one of ``SERIES_METRICS`` for the blocks' matrices of ``kind``: a column per
-    step (the checkpoints, evenly spaced and labelled by step), a row per layer; hover names the matrix."""
-    label = METRICS[metric][0]
+def kind_in_blocks(series: CheckpointSeries, kind: str) -> list[int]:
+    """Indices (into ``series.names``) of the blocks' matrices of ``kind``, by layer."""
     idx = [
         i
         for i, (k, lay) in enumerate(zip(series.kinds, series.layers, strict=True))
         if k == kind and lay >= 0
     ]
-    idx.sort(key=lambda i: int(series.layers[i]))
+    return sorted(idx, key=lambda i: int(series.layers[i]))
+
+
+def make_series_heatmap(series: CheckpointSeries, metric: str, kind: str) -> go.Figure:
+    """Step x layer heatmap of one of ``SERIES_METRICS`` for the blocks' matrices of ``kind``: a column per
+    step (the checkpoints, evenly spaced and labelled by step), a row per layer; hover names the matrix."""
+    label = METRICS[metric][0]
+    idx = kind_in_blocks(series, kind)
     z = series.metric(metric)[:, idx].T  # (layer, step)
     names = np.array([[series.names[i]] * len(series.steps) for i in idx], dtype=object)
     fig = go.Figure(

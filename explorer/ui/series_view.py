@@ -28,7 +28,8 @@ from explorer.analysis.series_demo import (
     write_demo_series,
 )
 from explorer.analysis.weights import METRICS
-from explorer.errors import InputError
+from explorer.errors import ExplorerError, InputError
+from explorer.figures.checkpoint_series import kind_in_blocks
 from explorer.labels import weight_kind_label
 from explorer.models.choice import ModelChoice
 from explorer.ui import task_view
@@ -137,8 +138,14 @@ def _demo_work(spec: DemoSpec, task: tasks.Task) -> str:
 
 def request_demo(sel: Selection, settings: DemoSettings) -> None:
     """Start (or find) the demo series of the sidebar's model with ``settings``; the page draws its progress
-    (``demo_folder_when_done``) and opens the series once written."""
-    loaded = cached_model(sel.model_key)
+    (``demo_folder_when_done``) and opens the series once written. A model that cannot be loaded is said."""
+    try:
+        loaded = cached_model(sel.model_key)
+    except ExplorerError as err:
+        st.error(
+            f"The demo needs the sidebar's model, which could not be loaded: {err}", icon=":material/error:"
+        )
+        return
     text = sel.text if loaded.causal else ""  # an encoder's loss reads the shipped pairs, not the text
     fingerprint = cached_fingerprint(sel.model_key)
     spec = DemoSpec(sel.model_key, text, fingerprint, settings, str(demo_folder(fingerprint, text, settings)))
@@ -208,11 +215,7 @@ def heatmap_sentence(series: CheckpointSeries, metric: str, kind: str) -> str:
     """What the step x layer heatmap shows: the layer whose value changed most between the first and the last
     step, and the layer with the largest value at the last step."""
     label = METRICS[metric][0]
-    idx = [
-        i
-        for i, (k, lay) in enumerate(zip(series.kinds, series.layers, strict=True))
-        if k == kind and lay >= 0
-    ]
+    idx = kind_in_blocks(series, kind)
     values = series.metric(metric)[:, idx]
     change = values[-1] - values[0]
     finite = np.isfinite(change)
