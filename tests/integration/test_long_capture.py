@@ -146,3 +146,14 @@ def test_report_attention_section_at_a_long_length(load, monkeypatch):
         for head in range(4):
             diag = np.sort(np.diag(whole[layer, head]).astype(np.float64))[::-1][:8]
             np.testing.assert_array_equal(np.asarray(data["eigvals_real"])[layer, head], diag)
+
+
+@pytest.mark.slow
+def test_the_sidebar_text_limit_holds_smollm2s_whole_context_of_prose(smollm2):
+    """The longest length the sidebar offers (the context, 8,192) must be reachable by pasting English prose: the
+    example texts cut to the sidebar's character limit are at least that many SmolLM2 tokens."""
+    from explorer.ui.settings import max_text_chars
+
+    prose = " ".join(example_texts()[name] for name in ("fox", "story", "linear_algebra"))
+    text = " ".join([prose] * (max_text_chars() // len(prose) + 1))[: max_text_chars()]
+    assert len(smollm2.tokenizer(text)["input_ids"]) >= smollm2.card.max_positions == 8192
