@@ -17,6 +17,7 @@ visit before: the frontend from the browser's cache, as for someone who used the
 The cache home is made as in bench_compression_page (links to the real cache's model weights, so nothing is
 downloaded). Needs Debian's chromium and Playwright (`make test` installs both). Run on a quiet machine.
 Usage: .venv/bin/python bench/bench_compression_browser.py [--models smollm2-135m,minilm-l6] [--visits 1|3]
+       [--restarts N] (the cold visit, then N restart visits and their median card)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import math
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -141,6 +143,17 @@ VISITS = (
 )
 
 
+def visit_plan(restarts: int) -> tuple[tuple[str, str], ...]:
+    """The cold visit, then ``restarts`` restart visits alternating a new browser profile and a returning one
+    (the first two are VISITS' own): the card after a restart moves by +-0.4 s between single visits, so a
+    comparison takes the median of several."""
+    plan = [VISITS[0]]
+    for i in range(restarts):
+        pair = 2 + i // 2
+        plan.append((f"restart {i + 1}, {'returning' if i % 2 else 'new'} browser", f"profile-{pair}"))
+    return tuple(plan)
+
+
 def job_timeline(trace_path: Path, since_epoch: float, until_s: float) -> list[str]:
     """The server's task trace (explorer/tasks.py, EIGEN_EXPLORER_JOB_TRACE) as lines "seconds from goto  job  event", up to ``until_s``."""
     if not trace_path.exists():
@@ -157,7 +170,8 @@ def job_timeline(trace_path: Path, since_epoch: float, until_s: float) -> list[s
     return lines
 
 
-def bench(models: list[str], n_visits: int = len(VISITS), log=print) -> dict:
+def bench(models: list[str], n_visits: int = len(VISITS), log=print, restarts: int | None = None) -> dict:
+    """Per model the visits' marks; with ``restarts``, visit_plan's visits (and their median card)."""
     from playwright.sync_api import sync_playwright
 
     results = {}
@@ -167,7 +181,8 @@ def bench(models: list[str], n_visits: int = len(VISITS), log=print) -> dict:
             work = Path(tempfile.mkdtemp(prefix="bench-comp-browser-"))
             visits = {}
             try:
-                for name, profile in VISITS[:n_visits]:
+                plan = VISITS[:n_visits] if restarts is None else visit_plan(restarts)
+                for name, profile in plan:
                     trace = work / f"jobs-{len(visits)}.tsv"
                     proc, url, warm_up_s = start_server(home, work / f"server-{len(visits)}.log", trace)
                     log(f"{model}, {name}: server warmed up in {warm_up_s:.1f} s")
@@ -182,10 +197,20 @@ def bench(models: list[str], n_visits: int = len(VISITS), log=print) -> dict:
             finally:
                 shutil.rmtree(home)  # links are removed, never followed
                 shutil.rmtree(work, ignore_errors=True)
+            restart_cards = [v["card"] for name, v in visits.items() if name.startswith("restart")]
+            if len(restart_cards) > 1:
+                visits["restart median"] = {
+                    "card": statistics.median(restart_cards),
+                    "card_range": [min(restart_cards), max(restart_cards)],
+                }
             results[model] = visits
     log(f"{'model':14s} {'visit':27s} {'warm-up':>8s} {'sidebar':>8s} {'card':>7s} {'settled':>8s}")
     for model, visits in results.items():
         for name, v in visits.items():
+            if name == "restart median":
+                low, high = v["card_range"]
+                log(f"{model:14s} {name:27s} card {v['card']:.2f} s (range {low:.2f}-{high:.2f})")
+                continue
             log(
                 f"{model:14s} {name:27s} {v['warm_up_s']:7.1f}s {v['sidebar']:7.1f}s {v['card']:6.1f}s "
                 f"{v['settled']:7.1f}s"
@@ -198,9 +223,12 @@ def main(argv=None) -> int:
     parser.add_argument("--models", default="smollm2-135m,minilm-l6")
     parser.add_argument("--visits", type=int, default=len(VISITS), choices=range(1, len(VISITS) + 1),
                         help="the first N visits: 1 = cold only")  # fmt: skip
+    parser.add_argument("--restarts", type=int,
+                        help="the cold visit and this many restart visits (new and returning browser in turn), "
+                        "with their median card; overrides --visits")  # fmt: skip
     parser.add_argument("--json")
     args = parser.parse_args(argv)
-    result = bench(args.models.split(","), args.visits)
+    result = bench(args.models.split(","), args.visits, restarts=args.restarts)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
