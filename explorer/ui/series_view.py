@@ -131,9 +131,14 @@ class DemoSpec(tasks.Spec):
         return f"demo series of {self.settings.steps} Adam steps"
 
 
-def _demo_work(spec: DemoSpec, task: tasks.Task) -> str:
+def _demo_work(spec: DemoSpec, task: tasks.Task) -> str | ExplorerError:
+    """The written folder, or the reason it could not be written as the task's result (not its failure, which
+    the task layer would retry at every rerun of the page: a demo trains for a while)."""
     loaded = cached_model(spec.model_key)
-    return str(write_demo_series(loaded, spec.text, spec.folder, spec.settings, progress=task.report))
+    try:
+        return str(write_demo_series(loaded, spec.text, spec.folder, spec.settings, progress=task.report))
+    except ExplorerError as err:
+        return err
 
 
 def request_demo(sel: Selection, settings: DemoSettings) -> None:
@@ -162,16 +167,20 @@ def demo_folder_when_done() -> str | None:
     spec = st.session_state.get(PENDING)
     if spec is None:
         return None
-    folder = task_view.watch(
+    result = task_view.watch(
         spec,
         lambda task: _demo_work(spec, task),
         label=f"Training {spec.model_key.model_id} for {spec.settings.steps} steps and saving each",
         failure="The demo series could not be made",
         key="series_demo_task",
     )
-    if folder is not None:
-        del st.session_state[PENDING]
-    return folder
+    if result is None:
+        return None
+    del st.session_state[PENDING]  # written, or why not said once below: nothing left to watch
+    if isinstance(result, ExplorerError):
+        st.error(f"The demo series could not be made: {result}", icon=":material/error:")
+        return None
+    return result
 
 
 # ---------------------------------------------------------------------------------------------- words
@@ -201,7 +210,7 @@ def lines_sentence(series: CheckpointSeries, metric: str) -> str:
     text = (
         f"From step {first} to step {last}, the median {label} of the {weight_kind_label(top)} matrices moved "
         f"most: {_fmt(a)} → {_fmt(b)} ({b - a:+.3g}"
-        + (f", {100 * (b - a) / abs(a):+.2g} %)" if a != 0 else ")")
+        + (f", {100 * (b - a) / abs(a):+.3g} %)" if a != 0 else ")")
     )
     if bottom != top:
         a, b = moves[bottom]

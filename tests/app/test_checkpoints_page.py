@@ -135,6 +135,19 @@ def test_the_demo_button_trains_saves_and_opens_a_series(cache_home):
     )  # the shared model is untouched: tests/unit/test_series_demo.py checks bits
 
 
+def test_a_demo_on_a_text_too_short_says_why_once(cache_home):
+    at = run_page(PAGE, model="tiny-llama", text="x", demo_steps="1")
+    _demo_button(at).click().run()
+    rerun_until(at, lambda at: bool(at.error), "the demo's message", timeout=60, every=0.5)
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "The demo series could not be made: The loss needs at least two tokens (one next-token prediction): "
+        "type more text."
+    ]
+    at.run()  # said once: the demo is not retried at every rerun
+    assert not at.error and not at.exception
+
+
 @pytest.mark.slow
 def test_the_demo_button_on_minilm(cache_home):
     # Two Adam steps and three checkpoints' spectra: about 30 s on a quiet 2-core machine; the limit leaves room
