@@ -207,6 +207,11 @@ def lines_sentence(series: CheckpointSeries, metric: str) -> str:
     ranked = sorted(moves, key=lambda k: abs(moves[k][1] - moves[k][0]), reverse=True)
     top, bottom = ranked[0], ranked[-1]
     a, b = moves[top]
+    if _fmt(a) == _fmt(b):  # "moved most" would name a move the numbers shown do not have
+        return (
+            f"From step {first} to step {last} no matrix kind's median {label} changed at the precision shown "
+            f"(the largest move, {weight_kind_label(top)}: {a:.6g} → {b:.6g})."
+        )
     text = (
         f"From step {first} to step {last}, the median {label} of the {weight_kind_label(top)} matrices moved "
         f"most: {_fmt(a)} → {_fmt(b)} ({b - a:+.3g}"
@@ -238,6 +243,11 @@ def heatmap_sentence(series: CheckpointSeries, metric: str, kind: str) -> str:
     )
     if len(series.steps) > 1 and finite.any():
         most = int(np.nanargmax(np.where(finite, np.abs(change), -np.inf)))
+        if _fmt(values[0, most]) == _fmt(values[-1, most]):
+            return (
+                text
+                + f"; no layer's {label} changed since step {int(series.steps[0])} at the precision shown."
+            )
         text += (
             f"; layer {int(series.layers[idx[most]])}'s changed most since step {int(series.steps[0])} "
             f"({_fmt(values[0, most])} → {_fmt(values[-1, most])})"

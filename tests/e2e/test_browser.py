@@ -3,6 +3,8 @@ chart, and one interaction per page redraws a chart. Screenshots go to tests/e2e
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 
 from explorer.ui.navigation import PAGES
@@ -44,9 +46,38 @@ def _pick_gradient_descent(page) -> None:
     page.get_by_text("3 · Gradient descent", exact=True).click()
 
 
+def _pick_stable_rank(page) -> None:
+    page.locator("[data-testid=stMain] [data-testid=stSelectbox]").filter(has_text="Metric").first.click()
+    page.get_by_role("option", name="stable rank", exact=True).click()
+
+
+@pytest.fixture(scope="module")
+def series_folder(tmp_path_factory):
+    """A two-step series of the tiny Llama for the Checkpoint series page (step_1: layer 0's MLP down-projection
+    doubled), written with save_pretrained as a training run would."""
+    import torch
+
+    from explorer.models import tiny
+
+    root = tmp_path_factory.mktemp("series")
+    model = tiny.build_tiny_model("llama")
+    model.save_pretrained(root / "step_0", safe_serialization=True)
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight.mul_(2.0)
+    model.save_pretrained(root / "step_1", safe_serialization=True)
+    return root
+
+
+def _url(server_url: str, info, series_folder) -> str:
+    """The page with the test's text; the Checkpoint series page also gets the series folder (it draws nothing
+    without one)."""
+    url = f"{server_url}/{info.url_path}?text={TEXT.replace(' ', '+')}"
+    return url + f"&series={quote(str(series_folder))}" if info.path == "pages/checkpoints.py" else url
+
+
 # page path -> an interaction that must change a chart's data. Pages that analyse the text get a new text;
 # the model-only pages (weights, circuits) get their first slider moved (Curvature: its trace probes, which
-# redraws the trace estimate); Learn switches walkthrough.
+# redraws the trace estimate); Learn switches walkthrough; Checkpoint series (given a folder) its metric.
 INTERACTIONS = {
     "pages/home.py": _change_text,
     "pages/attention.py": _change_text,
@@ -59,12 +90,13 @@ INTERACTIONS = {
     "pages/circuits.py": _nudge_first_slider,
     "pages/learn.py": _pick_gradient_descent,
     "pages/logit_lens.py": _nudge_first_slider,
+    "pages/checkpoints.py": _pick_stable_rank,
 }
 
 
 @pytest.mark.parametrize("info", PAGES, ids=[p.url_path or "home" for p in PAGES])
-def test_page_loads_and_draws(browser, server_url, screenshot_dir, info):
-    page = _open(browser, f"{server_url}/{info.url_path}?text={TEXT.replace(' ', '+')}")
+def test_page_loads_and_draws(browser, server_url, screenshot_dir, series_folder, info):
+    page = _open(browser, _url(server_url, info, series_folder))
     try:
         assert exceptions(page) == []
         assert page.locator("[data-testid=stPlotlyChart] .js-plotly-plot").count() >= 1, (
@@ -76,9 +108,9 @@ def test_page_loads_and_draws(browser, server_url, screenshot_dir, info):
 
 
 @pytest.mark.parametrize("info", PAGES, ids=[p.url_path or "home" for p in PAGES])
-def test_one_interaction_redraws_a_chart(browser, server_url, screenshot_dir, info):
+def test_one_interaction_redraws_a_chart(browser, server_url, screenshot_dir, series_folder, info):
     assert info.path in INTERACTIONS, f"no browser interaction written for {info.path}"
-    page = _open(browser, f"{server_url}/{info.url_path}?text={TEXT.replace(' ', '+')}")
+    page = _open(browser, _url(server_url, info, series_folder))
     try:
         before = plotly_trace_data(page)
         INTERACTIONS[info.path](page)
