@@ -68,3 +68,32 @@ def restart_tasks(monkeypatch) -> None:
     from explorer import tasks
 
     monkeypatch.setattr(tasks, "BOARD", tasks.Board())
+
+
+@pytest.fixture()
+def refuse_model_loads(monkeypatch) -> None:
+    """Any call of load_model (from explorer.models or explorer.models.loading) fails the test: for work that
+    must read checkpoint files without building a model."""
+    import explorer.models
+    import explorer.models.loading
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(explorer.models, "load_model", refuse)
+    monkeypatch.setattr(explorer.models.loading, "load_model", refuse)
+
+
+def write_doubled_series(root) -> None:
+    """A two-step checkpoint series of the tiny Llama under ``root`` (a pathlib.Path): step_0 as built, step_1
+    with layer 0's MLP down-projection doubled (so its spectral norm doubles and its stable rank and alpha do
+    not), each written with save_pretrained as a training run would."""
+    import torch
+
+    from explorer.models import tiny
+
+    model = tiny.build_tiny_model("llama")
+    model.save_pretrained(root / "step_0", safe_serialization=True)
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight.mul_(2.0)
+    model.save_pretrained(root / "step_1", safe_serialization=True)

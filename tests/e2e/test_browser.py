@@ -8,6 +8,7 @@ from urllib.parse import quote
 import pytest
 
 from explorer.ui.navigation import PAGES
+from tests.conftest import write_doubled_series
 from tests.e2e.streamlit_page import exceptions, plotly_trace_data, wait_until_settled
 
 pytestmark = pytest.mark.e2e
@@ -53,18 +54,9 @@ def _pick_stable_rank(page) -> None:
 
 @pytest.fixture(scope="module")
 def series_folder(tmp_path_factory):
-    """A two-step series of the tiny Llama for the Checkpoint series page (step_1: layer 0's MLP down-projection
-    doubled), written with save_pretrained as a training run would."""
-    import torch
-
-    from explorer.models import tiny
-
+    """A two-step series of the tiny Llama for the Checkpoint series page (tests.conftest.write_doubled_series)."""
     root = tmp_path_factory.mktemp("series")
-    model = tiny.build_tiny_model("llama")
-    model.save_pretrained(root / "step_0", safe_serialization=True)
-    with torch.no_grad():
-        model.model.layers[0].mlp.down_proj.weight.mul_(2.0)
-    model.save_pretrained(root / "step_1", safe_serialization=True)
+    write_doubled_series(root)
     return root
 
 

@@ -115,17 +115,9 @@ def test_streamed_peak_memory_is_below_the_loaded_routes_by_the_model(smollm2_fo
 
 
 def test_report_sections_weights_on_a_folder_never_loads_the_model(
-    smollm2_folder, smollm2, tmp_path, monkeypatch
+    smollm2_folder, smollm2, tmp_path, monkeypatch, refuse_model_loads
 ):
     """The loader is never called (it raises if it is), and the rows are the loaded model's spectra."""
-    import explorer.models
-    import explorer.models.loading
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("report --sections weights on a folder loaded the model")
-
-    monkeypatch.setattr(explorer.models, "load_model", refuse)
-    monkeypatch.setattr(explorer.models.loading, "load_model", refuse)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # computed here, not read from a store
     out = tmp_path / "report"
     assert main(["report", "--model", str(smollm2_folder), "--sections", "weights", "--out", str(out)]) == 0

@@ -224,16 +224,8 @@ def test_cancelling_keeps_the_finished_steps_for_the_rerun(series_dir, cache_hom
 
 
 def test_report_cli_writes_the_series_section_without_loading_a_model(
-    broken_dir, tmp_path, cache_home, monkeypatch
+    broken_dir, tmp_path, cache_home, refuse_model_loads
 ):
-    import explorer.models
-    import explorer.models.loading
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("report --checkpoints loaded a model")
-
-    monkeypatch.setattr(explorer.models, "load_model", refuse)
-    monkeypatch.setattr(explorer.models.loading, "load_model", refuse)
     out = tmp_path / "report"
     assert main(["report", "--checkpoints", str(broken_dir), "--out", str(out), "--device", "cpu"]) == 0
     section = json.loads((out / "metrics.json").read_text())["series"]

@@ -3,21 +3,16 @@ doubled between two steps. Stable rank is scale invariant (a theorem), so its se
 the spectral norm of that one matrix doubles, so they name MLP down and layer 0."""
 
 import pytest
-import torch
 
 from explorer.analysis.checkpoint_series import checkpoint_series
-from explorer.models import tiny
 from explorer.ui.series_view import heatmap_sentence, lines_sentence
+from tests.conftest import write_doubled_series
 
 
 @pytest.fixture(scope="module")
 def doubled(tmp_path_factory):
     root = tmp_path_factory.mktemp("series")
-    model = tiny.build_tiny_model("llama")
-    model.save_pretrained(root / "step_0", safe_serialization=True)
-    with torch.no_grad():
-        model.model.layers[0].mlp.down_proj.weight.mul_(2.0)
-    model.save_pretrained(root / "step_1", safe_serialization=True)
+    write_doubled_series(root)
     return checkpoint_series(root)
 
 
