@@ -49,8 +49,12 @@ async def _settle(page, timeout=SETTLE_SECONDS) -> int:
 
 async def _session(browser, url: str, index: int) -> dict:
     # Home draws its chart only for causal models, and the logit lens none on an encoder (it says why MiniLM has
-    # no lens: tests/app/test_logit_lens_page.py); every other page draws at least one on MiniLM.
-    analysis_pages = [p for p in PAGES if p.path not in ("pages/home.py", "pages/logit_lens.py")]
+    # no lens: tests/app/test_logit_lens_page.py); the Checkpoint series page reads a folder, not the text, and
+    # draws nothing until it has one (tests/e2e/test_browser.py gives it one); every other page draws at least
+    # one chart on MiniLM.
+    analysis_pages = [
+        p for p in PAGES if p.path not in ("pages/home.py", "pages/logit_lens.py", "pages/checkpoints.py")
+    ]
     page_info = analysis_pages[index % len(analysis_pages)]
     text = f"Session number {index} writes about apples and pears, {index} times."
     context = await browser.new_context(viewport={"width": 1300, "height": 1400})
