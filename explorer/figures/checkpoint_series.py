@@ -37,9 +37,20 @@ def make_series_figure(series: CheckpointSeries, metric: str) -> go.Figure:
         legend=dict(orientation="h", y=-0.22),
         margin=dict(l=60, r=20, t=60, b=60),
     )
-    fig.update_xaxes(title_text="training step")
+    _step_axis(fig, steps)
     fig.update_yaxes(title_text=f"median {label}")
     return fig
+
+
+# Up to this many checkpoints every step gets its own tick; more would crowd the axis.
+_MAX_STEP_TICKS = 12
+
+
+def _step_axis(fig: go.Figure, steps: list[int]) -> None:
+    """An x axis of training steps: integer ticks only (Plotly's own would put 0.2, 0.4, ... between two steps),
+    every checkpoint's step when there are few."""
+    ticks = dict(tickmode="array", tickvals=steps) if len(steps) <= _MAX_STEP_TICKS else dict(tickformat="d")
+    fig.update_xaxes(title_text="training step", **ticks)
 
 
 def kind_in_blocks(series: CheckpointSeries, kind: str) -> list[int]:
@@ -94,6 +105,6 @@ def make_series_loss_figure(steps: np.ndarray, loss: np.ndarray) -> go.Figure:
         )
     )
     fig.update_layout(title="Loss against the step", height=320, margin=dict(l=60, r=20, t=60, b=50))
-    fig.update_xaxes(title_text="training step")
+    _step_axis(fig, [int(s) for s in steps])
     fig.update_yaxes(title_text="loss (nats)")
     return fig
