@@ -11,7 +11,6 @@ every saved step. Only the latest demo series is kept on disk: a model is 0.54 G
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from explorer import paths, tasks
 from explorer.analysis.curvature import LossSpec, loss_value, make_loss, scores_and_targets
 from explorer.errors import InputError
 from explorer.models import LoadedModel
+from explorer.models.choice import text_digest
 
 MAX_STEPS = 8
 LEARNING_RATES = (
@@ -63,8 +63,7 @@ def demo_root() -> Path:
 def demo_folder(fingerprint: str, text: str, settings: DemoSettings) -> Path:
     """Where the demo of the model with weights ``fingerprint`` trained on ``text`` with ``settings`` goes
     (not created). ``text``: "" for an encoder, whose loss does not read the text."""
-    text_hash = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return demo_root() / f"{fingerprint[:16]}-{text_hash}-n{settings.steps}-lr{settings.lr:g}"
+    return demo_root() / f"{fingerprint[:16]}-{text_digest(text)}-n{settings.steps}-lr{settings.lr:g}"
 
 
 def read_series_loss(folder: str | Path) -> SeriesLoss | None:
